@@ -1,0 +1,2 @@
+//! Prometheus remote-write 1.0 receiver.
+#![forbid(unsafe_code)]

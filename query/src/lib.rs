@@ -1,0 +1,2 @@
+//! PromQL evaluation and the Prometheus HTTP query API.
+#![forbid(unsafe_code)]

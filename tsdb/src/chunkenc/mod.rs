@@ -1,0 +1,1 @@
+//! Chunk encodings. Only XOR (float samples) for now, bit-compatible with Prometheus.
