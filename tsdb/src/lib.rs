@@ -4,7 +4,22 @@
 //! - [`labels`]: validated, sorted label sets and matchers.
 //! - [`chunkenc`]: Prometheus-compatible XOR (Gorilla) chunks; no I/O, no locks.
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
+//! - [`record`]: the tsdb's WAL record formats.
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
+//! - [`error`]: server faults ([`Error`]) apart from per-sample rejections ([`AppendError`]).
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod chunkenc;
+pub mod error;
+pub mod head;
+pub mod labels;
+pub mod querier;
+pub mod record;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use error::{AppendError, Error, RejectReason, Result};
+pub use head::{Head, Options};
+pub use labels::{Labels, MatchType, Matcher};
+pub use querier::{Querier, Series};

@@ -1,0 +1,93 @@
+//! Errors of the tsdb crate, split by who has to act: [`AppendError`] is the sender's mistake (one sample
+//! rejected, the rest of the request goes on), [`Error`] is a server fault (the request must be retried).
+
+use std::path::PathBuf;
+
+use crate::labels::LabelError;
+
+/// A server-side fault: storage I/O, corruption, shutdown. Senders should retry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The write-ahead log failed.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] wal::Error),
+    /// A file or directory operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Bytes on disk are not what they should be.
+    #[error("corruption in {what}: {reason}")]
+    Corruption {
+        /// Which file or record.
+        what: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The head is closed.
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// Result of tsdb operations that can fail on the server side.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why one sample was rejected. Texts follow Prometheus's so senders and operators recognise them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AppendError {
+    /// Older than the head accepts (window 0): `t < head max time − chunk range / 2`.
+    #[error("out of bounds")]
+    OutOfBounds,
+    /// Older than the series' newest sample and out-of-order ingestion is off (window 0).
+    #[error("out of order sample")]
+    OutOfOrder,
+    /// Older than the head's max time minus the out-of-order window.
+    #[error("too old sample")]
+    TooOld,
+    /// A different value is already stored at this timestamp.
+    #[error("duplicate sample for timestamp {t}; overrides not allowed: existing {existing}, new value {new}")]
+    Duplicate {
+        /// The timestamp.
+        t: i64,
+        /// The stored value.
+        existing: f64,
+        /// The rejected value.
+        new: f64,
+    },
+    /// The label set is invalid.
+    #[error("invalid labels: {0}")]
+    InvalidLabels(#[from] LabelError),
+}
+
+/// Reason codes for counting rejections (metrics, request summaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// See [`AppendError::OutOfBounds`].
+    OutOfBounds,
+    /// See [`AppendError::OutOfOrder`].
+    OutOfOrder,
+    /// See [`AppendError::TooOld`].
+    TooOld,
+    /// See [`AppendError::Duplicate`].
+    Duplicate,
+    /// See [`AppendError::InvalidLabels`].
+    Invalid,
+}
+
+impl AppendError {
+    /// The reason code of this rejection.
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            AppendError::OutOfBounds => RejectReason::OutOfBounds,
+            AppendError::OutOfOrder => RejectReason::OutOfOrder,
+            AppendError::TooOld => RejectReason::TooOld,
+            AppendError::Duplicate { .. } => RejectReason::Duplicate,
+            AppendError::InvalidLabels(_) => RejectReason::Invalid,
+        }
+    }
+}

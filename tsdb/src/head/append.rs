@@ -1,0 +1,252 @@
+//! [`Appender`]: one append transaction (typically one remote-write request).
+//!
+//! `append` decides placement against the committed state (no mutation); `commit` writes every pending
+//! sample — and a series record for every series whose record is not yet in the WAL — as one WAL batch,
+//! applies the batch to memory while still holding the WAL's writer lock (so memory and WAL agree on
+//! order, and replay rebuilds the same state), then waits for the fsync the sync policy requires.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::placement::{placement, Limits, Placement};
+use super::series::{Applied, MemSeries};
+use super::Head;
+use crate::error::{AppendError, Error, RejectReason, Result};
+use crate::labels::{hash_sorted_pairs, validate, LabelError, Labels};
+use crate::record::{self, RefSample};
+
+/// Handle to a series within one [`Appender`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesHandle(usize);
+
+/// What a commit did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Samples appended in order.
+    pub in_order: u64,
+    /// Samples inserted out of order.
+    pub out_of_order: u64,
+    /// Samples identical to stored ones (accepted, not stored twice).
+    pub deduplicated: u64,
+    /// Samples that lost a race to a different value at the same timestamp.
+    pub conflicts: u64,
+    /// Series created by this transaction.
+    pub series_created: u64,
+}
+
+/// An append transaction. Not shared between threads; many may run at once.
+pub struct Appender<'h> {
+    head: &'h Head,
+    limits: Limits,
+    series: Vec<Arc<MemSeries>>,
+    pending: Vec<(SeriesHandle, i64, f64)>,
+    stats: CommitStats,
+}
+
+impl<'h> Appender<'h> {
+    pub(crate) fn new(head: &'h Head) -> Appender<'h> {
+        let limits = Limits {
+            head_max_t: head.max_time(),
+            min_valid_t: head.min_valid_time(),
+            ooo_window: head.opts.ooo_time_window_ms,
+        };
+        Appender { head, limits, series: Vec::new(), pending: Vec::new(), stats: CommitStats::default() }
+    }
+
+    /// Finds or creates the series with these label pairs (any order). The slice is validated and sorted
+    /// in place, so callers can reuse one buffer; an existing series is found without allocating.
+    pub fn series(&mut self, pairs: &mut [(&str, &str)]) -> std::result::Result<SeriesHandle, LabelError> {
+        let sorted = match validate(pairs, true) {
+            Ok(s) => s,
+            Err(e) => {
+                self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let hash = hash_sorted_pairs(sorted);
+        let maps = self.head.series_maps();
+        let s = match maps.get_by_pairs(hash, sorted) {
+            Some(s) => s,
+            None => {
+                let head = self.head;
+                let Some(sref) = head.alloc_ref() else {
+                    return Err(LabelError::TooLong { name: "series reference space exhausted".into(), len: 0 });
+                };
+                let (s, created) = maps.get_or_create(hash, sorted, || {
+                    Arc::new(MemSeries::new(sref, Labels::from_sorted_unchecked(sorted), false))
+                });
+                if created {
+                    head.register(&s);
+                    self.stats.series_created += 1;
+                }
+                s
+            }
+        };
+        // Consecutive lookups of the same series (common in tests) reuse the handle.
+        if let Some(last) = self.series.last() {
+            if Arc::ptr_eq(last, &s) {
+                return Ok(SeriesHandle(self.series.len() - 1));
+            }
+        }
+        self.series.push(s);
+        Ok(SeriesHandle(self.series.len() - 1))
+    }
+
+    /// Checks sample `(t, v)` for the series and queues it for commit. An identical stored sample is
+    /// accepted and not queued. Rejections are counted in the head's stats.
+    pub fn append(&mut self, h: SeriesHandle, t: i64, v: f64) -> std::result::Result<(), AppendError> {
+        let Some(s) = self.series.get(h.0) else {
+            return Err(AppendError::InvalidLabels(LabelError::Empty));
+        };
+        let decision = {
+            let data = s.lock();
+            match placement(t, v, data.tail(), self.limits) {
+                Ok(Placement::OutOfOrder) => match data.value_at(t) {
+                    Some(existing) if existing.to_bits() == v.to_bits() => Ok(Placement::Duplicate),
+                    Some(existing) => Err(AppendError::Duplicate { t, existing, new: v }),
+                    None => Ok(Placement::OutOfOrder),
+                },
+                other => other,
+            }
+        };
+        match decision {
+            Ok(Placement::Duplicate) => {
+                self.stats.deduplicated += 1;
+                self.head.stats.samples_deduplicated.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(_) => {
+                self.pending.push((h, t, v));
+                Ok(())
+            }
+            Err(e) => {
+                let st = &self.head.stats;
+                let counter = match e.reason() {
+                    RejectReason::OutOfBounds => &st.rejected_out_of_bounds,
+                    RejectReason::OutOfOrder => &st.rejected_out_of_order,
+                    RejectReason::TooOld => &st.rejected_too_old,
+                    RejectReason::Duplicate => &st.rejected_duplicate,
+                    RejectReason::Invalid => &st.rejected_invalid,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Convenience for tests and loaders: series lookup plus append.
+    pub fn append_pairs(&mut self, pairs: &[(&str, &str)], t: i64, v: f64) -> std::result::Result<(), AppendError> {
+        let mut buf: Vec<(&str, &str)> = pairs.to_vec();
+        let h = self.series(&mut buf)?;
+        self.append(h, t, v)
+    }
+
+    /// Number of samples queued.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes the queued samples to the WAL, applies them to memory, and waits for durability.
+    /// On `Err` nothing is acknowledged (the caller answers 5xx, the sender retries).
+    pub fn commit(mut self) -> Result<CommitStats> {
+        let head = self.head;
+        let unlogged: Vec<usize> =
+            (0..self.series.len()).filter(|&i| self.series.get(i).is_some_and(|s| !s.is_logged())).collect();
+        if self.pending.is_empty() && unlogged.is_empty() {
+            return Ok(self.stats);
+        }
+        let Some(wal) = head.wal() else {
+            self.apply();
+            return Ok(self.stats);
+        };
+        let mut series_rec = Vec::new();
+        for &i in &unlogged {
+            if let Some(s) = self.series.get(i) {
+                record::encode_series(&mut series_rec, s.sref.0, &s.labels);
+            }
+        }
+        let mut samples_rec = Vec::with_capacity(1 + self.pending.len() * 14);
+        for &(h, t, v) in &self.pending {
+            if let Some(s) = self.series.get(h.0) {
+                record::encode_sample(&mut samples_rec, RefSample { sref: s.sref.0, t, v });
+            }
+        }
+        let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
+        if !series_rec.is_empty() {
+            recs.push(&series_rec);
+        }
+        if !samples_rec.is_empty() {
+            recs.push(&samples_rec);
+        }
+        let series = &self.series;
+        let pending = std::mem::take(&mut self.pending);
+        let mut stats = self.stats;
+        wal.log(&recs, || {
+            for &i in &unlogged {
+                if let Some(s) = series.get(i) {
+                    s.set_logged();
+                }
+            }
+            apply_pending(head, series, &pending, &mut stats);
+        })
+        .map_err(Error::from)?;
+        Ok(stats)
+    }
+
+    /// Drops the queued samples. Series created meanwhile stay (empty) in the head.
+    pub fn rollback(self) {}
+
+    fn apply(&mut self) {
+        for s in &self.series {
+            s.set_logged();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        apply_pending(self.head, &self.series, &pending, &mut self.stats);
+    }
+}
+
+/// Applies samples to memory, locking each series once per run of consecutive samples.
+fn apply_pending(head: &Head, series: &[Arc<MemSeries>], pending: &[(SeriesHandle, i64, f64)], stats: &mut CommitStats) {
+    let chunk_range = head.opts.chunk_range_ms;
+    let cap = head.opts.ooo_cap_max;
+    let mut dedup = 0u64;
+    let (in_order_before, ooo_before, conflicts_before) = (stats.in_order, stats.out_of_order, stats.conflicts);
+    let mut i = 0;
+    while i < pending.len() {
+        let Some(&(h, _, _)) = pending.get(i) else { break };
+        let Some(s) = series.get(h.0) else {
+            i += 1;
+            continue;
+        };
+        let mut data = s.lock();
+        let mut max_t = i64::MIN;
+        let mut min_t = i64::MAX;
+        while let Some(&(h2, t, v)) = pending.get(i) {
+            if h2 != h {
+                break;
+            }
+            match data.apply(t, v, head.min_valid_time(), chunk_range, cap) {
+                Applied::InOrder => stats.in_order += 1,
+                Applied::OutOfOrder => stats.out_of_order += 1,
+                Applied::AlreadyStored => {
+                    stats.deduplicated += 1;
+                    dedup += 1;
+                }
+                Applied::Conflict => stats.conflicts += 1,
+            }
+            max_t = max_t.max(t);
+            min_t = min_t.min(t);
+            i += 1;
+        }
+        drop(data);
+        if max_t != i64::MIN {
+            head.observe_time(max_t);
+            head.observe_time(min_t);
+        }
+    }
+    let st = &head.stats;
+    st.samples_in_order.fetch_add(stats.in_order - in_order_before, Ordering::Relaxed);
+    st.samples_out_of_order.fetch_add(stats.out_of_order - ooo_before, Ordering::Relaxed);
+    st.samples_deduplicated.fetch_add(dedup, Ordering::Relaxed);
+    st.commit_conflicts.fetch_add(stats.conflicts - conflicts_before, Ordering::Relaxed);
+}

@@ -1,0 +1,242 @@
+//! The head block: the in-memory, writable part of the database.
+//!
+//! [`Head`] is a thin coordinator over the series maps ([`series`]), the postings ([`postings`]), the
+//! WAL and the head's time range. Appends go through an [`Appender`] transaction ([`append`]); startup
+//! goes through WAL replay ([`replay`]); reads go through [`crate::querier::Querier`].
+//!
+//! Durability: [`Appender::commit`] writes the batch to the WAL and applies it to memory in WAL order
+//! under the WAL's writer lock, then waits for the fsync the WAL's sync policy requires. When commit
+//! returns `Ok`, every accepted sample is in the WAL.
+
+pub mod append;
+pub mod ooo;
+pub mod placement;
+pub mod postings;
+pub mod replay;
+pub mod series;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use append::{Appender, CommitStats, SeriesHandle};
+pub use series::{Applied, SeriesRef};
+
+use crate::error::{Error, Result};
+use postings::MemPostings;
+use series::{MemSeries, StripeSeries};
+
+/// Default block / chunk range: 2h in ms.
+pub const DEFAULT_CHUNK_RANGE_MS: i64 = 2 * 3_600_000;
+/// Default capacity of an open out-of-order chunk (Prometheus's `out_of_order_cap_max`).
+pub const DEFAULT_OOO_CAP_MAX: usize = 32;
+/// Default number of stripes of the series maps.
+pub const DEFAULT_STRIPE_SIZE: usize = 4096;
+
+/// Head configuration. Plain values, checked by the caller.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Chunk / block range in ms (Prometheus's `--storage.tsdb.min-block-duration`, 2h).
+    pub chunk_range_ms: i64,
+    /// `out_of_order_time_window` in ms; 0 = out-of-order samples are rejected as in Prometheus.
+    pub ooo_time_window_ms: i64,
+    /// Samples in an open out-of-order chunk before it is cut into an immutable XOR chunk.
+    pub ooo_cap_max: usize,
+    /// Stripes of the series maps.
+    pub stripe_size: usize,
+    /// WAL options; `None` runs without a WAL (tests, benchmarks of the in-memory path).
+    pub wal: Option<wal::Options>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            chunk_range_ms: DEFAULT_CHUNK_RANGE_MS,
+            ooo_time_window_ms: 0,
+            ooo_cap_max: DEFAULT_OOO_CAP_MAX,
+            stripe_size: DEFAULT_STRIPE_SIZE,
+            wal: Some(wal::Options::default()),
+        }
+    }
+}
+
+/// Counters kept by the head (read by the server's `/metrics`).
+#[derive(Debug, Default)]
+pub struct HeadStats {
+    /// Samples appended in order.
+    pub samples_in_order: AtomicU64,
+    /// Samples appended out of order.
+    pub samples_out_of_order: AtomicU64,
+    /// Identical samples accepted without storing them again.
+    pub samples_deduplicated: AtomicU64,
+    /// Samples rejected as out of bounds.
+    pub rejected_out_of_bounds: AtomicU64,
+    /// Samples rejected as out of order (window 0).
+    pub rejected_out_of_order: AtomicU64,
+    /// Samples rejected as too old (window > 0).
+    pub rejected_too_old: AtomicU64,
+    /// Samples rejected as duplicate timestamps with a different value.
+    pub rejected_duplicate: AtomicU64,
+    /// Samples rejected for invalid labels.
+    pub rejected_invalid: AtomicU64,
+    /// Accepted samples that lost a race to a different value at the same timestamp (kept in the WAL,
+    /// first stored value wins in memory and on replay).
+    pub commit_conflicts: AtomicU64,
+    /// Series created.
+    pub series_created: AtomicU64,
+}
+
+/// The in-memory head block.
+pub struct Head {
+    opts: Options,
+    dir: PathBuf,
+    series: StripeSeries,
+    postings: MemPostings,
+    wal: Option<wal::Wal>,
+    next_ref: AtomicU64,
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    num_series: AtomicU64,
+    stats: HeadStats,
+}
+
+impl Head {
+    /// Opens the head in `dir` (the data directory; the WAL lives in `dir/wal`), repairing and replaying
+    /// the WAL. Returns when replay is done.
+    pub fn open(dir: &Path, opts: Options) -> Result<Arc<Head>> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { op: "create directory", path: dir.to_owned(), source })?;
+        let wal_dir = dir.join("wal");
+        let wal = match &opts.wal {
+            Some(wopts) => {
+                let (wal, report) = wal::Wal::open(&wal_dir, wopts.clone())?;
+                if report.bytes_dropped > 0 || report.segments_removed > 0 {
+                    tracing::warn!(
+                        segment = ?report.segment.map(|s| s.0),
+                        offset = report.offset,
+                        bytes_dropped = report.bytes_dropped,
+                        segments_removed = report.segments_removed,
+                        "wal repaired: dropped a torn or corrupt tail"
+                    );
+                }
+                Some(wal)
+            }
+            None => None,
+        };
+        let head = Arc::new(Head {
+            series: StripeSeries::new(opts.stripe_size),
+            postings: MemPostings::default(),
+            wal,
+            next_ref: AtomicU64::new(1),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            num_series: AtomicU64::new(0),
+            stats: HeadStats::default(),
+            dir: dir.to_owned(),
+            opts,
+        });
+        if head.wal.is_some() {
+            replay::replay(&head, &wal_dir)?;
+        }
+        Ok(head)
+    }
+
+    /// A querier over `[mint, maxt]` (ms, inclusive).
+    pub fn querier(self: &Arc<Self>, mint: i64, maxt: i64) -> crate::querier::Querier {
+        crate::querier::Querier::new(Arc::clone(self), mint, maxt)
+    }
+
+    /// Starts an append transaction.
+    pub fn appender(&self) -> Appender<'_> {
+        Appender::new(self)
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Oldest timestamp in the head (`i64::MAX` if empty).
+    pub fn min_time(&self) -> i64 {
+        self.min_t.load(Ordering::Acquire)
+    }
+
+    /// Newest timestamp in the head (`i64::MIN` if empty).
+    pub fn max_time(&self) -> i64 {
+        self.max_t.load(Ordering::Acquire)
+    }
+
+    /// Number of series.
+    pub fn num_series(&self) -> u64 {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &HeadStats {
+        &self.stats
+    }
+
+    /// The WAL, if any.
+    pub fn wal(&self) -> Option<&wal::Wal> {
+        self.wal.as_ref()
+    }
+
+    /// Total chunks held (for metrics).
+    pub fn num_chunks(&self) -> u64 {
+        let mut n = 0u64;
+        self.series.for_each(|s| n += s.lock().chunk_count() as u64);
+        n
+    }
+
+    /// Label-pair and label-name cardinality.
+    pub fn postings_cardinality(&self) -> (usize, usize) {
+        self.postings.cardinality()
+    }
+
+    /// Syncs and closes the WAL. Later commits fail with a WAL error.
+    pub fn close(&self) -> Result<()> {
+        if let Some(w) = &self.wal {
+            w.close()?;
+        }
+        Ok(())
+    }
+
+    /// Oldest timestamp an in-order append may carry: head max time minus half the chunk range.
+    pub(crate) fn min_valid_time(&self) -> i64 {
+        let max = self.max_time();
+        if max == i64::MIN {
+            return i64::MIN;
+        }
+        max.saturating_sub(self.opts.chunk_range_ms / 2)
+    }
+
+    pub(crate) fn observe_time(&self, t: i64) {
+        self.max_t.fetch_max(t, Ordering::AcqRel);
+        self.min_t.fetch_min(t, Ordering::AcqRel);
+    }
+
+    /// Allocates a new series reference. References stay below 2^32 so postings can use 32-bit bitmaps.
+    fn alloc_ref(&self) -> Option<SeriesRef> {
+        let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        (r <= u64::from(u32::MAX)).then_some(SeriesRef(r))
+    }
+
+    fn register(&self, s: &Arc<MemSeries>) {
+        // alloc_ref keeps references within u32.
+        self.postings.add(s.sref.0 as u32, &s.labels);
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn series_maps(&self) -> &StripeSeries {
+        &self.series
+    }
+
+    pub(crate) fn postings(&self) -> &MemPostings {
+        &self.postings
+    }
+}

@@ -1,0 +1,86 @@
+//! The open out-of-order chunk of a series: a small sorted buffer of unique samples (Prometheus's
+//! `OOOChunk`), cut into an immutable XOR chunk when it reaches `out_of_order_cap_max` samples.
+
+use super::series::SealedChunk;
+use crate::chunkenc::XorChunk;
+
+/// Sorted, timestamp-unique samples.
+#[derive(Debug, Default)]
+pub struct OooChunk {
+    samples: Vec<(i64, f64)>,
+}
+
+impl OooChunk {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Inserts a sample; returns false (and keeps the stored one) if the timestamp is already present.
+    pub fn insert(&mut self, t: i64, v: f64) -> bool {
+        if self.samples.last().is_none_or(|&(lt, _)| t > lt) {
+            self.samples.push((t, v));
+            return true;
+        }
+        match self.samples.binary_search_by_key(&t, |s| s.0) {
+            Ok(_) => false,
+            Err(i) => {
+                self.samples.insert(i, (t, v));
+                true
+            }
+        }
+    }
+
+    /// The value at exactly `t`.
+    pub fn get(&self, t: i64) -> Option<f64> {
+        self.samples.binary_search_by_key(&t, |s| s.0).ok().and_then(|i| self.samples.get(i)).map(|s| s.1)
+    }
+
+    /// The samples, sorted.
+    pub fn samples(&self) -> &[(i64, f64)] {
+        &self.samples
+    }
+
+    /// First and last timestamps.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        Some((self.samples.first()?.0, self.samples.last()?.0))
+    }
+
+    /// Encodes the samples into an immutable XOR chunk and empties the buffer.
+    pub fn seal(&mut self) -> Option<SealedChunk> {
+        let (min_t, max_t) = self.time_range()?;
+        let mut c = XorChunk::new();
+        for &(t, v) in &self.samples {
+            c.push(t, v);
+        }
+        self.samples.clear();
+        Some(SealedChunk { min_t, max_t, bytes: c.into_bytes().into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        #[test]
+        fn behaves_like_first_wins_map(ops in proptest::collection::vec((-50i64..50, -5.0f64..5.0), 0..100)) {
+            let mut c = OooChunk::default();
+            let mut model = BTreeMap::new();
+            for (t, v) in ops {
+                let inserted = c.insert(t, v);
+                prop_assert_eq!(inserted, !model.contains_key(&t));
+                model.entry(t).or_insert(v);
+            }
+            let want: Vec<(i64, f64)> = model.into_iter().collect();
+            prop_assert_eq!(c.samples(), &want[..]);
+        }
+    }
+}

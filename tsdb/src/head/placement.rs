@@ -1,0 +1,131 @@
+//! The accept / out-of-order / reject decision for one sample, as a pure function (Prometheus's
+//! `memSeries.appendable`), so it can be tested as a table with no locks.
+
+use crate::error::AppendError;
+
+/// Where an accepted sample goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Newer than the series' last in-order sample: append to the in-order head chunk.
+    InOrder,
+    /// Inside the out-of-order window: insert into the series' out-of-order chunk.
+    OutOfOrder,
+    /// Identical (same timestamp, same value bits) to the series' last sample: accepted, nothing stored.
+    Duplicate,
+}
+
+/// What the decision needs to know about the series.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesTail {
+    /// Timestamp of the newest in-order sample.
+    pub max_t: i64,
+    /// Its value.
+    pub last_value: f64,
+}
+
+/// The head-wide limits in force for an append.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Newest timestamp in the whole head (`i64::MIN` when empty).
+    pub head_max_t: i64,
+    /// Oldest timestamp an in-order append may have: `head_max_t − chunk_range / 2`, or later.
+    pub min_valid_t: i64,
+    /// The out-of-order window in ms; 0 disables out-of-order ingestion.
+    pub ooo_window: i64,
+}
+
+/// Decides where sample `(t, v)` goes, given the series' in-order tail (None if it has no in-order data).
+///
+/// The table, as Prometheus 2.42+ has it (window `W`):
+/// - `W == 0` and `t < min_valid_t` → out of bounds.
+/// - `t >= min_valid_t`: no in-order data or `t > max_t` → in order; `t == max_t` → duplicate if the value
+///   bits are identical, else a duplicate-timestamp error.
+/// - otherwise `W > 0` and `t >= head_max_t − W` → out of order; `W > 0` → too old;
+///   `t < min_valid_t` → out of bounds; else out of order (rejected).
+///
+/// An out-of-order placement still has to be checked against the samples stored at `t` (see
+/// `SeriesData::check`).
+pub fn placement(t: i64, v: f64, tail: Option<SeriesTail>, limits: Limits) -> Result<Placement, AppendError> {
+    let w = limits.ooo_window;
+    if w <= 0 && t < limits.min_valid_t {
+        return Err(AppendError::OutOfBounds);
+    }
+    if t >= limits.min_valid_t {
+        match tail {
+            None => return Ok(Placement::InOrder),
+            Some(s) if t > s.max_t => return Ok(Placement::InOrder),
+            Some(s) if t == s.max_t => {
+                return if s.last_value.to_bits() == v.to_bits() {
+                    Ok(Placement::Duplicate)
+                } else {
+                    Err(AppendError::Duplicate { t, existing: s.last_value, new: v })
+                };
+            }
+            Some(_) => {}
+        }
+    }
+    if w > 0 {
+        if t >= limits.head_max_t.saturating_sub(w) {
+            return Ok(Placement::OutOfOrder);
+        }
+        return Err(AppendError::TooOld);
+    }
+    if t < limits.min_valid_t {
+        return Err(AppendError::OutOfBounds);
+    }
+    Err(AppendError::OutOfOrder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn lim(head_max_t: i64, w: i64) -> Limits {
+        Limits { head_max_t, min_valid_t: head_max_t - H, ooo_window: w }
+    }
+
+    fn tail(max_t: i64, last_value: f64) -> Option<SeriesTail> {
+        Some(SeriesTail { max_t, last_value })
+    }
+
+    #[test]
+    fn table() {
+        let h = 10 * H;
+        use AppendError as E;
+        use Placement as P;
+        let cases: Vec<(i64, f64, Option<SeriesTail>, Limits, Result<Placement, AppendError>)> = vec![
+            // window 0
+            (h, 1.0, None, lim(h, 0), Ok(P::InOrder)),
+            (h - H, 1.0, None, lim(h, 0), Ok(P::InOrder)),
+            (h - H - 1, 1.0, None, lim(h, 0), Err(E::OutOfBounds)),
+            (h + 1, 1.0, tail(h, 1.0), lim(h, 0), Ok(P::InOrder)),
+            (h, 1.0, tail(h, 1.0), lim(h, 0), Ok(P::Duplicate)),
+            (h, 2.0, tail(h, 1.0), lim(h, 0), Err(E::Duplicate { t: h, existing: 1.0, new: 2.0 })),
+            (h - 5, 1.0, tail(h, 1.0), lim(h, 0), Err(E::OutOfOrder)),
+            (h - 2 * H, 1.0, tail(h, 1.0), lim(h, 0), Err(E::OutOfBounds)),
+            // window 30m
+            (h - 5, 1.0, tail(h, 1.0), lim(h, H / 2), Ok(P::OutOfOrder)),
+            (h - H / 2, 1.0, tail(h, 1.0), lim(h, H / 2), Ok(P::OutOfOrder)),
+            (h - H / 2 - 1, 1.0, tail(h, 1.0), lim(h, H / 2), Err(E::TooOld)),
+            (h - 2 * H, 1.0, None, lim(h, H / 2), Err(E::TooOld)),
+            // window 3h: older than min_valid_t but inside the window goes out of order, even for a new series
+            (h - 2 * H, 1.0, None, lim(h, 3 * H), Ok(P::OutOfOrder)),
+            (h - 4 * H, 1.0, None, lim(h, 3 * H), Err(E::TooOld)),
+            // empty head accepts anything
+            (i64::MIN + 1, 1.0, None, Limits { head_max_t: i64::MIN, min_valid_t: i64::MIN, ooo_window: 0 }, Ok(P::InOrder)),
+        ];
+        for (i, (t, v, tl, l, want)) in cases.into_iter().enumerate() {
+            assert_eq!(placement(t, v, tl, l), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn nan_duplicates_compare_bits() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let h = 10 * H;
+        assert_eq!(placement(h, stale, tail(h, stale), lim(h, 0)), Ok(Placement::Duplicate));
+        assert!(placement(h, f64::NAN, tail(h, stale), lim(h, 0)).is_err());
+    }
+}

@@ -1,0 +1,448 @@
+//! In-memory series: [`MemSeries`] (one per label set) with its in-order and out-of-order chunks, and
+//! [`StripeSeries`], the sharded maps that find a series by label hash or by reference.
+//!
+//! Locking: `StripeSeries` shards are locked only to look up or insert a series; a series' samples are
+//! behind its own `Mutex<SeriesData>`, held only for one append or one read snapshot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::chunkenc::{XorChunk, XorIter};
+use crate::labels::Labels;
+
+use super::ooo::OooChunk;
+use super::placement::SeriesTail;
+
+/// Prometheus's target number of samples per in-order chunk.
+pub const SAMPLES_PER_CHUNK: u16 = 120;
+/// Largest XOR chunk kept open, in bytes (Prometheus: 1024 − 19, the largest sample).
+pub const MAX_BYTES_PER_XOR_CHUNK: usize = 1024 - 19;
+
+/// Identifies a series in the head; also the series' key in the WAL. Never reused while the process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesRef(pub u64);
+
+/// An immutable XOR chunk with its time range. Shared with readers by `Arc`.
+#[derive(Debug, Clone)]
+pub struct SealedChunk {
+    /// First timestamp.
+    pub min_t: i64,
+    /// Last timestamp.
+    pub max_t: i64,
+    /// Prometheus XOR chunk bytes.
+    pub bytes: Arc<[u8]>,
+}
+
+/// The open in-order chunk.
+pub(crate) struct OpenChunk {
+    pub chunk: XorChunk,
+    pub min_t: i64,
+    pub max_t: i64,
+}
+
+/// Out-of-order data of a series; allocated only once a series receives an out-of-order sample.
+#[derive(Default)]
+pub(crate) struct OooData {
+    /// Sorted, unique samples not yet cut into a chunk (at most `ooo_cap_max`).
+    pub open: OooChunk,
+    /// Sealed out-of-order chunks; may overlap each other and the in-order chunks.
+    pub sealed: Vec<SealedChunk>,
+}
+
+/// What applying a sample did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Appended to the in-order chunk.
+    InOrder,
+    /// Inserted into the out-of-order chunk.
+    OutOfOrder,
+    /// Identical sample already stored: nothing changed.
+    AlreadyStored,
+    /// A different value is stored at this timestamp: the stored one was kept.
+    Conflict,
+}
+
+/// The samples of one series. All fields are guarded by `MemSeries::data`.
+pub(crate) struct SeriesData {
+    /// Sealed in-order chunks, ordered by time, not overlapping.
+    pub sealed: Vec<SealedChunk>,
+    /// The open in-order chunk.
+    pub open: Option<OpenChunk>,
+    /// Timestamp at which the open chunk is cut (Prometheus's `nextAt`).
+    pub next_at: i64,
+    /// Last in-order value.
+    pub last_value: f64,
+    /// Out-of-order samples, if any ever arrived.
+    pub ooo: Option<Box<OooData>>,
+}
+
+impl SeriesData {
+    fn new() -> SeriesData {
+        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None }
+    }
+
+    /// The newest in-order sample's timestamp and value.
+    pub fn tail(&self) -> Option<SeriesTail> {
+        let max_t = match &self.open {
+            Some(c) => c.max_t,
+            None => self.sealed.last()?.max_t,
+        };
+        Some(SeriesTail { max_t, last_value: self.last_value })
+    }
+
+    /// The value stored at exactly `t`, searching in-order and out-of-order chunks.
+    pub fn value_at(&self, t: i64) -> Option<f64> {
+        let in_chunk = |bytes: &[u8]| {
+            let mut it = XorIter::new(bytes);
+            match it.seek(t) {
+                Some((st, v)) if st == t => Some(v),
+                _ => None,
+            }
+        };
+        if let Some(c) = &self.open {
+            if t >= c.min_t && t <= c.max_t {
+                return in_chunk(c.chunk.bytes());
+            }
+        }
+        // Sealed in-order chunks do not overlap: binary search by max_t.
+        let i = self.sealed.partition_point(|c| c.max_t < t);
+        if let Some(c) = self.sealed.get(i) {
+            if t >= c.min_t {
+                if let Some(v) = in_chunk(&c.bytes) {
+                    return Some(v);
+                }
+            }
+        }
+        let ooo = self.ooo.as_ref()?;
+        if let Some(v) = ooo.open.get(t) {
+            return Some(v);
+        }
+        ooo.sealed.iter().filter(|c| t >= c.min_t && t <= c.max_t).find_map(|c| in_chunk(&c.bytes))
+    }
+
+    /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where Prometheus would.
+    /// The caller guarantees `t` is newer than the last in-order sample.
+    pub fn append_in_order(&mut self, t: i64, v: f64, chunk_range: i64) {
+        let cut = match &mut self.open {
+            None => true,
+            Some(c) => {
+                let n = c.chunk.num_samples();
+                if n == SAMPLES_PER_CHUNK / 4 {
+                    self.next_at = compute_chunk_end_time(c.min_t, c.max_t, self.next_at);
+                }
+                t >= self.next_at || n >= 2 * SAMPLES_PER_CHUNK || c.chunk.bytes().len() > MAX_BYTES_PER_XOR_CHUNK
+            }
+        };
+        if cut {
+            if let Some(old) = self.open.take() {
+                self.sealed.push(SealedChunk { min_t: old.min_t, max_t: old.max_t, bytes: old.chunk.into_bytes().into() });
+            }
+            self.open = Some(OpenChunk { chunk: XorChunk::new(), min_t: t, max_t: t });
+            self.next_at = range_for_timestamp(t, chunk_range);
+        }
+        if let Some(c) = &mut self.open {
+            c.chunk.push(t, v);
+            c.max_t = t;
+        }
+        self.last_value = v;
+    }
+
+    /// Inserts `(t, v)` into the out-of-order chunk, sealing it first when it holds `cap` samples.
+    /// The caller has checked that nothing is stored at `t`.
+    pub fn insert_ooo(&mut self, t: i64, v: f64, cap: usize) {
+        let ooo = self.ooo.get_or_insert_with(Box::default);
+        if ooo.open.len() >= cap {
+            if let Some(chunk) = ooo.open.seal() {
+                ooo.sealed.push(chunk);
+            }
+        }
+        ooo.open.insert(t, v);
+    }
+
+    /// Applies an already accepted sample (from a commit or from WAL replay). Never rejects for age:
+    /// a sample that reached the WAL is kept. Identical samples are stored once; for a conflicting value
+    /// the first stored wins.
+    pub fn apply(&mut self, t: i64, v: f64, min_valid_t: i64, chunk_range: i64, ooo_cap: usize) -> Applied {
+        let tail = self.tail();
+        match tail {
+            Some(s) if t == s.max_t => {
+                return if s.last_value.to_bits() == v.to_bits() { Applied::AlreadyStored } else { Applied::Conflict };
+            }
+            Some(s) if t > s.max_t && t >= min_valid_t => {
+                self.append_in_order(t, v, chunk_range);
+                return Applied::InOrder;
+            }
+            None if t >= min_valid_t => {
+                self.append_in_order(t, v, chunk_range);
+                return Applied::InOrder;
+            }
+            _ => {}
+        }
+        match self.value_at(t) {
+            Some(existing) if existing.to_bits() == v.to_bits() => Applied::AlreadyStored,
+            Some(_) => Applied::Conflict,
+            None => {
+                self.insert_ooo(t, v, ooo_cap);
+                Applied::OutOfOrder
+            }
+        }
+    }
+
+    /// Number of chunks (in-order and out-of-order, open and sealed).
+    pub fn chunk_count(&self) -> usize {
+        let ooo = self.ooo.as_ref().map_or(0, |o| o.sealed.len() + usize::from(!o.open.is_empty()));
+        self.sealed.len() + usize::from(self.open.is_some()) + ooo
+    }
+
+    /// Oldest and newest timestamps held, in-order and out-of-order.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let mut lo = i64::MAX;
+        let mut hi = i64::MIN;
+        let mut see = |a: i64, b: i64| {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        };
+        for c in &self.sealed {
+            see(c.min_t, c.max_t);
+        }
+        if let Some(c) = &self.open {
+            see(c.min_t, c.max_t);
+        }
+        if let Some(o) = &self.ooo {
+            for c in &o.sealed {
+                see(c.min_t, c.max_t);
+            }
+            if let Some((a, b)) = o.open.time_range() {
+                see(a, b);
+            }
+        }
+        (lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// Prometheus's `rangeForTimestamp`: the end of the chunk range `t` falls in.
+pub fn range_for_timestamp(t: i64, width: i64) -> i64 {
+    t.div_euclid(width).saturating_mul(width).saturating_add(width)
+}
+
+/// Prometheus's `computeChunkEndTime`: spread the rest of the range evenly over ~120-sample chunks.
+pub fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
+    let denom = (cur.saturating_sub(start).saturating_add(1)).saturating_mul(4);
+    if denom <= 0 {
+        return max;
+    }
+    let n = max.saturating_sub(start) / denom;
+    if n <= 1 {
+        return max;
+    }
+    start + (max - start) / n
+}
+
+/// One series of the head.
+pub struct MemSeries {
+    /// Its reference.
+    pub sref: SeriesRef,
+    /// Its labels.
+    pub labels: Labels,
+    /// True once a series record for it is in the WAL.
+    pub(crate) logged: AtomicBool,
+    pub(crate) data: Mutex<SeriesData>,
+}
+
+impl MemSeries {
+    pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
+        MemSeries { sref, labels, logged: AtomicBool::new(logged), data: Mutex::new(SeriesData::new()) }
+    }
+
+    /// Locks the series' samples. A poisoned lock is recovered: the data is only ever mutated by
+    /// non-panicking code paths.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SeriesData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_logged(&self) -> bool {
+        self.logged.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_logged(&self) {
+        self.logged.store(true, Ordering::Release);
+    }
+}
+
+/// Series by label hash, with hash collisions kept apart (like Prometheus's `seriesHashmap`).
+#[derive(Default)]
+struct HashShard {
+    unique: HashMap<u64, Arc<MemSeries>>,
+    conflicts: HashMap<u64, Vec<Arc<MemSeries>>>,
+}
+
+impl HashShard {
+    fn get(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<&Arc<MemSeries>> {
+        if let Some(s) = self.unique.get(&hash) {
+            if s.labels.eq_sorted_pairs(pairs) {
+                return Some(s);
+            }
+        }
+        self.conflicts.get(&hash)?.iter().find(|s| s.labels.eq_sorted_pairs(pairs))
+    }
+
+    fn get_labels(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
+        if let Some(s) = self.unique.get(&hash) {
+            if &s.labels == labels {
+                return Some(s);
+            }
+        }
+        self.conflicts.get(&hash)?.iter().find(|s| &s.labels == labels)
+    }
+
+    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
+        match self.unique.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.conflicts.entry(hash).or_default().push(s),
+        }
+    }
+}
+
+/// The sharded series maps: by label hash (for appends) and by reference (for reads and replay).
+pub struct StripeSeries {
+    by_hash: Vec<RwLock<HashShard>>,
+    by_ref: Vec<RwLock<HashMap<SeriesRef, Arc<MemSeries>>>>,
+    mask: usize,
+}
+
+impl StripeSeries {
+    /// `stripes` is rounded up to a power of two.
+    pub fn new(stripes: usize) -> StripeSeries {
+        let n = stripes.max(1).next_power_of_two();
+        StripeSeries {
+            by_hash: (0..n).map(|_| RwLock::new(HashShard::default())).collect(),
+            by_ref: (0..n).map(|_| RwLock::new(HashMap::new())).collect(),
+            mask: n - 1,
+        }
+    }
+
+    fn hash_shard(&self, hash: u64) -> &RwLock<HashShard> {
+        // `mask` < len by construction.
+        &self.by_hash[(hash as usize) & self.mask]
+    }
+
+    fn ref_shard(&self, r: SeriesRef) -> &RwLock<HashMap<SeriesRef, Arc<MemSeries>>> {
+        &self.by_ref[(r.0 as usize) & self.mask]
+    }
+
+    /// Finds the series with these sorted, validated pairs, without allocating.
+    pub fn get_by_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
+        let shard = self.hash_shard(hash).read().unwrap_or_else(|e| e.into_inner());
+        shard.get(hash, pairs).cloned()
+    }
+
+    /// Finds the series by reference.
+    pub fn get_by_ref(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
+        self.ref_shard(r).read().unwrap_or_else(|e| e.into_inner()).get(&r).cloned()
+    }
+
+    /// Returns the existing series with these labels, or inserts the one `make` builds.
+    /// The bool is true if the series was created.
+    pub fn get_or_create(
+        &self,
+        hash: u64,
+        pairs: &[(&str, &str)],
+        make: impl FnOnce() -> Arc<MemSeries>,
+    ) -> (Arc<MemSeries>, bool) {
+        let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = shard.get(hash, pairs) {
+            return (Arc::clone(s), false);
+        }
+        let s = make();
+        shard.insert(hash, Arc::clone(&s));
+        drop(shard);
+        self.ref_shard(s.sref).write().unwrap_or_else(|e| e.into_inner()).insert(s.sref, Arc::clone(&s));
+        (s, true)
+    }
+
+    /// Like [`StripeSeries::get_or_create`] for an owned label set (WAL replay).
+    pub fn get_or_create_labels(&self, labels: &Labels, make: impl FnOnce() -> Arc<MemSeries>) -> (Arc<MemSeries>, bool) {
+        let hash = labels.stable_hash();
+        let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = shard.get_labels(hash, labels) {
+            return (Arc::clone(s), false);
+        }
+        let s = make();
+        shard.insert(hash, Arc::clone(&s));
+        drop(shard);
+        self.ref_shard(s.sref).write().unwrap_or_else(|e| e.into_inner()).insert(s.sref, Arc::clone(&s));
+        (s, true)
+    }
+
+    /// Calls `f` on every series (shard by shard; series added meanwhile may or may not be seen).
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<MemSeries>)) {
+        for shard in &self.by_ref {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for s in shard.values() {
+                f(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H2: i64 = 2 * 3_600_000;
+
+    #[test]
+    fn chunks_cut_like_prometheus() {
+        let mut d = SeriesData::new();
+        // 15s scrape for 4h from a 2h boundary: Prometheus cuts at 120 samples and at the 2h boundary.
+        for i in 0..960 {
+            d.append_in_order(H2 + i * 15_000, i as f64, H2);
+        }
+        assert_eq!(d.sealed.len() + 1, 8);
+        for c in &d.sealed {
+            assert_eq!(XorIter::new(&c.bytes).count(), 120);
+        }
+        // No chunk crosses a 2h boundary.
+        assert!(d.sealed.iter().all(|c| c.min_t / H2 == c.max_t / H2));
+    }
+
+    #[test]
+    fn apply_dedupes_and_routes() {
+        let mut d = SeriesData::new();
+        assert_eq!(d.apply(100, 1.0, i64::MIN, H2, 32), Applied::InOrder);
+        assert_eq!(d.apply(200, 2.0, i64::MIN, H2, 32), Applied::InOrder);
+        assert_eq!(d.apply(200, 2.0, i64::MIN, H2, 32), Applied::AlreadyStored);
+        assert_eq!(d.apply(200, 3.0, i64::MIN, H2, 32), Applied::Conflict);
+        assert_eq!(d.apply(150, 1.5, i64::MIN, H2, 32), Applied::OutOfOrder);
+        assert_eq!(d.apply(150, 1.5, i64::MIN, H2, 32), Applied::AlreadyStored);
+        assert_eq!(d.apply(100, 9.0, i64::MIN, H2, 32), Applied::Conflict);
+        assert_eq!(d.value_at(150), Some(1.5));
+        assert_eq!(d.value_at(100), Some(1.0));
+        assert_eq!(d.value_at(101), None);
+    }
+
+    #[test]
+    fn ooo_chunk_is_sealed_at_cap() {
+        let mut d = SeriesData::new();
+        d.apply(1_000_000, 0.0, i64::MIN, H2, 4);
+        for t in 0..10 {
+            assert_eq!(d.apply(t * 10, t as f64, i64::MIN, H2, 4), Applied::OutOfOrder);
+        }
+        let ooo = d.ooo.as_ref().unwrap();
+        assert_eq!(ooo.sealed.len(), 2);
+        assert_eq!(ooo.open.len(), 2);
+        for t in 0..10 {
+            assert_eq!(d.value_at(t * 10), Some(t as f64));
+        }
+    }
+
+    #[test]
+    fn chunk_end_time() {
+        assert_eq!(range_for_timestamp(0, H2), H2);
+        assert_eq!(range_for_timestamp(-1, H2), 0);
+        assert_eq!(compute_chunk_end_time(0, 29 * 15_000, H2), H2 / 4);
+    }
+}

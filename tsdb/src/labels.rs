@@ -1,0 +1,492 @@
+//! Label sets and label matchers.
+//!
+//! A [`Labels`] is validated once, at the edge (remote-write), and is immutable afterwards: names match
+//! `[a-zA-Z_][a-zA-Z0-9_]*`, values are UTF-8 (guaranteed by `&str`), names are unique, pairs are sorted by
+//! name, and pairs with an empty value are dropped (Prometheus treats an empty value as "label absent").
+//! The pairs are packed into one allocation: `[uvarint name_len][name][uvarint value_len][value]…`, so a
+//! series costs one heap block for its labels, and lookups can hash and compare borrowed pairs against the
+//! packed form without allocating.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3;
+
+/// The label holding the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// Why a label set was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    #[error("invalid label name {name:?}")]
+    InvalidName {
+        /// The offending name.
+        name: String,
+    },
+    /// The same name appears twice.
+    #[error("duplicate label name {name:?}")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// No label with a non-empty value is left.
+    #[error("empty label set")]
+    Empty,
+    /// The series has no `__name__` label.
+    #[error("missing metric name (__name__ label)")]
+    MissingMetricName,
+    /// `__name__` is not a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+    #[error("invalid metric name {name:?}")]
+    InvalidMetricName {
+        /// The offending metric name.
+        name: String,
+    },
+    /// A name or value is longer than the packed encoding allows.
+    #[error("label {name:?} is too long ({len} bytes)")]
+    TooLong {
+        /// The name of the label (possibly truncated).
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+/// Longest label name or value accepted, in bytes.
+pub const MAX_LABEL_BYTES: usize = 1 << 20;
+
+/// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Checks a metric name against `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b':' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// An immutable, validated, sorted label set packed into one allocation. Cloning is cheap (an `Arc`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Labels {
+    packed: Arc<[u8]>,
+}
+
+impl Labels {
+    /// Validates and sorts `pairs` (any order) into a label set; empty values are dropped.
+    /// Requires a valid `__name__`.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<Labels, LabelError> {
+        let mut sorted: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+        for (n, v) in pairs {
+            sorted.push((n.as_ref(), v.as_ref()));
+        }
+        let sorted = validate(&mut sorted, true)?;
+        Ok(Labels::from_sorted_unchecked(sorted))
+    }
+
+    /// Like [`Labels::from_pairs`] but does not require a metric name (used by queries and tests).
+    pub fn from_pairs_unnamed<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<Labels, LabelError> {
+        let mut sorted: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
+        let sorted = validate(&mut sorted, false)?;
+        Ok(Labels::from_sorted_unchecked(sorted))
+    }
+
+    /// Builds a label set from pairs already sorted by name, unique, with non-empty values.
+    /// The caller vouches for validity (used after [`validate`] and when decoding our own WAL).
+    pub fn from_sorted_unchecked(pairs: &[(&str, &str)]) -> Labels {
+        let len: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2 * uvarint_len(n.len().max(v.len()))).sum();
+        let mut packed = Vec::with_capacity(len);
+        for (n, v) in pairs {
+            put_uvarint(&mut packed, n.len());
+            packed.extend_from_slice(n.as_bytes());
+            put_uvarint(&mut packed, v.len());
+            packed.extend_from_slice(v.as_bytes());
+        }
+        Labels { packed: packed.into() }
+    }
+
+    /// The empty label set.
+    pub fn empty() -> Labels {
+        Labels { packed: Arc::from(&[][..]) }
+    }
+
+    /// Iterates `(name, value)` pairs in name order.
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { rest: &self.packed }
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The metric name (`__name__`), if present.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True if there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.packed.is_empty()
+    }
+
+    /// Bytes used by the packed form (for memory accounting).
+    pub fn packed_len(&self) -> usize {
+        self.packed.len()
+    }
+
+    /// Hash of the label set; equal to [`hash_sorted_pairs`] of the same pairs.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h = Xxh3::new();
+        for (n, v) in self.iter() {
+            hash_pair(&mut h, n, v);
+        }
+        h.digest()
+    }
+
+    /// True if this set equals the given sorted pairs, compared in place.
+    pub fn eq_sorted_pairs(&self, pairs: &[(&str, &str)]) -> bool {
+        let mut it = self.iter();
+        for (n, v) in pairs {
+            match it.next() {
+                Some((a, b)) if a == *n && b == *v => {}
+                _ => return false,
+            }
+        }
+        it.next().is_none()
+    }
+
+    /// Collects the pairs into owned strings.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        self.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect()
+    }
+
+    /// A copy with the given names removed.
+    pub fn without(&self, names: &[&str]) -> Labels {
+        let keep: Vec<(&str, &str)> = self.iter().filter(|(n, _)| !names.contains(n)).collect();
+        Labels::from_sorted_unchecked(&keep)
+    }
+
+    /// A copy keeping only the given names.
+    pub fn only(&self, names: &[&str]) -> Labels {
+        let keep: Vec<(&str, &str)> = self.iter().filter(|(n, _)| names.contains(n)).collect();
+        Labels::from_sorted_unchecked(&keep)
+    }
+}
+
+impl Ord for Labels {
+    /// Prometheus's `labels.Compare`: pairwise by name, then value; a prefix sorts first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        let mut a = self.iter();
+        let mut b = other.iter();
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some((an, av)), Some((bn, bv))) => {
+                    let o = an.cmp(bn).then_with(|| av.cmp(bv));
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's text form: `{a="1", b="2"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (n, v)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}={v:?}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Iterator over the pairs of a [`Labels`].
+pub struct LabelsIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let name = take_str(&mut self.rest)?;
+        let value = take_str(&mut self.rest)?;
+        Some((name, value))
+    }
+}
+
+fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+    let (len, n) = get_uvarint(rest)?;
+    let bytes = rest.get(n..n.checked_add(len)?)?;
+    *rest = rest.get(n + len..)?;
+    // Packed bytes are only ever built from `&str`, so this cannot fail; stay panic-free regardless.
+    std::str::from_utf8(bytes).ok()
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn uvarint_len(mut v: usize) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn get_uvarint(b: &[u8]) -> Option<(usize, usize)> {
+    let mut v: usize = 0;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= ((byte & 0x7f) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn hash_pair(h: &mut Xxh3, n: &str, v: &str) {
+    h.update(&(n.len() as u32).to_le_bytes());
+    h.update(n.as_bytes());
+    h.update(&(v.len() as u32).to_le_bytes());
+    h.update(v.as_bytes());
+}
+
+/// Hash of sorted, validated pairs; equals [`Labels::stable_hash`] of the same set. Allocates nothing.
+pub fn hash_sorted_pairs(pairs: &[(&str, &str)]) -> u64 {
+    let mut h = Xxh3::new();
+    for (n, v) in pairs {
+        hash_pair(&mut h, n, v);
+    }
+    h.digest()
+}
+
+/// Validates label pairs in place: drops empty values, sorts by name if needed, rejects invalid or
+/// duplicate names. Returns the validated slice (a prefix of `pairs`). Allocates nothing.
+pub fn validate<'p, 'a>(pairs: &'p mut [(&'a str, &'a str)], require_name: bool) -> Result<&'p [(&'a str, &'a str)], LabelError> {
+    // Move non-empty values to the front.
+    let mut len = 0;
+    for i in 0..pairs.len() {
+        if !pairs[i].1.is_empty() {
+            pairs.swap(len, i);
+            len += 1;
+        }
+    }
+    let pairs = &mut pairs[..len];
+    if pairs.is_empty() {
+        return Err(if require_name { LabelError::MissingMetricName } else { LabelError::Empty });
+    }
+    if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    let mut has_name = false;
+    for (i, (n, v)) in pairs.iter().enumerate() {
+        if n.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES {
+            let name: String = n.chars().take(64).collect();
+            return Err(LabelError::TooLong { name, len: n.len().max(v.len()) });
+        }
+        if !is_valid_label_name(n) {
+            return Err(LabelError::InvalidName { name: (*n).to_owned() });
+        }
+        if i > 0 && pairs[i - 1].0 == *n {
+            return Err(LabelError::DuplicateName { name: (*n).to_owned() });
+        }
+        if *n == METRIC_NAME {
+            if !is_valid_metric_name(v) {
+                return Err(LabelError::InvalidMetricName { name: (*v).to_owned() });
+            }
+            has_name = true;
+        }
+    }
+    if require_name && !has_name {
+        return Err(LabelError::MissingMetricName);
+    }
+    Ok(pairs)
+}
+
+/// How a [`Matcher`] compares a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchType {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~` (fully anchored, like Prometheus)
+    Regex,
+    /// `!~` (fully anchored)
+    NotRegex,
+}
+
+/// A label matcher such as `job=~"api|web"`. A missing label matches as the empty string, as in Prometheus.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// The label name.
+    pub name: String,
+    /// The value or pattern as written.
+    pub value: String,
+    /// The comparison.
+    pub kind: MatchType,
+    regex: Option<regex::Regex>,
+}
+
+/// A matcher's regular expression did not compile.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid regular expression {pattern:?}: {reason}")]
+pub struct MatcherError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl Matcher {
+    /// Builds a matcher; regexes are anchored at both ends as Prometheus does.
+    pub fn new(kind: MatchType, name: impl Into<String>, value: impl Into<String>) -> Result<Matcher, MatcherError> {
+        let name = name.into();
+        let value = value.into();
+        let regex = match kind {
+            MatchType::Regex | MatchType::NotRegex => Some(
+                regex::Regex::new(&format!("^(?s:{value})$"))
+                    .map_err(|e| MatcherError { pattern: value.clone(), reason: e.to_string() })?,
+            ),
+            _ => None,
+        };
+        Ok(Matcher { name, value, kind, regex })
+    }
+
+    /// Shorthand for an `=` matcher.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Matcher {
+        Matcher { name: name.into(), value: value.into(), kind: MatchType::Equal, regex: None }
+    }
+
+    /// Does `value` (empty string for an absent label) match?
+    pub fn matches(&self, value: &str) -> bool {
+        match self.kind {
+            MatchType::Equal => value == self.value,
+            MatchType::NotEqual => value != self.value,
+            MatchType::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchType::NotRegex => !self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+        }
+    }
+
+    /// True if the matcher matches the empty string, i.e. also series without the label.
+    pub fn matches_empty(&self) -> bool {
+        self.matches("")
+    }
+
+    /// Does the label set match?
+    pub fn matches_labels(&self, labels: &Labels) -> bool {
+        self.matches(labels.get(&self.name).unwrap_or(""))
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.kind {
+            MatchType::Equal => "=",
+            MatchType::NotEqual => "!=",
+            MatchType::Regex => "=~",
+            MatchType::NotRegex => "!~",
+        };
+        write!(f, "{}{}{:?}", self.name, op, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_pairs_sorts_and_drops_empty() {
+        let l = Labels::from_pairs(&[("job", "a"), ("__name__", "up"), ("empty", "")]).unwrap();
+        assert_eq!(l.to_string(), r#"{__name__="up", job="a"}"#);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("job"), Some("a"));
+        assert_eq!(l.get("empty"), None);
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(matches!(Labels::from_pairs(&[("__name__", "up"), ("1x", "a")]), Err(LabelError::InvalidName { .. })));
+        assert!(matches!(Labels::from_pairs(&[("__name__", "up"), ("a-b", "a")]), Err(LabelError::InvalidName { .. })));
+        assert!(matches!(
+            Labels::from_pairs(&[("__name__", "up"), ("a", "1"), ("a", "2")]),
+            Err(LabelError::DuplicateName { .. })
+        ));
+        assert!(matches!(Labels::from_pairs(&[("job", "x")]), Err(LabelError::MissingMetricName)));
+        assert!(matches!(Labels::from_pairs(&[("__name__", "1up")]), Err(LabelError::InvalidMetricName { .. })));
+        assert!(Labels::from_pairs(&[("__name__", "a:b_c")]).is_ok());
+    }
+
+    #[test]
+    fn hash_and_eq_agree_with_pairs() {
+        let l = Labels::from_pairs(&[("b", "2"), ("__name__", "m"), ("a", "1")]).unwrap();
+        let pairs = [("__name__", "m"), ("a", "1"), ("b", "2")];
+        assert_eq!(l.stable_hash(), hash_sorted_pairs(&pairs));
+        assert!(l.eq_sorted_pairs(&pairs));
+        assert!(!l.eq_sorted_pairs(&pairs[..2]));
+        // Separators matter: ("ab","c") must differ from ("a","bc").
+        assert_ne!(hash_sorted_pairs(&[("ab", "c")]), hash_sorted_pairs(&[("a", "bc")]));
+    }
+
+    #[test]
+    fn ordering_matches_prometheus() {
+        let a = Labels::from_pairs_unnamed(&[("a", "1")]).unwrap();
+        let b = Labels::from_pairs_unnamed(&[("a", "1"), ("b", "1")]).unwrap();
+        let c = Labels::from_pairs_unnamed(&[("a", "2")]).unwrap();
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn matchers() {
+        let m = Matcher::new(MatchType::Regex, "job", "a|b").unwrap();
+        assert!(m.matches("a") && !m.matches("ab") && !m.matches(""));
+        let m = Matcher::new(MatchType::NotRegex, "job", "a.*").unwrap();
+        assert!(!m.matches("abc") && m.matches("b") && m.matches_empty());
+        let m = Matcher::new(MatchType::Regex, "x", "a\nb|.*").unwrap();
+        assert!(m.matches("a\nb"));
+        assert!(Matcher::new(MatchType::Regex, "x", "(").is_err());
+    }
+}

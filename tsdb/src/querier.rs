@@ -1,0 +1,259 @@
+//! Reading back: [`Querier`] selects series by matchers over a time range and hands out [`Series`]
+//! snapshots whose samples are merged from in-order and out-of-order chunks, sorted and deduplicated.
+//!
+//! A snapshot holds `Arc`s of sealed chunks and copies of the open ones, so readers never block
+//! writers for longer than one series' snapshot, and never see a chunk change under them.
+
+use std::sync::Arc;
+
+use crate::chunkenc::XorIter;
+use crate::head::Head;
+use crate::labels::{Labels, Matcher};
+
+/// One source of samples of a series.
+#[derive(Debug, Clone)]
+pub enum ChunkData {
+    /// XOR chunk bytes (sealed or a copy of the open chunk).
+    Xor(Arc<[u8]>),
+    /// Uncompressed sorted samples (a copy of the open out-of-order chunk).
+    Raw(Arc<[(i64, f64)]>),
+}
+
+/// A chunk with its time range.
+#[derive(Debug, Clone)]
+pub struct ChunkMeta {
+    /// First timestamp.
+    pub min_t: i64,
+    /// Last timestamp.
+    pub max_t: i64,
+    /// The samples.
+    pub data: ChunkData,
+}
+
+/// A series snapshot: labels and the chunks overlapping the querier's range.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The series' labels.
+    pub labels: Labels,
+    /// In-order chunks: sorted by time, not overlapping.
+    pub chunks: Vec<ChunkMeta>,
+    /// Out-of-order chunks: may overlap each other and the in-order chunks.
+    pub ooo_chunks: Vec<ChunkMeta>,
+}
+
+impl Series {
+    /// All samples with `mint <= t <= maxt`, sorted by time, one per timestamp (an in-order sample wins
+    /// over an out-of-order one at the same timestamp; they are equal unless a write race lost).
+    pub fn samples(&self, mint: i64, maxt: i64) -> SampleIter<'_> {
+        if self.ooo_chunks.is_empty() {
+            return SampleIter::Chain(ChainIter { chunks: &self.chunks, idx: 0, cur: None, mint, maxt });
+        }
+        let mut all: Vec<(i64, f64)> = Vec::new();
+        let mut push_chunk = |c: &ChunkMeta| {
+            if c.max_t < mint || c.min_t > maxt {
+                return;
+            }
+            match &c.data {
+                ChunkData::Xor(b) => all.extend(XorIter::new(b).filter(|&(t, _)| t >= mint && t <= maxt)),
+                ChunkData::Raw(s) => all.extend(s.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt)),
+            }
+        };
+        // In-order first so the stable sort keeps them ahead of out-of-order samples at equal t.
+        self.chunks.iter().for_each(&mut push_chunk);
+        self.ooo_chunks.iter().for_each(&mut push_chunk);
+        all.sort_by_key(|s| s.0);
+        all.dedup_by_key(|s| s.0);
+        SampleIter::Merged(all.into_iter())
+    }
+}
+
+/// Iterator over a series' samples.
+pub enum SampleIter<'a> {
+    /// Only in-order chunks: decoded one after the other.
+    Chain(ChainIter<'a>),
+    /// In-order and out-of-order data merged.
+    Merged(std::vec::IntoIter<(i64, f64)>),
+}
+
+impl Iterator for SampleIter<'_> {
+    type Item = (i64, f64);
+    fn next(&mut self) -> Option<(i64, f64)> {
+        match self {
+            SampleIter::Chain(c) => c.next(),
+            SampleIter::Merged(m) => m.next(),
+        }
+    }
+}
+
+/// Decodes non-overlapping chunks in order, skipping chunks outside the range without decoding them.
+pub struct ChainIter<'a> {
+    chunks: &'a [ChunkMeta],
+    idx: usize,
+    cur: Option<CurChunk<'a>>,
+    mint: i64,
+    maxt: i64,
+}
+
+enum CurChunk<'a> {
+    Xor(XorIter<'a>),
+    Raw(std::slice::Iter<'a, (i64, f64)>),
+}
+
+impl Iterator for ChainIter<'_> {
+    type Item = (i64, f64);
+    fn next(&mut self) -> Option<(i64, f64)> {
+        loop {
+            if let Some(cur) = &mut self.cur {
+                let next = match cur {
+                    CurChunk::Xor(it) => it.next(),
+                    CurChunk::Raw(it) => it.next().copied(),
+                };
+                match next {
+                    Some((t, _)) if t < self.mint => continue,
+                    Some((t, _)) if t > self.maxt => {
+                        self.idx = self.chunks.len();
+                        self.cur = None;
+                        return None;
+                    }
+                    Some(s) => return Some(s),
+                    None => self.cur = None,
+                }
+            }
+            let c = self.chunks.get(self.idx)?;
+            self.idx += 1;
+            if c.max_t < self.mint {
+                continue;
+            }
+            if c.min_t > self.maxt {
+                self.idx = self.chunks.len();
+                return None;
+            }
+            self.cur = Some(match &c.data {
+                ChunkData::Xor(b) => {
+                    let mut it = XorIter::new(b);
+                    if c.min_t < self.mint {
+                        // Position on the first sample >= mint and yield it next.
+                        match it.seek(self.mint) {
+                            Some(s) if s.0 <= self.maxt => {
+                                self.cur = Some(CurChunk::Xor(it));
+                                return Some(s);
+                            }
+                            Some(_) => {
+                                self.idx = self.chunks.len();
+                                return None;
+                            }
+                            None => continue,
+                        }
+                    }
+                    CurChunk::Xor(it)
+                }
+                ChunkData::Raw(s) => CurChunk::Raw(s.iter()),
+            });
+        }
+    }
+}
+
+/// Reads series from the head over `[mint, maxt]` (ms, inclusive).
+pub struct Querier {
+    head: Arc<Head>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Querier {
+    /// A querier over the head.
+    pub fn new(head: Arc<Head>, mint: i64, maxt: i64) -> Querier {
+        Querier { head, mint, maxt }
+    }
+
+    /// Start of the range.
+    pub fn mint(&self) -> i64 {
+        self.mint
+    }
+
+    /// End of the range.
+    pub fn maxt(&self) -> i64 {
+        self.maxt
+    }
+
+    /// Series matching all matchers that have samples in the range, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
+        let refs = self.head.postings().select(matchers);
+        let maps = self.head.series_maps();
+        let mut out = Vec::new();
+        for r in refs.iter() {
+            let Some(s) = maps.get_by_ref(crate::head::SeriesRef(u64::from(r))) else { continue };
+            if let Some(series) = self.snapshot(&s.labels, &s.lock()) {
+                out.push(series);
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    fn snapshot(&self, labels: &Labels, d: &crate::head::series::SeriesData) -> Option<Series> {
+        let (mint, maxt) = (self.mint, self.maxt);
+        let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
+        let mut chunks: Vec<ChunkMeta> = d
+            .sealed
+            .iter()
+            .filter(|c| overlaps(c.min_t, c.max_t))
+            .map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(Arc::clone(&c.bytes)) })
+            .collect();
+        if let Some(c) = &d.open {
+            if overlaps(c.min_t, c.max_t) {
+                chunks.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
+            }
+        }
+        let mut ooo_chunks = Vec::new();
+        if let Some(o) = &d.ooo {
+            ooo_chunks.extend(
+                o.sealed
+                    .iter()
+                    .filter(|c| overlaps(c.min_t, c.max_t))
+                    .map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(Arc::clone(&c.bytes)) }),
+            );
+            if let Some((a, b)) = o.open.time_range() {
+                if overlaps(a, b) {
+                    ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().into()) });
+                }
+            }
+        }
+        if chunks.is_empty() && ooo_chunks.is_empty() {
+            return None;
+        }
+        Some(Series { labels: labels.clone(), chunks, ooo_chunks })
+    }
+
+    /// Label sets of the series matching the matchers with data in the range, sorted.
+    pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let refs = self.head.postings().select(matchers);
+        let maps = self.head.series_maps();
+        let mut out: Vec<Labels> = refs
+            .iter()
+            .filter_map(|r| maps.get_by_ref(crate::head::SeriesRef(u64::from(r))))
+            .filter(|s| s.lock().time_range().is_some_and(|(a, b)| a <= self.maxt && b >= self.mint))
+            .map(|s| s.labels.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Label names of series matching the matchers (all series when `matchers` is empty), sorted.
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        if matchers.is_empty() {
+            return self.head.postings().label_names(None);
+        }
+        let sel = self.head.postings().select(matchers);
+        self.head.postings().label_names(Some(&sel))
+    }
+
+    /// Values of label `name` among series matching the matchers (all when empty), sorted.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        if matchers.is_empty() {
+            return self.head.postings().label_values(name, None);
+        }
+        let sel = self.head.postings().select(matchers);
+        self.head.postings().label_values(name, Some(&sel))
+    }
+}
