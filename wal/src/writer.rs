@@ -346,9 +346,16 @@ impl Wal {
         }
     }
 
+    /// Test hook: the next fsync fails with an injected I/O error.
     #[cfg(test)]
-    fn fail_next_fsync(&self) {
+    pub(crate) fn fail_next_fsync(&self) {
         self.shared.fail_next_fsync.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the background syncer thread is running.
+    #[cfg(test)]
+    pub(crate) fn has_syncer(&self) -> bool {
+        lock(&self.syncer).is_some()
     }
 }
 
