@@ -240,3 +240,6 @@ impl Head {
         &self.postings
     }
 }
+
+#[cfg(test)]
+mod tests;

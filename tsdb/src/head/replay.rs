@@ -39,15 +39,6 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path) -> Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
-        let seg = reader.current_segment_number();
-        if seg != segment_seen {
-            if segment_seen != 0 {
-                log_segment(segment_seen, total_segments, seg_samples, seg_started);
-            }
-            segment_seen = seg;
-            seg_started = Instant::now();
-            seg_samples = 0;
-        }
         samples.clear();
         match record::decode(rec, &mut samples) {
             Ok(Some(series)) => {
@@ -106,6 +97,15 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path) -> Result<()> {
                 bad_records += 1;
                 tracing::warn!(error = %e, segment = segment_seen, "skipping undecodable wal record");
             }
+        }
+        let seg = reader.current_segment_number();
+        if seg != segment_seen {
+            if segment_seen != 0 {
+                log_segment(segment_seen, total_segments, seg_samples, seg_started);
+            }
+            segment_seen = seg;
+            seg_started = Instant::now();
+            seg_samples = 0;
         }
     }
     if segment_seen != 0 {
