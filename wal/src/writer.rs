@@ -79,7 +79,9 @@ impl Options {
         }
         if let SyncPolicy::Periodic(d) = self.sync {
             if d.is_zero() {
-                return Err(Error::InvalidOptions("SyncPolicy::Periodic needs a non-zero interval"));
+                return Err(Error::InvalidOptions(
+                    "SyncPolicy::Periodic needs a non-zero interval",
+                ));
             }
         }
         Ok(())
@@ -435,7 +437,12 @@ impl Writer {
             st.dir_dirty = true;
             st.written_seq = self.seq;
         }
-        info!(segment = next.0, previous = old_index.0, previous_bytes = old_bytes, "wal segment cut");
+        info!(
+            segment = next.0,
+            previous = old_index.0,
+            previous_bytes = old_bytes,
+            "wal segment cut"
+        );
         Ok(())
     }
 }
@@ -516,7 +523,10 @@ impl Shared {
         for (file, path) in files {
             #[cfg(test)]
             if self.fail_next_fsync.swap(false, Ordering::SeqCst) {
-                return Err(Error::io(path, std::io::Error::other("injected fsync failure")));
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other("injected fsync failure"),
+                ));
             }
             file.sync_data().map_err(|e| Error::io(path, e))?;
         }
