@@ -45,6 +45,7 @@
 //! segment. [`Reader`] then replays what is left. No byte sequence on disk makes either panic.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
 mod reader;

@@ -103,7 +103,9 @@ impl SegmentScanner {
                 Ok(ok) => ok,
                 Err(e) => {
                     let at = start.unwrap_or(frag_offset);
-                    return Err(self.corruption(at, format!("{e} (fragment at offset {frag_offset})")));
+                    return Err(
+                        self.corruption(at, format!("{e} (fragment at offset {frag_offset})"))
+                    );
                 }
             };
             let kind = match frag {
@@ -128,7 +130,9 @@ impl SegmentScanner {
             };
             if let Some(reason) = unexpected {
                 let at = start.unwrap_or(frag_offset);
-                return Err(self.corruption(at, format!("{reason} (fragment at offset {frag_offset})")));
+                return Err(
+                    self.corruption(at, format!("{reason} (fragment at offset {frag_offset})"))
+                );
             }
             self.pos += used;
             match kind {
@@ -164,7 +168,10 @@ impl Reader {
 
     /// Reads the segments in `dir` whose index is `>= from`.
     pub fn open_range(dir: &Path, from: SegmentIndex) -> Result<Reader> {
-        let segments = segment::list(dir)?.into_iter().filter(|s| *s >= from).collect();
+        let segments = segment::list(dir)?
+            .into_iter()
+            .filter(|s| *s >= from)
+            .collect();
         Ok(Reader {
             dir: dir.to_path_buf(),
             segments,

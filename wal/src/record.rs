@@ -81,12 +81,18 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::TruncatedHeader => write!(f, "truncated fragment header"),
             FrameError::TruncatedPayload { len, available } => {
-                write!(f, "truncated fragment payload: length {len}, {available} bytes available")
+                write!(
+                    f,
+                    "truncated fragment payload: length {len}, {available} bytes available"
+                )
             }
             FrameError::UnknownType(t) => write!(f, "unknown fragment type {t:#04x}"),
             FrameError::LengthOverPage(len) => write!(f, "fragment length {len} exceeds a page"),
             FrameError::CrcMismatch { stored, computed } => {
-                write!(f, "crc mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "crc mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
             FrameError::NonZeroPadding => write!(f, "non-zero bytes in page padding"),
         }
@@ -149,7 +155,9 @@ pub fn encode_record(out: &mut Vec<u8>, mut page_pos: usize, record: &[u8]) -> u
             page_pos = 0;
             continue;
         }
-        let n = rest.len().min(PAGE_SIZE_BYTES - page_pos - HEADER_SIZE_BYTES);
+        let n = rest
+            .len()
+            .min(PAGE_SIZE_BYTES - page_pos - HEADER_SIZE_BYTES);
         let (chunk, tail) = rest.split_at(n);
         let kind = match (first, tail.is_empty()) {
             (true, true) => FragmentType::Full,
@@ -273,8 +281,18 @@ mod tests {
             frags: Vec<(usize, u8, usize)>,
         }
         let cases = vec![
-            Case { name: "zero-length record", start: 0, len: 0, frags: vec![(0, 1, 0)] },
-            Case { name: "small record", start: 0, len: 10, frags: vec![(0, 1, 10)] },
+            Case {
+                name: "zero-length record",
+                start: 0,
+                len: 0,
+                frags: vec![(0, 1, 0)],
+            },
+            Case {
+                name: "small record",
+                start: 0,
+                len: 10,
+                frags: vec![(0, 1, 10)],
+            },
             Case {
                 name: "record exactly filling a page",
                 start: 0,
@@ -330,7 +348,12 @@ mod tests {
             let prefix_pos = c.start;
             let end = encode_record(&mut buf, prefix_pos, &rec);
             let body = &buf[c.start..];
-            assert_eq!(body.len(), encoded_len(c.start, c.len), "{}: encoded_len", c.name);
+            assert_eq!(
+                body.len(),
+                encoded_len(c.start, c.len),
+                "{}: encoded_len",
+                c.name
+            );
             assert_eq!(end, (c.start + body.len()) % P, "{}: end position", c.name);
             let got: Vec<_> = kinds(&buf)
                 .into_iter()
@@ -339,7 +362,12 @@ mod tests {
                 .collect();
             assert_eq!(got, c.frags, "{}", c.name);
             expect_records.push(rec);
-            assert_eq!(decode_all(&buf).unwrap(), expect_records, "{}: round trip", c.name);
+            assert_eq!(
+                decode_all(&buf).unwrap(),
+                expect_records,
+                "{}: round trip",
+                c.name
+            );
         }
     }
 
@@ -351,7 +379,10 @@ mod tests {
 
         assert_eq!(decode_fragment(&[]), Err(FrameError::TruncatedHeader));
         assert_eq!(decode_fragment(&buf[..4]), Err(FrameError::TruncatedHeader));
-        assert!(matches!(decode_fragment(&buf[..9]), Err(FrameError::TruncatedPayload { .. })));
+        assert!(matches!(
+            decode_fragment(&buf[..9]),
+            Err(FrameError::TruncatedPayload { .. })
+        ));
 
         let mut bad = buf.clone();
         bad[0] = 0x09; // snappy flag: reserved here
@@ -361,12 +392,18 @@ mod tests {
 
         let mut bad = buf.clone();
         bad[H] ^= 1;
-        assert!(matches!(decode_fragment(&bad), Err(FrameError::CrcMismatch { .. })));
+        assert!(matches!(
+            decode_fragment(&bad),
+            Err(FrameError::CrcMismatch { .. })
+        ));
 
         let mut bad = buf.clone();
         bad[1] = 0xFF;
         bad[2] = 0xFF;
-        assert_eq!(decode_fragment(&bad), Err(FrameError::LengthOverPage(0xFFFF)));
+        assert_eq!(
+            decode_fragment(&bad),
+            Err(FrameError::LengthOverPage(0xFFFF))
+        );
 
         assert_eq!(decode_fragment(&[0, 0, 0]), Ok((Fragment::Padding, 3)));
         assert_eq!(decode_fragment(&[0, 0, 1]), Err(FrameError::NonZeroPadding));

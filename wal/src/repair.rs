@@ -18,7 +18,8 @@ use crate::segment::{self, SegmentIndex};
 pub struct RepairReport {
     /// The segment that was truncated, if any.
     pub segment: Option<SegmentIndex>,
-    /// The length that segment was truncated to (the end of its last valid record).
+    /// The length that segment was truncated to: the start of the first unreadable record, i.e.
+    /// the end of the last valid record (plus any valid zero padding after it).
     pub offset: u64,
     /// Total bytes removed: the cut tail of `segment` plus the sizes of removed segments.
     pub bytes_dropped: u64,

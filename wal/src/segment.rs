@@ -56,7 +56,10 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentIndex>> {
         let Some(index) = entry.file_name().to_str().and_then(parse_name) else {
             continue;
         };
-        let is_file = entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_file();
+        let is_file = entry
+            .file_type()
+            .map_err(|e| Error::io(entry.path(), e))?
+            .is_file();
         if is_file {
             out.push(index);
         }
@@ -155,7 +158,11 @@ mod tests {
         create(dir.path(), SegmentIndex(5)).unwrap();
         assert!(matches!(
             list(dir.path()),
-            Err(Error::NonSequentialSegments { previous: 2, next: 5, .. })
+            Err(Error::NonSequentialSegments {
+                previous: 2,
+                next: 5,
+                ..
+            })
         ));
         assert!(list(&dir.path().join("missing")).unwrap().is_empty());
     }

@@ -1,6 +1,11 @@
 //! The write side: [`Wal`] appends batches of records to the current segment, rotates
 //! segments, and makes writes durable according to the [`SyncPolicy`] with group commit.
 //!
+//! Buffering: a batch is encoded in memory (fragments, page padding) into one buffer and handed
+//! to the OS with a single `write(2)` before `log` returns, so no acknowledged byte is ever left
+//! only in process memory. Pages are not rewritten: a partial last page simply continues with
+//! the next batch.
+//!
 //! Locking: `Shared::writer` (the writer lock) serializes appends and rotation; it is never
 //! held across an fsync. `Shared::sync` (the sync state) is only ever taken briefly, and may be
 //! taken while holding the writer lock, never the other way round. At most one thread fsyncs at a
@@ -79,7 +84,9 @@ impl Options {
         }
         if let SyncPolicy::Periodic(d) = self.sync {
             if d.is_zero() {
-                return Err(Error::InvalidOptions("SyncPolicy::Periodic needs a non-zero interval"));
+                return Err(Error::InvalidOptions(
+                    "SyncPolicy::Periodic needs a non-zero interval",
+                ));
             }
         }
         Ok(())
@@ -240,6 +247,7 @@ impl Wal {
             (apply(), w.seq, rotated)
         };
         match s.opts.sync {
+            _ if records.is_empty() => {}
             SyncPolicy::Always => s.wait_synced(seq)?,
             // Like Prometheus: a finished segment is fsynced when it is cut.
             SyncPolicy::Periodic(_) | SyncPolicy::Never if rotated => s.wait_synced(seq)?,
@@ -371,6 +379,9 @@ impl Writer {
     /// Encodes and writes one batch, cutting a new segment before any record that does not fit
     /// in the current one. Returns whether a segment was cut. Any failure fails the WAL.
     fn write_batch(&mut self, s: &Shared, records: &[&[u8]]) -> Result<bool> {
+        if records.is_empty() {
+            return Ok(false);
+        }
         let mut rotated = false;
         self.buf.clear();
         for rec in records {
@@ -435,7 +446,12 @@ impl Writer {
             st.dir_dirty = true;
             st.written_seq = self.seq;
         }
-        info!(segment = next.0, previous = old_index.0, previous_bytes = old_bytes, "wal segment cut");
+        info!(
+            segment = next.0,
+            previous = old_index.0,
+            previous_bytes = old_bytes,
+            "wal segment cut"
+        );
         Ok(())
     }
 }
@@ -516,7 +532,10 @@ impl Shared {
         for (file, path) in files {
             #[cfg(test)]
             if self.fail_next_fsync.swap(false, Ordering::SeqCst) {
-                return Err(Error::io(path, std::io::Error::other("injected fsync failure")));
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other("injected fsync failure"),
+                ));
             }
             file.sync_data().map_err(|e| Error::io(path, e))?;
         }
