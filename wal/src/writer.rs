@@ -279,6 +279,25 @@ impl Wal {
         Ok(index)
     }
 
+    /// Like [`Wal::cut_segment`], and runs `f` with the new segment's index while still holding the
+    /// writer lock: `f` sees exactly the state of every batch in the segments before the new one, and
+    /// no batch of the new segment. Used to take a consistent snapshot for compaction.
+    pub fn cut_segment_with<R>(&self, f: impl FnOnce(SegmentIndex) -> R) -> Result<(SegmentIndex, R)> {
+        let s = &*self.shared;
+        let (index, seq, out) = {
+            let mut w = lock(&s.writer);
+            if s.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            s.check_failed()?;
+            w.rotate(s)?;
+            let out = f(w.segment);
+            (w.segment, w.seq, out)
+        };
+        s.wait_synced(seq)?;
+        Ok((index, out))
+    }
+
     /// Deletes all segments with index `< before`, but never the current one. Returns how many
     /// were deleted.
     pub fn truncate_before(&self, before: SegmentIndex) -> Result<usize> {

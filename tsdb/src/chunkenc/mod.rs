@@ -44,6 +44,7 @@ impl TryFrom<u8> for Encoding {
 
 /// Why chunk bytes could not be decoded. Cheap to build: no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's doc says what its fields are")]
 pub enum ChunkError {
     /// Fewer than the 2 header bytes.
     #[error("chunk is {len} bytes, shorter than its 2-byte header")]
