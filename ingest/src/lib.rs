@@ -1,2 +1,106 @@
-//! Prometheus remote-write 1.0 receiver.
+//! Prometheus remote-write 1.0 receiver: `POST /api/v1/write`.
+//!
+//! A request is a snappy block (not framed) holding a protobuf `prometheus.WriteRequest`. It is
+//! decoded in one pass straight from the decompressed buffer (label pairs are borrowed, never copied
+//! into `String`s), grouped by series, appended through one [`tsdb::head::Appender`] and committed once
+//! (one WAL append, at most one shared fsync).
+//!
+//! Answers, following the remote-write spec (4xx = do not retry, 5xx = retry):
+//!
+//! | status | when |
+//! |---|---|
+//! | 204 | every sample accepted (identical re-sent samples count as accepted) |
+//! | 400 | bad snappy, bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, native histogram) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
+//! | 413 | compressed body over [`Limits::max_compressed_bytes`], or declared decompressed size over [`Limits::max_decompressed_bytes`] |
+//! | 415 | `Content-Encoding` other than `snappy`, or `Content-Type` other than `application/x-protobuf[;proto=prometheus.WriteRequest]` (both may be absent) |
+//! | 500 / 503 | storage failed (WAL I/O) / storage closed; nothing was acknowledged |
+//!
+//! Exemplars and metadata are accepted and ignored (counted in [`IngestMetrics`]).
+//!
+//! Layout:
+//! - [`proto`]: prost structs, the reference definition of the messages (used to encode in tests/benches).
+//! - [`decode`]: pure — header checks, limits, snappy, the borrowing protobuf walk.
+//! - [`convert`]: walk → appender, gathering rejections into a [`Report`]. Blocking.
+//! - `handler`: the axum handler; runs [`convert`] on the blocking pool.
+//! - [`error`]: [`Error`] and its single mapping to HTTP.
+//! - [`metrics`]: request counters for the server's `/metrics`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod convert;
+pub mod decode;
+pub mod error;
+mod handler;
+pub mod metrics;
+pub mod proto;
+pub mod report;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+
+pub use error::{Error, Result};
+pub use metrics::{IngestMetrics, MetricsSnapshot};
+pub use report::{Reason, Report};
+
+/// The path of the remote-write endpoint.
+pub const WRITE_PATH: &str = "/api/v1/write";
+/// Default [`Limits::max_compressed_bytes`]: 32 MiB.
+pub const DEFAULT_MAX_COMPRESSED_BYTES: usize = 32 << 20;
+/// Default [`Limits::max_decompressed_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
+
+/// Size limits of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body (snappy-compressed), in bytes; larger → 413.
+    pub max_compressed_bytes: usize,
+    /// Largest decompressed size a body may declare, in bytes; larger → 413, checked before allocating.
+    pub max_decompressed_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_compressed_bytes: DEFAULT_MAX_COMPRESSED_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+        }
+    }
+}
+
+/// Shared state of the remote-write endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct IngestState {
+    /// The head samples are appended to (already replayed).
+    pub head: Arc<tsdb::Head>,
+    /// Request size limits.
+    pub limits: Limits,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl IngestState {
+    /// State with fresh counters.
+    pub fn new(head: Arc<tsdb::Head>, limits: Limits) -> IngestState {
+        IngestState {
+            head,
+            limits,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The endpoint's counters (render them with [`IngestMetrics::write_prometheus`]).
+    pub fn metrics(&self) -> &Arc<IngestMetrics> {
+        &self.metrics
+    }
+}
+
+/// The remote-write router: `POST /api/v1/write`, with the body limit set from `state.limits`.
+pub fn router(state: IngestState) -> axum::Router {
+    let limit = state.limits.max_compressed_bytes;
+    axum::Router::new()
+        .route(WRITE_PATH, post(handler::write))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

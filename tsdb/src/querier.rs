@@ -183,9 +183,10 @@ impl Querier {
         let mut out = Vec::new();
         for r in refs.iter() {
             let Some(s) = maps.get_by_ref(crate::head::SeriesRef(u64::from(r))) else { continue };
-            if let Some(series) = self.snapshot(&s.labels, &s.lock()) {
-                out.push(series);
-            }
+            let data = s.lock();
+            let series = self.snapshot(&s.labels, &data);
+            drop(data);
+            out.extend(series);
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out

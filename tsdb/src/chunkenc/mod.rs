@@ -1,1 +1,101 @@
 //! Chunk encodings. Only XOR (float samples) for now, bit-compatible with Prometheus.
+//!
+//! This module owns the bytes of a chunk (`data` in Prometheus's chunk file records) and nothing
+//! else: no I/O, no locks, no chunk cutting policy. See `docs/prometheus-formats.md` §6 and
+//! Prometheus's `tsdb/chunkenc/xor.go`.
+
+pub mod bstream;
+pub mod xor;
+
+pub use xor::{XorChunk, XorIter};
+
+/// The encoding byte stored before a chunk's data in Prometheus chunk files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    /// Float samples, XOR (Gorilla) encoded.
+    Xor = 1,
+}
+
+/// Prometheus's encoding byte for integer native histograms (not supported).
+pub const ENCODING_HISTOGRAM: u8 = 2;
+/// Prometheus's encoding byte for float native histograms (not supported).
+pub const ENCODING_FLOAT_HISTOGRAM: u8 = 3;
+
+impl From<Encoding> for u8 {
+    fn from(e: Encoding) -> u8 {
+        e as u8
+    }
+}
+
+impl TryFrom<u8> for Encoding {
+    type Error = ChunkError;
+
+    fn try_from(byte: u8) -> Result<Self, ChunkError> {
+        match byte {
+            1 => Ok(Self::Xor),
+            ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM => {
+                Err(ChunkError::UnsupportedEncoding { encoding: byte })
+            }
+            _ => Err(ChunkError::UnknownEncoding { encoding: byte }),
+        }
+    }
+}
+
+/// Why chunk bytes could not be decoded. Cheap to build: no allocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's doc says what its fields are")]
+pub enum ChunkError {
+    /// Fewer than the 2 header bytes.
+    #[error("chunk is {len} bytes, shorter than its 2-byte header")]
+    TooShort { len: usize },
+    /// The bit stream ended before sample `sample` (0-based) was complete.
+    #[error("chunk data ends inside sample {sample}")]
+    Truncated { sample: u16 },
+    /// The varint timestamp (sample 0) or uvarint delta (sample 1) overflows 64 bits.
+    #[error("malformed varint timestamp in sample {sample}")]
+    BadVarint { sample: u16 },
+    /// A value block declares more than 64 leading + significant bits.
+    #[error(
+        "value of sample {sample} has {leading} leading zeros and {significant} significant bits"
+    )]
+    BadValueWindow {
+        sample: u16,
+        leading: u8,
+        significant: u8,
+    },
+    /// A known Prometheus encoding (native histograms) that Strata does not read.
+    #[error("unsupported chunk encoding {encoding} (native histograms)")]
+    UnsupportedEncoding { encoding: u8 },
+    /// Not a Prometheus chunk encoding.
+    #[error("unknown chunk encoding {encoding}")]
+    UnknownEncoding { encoding: u8 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_byte() {
+        assert_eq!(Encoding::try_from(1), Ok(Encoding::Xor));
+        assert_eq!(u8::from(Encoding::Xor), 1);
+        assert_eq!(
+            Encoding::try_from(2),
+            Err(ChunkError::UnsupportedEncoding { encoding: 2 })
+        );
+        assert_eq!(
+            Encoding::try_from(3),
+            Err(ChunkError::UnsupportedEncoding { encoding: 3 })
+        );
+        for b in [0u8, 4, 0x81, 255] {
+            assert_eq!(
+                Encoding::try_from(b),
+                Err(ChunkError::UnknownEncoding { encoding: b })
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod xor_tests;

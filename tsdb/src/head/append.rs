@@ -5,10 +5,11 @@
 //! applies the batch to memory while still holding the WAL's writer lock (so memory and WAL agree on
 //! order, and replay rebuilds the same state), then waits for the fsync the sync policy requires.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::placement::{placement, Limits, Placement};
+use super::placement::{placement, Limits, Placement, SeriesTail};
 use super::series::{Applied, MemSeries};
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
@@ -39,7 +40,12 @@ pub struct Appender<'h> {
     head: &'h Head,
     limits: Limits,
     series: Vec<Arc<MemSeries>>,
+    /// Newest queued in-order sample per series handle (parallel to `series`).
+    pending_tails: Vec<Option<SeriesTail>>,
     pending: Vec<(SeriesHandle, i64, f64)>,
+    /// Queued values by (handle, t); built only once a queued sample is out of order within this
+    /// transaction, so in-order requests never pay for it.
+    pending_index: Option<HashMap<(usize, i64), f64>>,
     stats: CommitStats,
 }
 
@@ -50,12 +56,20 @@ impl<'h> Appender<'h> {
             min_valid_t: head.min_valid_time(),
             ooo_window: head.opts.ooo_time_window_ms,
         };
-        Appender { head, limits, series: Vec::new(), pending: Vec::new(), stats: CommitStats::default() }
+        Appender {
+            head,
+            limits,
+            series: Vec::new(),
+            pending_tails: Vec::new(),
+            pending: Vec::new(),
+            pending_index: None,
+            stats: CommitStats::default(),
+        }
     }
 
     /// Finds or creates the series with these label pairs (any order). The slice is validated and sorted
     /// in place, so callers can reuse one buffer; an existing series is found without allocating.
-    pub fn series(&mut self, pairs: &mut [(&str, &str)]) -> std::result::Result<SeriesHandle, LabelError> {
+    pub fn series<'a>(&mut self, pairs: &mut [(&'a str, &'a str)]) -> std::result::Result<SeriesHandle, LabelError> {
         let sorted = match validate(pairs, true) {
             Ok(s) => s,
             Err(e) => {
@@ -89,25 +103,36 @@ impl<'h> Appender<'h> {
             }
         }
         self.series.push(s);
+        self.pending_tails.push(None);
         Ok(SeriesHandle(self.series.len() - 1))
     }
 
-    /// Checks sample `(t, v)` for the series and queues it for commit. An identical stored sample is
-    /// accepted and not queued. Rejections are counted in the head's stats.
+    /// Checks sample `(t, v)` for the series and queues it for commit. The check sees the committed
+    /// state plus what this transaction already queued, so a request behaves as if applied in order.
+    /// An identical stored or queued sample is accepted and not queued again. Rejections are counted in
+    /// the head's stats.
     pub fn append(&mut self, h: SeriesHandle, t: i64, v: f64) -> std::result::Result<(), AppendError> {
-        let Some(s) = self.series.get(h.0) else {
+        let (Some(s), Some(&queued_tail)) = (self.series.get(h.0), self.pending_tails.get(h.0)) else {
             return Err(AppendError::InvalidLabels(LabelError::Empty));
         };
         let decision = {
             let data = s.lock();
-            match placement(t, v, data.tail(), self.limits) {
-                Ok(Placement::OutOfOrder) => match data.value_at(t) {
-                    Some(existing) if existing.to_bits() == v.to_bits() => Ok(Placement::Duplicate),
-                    Some(existing) => Err(AppendError::Duplicate { t, existing, new: v }),
-                    None => Ok(Placement::OutOfOrder),
-                },
-                other => other,
+            let tail = match (data.tail(), queued_tail) {
+                (Some(c), Some(q)) => Some(if q.max_t > c.max_t { q } else { c }),
+                (c, q) => c.or(q),
+            };
+            match placement(t, v, tail, self.limits) {
+                Ok(Placement::OutOfOrder) => Ok((Placement::OutOfOrder, data.value_at(t))),
+                other => other.map(|p| (p, None)),
             }
+        };
+        let decision = match decision {
+            Ok((Placement::OutOfOrder, stored)) => match stored.or_else(|| self.queued_value(h, t)) {
+                Some(existing) if existing.to_bits() == v.to_bits() => Ok(Placement::Duplicate),
+                Some(existing) => Err(AppendError::Duplicate { t, existing, new: v }),
+                None => Ok(Placement::OutOfOrder),
+            },
+            other => other.map(|(p, _)| p),
         };
         match decision {
             Ok(Placement::Duplicate) => {
@@ -115,7 +140,15 @@ impl<'h> Appender<'h> {
                 self.head.stats.samples_deduplicated.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(_) => {
+            Ok(placed) => {
+                if placed == Placement::InOrder {
+                    if let Some(slot) = self.pending_tails.get_mut(h.0) {
+                        *slot = Some(SeriesTail { max_t: t, last_value: v });
+                    }
+                }
+                if let Some(index) = &mut self.pending_index {
+                    index.insert((h.0, t), v);
+                }
                 self.pending.push((h, t, v));
                 Ok(())
             }
@@ -132,6 +165,14 @@ impl<'h> Appender<'h> {
                 Err(e)
             }
         }
+    }
+
+    /// A value this transaction already queued for the series at `t`. Builds the index of queued
+    /// samples on first use (the first out-of-order sample of the transaction).
+    fn queued_value(&mut self, h: SeriesHandle, t: i64) -> Option<f64> {
+        let pending = &self.pending;
+        let index = self.pending_index.get_or_insert_with(|| pending.iter().map(|&(ph, pt, pv)| ((ph.0, pt), pv)).collect());
+        index.get(&(h.0, t)).copied()
     }
 
     /// Convenience for tests and loaders: series lookup plus append.

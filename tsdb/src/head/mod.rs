@@ -9,6 +9,8 @@
 //! returns `Ok`, every accepted sample is in the WAL.
 
 pub mod append;
+pub mod checkpoint;
+pub mod compact;
 pub mod ooo;
 pub mod placement;
 pub mod postings;
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use append::{Appender, CommitStats, SeriesHandle};
+pub use compact::RangeSnapshot;
 pub use series::{Applied, SeriesRef};
 
 use crate::error::{Error, Result};
@@ -86,6 +89,27 @@ pub struct HeadStats {
     pub series_created: AtomicU64,
 }
 
+/// What the blocks on disk tell the head when it opens.
+#[derive(Debug, Clone, Default)]
+pub struct OpenHints {
+    /// Samples already persisted in blocks whose WAL was not yet checkpointed (a crash between writing
+    /// a block and checkpointing): replay skips them.
+    pub skips: Vec<ReplaySkip>,
+    /// Newest block max time: in-order appends below it are out of bounds (Prometheus's minValidTime).
+    pub min_valid_floor: i64,
+}
+
+/// Samples read from WAL positions before `before_segment` with `mint <= t < maxt` are in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySkip {
+    /// The WAL segment cut when the block's snapshot was taken.
+    pub before_segment: u32,
+    /// Block min time (inclusive).
+    pub mint: i64,
+    /// Block max time (exclusive).
+    pub maxt: i64,
+}
+
 /// The in-memory head block.
 pub struct Head {
     opts: Options,
@@ -96,6 +120,8 @@ pub struct Head {
     next_ref: AtomicU64,
     min_t: AtomicI64,
     max_t: AtomicI64,
+    /// In-order appends must not be older than this (the newest block's max time).
+    min_valid_floor: AtomicI64,
     num_series: AtomicU64,
     stats: HeadStats,
 }
@@ -104,6 +130,11 @@ impl Head {
     /// Opens the head in `dir` (the data directory; the WAL lives in `dir/wal`), repairing and replaying
     /// the WAL. Returns when replay is done.
     pub fn open(dir: &Path, opts: Options) -> Result<Arc<Head>> {
+        Head::open_with(dir, opts, OpenHints { min_valid_floor: i64::MIN, ..OpenHints::default() })
+    }
+
+    /// Like [`Head::open`], with what the blocks on disk say.
+    pub fn open_with(dir: &Path, opts: Options, hints: OpenHints) -> Result<Arc<Head>> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { op: "create directory", path: dir.to_owned(), source })?;
         let wal_dir = dir.join("wal");
         let wal = match &opts.wal {
@@ -129,13 +160,14 @@ impl Head {
             next_ref: AtomicU64::new(1),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
+            min_valid_floor: AtomicI64::new(hints.min_valid_floor),
             num_series: AtomicU64::new(0),
             stats: HeadStats::default(),
             dir: dir.to_owned(),
             opts,
         });
         if head.wal.is_some() {
-            replay::replay(&head, &wal_dir)?;
+            replay::replay(&head, &wal_dir, &hints.skips)?;
         }
         Ok(head)
     }
@@ -207,11 +239,17 @@ impl Head {
 
     /// Oldest timestamp an in-order append may carry: head max time minus half the chunk range.
     pub(crate) fn min_valid_time(&self) -> i64 {
+        let floor = self.min_valid_floor.load(Ordering::Acquire);
         let max = self.max_time();
         if max == i64::MIN {
-            return i64::MIN;
+            return floor;
         }
-        max.saturating_sub(self.opts.chunk_range_ms / 2)
+        max.saturating_sub(self.opts.chunk_range_ms / 2).max(floor)
+    }
+
+    /// Raises the floor for in-order appends (after a block up to `t` was written).
+    pub(crate) fn raise_min_valid_floor(&self, t: i64) {
+        self.min_valid_floor.fetch_max(t, Ordering::AcqRel);
     }
 
     pub(crate) fn observe_time(&self, t: i64) {
@@ -240,3 +278,6 @@ impl Head {
         &self.postings
     }
 }
+
+#[cfg(test)]
+mod tests;

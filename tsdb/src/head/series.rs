@@ -102,7 +102,9 @@ impl SeriesData {
         };
         if let Some(c) = &self.open {
             if t >= c.min_t && t <= c.max_t {
-                return in_chunk(c.chunk.bytes());
+                if let Some(v) = in_chunk(c.chunk.bytes()) {
+                    return Some(v);
+                }
             }
         }
         // Sealed in-order chunks do not overlap: binary search by max_t.

@@ -1,0 +1,150 @@
+//! One decoded request → one appender transaction, gathering per-sample rejections.
+//!
+//! A single pass over the payload: each `TimeSeries` is looked up once (an existing series is found
+//! from borrowed label pairs without allocating), its samples are appended straight from the buffer,
+//! and the transaction is committed once at the end — one WAL append, at most one shared fsync.
+//! Rejected samples do not stop the request: every valid sample is committed, and the rejections come
+//! back in a [`Report`] for the 400 answer. A malformed payload rolls everything back.
+//!
+//! Blocking (the commit waits for the WAL): call from `spawn_blocking`, never on the async runtime.
+
+use std::fmt::Write as _;
+
+use tsdb::head::{Appender, CommitStats};
+use tsdb::{AppendError, Head, RejectReason};
+
+use crate::decode::{self, SeriesView, WalkSummary};
+use crate::error::Result;
+use crate::report::{write_labels, Reason, Report, NATIVE_HISTOGRAMS_UNSUPPORTED};
+
+/// What one request did.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Decompressed payload size.
+    pub payload_bytes: usize,
+    /// What the request carried.
+    pub summary: WalkSummary,
+    /// Float samples accepted (queued for commit, or identical to a stored sample).
+    pub accepted: u64,
+    /// Rejected samples; empty if all were accepted.
+    pub report: Report,
+    /// What the commit did.
+    pub commit: CommitStats,
+}
+
+impl From<RejectReason> for Reason {
+    fn from(r: RejectReason) -> Reason {
+        match r {
+            RejectReason::OutOfBounds => Reason::OutOfBounds,
+            RejectReason::OutOfOrder => Reason::OutOfOrder,
+            RejectReason::TooOld => Reason::TooOld,
+            RejectReason::Duplicate => Reason::Duplicate,
+            RejectReason::Invalid => Reason::InvalidLabels,
+        }
+    }
+}
+
+/// Appends every valid sample of a decompressed `WriteRequest` payload to `head` and commits.
+///
+/// `Err` means nothing was committed: [`crate::Error::Protobuf`] for a malformed payload (the sender's
+/// fault), [`crate::Error::Storage`] if the commit failed (a server fault). Series created before a
+/// malformed part was found stay in the head without samples, as they do in Prometheus after a rollback.
+pub fn append_request(head: &Head, payload: &[u8]) -> Result<Outcome> {
+    let mut app = head.appender();
+    let mut labels = Vec::new();
+    let mut report = Report::default();
+    let mut accepted = 0u64;
+    let walked = decode::walk(payload, &mut labels, |pairs, series| {
+        accepted += append_series(&mut app, pairs, series, &mut report);
+    });
+    let summary = match walked {
+        Ok(s) => s,
+        Err(e) => {
+            app.rollback();
+            return Err(e.into());
+        }
+    };
+    report.set_received(summary.samples + summary.histograms);
+    let commit = app.commit()?;
+    Ok(Outcome {
+        payload_bytes: payload.len(),
+        summary,
+        accepted,
+        report,
+        commit,
+    })
+}
+
+/// Appends one series' samples; returns how many were accepted.
+fn append_series<'a>(
+    app: &mut Appender<'_>,
+    pairs: &mut [(&'a str, &'a str)],
+    series: &SeriesView<'a>,
+    report: &mut Report,
+) -> u64 {
+    if series.num_histograms > 0 {
+        report.reject(Reason::NativeHistogram, series.num_histograms, |out| {
+            describe_series(out, series, pairs);
+            describe_count(out, series.num_histograms, series.first_histogram_t);
+            let _ = write!(out, ": {NATIVE_HISTOGRAMS_UNSUPPORTED}");
+        });
+    }
+    let n = series.num_samples;
+    if n == 0 {
+        return 0;
+    }
+    let first_t = || series.samples().next().map(|(t, _)| t);
+    if !series.labels_utf8 {
+        report.reject(Reason::InvalidLabels, n, |out| {
+            describe_series(out, series, pairs);
+            describe_count(out, n, first_t());
+            out.push_str(": invalid labels: label name or value is not valid UTF-8");
+        });
+        return 0;
+    }
+    let h = match app.series(pairs) {
+        Ok(h) => h,
+        Err(e) => {
+            report.reject(Reason::InvalidLabels, n, |out| {
+                describe_series(out, series, pairs);
+                describe_count(out, n, first_t());
+                let _ = write!(out, ": {}", AppendError::InvalidLabels(e));
+            });
+            return 0;
+        }
+    };
+    let mut accepted = 0;
+    for (t, v) in series.samples() {
+        match app.append(h, t, v) {
+            Ok(()) => accepted += 1,
+            Err(e) => report.reject(e.reason().into(), 1, |out| {
+                // After `series`, the pairs are sorted with empty values moved to the end.
+                write_labels(out, pairs.iter().filter(|(_, v)| !v.is_empty()).copied());
+                let _ = write!(out, " @{t}: {e}");
+            }),
+        }
+    }
+    accepted
+}
+
+fn describe_series(out: &mut String, series: &SeriesView<'_>, pairs: &[(&str, &str)]) {
+    if series.labels_utf8 {
+        write_labels(out, pairs.iter().copied());
+    } else {
+        write_labels(out, series.labels_lossy());
+    }
+}
+
+fn describe_count(out: &mut String, n: u64, first_t: Option<i64>) {
+    match (n, first_t) {
+        (1, Some(t)) => {
+            let _ = write!(out, " @{t}");
+        }
+        (n, Some(t)) => {
+            let _ = write!(out, " {n} samples from @{t}");
+        }
+        (n, None) => {
+            let _ = write!(out, " {n} samples");
+        }
+    }
+}

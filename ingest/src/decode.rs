@@ -1,0 +1,575 @@
+//! Pure request decoding: header checks, size limits, snappy, and a borrowing protobuf walk.
+//!
+//! Nothing here touches storage or async. The walk ([`walk`]) reads a `prometheus.WriteRequest`
+//! straight from the decompressed buffer and hands out, per `TimeSeries`, borrowed `(&str, &str)`
+//! label pairs (in a caller-reused `Vec`) and an iterator of `(t, v)` samples — no label `String`s, no
+//! per-sample allocation. It accepts every byte string that prost accepts for [`crate::proto::WriteRequest`]
+//! and yields the same series and samples (property-tested), with two deliberate leniencies:
+//! label bytes that are not UTF-8 mark that series invalid instead of failing the request, and the
+//! contents of exemplars, histograms and metadata (which are ignored) are only length-checked.
+//!
+//! Every read is bounds-checked; the only recursion (skipping nested groups of unknown fields) is
+//! limited to prost's depth of 100. Any input yields `Ok` or `Err`, never a panic.
+#![deny(clippy::indexing_slicing)]
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// The media type of remote-write 1.0 bodies.
+pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+/// The `proto` parameter that names remote-write 1.0's message.
+pub const PROTO_WRITE_REQUEST_V1: &str = "prometheus.WriteRequest";
+/// The only supported `Content-Encoding`.
+pub const CONTENT_ENCODING_SNAPPY: &str = "snappy";
+
+/// Prost's recursion limit, kept so that both decoders accept and reject the same nesting.
+const RECURSION_LIMIT: u32 = 100;
+
+/// Checks `Content-Type`: absent/empty, `application/x-protobuf`, or
+/// `application/x-protobuf;proto=prometheus.WriteRequest` (other parameters are ignored).
+pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error> {
+    let Some(raw) = value else { return Ok(()) };
+    if raw.trim().is_empty() {
+        return Ok(());
+    }
+    let unsupported = || Error::UnsupportedContentType {
+        value: raw.to_owned(),
+    };
+    let mut parts = raw.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case(CONTENT_TYPE_PROTOBUF) {
+        return Err(unsupported());
+    }
+    for param in parts {
+        let Some((key, val)) = param.split_once('=') else {
+            continue;
+        };
+        if key.trim().eq_ignore_ascii_case("proto") {
+            let val = val.trim().trim_matches('"');
+            if val != PROTO_WRITE_REQUEST_V1 {
+                return Err(unsupported());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks `Content-Encoding`: absent/empty (assumed snappy, as Prometheus does) or `snappy`.
+pub fn check_content_encoding(value: Option<&str>) -> std::result::Result<(), Error> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(v) if v.eq_ignore_ascii_case(CONTENT_ENCODING_SNAPPY) => Ok(()),
+        Some(v) => Err(Error::UnsupportedContentEncoding {
+            value: v.to_owned(),
+        }),
+    }
+}
+
+/// Decompresses a snappy block into `out` (cleared first), checking the length the block declares
+/// against `max_decompressed_bytes` before allocating anything.
+pub fn decompress(
+    body: &[u8],
+    max_decompressed_bytes: usize,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), Error> {
+    out.clear();
+    let declared = snap::raw::decompress_len(body).map_err(Error::Snappy)?;
+    if declared > max_decompressed_bytes {
+        return Err(Error::DecompressedTooLarge {
+            declared,
+            limit: max_decompressed_bytes,
+        });
+    }
+    out.resize(declared, 0);
+    let written = snap::raw::Decoder::new()
+        .decompress(body, out)
+        .map_err(Error::Snappy)?;
+    out.truncate(written);
+    Ok(())
+}
+
+/// What is wrong with a protobuf payload, and where (byte offset in the decompressed payload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at byte {offset}")]
+pub struct ProtoError {
+    /// Offset of the element that could not be read.
+    pub offset: usize,
+    /// What was wrong.
+    pub kind: ProtoErrorKind,
+}
+
+/// The kinds of [`ProtoError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtoErrorKind {
+    /// A varint is truncated or longer than 10 bytes / overflows 64 bits.
+    InvalidVarint,
+    /// A field key does not fit 32 bits.
+    InvalidKey,
+    /// Wire type 6 or 7.
+    InvalidWireType(u8),
+    /// Field number 0.
+    TagZero,
+    /// A length or fixed-size value runs past the end of its message.
+    Truncated,
+    /// An end-group tag without its start, or for another field.
+    UnexpectedEndGroup,
+    /// A known field carries the wrong wire type.
+    WrongWireType {
+        /// The message.
+        message: &'static str,
+        /// The field number.
+        field: u32,
+        /// The wire type found.
+        found: u8,
+    },
+    /// Groups nested deeper than 100.
+    RecursionLimit,
+}
+
+impl fmt::Display for ProtoErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtoErrorKind::InvalidVarint => f.write_str("invalid varint"),
+            ProtoErrorKind::InvalidKey => f.write_str("invalid field key"),
+            ProtoErrorKind::InvalidWireType(w) => write!(f, "invalid wire type {w}"),
+            ProtoErrorKind::TagZero => f.write_str("invalid field number 0"),
+            ProtoErrorKind::Truncated => {
+                f.write_str("truncated field (length runs past the end of its message)")
+            }
+            ProtoErrorKind::UnexpectedEndGroup => f.write_str("unexpected end-group tag"),
+            ProtoErrorKind::WrongWireType {
+                message,
+                field,
+                found,
+            } => {
+                write!(f, "wrong wire type {found} for {message} field {field}")
+            }
+            ProtoErrorKind::RecursionLimit => f.write_str("nesting exceeds the recursion limit"),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ProtoError>;
+
+const WT_VARINT: u8 = 0;
+const WT_FIXED64: u8 = 1;
+const WT_LEN: u8 = 2;
+const WT_START_GROUP: u8 = 3;
+const WT_END_GROUP: u8 = 4;
+const WT_FIXED32: u8 = 5;
+
+/// A window `[pos, end)` of the payload. Offsets stay absolute, so errors can say where they are.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            end: buf.len(),
+        }
+    }
+
+    fn has_more(&self) -> bool {
+        self.pos < self.end
+    }
+
+    fn err(&self, offset: usize, kind: ProtoErrorKind) -> ProtoError {
+        ProtoError { offset, kind }
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let start = self.pos;
+        let mut value = 0u64;
+        for count in 0..10u32 {
+            let b = match self.buf.get(self.pos) {
+                Some(&b) if self.pos < self.end => b,
+                _ => return Err(self.err(start, ProtoErrorKind::InvalidVarint)),
+            };
+            self.pos += 1;
+            value |= u64::from(b & 0x7f) << (count * 7);
+            if b < 0x80 {
+                if count == 9 && b >= 0x02 {
+                    return Err(self.err(start, ProtoErrorKind::InvalidVarint));
+                }
+                return Ok(value);
+            }
+        }
+        Err(self.err(start, ProtoErrorKind::InvalidVarint))
+    }
+
+    /// Reads a field key: `(field number, wire type)`, checked as prost checks it.
+    fn key(&mut self) -> Result<(u32, u8)> {
+        let start = self.pos;
+        let key = self.varint()?;
+        let Ok(key) = u32::try_from(key) else {
+            return Err(self.err(start, ProtoErrorKind::InvalidKey));
+        };
+        let wt = (key & 7) as u8;
+        if wt > WT_FIXED32 {
+            return Err(self.err(start, ProtoErrorKind::InvalidWireType(wt)));
+        }
+        let field = key >> 3;
+        if field == 0 {
+            return Err(self.err(start, ProtoErrorKind::TagZero));
+        }
+        Ok((field, wt))
+    }
+
+    /// Advances over `n` bytes, returning the window they occupy.
+    fn take(&mut self, n: u64, at: usize) -> Result<Reader<'a>> {
+        let remaining = self.end.saturating_sub(self.pos);
+        match usize::try_from(n) {
+            Ok(n) if n <= remaining => {
+                let sub = Reader {
+                    buf: self.buf,
+                    pos: self.pos,
+                    end: self.pos + n,
+                };
+                self.pos += n;
+                Ok(sub)
+            }
+            _ => Err(self.err(at, ProtoErrorKind::Truncated)),
+        }
+    }
+
+    fn len_delimited(&mut self) -> Result<Reader<'a>> {
+        let at = self.pos;
+        let len = self.varint()?;
+        self.take(len, at)
+    }
+
+    fn fixed64(&mut self) -> Result<u64> {
+        let at = self.pos;
+        let sub = self.take(8, at)?;
+        let bytes: [u8; 8] = sub
+            .bytes()
+            .try_into()
+            .map_err(|_| self.err(at, ProtoErrorKind::Truncated))?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.buf.get(self.pos..self.end).unwrap_or_default()
+    }
+
+    /// Skips one field of an unknown number, as prost's `skip_field` does (groups included).
+    fn skip(&mut self, wt: u8, field: u32, depth: u32) -> Result<()> {
+        let at = self.pos;
+        if depth == 0 {
+            return Err(self.err(at, ProtoErrorKind::RecursionLimit));
+        }
+        match wt {
+            WT_VARINT => self.varint().map(drop),
+            WT_FIXED64 => self.take(8, at).map(drop),
+            WT_LEN => self.len_delimited().map(drop),
+            WT_FIXED32 => self.take(4, at).map(drop),
+            WT_START_GROUP => loop {
+                let key_at = self.pos;
+                let (inner, inner_wt) = self.key()?;
+                if inner_wt == WT_END_GROUP {
+                    if inner != field {
+                        return Err(self.err(key_at, ProtoErrorKind::UnexpectedEndGroup));
+                    }
+                    return Ok(());
+                }
+                self.skip(inner_wt, inner, depth - 1)?;
+            },
+            _ => Err(self.err(at, ProtoErrorKind::UnexpectedEndGroup)),
+        }
+    }
+
+    fn expect_wt(
+        &self,
+        at: usize,
+        message: &'static str,
+        field: u32,
+        found: u8,
+        want: u8,
+    ) -> Result<()> {
+        if found == want {
+            Ok(())
+        } else {
+            Err(self.err(
+                at,
+                ProtoErrorKind::WrongWireType {
+                    message,
+                    field,
+                    found,
+                },
+            ))
+        }
+    }
+
+    /// Enters a nested message as prost does: checks the depth budget, returns the inner budget.
+    fn enter(&self, at: usize, depth: u32) -> Result<u32> {
+        if depth == 0 {
+            Err(self.err(at, ProtoErrorKind::RecursionLimit))
+        } else {
+            Ok(depth - 1)
+        }
+    }
+}
+
+/// Totals of one walked request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WalkSummary {
+    /// `TimeSeries` messages.
+    pub series: u64,
+    /// Float samples.
+    pub samples: u64,
+    /// Native histogram samples.
+    pub histograms: u64,
+    /// Exemplars (ignored).
+    pub exemplars: u64,
+    /// Metadata entries (ignored).
+    pub metadata: u64,
+}
+
+/// One `TimeSeries` of a request, borrowed from the payload. Its labels are passed beside it.
+#[derive(Clone, Copy)]
+pub struct SeriesView<'a> {
+    msg: Reader<'a>,
+    depth: u32,
+    /// False if some label name or value is not UTF-8 (the pairs handed out are then incomplete).
+    pub labels_utf8: bool,
+    /// Float samples in the series.
+    pub num_samples: u64,
+    /// Native histogram samples in the series.
+    pub num_histograms: u64,
+    /// Exemplars in the series.
+    pub num_exemplars: u64,
+    /// Timestamp of the first native histogram sample, if it could be read.
+    pub first_histogram_t: Option<i64>,
+}
+
+impl<'a> SeriesView<'a> {
+    /// The float samples `(t_ms, v)` in wire order.
+    pub fn samples(&self) -> Samples<'a> {
+        Samples {
+            msg: self.msg,
+            depth: self.depth,
+        }
+    }
+
+    /// The labels in wire order with invalid UTF-8 replaced — for error messages only (allocates).
+    pub fn labels_lossy(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut r = self.msg;
+        while r.has_more() {
+            let Ok((field, wt)) = r.key() else { break };
+            if field == 1 && wt == WT_LEN {
+                let Ok(mut l) = r.len_delimited() else { break };
+                let (mut name, mut value) = (String::new(), String::new());
+                while l.has_more() {
+                    let Ok((f, w)) = l.key() else { break };
+                    if w == WT_LEN && (f == 1 || f == 2) {
+                        let Ok(s) = l.len_delimited() else { break };
+                        let s = String::from_utf8_lossy(s.bytes()).into_owned();
+                        if f == 1 {
+                            name = s;
+                        } else {
+                            value = s;
+                        }
+                    } else if l.skip(w, f, RECURSION_LIMIT).is_err() {
+                        break;
+                    }
+                }
+                out.push((name, value));
+            } else if r.skip(wt, field, RECURSION_LIMIT).is_err() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Iterator over a series' float samples. The series was fully checked before it was handed out,
+/// so iteration cannot fail; should it meet bad bytes anyway, it stops.
+#[derive(Clone, Copy)]
+pub struct Samples<'a> {
+    msg: Reader<'a>,
+    depth: u32,
+}
+
+impl Iterator for Samples<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        while self.msg.has_more() {
+            let (field, wt) = self.msg.key().ok()?;
+            if field == 2 && wt == WT_LEN {
+                let sub = self.msg.len_delimited().ok()?;
+                return parse_sample(sub, self.depth).ok();
+            }
+            self.msg.skip(wt, field, self.depth).ok()?;
+        }
+        None
+    }
+}
+
+/// Walks a `WriteRequest`, calling `on_series(labels, series)` for every `TimeSeries` once that series has
+/// been checked. `labels` is cleared and refilled for each series (reuse one `Vec` per request); the
+/// callback may reorder it (the tsdb appender sorts it in place).
+///
+/// On `Err` the payload is malformed and the callback may already have seen earlier series: the caller
+/// must discard what it did with them (roll back), since the request as a whole is invalid.
+pub fn walk<'a, F>(
+    payload: &'a [u8],
+    labels: &mut Vec<(&'a str, &'a str)>,
+    mut on_series: F,
+) -> Result<WalkSummary>
+where
+    F: FnMut(&mut Vec<(&'a str, &'a str)>, &SeriesView<'a>),
+{
+    let mut r = Reader::new(payload);
+    let mut summary = WalkSummary::default();
+    let depth = RECURSION_LIMIT;
+    while r.has_more() {
+        let at = r.pos;
+        let (field, wt) = r.key()?;
+        match field {
+            1 => {
+                r.expect_wt(at, "WriteRequest", field, wt, WT_LEN)?;
+                let msg = r.len_delimited()?;
+                let inner = r.enter(at, depth)?;
+                let view = parse_series(msg, inner, labels)?;
+                summary.series += 1;
+                summary.samples += view.num_samples;
+                summary.histograms += view.num_histograms;
+                summary.exemplars += view.num_exemplars;
+                on_series(labels, &view);
+            }
+            3 => {
+                r.expect_wt(at, "WriteRequest", field, wt, WT_LEN)?;
+                r.len_delimited()?;
+                r.enter(at, depth)?;
+                summary.metadata += 1;
+            }
+            _ => r.skip(wt, field, depth)?,
+        }
+    }
+    Ok(summary)
+}
+
+fn parse_series<'a>(
+    msg: Reader<'a>,
+    depth: u32,
+    labels: &mut Vec<(&'a str, &'a str)>,
+) -> Result<SeriesView<'a>> {
+    labels.clear();
+    let mut view = SeriesView {
+        msg,
+        depth,
+        labels_utf8: true,
+        num_samples: 0,
+        num_histograms: 0,
+        num_exemplars: 0,
+        first_histogram_t: None,
+    };
+    let mut r = msg;
+    while r.has_more() {
+        let at = r.pos;
+        let (field, wt) = r.key()?;
+        match field {
+            1 => {
+                r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
+                let sub = r.len_delimited()?;
+                let inner = r.enter(at, depth)?;
+                match parse_label(sub, inner)? {
+                    Some(pair) => labels.push(pair),
+                    None => view.labels_utf8 = false,
+                }
+            }
+            2 => {
+                r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
+                let sub = r.len_delimited()?;
+                let inner = r.enter(at, depth)?;
+                parse_sample(sub, inner)?;
+                view.num_samples += 1;
+            }
+            3 => {
+                r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
+                r.len_delimited()?;
+                r.enter(at, depth)?;
+                view.num_exemplars += 1;
+            }
+            4 => {
+                r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
+                let sub = r.len_delimited()?;
+                r.enter(at, depth)?;
+                if view.num_histograms == 0 {
+                    view.first_histogram_t = histogram_timestamp(sub);
+                }
+                view.num_histograms += 1;
+            }
+            _ => r.skip(wt, field, depth)?,
+        }
+    }
+    Ok(view)
+}
+
+/// Reads a `Label`; `None` if its name or value is not UTF-8. The last occurrence of a field wins.
+fn parse_label(mut r: Reader<'_>, depth: u32) -> Result<Option<(&str, &str)>> {
+    let (mut name, mut value) = (Some(""), Some(""));
+    while r.has_more() {
+        let at = r.pos;
+        let (field, wt) = r.key()?;
+        match field {
+            1 | 2 => {
+                r.expect_wt(at, "Label", field, wt, WT_LEN)?;
+                let s = std::str::from_utf8(r.len_delimited()?.bytes()).ok();
+                if field == 1 {
+                    name = name.and(s);
+                } else {
+                    value = value.and(s);
+                }
+            }
+            _ => r.skip(wt, field, depth)?,
+        }
+    }
+    Ok(name.zip(value))
+}
+
+fn parse_sample(mut r: Reader<'_>, depth: u32) -> Result<(i64, f64)> {
+    let (mut t, mut v) = (0i64, 0f64);
+    while r.has_more() {
+        let at = r.pos;
+        let (field, wt) = r.key()?;
+        match field {
+            1 => {
+                r.expect_wt(at, "Sample", field, wt, WT_FIXED64)?;
+                v = f64::from_bits(r.fixed64()?);
+            }
+            2 => {
+                r.expect_wt(at, "Sample", field, wt, WT_VARINT)?;
+                t = r.varint()? as i64;
+            }
+            _ => r.skip(wt, field, depth)?,
+        }
+    }
+    Ok((t, v))
+}
+
+/// Best-effort read of `Histogram.timestamp` (field 15), for rejection messages only.
+fn histogram_timestamp(mut r: Reader<'_>) -> Option<i64> {
+    let mut t = None;
+    while r.has_more() {
+        let (field, wt) = r.key().ok()?;
+        if field == 15 && wt == WT_VARINT {
+            t = Some(r.varint().ok()? as i64);
+        } else {
+            r.skip(wt, field, RECURSION_LIMIT).ok()?;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests;

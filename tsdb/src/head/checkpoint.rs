@@ -1,0 +1,140 @@
+//! WAL checkpoints: after a compaction, `wal/checkpoint.NNNNNNNN/` (itself a small WAL) holds a series
+//! record for every series and every sample still in the head, so WAL segments before `NNNNNNNN` can
+//! be deleted. Written into `checkpoint.NNNNNNNN.tmp`, synced, then renamed: a crash leaves either the
+//! old checkpoint and segments, or the new checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use super::Head;
+use crate::chunkenc::XorIter;
+use crate::error::{Error, Result};
+use crate::record::{self, RefSample};
+
+const PREFIX: &str = "checkpoint.";
+const SERIES_PER_RECORD: usize = 1_000;
+const SAMPLES_PER_RECORD: usize = 10_000;
+
+/// The newest complete checkpoint in `wal_dir`, as (segment index, path).
+pub(crate) fn newest(wal_dir: &Path) -> Result<Option<(u32, PathBuf)>> {
+    Ok(list(wal_dir)?.into_iter().max_by_key(|c| c.0))
+}
+
+fn list(wal_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let entries = match std::fs::read_dir(wal_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Io { op: "list", path: wal_dir.to_owned(), source }),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(num) = name.strip_prefix(PREFIX) else { continue };
+        if num.len() == 8 && num.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = num.parse::<u32>() {
+                out.push((n, entry.path()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |source| Error::Io { op, path: path.to_owned(), source }
+}
+
+impl Head {
+    /// Writes `checkpoint.<cut>` from memory, then deletes WAL segments before `cut` and older
+    /// checkpoints. Appends may continue meanwhile (their samples are in segments >= `cut`; if they
+    /// also land in the checkpoint, replay stores them once).
+    pub fn checkpoint(&self, cut: u32) -> Result<()> {
+        let Some(wal) = self.wal() else { return Ok(()) };
+        let wal_dir = wal.dir().to_owned();
+        let final_dir = wal_dir.join(format!("{PREFIX}{cut:08}"));
+        let tmp_dir = wal_dir.join(format!("{PREFIX}{cut:08}.tmp"));
+        if tmp_dir.exists() {
+            std::fs::remove_dir_all(&tmp_dir).map_err(io("remove", &tmp_dir))?;
+        }
+        let started = std::time::Instant::now();
+        let (n_series, n_samples) = {
+            let opts = wal::Options { sync: wal::SyncPolicy::Never, ..wal::Options::default() };
+            let (cp, _) = wal::Wal::open(&tmp_dir, opts)?;
+            let mut series_rec = Vec::new();
+            let mut samples_rec = Vec::new();
+            let (mut n_series, mut n_samples, mut in_rec) = (0u64, 0u64, 0usize);
+            let mut failed: Option<Error> = None;
+            let flush = |rec: &mut Vec<u8>, failed: &mut Option<Error>| {
+                if !rec.is_empty() && failed.is_none() {
+                    if let Err(e) = cp.log(&[rec.as_slice()], || ()) {
+                        *failed = Some(e.into());
+                    }
+                }
+                rec.clear();
+            };
+            // Series first, so every sample's series is known when replayed.
+            self.series_maps().for_each(|s| {
+                record::encode_series(&mut series_rec, s.sref.0, &s.labels);
+                n_series += 1;
+                in_rec += 1;
+                if in_rec >= SERIES_PER_RECORD {
+                    flush(&mut series_rec, &mut failed);
+                    in_rec = 0;
+                }
+            });
+            flush(&mut series_rec, &mut failed);
+            in_rec = 0;
+            self.series_maps().for_each(|s| {
+                let data = s.lock();
+                let mut push = |t: i64, v: f64| {
+                    record::encode_sample(&mut samples_rec, RefSample { sref: s.sref.0, t, v });
+                    n_samples += 1;
+                    in_rec += 1;
+                };
+                for c in &data.sealed {
+                    XorIter::new(&c.bytes).for_each(|(t, v)| push(t, v));
+                }
+                if let Some(c) = &data.open {
+                    c.chunk.iter().for_each(|(t, v)| push(t, v));
+                }
+                if let Some(o) = &data.ooo {
+                    for c in &o.sealed {
+                        XorIter::new(&c.bytes).for_each(|(t, v)| push(t, v));
+                    }
+                    o.open.samples().iter().for_each(|&(t, v)| push(t, v));
+                }
+                drop(data);
+                if in_rec >= SAMPLES_PER_RECORD {
+                    flush(&mut samples_rec, &mut failed);
+                    in_rec = 0;
+                }
+            });
+            flush(&mut samples_rec, &mut failed);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            cp.close()?;
+            (n_series, n_samples)
+        };
+        std::fs::rename(&tmp_dir, &final_dir).map_err(io("rename", &tmp_dir))?;
+        sync_dir(&wal_dir)?;
+        let removed = wal.truncate_before(wal::SegmentIndex(cut))?;
+        for (n, path) in list(&wal_dir)? {
+            if n < cut {
+                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+            }
+        }
+        tracing::info!(
+            checkpoint = cut,
+            series = n_series,
+            samples = n_samples,
+            segments_removed = removed,
+            duration_secs = started.elapsed().as_secs_f64(),
+            "wal checkpoint written"
+        );
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io("fsync", dir))
+}

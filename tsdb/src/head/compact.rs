@@ -1,0 +1,211 @@
+//! The head's side of compaction: take a consistent snapshot of everything the head holds in a time
+//! range (in-order and out-of-order), and after the block is safely on disk, drop exactly what the
+//! snapshot took.
+//!
+//! The snapshot is taken while the WAL's writer lock is held, right after a new WAL segment is cut,
+//! so the block holds exactly the in-range samples of the WAL segments before the cut: a crash before
+//! the checkpoint replays the old segments and skips that range (see `replay`). From the snapshot on,
+//! in-order appends below the range's end are refused (or go out of order), so in-order chunks in the
+//! range are frozen; out-of-order samples arriving later stay in the head for a later block.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::series::{MemSeries, SealedChunk, SeriesData};
+use super::Head;
+use crate::chunkenc::{XorChunk, XorIter};
+use crate::error::Result;
+use crate::labels::Labels;
+use crate::querier::{ChunkData, ChunkMeta};
+
+/// Samples per chunk when samples are re-encoded (Prometheus's `seriesToChunkEncoder` split).
+const SAMPLES_PER_MERGED_CHUNK: usize = 120;
+
+/// What the head held in `[mint, maxt)` at one WAL position.
+pub struct RangeSnapshot {
+    /// Range start (inclusive).
+    pub mint: i64,
+    /// Range end (exclusive).
+    pub maxt: i64,
+    /// Index of the WAL segment cut for this snapshot (None without a WAL).
+    pub wal_cut: Option<u32>,
+    /// Series with data in the range, sorted by labels, with non-overlapping chunks.
+    pub series: Vec<(Labels, Vec<ChunkMeta>)>,
+    /// Samples in the snapshot.
+    pub num_samples: u64,
+    taken: Vec<Taken>,
+}
+
+struct Taken {
+    series: Arc<MemSeries>,
+    /// Whether in-order chunks in the range were taken.
+    in_order: bool,
+    /// Out-of-order timestamps taken.
+    ooo_ts: Vec<i64>,
+}
+
+impl Head {
+    /// Snapshots `[mint, maxt)`, cutting a WAL segment so the snapshot matches a WAL position, and
+    /// raises the in-order floor to `maxt`.
+    pub fn snapshot_range(&self, mint: i64, maxt: i64) -> Result<RangeSnapshot> {
+        let take = |cut: Option<u32>| {
+            self.raise_min_valid_floor(maxt);
+            let mut entries = Vec::new();
+            self.series_maps().for_each(|s| {
+                let data = s.lock();
+                entries.extend(snapshot_series(s, &data, mint, maxt));
+            });
+            (cut, entries)
+        };
+        let (wal_cut, mut entries) = match self.wal() {
+            Some(wal) => wal.cut_segment_with(|seg| take(Some(seg.0)))?.1,
+            None => take(None),
+        };
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut snap = RangeSnapshot { mint, maxt, wal_cut, series: Vec::new(), num_samples: 0, taken: Vec::new() };
+        for (labels, chunks, taken, n) in entries {
+            snap.series.push((labels, chunks));
+            snap.taken.push(taken);
+            snap.num_samples += n;
+        }
+        Ok(snap)
+    }
+
+    /// Drops from memory exactly what `snap` took (call after its block is durable), and recomputes
+    /// the head's min time.
+    pub fn truncate_snapshot(&self, snap: RangeSnapshot) {
+        let cap = self.opts.ooo_cap_max;
+        for t in &snap.taken {
+            let mut data = t.series.lock();
+            if t.in_order {
+                drop_in_order(&mut data, snap.mint, snap.maxt);
+            }
+            if !t.ooo_ts.is_empty() {
+                drop_ooo(&mut data, &t.ooo_ts, cap);
+            }
+        }
+        self.recompute_min_time();
+    }
+
+    /// Sets the head's min time to the oldest sample still held (i64::MAX when empty).
+    pub(crate) fn recompute_min_time(&self) {
+        let mut min = i64::MAX;
+        self.series_maps().for_each(|s| {
+            if let Some((lo, _)) = s.lock().time_range() {
+                min = min.min(lo);
+            }
+        });
+        self.min_t.store(min, Ordering::Release);
+    }
+}
+
+fn in_range(c_min: i64, c_max: i64, mint: i64, maxt: i64) -> bool {
+    c_min < maxt && c_max >= mint
+}
+
+fn snapshot_series(
+    s: &Arc<MemSeries>,
+    d: &SeriesData,
+    mint: i64,
+    maxt: i64,
+) -> Option<(Labels, Vec<ChunkMeta>, Taken, u64)> {
+    // In-order chunks never cross a chunk-range boundary, so each is wholly inside or outside.
+    let mut in_order: Vec<ChunkMeta> = d
+        .sealed
+        .iter()
+        .filter(|c| in_range(c.min_t, c.max_t, mint, maxt))
+        .map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(Arc::clone(&c.bytes)) })
+        .collect();
+    if let Some(c) = &d.open {
+        if in_range(c.min_t, c.max_t, mint, maxt) {
+            in_order.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
+        }
+    }
+    let mut ooo: Vec<(i64, f64)> = Vec::new();
+    if let Some(o) = &d.ooo {
+        for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
+            ooo.extend(XorIter::new(&c.bytes).filter(|&(t, _)| t >= mint && t < maxt));
+        }
+        ooo.extend(o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt));
+    }
+    if in_order.is_empty() && ooo.is_empty() {
+        return None;
+    }
+    let taken = Taken { series: Arc::clone(s), in_order: !in_order.is_empty(), ooo_ts: ooo.iter().map(|s| s.0).collect() };
+    // A chunk that straddles the range (only possible if the chunk range differs from the block
+    // range) is re-encoded from its in-range samples like out-of-order data.
+    let straddles = in_order.iter().any(|c| c.min_t < mint || c.max_t >= maxt);
+    if ooo.is_empty() && !straddles {
+        let n = in_order.iter().map(|c| chunk_len(&c.data)).sum();
+        return Some((s.labels.clone(), in_order, taken, n));
+    }
+    // Merge in-order and out-of-order samples into fresh, non-overlapping chunks.
+    let mut all: Vec<(i64, f64)> = Vec::new();
+    for c in &in_order {
+        if let ChunkData::Xor(b) = &c.data {
+            all.extend(XorIter::new(b).filter(|&(t, _)| t >= mint && t < maxt));
+        }
+    }
+    all.extend(ooo);
+    // Stable: in-order samples come first and win at equal timestamps.
+    all.sort_by_key(|s| s.0);
+    all.dedup_by_key(|s| s.0);
+    let n = all.len() as u64;
+    let chunks = all
+        .chunks(SAMPLES_PER_MERGED_CHUNK)
+        .filter_map(|part| {
+            let (first, last) = (part.first()?, part.last()?);
+            Some(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) })
+        })
+        .collect();
+    Some((s.labels.clone(), chunks, taken, n))
+}
+
+fn chunk_len(d: &ChunkData) -> u64 {
+    match d {
+        ChunkData::Xor(b) => b.get(..2).map_or(0, |h| u64::from(u16::from_be_bytes([h[0], h[1]]))),
+        ChunkData::Raw(s) => s.len() as u64,
+    }
+}
+
+fn drop_in_order(d: &mut SeriesData, mint: i64, maxt: i64) {
+    d.sealed.retain(|c| !in_range(c.min_t, c.max_t, mint, maxt));
+    if d.open.as_ref().is_some_and(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
+        d.open = None;
+    }
+}
+
+/// Removes the given out-of-order timestamps, re-sealing what remains into chunks of at most `cap`.
+fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
+    let Some(o) = d.ooo.as_mut() else { return };
+    let mut sorted = ts.to_vec();
+    sorted.sort_unstable();
+    let gone = |t: i64| sorted.binary_search(&t).is_ok();
+    let mut keep: Vec<(i64, f64)> = Vec::new();
+    let mut sealed: Vec<SealedChunk> = Vec::new();
+    for c in o.sealed.drain(..) {
+        let hit = XorIter::new(&c.bytes).any(|(t, _)| gone(t));
+        if hit {
+            keep.extend(XorIter::new(&c.bytes).filter(|&(t, _)| !gone(t)));
+        } else {
+            sealed.push(c);
+        }
+    }
+    keep.extend(o.open.samples().iter().copied().filter(|&(t, _)| !gone(t)));
+    keep.sort_by_key(|s| s.0);
+    let mut open = super::ooo::OooChunk::default();
+    for part in keep.chunks(cap.max(1)) {
+        let (Some(first), Some(last)) = (part.first(), part.last()) else { continue };
+        let mut c = XorChunk::new();
+        for &(t, v) in part {
+            c.push(t, v);
+        }
+        sealed.push(SealedChunk { min_t: first.0, max_t: last.0, bytes: c.into_bytes().into() });
+    }
+    // Keep the open buffer empty: everything remaining is sealed.
+    std::mem::swap(&mut o.open, &mut open);
+    o.sealed = sealed;
+    if o.sealed.is_empty() && o.open.is_empty() {
+        d.ooo = None;
+    }
+}

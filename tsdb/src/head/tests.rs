@@ -1,0 +1,248 @@
+//! Head tests through the public API: appends, rejections, out-of-order merging, WAL replay.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use crate::error::AppendError;
+use crate::head::{Head, Options};
+use crate::labels::Matcher;
+use crate::testing::{memory_options, temp_head};
+
+const MIN: i64 = 60_000;
+
+fn read_all(head: &std::sync::Arc<Head>, name: &str) -> Vec<(i64, f64)> {
+    let q = head.querier(i64::MIN, i64::MAX);
+    let series = q.select(&[Matcher::equal("__name__", name)]);
+    assert!(series.len() <= 1);
+    series.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
+}
+
+fn wal_options(window: i64) -> Options {
+    Options { ooo_time_window_ms: window, wal: Some(wal::Options { segment_size_bytes: 1 << 20, ..Default::default() }), ..Options::default() }
+}
+
+#[test]
+fn duplicates_and_conflicts() {
+    let (_d, head) = temp_head(memory_options(30 * MIN));
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "m")], 100 * MIN, 1.0).unwrap();
+    app.append_pairs(&[("__name__", "m")], 101 * MIN, 2.0).unwrap();
+    app.commit().unwrap();
+    let mut app = head.appender();
+    // Identical retry: accepted.
+    app.append_pairs(&[("__name__", "m")], 101 * MIN, 2.0).unwrap();
+    // Out of order, new: accepted.
+    app.append_pairs(&[("__name__", "m")], 90 * MIN, 0.5).unwrap();
+    // Conflicting value at a stored in-order timestamp (not the last): rejected.
+    let e = app.append_pairs(&[("__name__", "m")], 100 * MIN, 7.0).unwrap_err();
+    assert!(matches!(e, AppendError::Duplicate { .. }), "{e}");
+    // Too old for the 30m window.
+    assert_eq!(app.append_pairs(&[("__name__", "m")], 50 * MIN, 1.0), Err(AppendError::TooOld));
+    let stats = app.commit().unwrap();
+    assert_eq!(stats.out_of_order, 1);
+    assert_eq!(read_all(&head, "m"), vec![(90 * MIN, 0.5), (100 * MIN, 1.0), (101 * MIN, 2.0)]);
+    // Within one transaction, a late sample meets the samples queued before it.
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "m")], 102 * MIN, 3.0).unwrap();
+    app.append_pairs(&[("__name__", "m")], 103 * MIN, 4.0).unwrap();
+    app.append_pairs(&[("__name__", "m")], 102 * MIN, 3.0).unwrap();
+    assert!(matches!(app.append_pairs(&[("__name__", "m")], 102 * MIN, 9.0), Err(AppendError::Duplicate { .. })));
+    let stats = app.commit().unwrap();
+    assert_eq!((stats.in_order, stats.conflicts), (2, 0));
+    // Identical retry of the out-of-order sample is accepted and not stored twice.
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "m")], 90 * MIN, 0.5).unwrap();
+    let e = app.append_pairs(&[("__name__", "m")], 90 * MIN, 0.25).unwrap_err();
+    assert!(matches!(e, AppendError::Duplicate { .. }));
+    app.commit().unwrap();
+    assert_eq!(read_all(&head, "m").len(), 5);
+}
+
+#[test]
+fn special_values_are_kept_exactly() {
+    let (_d, head) = temp_head(memory_options(0));
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let vals = [stale, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e308];
+    let mut app = head.appender();
+    for (i, v) in vals.iter().enumerate() {
+        app.append_pairs(&[("__name__", "s")], i as i64 * 1000, *v).unwrap();
+    }
+    app.commit().unwrap();
+    let got = read_all(&head, "s");
+    let bits: Vec<u64> = got.iter().map(|s| s.1.to_bits()).collect();
+    assert_eq!(bits, vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+}
+
+#[test]
+fn wal_replay_restores_in_order_and_out_of_order_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = BTreeMap::new();
+    {
+        let head = Head::open(dir.path(), wal_options(60 * MIN)).unwrap();
+        for round in 0..3 {
+            let mut app = head.appender();
+            for i in 0..200i64 {
+                let t = round * 1_000_000 + i * 1000;
+                app.append_pairs(&[("__name__", "r"), ("job", "x")], t, i as f64).unwrap();
+                want.insert(t, i as f64);
+            }
+            app.commit().unwrap();
+        }
+        let mut app = head.appender();
+        for i in 0..50i64 {
+            let t = 1_000_000 + i * 1000 + 500;
+            app.append_pairs(&[("__name__", "r"), ("job", "x")], t, -(i as f64)).unwrap();
+            want.insert(t, -(i as f64));
+        }
+        app.commit().unwrap();
+        // No close: like a crash after the acknowledgement.
+    }
+    let head = Head::open(dir.path(), wal_options(60 * MIN)).unwrap();
+    let got = read_all(&head, "r");
+    assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    assert_eq!(head.num_series(), 1);
+    // New series after replay get fresh references.
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "other")], 5_000_000, 1.0).unwrap();
+    app.commit().unwrap();
+    drop(head);
+    let head = Head::open(dir.path(), wal_options(60 * MIN)).unwrap();
+    assert_eq!(head.num_series(), 2);
+    assert_eq!(read_all(&head, "other"), vec![(5_000_000, 1.0)]);
+}
+
+#[test]
+fn series_created_but_logged_by_another_appender_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let head = Head::open(dir.path(), wal_options(0)).unwrap();
+        let mut a = head.appender();
+        let mut b = head.appender();
+        // `a` creates the series, `b` commits a sample for it first.
+        let mut pa = [("__name__", "race")];
+        let ha = a.series(&mut pa).unwrap();
+        let mut pb = [("__name__", "race")];
+        let hb = b.series(&mut pb).unwrap();
+        a.append(ha, 1000, 1.0).unwrap();
+        b.append(hb, 2000, 2.0).unwrap();
+        b.commit().unwrap();
+        a.commit().unwrap();
+    }
+    let head = Head::open(dir.path(), wal_options(0)).unwrap();
+    // Both acknowledged samples survive, the late one out of order.
+    assert_eq!(read_all(&head, "race"), vec![(1000, 1.0), (2000, 2.0)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any interleaving of appends inside the window reads back as the sorted, deduplicated set,
+    /// before and after WAL replay.
+    #[test]
+    fn any_interleaving_reads_back_sorted_and_deduplicated(
+        batches in proptest::collection::vec(proptest::collection::vec((0i64..400, 0u8..4), 1..40), 1..8),
+        cap in 1usize..40,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options { ooo_cap_max: cap, ..wal_options(1_000 * MIN) };
+        let mut want: BTreeMap<i64, f64> = BTreeMap::new();
+        {
+            let head = Head::open(dir.path(), opts.clone()).unwrap();
+            for batch in &batches {
+                let mut app = head.appender();
+                for &(step, v) in batch {
+                    let t = step * 15_000;
+                    let v = f64::from(v);
+                    match app.append_pairs(&[("__name__", "p")], t, v) {
+                        Ok(()) => {
+                            let prev = want.insert(t, v);
+                            prop_assert!(prev.is_none() || prev == Some(v));
+                        }
+                        Err(AppendError::Duplicate { existing, .. }) => {
+                            prop_assert_eq!(want.get(&t).copied(), Some(existing));
+                        }
+                        Err(e) => prop_assert!(false, "unexpected rejection {}", e),
+                    }
+                }
+                app.commit().unwrap();
+            }
+            let got = read_all(&head, "p");
+            prop_assert_eq!(&got, &want.clone().into_iter().collect::<Vec<_>>());
+        }
+        let head = Head::open(dir.path(), opts).unwrap();
+        prop_assert_eq!(read_all(&head, "p"), want.into_iter().collect::<Vec<_>>());
+    }
+}
+
+const H2: i64 = 2 * 3_600_000;
+
+fn sample_series(head: &std::sync::Arc<Head>, range: std::ops::Range<i64>, step: i64) -> BTreeMap<i64, f64> {
+    let mut want = BTreeMap::new();
+    let mut app = head.appender();
+    let mut t = range.start;
+    while t < range.end {
+        app.append_pairs(&[("__name__", "c"), ("job", "j")], t, t as f64).unwrap();
+        want.insert(t, t as f64);
+        t += step;
+    }
+    app.commit().unwrap();
+    want
+}
+
+#[test]
+fn snapshot_truncate_and_checkpoint_keep_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = wal_options(3 * H2);
+    let head = Head::open(dir.path(), opts.clone()).unwrap();
+    let mut all = sample_series(&head, 0..3 * H2, 60_000);
+    // Late samples for the first range, inside the window.
+    let mut app = head.appender();
+    for i in 0..10 {
+        let t = 30_000 + i * 60_000;
+        app.append_pairs(&[("__name__", "c"), ("job", "j")], t, -1.0).unwrap();
+        all.insert(t, -1.0);
+    }
+    app.commit().unwrap();
+
+    let snap = head.snapshot_range(0, H2).unwrap();
+    let cut = snap.wal_cut.unwrap();
+    assert_eq!(snap.series.len(), 1);
+    let in_block: BTreeMap<i64, f64> = {
+        let s = crate::querier::Series { labels: snap.series[0].0.clone(), chunks: snap.series[0].1.clone(), ooo_chunks: vec![] };
+        s.samples(i64::MIN, i64::MAX).collect()
+    };
+    assert_eq!(in_block, all.range(0..H2).map(|(&t, &v)| (t, v)).collect());
+    assert!(snap.series[0].1.windows(2).all(|w| w[0].max_t < w[1].min_t), "chunks must not overlap");
+
+    // A late sample for the snapshotted range after the snapshot stays in the head.
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "c"), ("job", "j")], 45_000, 7.0).unwrap();
+    app.commit().unwrap();
+    head.truncate_snapshot(snap);
+    let remaining: BTreeMap<i64, f64> = read_all(&head, "c").into_iter().collect();
+    let mut want_remaining: BTreeMap<i64, f64> = all.range(H2..).map(|(&t, &v)| (t, v)).collect();
+    want_remaining.insert(45_000, 7.0);
+    assert_eq!(remaining, want_remaining);
+    assert_eq!(head.min_time(), 45_000);
+
+    // Crash before the checkpoint: replay skips what the block holds.
+    let skip = super::ReplaySkip { before_segment: cut, mint: 0, maxt: H2 };
+    drop(head);
+    let hints = super::OpenHints { skips: vec![skip], min_valid_floor: H2 };
+    let head = Head::open_with(dir.path(), opts.clone(), hints.clone()).unwrap();
+    assert_eq!(read_all(&head, "c").into_iter().collect::<BTreeMap<_, _>>(), want_remaining);
+
+    // Checkpoint, then restart: same content, old segments gone.
+    let cut2 = head.wal().unwrap().cut_segment().unwrap().0;
+    head.checkpoint(cut2).unwrap();
+    let (first, _) = head.wal().unwrap().segment_range().unwrap().unwrap();
+    assert_eq!(first.0, cut2);
+    drop(head);
+    let head = Head::open_with(dir.path(), opts, hints).unwrap();
+    assert_eq!(read_all(&head, "c").into_iter().collect::<BTreeMap<_, _>>(), want_remaining);
+    // In-order appends below the floor are refused (window covers them: they go out of order).
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "c"), ("job", "j")], H2 - 1, 1.0).unwrap();
+    assert_eq!(app.commit().unwrap().out_of_order, 1);
+}

@@ -1,0 +1,587 @@
+//! The write side: [`Wal`] appends batches of records to the current segment, rotates
+//! segments, and makes writes durable according to the [`SyncPolicy`] with group commit.
+//!
+//! Buffering: a batch is encoded in memory (fragments, page padding) into one buffer and handed
+//! to the OS with a single `write(2)` before `log` returns, so no acknowledged byte is ever left
+//! only in process memory. Pages are not rewritten: a partial last page simply continues with
+//! the next batch.
+//!
+//! Locking: `Shared::writer` (the writer lock) serializes appends and rotation; it is never
+//! held across an fsync. `Shared::sync` (the sync state) is only ever taken briefly, and may be
+//! taken while holding the writer lock, never the other way round. At most one thread fsyncs at a
+//! time (`SyncState::syncing`); the others wait on `Shared::synced` and are woken when an fsync
+//! that covers their batch has completed.
+
+use std::fs::File;
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use std::io::Write;
+
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::record::{encode_record, encoded_len, PAGE_SIZE_BYTES};
+use crate::repair::{self, RepairReport};
+use crate::segment::{self, SegmentIndex};
+
+/// Default segment size: 128 MiB, as in Prometheus.
+pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// When written bytes are made durable with fsync.
+///
+/// Whatever the policy, when [`Wal::log`] returns `Ok` the batch has been handed to the OS with
+/// `write(2)`: killing the process (even with `kill -9`) afterwards loses nothing. The policies
+/// differ in what survives a machine crash or power loss:
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// `log` returns only after an fsync covering the batch (its segment file, any earlier
+    /// segment it touched, and the directory entry of a newly created segment) has completed.
+    /// Every acknowledged batch survives a machine crash. Concurrent writers share fsyncs
+    /// (group commit): one thread fsyncs while the others whose batches it covers wait.
+    #[default]
+    Always,
+    /// `log` returns after `write(2)`; a background thread owned by the [`Wal`] fsyncs every
+    /// interval (and segments are fsynced when they are cut). A machine crash can lose the
+    /// batches acknowledged during roughly the last interval (plus the duration of one fsync).
+    Periodic(Duration),
+    /// `log` returns after `write(2)`; fsync happens only when a segment is cut, on
+    /// [`Wal::sync`] and on [`Wal::close`]. A machine crash can lose anything written since.
+    Never,
+}
+
+/// Configuration of a [`Wal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Target size of a segment file; a multiple of the 32 KiB page size. A record is never split
+    /// across segments: when it does not fit, a new segment is started first. A record larger
+    /// than a whole segment gets a segment of its own, which is then larger than this.
+    pub segment_size_bytes: u64,
+    /// Durability policy.
+    pub sync: SyncPolicy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
+            sync: SyncPolicy::Always,
+        }
+    }
+}
+
+impl Options {
+    fn validate(&self) -> Result<()> {
+        let page = PAGE_SIZE_BYTES as u64;
+        if self.segment_size_bytes < page || self.segment_size_bytes % page != 0 {
+            return Err(Error::InvalidOptions(
+                "segment_size_bytes must be a non-zero multiple of the 32 KiB page size",
+            ));
+        }
+        if let SyncPolicy::Periodic(d) = self.sync {
+            if d.is_zero() {
+                return Err(Error::InvalidOptions(
+                    "SyncPolicy::Periodic needs a non-zero interval",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A segmented write-ahead log open for appending. `Send + Sync`: share it behind an `Arc`.
+pub struct Wal {
+    shared: Arc<Shared>,
+    /// The Periodic background syncer, if any.
+    syncer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// State shared with the background syncer thread.
+struct Shared {
+    dir: PathBuf,
+    opts: Options,
+    /// The writer lock.
+    writer: Mutex<Writer>,
+    /// Group-commit state; see the module docs for lock order.
+    sync: Mutex<SyncState>,
+    /// Signalled whenever a sync round ends (successfully or not).
+    synced: Condvar,
+    /// Set (under the writer lock) by close; later `log` calls fail with [`Error::Closed`].
+    closed: AtomicBool,
+    bytes_written: AtomicU64,
+    fsync_count: AtomicU64,
+    /// Stop flag for the background syncer.
+    stop: Mutex<bool>,
+    stop_signal: Condvar,
+    /// Test hook: make the next fsync fail.
+    #[cfg(test)]
+    fail_next_fsync: AtomicBool,
+}
+
+/// Everything guarded by the writer lock.
+struct Writer {
+    segment: SegmentIndex,
+    file: Arc<File>,
+    path: PathBuf,
+    /// Bytes written to the current segment file.
+    segment_bytes: u64,
+    /// Number of write events (batches and segment cuts) so far; the group-commit sequence.
+    seq: u64,
+    /// Reused buffer holding the encoded batch before the `write(2)`.
+    buf: Vec<u8>,
+}
+
+/// Group-commit state.
+struct SyncState {
+    /// Highest sequence whose bytes have been written (mirrors `Writer::seq`).
+    written_seq: u64,
+    /// Highest sequence known to be durable.
+    synced_seq: u64,
+    /// A thread is currently fsyncing (outside this lock).
+    syncing: bool,
+    /// The segment being written.
+    current: (Arc<File>, PathBuf),
+    /// Earlier segments with writes not yet fsynced.
+    pending: Vec<(Arc<File>, PathBuf)>,
+    /// A segment was created since the directory was last fsynced.
+    dir_dirty: bool,
+    /// Set when a write or fsync failed: the WAL refuses all further writes.
+    failed: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its state consistent before running code that could panic
+    // (the caller's `apply` runs after all writer updates), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir`, repairing a torn or corrupt tail first (see
+    /// [`RepairReport`]). New writes go to a fresh segment after the last existing one, like
+    /// Prometheus.
+    pub fn open(dir: &Path, opts: Options) -> Result<(Wal, RepairReport)> {
+        opts.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let report = repair::repair(dir)?;
+        let next = segment::list(dir)?
+            .last()
+            .map_or(SegmentIndex(0), |s| s.next());
+        let file = Arc::new(segment::create(dir, next)?);
+        segment::sync_dir(dir)?;
+        let path = segment::segment_path(dir, next);
+        info!(dir = %dir.display(), segment = next.0, "wal opened");
+
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            writer: Mutex::new(Writer {
+                segment: next,
+                file: Arc::clone(&file),
+                path: path.clone(),
+                segment_bytes: 0,
+                seq: 0,
+                buf: Vec::new(),
+            }),
+            sync: Mutex::new(SyncState {
+                written_seq: 0,
+                synced_seq: 0,
+                syncing: false,
+                current: (file, path),
+                pending: Vec::new(),
+                dir_dirty: false,
+                failed: None,
+            }),
+            synced: Condvar::new(),
+            closed: AtomicBool::new(false),
+            bytes_written: AtomicU64::new(0),
+            fsync_count: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            stop_signal: Condvar::new(),
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
+        });
+        let syncer = match opts.sync {
+            SyncPolicy::Periodic(interval) => {
+                let shared = Arc::clone(&shared);
+                let handle = std::thread::Builder::new()
+                    .name("wal-syncer".into())
+                    .spawn(move || shared.run_syncer(interval))
+                    .map_err(|e| Error::io(dir, e))?;
+                Some(handle)
+            }
+            SyncPolicy::Always | SyncPolicy::Never => None,
+        };
+        Ok((
+            Wal {
+                shared,
+                syncer: Mutex::new(syncer),
+            },
+            report,
+        ))
+    }
+
+    /// Appends `records` as one batch (each element one record, in order), rotating segments
+    /// as needed.
+    ///
+    /// While still holding the writer lock, after the bytes were written with `write(2)` (not
+    /// necessarily fsynced), calls `apply` and returns its output: use it to apply the batch to
+    /// memory in exactly WAL order. Under [`SyncPolicy::Always`] it then waits for an fsync
+    /// covering the batch (group commit). If that fsync fails, `apply` has already run but the
+    /// error is returned and the WAL is failed: the caller must treat the batch as not durable.
+    ///
+    /// If a write or fsync ever fails, the WAL enters a failed state and every later call
+    /// returns an error ([`Error::Failed`]); `apply` is then not called.
+    pub fn log<R>(&self, records: &[&[u8]], apply: impl FnOnce() -> R) -> Result<R> {
+        let s = &*self.shared;
+        let (out, seq, rotated) = {
+            let mut w = lock(&s.writer);
+            if s.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            s.check_failed()?;
+            let rotated = w.write_batch(s, records)?;
+            (apply(), w.seq, rotated)
+        };
+        match s.opts.sync {
+            _ if records.is_empty() => {}
+            SyncPolicy::Always => s.wait_synced(seq)?,
+            // Like Prometheus: a finished segment is fsynced when it is cut.
+            SyncPolicy::Periodic(_) | SyncPolicy::Never if rotated => s.wait_synced(seq)?,
+            SyncPolicy::Periodic(_) | SyncPolicy::Never => {}
+        }
+        Ok(out)
+    }
+
+    /// Fsyncs everything written so far (the current segment, any unsynced earlier segment and
+    /// the directory). Writes are never buffered past `log`, so there is nothing to flush first.
+    pub fn sync(&self) -> Result<()> {
+        self.shared.sync()
+    }
+
+    /// Closes the current segment and starts a new one; returns the index of the new segment.
+    /// The old segment and the directory are fsynced before returning.
+    pub fn cut_segment(&self) -> Result<SegmentIndex> {
+        let s = &*self.shared;
+        let (index, seq) = {
+            let mut w = lock(&s.writer);
+            if s.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            s.check_failed()?;
+            w.rotate(s)?;
+            (w.segment, w.seq)
+        };
+        s.wait_synced(seq)?;
+        Ok(index)
+    }
+
+    /// Like [`Wal::cut_segment`], and runs `f` with the new segment's index while still holding the
+    /// writer lock: `f` sees exactly the state of every batch in the segments before the new one, and
+    /// no batch of the new segment. Used to take a consistent snapshot for compaction.
+    pub fn cut_segment_with<R>(&self, f: impl FnOnce(SegmentIndex) -> R) -> Result<(SegmentIndex, R)> {
+        let s = &*self.shared;
+        let (index, seq, out) = {
+            let mut w = lock(&s.writer);
+            if s.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            s.check_failed()?;
+            w.rotate(s)?;
+            let out = f(w.segment);
+            (w.segment, w.seq, out)
+        };
+        s.wait_synced(seq)?;
+        Ok((index, out))
+    }
+
+    /// Deletes all segments with index `< before`, but never the current one. Returns how many
+    /// were deleted.
+    pub fn truncate_before(&self, before: SegmentIndex) -> Result<usize> {
+        let s = &*self.shared;
+        let current = lock(&s.writer).segment;
+        let limit = before.min(current);
+        let mut removed = 0;
+        for index in segment::list(&s.dir)? {
+            if index >= limit {
+                break;
+            }
+            segment::remove(&s.dir, index)?;
+            removed += 1;
+        }
+        if removed > 0 {
+            segment::sync_dir(&s.dir)?;
+            info!(before = limit.0, removed, "wal segments truncated");
+        }
+        Ok(removed)
+    }
+
+    /// `(first, last)` segment indexes currently on disk, or `None` if there are none.
+    pub fn segment_range(&self) -> Result<Option<(SegmentIndex, SegmentIndex)>> {
+        let segments = segment::list(&self.shared.dir)?;
+        Ok(segments.first().copied().zip(segments.last().copied()))
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Index of the segment currently written to.
+    pub fn current_segment(&self) -> SegmentIndex {
+        lock(&self.shared.writer).segment
+    }
+
+    /// Total bytes written (including padding) since open.
+    pub fn bytes_written(&self) -> u64 {
+        self.shared.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Number of fsync rounds since open (each round fsyncs the segment files and, when needed,
+    /// the directory). With group commit this is usually below the number of `log` calls.
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsync_count.load(Ordering::Relaxed)
+    }
+
+    /// Syncs and marks the WAL closed: later `log` calls return [`Error::Closed`]. Stops the
+    /// background syncer. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        let already = {
+            let _w = lock(&self.shared.writer);
+            self.shared.closed.swap(true, Ordering::AcqRel)
+        };
+        self.stop_syncer();
+        if already {
+            return Ok(());
+        }
+        let res = self.shared.sync();
+        info!(dir = %self.shared.dir.display(), ok = res.is_ok(), "wal closed");
+        res
+    }
+
+    fn stop_syncer(&self) {
+        let handle = lock(&self.syncer).take();
+        if let Some(handle) = handle {
+            *lock(&self.shared.stop) = true;
+            self.shared.stop_signal.notify_all();
+            if handle.join().is_err() {
+                warn!("wal background syncer panicked");
+            }
+        }
+    }
+
+    /// Test hook: the next fsync fails with an injected I/O error.
+    #[cfg(test)]
+    pub(crate) fn fail_next_fsync(&self) {
+        self.shared.fail_next_fsync.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the background syncer thread is running.
+    #[cfg(test)]
+    pub(crate) fn has_syncer(&self) -> bool {
+        lock(&self.syncer).is_some()
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            warn!(error = %e, "wal close on drop failed");
+        }
+    }
+}
+
+impl Writer {
+    /// Encodes and writes one batch, cutting a new segment before any record that does not fit
+    /// in the current one. Returns whether a segment was cut. Any failure fails the WAL.
+    fn write_batch(&mut self, s: &Shared, records: &[&[u8]]) -> Result<bool> {
+        if records.is_empty() {
+            return Ok(false);
+        }
+        let mut rotated = false;
+        self.buf.clear();
+        for rec in records {
+            let pos = self.segment_bytes + self.buf.len() as u64;
+            let page_pos = (pos % PAGE_SIZE_BYTES as u64) as usize;
+            let need = encoded_len(page_pos, rec.len()) as u64;
+            if pos > 0 && pos + need > s.opts.segment_size_bytes {
+                self.flush(s)?;
+                self.rotate(s)?;
+                rotated = true;
+                encode_record(&mut self.buf, 0, rec);
+            } else {
+                encode_record(&mut self.buf, page_pos, rec);
+            }
+        }
+        self.flush(s)?;
+        self.seq += 1;
+        lock(&s.sync).written_seq = self.seq;
+        Ok(rotated)
+    }
+
+    /// Writes the buffered bytes to the current segment with `write(2)`.
+    fn flush(&mut self, s: &Shared) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
+            let err = Error::io(&self.path, e);
+            s.fail(&err);
+            return Err(err);
+        }
+        self.segment_bytes += self.buf.len() as u64;
+        s.bytes_written
+            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Starts the next segment. The old one is handed to the sync state to be fsynced by the
+    /// next sync round, together with the directory.
+    fn rotate(&mut self, s: &Shared) -> Result<()> {
+        let next = self.segment.next();
+        let file = match segment::create(&s.dir, next) {
+            Ok(f) => Arc::new(f),
+            Err(err) => {
+                s.fail(&err);
+                return Err(err);
+            }
+        };
+        let path = segment::segment_path(&s.dir, next);
+        let old = (
+            mem::replace(&mut self.file, Arc::clone(&file)),
+            mem::replace(&mut self.path, path.clone()),
+        );
+        let old_index = mem::replace(&mut self.segment, next);
+        let old_bytes = mem::replace(&mut self.segment_bytes, 0);
+        self.seq += 1;
+        {
+            let mut st = lock(&s.sync);
+            st.current = (file, path);
+            st.pending.push(old);
+            st.dir_dirty = true;
+            st.written_seq = self.seq;
+        }
+        info!(
+            segment = next.0,
+            previous = old_index.0,
+            previous_bytes = old_bytes,
+            "wal segment cut"
+        );
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn check_failed(&self) -> Result<()> {
+        match &lock(&self.sync).failed {
+            Some(reason) => Err(Error::Failed {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, err: &Error) {
+        let mut st = lock(&self.sync);
+        if st.failed.is_none() {
+            warn!(error = %err, "wal failed: refusing further writes");
+            st.failed = Some(err.to_string());
+        }
+        drop(st);
+        self.synced.notify_all();
+    }
+
+    /// Makes everything written so far durable.
+    fn sync(&self) -> Result<()> {
+        let seq = lock(&self.sync).written_seq;
+        self.wait_synced(seq)
+    }
+
+    /// Returns once sequence `seq` is durable: either another thread's fsync covered it, or this
+    /// thread ran a sync round itself (outside every lock).
+    fn wait_synced(&self, seq: u64) -> Result<()> {
+        let mut st = lock(&self.sync);
+        loop {
+            if let Some(reason) = &st.failed {
+                return Err(Error::Failed {
+                    reason: reason.clone(),
+                });
+            }
+            if st.synced_seq >= seq {
+                return Ok(());
+            }
+            if st.syncing {
+                st = self.synced.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Become the syncer for everything written so far.
+            st.syncing = true;
+            let target = st.written_seq;
+            let mut files = mem::take(&mut st.pending);
+            files.push((Arc::clone(&st.current.0), st.current.1.clone()));
+            let dir_dirty = mem::replace(&mut st.dir_dirty, false);
+            drop(st);
+
+            let res = self.fsync_round(&files, dir_dirty);
+
+            st = lock(&self.sync);
+            st.syncing = false;
+            match res {
+                Ok(()) => st.synced_seq = st.synced_seq.max(target),
+                Err(err) => {
+                    if st.failed.is_none() {
+                        warn!(error = %err, "wal fsync failed: refusing further writes");
+                        st.failed = Some(err.to_string());
+                    }
+                    drop(st);
+                    self.synced.notify_all();
+                    return Err(err);
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    fn fsync_round(&self, files: &[(Arc<File>, PathBuf)], dir_dirty: bool) -> Result<()> {
+        self.fsync_count.fetch_add(1, Ordering::Relaxed);
+        for (file, path) in files {
+            #[cfg(test)]
+            if self.fail_next_fsync.swap(false, Ordering::SeqCst) {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other("injected fsync failure"),
+                ));
+            }
+            file.sync_data().map_err(|e| Error::io(path, e))?;
+        }
+        if dir_dirty {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn run_syncer(&self, interval: Duration) {
+        debug!(?interval, "wal background syncer started");
+        loop {
+            {
+                let stop = lock(&self.stop);
+                let (stop, _) = self
+                    .stop_signal
+                    .wait_timeout_while(stop, interval, |stopped| !*stopped)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if *stop {
+                    break;
+                }
+            }
+            if let Err(e) = self.sync() {
+                warn!(error = %e, "wal periodic sync failed; stopping background syncer");
+                break;
+            }
+        }
+        debug!("wal background syncer stopped");
+    }
+}
