@@ -152,6 +152,7 @@ pub(crate) fn crc_section(file: &[u8], off: usize) -> Result<Dec<'_>, Corrupt> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

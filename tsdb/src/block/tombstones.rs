@@ -94,6 +94,7 @@ pub fn read(dir: &Path) -> Result<Vec<Tombstone>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -54,12 +54,13 @@ fn header_and_symbol_table_layout() {
     let r = IndexReader::from_bytes(b.clone(), Path::new("index")).unwrap();
     assert_eq!(r.toc().symbols, 5);
     let syms: Vec<&str> = (0..r.symbol_count() as u32).map(|i| r.symbol(i).unwrap()).collect();
-    assert_eq!(syms, ["__name__", "a", "api", "job", "up", "web", "x"]);
-    assert!(r.symbol(7).is_err());
+    assert_eq!(syms, ["", "__name__", "a", "api", "job", "up", "web", "x"]);
+    assert!(r.symbol(8).is_err());
     // len | count | strings | crc
     let mut d = Dec::new(&b[5..], 5);
     let len = d.be32().unwrap() as usize;
-    assert_eq!(d.be32().unwrap(), 7);
+    assert_eq!(d.be32().unwrap(), 8);
+    assert_eq!(d.uvarint_str().unwrap(), "");
     assert_eq!(d.uvarint_str().unwrap(), "__name__");
     assert_eq!(&b[9 + len..13 + len], &crc32c(&b[9..9 + len]).to_be_bytes());
 }
@@ -74,10 +75,10 @@ fn series_round_trip_alignment_and_chunk_deltas() {
     assert!(refs.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(u64::from(refs[0]) * 16, r.toc().series.next_multiple_of(16));
     assert_eq!(read_all(&r).unwrap(), input);
-    // The first series' body: 2 labels (symbols 0,4 and 3,2), 1 chunk: varint(-100), uvarint(150), uvarint(8).
+    // The first series' body: 2 labels (symbols 1,5 and 4,3), 1 chunk: varint(-100), uvarint(150), uvarint(8).
     let off = refs[0] as usize * 16;
     let len = b[off] as usize;
-    assert_eq!(&b[off + 1..off + 1 + len], &[2, 0, 4, 3, 2, 1, 199, 1, 150, 1, 8]);
+    assert_eq!(&b[off + 1..off + 1 + len], &[2, 1, 5, 4, 3, 1, 199, 1, 150, 1, 8]);
     // Any other 16-byte position (padding, inside an entry, outside the section) is an error.
     for sref in 0..(b.len() / 16) as u32 + 2 {
         if !refs.contains(&sref) {

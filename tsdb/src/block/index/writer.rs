@@ -77,8 +77,10 @@ fn write_to<W: Write>(out: &mut Out<W>, series: &[(Labels, Vec<IndexChunk>)]) ->
         }
     }
 
-    // Symbols: every label name and value, sorted byte-wise.
+    // Symbols: every label name and value, sorted byte-wise, plus "" (the all-postings key): Prometheus's
+    // head and compactor take symbols from the postings, so its indexes always contain "" as symbol 0.
     let mut symbol_set: BTreeSet<&str> = BTreeSet::new();
+    symbol_set.insert("");
     for (labels, _) in series {
         for (n, v) in labels.iter() {
             symbol_set.insert(n);
