@@ -365,8 +365,8 @@ fn we_read_promtool_blocks() {
             got.entry(l).or_default().extend(s);
         }
         // Byte-for-byte: our index writer, fed the same series and chunk refs, reproduces Prometheus's index
-        // (symbols, series, legacy label indices, postings, both offset tables, TOC), and our chunk writer
-        // reproduces its chunk segment.
+        // (symbols, series, legacy label indices, postings, both offset tables, TOC), our chunk writer
+        // reproduces its chunk segment, and our meta.json serialisation reproduces its meta.json.
         let idx = block.index();
         let mut series = Vec::new();
         let mut cw = chunks::ChunkWriter::new(&dir.path().join("rewrite").join(p.file_name().unwrap()), chunks::DEFAULT_MAX_SEGMENT_SIZE).unwrap();
@@ -378,6 +378,8 @@ fn we_read_promtool_blocks() {
             }
             series.push((l, metas));
         }
+        let their_meta = fs::read(p.join("meta.json")).unwrap();
+        assert_eq!(String::from_utf8(block.meta().to_json()).unwrap(), String::from_utf8(their_meta).unwrap());
         let theirs = fs::read(p.join("index")).unwrap();
         let ours = index::encode_index(&series).unwrap();
         let first_diff = theirs.iter().zip(&ours).position(|(a, b)| a != b);
