@@ -12,6 +12,8 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod parser;
+#[doc(hidden)]
+pub mod promqltest;
 pub mod storage;
 
 pub use engine::{Engine, EngineOptions};
