@@ -140,11 +140,13 @@ fn expand_value(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
         out.push(Some(f64::from_bits(STALE_NAN_BITS)));
         return Ok(());
     }
-    if let Some(v) = parse_go_float(tok) {
+    // `axN` repetition takes precedence over hex (`0x10` is ten zeros, as in Prometheus).
+    let repeat = tok.rsplit_once('x').filter(|(h, n)| !h.is_empty() && !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    let Some((head, times)) = repeat else {
+        let v = parse_go_float(tok).ok_or_else(|| format!("bad value {tok:?}"))?;
         out.push(Some(v));
         return Ok(());
-    }
-    let (head, times) = tok.rsplit_once('x').ok_or_else(|| format!("bad value {tok:?}"))?;
+    };
     let times: usize = times.parse().map_err(|_| format!("bad value {tok:?}"))?;
     if head == "_" {
         out.extend(std::iter::repeat_n(None, times));
@@ -219,7 +221,12 @@ pub fn run_file(name: &str, text: &str, st: &mut dyn TestStorage) -> Result<Vec<
         }
         // The block: following non-empty lines.
         let mut block = Vec::new();
-        while i < lines.len() && !lines[i].1.is_empty() {
+        let is_cmd = |l: &str| {
+            let w = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            w == "clear" || w == "load" || w.starts_with("eval")
+        };
+        let takes_block = !line.eq_ignore_ascii_case("clear");
+        while takes_block && i < lines.len() && !lines[i].1.is_empty() && !is_cmd(&lines[i].1) {
             block.push(lines[i].1.clone());
             i += 1;
         }
@@ -417,5 +424,60 @@ mod tests {
         let (l, v) = parse_series_desc("{a=\"b\"} 1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.len(), 1);
         assert_eq!(v, vec![Some(1.0)]);
+    }
+}
+
+#[cfg(test)]
+mod mem_tests {
+    use super::*;
+    use crate::engine::mem::MemStorage;
+
+    impl TestStorage for MemStorage {
+        fn clear(&mut self) {
+            MemStorage::clear(self);
+        }
+        fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+            MemStorage::add(self, labels.clone(), t, v);
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn storage(&self) -> &dyn Storage {
+            self
+        }
+    }
+
+    /// Runs a DSL snippet over the in-memory storage and returns failures.
+    pub(crate) fn run(text: &str) -> Vec<String> {
+        let mut st = MemStorage::default();
+        run_file("snippet", text, &mut st)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter_map(|r| match r.outcome {
+                Outcome::Pass => None,
+                Outcome::Fail(m) => Some(format!("{} {}: {m}", r.id, r.query)),
+                Outcome::Skip(m) => Some(format!("{} {}: skipped {m}", r.id, r.query)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histogram_quantile_of_empty_buckets_is_nan() {
+        let f = run(r#"
+load 5m
+	empty_bucket{le="0.1", job="job1", instance="ins1"}    0x10
+	empty_bucket{le="0.2", job="job1", instance="ins1"}    0x10
+	empty_bucket{le="+Inf", job="job1", instance="ins1"}   0x10
+
+eval instant at 50m rate(empty_bucket[5m])
+	{le="0.1", job="job1", instance="ins1"}    0
+	{le="0.2", job="job1", instance="ins1"}    0
+	{le="+Inf", job="job1", instance="ins1"}   0
+
+eval instant at 50m histogram_quantile(0.2, rate(empty_bucket[5m]))
+	{instance="ins1", job="job1"} NaN
+"#);
+        assert!(f.is_empty(), "{f:#?}");
     }
 }

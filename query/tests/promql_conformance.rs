@@ -38,14 +38,15 @@ impl TestStorage for HeadStorage {
     }
     fn commit(&mut self) -> Result<(), String> {
         // Append in time order so every sample is in order for its series.
-        // Prometheus's head keeps the first of two samples at one timestamp in a transaction.
-        self.pending.sort_by_key(|p| p.1);
-        let mut seen = std::collections::HashSet::new();
-        let mut app = self.head.appender();
+        // Prometheus's test loader keeps the last of two samples at one timestamp.
+        let mut last: std::collections::HashMap<(Labels, i64), f64> = std::collections::HashMap::new();
         for (l, t, v) in self.pending.drain(..) {
-            if !seen.insert((l.clone(), t)) {
-                continue;
-            }
+            last.insert((l, t), v);
+        }
+        let mut samples: Vec<((Labels, i64), f64)> = last.into_iter().collect();
+        samples.sort_by(|a, b| a.0 .1.cmp(&b.0 .1).then_with(|| a.0 .0.cmp(&b.0 .0)));
+        let mut app = self.head.appender();
+        for ((l, t), v) in samples {
             let pairs: Vec<(&str, &str)> = l.iter().collect();
             app.append_pairs(&pairs, t, v).map_err(|e| format!("append {l} @{t}: {e}"))?;
         }
