@@ -16,6 +16,6 @@ pub mod parser;
 pub mod promqltest;
 pub mod storage;
 
-pub use engine::{Engine, EngineOptions};
 pub use api::{router, QueryState};
+pub use engine::{Engine, EngineOptions};
 pub use error::QueryError;
