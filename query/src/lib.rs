@@ -12,8 +12,10 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod parser;
+#[doc(hidden)]
+pub mod promqltest;
 pub mod storage;
 
-pub use engine::{Engine, EngineOptions};
 pub use api::{router, QueryState};
+pub use engine::{Engine, EngineOptions};
 pub use error::QueryError;

@@ -29,12 +29,17 @@ pub fn to_tsdb_matcher(m: &Matcher) -> Result<tsdb::Matcher> {
         MatchOp::Re(_) => tsdb::MatchType::Regex,
         MatchOp::NotRe(_) => tsdb::MatchType::NotRegex,
     };
-    tsdb::Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| QueryError::BadData(e.to_string()))
+    tsdb::Matcher::new(kind, m.name.clone(), m.value.clone())
+        .map_err(|e| QueryError::BadData(e.to_string()))
 }
 
 /// Converts storage labels to engine labels.
 pub fn from_tsdb_labels(l: &tsdb::Labels) -> Labels {
-    Labels::from_sorted(l.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+    Labels::from_sorted(
+        l.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 struct TsdbSeries(tsdb::Series);
@@ -49,9 +54,20 @@ impl StorageSeries for TsdbSeries {
 }
 
 impl Storage for TsdbStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
-        let ms = matchers.iter().map(to_tsdb_matcher).collect::<Result<Vec<_>>>()?;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        let ms = matchers
+            .iter()
+            .map(to_tsdb_matcher)
+            .collect::<Result<Vec<_>>>()?;
         let q = self.head.querier(mint, maxt);
-        Ok(q.select(&ms).into_iter().map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>).collect())
+        Ok(q.select(&ms)
+            .into_iter()
+            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
+            .collect())
     }
 }

@@ -15,17 +15,25 @@ pub struct Params(pub Vec<(String, String)>);
 impl Params {
     /// Parses `application/x-www-form-urlencoded` text and appends it.
     pub fn extend_urlencoded(&mut self, s: &[u8]) {
-        self.0.extend(form_urlencoded::parse(s).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        self.0
+            .extend(form_urlencoded::parse(s).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }
 
     /// First value of `name`, or `""` (Go's `FormValue`).
     pub fn get(&self, name: &str) -> &str {
-        self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
     }
 
     /// All values of `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -34,7 +42,9 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Some(f) = parse_go_float(s) {
         let secs = f.trunc();
         let frac = ((f - secs) * 1000.0).round();
-        return Ok((secs as i64).saturating_mul(1000).saturating_add(frac as i64));
+        return Ok((secs as i64)
+            .saturating_mul(1000)
+            .saturating_add(frac as i64));
     }
     if let Some(t) = parse_rfc3339(s) {
         return Ok(t);
@@ -50,8 +60,10 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     if let Some(f) = parse_go_float(s) {
         let ms = f * 1000.0;
-        if !(ms.abs() <= 9.2e15) {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+        if ms.is_nan() || ms.abs() > 9.2e15 {
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
         }
         return Ok(ms as i64);
     }
@@ -100,7 +112,10 @@ pub fn parse_prom_duration(s: &str) -> Option<i64> {
         let (idx, unit, mult) = if rest.starts_with("ms") {
             (6, "ms", 1)
         } else {
-            let (idx, &(u, m)) = UNITS.iter().enumerate().find(|(_, (u, _))| *u != "ms" && rest.starts_with(u))?;
+            let (idx, &(u, m)) = UNITS
+                .iter()
+                .enumerate()
+                .find(|(_, (u, _))| *u != "ms" && rest.starts_with(u))?;
             (idx, u, m)
         };
         if idx as i32 <= last_unit {
@@ -116,7 +131,13 @@ pub fn parse_prom_duration(s: &str) -> Option<i64> {
 /// RFC 3339 with optional fractional seconds and `Z` or `±hh:mm` offset, to ms.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -126,7 +147,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         t.parse().ok()
     };
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
@@ -183,8 +211,14 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(parse_time("1435781451.781"), Ok(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T22:10:51+02:00"), Ok(1_435_781_451_000));
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z"),
+            Ok(1_435_781_451_781)
+        );
+        assert_eq!(
+            parse_time("2015-07-01T22:10:51+02:00"),
+            Ok(1_435_781_451_000)
+        );
         assert_eq!(parse_time("0"), Ok(0));
         assert_eq!(parse_time(MAX_TIME_FORMATTED), Ok(MAX_TIME_MS));
         assert!(parse_time("").is_err());

@@ -69,21 +69,33 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     }
     if op == Agg::CountValues {
         if !is_valid_label_name(&value_label) {
-            return Err(QueryError::exec(format!("invalid label name {value_label:?}")));
+            return Err(QueryError::exec(format!(
+                "invalid label name {value_label:?}"
+            )));
         }
         if !without {
             grouping.push(value_label.clone());
         }
     }
     let Val::Vector(input) = ev.eval(&a.expr)? else {
-        return Err(QueryError::BadData("aggregation expects an instant vector".into()));
+        return Err(QueryError::BadData(
+            "aggregation expects an instant vector".into(),
+        ));
     };
     let mut out = Vec::with_capacity(n);
     let mut label_cache: HashMap<String, Arc<Labels>> = HashMap::new();
     for (k, vec) in input.into_iter().enumerate() {
         ev.check_timeout()?;
         let param = params.get(k).copied().unwrap_or(f64::NAN);
-        out.push(aggregate_step(op, vec, param, &value_label, without, &grouping, &mut label_cache)?);
+        out.push(aggregate_step(
+            op,
+            vec,
+            param,
+            &value_label,
+            without,
+            &grouping,
+            &mut label_cache,
+        )?);
     }
     Ok(Val::Vector(out))
 }
@@ -99,8 +111,12 @@ fn aggregate_step(
 ) -> Result<Vec<Sample>> {
     let mut k = 0usize;
     if matches!(op, Agg::Topk | Agg::Bottomk) {
-        if param.is_nan() || param >= 9.223_372_036_854_776e18 || param < -9.223_372_036_854_776e18 {
-            return Err(QueryError::exec(format!("Scalar value {} overflows int64", super::format_float(param))));
+        if param.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&param)
+        {
+            return Err(QueryError::exec(format!(
+                "Scalar value {} overflows int64",
+                super::format_float(param)
+            )));
         }
         let kk = param.trunc() as i64;
         if kk < 1 {
@@ -143,7 +159,13 @@ fn aggregate_step(
                     Agg::Group => 1.0,
                     _ => s.v,
                 };
-                let mut g = Group { labels, value, mean: s.v, count: 1, items: Vec::new() };
+                let mut g = Group {
+                    labels,
+                    value,
+                    mean: s.v,
+                    count: 1,
+                    items: Vec::new(),
+                };
                 if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
                     g.items.push(s);
                 }
@@ -217,7 +239,10 @@ fn aggregate_step(
             }
             _ => g.value,
         };
-        out.push(Sample { labels: g.labels, v });
+        out.push(Sample {
+            labels: g.labels,
+            v,
+        });
     }
     Ok(out)
 }
@@ -246,7 +271,9 @@ fn cmp_nan_high(a: f64, b: f64) -> std::cmp::Ordering {
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
         _ => false,
     }
 }

@@ -8,13 +8,20 @@ use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::is_valid_label_name;
 use super::value::LabelsBuilder;
-use super::{check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window, METRIC_NAME};
+use super::{
+    check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
+    METRIC_NAME,
+};
 use crate::error::{QueryError, Result};
 
 /// Neumaier-compensated increment: returns the new sum and compensation.
 pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
-    let c = if sum.abs() >= inc.abs() { c + ((sum - t) + inc) } else { c + ((inc - t) + sum) };
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
     (t, c)
 }
 
@@ -73,8 +80,16 @@ pub fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Opt
     }
     let threshold = avg * 1.1;
     let mut interval = sampled;
-    interval += if dur_to_start < threshold { dur_to_start } else { avg / 2.0 };
-    interval += if dur_to_end < threshold { dur_to_end } else { avg / 2.0 };
+    interval += if dur_to_start < threshold {
+        dur_to_start
+    } else {
+        avg / 2.0
+    };
+    interval += if dur_to_end < threshold {
+        dur_to_end
+    } else {
+        avg / 2.0
+    };
     result *= interval / sampled;
     if is_rate {
         result /= (w.range_end - w.range_start) as f64 / 1000.0;
@@ -89,7 +104,11 @@ pub fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     }
     let last = pts.last()?;
     let prev = pts.get(pts.len() - 2)?;
-    let mut v = if is_rate && last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
+    let mut v = if is_rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
     let dt = last.0 - prev.0;
     if dt == 0 {
         return None;
@@ -102,7 +121,8 @@ pub fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
 
 /// Least-squares slope and intercept (at `intercept_t`, ms).
 pub fn linear_regression(pts: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
-    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     let init_y = pts.first().map_or(f64::NAN, |p| p.1);
     let mut const_y = true;
     for (i, &(t, v)) in pts.iter().enumerate() {
@@ -178,7 +198,13 @@ fn holt_winters(pts: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
     if pts.len() < 2 {
         return None;
     }
-    let trend = |i: usize, s0: f64, s1: f64, b: f64| if i == 0 { b } else { tf * (s1 - s0) + (1.0 - tf) * b };
+    let trend = |i: usize, s0: f64, s1: f64, b: f64| {
+        if i == 0 {
+            b
+        } else {
+            tf * (s1 - s0) + (1.0 - tf) * b
+        }
+    };
     let (mut s0, mut s1) = (0.0, pts.first()?.1);
     let mut b = pts.get(1)?.1 - s1;
     for (i, p) in pts.iter().enumerate().skip(1) {
@@ -208,40 +234,59 @@ fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
-fn arg<'e>(c: &'e Call, i: usize) -> Result<&'e Expr> {
-    c.args.args.get(i).map(|b| &**b).ok_or_else(|| QueryError::BadData(format!("missing argument {i} of {}", c.func.name)))
+fn arg(c: &Call, i: usize) -> Result<&Expr> {
+    c.args
+        .args
+        .get(i)
+        .map(|b| &**b)
+        .ok_or_else(|| QueryError::BadData(format!("missing argument {i} of {}", c.func.name)))
 }
 
 fn scalar_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<f64>> {
     match ev.eval(arg(c, i)?)? {
         Val::Scalar(v) => Ok(v),
-        _ => Err(QueryError::BadData(format!("expected scalar argument {i} of {}", c.func.name))),
+        _ => Err(QueryError::BadData(format!(
+            "expected scalar argument {i} of {}",
+            c.func.name
+        ))),
     }
 }
 
 fn string_arg(c: &Call, i: usize) -> Result<String> {
     match unwrap_parens(arg(c, i)?) {
         Expr::StringLiteral(s) => Ok(s.val.clone()),
-        _ => Err(QueryError::BadData(format!("expected string argument {i} of {}", c.func.name))),
+        _ => Err(QueryError::BadData(format!(
+            "expected string argument {i} of {}",
+            c.func.name
+        ))),
     }
 }
 
 fn vector_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<Vec<Sample>>> {
     match ev.eval(arg(c, i)?)? {
         Val::Vector(v) => Ok(v),
-        _ => Err(QueryError::BadData(format!("expected instant vector argument {i} of {}", c.func.name))),
+        _ => Err(QueryError::BadData(format!(
+            "expected instant vector argument {i} of {}",
+            c.func.name
+        ))),
     }
 }
 
 /// Applies `f` to every element, dropping `__name__`; `None` drops the element.
-fn map_values(steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64, usize) -> Option<f64>) -> Result<Val> {
+fn map_values(
+    steps: Vec<Vec<Sample>>,
+    mut f: impl FnMut(f64, usize) -> Option<f64>,
+) -> Result<Val> {
     let mut cache = HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
     for (k, vec) in steps.into_iter().enumerate() {
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             if let Some(v) = f(s.v, k) {
-                res.push(Sample { labels: drop_name_cached(&mut cache, &s.labels), v });
+                res.push(Sample {
+                    labels: drop_name_cached(&mut cache, &s.labels),
+                    v,
+                });
             }
         }
         check_duplicates(&res)?;
@@ -342,7 +387,15 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "log2" => f64::log2,
         "log10" => f64::log10,
         "sqrt" => f64::sqrt,
-        "sgn" => |v: f64| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { v },
+        "sgn" => |v: f64| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        },
         "sin" => f64::sin,
         "cos" => f64::cos,
         "tan" => f64::tan,
@@ -369,16 +422,31 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         return map_values(v, |x, _| Some(f(x)));
     }
     match name {
-        "time" => Ok(Val::Scalar((0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect())),
+        "time" => Ok(Val::Scalar(
+            (0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect(),
+        )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
         "vector" => {
             let s = scalar_arg(ev, c, 0)?;
             let labels = Arc::new(Labels::empty());
-            Ok(Val::Vector(s.into_iter().map(|v| vec![Sample { labels: Arc::clone(&labels), v }]).collect()))
+            Ok(Val::Vector(
+                s.into_iter()
+                    .map(|v| {
+                        vec![Sample {
+                            labels: Arc::clone(&labels),
+                            v,
+                        }]
+                    })
+                    .collect(),
+            ))
         }
         "scalar" => {
             let v = vector_arg(ev, c, 0)?;
-            Ok(Val::Scalar(v.into_iter().map(|vec| if vec.len() == 1 { vec[0].v } else { f64::NAN }).collect()))
+            Ok(Val::Scalar(
+                v.into_iter()
+                    .map(|vec| if vec.len() == 1 { vec[0].v } else { f64::NAN })
+                    .collect(),
+            ))
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unwrap_parens(arg(c, 0)?) {
@@ -391,7 +459,11 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         }
         "round" => {
             let v = vector_arg(ev, c, 0)?;
-            let to = if c.args.args.len() > 1 { scalar_arg(ev, c, 1)? } else { vec![1.0; n] };
+            let to = if c.args.args.len() > 1 {
+                scalar_arg(ev, c, 1)?
+            } else {
+                vec![1.0; n]
+            };
             map_values(v, |x, k| {
                 let inv = 1.0 / to.get(k).copied().unwrap_or(1.0);
                 Some((x * inv + 0.5).floor() / inv)
@@ -402,7 +474,10 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let lo = scalar_arg(ev, c, 1)?;
             let hi = scalar_arg(ev, c, 2)?;
             map_values(v, |x, k| {
-                let (a, b) = (lo.get(k).copied().unwrap_or(f64::NAN), hi.get(k).copied().unwrap_or(f64::NAN));
+                let (a, b) = (
+                    lo.get(k).copied().unwrap_or(f64::NAN),
+                    hi.get(k).copied().unwrap_or(f64::NAN),
+                );
                 if b < a {
                     None
                 } else {
@@ -413,18 +488,30 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "clamp_min" => {
             let v = vector_arg(ev, c, 0)?;
             let lo = scalar_arg(ev, c, 1)?;
-            map_values(v, |x, k| Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN))))
+            map_values(v, |x, k| {
+                Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN)))
+            })
         }
         "clamp_max" => {
             let v = vector_arg(ev, c, 0)?;
             let hi = scalar_arg(ev, c, 1)?;
-            map_values(v, |x, k| Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN))))
+            map_values(v, |x, k| {
+                Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN)))
+            })
         }
-        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
             if c.args.args.is_empty() {
                 let labels = Arc::new(Labels::empty());
                 return Ok(Val::Vector(
-                    (0..n).map(|k| vec![Sample { labels: Arc::clone(&labels), v: date_fn(name, ev.ts(k) as f64 / 1000.0) }]).collect(),
+                    (0..n)
+                        .map(|k| {
+                            vec![Sample {
+                                labels: Arc::clone(&labels),
+                                v: date_fn(name, ev.ts(k) as f64 / 1000.0),
+                            }]
+                        })
+                        .collect(),
                 ));
             }
             let v = vector_arg(ev, c, 0)?;
@@ -455,7 +542,16 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let labels = Arc::new(absent_labels(arg(c, 0)?));
             Ok(Val::Vector(
                 v.into_iter()
-                    .map(|vec| if vec.is_empty() { vec![Sample { labels: Arc::clone(&labels), v: 1.0 }] } else { Vec::new() })
+                    .map(|vec| {
+                        if vec.is_empty() {
+                            vec![Sample {
+                                labels: Arc::clone(&labels),
+                                v: 1.0,
+                            }]
+                        } else {
+                            Vec::new()
+                        }
+                    })
                     .collect(),
             ))
         }
@@ -471,7 +567,19 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             })?;
             let labels = Arc::new(absent_labels(arg(c, 0)?));
             Ok(Val::Vector(
-                present.into_iter().map(|p| if p { Vec::new() } else { vec![Sample { labels: Arc::clone(&labels), v: 1.0 }] }).collect(),
+                present
+                    .into_iter()
+                    .map(|p| {
+                        if p {
+                            Vec::new()
+                        } else {
+                            vec![Sample {
+                                labels: Arc::clone(&labels),
+                                v: 1.0,
+                            }]
+                        }
+                    })
+                    .collect(),
             ))
         }
         "histogram_quantile" => histogram_quantile(ev, c),
@@ -484,7 +592,9 @@ fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let nonempty = |w: &Window<'_>| !w.points.is_empty();
     let out = match name {
         "rate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, true))?,
-        "increase" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, false))?,
+        "increase" => {
+            ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, false))?
+        }
         "delta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, false, false))?,
         "irate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true))?,
         "idelta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false))?,
@@ -505,11 +615,22 @@ fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
         })?,
         "changes" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan())).count() as f64)
+            nonempty(w).then(|| {
+                w.points
+                    .windows(2)
+                    .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
+                    .count() as f64
+            })
         })?,
-        "avg_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| avg_over_time(w.points)))?,
-        "sum_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| sum_over_time(w.points)))?,
-        "count_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| w.points.len() as f64))?,
+        "avg_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| avg_over_time(w.points))
+        })?,
+        "sum_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| sum_over_time(w.points))
+        })?,
+        "count_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then_some(w.points.len() as f64)
+        })?,
         "min_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
             let mut it = w.points.iter().map(|p| p.1);
             let first = it.next()?;
@@ -520,14 +641,27 @@ fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let first = it.next()?;
             Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
         })?,
-        "last_over_time" => ev.eval_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1))?,
-        "present_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0))?,
-        "stdvar_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| stdvar_over_time(w.points)))?,
-        "stddev_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| stdvar_over_time(w.points).sqrt()))?,
+        "last_over_time" => {
+            ev.eval_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1))?
+        }
+        "present_over_time" => {
+            ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0))?
+        }
+        "stdvar_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| stdvar_over_time(w.points))
+        })?,
+        "stddev_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| stdvar_over_time(w.points).sqrt())
+        })?,
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0)?;
             ev.eval_range_fn(arg(c, 1)?, true, |w, k| {
-                nonempty(w).then(|| quantile(q.get(k).copied().unwrap_or(f64::NAN), w.points.iter().map(|p| p.1).collect()))
+                nonempty(w).then(|| {
+                    quantile(
+                        q.get(k).copied().unwrap_or(f64::NAN),
+                        w.points.iter().map(|p| p.1).collect(),
+                    )
+                })
             })?
         }
         "double_exponential_smoothing" => {
@@ -535,14 +669,22 @@ fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let tf = scalar_arg(ev, c, 2)?;
             for (&s, &t) in sf.iter().zip(&tf) {
                 if s <= 0.0 || s >= 1.0 {
-                    return Err(QueryError::exec(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}")));
+                    return Err(QueryError::exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
+                    )));
                 }
                 if t <= 0.0 || t >= 1.0 {
-                    return Err(QueryError::exec(format!("invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}")));
+                    return Err(QueryError::exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
+                    )));
                 }
             }
             ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
-                holt_winters(w.points, sf.get(k).copied().unwrap_or(0.5), tf.get(k).copied().unwrap_or(0.5))
+                holt_winters(
+                    w.points,
+                    sf.get(k).copied().unwrap_or(0.5),
+                    tf.get(k).copied().unwrap_or(0.5),
+                )
             })?
         }
         other => return Err(QueryError::unsupported(format!("function {other}()"))),
@@ -556,10 +698,15 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let repl = string_arg(c, 2)?;
     let src = string_arg(c, 3)?;
     let re_s = string_arg(c, 4)?;
-    let re = regex::Regex::new(&format!("^(?s:{re_s})$"))
-        .map_err(|e| QueryError::exec(format!("invalid regular expression in label_replace(): {re_s}: {e}")))?;
+    let re = regex::Regex::new(&format!("^(?:{re_s})$")).map_err(|e| {
+        QueryError::exec(format!(
+            "invalid regular expression in label_replace(): {re_s}: {e}"
+        ))
+    })?;
     if !is_valid_label_name(&dst) {
-        return Err(QueryError::exec(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
     }
     let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
     let mut out = Vec::with_capacity(v.len());
@@ -600,21 +747,32 @@ fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     for i in 3..c.args.args.len() {
         let s = string_arg(c, i)?;
         if !is_valid_label_name(&s) {
-            return Err(QueryError::exec(format!("invalid source label name in label_join(): {s}")));
+            return Err(QueryError::exec(format!(
+                "invalid source label name in label_join(): {s}"
+            )));
         }
         srcs.push(s);
     }
     if !is_valid_label_name(&dst) {
-        return Err(QueryError::exec(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
     }
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
-            let joined = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect::<Vec<_>>().join(&sep);
+            let joined = srcs
+                .iter()
+                .map(|n| s.labels.get(n).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&sep);
             let mut b = LabelsBuilder::new((*s.labels).clone());
             b.set(&dst, &joined);
-            res.push(Sample { labels: Arc::new(b.build()), v: s.v });
+            res.push(Sample {
+                labels: Arc::new(b.build()),
+                v: s.v,
+            });
         }
         check_duplicates(&res)?;
         out.push(res);
@@ -682,16 +840,21 @@ pub fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
+/// Output labels and `(upper bound, count)` buckets of one histogram.
+type BucketGroup = (Arc<Labels>, Vec<(f64, f64)>);
+
 fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let q = scalar_arg(ev, c, 0)?;
     let v = vector_arg(ev, c, 1)?;
     let mut out = Vec::with_capacity(v.len());
     let le = ["le".to_string()];
     for (k, vec) in v.into_iter().enumerate() {
-        let mut groups: Vec<(Arc<Labels>, Vec<(f64, f64)>)> = Vec::new();
+        let mut groups: Vec<BucketGroup> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for s in vec {
-            let Some(ub) = s.labels.get("le").and_then(parse_go_float) else { continue };
+            let Some(ub) = s.labels.get("le").and_then(parse_go_float) else {
+                continue;
+            };
             let mut key = String::new();
             for (n, v) in s.labels.iter() {
                 if n != "le" {
@@ -710,7 +873,13 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             }
         }
         let qk = q.get(k).copied().unwrap_or(f64::NAN);
-        let res: Vec<Sample> = groups.into_iter().map(|(labels, b)| Sample { labels, v: bucket_quantile(qk, b) }).collect();
+        let res: Vec<Sample> = groups
+            .into_iter()
+            .map(|(labels, b)| Sample {
+                labels,
+                v: bucket_quantile(qk, b),
+            })
+            .collect();
         check_duplicates(&res)?;
         out.push(res);
     }
@@ -723,13 +892,16 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
     let lower = t.to_ascii_lowercase();
     let neg = s.starts_with('-');
     if lower == "inf" || lower == "infinity" {
-        return Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY });
+        return Some(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     if lower == "nan" {
         return Some(f64::NAN);
     }
-    if lower.starts_with("0x") {
-        let body = &lower[2..];
+    if let Some(body) = lower.strip_prefix("0x") {
         let v = if let Some((mant, exp)) = body.split_once('p') {
             let m = parse_hex_mantissa(mant)?;
             m * 2f64.powi(exp.parse::<i32>().ok()?)
@@ -743,7 +915,11 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
 
 fn parse_hex_mantissa(m: &str) -> Option<f64> {
     let (i, f) = m.split_once('.').unwrap_or((m, ""));
-    let mut v = if i.is_empty() { 0.0 } else { u64::from_str_radix(i, 16).ok()? as f64 };
+    let mut v = if i.is_empty() {
+        0.0
+    } else {
+        u64::from_str_radix(i, 16).ok()? as f64
+    };
     let mut scale = 1.0 / 16.0;
     for ch in f.chars() {
         v += f64::from(ch.to_digit(16)?) * scale;
@@ -768,6 +944,9 @@ mod tests {
     #[test]
     fn quantiles() {
         assert_eq!(quantile(0.5, vec![1.0, 2.0, 3.0, 4.0]), 2.5);
-        assert_eq!(bucket_quantile(0.5, vec![(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 4.0)]), 1.5);
+        assert_eq!(
+            bucket_quantile(0.5, vec![(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 4.0)]),
+            1.5
+        );
     }
 }

@@ -44,13 +44,27 @@ impl StorageSeries for MemSeries<'_> {
 }
 
 impl Storage for MemStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
         Ok(self
             .series
             .iter()
-            .filter(|(l, _)| matchers.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or(""))))
+            .filter(|(l, _)| {
+                matchers
+                    .iter()
+                    .all(|m| m.is_match(l.get(&m.name).unwrap_or("")))
+            })
             .filter(|(_, s)| s.iter().any(|p| p.0 >= mint && p.0 <= maxt))
-            .map(|(l, s)| Box::new(MemSeries { labels: l, samples: s }) as Box<dyn StorageSeries + '_>)
+            .map(|(l, s)| {
+                Box::new(MemSeries {
+                    labels: l,
+                    samples: s,
+                }) as Box<dyn StorageSeries + '_>
+            })
             .collect())
     }
 }

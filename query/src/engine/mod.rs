@@ -22,7 +22,9 @@ use promql_parser::label::Matcher;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use crate::error::{QueryError, Result};
-pub use value::{format_float, format_time, is_stale, Labels, QueryValue, Sample, Series, METRIC_NAME};
+pub use value::{
+    format_float, format_time, is_stale, Labels, QueryValue, Sample, Series, METRIC_NAME,
+};
 
 /// Engine limits and defaults (Prometheus flag names in parentheses).
 #[derive(Debug, Clone)]
@@ -59,7 +61,12 @@ pub trait StorageSeries {
 /// What the evaluator reads from.
 pub trait Storage {
     /// Series matching all matchers with data in `[mint, maxt]`, sorted by labels.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Box<dyn StorageSeries + '_>>>;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>>;
 }
 
 /// Per-step value of an expression.
@@ -92,11 +99,20 @@ impl Engine {
     }
 
     /// Evaluates `expr` at time `t` (ms).
-    pub fn instant(&self, storage: &dyn Storage, expr: &Expr, t: i64, lookback: Option<Duration>) -> Result<QueryValue> {
+    pub fn instant(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        t: i64,
+        lookback: Option<Duration>,
+    ) -> Result<QueryValue> {
         let mut ev = self.evaluator(storage, t, t, 1, lookback);
         let v = ev.eval(expr)?;
         Ok(match v {
-            Val::Scalar(s) => QueryValue::Scalar { t, v: s.first().copied().unwrap_or(f64::NAN) },
+            Val::Scalar(s) => QueryValue::Scalar {
+                t,
+                v: s.first().copied().unwrap_or(f64::NAN),
+            },
             Val::Str(s) => QueryValue::String { t, s },
             Val::Vector(mut vs) => {
                 let samples = vs.pop().unwrap_or_default();
@@ -141,8 +157,17 @@ impl Engine {
         }
     }
 
-    fn evaluator<'a>(&self, storage: &'a dyn Storage, start: i64, end: i64, step: i64, lookback: Option<Duration>) -> Evaluator<'a> {
-        let lookback = lookback.filter(|d| !d.is_zero()).unwrap_or(self.opts.lookback_delta);
+    fn evaluator<'a>(
+        &self,
+        storage: &'a dyn Storage,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: Option<Duration>,
+    ) -> Evaluator<'a> {
+        let lookback = lookback
+            .filter(|d| !d.is_zero())
+            .unwrap_or(self.opts.lookback_delta);
         Evaluator {
             storage,
             start,
@@ -187,7 +212,9 @@ pub(crate) fn check_duplicates(samples: &[Sample]) -> Result<()> {
     let mut seen = std::collections::HashSet::with_capacity(samples.len());
     for s in samples {
         if !seen.insert(&*s.labels) {
-            return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
+            return Err(QueryError::exec(
+                "vector cannot contain metrics with the same labelset",
+            ));
         }
     }
     Ok(())
@@ -268,7 +295,10 @@ impl Evaluator<'_> {
                         .into_iter()
                         .map(|vec| {
                             vec.into_iter()
-                                .map(|s| Sample { labels: drop_name_cached(&mut cache, &s.labels), v: -s.v })
+                                .map(|s| Sample {
+                                    labels: drop_name_cached(&mut cache, &s.labels),
+                                    v: -s.v,
+                                })
                                 .collect::<Vec<_>>()
                         })
                         .collect::<Vec<_>>();
@@ -277,14 +307,22 @@ impl Evaluator<'_> {
                     }
                     Ok(Val::Vector(out))
                 }
-                _ => Err(QueryError::BadData("unary expression only allowed on expressions of type scalar or instant vector".into())),
+                _ => Err(QueryError::BadData(
+                    "unary expression only allowed on expressions of type scalar or instant vector"
+                        .into(),
+                )),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, false)?)),
             Expr::MatrixSelector(ms) => {
                 let t = self.sel_time(0, &ms.vs.at, &ms.vs.offset);
                 let range = dur_ms(&ms.range);
                 let series = self.select_range(&ms.vs, t - range, t)?;
-                Ok(Val::Matrix(series.into_iter().filter(|s| !s.points.is_empty()).collect()))
+                Ok(Val::Matrix(
+                    series
+                        .into_iter()
+                        .filter(|s| !s.points.is_empty())
+                        .collect(),
+                ))
             }
             Expr::Subquery(sq) => {
                 let t = self.sel_time(0, &sq.at, &sq.offset);
@@ -315,8 +353,16 @@ impl Evaluator<'_> {
         }
         let mut ms = vs.matchers.matchers.clone();
         if let Some(name) = &vs.name {
-            if !ms.iter().any(|m| m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal && &m.value == name) {
-                ms.push(Matcher::new(promql_parser::label::MatchOp::Equal, METRIC_NAME, name));
+            if !ms.iter().any(|m| {
+                m.name == METRIC_NAME
+                    && m.op == promql_parser::label::MatchOp::Equal
+                    && &m.value == name
+            }) {
+                ms.push(Matcher::new(
+                    promql_parser::label::MatchOp::Equal,
+                    METRIC_NAME,
+                    name,
+                ));
             }
         }
         Ok(ms)
@@ -324,11 +370,19 @@ impl Evaluator<'_> {
 
     /// Instant vector selector: newest sample within the lookback per step; stale → absent.
     /// With `timestamps`, the values are the samples' timestamps in seconds (for `timestamp()`).
-    pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector, timestamps: bool) -> Result<Vec<Vec<Sample>>> {
+    pub(crate) fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        timestamps: bool,
+    ) -> Result<Vec<Vec<Sample>>> {
         let n = self.steps();
-        let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, &vs.at, &vs.offset)).collect();
+        let times: Vec<i64> = (0..n)
+            .map(|k| self.sel_time(k, &vs.at, &vs.offset))
+            .collect();
         let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
-        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else { return Ok(out) };
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(out);
+        };
         let matchers = Self::matchers(vs)?;
         let mint = lo.saturating_sub(self.lookback);
         let series = self.storage.select(&matchers, mint, hi)?;
@@ -353,13 +407,18 @@ impl Evaluator<'_> {
                 } else {
                     idx = buf.partition_point(|p| p.0 <= t);
                 }
-                let Some(&(st, sv)) = idx.checked_sub(1).and_then(|i| buf.get(i)) else { continue };
+                let Some(&(st, sv)) = idx.checked_sub(1).and_then(|i| buf.get(i)) else {
+                    continue;
+                };
                 if st < t - self.lookback || is_stale(sv) {
                     continue;
                 }
                 let v = if timestamps { st as f64 / 1000.0 } else { sv };
                 if let Some(o) = out.get_mut(k) {
-                    o.push(Sample { labels: Arc::clone(&labels), v });
+                    o.push(Sample {
+                        labels: Arc::clone(&labels),
+                        v,
+                    });
                     added += 1;
                 }
             }
@@ -379,15 +438,28 @@ impl Evaluator<'_> {
             s.samples(mint, maxt, &mut buf);
             buf.retain(|p| !is_stale(p.1));
             self.add_samples(buf.len())?;
-            out.push(Series { labels: Arc::new(s.labels()), points: buf });
+            out.push(Series {
+                labels: Arc::new(s.labels()),
+                points: buf,
+            });
         }
         Ok(out)
     }
 
     /// Evaluates a subquery's inner expression at the aligned steps covering selector times
     /// `lo..=hi` (already shifted by offset/@) minus its range; returns series-major points.
-    fn eval_subquery_series(&mut self, sq: &promql_parser::parser::SubqueryExpr, lo: i64, hi: i64) -> Result<Vec<Series>> {
-        let step = sq.step.as_ref().map(dur_ms).filter(|&s| s > 0).unwrap_or(self.subquery_step);
+    fn eval_subquery_series(
+        &mut self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<Series>> {
+        let step = sq
+            .step
+            .as_ref()
+            .map(dur_ms)
+            .filter(|&s| s > 0)
+            .unwrap_or(self.subquery_step);
         let range = dur_ms(&sq.range);
         let first = lo - range;
         let mut start = first.div_euclid(step) * step;
@@ -398,14 +470,24 @@ impl Evaluator<'_> {
         self.start = start;
         self.end = hi;
         self.interval = step;
-        let res = if start > hi { Ok(Val::Vector(Vec::new())) } else { self.eval(&sq.expr) };
+        let res = if start > hi {
+            Ok(Val::Vector(Vec::new()))
+        } else {
+            self.eval(&sq.expr)
+        };
         let out = match res {
             Ok(Val::Vector(steps)) => self.to_series(steps, false),
             Ok(Val::Scalar(vals)) => Ok(vec![Series {
                 labels: Arc::new(Labels::empty()),
-                points: vals.into_iter().enumerate().map(|(k, v)| (self.ts(k), v)).collect(),
+                points: vals
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, v)| (self.ts(k), v))
+                    .collect(),
             }]),
-            Ok(_) => Err(QueryError::BadData("subquery is only allowed on instant vector or scalar".into())),
+            Ok(_) => Err(QueryError::BadData(
+                "subquery is only allowed on instant vector or scalar".into(),
+            )),
             Err(e) => Err(e),
         };
         self.start = saved_start;
@@ -425,13 +507,18 @@ impl Evaluator<'_> {
                     Some(&i) => i,
                     None => {
                         index.insert(Arc::clone(&s.labels), out.len());
-                        out.push(Series { labels: s.labels, points: Vec::new() });
+                        out.push(Series {
+                            labels: s.labels,
+                            points: Vec::new(),
+                        });
                         out.len() - 1
                     }
                 };
                 if let Some(series) = out.get_mut(i) {
                     if check && series.points.last().is_some_and(|p| p.0 == t) {
-                        return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
+                        return Err(QueryError::exec(
+                            "vector cannot contain metrics with the same labelset",
+                        ));
                     }
                     series.points.push((t, s.v));
                 }
@@ -451,13 +538,29 @@ impl Evaluator<'_> {
     ) -> Result<Vec<Vec<Sample>>> {
         let n = self.steps();
         let (at, offset, range, source) = match unwrap_parens(arg) {
-            Expr::MatrixSelector(ms) => (&ms.vs.at, &ms.vs.offset, dur_ms(&ms.range), RangeSource::Selector(&ms.vs)),
-            Expr::Subquery(sq) => (&sq.at, &sq.offset, dur_ms(&sq.range), RangeSource::Subquery(sq)),
-            _ => return Err(QueryError::BadData("expected a range vector argument".into())),
+            Expr::MatrixSelector(ms) => (
+                &ms.vs.at,
+                &ms.vs.offset,
+                dur_ms(&ms.range),
+                RangeSource::Selector(&ms.vs),
+            ),
+            Expr::Subquery(sq) => (
+                &sq.at,
+                &sq.offset,
+                dur_ms(&sq.range),
+                RangeSource::Subquery(sq),
+            ),
+            _ => {
+                return Err(QueryError::BadData(
+                    "expected a range vector argument".into(),
+                ))
+            }
         };
         let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, at, offset)).collect();
         let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
-        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else { return Ok(out) };
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(out);
+        };
         let series = match source {
             RangeSource::Selector(vs) => self.select_range(vs, lo - range, hi)?,
             RangeSource::Subquery(sq) => self.eval_subquery_series(sq, lo, hi)?,
@@ -468,7 +571,11 @@ impl Evaluator<'_> {
             if s.points.is_empty() {
                 continue;
             }
-            let labels = if drop_name { Arc::new(s.labels.without_name()) } else { Arc::clone(&s.labels) };
+            let labels = if drop_name {
+                Arc::new(s.labels.without_name())
+            } else {
+                Arc::clone(&s.labels)
+            };
             let (mut a, mut b) = (0usize, 0usize);
             for (k, &t) in times.iter().enumerate() {
                 let mint = t - range;
@@ -487,10 +594,18 @@ impl Evaluator<'_> {
                     b = s.points.partition_point(|p| p.0 <= t);
                 }
                 let pts = s.points.get(a..b).unwrap_or(&[]);
-                let w = Window { points: pts, range_start: mint, range_end: t, eval_t: self.ts(k) };
+                let w = Window {
+                    points: pts,
+                    range_start: mint,
+                    range_end: t,
+                    eval_t: self.ts(k),
+                };
                 if let Some(v) = f(&w, k) {
                     if let Some(o) = out.get_mut(k) {
-                        o.push(Sample { labels: Arc::clone(&labels), v });
+                        o.push(Sample {
+                            labels: Arc::clone(&labels),
+                            v,
+                        });
                     }
                 }
             }
@@ -516,9 +631,16 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
 }
 
 /// `labels` without `__name__`, computed once per distinct `Arc`.
-pub(crate) fn drop_name_cached(cache: &mut HashMap<*const Labels, Arc<Labels>>, labels: &Arc<Labels>) -> Arc<Labels> {
+pub(crate) fn drop_name_cached(
+    cache: &mut HashMap<*const Labels, Arc<Labels>>,
+    labels: &Arc<Labels>,
+) -> Arc<Labels> {
     if !labels.has_name() {
         return Arc::clone(labels);
     }
-    Arc::clone(cache.entry(Arc::as_ptr(labels)).or_insert_with(|| Arc::new(labels.without_name())))
+    Arc::clone(
+        cache
+            .entry(Arc::as_ptr(labels))
+            .or_insert_with(|| Arc::new(labels.without_name())),
+    )
 }

@@ -41,7 +41,11 @@ impl Labels {
 
     /// Value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().and_then(|i| self.0.get(i)).map(|(_, v)| v.as_str())
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Number of labels.
@@ -59,17 +63,35 @@ impl Labels {
         if self.get(METRIC_NAME).is_none() {
             return self.clone();
         }
-        Labels(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| n != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A copy keeping only the given names.
     pub fn only(&self, names: &[String]) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| names.iter().any(|x| x == n)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| names.iter().any(|x| x == n))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A copy without the given names.
     pub fn without(&self, names: &[String]) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| !names.iter().any(|x| x == n)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| !names.iter().any(|x| x == n))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Whether `__name__` is present.
@@ -206,7 +228,11 @@ pub fn format_float(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let a = v.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
@@ -241,7 +267,11 @@ pub fn format_float_plain(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     format!("{v}")
 }
