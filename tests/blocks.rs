@@ -74,8 +74,7 @@ fn wait_compacted(srv: &Server, until: i64) {
         let m = metas(&srv.dir);
         let covered = m.first().is_some_and(|b| b.0 <= T0) && m.iter().map(|b| b.1).max().unwrap_or(0) >= until;
         let no_overlap = m.windows(2).all(|w| w[0].1 <= w[1].0);
-        let (_, json) = srv.get_json("/api/v1/query", &[("query", "strata_head_min_time_seconds")]);
-        let head_min = json["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+        let head_min = srv.metric("strata_head_min_time_seconds");
         let head_ok = head_min.is_none_or(|v| v.is_nan() || (v * 1000.0) as i64 >= until);
         if covered && no_overlap && head_ok {
             return;
@@ -175,7 +174,9 @@ fn compaction_writes_blocks_promtool_and_prometheus_read() {
     }
     let dumped = promtool_dump(&promtool, &copy);
     let want: Samples = acked.iter().filter(|((_, t), _)| *t < blocks_end).map(|(k, v)| (*k, *v)).collect();
-    assert_eq!(dumped.len(), want.len());
+    let missing: Vec<_> = want.keys().filter(|k| !dumped.contains_key(k)).take(5).collect();
+    let extra: Vec<_> = dumped.keys().filter(|k| !want.contains_key(k)).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "blocks {metas:?}: missing {missing:?}, extra {extra:?}\n{}", srv.log_text());
     assert_eq!(dumped, want);
 
     // Prometheus 2.42 started on the copy answers what Strata answers.

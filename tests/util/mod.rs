@@ -143,6 +143,14 @@ impl Server {
         out
     }
 
+    /// The value of an unlabelled metric on `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = ureq::get(&self.url("/metrics")).call().ok()?.into_string().ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn sigterm(&mut self) -> ExitStatus {
         signal(&self.child, libc::SIGTERM);
         self.wait_exit(Duration::from_secs(60))
