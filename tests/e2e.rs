@@ -2,6 +2,7 @@
 
 mod util;
 
+mod agent;
 mod bad_input;
 mod blocks;
 mod crash;
