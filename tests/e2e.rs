@@ -7,3 +7,4 @@ mod bad_input;
 mod blocks;
 mod crash;
 mod ingest_query;
+mod promql_vs_prometheus;
