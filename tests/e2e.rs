@@ -1,4 +1,5 @@
 //! End-to-end tests: start the real `strata` binary on a temp dir and drive it over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod util;
 

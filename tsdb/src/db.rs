@@ -284,7 +284,7 @@ impl Db {
     fn plan_level_compaction(&self, base: i64, max: i64) -> Option<Vec<Arc<Block>>> {
         let mut blocks = self.blocks();
         let newest = blocks.iter().map(|b| b.meta().min_time).max()?;
-        let Some(pos) = blocks.iter().rposition(|b| b.meta().min_time == newest) else { return None };
+        let pos = blocks.iter().rposition(|b| b.meta().min_time == newest)?;
         blocks.remove(pos);
         let mut range = base.saturating_mul(3);
         while range <= max {

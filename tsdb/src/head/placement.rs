@@ -95,7 +95,8 @@ mod tests {
         let h = 10 * H;
         use AppendError as E;
         use Placement as P;
-        let cases: Vec<(i64, f64, Option<SeriesTail>, Limits, Result<Placement, AppendError>)> = vec![
+        type Case = (i64, f64, Option<SeriesTail>, Limits, Result<Placement, AppendError>);
+        let cases: Vec<Case> = vec![
             // window 0
             (h, 1.0, None, lim(h, 0), Ok(P::InOrder)),
             (h - H, 1.0, None, lim(h, 0), Ok(P::InOrder)),
