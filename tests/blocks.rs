@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{format_time, promtool, prometheus, request, series, Server};
+use crate::util::{format_time, promtool, prometheus, request, series, PromServer, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
@@ -181,7 +181,7 @@ fn compaction_writes_blocks_promtool_and_prometheus_read() {
 
     // Prometheus 2.42 started on the copy answers what Strata answers.
     if let Some(prom) = prometheus() {
-        let prom_srv = PromServer::start(&prom, &copy);
+        let prom_srv = PromServer::start(&prom, &copy, &["--storage.tsdb.retention.time=100y"]);
         let q_end = format_time(blocks_end - STEP);
         for q in ["blk", "sum by (job) (rate(blk[5m]))", "count_over_time(blk[1h])"] {
             let params = [("query", q), ("start", &format_time(T0 + H) as &str), ("end", &q_end), ("step", "600")];
@@ -190,57 +190,6 @@ fn compaction_writes_blocks_promtool_and_prometheus_read() {
             assert_eq!(ours["status"], "success", "{q}: {ours}");
             assert_eq!(ours["data"], theirs["data"], "query {q}: Strata and Prometheus differ");
         }
-    }
-}
-
-/// A Prometheus server on a directory of blocks, on a free loopback port.
-struct PromServer {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl PromServer {
-    fn start(bin: &Path, data: &Path) -> PromServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cfg = data.parent().unwrap().join("prometheus.yml");
-        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--storage.tsdb.retention.time=100y")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let srv = PromServer { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("http://{}/-/ready", srv.addr)).call().map(|r| r.status()).unwrap_or(0) != 200 {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        srv
-    }
-
-    fn get_json(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
-        let mut req = ureq::get(&format!("http://{}{}", self.addr, path));
-        for (k, v) in params {
-            req = req.query(k, v);
-        }
-        let text = match req.call() {
-            Ok(r) => r.into_string().unwrap(),
-            Err(ureq::Error::Status(_, r)) => r.into_string().unwrap(),
-            Err(e) => panic!("{e}"),
-        };
-        serde_json::from_str(&text).unwrap()
-    }
-}
-
-impl Drop for PromServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,62 +1,11 @@
 //! The same remote-write payloads sent to Strata and to Prometheus 2.42; a set of PromQL queries
 //! (instant and range) must give identical JSON `data` from both.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::util::{format_time, prometheus, request, series, Server};
+use crate::util::{format_time, prometheus, request, series, PromServer, Server};
 
 const T0: i64 = 1_700_000_000_000;
 const STEP: i64 = 15_000;
 const SPAN: i64 = 2 * 3_600_000;
-
-struct Prom {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_prometheus(bin: &std::path::Path, dir: &std::path::Path) -> Prom {
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prom").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Prom { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(&format!("http://{}/-/ready", p.addr)).call().map(|r| r.status()).unwrap_or(0) != 200 {
-        assert!(Instant::now() < deadline, "prometheus did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    p
-}
-
-fn get(addr: &str, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
-    let mut req = ureq::get(&format!("http://{addr}{path}"));
-    for (k, v) in params {
-        req = req.query(k, v);
-    }
-    let text = match req.call() {
-        Ok(r) => r.into_string().unwrap(),
-        Err(ureq::Error::Status(_, r)) => r.into_string().unwrap(),
-        Err(e) => panic!("{e}"),
-    };
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
-}
 
 /// Deterministic workload: counters with a reset, gauges, classic histogram buckets.
 fn payloads() -> Vec<ingest::proto::WriteRequest> {
@@ -169,7 +118,7 @@ fn queries_answer_like_prometheus_2_42() {
     let Some(prom_bin) = prometheus() else { return };
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(&dir.path().join("strata"), &[]);
-    let prom = start_prometheus(&prom_bin, dir.path());
+    let prom = PromServer::start(&prom_bin, &dir.path().join("prom"), &["--web.enable-remote-write-receiver"]);
     for p in payloads() {
         let (code, body) = srv.write(&p);
         assert_eq!(code, 204, "strata: {body}");
@@ -189,7 +138,7 @@ fn queries_answer_like_prometheus_2_42() {
         for t in times {
             let params = [("query", *q), ("time", &format_time(t) as &str)];
             let (_, ours) = srv.get_json("/api/v1/query", &params);
-            let theirs = get(&prom.addr, "/api/v1/query", &params);
+            let theirs = prom.get_json("/api/v1/query", &params);
             if !same(&ours, &theirs, &mut last_bit) {
                 mismatches.push(format!("instant {q} @ {t}:\n  strata:     {ours}\n  prometheus: {theirs}"));
             }
@@ -197,7 +146,7 @@ fn queries_answer_like_prometheus_2_42() {
         let (start, end) = (format_time(T0 + 5 * 60_000), format_time(T0 + SPAN));
         let params = [("query", *q), ("start", start.as_str()), ("end", end.as_str()), ("step", "97")];
         let (_, ours) = srv.get_json("/api/v1/query_range", &params);
-        let theirs = get(&prom.addr, "/api/v1/query_range", &params);
+        let theirs = prom.get_json("/api/v1/query_range", &params);
         if !same(&ours, &theirs, &mut last_bit) {
             let (o, t) = (ours.to_string(), theirs.to_string());
             mismatches.push(format!("range {q}:\n  strata:     {}\n  prometheus: {}", &o[..o.len().min(600)], &t[..t.len().min(600)]));

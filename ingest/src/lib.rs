@@ -90,7 +90,7 @@ impl IngestState {
         }
     }
 
-    /// The endpoint's counters (render them with [`IngestMetrics::write_prometheus`]).
+    /// The endpoint's counters (the server renders them on `/metrics`).
     pub fn metrics(&self) -> &Arc<IngestMetrics> {
         &self.metrics
     }

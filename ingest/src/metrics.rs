@@ -1,7 +1,6 @@
 //! Request counters of the remote-write endpoint, owned by [`crate::IngestState`] and rendered by the
 //! server's `/metrics`. Plain atomics: no registry, no globals, so tests and instances stay isolated.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::report::{Reason, Report};
@@ -108,78 +107,5 @@ impl IngestMetrics {
             metadata_ignored: l(&self.metadata_ignored),
             rejected: std::array::from_fn(|i| self.rejected.get(i).map_or(0, l)),
         }
-    }
-
-    /// Appends the counters in the Prometheus text exposition format (`strata_remote_write_*`).
-    pub fn write_prometheus(&self, out: &mut String) {
-        let s = self.snapshot();
-        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        counter(
-            "strata_remote_write_requests_total",
-            "Remote-write requests received.",
-            &[("", s.requests)],
-        );
-        counter(
-            "strata_remote_write_requests_failed_total",
-            "Remote-write requests answered with an error, by status class.",
-            &[
-                ("{class=\"4xx\"}", s.requests_client_error),
-                ("{class=\"5xx\"}", s.requests_server_error),
-            ],
-        );
-        counter(
-            "strata_remote_write_received_bytes_total",
-            "Compressed request bytes received.",
-            &[("", s.bytes_received)],
-        );
-        counter(
-            "strata_remote_write_decompressed_bytes_total",
-            "Request bytes after snappy decompression.",
-            &[("", s.bytes_decompressed)],
-        );
-        counter(
-            "strata_remote_write_samples_received_total",
-            "Float samples received.",
-            &[("", s.samples_received)],
-        );
-        counter(
-            "strata_remote_write_samples_accepted_total",
-            "Float samples accepted (stored, or identical to a stored sample).",
-            &[("", s.samples_accepted)],
-        );
-        counter(
-            "strata_remote_write_histograms_received_total",
-            "Native histogram samples received (rejected: not supported).",
-            &[("", s.histograms_received)],
-        );
-        counter(
-            "strata_remote_write_exemplars_ignored_total",
-            "Exemplars received and ignored.",
-            &[("", s.exemplars_ignored)],
-        );
-        counter(
-            "strata_remote_write_metadata_ignored_total",
-            "Metadata entries received and ignored.",
-            &[("", s.metadata_ignored)],
-        );
-        let labels: Vec<String> = Reason::ALL
-            .iter()
-            .map(|r| format!("{{reason=\"{}\"}}", r.as_str()))
-            .collect();
-        let rejected: Vec<(&str, u64)> = labels
-            .iter()
-            .zip(s.rejected)
-            .map(|(l, v)| (l.as_str(), v))
-            .collect();
-        counter(
-            "strata_remote_write_samples_rejected_total",
-            "Samples rejected, by reason.",
-            &rejected,
-        );
     }
 }

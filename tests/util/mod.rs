@@ -246,3 +246,54 @@ pub fn value_string(v: f64) -> String {
         format!("{v}")
     }
 }
+
+/// A Prometheus 2.42 server on loopback with its own data directory (`extra` flags added).
+pub struct PromServer {
+    child: Child,
+    pub addr: String,
+}
+
+impl PromServer {
+    pub fn start(bin: &Path, data: &Path, extra: &[&str]) -> PromServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = data.with_extension("yml");
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let srv = PromServer { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("http://{}/-/ready", srv.addr)).call().map(|r| r.status()).unwrap_or(0) != 200 {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        srv
+    }
+
+    pub fn get_json(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+        let mut req = ureq::get(&format!("http://{}{}", self.addr, path));
+        for (k, v) in params {
+            req = req.query(k, v);
+        }
+        let text = match req.call() {
+            Ok(r) => r.into_string().unwrap(),
+            Err(ureq::Error::Status(_, r)) => r.into_string().unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+}
+
+impl Drop for PromServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,6 +1,8 @@
 //! Request parameters: Prometheus's time (`rfc3339 | unix seconds`) and duration
 //! (`1h30m | seconds`) formats, and GET query / POST form merging.
 
+use crate::engine::functions::days_from_civil;
+
 /// Smallest time Prometheus's API accepts, in ms (`api.go` `minTime`).
 pub const MIN_TIME_MS: i64 = (i64::MIN / 1000 + 62_135_596_801) * 1000;
 /// Largest time Prometheus's API accepts, in ms (`api.go` `maxTime`).
@@ -194,15 +196,6 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + ms) - off)
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 #[cfg(test)]
 mod tests {

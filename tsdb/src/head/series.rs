@@ -354,22 +354,23 @@ impl StripeSeries {
         pairs: &[(&str, &str)],
         make: impl FnOnce() -> Arc<MemSeries>,
     ) -> (Arc<MemSeries>, bool) {
-        let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = shard.get(hash, pairs) {
-            return (Arc::clone(s), false);
-        }
-        let s = make();
-        shard.insert(hash, Arc::clone(&s));
-        drop(shard);
-        self.ref_shard(s.sref).write().unwrap_or_else(|e| e.into_inner()).insert(s.sref, Arc::clone(&s));
-        (s, true)
+        self.get_or_insert(hash, |shard| shard.get(hash, pairs), make)
     }
 
     /// Like [`StripeSeries::get_or_create`] for an owned label set (WAL replay).
     pub fn get_or_create_labels(&self, labels: &Labels, make: impl FnOnce() -> Arc<MemSeries>) -> (Arc<MemSeries>, bool) {
         let hash = labels.stable_hash();
+        self.get_or_insert(hash, |shard| shard.get_labels(hash, labels), make)
+    }
+
+    fn get_or_insert(
+        &self,
+        hash: u64,
+        find: impl for<'s> FnOnce(&'s HashShard) -> Option<&'s Arc<MemSeries>>,
+        make: impl FnOnce() -> Arc<MemSeries>,
+    ) -> (Arc<MemSeries>, bool) {
         let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = shard.get_labels(hash, labels) {
+        if let Some(s) = find(&shard) {
             return (Arc::clone(s), false);
         }
         let s = make();
