@@ -72,6 +72,10 @@ pub struct Flags {
     #[arg(long = "storage.remote.write.max-decompressed-bytes", default_value_t = 256 << 20)]
     pub max_decompressed_bytes: usize,
 
+    /// Remote-write requests processed at once; more wait their turn (bounds memory and threads).
+    #[arg(long = "storage.remote.write.max-concurrent-requests", default_value_t = 32)]
+    pub max_concurrent_writes: usize,
+
     /// How far back a PromQL instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub lookback_delta: String,
@@ -79,6 +83,10 @@ pub struct Flags {
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m")]
     pub query_timeout: String,
+
+    /// Maximum number of queries executed concurrently (Prometheus's `--query.max-concurrency`).
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    pub query_max_concurrency: usize,
 
     /// Maximum number of samples a single query can load into memory.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
@@ -118,6 +126,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub db: tsdb::DbOptions,
     pub ingest: ingest::Limits,
+    pub max_concurrent_writes: usize,
+    pub max_concurrent_queries: usize,
     pub engine: query::EngineOptions,
 }
 
@@ -156,6 +166,12 @@ impl Flags {
         };
         if self.wal_segment_size < (1 << 20) {
             bail!("--storage.tsdb.wal-segment-size must be at least 1 MiB");
+        }
+        if self.query_max_concurrency == 0 {
+            bail!("--query.max-concurrency must be at least 1");
+        }
+        if self.max_concurrent_writes == 0 {
+            bail!("--storage.remote.write.max-concurrent-requests must be at least 1");
         }
         if self.ooo_cap_max == 0 || self.ooo_cap_max > 255 {
             bail!("--storage.tsdb.out-of-order-cap-max must be between 1 and 255");
@@ -197,6 +213,8 @@ impl Flags {
                 max_compressed_bytes: self.max_compressed_bytes,
                 max_decompressed_bytes: self.max_decompressed_bytes,
             },
+            max_concurrent_writes: self.max_concurrent_writes,
+            max_concurrent_queries: self.query_max_concurrency,
             engine,
         })
     }

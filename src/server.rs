@@ -54,7 +54,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest);
     let metrics = Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), replay_seconds));
     let api = ingest::router(ingest_state)
-        .merge(query::router(query::QueryState { db: Arc::clone(&db), opts: cfg.engine }))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_writes))
+        .merge(
+            query::router(query::QueryState { db: Arc::clone(&db), opts: cfg.engine })
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
+        )
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
