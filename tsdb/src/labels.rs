@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -104,15 +104,19 @@ impl Labels {
     /// Builds a label set from pairs already sorted by name, unique, with non-empty values.
     /// The caller vouches for validity (used after [`validate`] and when decoding our own WAL).
     pub fn from_sorted_unchecked(pairs: &[(&str, &str)]) -> Labels {
-        let len: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2 * uvarint_len(n.len().max(v.len()))).sum();
-        let mut packed = Vec::with_capacity(len);
-        for (n, v) in pairs {
-            put_uvarint(&mut packed, n.len());
-            packed.extend_from_slice(n.as_bytes());
-            put_uvarint(&mut packed, v.len());
-            packed.extend_from_slice(v.as_bytes());
-        }
+        let mut packed = Vec::new();
+        pack_sorted(&mut packed, pairs);
         Labels { packed: packed.into() }
+    }
+
+    /// Builds a label set from bytes produced by [`pack_sorted`] of valid pairs.
+    pub fn from_packed_unchecked(packed: &[u8]) -> Labels {
+        Labels { packed: packed.into() }
+    }
+
+    /// The packed encoding (see [`pack_sorted`]).
+    pub fn packed(&self) -> &[u8] {
+        &self.packed
     }
 
     /// The empty label set.
@@ -150,25 +154,9 @@ impl Labels {
         self.packed.len()
     }
 
-    /// Hash of the label set; equal to [`hash_sorted_pairs`] of the same pairs.
+    /// Hash of the label set: xxh3 of the packed encoding (what [`hash_packed`] computes).
     pub fn stable_hash(&self) -> u64 {
-        let mut h = Xxh3::new();
-        for (n, v) in self.iter() {
-            hash_pair(&mut h, n, v);
-        }
-        h.digest()
-    }
-
-    /// True if this set equals the given sorted pairs, compared in place.
-    pub fn eq_sorted_pairs(&self, pairs: &[(&str, &str)]) -> bool {
-        let mut it = self.iter();
-        for (n, v) in pairs {
-            match it.next() {
-                Some((a, b)) if a == *n && b == *v => {}
-                _ => return false,
-            }
-        }
-        it.next().is_none()
+        hash_packed(&self.packed)
     }
 
     /// Collects the pairs into owned strings.
@@ -267,15 +255,6 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: usize) {
     out.push(v as u8);
 }
 
-fn uvarint_len(mut v: usize) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
 fn get_uvarint(b: &[u8]) -> Option<(usize, usize)> {
     let mut v: usize = 0;
     for (i, byte) in b.iter().enumerate().take(10) {
@@ -287,20 +266,21 @@ fn get_uvarint(b: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn hash_pair(h: &mut Xxh3, n: &str, v: &str) {
-    h.update(&(n.len() as u32).to_le_bytes());
-    h.update(n.as_bytes());
-    h.update(&(v.len() as u32).to_le_bytes());
-    h.update(v.as_bytes());
+/// Writes the packed encoding of sorted, validated pairs into `out` (cleared first):
+/// `[uvarint name_len][name][uvarint value_len][value]…`. Reusing `out` allocates nothing.
+pub fn pack_sorted(out: &mut Vec<u8>, pairs: &[(&str, &str)]) {
+    out.clear();
+    for (n, v) in pairs {
+        put_uvarint(out, n.len());
+        out.extend_from_slice(n.as_bytes());
+        put_uvarint(out, v.len());
+        out.extend_from_slice(v.as_bytes());
+    }
 }
 
-/// Hash of sorted, validated pairs; equals [`Labels::stable_hash`] of the same set. Allocates nothing.
-pub fn hash_sorted_pairs(pairs: &[(&str, &str)]) -> u64 {
-    let mut h = Xxh3::new();
-    for (n, v) in pairs {
-        hash_pair(&mut h, n, v);
-    }
-    h.digest()
+/// Hash of a packed label set (one-shot xxh3).
+pub fn hash_packed(packed: &[u8]) -> u64 {
+    xxh3_64(packed)
 }
 
 /// Validates label pairs in place: drops empty values, sorts by name if needed, rejects invalid or
@@ -465,11 +445,16 @@ mod tests {
     fn hash_and_eq_agree_with_pairs() {
         let l = Labels::from_pairs(&[("b", "2"), ("__name__", "m"), ("a", "1")]).unwrap();
         let pairs = [("__name__", "m"), ("a", "1"), ("b", "2")];
-        assert_eq!(l.stable_hash(), hash_sorted_pairs(&pairs));
-        assert!(l.eq_sorted_pairs(&pairs));
-        assert!(!l.eq_sorted_pairs(&pairs[..2]));
-        // Separators matter: ("ab","c") must differ from ("a","bc").
-        assert_ne!(hash_sorted_pairs(&[("ab", "c")]), hash_sorted_pairs(&[("a", "bc")]));
+        let mut buf = Vec::new();
+        pack_sorted(&mut buf, &pairs);
+        assert_eq!(l.packed(), &buf[..]);
+        assert_eq!(l.stable_hash(), hash_packed(&buf));
+        assert_eq!(Labels::from_packed_unchecked(&buf), l);
+        // Lengths are encoded: ("ab","c") differs from ("a","bc").
+        let mut other = Vec::new();
+        pack_sorted(&mut other, &[("a", "bc")]);
+        pack_sorted(&mut buf, &[("ab", "c")]);
+        assert_ne!(buf, other);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::placement::{placement, Limits, Placement, SeriesTail};
 use super::series::{Applied, MemSeries};
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
-use crate::labels::{hash_sorted_pairs, validate, LabelError, Labels};
+use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
 use crate::record::{self, RefSample};
 
 /// Handle to a series within one [`Appender`].
@@ -46,6 +46,8 @@ pub struct Appender<'h> {
     /// Queued values by (handle, t); built only once a queued sample is out of order within this
     /// transaction, so in-order requests never pay for it.
     pending_index: Option<HashMap<(usize, i64), f64>>,
+    /// Reused buffer for the packed labels of the series being looked up.
+    packed: Vec<u8>,
     stats: CommitStats,
 }
 
@@ -63,6 +65,7 @@ impl<'h> Appender<'h> {
             pending_tails: Vec::new(),
             pending: Vec::new(),
             pending_index: None,
+            packed: Vec::new(),
             stats: CommitStats::default(),
         }
     }
@@ -77,17 +80,19 @@ impl<'h> Appender<'h> {
                 return Err(e);
             }
         };
-        let hash = hash_sorted_pairs(sorted);
+        pack_sorted(&mut self.packed, sorted);
+        let hash = hash_packed(&self.packed);
         let maps = self.head.series_maps();
-        let s = match maps.get_by_pairs(hash, sorted) {
+        let s = match maps.get_by_packed(hash, &self.packed) {
             Some(s) => s,
             None => {
                 let head = self.head;
                 let Some(sref) = head.alloc_ref() else {
                     return Err(LabelError::TooLong { name: "series reference space exhausted".into(), len: 0 });
                 };
-                let (s, created) = maps.get_or_create(hash, sorted, || {
-                    Arc::new(MemSeries::new(sref, Labels::from_sorted_unchecked(sorted), false))
+                let packed = &self.packed;
+                let (s, created) = maps.get_or_create(hash, packed, || {
+                    Arc::new(MemSeries::new(sref, Labels::from_packed_unchecked(packed), false))
                 });
                 if created {
                     head.register(&s);

@@ -112,10 +112,9 @@ impl Replay<'_> {
                 });
             }
             self.max_ref = self.max_ref.max(sref);
-            let (s, created) = self
-                .head
-                .series
-                .get_or_create_labels(&labels, || Arc::new(MemSeries::new(SeriesRef(sref), labels.clone(), true)));
+            let (s, created) = self.head.series.get_or_create(labels.stable_hash(), labels.packed(), || {
+                Arc::new(MemSeries::new(SeriesRef(sref), labels.clone(), true))
+            });
             if created {
                 self.head.register(&s);
                 self.series += 1;

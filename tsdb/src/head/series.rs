@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::chunkenc::{XorChunk, XorIter};
 use crate::labels::Labels;
 
+
 use super::ooo::OooChunk;
 use super::placement::SeriesTail;
 
@@ -280,22 +281,14 @@ struct HashShard {
 }
 
 impl HashShard {
-    fn get(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<&Arc<MemSeries>> {
+    /// The series whose packed labels are `packed` (compared bytewise in place).
+    fn get(&self, hash: u64, packed: &[u8]) -> Option<&Arc<MemSeries>> {
         if let Some(s) = self.unique.get(&hash) {
-            if s.labels.eq_sorted_pairs(pairs) {
+            if s.labels.packed() == packed {
                 return Some(s);
             }
         }
-        self.conflicts.get(&hash)?.iter().find(|s| s.labels.eq_sorted_pairs(pairs))
-    }
-
-    fn get_labels(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
-        if let Some(s) = self.unique.get(&hash) {
-            if &s.labels == labels {
-                return Some(s);
-            }
-        }
-        self.conflicts.get(&hash)?.iter().find(|s| &s.labels == labels)
+        self.conflicts.get(&hash)?.iter().find(|s| s.labels.packed() == packed)
     }
 
     fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
@@ -335,10 +328,10 @@ impl StripeSeries {
         &self.by_ref[(r.0 as usize) & self.mask]
     }
 
-    /// Finds the series with these sorted, validated pairs, without allocating.
-    pub fn get_by_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<Arc<MemSeries>> {
+    /// Finds the series with these packed labels (see `labels::pack_sorted`), without allocating.
+    pub fn get_by_packed(&self, hash: u64, packed: &[u8]) -> Option<Arc<MemSeries>> {
         let shard = self.hash_shard(hash).read().unwrap_or_else(|e| e.into_inner());
-        shard.get(hash, pairs).cloned()
+        shard.get(hash, packed).cloned()
     }
 
     /// Finds the series by reference.
@@ -348,29 +341,9 @@ impl StripeSeries {
 
     /// Returns the existing series with these labels, or inserts the one `make` builds.
     /// The bool is true if the series was created.
-    pub fn get_or_create(
-        &self,
-        hash: u64,
-        pairs: &[(&str, &str)],
-        make: impl FnOnce() -> Arc<MemSeries>,
-    ) -> (Arc<MemSeries>, bool) {
-        self.get_or_insert(hash, |shard| shard.get(hash, pairs), make)
-    }
-
-    /// Like [`StripeSeries::get_or_create`] for an owned label set (WAL replay).
-    pub fn get_or_create_labels(&self, labels: &Labels, make: impl FnOnce() -> Arc<MemSeries>) -> (Arc<MemSeries>, bool) {
-        let hash = labels.stable_hash();
-        self.get_or_insert(hash, |shard| shard.get_labels(hash, labels), make)
-    }
-
-    fn get_or_insert(
-        &self,
-        hash: u64,
-        find: impl for<'s> FnOnce(&'s HashShard) -> Option<&'s Arc<MemSeries>>,
-        make: impl FnOnce() -> Arc<MemSeries>,
-    ) -> (Arc<MemSeries>, bool) {
+    pub fn get_or_create(&self, hash: u64, packed: &[u8], make: impl FnOnce() -> Arc<MemSeries>) -> (Arc<MemSeries>, bool) {
         let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = find(&shard) {
+        if let Some(s) = shard.get(hash, packed) {
             return (Arc::clone(s), false);
         }
         let s = make();
