@@ -10,6 +10,11 @@ mod server;
 
 use clap::Parser;
 
+/// mimalloc keeps memory per thread-local heap and returns it eagerly: with tokio's worker and
+/// blocking threads, glibc's per-thread arenas fragment and hold far more memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let flags = config::Flags::parse();
     if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
