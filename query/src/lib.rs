@@ -1,2 +1,21 @@
 //! PromQL evaluation and the Prometheus HTTP query API.
+//!
+//! Layout:
+//! - [`parser`]: PromQL text → AST (wrapper over the `promql-parser` crate).
+//! - [`engine`]: the evaluator (Prometheus 2.x semantics) over a [`engine::Storage`].
+//! - [`storage`]: the engine's storage over `tsdb::Head`.
+//! - [`api`]: the `/api/v1` HTTP handlers and Prometheus's JSON.
+//! - [`error`]: [`QueryError`], mapped to Prometheus's `errorType` and HTTP status.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod engine;
+pub mod error;
+pub mod parser;
+#[doc(hidden)]
+pub mod promqltest;
+pub mod storage;
+
+pub use api::{router, QueryState};
+pub use engine::{Engine, EngineOptions};
+pub use error::QueryError;

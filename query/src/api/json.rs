@@ -1,0 +1,143 @@
+//! Prometheus's JSON envelope and result encoding, written by hand so that sample values are
+//! Go-formatted strings and timestamps are `sec.mmm` numbers exactly as Prometheus emits them.
+
+use crate::engine::{format_float, format_time, Labels, QueryValue};
+
+/// Appends `s` as a JSON string.
+pub fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends a label set as a JSON object (keys in label order, i.e. sorted).
+pub fn push_labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    for (i, (n, v)) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(out, n);
+        out.push(':');
+        push_str(out, v);
+    }
+    out.push('}');
+}
+
+fn push_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    out.push_str(&format_time(t));
+    out.push_str(",\"");
+    out.push_str(&format_float(v));
+    out.push_str("\"]");
+}
+
+/// `{"resultType":…,"result":…}` of a query result.
+pub fn query_data(v: &QueryValue) -> String {
+    let mut out = String::with_capacity(256);
+    match v {
+        QueryValue::Scalar { t, v } => {
+            out.push_str("{\"resultType\":\"scalar\",\"result\":");
+            push_point(&mut out, *t, *v);
+        }
+        QueryValue::String { t, s } => {
+            out.push_str("{\"resultType\":\"string\",\"result\":[");
+            out.push_str(&format_time(*t));
+            out.push(',');
+            push_str(&mut out, s);
+            out.push(']');
+        }
+        QueryValue::Vector { t, samples } => {
+            out.push_str("{\"resultType\":\"vector\",\"result\":[");
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                push_point(&mut out, *t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        QueryValue::Matrix(series) => {
+            out.push_str("{\"resultType\":\"matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, &(t, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    push_point(&mut out, t, v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// A success envelope around already-encoded `data`.
+pub fn success(data: &str, warnings: &[String]) -> String {
+    let mut out = String::with_capacity(data.len() + 64);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    out.push_str(data);
+    if !warnings.is_empty() {
+        out.push_str(",\"warnings\":[");
+        for (i, w) in warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, w);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// An error envelope.
+pub fn error(error_type: &str, msg: &str) -> String {
+    let mut out = String::from("{\"status\":\"error\",\"errorType\":");
+    push_str(&mut out, error_type);
+    out.push_str(",\"error\":");
+    push_str(&mut out, msg);
+    out.push('}');
+    out
+}
+
+/// A JSON array of strings.
+pub fn string_array<S: AsRef<str>>(items: &[S]) -> String {
+    let mut out = String::from("[");
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, s.as_ref());
+    }
+    out.push(']');
+    out
+}

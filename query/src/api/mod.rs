@@ -1,0 +1,454 @@
+//! The Prometheus HTTP query API (`/api/v1/…`): parameter handling, evaluation on the blocking
+//! pool, and Prometheus's exact JSON. Handlers only parse and format; all PromQL semantics are
+//! in [`crate::engine`].
+
+pub mod json;
+pub mod params;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::engine::{Engine, EngineOptions, Labels};
+use crate::error::QueryError;
+use crate::storage::{from_tsdb_labels, to_tsdb_matcher, TsdbStorage};
+pub use params::Params;
+
+/// Shared state of the query API.
+#[derive(Clone)]
+pub struct QueryState {
+    /// The head to read from.
+    pub head: Arc<tsdb::Head>,
+    /// Engine options.
+    pub opts: EngineOptions,
+}
+
+/// Version reported by `/api/v1/status/buildinfo` (Grafana detects features from it).
+pub const PROMETHEUS_VERSION: &str = "2.42.0";
+
+/// All query API routes, GET and form POST.
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/:name/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
+        .with_state(state)
+}
+
+#[axum::async_trait]
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mut p = Params::default();
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let query = req.uri().query().map(str::to_owned);
+        if req.method() == Method::POST && is_form {
+            let bytes = axum::body::Bytes::from_request(req, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            p.extend_urlencoded(&bytes);
+        }
+        if let Some(q) = query {
+            p.extend_urlencoded(q.as_bytes());
+        }
+        Ok(p)
+    }
+}
+
+type ApiResult = Result<(String, Vec<String>), QueryError>;
+
+fn respond(r: ApiResult) -> Response {
+    let ct = [(header::CONTENT_TYPE, "application/json")];
+    match r {
+        Ok((data, warnings)) => {
+            (StatusCode::OK, ct, json::success(&data, &warnings)).into_response()
+        }
+        Err(e) => (e.status(), ct, json::error(e.error_type(), &e.to_string())).into_response(),
+    }
+}
+
+fn bad_param(name: &str, msg: impl std::fmt::Display) -> QueryError {
+    QueryError::BadData(format!("invalid parameter {name:?}: {msg}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, QueryError> {
+    match p.get(name) {
+        "" => Ok(default),
+        s => params::parse_time(s).map_err(|e| bad_param(name, e)),
+    }
+}
+
+/// Engine options for one request: `timeout` is capped by the server's, `lookback_delta` overrides.
+fn request_options(
+    st: &QueryState,
+    p: &Params,
+) -> Result<(EngineOptions, Option<Duration>), QueryError> {
+    let mut opts = st.opts.clone();
+    {
+        let s = p.get("timeout");
+        if !s.is_empty() {
+            let ms = params::parse_duration(s).map_err(|e| bad_param("timeout", e))?;
+            let d = Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0));
+            opts.timeout = opts.timeout.min(d);
+        }
+    }
+    let lookback = match p.get("lookback_delta") {
+        "" => None,
+        s => {
+            let ms = params::parse_duration(s).map_err(|e| bad_param("lookback_delta", e))?;
+            Some(Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)))
+        }
+    };
+    Ok((opts, lookback))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+}
+
+async fn query(State(st): State<QueryState>, p: Params) -> Response {
+    respond(query_inner(st, p).await)
+}
+
+async fn query_inner(st: QueryState, p: Params) -> ApiResult {
+    let t = time_param(&p, "time", now_ms())?;
+    let (opts, lookback) = request_options(&st, &p)?;
+    let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
+    let head = Arc::clone(&st.head);
+    let v =
+        blocking(move || Engine::new(opts).instant(&TsdbStorage::new(head), &expr, t, lookback))
+            .await?;
+    Ok((json::query_data(&v), Vec::new()))
+}
+
+async fn query_range(State(st): State<QueryState>, p: Params) -> Response {
+    respond(query_range_inner(st, p).await)
+}
+
+async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
+    let start = params::parse_time(p.get("start")).map_err(|e| bad_param("start", e))?;
+    let end = params::parse_time(p.get("end")).map_err(|e| bad_param("end", e))?;
+    if end < start {
+        return Err(bad_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step = params::parse_duration(p.get("step")).map_err(|e| bad_param("step", e))?;
+    if step <= 0 {
+        return Err(bad_param("step", "zero or negative query resolution step widths are not accepted. Try a positive integer"));
+    }
+    let max_points = i64::try_from(st.opts.max_points_per_series).unwrap_or(i64::MAX);
+    if (end - start) / step > max_points {
+        return Err(QueryError::BadData(format!(
+            "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+            group_thousands(st.opts.max_points_per_series)
+        )));
+    }
+    let (opts, lookback) = request_options(&st, &p)?;
+    let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
+    let head = Arc::clone(&st.head);
+    let v = blocking(move || {
+        Engine::new(opts).range(&TsdbStorage::new(head), &expr, start, end, step, lookback)
+    })
+    .await?;
+    Ok((json::query_data(&v), Vec::new()))
+}
+
+fn group_thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Parses `match[]` selectors into tsdb matcher sets.
+fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
+    let mut sets = Vec::new();
+    for s in p.all("match[]") {
+        let expr = crate::parser::parse(s).map_err(|e| bad_param("match[]", e))?;
+        let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
+            return Err(bad_param(
+                "match[]",
+                format!("expected vector selector, got {s:?}"),
+            ));
+        };
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(QueryError::unsupported("\"or\" inside label matchers"));
+        }
+        let mut ms = vs
+            .matchers
+            .matchers
+            .iter()
+            .map(to_tsdb_matcher)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(name) = &vs.name {
+            if !ms
+                .iter()
+                .any(|m| m.name == "__name__" && m.kind == tsdb::MatchType::Equal)
+            {
+                ms.push(tsdb::Matcher::equal("__name__", name.clone()));
+            }
+        }
+        sets.push(ms);
+    }
+    Ok(sets)
+}
+
+fn limit_param(p: &Params) -> Result<usize, QueryError> {
+    match p.get("limit") {
+        "" => Ok(0),
+        s => s
+            .parse::<usize>()
+            .map_err(|_| bad_param("limit", format!("cannot parse {s:?} to a valid limit"))),
+    }
+}
+
+/// Applies `limit`, returning the warnings Prometheus adds on truncation.
+fn truncate<T>(v: &mut Vec<T>, limit: usize) -> Vec<String> {
+    if limit > 0 && v.len() > limit {
+        v.truncate(limit);
+        return vec!["results truncated due to limit".to_string()];
+    }
+    Vec::new()
+}
+
+async fn series(State(st): State<QueryState>, p: Params) -> Response {
+    respond(series_inner(st, p).await)
+}
+
+async fn series_inner(st: QueryState, p: Params) -> ApiResult {
+    if p.all("match[]").is_empty() {
+        return Err(QueryError::BadData("no match[] parameter provided".into()));
+    }
+    let start = time_param(&p, "start", params::MIN_TIME_MS)?;
+    let end = time_param(&p, "end", params::MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let sets = matcher_sets(&p)?;
+    let head = Arc::clone(&st.head);
+    let mut all: Vec<Labels> = blocking(move || {
+        let q = head.querier(start, end);
+        let mut all: Vec<Labels> = sets
+            .iter()
+            .flat_map(|ms| q.series_labels(ms))
+            .map(|l| from_tsdb_labels(&l))
+            .collect();
+        all.sort();
+        all.dedup();
+        Ok(all)
+    })
+    .await?;
+    let warnings = truncate(&mut all, limit);
+    let mut out = String::from("[");
+    for (i, l) in all.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::push_labels(&mut out, l);
+    }
+    out.push(']');
+    Ok((out, warnings))
+}
+
+async fn labels(State(st): State<QueryState>, p: Params) -> Response {
+    respond(labels_inner(st, p).await)
+}
+
+async fn labels_inner(st: QueryState, p: Params) -> ApiResult {
+    let start = time_param(&p, "start", params::MIN_TIME_MS)?;
+    let end = time_param(&p, "end", params::MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let sets = matcher_sets(&p)?;
+    let head = Arc::clone(&st.head);
+    let mut names = blocking(move || {
+        let q = head.querier(start, end);
+        if sets.is_empty() {
+            return Ok(q.label_names(&[]));
+        }
+        let mut names: Vec<String> = sets.iter().flat_map(|ms| q.label_names(ms)).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    })
+    .await?;
+    let warnings = truncate(&mut names, limit);
+    Ok((json::string_array(&names), warnings))
+}
+
+async fn label_values(
+    State(st): State<QueryState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Response {
+    respond(label_values_inner(st, name, p).await)
+}
+
+async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResult {
+    if !crate::engine::aggregate::is_valid_label_name(&name) {
+        return Err(QueryError::BadData(format!("invalid label name: {name:?}")));
+    }
+    let start = time_param(&p, "start", params::MIN_TIME_MS)?;
+    let end = time_param(&p, "end", params::MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let sets = matcher_sets(&p)?;
+    let head = Arc::clone(&st.head);
+    let mut values = blocking(move || {
+        let q = head.querier(start, end);
+        if sets.is_empty() {
+            return Ok(q.label_values(&name, &[]));
+        }
+        let mut values: Vec<String> = sets
+            .iter()
+            .flat_map(|ms| q.label_values(&name, ms))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    })
+    .await?;
+    let warnings = truncate(&mut values, limit);
+    Ok((json::string_array(&values), warnings))
+}
+
+async fn buildinfo() -> Response {
+    let mut d = String::from("{");
+    for (i, (k, v)) in [
+        ("version", PROMETHEUS_VERSION),
+        ("revision", "strata"),
+        ("branch", "HEAD"),
+        ("buildUser", "strata"),
+        ("buildDate", "20230101-00:00:00"),
+        ("goVersion", "go1.19.5"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            d.push(',');
+        }
+        json::push_str(&mut d, k);
+        d.push(':');
+        json::push_str(&mut d, v);
+    }
+    d.push('}');
+    respond(Ok((d, Vec::new())))
+}
+
+async fn metadata() -> Response {
+    respond(Ok(("{}".to_string(), Vec::new())))
+}
+
+async fn exemplars() -> Response {
+    respond(Ok(("[]".to_string(), Vec::new())))
+}
+
+async fn tsdb_status(State(st): State<QueryState>, p: Params) -> Response {
+    respond(tsdb_status_inner(st, p).await)
+}
+
+async fn tsdb_status_inner(st: QueryState, p: Params) -> ApiResult {
+    let limit = match p.get("limit") {
+        "" => 10,
+        s => match s.parse::<usize>() {
+            Ok(n) if n > 0 && n <= 10_000 => n,
+            _ => {
+                return Err(QueryError::BadData(
+                    "limit must be a positive number".into(),
+                ))
+            }
+        },
+    };
+    let head = Arc::clone(&st.head);
+    let data = blocking(move || Ok(tsdb_stats(&head, limit))).await?;
+    Ok((data, Vec::new()))
+}
+
+fn tsdb_stats(head: &Arc<tsdb::Head>, limit: usize) -> String {
+    let q = head.querier(i64::MIN, i64::MAX);
+    let names = q.label_names(&[]);
+    let mut value_counts: Vec<(String, u64)> = Vec::new();
+    let mut memory: Vec<(String, u64)> = Vec::new();
+    let mut pair_counts: Vec<(String, u64)> = Vec::new();
+    let mut metric_counts: Vec<(String, u64)> = Vec::new();
+    for n in &names {
+        let values = q.label_values(n, &[]);
+        value_counts.push((n.clone(), values.len() as u64));
+        let mut bytes = 0u64;
+        for v in &values {
+            let count = q
+                .series_labels(&[tsdb::Matcher::equal(n.clone(), v.clone())])
+                .len() as u64;
+            bytes += v.len() as u64 * count;
+            pair_counts.push((format!("{n}={v}"), count));
+            if n == "__name__" {
+                metric_counts.push((v.clone(), count));
+            }
+        }
+        memory.push((n.clone(), bytes));
+    }
+    let (pairs, _) = head.postings_cardinality();
+    let (min_t, max_t) = (head.min_time(), head.max_time());
+    let mut d = format!(
+        "{{\"headStats\":{{\"numSeries\":{},\"numLabelPairs\":{},\"chunkCount\":{},\"minTime\":{},\"maxTime\":{}}}",
+        head.num_series(),
+        pairs,
+        head.num_chunks(),
+        min_t,
+        max_t
+    );
+    for (key, mut list) in [
+        ("seriesCountByMetricName", metric_counts),
+        ("labelValueCountByLabelName", value_counts),
+        ("memoryInBytesByLabelName", memory),
+        ("seriesCountByLabelValuePair", pair_counts),
+    ] {
+        list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        list.truncate(limit);
+        d.push(',');
+        json::push_str(&mut d, key);
+        d.push_str(":[");
+        for (i, (n, v)) in list.iter().enumerate() {
+            if i > 0 {
+                d.push(',');
+            }
+            d.push_str("{\"name\":");
+            json::push_str(&mut d, n);
+            d.push_str(&format!(",\"value\":{v}}}"));
+        }
+        d.push(']');
+    }
+    d.push('}');
+    d
+}

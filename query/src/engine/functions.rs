@@ -1,0 +1,952 @@
+//! PromQL functions: the range functions (`rate`, `*_over_time`, …) as window computations over
+//! plain sample slices, and the instant-vector functions applied per step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::{Call, Expr};
+
+use super::aggregate::is_valid_label_name;
+use super::value::LabelsBuilder;
+use super::{
+    check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
+    METRIC_NAME,
+};
+use crate::error::{QueryError, Result};
+
+/// Neumaier-compensated increment: returns the new sum and compensation.
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// φ-quantile of `values` with Prometheus's interpolation.
+pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lo = rank.floor().max(0.0);
+    let hi = (lo + 1.0).min(n - 1.0);
+    let w = rank - rank.floor();
+    let get = |i: f64| values.get(i as usize).copied().unwrap_or(f64::NAN);
+    get(lo) * (1.0 - w) + get(hi) * w
+}
+
+/// `rate`/`increase`/`delta` with Prometheus 2.42's extrapolation.
+pub fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let pts = w.points;
+    if pts.len() < 2 {
+        return None;
+    }
+    let (first, last) = (pts.first()?, pts.last()?);
+    let mut result = last.1 - first.1;
+    if is_counter {
+        let mut prev = 0.0;
+        for p in pts {
+            if p.1 < prev {
+                result += prev;
+            }
+            prev = p.1;
+        }
+    }
+    let mut dur_to_start = (first.0 - w.range_start) as f64 / 1000.0;
+    let dur_to_end = (w.range_end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg = sampled / (pts.len() - 1) as f64;
+    if is_counter && result > 0.0 && first.1 >= 0.0 {
+        let dur_to_zero = sampled * (first.1 / result);
+        if dur_to_zero < dur_to_start {
+            dur_to_start = dur_to_zero;
+        }
+    }
+    let threshold = avg * 1.1;
+    let mut interval = sampled;
+    interval += if dur_to_start < threshold {
+        dur_to_start
+    } else {
+        avg / 2.0
+    };
+    interval += if dur_to_end < threshold {
+        dur_to_end
+    } else {
+        avg / 2.0
+    };
+    result *= interval / sampled;
+    if is_rate {
+        result /= (w.range_end - w.range_start) as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// `irate`/`idelta`.
+pub fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let last = pts.last()?;
+    let prev = pts.get(pts.len() - 2)?;
+    let mut v = if is_rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
+    let dt = last.0 - prev.0;
+    if dt == 0 {
+        return None;
+    }
+    if is_rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+/// Least-squares slope and intercept (at `intercept_t`, ms).
+pub fn linear_regression(pts: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init_y = pts.first().map_or(f64::NAN, |p| p.1);
+    let mut const_y = true;
+    for (i, &(t, v)) in pts.iter().enumerate() {
+        if const_y && i > 0 && v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_sum_inc(x, sx, cx);
+        (sy, cy) = kahan_sum_inc(v, sy, cy);
+        (sxy, cxy) = kahan_sum_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_sum_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+fn avg_over_time(pts: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in pts {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        (mean, c) = kahan_sum_inc(v / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + c
+    }
+}
+
+fn sum_over_time(pts: &[(i64, f64)]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for &(_, v) in pts {
+        (sum, c) = kahan_sum_inc(v, sum, c);
+    }
+    if sum.is_infinite() {
+        sum
+    } else {
+        sum + c
+    }
+}
+
+fn stdvar_over_time(pts: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in pts {
+        count += 1.0;
+        let delta = v - (mean + cmean);
+        (mean, cmean) = kahan_sum_inc(delta / count, mean, cmean);
+        (aux, caux) = kahan_sum_inc(delta * (v - (mean + cmean)), aux, caux);
+    }
+    (aux + caux) / count
+}
+
+fn holt_winters(pts: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if pts.len() < 2 {
+        return None;
+    }
+    let trend = |i: usize, s0: f64, s1: f64, b: f64| {
+        if i == 0 {
+            b
+        } else {
+            tf * (s1 - s0) + (1.0 - tf) * b
+        }
+    };
+    let (mut s0, mut s1) = (0.0, pts.first()?.1);
+    let mut b = pts.get(1)?.1 - s1;
+    for (i, p) in pts.iter().enumerate().skip(1) {
+        let x = sf * p.1;
+        b = trend(i - 1, s0, s1, b);
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// Go's `math.Max`/`math.Min`: NaN wins.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn arg(c: &Call, i: usize) -> Result<&Expr> {
+    c.args
+        .args
+        .get(i)
+        .map(|b| &**b)
+        .ok_or_else(|| QueryError::BadData(format!("missing argument {i} of {}", c.func.name)))
+}
+
+fn scalar_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<f64>> {
+    match ev.eval(arg(c, i)?)? {
+        Val::Scalar(v) => Ok(v),
+        _ => Err(QueryError::BadData(format!(
+            "expected scalar argument {i} of {}",
+            c.func.name
+        ))),
+    }
+}
+
+fn string_arg(c: &Call, i: usize) -> Result<String> {
+    match unwrap_parens(arg(c, i)?) {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        _ => Err(QueryError::BadData(format!(
+            "expected string argument {i} of {}",
+            c.func.name
+        ))),
+    }
+}
+
+fn vector_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<Vec<Sample>>> {
+    match ev.eval(arg(c, i)?)? {
+        Val::Vector(v) => Ok(v),
+        _ => Err(QueryError::BadData(format!(
+            "expected instant vector argument {i} of {}",
+            c.func.name
+        ))),
+    }
+}
+
+/// Applies `f` to every element, dropping `__name__`; `None` drops the element.
+fn map_values(
+    steps: Vec<Vec<Sample>>,
+    mut f: impl FnMut(f64, usize) -> Option<f64>,
+) -> Result<Val> {
+    let mut cache = HashMap::new();
+    let mut out = Vec::with_capacity(steps.len());
+    for (k, vec) in steps.into_iter().enumerate() {
+        let mut res = Vec::with_capacity(vec.len());
+        for s in vec {
+            if let Some(v) = f(s.v, k) {
+                res.push(Sample {
+                    labels: drop_name_cached(&mut cache, &s.labels),
+                    v,
+                });
+            }
+        }
+        check_duplicates(&res)?;
+        out.push(res);
+    }
+    Ok(Val::Vector(out))
+}
+
+/// Labels `absent()` reports for a selector argument.
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match e {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::empty(),
+    };
+    let mut b = LabelsBuilder::new(Labels::empty());
+    let mut has: Vec<String> = Vec::new();
+    let mut drop: Vec<String> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == promql_parser::label::MatchOp::Equal && !has.contains(&m.name) {
+            b.set(&m.name, &m.value);
+            has.push(m.name.clone());
+        } else {
+            drop.push(m.name.clone());
+        }
+    }
+    for n in drop {
+        b.del(&n);
+    }
+    b.build()
+}
+
+/// Civil date from days since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn date_fn(name: &str, v: f64) -> f64 {
+    let secs = v as i64;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    match name {
+        "day_of_month" => f64::from(d),
+        "day_of_week" => (days + 4).rem_euclid(7) as f64,
+        "day_of_year" => {
+            let (y0, _, _) = (y, 0, 0);
+            let jan1 = days_from_civil(y0, 1, 1);
+            (days - jan1 + 1) as f64
+        }
+        "days_in_month" => f64::from(match m {
+            2 if is_leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }),
+        "hour" => (sod / 3600) as f64,
+        "minute" => (sod % 3600 / 60) as f64,
+        "month" => f64::from(m),
+        "year" => y as f64,
+        _ => f64::NAN,
+    }
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sqrt" => f64::sqrt,
+        "sgn" => |v: f64| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        },
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "deg" => |v: f64| v * 180.0 / std::f64::consts::PI,
+        "rad" => |v: f64| v * std::f64::consts::PI / 180.0,
+        _ => return None,
+    })
+}
+
+pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let name = c.func.name;
+    let n = ev.steps();
+    if let Some(f) = math_fn(name) {
+        let v = vector_arg(ev, c, 0)?;
+        return map_values(v, |x, _| Some(f(x)));
+    }
+    match name {
+        "time" => Ok(Val::Scalar(
+            (0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        "vector" => {
+            let s = scalar_arg(ev, c, 0)?;
+            let labels = Arc::new(Labels::empty());
+            Ok(Val::Vector(
+                s.into_iter()
+                    .map(|v| {
+                        vec![Sample {
+                            labels: Arc::clone(&labels),
+                            v,
+                        }]
+                    })
+                    .collect(),
+            ))
+        }
+        "scalar" => {
+            let v = vector_arg(ev, c, 0)?;
+            Ok(Val::Scalar(
+                v.into_iter()
+                    .map(|vec| if vec.len() == 1 { vec[0].v } else { f64::NAN })
+                    .collect(),
+            ))
+        }
+        "timestamp" => {
+            if let Expr::VectorSelector(vs) = unwrap_parens(arg(c, 0)?) {
+                let v = ev.eval_vector_selector(vs, true)?;
+                return map_values(v, |x, _| Some(x));
+            }
+            let v = vector_arg(ev, c, 0)?;
+            let times: Vec<f64> = (0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect();
+            map_values(v, |_, k| times.get(k).copied())
+        }
+        "round" => {
+            let v = vector_arg(ev, c, 0)?;
+            let to = if c.args.args.len() > 1 {
+                scalar_arg(ev, c, 1)?
+            } else {
+                vec![1.0; n]
+            };
+            map_values(v, |x, k| {
+                let inv = 1.0 / to.get(k).copied().unwrap_or(1.0);
+                Some((x * inv + 0.5).floor() / inv)
+            })
+        }
+        "clamp" => {
+            let v = vector_arg(ev, c, 0)?;
+            let lo = scalar_arg(ev, c, 1)?;
+            let hi = scalar_arg(ev, c, 2)?;
+            map_values(v, |x, k| {
+                let (a, b) = (
+                    lo.get(k).copied().unwrap_or(f64::NAN),
+                    hi.get(k).copied().unwrap_or(f64::NAN),
+                );
+                if b < a {
+                    None
+                } else {
+                    Some(go_max(a, go_min(b, x)))
+                }
+            })
+        }
+        "clamp_min" => {
+            let v = vector_arg(ev, c, 0)?;
+            let lo = scalar_arg(ev, c, 1)?;
+            map_values(v, |x, k| {
+                Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN)))
+            })
+        }
+        "clamp_max" => {
+            let v = vector_arg(ev, c, 0)?;
+            let hi = scalar_arg(ev, c, 1)?;
+            map_values(v, |x, k| {
+                Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN)))
+            })
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            if c.args.args.is_empty() {
+                let labels = Arc::new(Labels::empty());
+                return Ok(Val::Vector(
+                    (0..n)
+                        .map(|k| {
+                            vec![Sample {
+                                labels: Arc::clone(&labels),
+                                v: date_fn(name, ev.ts(k) as f64 / 1000.0),
+                            }]
+                        })
+                        .collect(),
+                ));
+            }
+            let v = vector_arg(ev, c, 0)?;
+            map_values(v, |x, _| Some(date_fn(name, x)))
+        }
+        "sort" | "sort_desc" => {
+            let v = vector_arg(ev, c, 0)?;
+            let desc = name == "sort_desc";
+            Ok(Val::Vector(
+                v.into_iter()
+                    .map(|mut vec| {
+                        vec.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
+                            _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
+                        });
+                        vec
+                    })
+                    .collect(),
+            ))
+        }
+        "label_replace" => label_replace(ev, c),
+        "label_join" => label_join(ev, c),
+        "absent" => {
+            let v = vector_arg(ev, c, 0)?;
+            let labels = Arc::new(absent_labels(arg(c, 0)?));
+            Ok(Val::Vector(
+                v.into_iter()
+                    .map(|vec| {
+                        if vec.is_empty() {
+                            vec![Sample {
+                                labels: Arc::clone(&labels),
+                                v: 1.0,
+                            }]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "absent_over_time" => {
+            let mut present = vec![false; n];
+            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+                if !w.points.is_empty() {
+                    if let Some(p) = present.get_mut(k) {
+                        *p = true;
+                    }
+                }
+                None
+            })?;
+            let labels = Arc::new(absent_labels(arg(c, 0)?));
+            Ok(Val::Vector(
+                present
+                    .into_iter()
+                    .map(|p| {
+                        if p {
+                            Vec::new()
+                        } else {
+                            vec![Sample {
+                                labels: Arc::clone(&labels),
+                                v: 1.0,
+                            }]
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "histogram_quantile" => histogram_quantile(ev, c),
+        _ => eval_range_call(ev, c),
+    }
+}
+
+fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let name = c.func.name;
+    let nonempty = |w: &Window<'_>| !w.points.is_empty();
+    let out = match name {
+        "rate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, true))?,
+        "increase" => {
+            ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, false))?
+        }
+        "delta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, false, false))?,
+        "irate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true))?,
+        "idelta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false))?,
+        "deriv" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            (w.points.len() >= 2).then(|| linear_regression(w.points, w.points[0].0).0)
+        })?,
+        "predict_linear" => {
+            let d = scalar_arg(ev, c, 1)?;
+            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+                if w.points.len() < 2 {
+                    return None;
+                }
+                let (slope, intercept) = linear_regression(w.points, w.eval_t);
+                Some(slope * d.get(k).copied().unwrap_or(f64::NAN) + intercept)
+            })?
+        }
+        "resets" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
+        })?,
+        "changes" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| {
+                w.points
+                    .windows(2)
+                    .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
+                    .count() as f64
+            })
+        })?,
+        "avg_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| avg_over_time(w.points))
+        })?,
+        "sum_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| sum_over_time(w.points))
+        })?,
+        "count_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then_some(w.points.len() as f64)
+        })?,
+        "min_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            let mut it = w.points.iter().map(|p| p.1);
+            let first = it.next()?;
+            Some(it.fold(first, |m, v| if v < m || m.is_nan() { v } else { m }))
+        })?,
+        "max_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            let mut it = w.points.iter().map(|p| p.1);
+            let first = it.next()?;
+            Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
+        })?,
+        "last_over_time" => {
+            ev.eval_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1))?
+        }
+        "present_over_time" => {
+            ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0))?
+        }
+        "stdvar_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| stdvar_over_time(w.points))
+        })?,
+        "stddev_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+            nonempty(w).then(|| stdvar_over_time(w.points).sqrt())
+        })?,
+        "quantile_over_time" => {
+            let q = scalar_arg(ev, c, 0)?;
+            ev.eval_range_fn(arg(c, 1)?, true, |w, k| {
+                nonempty(w).then(|| {
+                    quantile(
+                        q.get(k).copied().unwrap_or(f64::NAN),
+                        w.points.iter().map(|p| p.1).collect(),
+                    )
+                })
+            })?
+        }
+        "double_exponential_smoothing" => {
+            let sf = scalar_arg(ev, c, 1)?;
+            let tf = scalar_arg(ev, c, 2)?;
+            for (&s, &t) in sf.iter().zip(&tf) {
+                if s <= 0.0 || s >= 1.0 {
+                    return Err(QueryError::exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {s:.6}"
+                    )));
+                }
+                if t <= 0.0 || t >= 1.0 {
+                    return Err(QueryError::exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
+                    )));
+                }
+            }
+            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+                holt_winters(
+                    w.points,
+                    sf.get(k).copied().unwrap_or(0.5),
+                    tf.get(k).copied().unwrap_or(0.5),
+                )
+            })?
+        }
+        other => return Err(QueryError::unsupported(format!("function {other}()"))),
+    };
+    Ok(Val::Vector(out))
+}
+
+fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let v = vector_arg(ev, c, 0)?;
+    let dst = string_arg(c, 1)?;
+    let repl = string_arg(c, 2)?;
+    let src = string_arg(c, 3)?;
+    let re_s = string_arg(c, 4)?;
+    let re = regex::Regex::new(&format!("^(?:{re_s})$")).map_err(|e| {
+        QueryError::exec(format!(
+            "invalid regular expression in label_replace(): {re_s}: {e}"
+        ))
+    })?;
+    if !is_valid_label_name(&dst) {
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
+    let mut out = Vec::with_capacity(v.len());
+    for vec in v {
+        let mut res = Vec::with_capacity(vec.len());
+        for s in vec {
+            let labels = match cache.get(&Arc::as_ptr(&s.labels)) {
+                Some(l) => Arc::clone(l),
+                None => {
+                    let src_val = s.labels.get(&src).unwrap_or("");
+                    let l = match re.captures(src_val) {
+                        Some(caps) => {
+                            let mut res_s = String::new();
+                            caps.expand(&repl, &mut res_s);
+                            let mut b = LabelsBuilder::new((*s.labels).clone());
+                            b.set(&dst, &res_s);
+                            Arc::new(b.build())
+                        }
+                        None => Arc::clone(&s.labels),
+                    };
+                    cache.insert(Arc::as_ptr(&s.labels), Arc::clone(&l));
+                    l
+                }
+            };
+            res.push(Sample { labels, v: s.v });
+        }
+        check_duplicates(&res)?;
+        out.push(res);
+    }
+    Ok(Val::Vector(out))
+}
+
+fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let v = vector_arg(ev, c, 0)?;
+    let dst = string_arg(c, 1)?;
+    let sep = string_arg(c, 2)?;
+    let mut srcs = Vec::new();
+    for i in 3..c.args.args.len() {
+        let s = string_arg(c, i)?;
+        if !is_valid_label_name(&s) {
+            return Err(QueryError::exec(format!(
+                "invalid source label name in label_join(): {s}"
+            )));
+        }
+        srcs.push(s);
+    }
+    if !is_valid_label_name(&dst) {
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for vec in v {
+        let mut res = Vec::with_capacity(vec.len());
+        for s in vec {
+            let joined = srcs
+                .iter()
+                .map(|n| s.labels.get(n).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&sep);
+            let mut b = LabelsBuilder::new((*s.labels).clone());
+            b.set(&dst, &joined);
+            res.push(Sample {
+                labels: Arc::new(b.build()),
+                v: s.v,
+            });
+        }
+        check_duplicates(&res)?;
+        out.push(res);
+    }
+    Ok(Val::Vector(out))
+}
+
+/// Quantile over classic buckets `(upper bound, cumulative count)`.
+pub fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    match buckets.last() {
+        Some(b) if b.0 == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    // Coalesce equal upper bounds.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == b.0 => last.1 += b.1,
+            _ => merged.push(b),
+        }
+    }
+    // Ensure monotonic counts.
+    let mut max = f64::NEG_INFINITY;
+    for b in &mut merged {
+        if b.1 > max {
+            max = b.1;
+        } else {
+            b.1 = max;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let total = merged[merged.len() - 1].1;
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * total;
+    let last_idx = merged.len() - 1;
+    let b = merged[..last_idx].partition_point(|x| x.1 < rank);
+    if b == last_idx {
+        return merged[last_idx - 1].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let mut start = 0.0;
+    let end = merged[b].0;
+    let mut count = merged[b].1;
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+/// Output labels and `(upper bound, count)` buckets of one histogram.
+type BucketGroup = (Arc<Labels>, Vec<(f64, f64)>);
+
+fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let q = scalar_arg(ev, c, 0)?;
+    let v = vector_arg(ev, c, 1)?;
+    let mut out = Vec::with_capacity(v.len());
+    let le = ["le".to_string()];
+    for (k, vec) in v.into_iter().enumerate() {
+        let mut groups: Vec<BucketGroup> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for s in vec {
+            let Some(ub) = s.labels.get("le").and_then(parse_go_float) else {
+                continue;
+            };
+            let mut key = String::new();
+            for (n, v) in s.labels.iter() {
+                if n != "le" {
+                    key.push_str(n);
+                    key.push('\u{ff}');
+                    key.push_str(v);
+                    key.push('\u{fe}');
+                }
+            }
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push((Arc::new(s.labels.without(&le).without_name()), Vec::new()));
+                groups.len() - 1
+            });
+            if let Some(g) = groups.get_mut(i) {
+                g.1.push((ub, s.v));
+            }
+        }
+        let qk = q.get(k).copied().unwrap_or(f64::NAN);
+        let res: Vec<Sample> = groups
+            .into_iter()
+            .map(|(labels, b)| Sample {
+                labels,
+                v: bucket_quantile(qk, b),
+            })
+            .collect();
+        check_duplicates(&res)?;
+        out.push(res);
+    }
+    Ok(Val::Vector(out))
+}
+
+/// Parses a float as Go's `strconv.ParseFloat` would for common inputs (`+Inf`, `NaN`, …).
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    let t = s.trim_start_matches(['+', '-']);
+    let lower = t.to_ascii_lowercase();
+    let neg = s.starts_with('-');
+    if lower == "inf" || lower == "infinity" {
+        return Some(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if lower == "nan" {
+        return Some(f64::NAN);
+    }
+    if let Some(body) = lower.strip_prefix("0x") {
+        let v = if let Some((mant, exp)) = body.split_once('p') {
+            let m = parse_hex_mantissa(mant)?;
+            m * 2f64.powi(exp.parse::<i32>().ok()?)
+        } else {
+            u64::from_str_radix(body, 16).ok()? as f64
+        };
+        return Some(if neg { -v } else { v });
+    }
+    s.parse::<f64>().ok()
+}
+
+fn parse_hex_mantissa(m: &str) -> Option<f64> {
+    let (i, f) = m.split_once('.').unwrap_or((m, ""));
+    let mut v = if i.is_empty() {
+        0.0
+    } else {
+        u64::from_str_radix(i, 16).ok()? as f64
+    };
+    let mut scale = 1.0 / 16.0;
+    for ch in f.chars() {
+        v += f64::from(ch.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(date_fn("days_in_month", 1_709_164_800.0), 29.0); // 2024-02-29
+        assert_eq!(date_fn("day_of_week", 0.0), 4.0);
+        assert_eq!(date_fn("day_of_year", 86_400.0 * 40.0), 41.0);
+    }
+
+    #[test]
+    fn quantiles() {
+        assert_eq!(quantile(0.5, vec![1.0, 2.0, 3.0, 4.0]), 2.5);
+        assert_eq!(
+            bucket_quantile(0.5, vec![(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 4.0)]),
+            1.5
+        );
+    }
+}

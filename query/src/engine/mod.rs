@@ -1,0 +1,646 @@
+//! The PromQL evaluator (Prometheus 2.x semantics).
+//!
+//! Every expression is evaluated over a range of steps (`start..=end` by `interval`; an instant
+//! query is a range of one step) into a value per step, like Prometheus's `rangeEval`. Selectors
+//! read one series at a time from a [`Storage`] and decode only the samples their steps need;
+//! range functions slide a window over those samples per step. This module owns the tree walk,
+//! selectors, lookback/staleness, offset/`@` and subqueries; the operations live in
+//! [`functions`], [`aggregate`] and [`binary`].
+
+pub mod aggregate;
+pub mod binary;
+pub mod functions;
+#[doc(hidden)]
+pub mod mem;
+pub mod value;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::Matcher;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use crate::error::{QueryError, Result};
+pub use value::{
+    format_float, format_time, is_stale, Labels, QueryValue, Sample, Series, METRIC_NAME,
+};
+
+/// Engine limits and defaults (Prometheus flag names in parentheses).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `--query.lookback-delta` (5m).
+    pub lookback_delta: Duration,
+    /// `--query.timeout` (2m).
+    pub timeout: Duration,
+    /// `--query.max-samples` (50 000 000).
+    pub max_samples: usize,
+    /// Maximum points per series of a range query (11 000).
+    pub max_points_per_series: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta: Duration::from_secs(300),
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            max_points_per_series: 11_000,
+        }
+    }
+}
+
+/// A series handed out by [`Storage`]: labels plus lazily decoded samples.
+pub trait StorageSeries {
+    /// The series' labels.
+    fn labels(&self) -> Labels;
+    /// Appends the samples with `mint <= t <= maxt` (sorted, unique timestamps) to `out`.
+    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>);
+}
+
+/// What the evaluator reads from.
+pub trait Storage {
+    /// Series matching all matchers with data in `[mint, maxt]`, sorted by labels.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>>;
+}
+
+/// Per-step value of an expression.
+pub(crate) enum Val {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    /// One vector per step.
+    Vector(Vec<Vec<Sample>>),
+    /// A range vector (only at the top level of an instant query).
+    Matrix(Vec<Series>),
+    /// A string literal.
+    Str(String),
+}
+
+/// Evaluates PromQL expressions with given options.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with these options.
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `expr` at time `t` (ms).
+    pub fn instant(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        t: i64,
+        lookback: Option<Duration>,
+    ) -> Result<QueryValue> {
+        let mut ev = self.evaluator(storage, t, t, 1, lookback);
+        let v = ev.eval(expr)?;
+        Ok(match v {
+            Val::Scalar(s) => QueryValue::Scalar {
+                t,
+                v: s.first().copied().unwrap_or(f64::NAN),
+            },
+            Val::Str(s) => QueryValue::String { t, s },
+            Val::Vector(mut vs) => {
+                let samples = vs.pop().unwrap_or_default();
+                check_duplicates(&samples)?;
+                QueryValue::Vector { t, samples }
+            }
+            Val::Matrix(m) => QueryValue::Matrix(m),
+        })
+    }
+
+    /// Evaluates `expr` at `start, start+step, … <= end` (ms); the result is a matrix.
+    pub fn range(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: Option<Duration>,
+    ) -> Result<QueryValue> {
+        if step <= 0 {
+            return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
+        }
+        let mut ev = self.evaluator(storage, start, end, step, lookback);
+        let v = ev.eval(expr)?;
+        match v {
+            Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series {
+                labels: Arc::new(Labels::empty()),
+                points: s.into_iter().enumerate().map(|(k, v)| (ev.ts(k), v)).collect(),
+            }])),
+            Val::Vector(steps) => {
+                let mut m = ev.to_series(steps, true)?;
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Ok(QueryValue::Matrix(m))
+            }
+            Val::Matrix(_) => Err(QueryError::BadData(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+            )),
+            Val::Str(_) => Err(QueryError::BadData(
+                "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+            )),
+        }
+    }
+
+    fn evaluator<'a>(
+        &self,
+        storage: &'a dyn Storage,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: Option<Duration>,
+    ) -> Evaluator<'a> {
+        let lookback = lookback
+            .filter(|d| !d.is_zero())
+            .unwrap_or(self.opts.lookback_delta);
+        Evaluator {
+            storage,
+            start,
+            end,
+            interval: step,
+            query_start: start,
+            query_end: end,
+            lookback: dur_ms(&lookback),
+            deadline: Instant::now() + self.opts.timeout,
+            max_samples: self.opts.max_samples,
+            cur_samples: 0,
+            subquery_step: 60_000,
+        }
+    }
+}
+
+/// Milliseconds of a duration.
+pub(crate) fn dur_ms(d: &Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => dur_ms(d),
+        Some(Offset::Neg(d)) => -dur_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => dur_ms(&d),
+        Err(e) => -dur_ms(&e.duration()),
+    }
+}
+
+/// Errors with Prometheus's message if a vector holds one label set twice.
+pub(crate) fn check_duplicates(samples: &[Sample]) -> Result<()> {
+    if samples.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(samples.len());
+    for s in samples {
+        if !seen.insert(&*s.labels) {
+            return Err(QueryError::exec(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The window context of one step of a range function.
+pub struct Window<'a> {
+    /// Samples with `range_start <= t <= range_end`.
+    pub points: &'a [(i64, f64)],
+    /// Start of the range (ms).
+    pub range_start: i64,
+    /// End of the range (ms), i.e. the selector's evaluation time after offset/@.
+    pub range_end: i64,
+    /// The outer step's evaluation time (ms).
+    pub eval_t: i64,
+}
+
+pub(crate) struct Evaluator<'a> {
+    storage: &'a dyn Storage,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) interval: i64,
+    query_start: i64,
+    query_end: i64,
+    lookback: i64,
+    deadline: Instant,
+    max_samples: usize,
+    cur_samples: usize,
+    subquery_step: i64,
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn steps(&self) -> usize {
+        usize::try_from((self.end - self.start) / self.interval + 1).unwrap_or(0)
+    }
+
+    pub(crate) fn ts(&self, k: usize) -> i64 {
+        self.start + self.interval * k as i64
+    }
+
+    pub(crate) fn check_timeout(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("expression evaluation"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_samples(&mut self, n: usize) -> Result<()> {
+        self.cur_samples = self.cur_samples.saturating_add(n);
+        if self.cur_samples > self.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    /// Evaluation time of a selector at step `k`, after `@` and offset.
+    fn sel_time(&self, k: usize, at: &Option<AtModifier>, offset: &Option<Offset>) -> i64 {
+        let base = match at {
+            None => self.ts(k),
+            Some(AtModifier::Start) => self.query_start,
+            Some(AtModifier::End) => self.query_end,
+            Some(AtModifier::At(t)) => system_time_ms(t),
+        };
+        base - offset_ms(offset)
+    }
+
+    pub(crate) fn eval(&mut self, expr: &Expr) -> Result<Val> {
+        self.check_timeout()?;
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.steps()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(steps) => {
+                    let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
+                    let out = steps
+                        .into_iter()
+                        .map(|vec| {
+                            vec.into_iter()
+                                .map(|s| Sample {
+                                    labels: drop_name_cached(&mut cache, &s.labels),
+                                    v: -s.v,
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>();
+                    for v in &out {
+                        check_duplicates(v)?;
+                    }
+                    Ok(Val::Vector(out))
+                }
+                _ => Err(QueryError::BadData(
+                    "unary expression only allowed on expressions of type scalar or instant vector"
+                        .into(),
+                )),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, false)?)),
+            Expr::MatrixSelector(ms) => {
+                let t = self.sel_time(0, &ms.vs.at, &ms.vs.offset);
+                let range = dur_ms(&ms.range);
+                let series = self.select_range(&ms.vs, t - range, t)?;
+                Ok(Val::Matrix(
+                    series
+                        .into_iter()
+                        .filter(|s| !s.points.is_empty())
+                        .collect(),
+                ))
+            }
+            Expr::Subquery(sq) => {
+                let t = self.sel_time(0, &sq.at, &sq.offset);
+                let range = dur_ms(&sq.range);
+                let series = self.eval_subquery_series(sq, t, t)?;
+                let mut out: Vec<Series> = series
+                    .into_iter()
+                    .map(|mut s| {
+                        s.points.retain(|&(pt, _)| pt >= t - range && pt <= t);
+                        s
+                    })
+                    .filter(|s| !s.points.is_empty())
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Ok(Val::Matrix(out))
+            }
+            Expr::Call(c) => functions::eval_call(self, c),
+            Expr::Aggregate(a) => aggregate::eval_aggregate(self, a),
+            Expr::Binary(b) => binary::eval_binary(self, b),
+            Expr::Extension(_) => Err(QueryError::unsupported("extension expressions")),
+        }
+    }
+
+    /// Matchers of a selector, with the metric name as a matcher.
+    fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(QueryError::unsupported("\"or\" inside label matchers"));
+        }
+        let mut ms = vs.matchers.matchers.clone();
+        if let Some(name) = &vs.name {
+            if !ms.iter().any(|m| {
+                m.name == METRIC_NAME
+                    && m.op == promql_parser::label::MatchOp::Equal
+                    && &m.value == name
+            }) {
+                ms.push(Matcher::new(
+                    promql_parser::label::MatchOp::Equal,
+                    METRIC_NAME,
+                    name,
+                ));
+            }
+        }
+        Ok(ms)
+    }
+
+    /// Instant vector selector: newest sample within the lookback per step; stale → absent.
+    /// With `timestamps`, the values are the samples' timestamps in seconds (for `timestamp()`).
+    pub(crate) fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        timestamps: bool,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let n = self.steps();
+        let times: Vec<i64> = (0..n)
+            .map(|k| self.sel_time(k, &vs.at, &vs.offset))
+            .collect();
+        let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(out);
+        };
+        let matchers = Self::matchers(vs)?;
+        let mint = lo.saturating_sub(self.lookback);
+        let series = self.storage.select(&matchers, mint, hi)?;
+        let mut buf = Vec::new();
+        for s in series {
+            self.check_timeout()?;
+            buf.clear();
+            s.samples(mint, hi, &mut buf);
+            if buf.is_empty() {
+                continue;
+            }
+            let labels = Arc::new(s.labels());
+            let mut added = 0;
+            let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
+            let mut idx = 0usize;
+            for (k, &t) in times.iter().enumerate() {
+                // idx = number of samples with ts <= t.
+                if monotonic {
+                    while idx < buf.len() && buf[idx].0 <= t {
+                        idx += 1;
+                    }
+                } else {
+                    idx = buf.partition_point(|p| p.0 <= t);
+                }
+                let Some(&(st, sv)) = idx.checked_sub(1).and_then(|i| buf.get(i)) else {
+                    continue;
+                };
+                if st < t - self.lookback || is_stale(sv) {
+                    continue;
+                }
+                let v = if timestamps { st as f64 / 1000.0 } else { sv };
+                if let Some(o) = out.get_mut(k) {
+                    o.push(Sample {
+                        labels: Arc::clone(&labels),
+                        v,
+                    });
+                    added += 1;
+                }
+            }
+            self.add_samples(added)?;
+        }
+        Ok(out)
+    }
+
+    /// All series of a selector with their non-stale samples in `[mint, maxt]`.
+    fn select_range(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>> {
+        let matchers = Self::matchers(vs)?;
+        let series = self.storage.select(&matchers, mint, maxt)?;
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            self.check_timeout()?;
+            let mut buf = Vec::new();
+            s.samples(mint, maxt, &mut buf);
+            buf.retain(|p| !is_stale(p.1));
+            self.add_samples(buf.len())?;
+            out.push(Series {
+                labels: Arc::new(s.labels()),
+                points: buf,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a subquery's inner expression at the aligned steps covering selector times
+    /// `lo..=hi` (already shifted by offset/@) minus its range; returns series-major points.
+    fn eval_subquery_series(
+        &mut self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<Series>> {
+        let step = sq
+            .step
+            .as_ref()
+            .map(dur_ms)
+            .filter(|&s| s > 0)
+            .unwrap_or(self.subquery_step);
+        let range = dur_ms(&sq.range);
+        let first = lo - range;
+        let mut start = first.div_euclid(step) * step;
+        if start < first {
+            start += step;
+        }
+        let (saved_start, saved_end, saved_interval) = (self.start, self.end, self.interval);
+        self.start = start;
+        self.end = hi;
+        self.interval = step;
+        let res = if start > hi {
+            Ok(Val::Vector(Vec::new()))
+        } else {
+            self.eval(&sq.expr)
+        };
+        let out = match res {
+            Ok(Val::Vector(steps)) => self.to_series(steps, false),
+            Ok(Val::Scalar(vals)) => Ok(vec![Series {
+                labels: Arc::new(Labels::empty()),
+                points: vals
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, v)| (self.ts(k), v))
+                    .collect(),
+            }]),
+            Ok(_) => Err(QueryError::BadData(
+                "subquery is only allowed on instant vector or scalar".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        self.start = saved_start;
+        self.end = saved_end;
+        self.interval = saved_interval;
+        out
+    }
+
+    /// Converts per-step vectors into series (in order of first appearance).
+    pub(crate) fn to_series(&self, steps: Vec<Vec<Sample>>, check: bool) -> Result<Vec<Series>> {
+        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut out: Vec<Series> = Vec::new();
+        for (k, vec) in steps.into_iter().enumerate() {
+            let t = self.ts(k);
+            for s in vec {
+                let i = match index.get(&s.labels) {
+                    Some(&i) => i,
+                    None => {
+                        index.insert(Arc::clone(&s.labels), out.len());
+                        out.push(Series {
+                            labels: s.labels,
+                            points: Vec::new(),
+                        });
+                        out.len() - 1
+                    }
+                };
+                if let Some(series) = out.get_mut(i) {
+                    if check && series.points.last().is_some_and(|p| p.0 == t) {
+                        return Err(QueryError::exec(
+                            "vector cannot contain metrics with the same labelset",
+                        ));
+                    }
+                    series.points.push((t, s.v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a range-vector argument (matrix selector or subquery) and applies `f` to each
+    /// series' window at every step. `f` returns `None` for "no output". Output keeps the
+    /// series' labels unless `drop_name`.
+    pub(crate) fn eval_range_fn(
+        &mut self,
+        arg: &Expr,
+        drop_name: bool,
+        mut f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let n = self.steps();
+        let (at, offset, range, source) = match unwrap_parens(arg) {
+            Expr::MatrixSelector(ms) => (
+                &ms.vs.at,
+                &ms.vs.offset,
+                dur_ms(&ms.range),
+                RangeSource::Selector(&ms.vs),
+            ),
+            Expr::Subquery(sq) => (
+                &sq.at,
+                &sq.offset,
+                dur_ms(&sq.range),
+                RangeSource::Subquery(sq),
+            ),
+            _ => {
+                return Err(QueryError::BadData(
+                    "expected a range vector argument".into(),
+                ))
+            }
+        };
+        let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, at, offset)).collect();
+        let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(out);
+        };
+        let series = match source {
+            RangeSource::Selector(vs) => self.select_range(vs, lo - range, hi)?,
+            RangeSource::Subquery(sq) => self.eval_subquery_series(sq, lo, hi)?,
+        };
+        let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
+        for s in series {
+            self.check_timeout()?;
+            if s.points.is_empty() {
+                continue;
+            }
+            let labels = if drop_name {
+                Arc::new(s.labels.without_name())
+            } else {
+                Arc::clone(&s.labels)
+            };
+            let (mut a, mut b) = (0usize, 0usize);
+            for (k, &t) in times.iter().enumerate() {
+                let mint = t - range;
+                if monotonic {
+                    while a < s.points.len() && s.points[a].0 < mint {
+                        a += 1;
+                    }
+                    if b < a {
+                        b = a;
+                    }
+                    while b < s.points.len() && s.points[b].0 <= t {
+                        b += 1;
+                    }
+                } else {
+                    a = s.points.partition_point(|p| p.0 < mint);
+                    b = s.points.partition_point(|p| p.0 <= t);
+                }
+                let pts = s.points.get(a..b).unwrap_or(&[]);
+                let w = Window {
+                    points: pts,
+                    range_start: mint,
+                    range_end: t,
+                    eval_t: self.ts(k),
+                };
+                if let Some(v) = f(&w, k) {
+                    if let Some(o) = out.get_mut(k) {
+                        o.push(Sample {
+                            labels: Arc::clone(&labels),
+                            v,
+                        });
+                    }
+                }
+            }
+        }
+        for v in &out {
+            check_duplicates(v)?;
+        }
+        Ok(out)
+    }
+}
+
+enum RangeSource<'e> {
+    Selector(&'e VectorSelector),
+    Subquery(&'e promql_parser::parser::SubqueryExpr),
+}
+
+/// Strips parentheses.
+pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// `labels` without `__name__`, computed once per distinct `Arc`.
+pub(crate) fn drop_name_cached(
+    cache: &mut HashMap<*const Labels, Arc<Labels>>,
+    labels: &Arc<Labels>,
+) -> Arc<Labels> {
+    if !labels.has_name() {
+        return Arc::clone(labels);
+    }
+    Arc::clone(
+        cache
+            .entry(Arc::as_ptr(labels))
+            .or_insert_with(|| Arc::new(labels.without_name())),
+    )
+}

@@ -1,0 +1,335 @@
+//! Value types of the evaluator: label sets, samples, per-step vectors and matrices.
+//!
+//! The engine keeps its own label representation (a sorted `Vec` of owned pairs) so that results
+//! without `__name__` and other engine-made label sets need no validation; storage labels are
+//! converted once at the selector.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Name of the metric-name label.
+pub const METRIC_NAME: &str = "__name__";
+
+/// A label set sorted by name; names are unique and values non-empty.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// The empty label set.
+    pub fn empty() -> Labels {
+        Labels(Vec::new())
+    }
+
+    /// Builds a label set from pairs in any order; empty values are dropped; later duplicates win.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Labels {
+        let mut b = LabelsBuilder::new(Labels::empty());
+        for (n, v) in pairs {
+            b.set(n.as_ref(), v.as_ref());
+        }
+        b.build()
+    }
+
+    /// Pairs are already sorted by name and unique.
+    pub fn from_sorted(pairs: Vec<(String, String)>) -> Labels {
+        Labels(pairs)
+    }
+
+    /// Iterates `(name, value)` in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A copy without `__name__`.
+    pub fn without_name(&self) -> Labels {
+        if self.get(METRIC_NAME).is_none() {
+            return self.clone();
+        }
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| n != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A copy keeping only the given names.
+    pub fn only(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| names.iter().any(|x| x == n))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A copy without the given names.
+    pub fn without(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| !names.iter().any(|x| x == n))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Whether `__name__` is present.
+    pub fn has_name(&self) -> bool {
+        self.get(METRIC_NAME).is_some()
+    }
+
+    /// Key of the values of the given names (or of all names except the given ones when
+    /// `include` is false), used for vector matching and grouping.
+    pub fn signature(&self, names: &[String], include: bool) -> String {
+        let mut s = String::new();
+        for (n, v) in &self.0 {
+            let listed = names.iter().any(|x| x == n);
+            if listed == include && (include || n != METRIC_NAME) {
+                s.push_str(n);
+                s.push('\u{ff}');
+                s.push_str(v);
+                s.push('\u{fe}');
+            }
+        }
+        s
+    }
+
+    /// The pairs.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (n, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}={v:?}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Edits a label set.
+pub struct LabelsBuilder {
+    pairs: Vec<(String, String)>,
+}
+
+impl LabelsBuilder {
+    /// Starts from `base`.
+    pub fn new(base: Labels) -> LabelsBuilder {
+        LabelsBuilder { pairs: base.0 }
+    }
+
+    /// Sets `name` to `value`; an empty value deletes the label.
+    pub fn set(&mut self, name: &str, value: &str) -> &mut Self {
+        match self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) => {
+                if value.is_empty() {
+                    self.pairs.remove(i);
+                } else if let Some(p) = self.pairs.get_mut(i) {
+                    p.1 = value.to_string();
+                }
+            }
+            Err(i) => {
+                if !value.is_empty() {
+                    self.pairs.insert(i, (name.to_string(), value.to_string()));
+                }
+            }
+        }
+        self
+    }
+
+    /// Deletes `name`.
+    pub fn del(&mut self, name: &str) -> &mut Self {
+        self.pairs.retain(|(n, _)| n != name);
+        self
+    }
+
+    /// The result.
+    pub fn build(self) -> Labels {
+        Labels(self.pairs)
+    }
+}
+
+/// One element of an instant vector.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Labels (shared between steps).
+    pub labels: Arc<Labels>,
+    /// Value.
+    pub v: f64,
+}
+
+/// A series of points, e.g. one element of a matrix result.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Labels.
+    pub labels: Arc<Labels>,
+    /// Points sorted by time (ms).
+    pub points: Vec<(i64, f64)>,
+}
+
+/// The result of a query.
+#[derive(Debug, Clone)]
+pub enum QueryValue {
+    /// A scalar at time `t` (ms).
+    Scalar { t: i64, v: f64 },
+    /// A string at time `t` (ms).
+    String { t: i64, s: String },
+    /// An instant vector at time `t` (ms).
+    Vector { t: i64, samples: Vec<Sample> },
+    /// A matrix, series sorted by labels.
+    Matrix(Vec<Series>),
+}
+
+/// Bits of Prometheus's stale marker (`value.StaleNaN`).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `v` is a stale marker (bit equality, not `is_nan`).
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` as Prometheus's JSON does:
+/// exponent form for |v| < 1e-6 or |v| >= 1e21, `NaN`, `+Inf`, `-Inf`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        return format_float_exp(v);
+    }
+    format!("{v}")
+}
+
+/// Go's `'e'` shortest format: `1e-07`, `1.5e+21`.
+fn format_float_exp(v: f64) -> String {
+    let s = format!("{v:e}");
+    match s.split_once('e') {
+        Some((mant, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            if digits.len() < 2 {
+                format!("{mant}e{sign}0{digits}")
+            } else {
+                format!("{mant}e{sign}{digits}")
+            }
+        }
+        None => s,
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` (used by `count_values` and `le` matching):
+/// never an exponent.
+pub fn format_float_plain(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    format!("{v}")
+}
+
+/// Formats a ms timestamp as Prometheus JSON does: seconds, then `.mmm` when ms != 0.
+pub fn format_time(t: i64) -> String {
+    let neg = t < 0;
+    let a = t.unsigned_abs();
+    let (s, ms) = (a / 1000, a % 1000);
+    let sign = if neg { "-" } else { "" };
+    if ms == 0 {
+        format!("{sign}{s}")
+    } else {
+        format!("{sign}{s}.{ms:03}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_format_like_go() {
+        for (v, s) in [
+            (1.0, "1"),
+            (0.5, "0.5"),
+            (1e-7, "1e-07"),
+            (1e21, "1e+21"),
+            (1.5e300, "1.5e+300"),
+            (123456789.0, "123456789"),
+            (1e20, "100000000000000000000"),
+            (0.000001, "0.000001"),
+            (-2.5e-10, "-2.5e-10"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+        ] {
+            assert_eq!(format_float(v), s, "{v}");
+        }
+    }
+
+    #[test]
+    fn times_format_like_prometheus() {
+        assert_eq!(format_time(1_435_781_451_781), "1435781451.781");
+        assert_eq!(format_time(1500), "1.500");
+        assert_eq!(format_time(1050), "1.050");
+        assert_eq!(format_time(-1500), "-1.500");
+        assert_eq!(format_time(0), "0");
+    }
+
+    #[test]
+    fn labels_order_and_edit() {
+        let a = Labels::from_pairs(&[("b", "1"), ("a", "2"), ("c", "")]);
+        assert_eq!(a.to_string(), "{a=\"2\", b=\"1\"}");
+        let mut b = LabelsBuilder::new(a.clone());
+        b.set("a", "").set("z", "9");
+        assert_eq!(b.build().to_string(), "{b=\"1\", z=\"9\"}");
+    }
+}

@@ -1,0 +1,83 @@
+//! PromQL text → AST: a thin wrapper over the `promql-parser` crate with one error type.
+//!
+//! The crate follows Prometheus 3.x; the only 2.x construct it lacks is `holt_winters`, which is
+//! rewritten to its 3.x name before parsing (the evaluator gives it 2.x semantics).
+
+pub use promql_parser::parser::Expr;
+
+/// A PromQL parse error, with the parser's message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{msg}")]
+pub struct ParseError {
+    /// The message.
+    pub msg: String,
+}
+
+/// Parses a PromQL expression.
+pub fn parse(input: &str) -> Result<Expr, ParseError> {
+    let rewritten = rewrite_holt_winters(input);
+    promql_parser::parser::parse(&rewritten).map_err(|msg| ParseError { msg })
+}
+
+/// Replaces the identifier `holt_winters` outside string literals.
+fn rewrite_holt_winters(input: &str) -> std::borrow::Cow<'_, str> {
+    const OLD: &str = "holt_winters";
+    if !input.contains(OLD) {
+        return input.into();
+    }
+    let b = input.as_bytes();
+    let mut out = String::with_capacity(input.len() + 16);
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    while i < b.len() {
+        let c = b[i];
+        if let Some(q) = quote {
+            if c == b'\\' && q != b'`' {
+                out.push('\\');
+                i += 1;
+                if let Some(ch) = input[i..].chars().next() {
+                    out.push(ch);
+                    i += ch.len_utf8();
+                }
+                continue;
+            }
+            if c == q {
+                quote = None;
+            }
+        } else if c == b'"' || c == b'\'' || c == b'`' {
+            quote = Some(c);
+        } else if input[i..].starts_with(OLD)
+            && (i == 0 || !is_ident(b[i - 1]))
+            && b.get(i + OLD.len()).is_none_or(|&n| !is_ident(n))
+        {
+            out.push_str("double_exponential_smoothing");
+            i += OLD.len();
+            continue;
+        }
+        let ch_len = input[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&input[i..i + ch_len]);
+        i += ch_len;
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holt_winters_is_rewritten_outside_strings() {
+        assert_eq!(
+            rewrite_holt_winters("holt_winters(x[1m], 0.1, 0.2)"),
+            "double_exponential_smoothing(x[1m], 0.1, 0.2)"
+        );
+        assert_eq!(
+            rewrite_holt_winters("x{a=\"holt_winters\"}"),
+            "x{a=\"holt_winters\"}"
+        );
+        assert_eq!(rewrite_holt_winters("holt_winters_x"), "holt_winters_x");
+        assert!(parse("holt_winters(x[1m], 0.1, 0.2)").is_ok());
+        assert!(parse("1 +").is_err());
+    }
+}

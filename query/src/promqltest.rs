@@ -1,0 +1,581 @@
+//! A runner for Prometheus's PromQL test DSL (`promql/promqltest/testdata/*.test`, v2.53):
+//! `load`, `clear`, `eval instant`, `eval_fail`, `eval_ordered`, `eval range`.
+//!
+//! The runner is storage-agnostic ([`TestStorage`]); the conformance test plugs in a real head.
+//! Each instant eval is also re-run as a range query (t−1m … t+1m, step 1m) and the point at t
+//! compared, as Prometheus's harness does. The `@`-modifier re-runs are not done.
+
+use std::fmt::Write as _;
+
+use crate::engine::functions::parse_go_float;
+use crate::engine::value::STALE_NAN_BITS;
+use crate::engine::{Engine, EngineOptions, Labels, QueryValue, Storage};
+use crate::error::QueryError;
+
+/// Where test data goes.
+pub trait TestStorage {
+    /// Drops all data.
+    fn clear(&mut self);
+    /// Adds one sample.
+    fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String>;
+    /// Makes pending samples visible (called after each `load`).
+    fn commit(&mut self) -> Result<(), String>;
+    /// The storage to evaluate against.
+    fn storage(&self) -> &dyn Storage;
+}
+
+/// Outcome of one eval case.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Matched.
+    Pass,
+    /// Did not match; why.
+    Fail(String),
+    /// Not run; why.
+    Skip(String),
+}
+
+/// One eval case's result.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// `file:line` of the eval command.
+    pub id: String,
+    /// The query.
+    pub query: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+enum Expected {
+    Scalar(f64),
+    Sample(Labels, Vec<Option<f64>>),
+    Histogram,
+}
+
+/// Parses a series description `metric{a="b"} 1 2+3x4 _ stale`.
+pub fn parse_series_desc(line: &str) -> Result<(Labels, Vec<Option<f64>>), String> {
+    let (labels, rest) = parse_series_labels(line)?;
+    let mut vals = Vec::new();
+    for tok in rest.split_whitespace() {
+        expand_value(tok, &mut vals)?;
+    }
+    Ok((labels, vals))
+}
+
+/// Parses the `metric{…}` part; returns the labels and the rest of the line.
+pub fn parse_series_labels(line: &str) -> Result<(Labels, &str), String> {
+    let line = line.trim();
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+        i += 1;
+    }
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if i > 0 {
+        pairs.push(("__name__".into(), line[..i].to_string()));
+    }
+    if b.get(i) == Some(&b'{') {
+        i += 1;
+        loop {
+            while i < b.len() && (b[i] == b' ' || b[i] == b',' || b[i] == b'\t') {
+                i += 1;
+            }
+            if b.get(i) == Some(&b'}') {
+                i += 1;
+                break;
+            }
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            let name = line[start..i].to_string();
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'=') {
+                return Err(format!("bad label matcher in {line:?}"));
+            }
+            i += 1;
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            let q = *b.get(i).ok_or("unterminated labels")?;
+            if q != b'"' && q != b'\'' && q != b'`' {
+                return Err(format!("expected quoted label value in {line:?}"));
+            }
+            i += 1;
+            let mut val = String::new();
+            loop {
+                let c = line[i..].chars().next().ok_or("unterminated label value")?;
+                i += c.len_utf8();
+                if c as u32 == u32::from(q) {
+                    break;
+                }
+                if c == '\\' && q != b'`' {
+                    let e = line[i..].chars().next().ok_or("bad escape")?;
+                    i += e.len_utf8();
+                    val.push(match e {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        other => other,
+                    });
+                } else {
+                    val.push(c);
+                }
+            }
+            pairs.push((name, val));
+        }
+    }
+    Ok((Labels::from_pairs(&pairs), &line[i..]))
+}
+
+fn expand_value(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
+    if tok == "_" {
+        out.push(None);
+        return Ok(());
+    }
+    if tok == "stale" {
+        out.push(Some(f64::from_bits(STALE_NAN_BITS)));
+        return Ok(());
+    }
+    // `axN` repetition takes precedence over hex (`0x10` is ten zeros, as in Prometheus).
+    let repeat = tok
+        .rsplit_once('x')
+        .filter(|(h, n)| !h.is_empty() && !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    let Some((head, times)) = repeat else {
+        let v = parse_go_float(tok).ok_or_else(|| format!("bad value {tok:?}"))?;
+        out.push(Some(v));
+        return Ok(());
+    };
+    let times: usize = times.parse().map_err(|_| format!("bad value {tok:?}"))?;
+    if head == "_" {
+        out.extend(std::iter::repeat_n(None, times));
+        return Ok(());
+    }
+    if head == "stale" {
+        out.extend(std::iter::repeat_n(
+            Some(f64::from_bits(STALE_NAN_BITS)),
+            times + 1,
+        ));
+        return Ok(());
+    }
+    // Split `a+b` / `a-b` at a sign that is not at the start and not an exponent sign.
+    let hb = head.as_bytes();
+    let split = (1..hb.len())
+        .find(|&j| (hb[j] == b'+' || hb[j] == b'-') && !matches!(hb[j - 1], b'e' | b'E'));
+    let (a, step) = match split {
+        Some(j) => {
+            let a = parse_go_float(&head[..j]).ok_or_else(|| format!("bad value {tok:?}"))?;
+            let s = parse_go_float(&head[j + 1..]).ok_or_else(|| format!("bad value {tok:?}"))?;
+            (a, if hb[j] == b'-' { -s } else { s })
+        }
+        None => (
+            parse_go_float(head).ok_or_else(|| format!("bad value {tok:?}"))?,
+            0.0,
+        ),
+    };
+    let mut k = a;
+    for _ in 0..=times {
+        out.push(Some(k));
+        k += step;
+    }
+    Ok(())
+}
+
+/// Parses a Prometheus duration (`5m`, `1h30m`) to ms.
+fn parse_dur(s: &str) -> Result<i64, String> {
+    crate::api::params::parse_prom_duration(s).ok_or_else(|| format!("bad duration {s:?}"))
+}
+
+/// `almost.Equal(a, b, 1e-6)`.
+pub fn almost_equal(a: f64, b: f64) -> bool {
+    const EPS: f64 = 1e-6;
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < EPS * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < EPS
+}
+
+/// Runs one test file's text; `name` prefixes case ids.
+pub fn run_file(
+    name: &str,
+    text: &str,
+    st: &mut dyn TestStorage,
+) -> Result<Vec<CaseResult>, String> {
+    let lines: Vec<(usize, String)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let t = l.trim();
+            (
+                i + 1,
+                if t.starts_with('#') {
+                    String::new()
+                } else {
+                    t.to_string()
+                },
+            )
+        })
+        .collect();
+    let engine = Engine::new(EngineOptions {
+        max_samples: 10_000,
+        ..EngineOptions::default()
+    });
+    let mut results = Vec::new();
+    let mut i = 0;
+    let mut has_histograms = false;
+    st.clear();
+    while i < lines.len() {
+        let (lno, line) = (&lines[i].0, lines[i].1.clone());
+        i += 1;
+        if line.is_empty() {
+            continue;
+        }
+        // The block: following non-empty lines.
+        let mut block = Vec::new();
+        let is_cmd = |l: &str| {
+            let w = l
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            w == "clear" || w == "load" || w.starts_with("eval")
+        };
+        let takes_block = !line.eq_ignore_ascii_case("clear");
+        while takes_block && i < lines.len() && !lines[i].1.is_empty() && !is_cmd(&lines[i].1) {
+            block.push(lines[i].1.clone());
+            i += 1;
+        }
+        let lower = line.to_ascii_lowercase();
+        let word = lower.split_whitespace().next().unwrap_or("");
+        match word {
+            "clear" => {
+                st.clear();
+                has_histograms = false;
+            }
+            "load" => {
+                let step = parse_dur(line.split_whitespace().nth(1).unwrap_or(""))?;
+                for l in &block {
+                    if l.contains("{{") {
+                        has_histograms = true;
+                        continue;
+                    }
+                    let (labels, vals) =
+                        parse_series_desc(l).map_err(|e| format!("{name}:{lno}: {e}"))?;
+                    for (k, v) in vals.iter().enumerate() {
+                        if let Some(v) = v {
+                            st.add(&labels, k as i64 * step, *v)
+                                .map_err(|e| format!("{name}:{lno}: {e}"))?;
+                        }
+                    }
+                }
+                st.commit()?;
+            }
+            w if w.starts_with("eval") => {
+                let id = format!("{name}:{lno}");
+                let (query, outcome) = run_eval(&engine, &line, &block, st, has_histograms);
+                results.push(CaseResult { id, query, outcome });
+            }
+            other => return Err(format!("{name}:{lno}: unknown command {other:?}")),
+        }
+    }
+    Ok(results)
+}
+
+fn run_eval(
+    engine: &Engine,
+    line: &str,
+    block: &[String],
+    st: &dyn TestStorage,
+    has_histograms: bool,
+) -> (String, Outcome) {
+    let mut words = line.splitn(2, char::is_whitespace);
+    let cmd = words.next().unwrap_or("");
+    let rest = words.next().unwrap_or("").trim_start();
+    let (fail, ordered) = (cmd == "eval_fail", cmd == "eval_ordered");
+    let Some(rest) = rest.strip_prefix("instant") else {
+        return (
+            rest.to_string(),
+            Outcome::Skip("eval range (only used for native histograms)".into()),
+        );
+    };
+    let rest = rest.trim_start();
+    let Some(rest) = rest.strip_prefix("at") else {
+        return (rest.to_string(), Outcome::Fail("bad eval line".into()));
+    };
+    let rest = rest.trim_start();
+    let (at, query) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let query = query.trim().to_string();
+    if has_histograms || block.iter().any(|l| l.contains("{{")) {
+        return (query, Outcome::Skip("native histograms".into()));
+    }
+    let t = match parse_dur(at) {
+        Ok(t) => t,
+        Err(e) => return (query, Outcome::Fail(e)),
+    };
+    let mut expected = Vec::new();
+    for l in block {
+        if let Some(v) = parse_go_float(l) {
+            expected.push(Expected::Scalar(v));
+        } else {
+            match parse_series_desc(l) {
+                Ok((labels, vals)) => expected.push(Expected::Sample(labels, vals)),
+                Err(e) => {
+                    if l.contains("{{") {
+                        expected.push(Expected::Histogram);
+                    } else {
+                        return (
+                            query,
+                            Outcome::Fail(format!("bad expected line {l:?}: {e}")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let expr = match crate::parser::parse(&query) {
+        Ok(e) => e,
+        Err(e) => {
+            return (
+                query,
+                if fail {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail(format!("parse error: {e}"))
+                },
+            );
+        }
+    };
+    let res = engine.instant(st.storage(), &expr, t, None);
+    let v = match res {
+        Err(QueryError::NotSupported(m)) => {
+            return (query, Outcome::Skip(format!("not supported: {m}")))
+        }
+        Err(e) if fail => {
+            let _ = e;
+            return (query, Outcome::Pass);
+        }
+        Err(e) => return (query, Outcome::Fail(format!("error: {e}"))),
+        Ok(_) if fail => return (query, Outcome::Fail("expected an error".into())),
+        Ok(v) => v,
+    };
+    if let Err(e) = compare(&v, &expected, ordered) {
+        return (query, Outcome::Fail(e));
+    }
+    if ordered {
+        return (query, Outcome::Pass);
+    }
+    // Range-mode re-run: the point at t of a range query t-1m..t+1m.
+    if matches!(v, QueryValue::Vector { .. } | QueryValue::Scalar { .. }) {
+        match engine.range(st.storage(), &expr, t - 60_000, t + 60_000, 60_000, None) {
+            Ok(QueryValue::Matrix(m)) => {
+                let samples: Vec<crate::engine::Sample> = m
+                    .iter()
+                    .filter_map(|s| {
+                        s.points
+                            .iter()
+                            .find(|p| p.0 == t)
+                            .map(|p| crate::engine::Sample {
+                                labels: s.labels.clone(),
+                                v: p.1,
+                            })
+                    })
+                    .collect();
+                let rv = if let QueryValue::Scalar { .. } = v {
+                    QueryValue::Scalar {
+                        t,
+                        v: samples.first().map_or(f64::NAN, |s| s.v),
+                    }
+                } else {
+                    QueryValue::Vector { t, samples }
+                };
+                if let Err(e) = compare(&rv, &expected, false) {
+                    return (query, Outcome::Fail(format!("range mode: {e}")));
+                }
+            }
+            Ok(_) => return (query, Outcome::Fail("range mode: not a matrix".into())),
+            Err(e) => return (query, Outcome::Fail(format!("range mode: error: {e}"))),
+        }
+    }
+    (query, Outcome::Pass)
+}
+
+fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), String> {
+    match v {
+        QueryValue::Scalar { v, .. } => match expected {
+            [Expected::Scalar(e)] if almost_equal(*e, *v) => Ok(()),
+            _ => Err(format!("got scalar {v}, expected {expected:?}")),
+        },
+        QueryValue::String { s, .. } => Err(format!("got string {s:?}, expected {expected:?}")),
+        QueryValue::Vector { samples, .. } => {
+            let exp: Vec<(&Labels, f64)> = expected
+                .iter()
+                .filter_map(|e| match e {
+                    Expected::Sample(l, vals) => {
+                        Some((l, vals.first().copied().flatten().unwrap_or(f64::NAN)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if exp.len() != expected.len() {
+                return Err(format!(
+                    "expected {expected:?}, got a vector of {}",
+                    samples.len()
+                ));
+            }
+            let mut msg = String::new();
+            if samples.len() != exp.len() {
+                let _ = write!(
+                    msg,
+                    "expected {} elements, got {}: ",
+                    exp.len(),
+                    samples.len()
+                );
+                for s in samples {
+                    let _ = write!(msg, "{} {}; ", s.labels, s.v);
+                }
+                return Err(msg);
+            }
+            for (pos, s) in samples.iter().enumerate() {
+                let Some(epos) = exp.iter().position(|(l, _)| **l == *s.labels) else {
+                    return Err(format!("unexpected series {} {}", s.labels, s.v));
+                };
+                let (_, ev) = exp[epos];
+                if ordered && epos != pos {
+                    return Err(format!(
+                        "expected {} at position {epos}, got it at {pos}",
+                        s.labels
+                    ));
+                }
+                if !almost_equal(ev, s.v) {
+                    return Err(format!("{}: expected {ev}, got {}", s.labels, s.v));
+                }
+            }
+            Ok(())
+        }
+        QueryValue::Matrix(m) => {
+            for s in m {
+                let Some(Expected::Sample(_, vals)) = expected
+                    .iter()
+                    .find(|e| matches!(e, Expected::Sample(l, _) if *l == *s.labels))
+                else {
+                    return Err(format!("unexpected series {}", s.labels));
+                };
+                let got: Vec<f64> = s.points.iter().map(|p| p.1).collect();
+                let want: Vec<f64> = vals.iter().flatten().copied().collect();
+                if got.len() != want.len()
+                    || got.iter().zip(&want).any(|(a, b)| !almost_equal(*a, *b))
+                {
+                    return Err(format!("{}: expected {want:?}, got {got:?}", s.labels));
+                }
+            }
+            if m.len() != expected.len() {
+                return Err(format!(
+                    "expected {} series, got {}",
+                    expected.len(),
+                    m.len()
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_notation() {
+        let (l, v) = parse_series_desc(
+            r#"http_requests{job="api server", x="1"} 0+10x2 _ 5 -1-1x1 1e3 stale _x2"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.get("job"), Some("api server"));
+        assert_eq!(l.get("__name__"), Some("http_requests"));
+        assert_eq!(
+            &v[..6],
+            &[
+                Some(0.0),
+                Some(10.0),
+                Some(20.0),
+                None,
+                Some(5.0),
+                Some(-1.0)
+            ]
+        );
+        assert_eq!(v[6], Some(-2.0));
+        assert_eq!(v[7], Some(1000.0));
+        assert!(v[8].is_some_and(crate::engine::is_stale));
+        assert_eq!(&v[9..], &[None, None]);
+        let (l, v) = parse_series_desc("{a=\"b\"} 1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(l.len(), 1);
+        assert_eq!(v, vec![Some(1.0)]);
+    }
+}
+
+#[cfg(test)]
+mod mem_tests {
+    use super::*;
+    use crate::engine::mem::MemStorage;
+
+    impl TestStorage for MemStorage {
+        fn clear(&mut self) {
+            MemStorage::clear(self);
+        }
+        fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+            MemStorage::add(self, labels.clone(), t, v);
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn storage(&self) -> &dyn Storage {
+            self
+        }
+    }
+
+    /// Runs a DSL snippet over the in-memory storage and returns failures.
+    pub(crate) fn run(text: &str) -> Vec<String> {
+        let mut st = MemStorage::default();
+        run_file("snippet", text, &mut st)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter_map(|r| match r.outcome {
+                Outcome::Pass => None,
+                Outcome::Fail(m) => Some(format!("{} {}: {m}", r.id, r.query)),
+                Outcome::Skip(m) => Some(format!("{} {}: skipped {m}", r.id, r.query)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histogram_quantile_of_empty_buckets_is_nan() {
+        let f = run(r#"
+load 5m
+	empty_bucket{le="0.1", job="job1", instance="ins1"}    0x10
+	empty_bucket{le="0.2", job="job1", instance="ins1"}    0x10
+	empty_bucket{le="+Inf", job="job1", instance="ins1"}   0x10
+
+eval instant at 50m rate(empty_bucket[5m])
+	{le="0.1", job="job1", instance="ins1"}    0
+	{le="0.2", job="job1", instance="ins1"}    0
+	{le="+Inf", job="job1", instance="ins1"}   0
+
+eval instant at 50m histogram_quantile(0.2, rate(empty_bucket[5m]))
+	{instance="ins1", job="job1"} NaN
+"#);
+        assert!(f.is_empty(), "{f:#?}");
+    }
+}

@@ -1,0 +1,73 @@
+//! The engine's [`Storage`] over a `tsdb::Head`: matchers are converted once per selector and
+//! each series' chunks are decoded only when the evaluator asks for its samples.
+
+use std::sync::Arc;
+
+use promql_parser::label::{MatchOp, Matcher};
+
+use crate::engine::{Labels, Storage, StorageSeries};
+use crate::error::{QueryError, Result};
+
+/// Reads from a head.
+#[derive(Clone)]
+pub struct TsdbStorage {
+    head: Arc<tsdb::Head>,
+}
+
+impl TsdbStorage {
+    /// Storage over `head`.
+    pub fn new(head: Arc<tsdb::Head>) -> TsdbStorage {
+        TsdbStorage { head }
+    }
+}
+
+/// Converts a parsed matcher to a tsdb matcher.
+pub fn to_tsdb_matcher(m: &Matcher) -> Result<tsdb::Matcher> {
+    let kind = match m.op {
+        MatchOp::Equal => tsdb::MatchType::Equal,
+        MatchOp::NotEqual => tsdb::MatchType::NotEqual,
+        MatchOp::Re(_) => tsdb::MatchType::Regex,
+        MatchOp::NotRe(_) => tsdb::MatchType::NotRegex,
+    };
+    tsdb::Matcher::new(kind, m.name.clone(), m.value.clone())
+        .map_err(|e| QueryError::BadData(e.to_string()))
+}
+
+/// Converts storage labels to engine labels.
+pub fn from_tsdb_labels(l: &tsdb::Labels) -> Labels {
+    Labels::from_sorted(
+        l.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+struct TsdbSeries(tsdb::Series);
+
+impl StorageSeries for TsdbSeries {
+    fn labels(&self) -> Labels {
+        from_tsdb_labels(&self.0.labels)
+    }
+    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        out.extend(self.0.samples(mint, maxt));
+    }
+}
+
+impl Storage for TsdbStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        let ms = matchers
+            .iter()
+            .map(to_tsdb_matcher)
+            .collect::<Result<Vec<_>>>()?;
+        let q = self.head.querier(mint, maxt);
+        Ok(q.select(&ms)
+            .into_iter()
+            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
+            .collect())
+    }
+}

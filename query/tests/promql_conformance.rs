@@ -1,0 +1,156 @@
+//! Runs Prometheus's PromQL test files (`shared/promql-testdata`, v2.53.5) against the engine
+//! over a real Strata head. Fails if a case not in `known_failures.txt` fails; reports listed
+//! cases that now pass so the list can shrink.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use query::engine::{Labels, Storage};
+use query::promqltest::{run_file, Outcome, TestStorage};
+use query::storage::TsdbStorage;
+
+struct HeadStorage {
+    dir: Option<tempfile::TempDir>,
+    head: Arc<tsdb::Head>,
+    storage: TsdbStorage,
+    pending: Vec<(Labels, i64, f64)>,
+}
+
+impl HeadStorage {
+    fn new() -> HeadStorage {
+        let (dir, head) = tsdb::testing::temp_head(tsdb::testing::memory_options(i64::MAX / 4));
+        HeadStorage {
+            dir: Some(dir),
+            storage: TsdbStorage::new(Arc::clone(&head)),
+            head,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl TestStorage for HeadStorage {
+    fn clear(&mut self) {
+        let fresh = HeadStorage::new();
+        self.dir = fresh.dir;
+        self.head = fresh.head;
+        self.storage = fresh.storage;
+        self.pending.clear();
+    }
+    fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+        self.pending.push((labels.clone(), t, v));
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), String> {
+        // Append in time order so every sample is in order for its series.
+        // Prometheus's test loader keeps the last of two samples at one timestamp.
+        let mut last: std::collections::HashMap<(Labels, i64), f64> =
+            std::collections::HashMap::new();
+        for (l, t, v) in self.pending.drain(..) {
+            last.insert((l, t), v);
+        }
+        let mut samples: Vec<((Labels, i64), f64)> = last.into_iter().collect();
+        samples.sort_by(|a, b| a.0 .1.cmp(&b.0 .1).then_with(|| a.0 .0.cmp(&b.0 .0)));
+        let mut app = self.head.appender();
+        for ((l, t), v) in samples {
+            let pairs: Vec<(&str, &str)> = l.iter().collect();
+            app.append_pairs(&pairs, t, v)
+                .map_err(|e| format!("append {l} @{t}: {e}"))?;
+        }
+        app.commit().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    fn storage(&self) -> &dyn Storage {
+        &self.storage
+    }
+}
+
+fn testdata_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/promql-testdata"
+    ))
+}
+
+#[test]
+fn promql_conformance() {
+    let dir = testdata_dir();
+    let dir = if dir.is_dir() {
+        dir
+    } else {
+        PathBuf::from("/work/shared/promql-testdata")
+    };
+    assert!(
+        dir.is_dir(),
+        "PromQL test data not found at {} (expected shared/ beside the repo)",
+        testdata_dir().display()
+    );
+    let known_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/known_failures.txt");
+    let known: BTreeSet<String> = std::fs::read_to_string(known_path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let (mut pass, mut fail, mut skip) = (0, 0, 0);
+    let mut unexpected = Vec::new();
+    let mut now_passing = Vec::new();
+    let mut failing_ids = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+        let mut st = HeadStorage::new();
+        let results = run_file(&name, &text, &mut st).unwrap_or_else(|e| panic!("{e}"));
+        let (mut p, mut fl, mut s) = (0, 0, 0);
+        for r in &results {
+            match &r.outcome {
+                Outcome::Pass => {
+                    p += 1;
+                    if known.contains(&r.id) {
+                        now_passing.push(r.id.clone());
+                    }
+                }
+                Outcome::Fail(msg) => {
+                    fl += 1;
+                    failing_ids.push(format!("{}  # {}", r.id, r.query));
+                    if !known.contains(&r.id) {
+                        unexpected.push(format!("{} `{}`: {msg}", r.id, r.query));
+                    }
+                }
+                Outcome::Skip(why) => {
+                    s += 1;
+                    if std::env::var_os("PROMQL_TEST_VERBOSE").is_some() {
+                        println!("  skip {} `{}`: {why}", r.id, r.query);
+                    }
+                }
+            }
+        }
+        println!("{name}: {p} passed, {fl} failed, {s} skipped");
+        pass += p;
+        fail += fl;
+        skip += s;
+    }
+    println!("total: {pass} passed, {fail} failed, {skip} skipped");
+    if std::env::var_os("PROMQL_TEST_WRITE_KNOWN").is_some() {
+        let _ = std::fs::write(known_path, failing_ids.join("\n") + "\n");
+    }
+    for id in &now_passing {
+        println!("now passing (remove from known_failures.txt): {id}");
+    }
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected failures:\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
+}
