@@ -66,7 +66,19 @@ impl Target {
                 s.push_str(&String::from_utf8_lossy(&o.stderr));
                 s.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown").trim().to_string()
             })
+            .filter(|v| v != "unknown")
+            .or_else(|| self.package_version())
             .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The Debian package version of the binary, for builds that print no version (`dpkg -S`).
+    fn package_version(&self) -> Option<String> {
+        let owner = Command::new("dpkg").arg("-S").arg(&self.bin).output().ok()?;
+        let owner = String::from_utf8_lossy(&owner.stdout);
+        let pkg = owner.split(':').next()?.trim().to_string();
+        let v = Command::new("dpkg-query").args(["-W", "-f", "${Version}", &pkg]).output().ok()?;
+        let v = String::from_utf8_lossy(&v.stdout).trim().to_string();
+        (!v.is_empty()).then(|| format!("{pkg} {v} (Debian package)"))
     }
 }
 
