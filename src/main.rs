@@ -1,1 +1,53 @@
-fn main() {}
+//! The `strata` server: reads flags and the YAML config, starts logging, binds the HTTP listener,
+//! replays the WAL (answering 503 on the API and `/-/ready` until it is done), then serves
+//! remote-write and the Prometheus query API. On SIGTERM/SIGINT it stops accepting, drains requests,
+//! syncs the WAL and exits.
+#![forbid(unsafe_code)]
+
+mod config;
+mod metrics;
+mod server;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let flags = config::Flags::parse();
+    if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
+        eprintln!("strata: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let cfg = match flags.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "invalid configuration");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("strata-worker").build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "strata stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .map_err(|e| anyhow::anyhow!("invalid --log.level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    match format {
+        "logfmt" => builder.init(),
+        "json" => builder.json().init(),
+        other => anyhow::bail!("invalid --log.format {other:?} (logfmt or json)"),
+    }
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! The engine's [`Storage`] over a `tsdb::Head`: matchers are converted once per selector and
+//! The engine's [`Storage`] over a `tsdb::Db` (head and blocks): matchers are converted once per selector and
 //! each series' chunks are decoded only when the evaluator asks for its samples.
 
 use std::sync::Arc;
@@ -8,16 +8,16 @@ use promql_parser::label::{MatchOp, Matcher};
 use crate::engine::{Labels, Storage, StorageSeries};
 use crate::error::{QueryError, Result};
 
-/// Reads from a head.
+/// Reads from the database (head and blocks).
 #[derive(Clone)]
 pub struct TsdbStorage {
-    head: Arc<tsdb::Head>,
+    db: Arc<tsdb::Db>,
 }
 
 impl TsdbStorage {
-    /// Storage over `head`.
-    pub fn new(head: Arc<tsdb::Head>) -> TsdbStorage {
-        TsdbStorage { head }
+    /// Storage over `db`.
+    pub fn new(db: Arc<tsdb::Db>) -> TsdbStorage {
+        TsdbStorage { db }
     }
 }
 
@@ -64,7 +64,7 @@ impl Storage for TsdbStorage {
             .iter()
             .map(to_tsdb_matcher)
             .collect::<Result<Vec<_>>>()?;
-        let q = self.head.querier(mint, maxt);
+        let q = self.db.querier(mint, maxt);
         Ok(q.select(&ms)
             .into_iter()
             .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)

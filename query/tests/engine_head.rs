@@ -9,12 +9,12 @@ use query::storage::TsdbStorage;
 
 const STALE: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
 
-fn head() -> (tempfile::TempDir, Arc<tsdb::Head>) {
-    tsdb::testing::temp_head(tsdb::testing::memory_options(3_600_000))
+fn head() -> (tempfile::TempDir, Arc<tsdb::Db>) {
+    tsdb::testing::temp_db(tsdb::testing::memory_options(3_600_000))
 }
 
-fn append(head: &tsdb::Head, name: &str, samples: &[(i64, f64)]) {
-    let mut app = head.appender();
+fn append(db: &tsdb::Db, name: &str, samples: &[(i64, f64)]) {
+    let mut app = db.head().appender();
     for &(t, v) in samples {
         app.append_pairs(&[("__name__", name), ("job", "a")], t, v)
             .unwrap_or_else(|e| panic!("append {t}: {e}"));

@@ -23,7 +23,8 @@ fn post(url: &str, form: &[(&str, &str)]) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_answer_like_prometheus() {
-    let (_d, head) = tsdb::testing::temp_head(tsdb::testing::memory_options(0));
+    let (_d, db) = tsdb::testing::temp_db(tsdb::testing::memory_options(0));
+    let head = Arc::clone(db.head());
     {
         let mut app = head.appender();
         for i in 0..10i64 {
@@ -43,7 +44,7 @@ async fn endpoints_answer_like_prometheus() {
         app.commit().unwrap_or_else(|e| panic!("{e}"));
     }
     let app = router(QueryState {
-        head: Arc::clone(&head),
+        db: Arc::clone(&db),
         opts: EngineOptions::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

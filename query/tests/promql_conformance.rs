@@ -19,11 +19,11 @@ struct HeadStorage {
 
 impl HeadStorage {
     fn new() -> HeadStorage {
-        let (dir, head) = tsdb::testing::temp_head(tsdb::testing::memory_options(i64::MAX / 4));
+        let (dir, db) = tsdb::testing::temp_db(tsdb::testing::memory_options(i64::MAX / 4));
         HeadStorage {
             dir: Some(dir),
-            storage: TsdbStorage::new(Arc::clone(&head)),
-            head,
+            storage: TsdbStorage::new(Arc::clone(&db)),
+            head: Arc::clone(db.head()),
             pending: Vec::new(),
         }
     }

@@ -34,6 +34,11 @@ pub enum Error {
     Closed,
 }
 
+/// Maps an I/O error on `path` during `op` to [`Error::Io`]: `.map_err(io_error("rename", &path))`.
+pub(crate) fn io_error<'p>(op: &'static str, path: &'p std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |source| Error::Io { op, path: path.to_owned(), source }
+}
+
 /// Result of tsdb operations that can fail on the server side.
 pub type Result<T> = std::result::Result<T, Error>;
 

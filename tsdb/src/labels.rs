@@ -382,13 +382,14 @@ pub struct MatcherError {
 }
 
 impl Matcher {
-    /// Builds a matcher; regexes are anchored at both ends as Prometheus does.
+    /// Builds a matcher; regexes are anchored at both ends as Prometheus 2.x does (`^(?:re)$`, so `.`
+    /// does not match a newline).
     pub fn new(kind: MatchType, name: impl Into<String>, value: impl Into<String>) -> Result<Matcher, MatcherError> {
         let name = name.into();
         let value = value.into();
         let regex = match kind {
             MatchType::Regex | MatchType::NotRegex => Some(
-                regex::Regex::new(&format!("^(?s:{value})$"))
+                regex::Regex::new(&format!("^(?:{value})$"))
                     .map_err(|e| MatcherError { pattern: value.clone(), reason: e.to_string() })?,
             ),
             _ => None,
@@ -485,8 +486,8 @@ mod tests {
         assert!(m.matches("a") && !m.matches("ab") && !m.matches(""));
         let m = Matcher::new(MatchType::NotRegex, "job", "a.*").unwrap();
         assert!(!m.matches("abc") && m.matches("b") && m.matches_empty());
-        let m = Matcher::new(MatchType::Regex, "x", "a\nb|.*").unwrap();
-        assert!(m.matches("a\nb"));
+        let m = Matcher::new(MatchType::Regex, "x", "a.b").unwrap();
+        assert!(m.matches("a-b") && !m.matches("a\nb"));
         assert!(Matcher::new(MatchType::Regex, "x", "(").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! - [`block`]: Prometheus-compatible persisted blocks (meta.json, index, chunks, tombstones).
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
+//! - [`db`]: the data directory as a whole: head, blocks, compaction, retention.
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
 //! - [`error`]: server faults ([`Error`]) apart from per-sample rejections ([`AppendError`]).
 #![deny(unsafe_code)]
@@ -13,6 +14,7 @@
 
 pub mod block;
 pub mod chunkenc;
+pub mod db;
 pub mod error;
 pub mod head;
 pub mod labels;
@@ -22,6 +24,7 @@ pub mod record;
 pub mod testing;
 
 pub use error::{AppendError, Error, RejectReason, Result};
+pub use db::{Db, DbOptions};
 pub use head::{Head, Options};
 pub use labels::{Labels, MatchType, Matcher};
 pub use querier::{Querier, Series};

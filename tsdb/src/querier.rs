@@ -4,8 +4,10 @@
 //! A snapshot holds `Arc`s of sealed chunks and copies of the open ones, so readers never block
 //! writers for longer than one series' snapshot, and never see a chunk change under them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::block::Block;
 use crate::chunkenc::XorIter;
 use crate::head::Head;
 use crate::labels::{Labels, Matcher};
@@ -42,6 +44,21 @@ pub struct Series {
 }
 
 impl Series {
+    /// Adds chunks from another source (a block). They stay on the fast, non-overlapping path when
+    /// they don't overlap what the series already has.
+    pub fn add_chunks(&mut self, mut more: Vec<ChunkMeta>) {
+        more.sort_by_key(|c| c.min_t);
+        let overlap = |a: &ChunkMeta, b: &ChunkMeta| a.min_t <= b.max_t && b.min_t <= a.max_t;
+        let clash = more.windows(2).any(|w| overlap(&w[0], &w[1]))
+            || self.chunks.iter().any(|a| more.iter().any(|b| overlap(a, b)));
+        if clash {
+            self.ooo_chunks.extend(more);
+        } else {
+            self.chunks.extend(more);
+            self.chunks.sort_by_key(|c| c.min_t);
+        }
+    }
+
     /// All samples with `mint <= t <= maxt`, sorted by time, one per timestamp (an in-order sample wins
     /// over an out-of-order one at the same timestamp; they are equal unless a write race lost).
     pub fn samples(&self, mint: i64, maxt: i64) -> SampleIter<'_> {
@@ -153,17 +170,25 @@ impl Iterator for ChainIter<'_> {
     }
 }
 
-/// Reads series from the head over `[mint, maxt]` (ms, inclusive).
+/// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with
+/// equal labels across them.
 pub struct Querier {
     head: Arc<Head>,
+    blocks: Vec<Arc<Block>>,
     mint: i64,
     maxt: i64,
 }
 
 impl Querier {
-    /// A querier over the head.
+    /// A querier over the head only.
     pub fn new(head: Arc<Head>, mint: i64, maxt: i64) -> Querier {
-        Querier { head, mint, maxt }
+        Querier { head, blocks: Vec::new(), mint, maxt }
+    }
+
+    /// A querier over the head and the blocks overlapping the range.
+    pub fn with_blocks(head: Arc<Head>, blocks: &[Arc<Block>], mint: i64, maxt: i64) -> Querier {
+        let blocks = blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint).cloned().collect();
+        Querier { head, blocks, mint, maxt }
     }
 
     /// Start of the range.
@@ -176,7 +201,8 @@ impl Querier {
         self.maxt
     }
 
-    /// Series matching all matchers that have samples in the range, sorted by labels.
+    /// Series matching all matchers that have samples in the range, sorted by labels. A block that
+    /// fails to read is logged and left out of the answer.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
@@ -188,7 +214,34 @@ impl Querier {
             drop(data);
             out.extend(series);
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if !self.blocks.is_empty() {
+            let mut merged: BTreeMap<Labels, Series> = out.into_iter().map(|s| (s.labels.clone(), s)).collect();
+            for b in &self.blocks {
+                let found = match b.select(matchers) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it");
+                        continue;
+                    }
+                };
+                for (labels, chunks) in found {
+                    let chunks: Vec<ChunkMeta> =
+                        chunks.into_iter().filter(|c| c.min_t <= self.maxt && c.max_t >= self.mint).collect();
+                    if chunks.is_empty() {
+                        continue;
+                    }
+                    match merged.get_mut(&labels) {
+                        Some(existing) => existing.add_chunks(chunks),
+                        None => {
+                            merged.insert(labels.clone(), Series { labels, chunks, ooo_chunks: Vec::new() });
+                        }
+                    }
+                }
+            }
+            out = merged.into_values().collect();
+        } else {
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
         out
     }
 
@@ -230,31 +283,57 @@ impl Querier {
     pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
-        let mut out: Vec<Labels> = refs
+        let mut out: BTreeSet<Labels> = refs
             .iter()
             .filter_map(|r| maps.get_by_ref(crate::head::SeriesRef(u64::from(r))))
             .filter(|s| s.lock().time_range().is_some_and(|(a, b)| a <= self.maxt && b >= self.mint))
             .map(|s| s.labels.clone())
             .collect();
-        out.sort();
-        out
+        for b in &self.blocks {
+            match b.select(matchers) {
+                Ok(found) => out.extend(
+                    found
+                        .into_iter()
+                        .filter(|(_, cs)| cs.iter().any(|c| c.min_t <= self.maxt && c.max_t >= self.mint))
+                        .map(|(l, _)| l),
+                ),
+                Err(e) => tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it"),
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// Label names of series matching the matchers (all series when `matchers` is empty), sorted.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() {
-            return self.head.postings().label_names(None);
+        let postings = self.head.postings();
+        let mut out: BTreeSet<String> = if matchers.is_empty() {
+            postings.label_names(None).into_iter().collect()
+        } else {
+            postings.label_names(Some(&postings.select(matchers))).into_iter().collect()
+        };
+        for b in &self.blocks {
+            match b.label_names(matchers) {
+                Ok(names) => out.extend(names),
+                Err(e) => tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it"),
+            }
         }
-        let sel = self.head.postings().select(matchers);
-        self.head.postings().label_names(Some(&sel))
+        out.into_iter().collect()
     }
 
     /// Values of label `name` among series matching the matchers (all when empty), sorted.
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        if matchers.is_empty() {
-            return self.head.postings().label_values(name, None);
+        let postings = self.head.postings();
+        let mut out: BTreeSet<String> = if matchers.is_empty() {
+            postings.label_values(name, None).into_iter().collect()
+        } else {
+            postings.label_values(name, Some(&postings.select(matchers))).into_iter().collect()
+        };
+        for b in &self.blocks {
+            match b.label_values(name, matchers) {
+                Ok(values) => out.extend(values),
+                Err(e) => tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it"),
+            }
         }
-        let sel = self.head.postings().select(matchers);
-        self.head.postings().label_values(name, Some(&sel))
+        out.into_iter().collect()
     }
 }

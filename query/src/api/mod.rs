@@ -22,8 +22,8 @@ pub use params::Params;
 /// Shared state of the query API.
 #[derive(Clone)]
 pub struct QueryState {
-    /// The head to read from.
-    pub head: Arc<tsdb::Head>,
+    /// The database to read from.
+    pub db: Arc<tsdb::Db>,
     /// Engine options.
     pub opts: EngineOptions,
 }
@@ -141,9 +141,9 @@ async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let t = time_param(&p, "time", now_ms())?;
     let (opts, lookback) = request_options(&st, &p)?;
     let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
-    let head = Arc::clone(&st.head);
+    let db = Arc::clone(&st.db);
     let v =
-        blocking(move || Engine::new(opts).instant(&TsdbStorage::new(head), &expr, t, lookback))
+        blocking(move || Engine::new(opts).instant(&TsdbStorage::new(db), &expr, t, lookback))
             .await?;
     Ok((json::query_data(&v), Vec::new()))
 }
@@ -174,9 +174,9 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     }
     let (opts, lookback) = request_options(&st, &p)?;
     let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
-    let head = Arc::clone(&st.head);
+    let db = Arc::clone(&st.db);
     let v = blocking(move || {
-        Engine::new(opts).range(&TsdbStorage::new(head), &expr, start, end, step, lookback)
+        Engine::new(opts).range(&TsdbStorage::new(db), &expr, start, end, step, lookback)
     })
     .await?;
     Ok((json::query_data(&v), Vec::new()))
@@ -257,9 +257,9 @@ async fn series_inner(st: QueryState, p: Params) -> ApiResult {
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p)?;
-    let head = Arc::clone(&st.head);
+    let db = Arc::clone(&st.db);
     let mut all: Vec<Labels> = blocking(move || {
-        let q = head.querier(start, end);
+        let q = db.querier(start, end);
         let mut all: Vec<Labels> = sets
             .iter()
             .flat_map(|ms| q.series_labels(ms))
@@ -291,9 +291,9 @@ async fn labels_inner(st: QueryState, p: Params) -> ApiResult {
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p)?;
-    let head = Arc::clone(&st.head);
+    let db = Arc::clone(&st.db);
     let mut names = blocking(move || {
-        let q = head.querier(start, end);
+        let q = db.querier(start, end);
         if sets.is_empty() {
             return Ok(q.label_names(&[]));
         }
@@ -323,9 +323,9 @@ async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResul
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p)?;
-    let head = Arc::clone(&st.head);
+    let db = Arc::clone(&st.db);
     let mut values = blocking(move || {
-        let q = head.querier(start, end);
+        let q = db.querier(start, end);
         if sets.is_empty() {
             return Ok(q.label_values(&name, &[]));
         }
@@ -390,12 +390,14 @@ async fn tsdb_status_inner(st: QueryState, p: Params) -> ApiResult {
             }
         },
     };
-    let head = Arc::clone(&st.head);
-    let data = blocking(move || Ok(tsdb_stats(&head, limit))).await?;
+    let db = Arc::clone(&st.db);
+    let data = blocking(move || Ok(tsdb_stats(&db, limit))).await?;
     Ok((data, Vec::new()))
 }
 
-fn tsdb_stats(head: &Arc<tsdb::Head>, limit: usize) -> String {
+/// Cardinality statistics of the head, as Prometheus reports them.
+fn tsdb_stats(db: &Arc<tsdb::Db>, limit: usize) -> String {
+    let head = db.head();
     let q = head.querier(i64::MIN, i64::MAX);
     let names = q.label_names(&[]);
     let mut value_counts: Vec<(String, u64)> = Vec::new();

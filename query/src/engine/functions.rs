@@ -90,11 +90,12 @@ pub fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Opt
     } else {
         avg / 2.0
     };
-    result *= interval / sampled;
+    // Same operation order as Prometheus 2.42, so results agree to the last bit.
+    let mut factor = interval / sampled;
     if is_rate {
-        result /= (w.range_end - w.range_start) as f64 / 1000.0;
+        factor /= (w.range_end - w.range_start) as f64 / 1000.0;
     }
-    Some(result)
+    Some(result * factor)
 }
 
 /// `irate`/`idelta`.

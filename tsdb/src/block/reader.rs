@@ -27,6 +27,7 @@ pub struct Block {
     chunks: ChunkReader,
     tombstones: Vec<Tombstone>,
     deleted: HashMap<u64, Vec<(i64, i64)>>,
+    size_bytes: u64,
 }
 
 impl Block {
@@ -41,12 +42,18 @@ impl Block {
         for t in &tombstones {
             deleted.entry(t.series_ref).or_default().push((t.min_t, t.max_t));
         }
-        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, tombstones, deleted })
+        let size_bytes = dir_size(dir);
+        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, tombstones, deleted, size_bytes })
     }
 
     /// The block's meta.json.
     pub fn meta(&self) -> &BlockMeta {
         &self.meta
+    }
+
+    /// Bytes of all files of the block, measured at open (for size-based retention).
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
     }
 
     /// The block directory.
@@ -185,4 +192,17 @@ impl Block {
         }
         Ok(out)
     }
+}
+
+/// Total size of the files below `dir` (0 for what cannot be read).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

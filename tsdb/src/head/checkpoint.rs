@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Head;
 use crate::chunkenc::XorIter;
-use crate::error::{Error, Result};
+use crate::error::{io_error, Error, Result};
 use crate::record::{self, RefSample};
 
 const PREFIX: &str = "checkpoint.";
@@ -39,9 +39,6 @@ fn list(wal_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     Ok(out)
 }
 
-fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
-    move |source| Error::Io { op, path: path.to_owned(), source }
-}
 
 impl Head {
     /// Writes `checkpoint.<cut>` from memory, then deletes WAL segments before `cut` and older
@@ -53,7 +50,7 @@ impl Head {
         let final_dir = wal_dir.join(format!("{PREFIX}{cut:08}"));
         let tmp_dir = wal_dir.join(format!("{PREFIX}{cut:08}.tmp"));
         if tmp_dir.exists() {
-            std::fs::remove_dir_all(&tmp_dir).map_err(io("remove", &tmp_dir))?;
+            std::fs::remove_dir_all(&tmp_dir).map_err(io_error("remove", &tmp_dir))?;
         }
         let started = std::time::Instant::now();
         let (n_series, n_samples) = {
@@ -115,12 +112,12 @@ impl Head {
             cp.close()?;
             (n_series, n_samples)
         };
-        std::fs::rename(&tmp_dir, &final_dir).map_err(io("rename", &tmp_dir))?;
+        std::fs::rename(&tmp_dir, &final_dir).map_err(io_error("rename", &tmp_dir))?;
         sync_dir(&wal_dir)?;
         let removed = wal.truncate_before(wal::SegmentIndex(cut))?;
         for (n, path) in list(&wal_dir)? {
             if n < cut {
-                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+                std::fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
             }
         }
         tracing::info!(
@@ -136,5 +133,5 @@ impl Head {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io("fsync", dir))
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io_error("fsync", dir))
 }

@@ -1,0 +1,303 @@
+//! Command-line flags (named like Prometheus's) and the `storage: tsdb:` section of the YAML config file,
+//! turned into the libraries' option structs. Everything is checked once, here, at startup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Strata: a Prometheus-compatible time-series database with out-of-order ingestion.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+pub struct Flags {
+    /// Base path for metrics storage (WAL and blocks).
+    #[arg(long = "storage.tsdb.path", default_value = "data/")]
+    pub tsdb_path: PathBuf,
+
+    /// Address to listen on for the API, remote-write and health endpoints.
+    #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
+    pub listen_address: SocketAddr,
+
+    /// Optional Prometheus-style YAML configuration file (only `storage.tsdb` is read).
+    #[arg(long = "config.file")]
+    pub config_file: Option<PathBuf>,
+
+    /// Accept samples up to this far behind the newest sample in the head (e.g. 30m). Overrides the
+    /// config file's `storage.tsdb.out_of_order_time_window`. 0s disables out-of-order ingestion.
+    #[arg(long = "storage.tsdb.out-of-order-time-window")]
+    pub ooo_time_window: Option<String>,
+
+    /// Samples in an open out-of-order chunk before it is cut (Prometheus's out_of_order_cap_max).
+    #[arg(long = "storage.tsdb.out-of-order-cap-max", default_value_t = 32)]
+    pub ooo_cap_max: usize,
+
+    /// Block and chunk range.
+    #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h")]
+    pub min_block_duration: String,
+
+    /// How long to keep blocks (Prometheus's `--storage.tsdb.retention.time`). 0 keeps them forever.
+    #[arg(long = "storage.tsdb.retention.time", default_value = "15d")]
+    pub retention_time: String,
+
+    /// Maximum bytes of blocks (and WAL) to keep, e.g. `512MB`, `10GB`; oldest blocks go first. 0 = no limit.
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0")]
+    pub retention_size: String,
+
+    /// Largest block compaction produces (default: 10% of the retention time, at most 31d).
+    #[arg(long = "storage.tsdb.max-block-duration")]
+    pub max_block_duration: Option<String>,
+
+    /// How often background compaction looks for work.
+    #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", hide = true)]
+    pub compaction_interval: String,
+
+    /// WAL segment size in bytes.
+    #[arg(long = "storage.tsdb.wal-segment-size", default_value_t = 128 << 20)]
+    pub wal_segment_size: u64,
+
+    /// When the WAL is fsynced: `always` (before every remote-write acknowledgement, with group
+    /// commit), a duration such as `1s` (periodically; a machine crash can lose up to that much
+    /// acknowledged data, a process crash loses nothing), or `never` (only at shutdown).
+    #[arg(long = "storage.tsdb.wal-fsync", default_value = "always")]
+    pub wal_fsync: String,
+
+    /// Largest accepted compressed remote-write body, in bytes.
+    #[arg(long = "storage.remote.write.max-compressed-bytes", default_value_t = 32 << 20)]
+    pub max_compressed_bytes: usize,
+
+    /// Largest accepted decompressed remote-write body, in bytes.
+    #[arg(long = "storage.remote.write.max-decompressed-bytes", default_value_t = 256 << 20)]
+    pub max_decompressed_bytes: usize,
+
+    /// How far back a PromQL instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m")]
+    pub lookback_delta: String,
+
+    /// Maximum time a query may take before it is aborted.
+    #[arg(long = "query.timeout", default_value = "2m")]
+    pub query_timeout: String,
+
+    /// Maximum number of samples a single query can load into memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+
+    /// Log level: debug, info, warn, error.
+    #[arg(long = "log.level", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt")]
+    pub log_format: String,
+}
+
+/// The part of Prometheus's configuration file Strata reads.
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    storage: StorageSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StorageSection {
+    #[serde(default)]
+    tsdb: TsdbSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TsdbSection {
+    out_of_order_time_window: Option<String>,
+}
+
+/// Everything the server needs, checked.
+#[derive(Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen_address: SocketAddr,
+    pub db: tsdb::DbOptions,
+    pub ingest: ingest::Limits,
+    pub engine: query::EngineOptions,
+}
+
+impl Flags {
+    /// Reads the config file (if any) and checks every value.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let file: ConfigFile = match &self.config_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                if text.trim().is_empty() {
+                    ConfigFile::default()
+                } else {
+                    serde_yaml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+                }
+            }
+            None => ConfigFile::default(),
+        };
+        let window_text = self.ooo_time_window.or(file.storage.tsdb.out_of_order_time_window).unwrap_or_else(|| "0s".into());
+        let window = parse_duration(&window_text).context("out_of_order_time_window")?;
+        let block = parse_duration(&self.min_block_duration).context("--storage.tsdb.min-block-duration")?;
+        if block < Duration::from_secs(60) {
+            bail!("--storage.tsdb.min-block-duration must be at least 1m, got {}", self.min_block_duration);
+        }
+        let sync = match self.wal_fsync.as_str() {
+            "always" => wal::SyncPolicy::Always,
+            "never" => wal::SyncPolicy::Never,
+            other => {
+                let d = parse_duration(other).context("--storage.tsdb.wal-fsync (always, never or a duration)")?;
+                if d.is_zero() {
+                    wal::SyncPolicy::Always
+                } else {
+                    wal::SyncPolicy::Periodic(d)
+                }
+            }
+        };
+        if self.wal_segment_size < (1 << 20) {
+            bail!("--storage.tsdb.wal-segment-size must be at least 1 MiB");
+        }
+        if self.ooo_cap_max == 0 || self.ooo_cap_max > 255 {
+            bail!("--storage.tsdb.out-of-order-cap-max must be between 1 and 255");
+        }
+        let head = tsdb::Options {
+            chunk_range_ms: duration_ms(block),
+            ooo_time_window_ms: duration_ms(window),
+            ooo_cap_max: self.ooo_cap_max,
+            wal: Some(wal::Options { segment_size_bytes: self.wal_segment_size, sync }),
+            ..tsdb::Options::default()
+        };
+        let retention = parse_duration(&self.retention_time).context("--storage.tsdb.retention.time")?;
+        let retention_ms = duration_ms(retention);
+        let max_block_duration_ms = match &self.max_block_duration {
+            Some(d) => duration_ms(parse_duration(d).context("--storage.tsdb.max-block-duration")?),
+            None => tsdb::db::default_max_block_duration(retention_ms),
+        }
+        .max(head.chunk_range_ms);
+        let compaction_interval =
+            parse_duration(&self.compaction_interval).context("--storage.tsdb.compaction-interval")?.max(Duration::from_millis(100));
+        let db = tsdb::DbOptions {
+            head,
+            retention_ms,
+            retention_bytes: parse_bytes(&self.retention_size).context("--storage.tsdb.retention.size")?,
+            max_block_duration_ms,
+            compaction_interval,
+        };
+        let engine = query::EngineOptions {
+            lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
+            timeout: parse_duration(&self.query_timeout).context("--query.timeout")?,
+            max_samples: self.query_max_samples,
+            ..query::EngineOptions::default()
+        };
+        Ok(Config {
+            data_dir: self.tsdb_path,
+            listen_address: self.listen_address,
+            db,
+            ingest: ingest::Limits {
+                max_compressed_bytes: self.max_compressed_bytes,
+                max_decompressed_bytes: self.max_decompressed_bytes,
+            },
+            engine,
+        })
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Parses a Prometheus duration such as `30m`, `1h30m`, `90s`, `0`, `1d`, `2w`, `1y`: whole numbers,
+/// units in decreasing order, each at most once.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    // Ordered from largest to smallest; "ms" is tried before "m".
+    const UNITS: [(&str, u64); 7] =
+        [("y", 365 * 86_400_000), ("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid = || anyhow::anyhow!("not a valid duration string: {s:?}");
+    let mut rest = s;
+    let mut total: u64 = 0;
+    let mut next_unit = 0;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest.get(..digits).and_then(|d| d.parse().ok()).ok_or_else(invalid)?;
+        rest = rest.get(digits..).unwrap_or_default();
+        let unit_len = if rest.starts_with("ms") { 2 } else { 1 };
+        let unit = rest.get(..unit_len).ok_or_else(invalid)?;
+        let idx = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(invalid)?;
+        if idx < next_unit {
+            return Err(invalid());
+        }
+        next_unit = idx + 1;
+        let ms = UNITS.get(idx).map_or(0, |u| u.1);
+        total = n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
+        rest = rest.get(unit_len..).unwrap_or_default();
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Parses a byte size like Prometheus's: a number with an optional unit B, KB, MB, GB, TB, PB, EB
+/// (powers of 1024).
+pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().with_context(|| format!("not a valid size: {s:?}"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KB" => 10,
+        "MB" => 20,
+        "GB" => 30,
+        "TB" => 40,
+        "PB" => 50,
+        "EB" => 60,
+        _ => bail!("not a valid size: {s:?} (units: B, KB, MB, GB, TB, PB, EB)"),
+    };
+    n.checked_mul(1u64 << shift).with_context(|| format!("size out of range: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86400));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("30m1h").is_err());
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("0").unwrap(), 0);
+        assert_eq!(parse_bytes("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("10GB").unwrap(), 10 << 30);
+        assert!(parse_bytes("10XB").is_err());
+        assert!(parse_bytes("MB").is_err());
+    }
+
+    #[test]
+    fn config_file_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.yml");
+        std::fs::write(&path, "storage:\n  tsdb:\n    out_of_order_time_window: 45m\n").unwrap();
+        let flags = Flags::parse_from(["strata", "--config.file", path.to_str().unwrap()]);
+        let cfg = flags.into_config().unwrap();
+        assert_eq!(cfg.db.head.ooo_time_window_ms, 45 * 60_000);
+        let flags = Flags::parse_from(["strata", "--config.file", path.to_str().unwrap(), "--storage.tsdb.out-of-order-time-window", "10m"]);
+        assert_eq!(flags.into_config().unwrap().db.head.ooo_time_window_ms, 10 * 60_000);
+    }
+}

@@ -1,0 +1,186 @@
+//! Self-monitoring: `GET /metrics` in the Prometheus text format, rendered by `prometheus-client`.
+//!
+//! Components keep their own counters (the head's `HeadStats`, the WAL's fsync histogram, the
+//! ingest crate's `IngestMetrics`); a [`Collector`] reads them at scrape time. HTTP request counts and
+//! durations are recorded here by a middleware, labelled by route and status code.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Everything `/metrics` renders.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<Vec<(String, String)>, Counter>,
+    http_duration: Family<Vec<(String, String)>, Histogram>,
+}
+
+/// Reads the storage and ingest counters at scrape time.
+struct StorageCollector {
+    db: Arc<tsdb::Db>,
+    ingest: Arc<ingest::IngestMetrics>,
+    replay_seconds: f64,
+}
+
+impl std::fmt::Debug for StorageCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageCollector").field("dir", &self.db.dir()).finish_non_exhaustive()
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for StorageCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let head = self.db.head();
+        let st = head.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        {
+            let mut m = e.encode_descriptor(
+                "strata_head_samples_appended",
+                "Samples stored in the head, by placement.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (placement, v) in [("in_order", load(&st.samples_in_order)), ("out_of_order", load(&st.samples_out_of_order))] {
+                ConstCounter::new(v).encode(m.encode_family(&[("placement", placement)])?)?;
+            }
+        }
+        counter(&mut e, "strata_head_samples_deduplicated", "Samples identical to stored ones: accepted, stored once.", load(&st.samples_deduplicated))?;
+        {
+            let mut m = e.encode_descriptor(
+                "strata_head_samples_rejected",
+                "Samples rejected by the head, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, v) in [
+                ("out_of_bounds", load(&st.rejected_out_of_bounds)),
+                ("out_of_order", load(&st.rejected_out_of_order)),
+                ("too_old", load(&st.rejected_too_old)),
+                ("duplicate", load(&st.rejected_duplicate)),
+                ("invalid", load(&st.rejected_invalid)),
+            ] {
+                ConstCounter::new(v).encode(m.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        counter(&mut e, "strata_head_series_created", "Series created in the head.", load(&st.series_created))?;
+        gauge(&mut e, "strata_head_series", "Series in the head.", head.num_series() as f64)?;
+        gauge(&mut e, "strata_head_chunks", "Chunks in the head (in-order and out-of-order).", head.num_chunks() as f64)?;
+        gauge(&mut e, "strata_head_min_time_seconds", "Oldest sample in the head.", time_gauge(head.min_time()))?;
+        gauge(&mut e, "strata_head_max_time_seconds", "Newest sample in the head.", time_gauge(head.max_time()))?;
+        gauge(&mut e, "strata_blocks_loaded", "Persisted blocks.", self.db.blocks().len() as f64)?;
+        gauge(&mut e, "strata_wal_replay_duration_seconds", "Time the last WAL replay took.", self.replay_seconds)?;
+        if let Some(wal) = head.wal() {
+            counter(&mut e, "strata_wal_written_bytes", "Bytes written to the WAL since start.", wal.bytes_written())?;
+            let h = wal.fsync_durations();
+            // prometheus-client wants per-bucket counts; the snapshot is cumulative.
+            let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(h.buckets.len() + 1);
+            let mut prev = 0;
+            for &(le, cum) in &h.buckets {
+                buckets.push((le, cum.saturating_sub(prev)));
+                prev = cum;
+            }
+            buckets.push((f64::INFINITY, h.count.saturating_sub(prev)));
+            let mut m = e.encode_descriptor(
+                "strata_wal_fsync_duration_seconds",
+                "Duration of WAL fsync rounds (one round covers every writer waiting: group commit).",
+                None,
+                MetricType::Histogram,
+            )?;
+            m.encode_histogram::<Vec<(String, String)>>(h.sum_seconds, h.count, &buckets, None)?;
+        }
+        let s = self.ingest.snapshot();
+        counter(&mut e, "strata_remote_write_requests", "Remote-write requests received.", s.requests)?;
+        counter(&mut e, "strata_remote_write_received_bytes", "Compressed remote-write bytes received.", s.bytes_received)?;
+        counter(&mut e, "strata_remote_write_samples_received", "Float samples received by remote-write.", s.samples_received)?;
+        counter(&mut e, "strata_remote_write_samples_accepted", "Float samples accepted by remote-write.", s.samples_accepted)?;
+        {
+            let mut m = e.encode_descriptor(
+                "strata_remote_write_samples_rejected",
+                "Samples (and native histograms) rejected by remote-write, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for reason in ingest::Reason::ALL {
+                let v = s.rejected.get(reason.index()).copied().unwrap_or(0);
+                ConstCounter::new(v).encode(m.encode_family(&[("reason", reason.as_str())])?)?;
+            }
+        }
+        counter(&mut e, "strata_remote_write_exemplars_ignored", "Exemplars received and ignored.", s.exemplars_ignored)?;
+        counter(&mut e, "strata_remote_write_metadata_ignored", "Metadata entries received and ignored.", s.metadata_ignored)?;
+        Ok(())
+    }
+}
+
+fn time_gauge(ms: i64) -> f64 {
+    if ms == i64::MIN || ms == i64::MAX {
+        f64::NAN
+    } else {
+        ms as f64 / 1000.0
+    }
+}
+
+impl Metrics {
+    pub fn new(db: Arc<tsdb::Db>, ingest: Arc<ingest::IngestMetrics>, replay_seconds: f64) -> Metrics {
+        let mut registry = Registry::default();
+        let http_requests = Family::<Vec<(String, String)>, Counter>::default();
+        let http_duration = Family::<Vec<(String, String)>, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0].into_iter())
+        });
+        registry.register("strata_http_requests", "HTTP requests by handler and status code.", http_requests.clone());
+        registry.register(
+            "strata_http_request_duration_seconds",
+            "HTTP request durations by handler (query handlers measure query evaluation).",
+            http_duration.clone(),
+        );
+        registry.register_collector(Box::new(StorageCollector { db, ingest, replay_seconds }));
+        Metrics { registry, http_requests, http_duration }
+    }
+
+    fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(m): State<Arc<Metrics>>) -> Response {
+    match m.render() {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics").into_response(),
+    }
+}
+
+/// Middleware recording request counts and durations by matched route and status.
+pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let code = resp.status().as_u16().to_string();
+    m.http_requests.get_or_create(&vec![("handler".to_owned(), route.clone()), ("code".to_owned(), code)]).inc();
+    m.http_duration.get_or_create(&vec![("handler".to_owned(), route)]).observe(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,116 @@
+//! Wiring: the HTTP listener, readiness gating during WAL replay, the ingest and query routers, and
+//! ordered shutdown (stop accepting → drain handlers → sync and close the WAL).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+
+/// Set once the WAL is replayed: the router serving everything but the health endpoints.
+type Ready = Arc<OnceLock<Router>>;
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen_address)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen_address))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(address = %addr, data_dir = %cfg.data_dir.display(), "listening");
+
+    let ready: Ready = Arc::new(OnceLock::new());
+    let app = Router::new()
+        .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
+        .route("/-/ready", get(ready_handler))
+        .fallback(forward)
+        .with_state(Arc::clone(&ready));
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+    });
+
+    let started = Instant::now();
+    let data_dir = cfg.data_dir.clone();
+    let db_opts = cfg.db.clone();
+    let db = tokio::task::spawn_blocking(move || tsdb::Db::open(&data_dir, db_opts))
+        .await
+        .context("WAL replay task failed")?
+        .with_context(|| format!("opening the TSDB in {}", cfg.data_dir.display()))?;
+    let replay_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        series = db.head().num_series(),
+        blocks = db.blocks().len(),
+        duration_secs = replay_seconds,
+        out_of_order_time_window_ms = cfg.db.head.ooo_time_window_ms,
+        "TSDB ready"
+    );
+    db.start_background();
+    let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest);
+    let metrics = Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), replay_seconds));
+    let api = ingest::router(ingest_state)
+        .merge(query::router(query::QueryState { db: Arc::clone(&db), opts: cfg.engine }))
+        .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
+        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
+    // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
+    let _ = ready.set(api);
+
+    let served = server.await.context("HTTP server task failed")?;
+    tracing::info!("HTTP server stopped; syncing the WAL");
+    let closed = tokio::task::spawn_blocking(move || db.close()).await.context("WAL close task failed")?;
+    served.context("HTTP server failed")?;
+    closed.context("closing the TSDB")?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn ready_handler(State(ready): State<Ready>) -> Response {
+    if ready.get().is_some() {
+        (StatusCode::OK, "Strata is Ready.\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    }
+}
+
+/// Routes a request to the API once replay is done; 503 before.
+async fn forward(State(ready): State<Ready>, req: Request) -> Response {
+    match ready.get() {
+        Some(api) => match api.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        },
+        None => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
+        () = term => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
