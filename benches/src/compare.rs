@@ -214,6 +214,9 @@ pub fn run(opts: &Options) -> Result<Report> {
         "parse bound (1 core): snappy {:.3}, +prost {:.3}, +strata walk {:.3} CPU-s per 1M samples",
         parse_bound.snappy_cpu_s_per_m, parse_bound.snappy_prost_cpu_s_per_m, parse_bound.snappy_walk_cpu_s_per_m
     );
+    if spec.ooo_fraction > 0.0 {
+        eprintln!("out-of-order window given to the targets: {} ms", ooo_window(spec, &opts.load));
+    }
     let qs = queries(spec);
     let mut results = Vec::new();
     for t in &opts.targets {
@@ -312,7 +315,7 @@ fn force_flush(agent: &ureq::Agent, s: &Server) {
 
 fn restart(opts: &Options, t: &Target, data: &Path, agent: &ureq::Agent, run: usize) -> (Restart, Option<Server>) {
     let mut r = Restart::default();
-    let mut s = match Server::start(t, data, &opts.out_dir, ooo_window(&opts.spec), run) {
+    let mut s = match Server::start(t, data, &opts.out_dir, ooo_window(&opts.spec, &opts.load), run) {
         Ok(s) => s,
         Err(e) => {
             r.error = Some(format!("{e:#}"));
@@ -334,10 +337,12 @@ fn restart(opts: &Options, t: &Target, data: &Path, agent: &ureq::Agent, run: us
     (r, Some(s))
 }
 
-/// The out-of-order window the targets get: the workload's max lag plus two intervals of slack.
-pub fn ooo_window(spec: &Spec) -> i64 {
+/// The out-of-order window the targets get. A held-back sample can arrive when another shard is
+/// already up to `max_skew_rounds` (plus one request) ahead, so the window is the workload's max lag
+/// plus twice that skew in data time.
+pub fn ooo_window(spec: &Spec, load: &LoadOptions) -> i64 {
     if spec.ooo_fraction > 0.0 {
-        spec.ooo_max_lag_ms + 2 * spec.interval_ms
+        spec.ooo_max_lag_ms + 2 * (i64::from(load.max_skew_rounds) + 1) * spec.interval_ms
     } else {
         0
     }
@@ -350,7 +355,7 @@ fn run_target(opts: &Options, t: &Target, shards: &[ShardPayloads], qs: &[Query]
         std::fs::remove_dir_all(&data).with_context(|| format!("clear {}", data.display()))?;
     }
     let agent = client::agent();
-    let mut s = Server::start(t, &data, &opts.out_dir, ooo_window(spec), 0)?;
+    let mut s = Server::start(t, &data, &opts.out_dir, ooo_window(spec, &opts.load), 0)?;
     r.startup_s = s.wait_ready(&agent, opts.wait_timeout)?.as_secs_f64();
 
     // Load.
