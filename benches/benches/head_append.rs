@@ -17,7 +17,10 @@ const ROUNDS: u32 = 61;
 const BATCH: usize = 2000;
 
 /// The samples after the first scrape, cut into batches: `(slot, t, v)`.
-fn batches(spec: &Spec) -> (Vec<(usize, i64, f64)>, Vec<Vec<(usize, i64, f64)>>) {
+/// Samples `(slot, t, v)` of one transaction.
+type Batch = Vec<(usize, i64, f64)>;
+
+fn batches(spec: &Spec) -> (Batch, Vec<Batch>) {
     let (mut first, mut rest) = (Vec::new(), Vec::new());
     shard_stream(spec, 0, 1, |e| {
         if e.send_round == 0 {
@@ -29,14 +32,21 @@ fn batches(spec: &Spec) -> (Vec<(usize, i64, f64)>, Vec<Vec<(usize, i64, f64)>>)
     (first, rest.chunks(BATCH).map(<[_]>::to_vec).collect())
 }
 
-fn append_batch(head: &tsdb::Head, labels: &[Vec<(String, String)>], batch: &[(usize, i64, f64)]) -> u64 {
+fn append_batch(
+    head: &tsdb::Head,
+    labels: &[Vec<(String, String)>],
+    batch: &[(usize, i64, f64)],
+) -> u64 {
     let mut app = head.appender();
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
     for &(slot, t, v) in batch {
         pairs.clear();
         pairs.extend(labels[slot].iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let h = app.series(&mut pairs).unwrap_or_else(|e| panic!("series: {e}"));
-        app.append(h, t, v).unwrap_or_else(|e| panic!("append: {e}"));
+        let h = app
+            .series(&mut pairs)
+            .unwrap_or_else(|e| panic!("series: {e}"));
+        app.append(h, t, v)
+            .unwrap_or_else(|e| panic!("append: {e}"));
     }
     let stats = app.commit().unwrap_or_else(|e| panic!("commit: {e}"));
     stats.in_order + stats.out_of_order
@@ -44,7 +54,9 @@ fn append_batch(head: &tsdb::Head, labels: &[Vec<(String, String)>], batch: &[(u
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("head_append");
-    g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
     for (order, ooo) in [("in_order", 0.0), ("ooo_20pct", 0.2)] {
         let spec = bench_spec(SERIES, ROUNDS, ooo);
         let labels: Vec<_> = (0..spec.slots()).map(|s| spec.labels(s, 0)).collect();
@@ -59,14 +71,20 @@ fn bench(c: &mut Criterion) {
                     || {
                         let mut opts = memory_options(window);
                         if storage == "wal_never" {
-                            opts.wal = Some(wal::Options { sync: wal::SyncPolicy::Never, ..wal::Options::default() });
+                            opts.wal = Some(wal::Options {
+                                sync: wal::SyncPolicy::Never,
+                                ..wal::Options::default()
+                            });
                         }
                         let (dir, head) = temp_head(opts);
                         assert_eq!(append_batch(&head, &labels, &first), first_total);
                         (dir, head)
                     },
                     |(dir, head)| {
-                        let stored: u64 = batches.iter().map(|b| append_batch(&head, &labels, b)).sum();
+                        let stored: u64 = batches
+                            .iter()
+                            .map(|b| append_batch(&head, &labels, b))
+                            .sum();
                         assert_eq!(stored, total);
                         (dir, head)
                     },

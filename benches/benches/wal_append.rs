@@ -22,7 +22,14 @@ fn record() -> Vec<u8> {
     let mut n = 0;
     shard_stream(&spec, 0, 1, |e| {
         if n < SAMPLES_PER_RECORD {
-            encode_sample(&mut rec, RefSample { sref: u64::from(e.slot) + 1, t: e.t, v: e.v });
+            encode_sample(
+                &mut rec,
+                RefSample {
+                    sref: u64::from(e.slot) + 1,
+                    t: e.t,
+                    v: e.v,
+                },
+            );
             n += 1;
         }
     });
@@ -31,7 +38,13 @@ fn record() -> Vec<u8> {
 }
 
 fn open(dir: &std::path::Path, sync: SyncPolicy) -> Wal {
-    match Wal::open(dir, wal::Options { segment_size_bytes: wal::DEFAULT_SEGMENT_SIZE_BYTES, sync }) {
+    match Wal::open(
+        dir,
+        wal::Options {
+            segment_size_bytes: wal::DEFAULT_SEGMENT_SIZE_BYTES,
+            sync,
+        },
+    ) {
         Ok((w, _)) => w,
         Err(e) => panic!("open wal: {e}"),
     }
@@ -60,20 +73,30 @@ fn run(wal: &Wal, rec: &[u8], iters: u64, threads: u64) -> Duration {
 fn bench(c: &mut Criterion) {
     let rec = record();
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let variants: [(&str, SyncPolicy, u64); 3] =
-        [("never", SyncPolicy::Never, 1), ("always_1_thread", SyncPolicy::Always, 1), ("always_4_threads", SyncPolicy::Always, 4)];
+    let variants: [(&str, SyncPolicy, u64); 3] = [
+        ("never", SyncPolicy::Never, 1),
+        ("always_1_thread", SyncPolicy::Always, 1),
+        ("always_4_threads", SyncPolicy::Always, 4),
+    ];
     for (group, throughput) in [
-        ("wal_append_samples", Throughput::Elements(SAMPLES_PER_RECORD as u64)),
+        (
+            "wal_append_samples",
+            Throughput::Elements(SAMPLES_PER_RECORD as u64),
+        ),
         ("wal_append_bytes", Throughput::Bytes(rec.len() as u64)),
     ] {
         let mut g = c.benchmark_group(group);
         g.throughput(throughput);
         for (name, sync, threads) in variants {
             if sync == SyncPolicy::Never {
-                g.sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+                g.sample_size(30)
+                    .measurement_time(Duration::from_secs(3))
+                    .warm_up_time(Duration::from_secs(1));
             } else {
                 // fsync-bound: keep it short.
-                g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+                g.sample_size(10)
+                    .measurement_time(Duration::from_secs(3))
+                    .warm_up_time(Duration::from_millis(500));
             }
             let wal = open(&tmp.path().join(format!("{group}-{name}")), sync);
             g.bench_function(BenchmarkId::new(name, format!("{}B", rec.len())), |b| {

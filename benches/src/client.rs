@@ -51,15 +51,26 @@ pub struct LoadResult {
 
 /// Sends every shard's payloads, in order, each shard on its own connection; returns when all
 /// are sent or `max_duration` passed.
-pub fn send_load(url: &str, shards: &[ShardPayloads], opts: &LoadOptions, bar: &ProgressBar) -> LoadResult {
+pub fn send_load(
+    url: &str,
+    shards: &[ShardPayloads],
+    opts: &LoadOptions,
+    bar: &ProgressBar,
+) -> LoadResult {
     let progress: Vec<AtomicU32> = shards.iter().map(|_| AtomicU32::new(0)).collect();
-    let (ok, rejected, failed, requests) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (ok, rejected, failed, requests) = (
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    );
     let errors = Mutex::new(Vec::new());
     let t0 = Instant::now();
     let deadline = t0 + opts.max_duration;
     std::thread::scope(|s| {
         for (i, payloads) in shards.iter().enumerate() {
-            let (progress, ok, rejected, failed, requests, errors) = (&progress, &ok, &rejected, &failed, &requests, &errors);
+            let (progress, ok, rejected, failed, requests, errors) =
+                (&progress, &ok, &rejected, &failed, &requests, &errors);
             s.spawn(move || {
                 let agent = agent();
                 for p in payloads {
@@ -85,7 +96,10 @@ pub fn send_load(url: &str, shards: &[ShardPayloads], opts: &LoadOptions, bar: &
                                 false
                             }
                             Err(ureq::Error::Status(code, resp)) if code != 429 && code < 500 => {
-                                note(errors, format!("{code}: {}", resp.into_string().unwrap_or_default()));
+                                note(
+                                    errors,
+                                    format!("{code}: {}", resp.into_string().unwrap_or_default()),
+                                );
                                 rejected.fetch_add(n, Ordering::Relaxed);
                                 false
                             }
@@ -168,7 +182,11 @@ fn secs(ms: i64) -> String {
 }
 
 /// Runs `q` once; returns its latency and the parsed JSON answer (an error unless `status` is `success`).
-pub fn run_query(agent: &ureq::Agent, base: &str, q: &Query) -> Result<(Duration, serde_json::Value)> {
+pub fn run_query(
+    agent: &ureq::Agent,
+    base: &str,
+    q: &Query,
+) -> Result<(Duration, serde_json::Value)> {
     let req = match q.range {
         None => agent
             .get(&format!("{base}/api/v1/query"))
@@ -184,13 +202,18 @@ pub fn run_query(agent: &ureq::Agent, base: &str, q: &Query) -> Result<(Duration
     let t0 = Instant::now();
     let body = match req.call() {
         Ok(r) => r.into_string()?,
-        Err(ureq::Error::Status(code, r)) => bail!("{code}: {}", r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => {
+            bail!("{code}: {}", r.into_string().unwrap_or_default())
+        }
         Err(e) => return Err(e.into()),
     };
     let took = t0.elapsed();
     let v: serde_json::Value = serde_json::from_str(&body)?;
     if v.get("status").and_then(|s| s.as_str()) != Some("success") {
-        bail!("query failed: {}", body.chars().take(300).collect::<String>());
+        bail!(
+            "query failed: {}",
+            body.chars().take(300).collect::<String>()
+        );
     }
     Ok((took, v))
 }
