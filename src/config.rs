@@ -54,6 +54,12 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", hide = true)]
     pub compaction_interval: String,
 
+    /// Write a WAL checkpoint (the head's chunks) when the WAL segments since the last one exceed this
+    /// size, e.g. `64MB`; bounds the samples a restart after a crash replays one by one. 0 = only after
+    /// compaction and at shutdown.
+    #[arg(long = "storage.tsdb.wal-checkpoint-size", default_value = "64MB")]
+    pub wal_checkpoint_size: String,
+
     /// WAL segment size in bytes.
     #[arg(long = "storage.tsdb.wal-segment-size", default_value_t = 128 << 20)]
     pub wal_segment_size: u64,
@@ -198,6 +204,7 @@ impl Flags {
             retention_bytes: parse_bytes(&self.retention_size).context("--storage.tsdb.retention.size")?,
             max_block_duration_ms,
             compaction_interval,
+            checkpoint_wal_bytes: parse_bytes(&self.wal_checkpoint_size).context("--storage.tsdb.wal-checkpoint-size")?,
         };
         let engine = query::EngineOptions {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,

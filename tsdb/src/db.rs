@@ -39,7 +39,15 @@ pub struct DbOptions {
     pub max_block_duration_ms: i64,
     /// How often the background thread looks for compaction work.
     pub compaction_interval: Duration,
+    /// A checkpoint is written when the WAL segments (what a restart replays sample by sample) grow
+    /// past this many bytes. 0 disables size-triggered checkpoints.
+    pub checkpoint_wal_bytes: u64,
 }
+
+/// Default for [`DbOptions::checkpoint_wal_bytes`]: about 4.5M samples to replay at most.
+pub const DEFAULT_CHECKPOINT_WAL_BYTES: u64 = 64 << 20;
+/// How often the background thread checks the WAL size.
+const WAL_SIZE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Default for DbOptions {
     fn default() -> Self {
@@ -50,6 +58,7 @@ impl Default for DbOptions {
             retention_bytes: 0,
             max_block_duration_ms: default_max_block_duration(retention_ms),
             compaction_interval: Duration::from_secs(60),
+            checkpoint_wal_bytes: DEFAULT_CHECKPOINT_WAL_BYTES,
         }
     }
 }
@@ -140,22 +149,33 @@ impl Db {
         Querier::with_blocks(Arc::clone(&self.head), &self.blocks(), mint, maxt)
     }
 
-    /// Starts the background compaction thread.
+    /// Starts the background thread: compaction every `compaction_interval`, and a checkpoint whenever
+    /// the WAL grows past `checkpoint_wal_bytes`.
     pub fn start_background(self: &Arc<Self>) {
         let db = Arc::clone(self);
         let stop = Arc::clone(&self.stop);
         let interval = self.opts.compaction_interval;
-        let handle = std::thread::Builder::new().name("strata-compact".into()).spawn(move || loop {
-            {
-                let (lock, cv) = &*stop;
-                let stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
-                let (stopped, _) = cv.wait_timeout(stopped, interval).unwrap_or_else(|e| e.into_inner());
-                if *stopped {
-                    return;
+        let tick = interval.min(WAL_SIZE_CHECK_INTERVAL);
+        let handle = std::thread::Builder::new().name("strata-compact".into()).spawn(move || {
+            let mut last_compaction = std::time::Instant::now();
+            loop {
+                {
+                    let (lock, cv) = &*stop;
+                    let stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let (stopped, _) = cv.wait_timeout(stopped, tick).unwrap_or_else(|e| e.into_inner());
+                    if *stopped {
+                        return;
+                    }
                 }
-            }
-            if let Err(e) = db.compact() {
-                tracing::error!(error = %e, "compaction failed; will retry");
+                if last_compaction.elapsed() >= interval {
+                    last_compaction = std::time::Instant::now();
+                    if let Err(e) = db.compact() {
+                        tracing::error!(error = %e, "compaction failed; will retry");
+                    }
+                }
+                if let Err(e) = db.checkpoint_if_large() {
+                    tracing::error!(error = %e, "wal checkpoint failed; will retry");
+                }
             }
         });
         match handle {
@@ -164,7 +184,17 @@ impl Db {
         }
     }
 
-    /// Stops background work and syncs and closes the WAL.
+    /// Writes a checkpoint if the WAL segments since the last one exceed the configured size.
+    pub fn checkpoint_if_large(&self) -> Result<()> {
+        let limit = self.opts.checkpoint_wal_bytes;
+        if limit == 0 || self.head.wal_bytes_since_checkpoint() < limit {
+            return Ok(());
+        }
+        let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        self.head.checkpoint_now()
+    }
+
+    /// Stops background work, writes a checkpoint, and syncs and closes the WAL.
     pub fn close(&self) -> Result<()> {
         {
             let (lock, cv) = &*self.stop;
@@ -173,6 +203,13 @@ impl Db {
         }
         if let Some(h) = self.background.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
+        }
+        // A checkpoint at shutdown makes the next start load chunks instead of replaying samples.
+        if self.head.wal_bytes_since_checkpoint() > 0 {
+            let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = self.head.checkpoint_now() {
+                tracing::error!(error = %e, "checkpoint at shutdown failed; the next start replays the WAL");
+            }
         }
         self.head.close()
     }

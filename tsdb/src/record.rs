@@ -3,7 +3,14 @@
 //! ```text
 //! series record:  0x01 | (uvarint ref | uvarint n | n × (uvarint len | name | uvarint len | value))…
 //! samples record: 0x02 | (uvarint ref | varint t | 8-byte LE f64 bits)…
+//! chunks record:  0x03 | (uvarint ref | varint next_at | 8-byte LE last value bits |
+//!                         uvarint n | n × chunk | u8 has_open | [chunk] |
+//!                         uvarint n | n × chunk | uvarint n | n × (varint t | 8-byte LE f64 bits))…
+//!                 chunk = varint min_t | varint max_t | uvarint len | XOR chunk bytes
 //! ```
+//! Chunks records (in-order sealed chunks, the open chunk, out-of-order sealed chunks, the open
+//! out-of-order samples of a series) appear only in checkpoints, so a restart loads chunks instead
+//! of re-appending every sample.
 //! Several series and samples share one record, so one remote-write request is one WAL batch.
 //! Decoding never trusts a length: every read is bounds-checked and failures are typed.
 
@@ -17,6 +24,8 @@ pub enum RecordType {
     Series = 1,
     /// Float samples.
     Samples = 2,
+    /// A series' chunks (checkpoints only).
+    Chunks = 3,
 }
 
 impl TryFrom<u8> for RecordType {
@@ -25,6 +34,7 @@ impl TryFrom<u8> for RecordType {
         match b {
             1 => Ok(RecordType::Series),
             2 => Ok(RecordType::Samples),
+            3 => Ok(RecordType::Chunks),
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -83,21 +93,97 @@ pub fn encode_sample(buf: &mut Vec<u8>, s: RefSample) {
     buf.extend_from_slice(&s.v.to_bits().to_le_bytes());
 }
 
-/// A decoded record.
-#[derive(Debug)]
-pub enum Record {
-    /// Series entries.
-    Series(Vec<(u64, Labels)>),
-    /// Sample entries.
-    Samples(Vec<RefSample>),
+/// A chunk as stored in a chunks record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk<'a> {
+    /// First timestamp.
+    pub min_t: i64,
+    /// Last timestamp.
+    pub max_t: i64,
+    /// XOR chunk bytes.
+    pub bytes: &'a [u8],
 }
 
-/// Decodes one record. Labels are rebuilt without re-validation beyond UTF-8 and sort order repair.
-pub fn decode(rec: &[u8], samples_out: &mut Vec<RefSample>) -> Result<Option<Vec<(u64, Labels)>>, DecodeError> {
+/// One series' entry of a chunks record.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SeriesChunks<'a> {
+    /// Series reference.
+    pub sref: u64,
+    /// When the open chunk is cut (Prometheus's `nextAt`).
+    pub next_at: i64,
+    /// Last in-order value.
+    pub last_value: f64,
+    /// Sealed in-order chunks.
+    pub sealed: Vec<StoredChunk<'a>>,
+    /// The open in-order chunk.
+    pub open: Option<StoredChunk<'a>>,
+    /// Sealed out-of-order chunks.
+    pub ooo_sealed: Vec<StoredChunk<'a>>,
+    /// Open out-of-order samples, sorted.
+    pub ooo_open: Vec<(i64, f64)>,
+}
+
+/// Appends one series' chunks to a chunks record buffer.
+pub fn encode_chunks(buf: &mut Vec<u8>, c: &SeriesChunks<'_>) {
+    if buf.is_empty() {
+        buf.push(RecordType::Chunks as u8);
+    }
+    let put_chunk = |buf: &mut Vec<u8>, ch: &StoredChunk<'_>| {
+        put_varint(buf, ch.min_t);
+        put_varint(buf, ch.max_t);
+        put_uvarint(buf, ch.bytes.len() as u64);
+        buf.extend_from_slice(ch.bytes);
+    };
+    put_uvarint(buf, c.sref);
+    put_varint(buf, c.next_at);
+    buf.extend_from_slice(&c.last_value.to_bits().to_le_bytes());
+    put_uvarint(buf, c.sealed.len() as u64);
+    for ch in &c.sealed {
+        put_chunk(buf, ch);
+    }
+    match &c.open {
+        Some(ch) => {
+            buf.push(1);
+            put_chunk(buf, ch);
+        }
+        None => buf.push(0),
+    }
+    put_uvarint(buf, c.ooo_sealed.len() as u64);
+    for ch in &c.ooo_sealed {
+        put_chunk(buf, ch);
+    }
+    put_uvarint(buf, c.ooo_open.len() as u64);
+    for &(t, v) in &c.ooo_open {
+        put_varint(buf, t);
+        buf.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+}
+
+/// A decoded record.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// Series entries.
+    Series(Vec<(u64, Labels)>),
+    /// Sample entries (written into the caller's buffer).
+    Samples,
+    /// Chunk entries, borrowing the record's bytes.
+    Chunks(Vec<SeriesChunks<'a>>),
+}
+
+/// Decodes one record; samples go into `samples_out` (reused by the caller). Labels are rebuilt
+/// without re-validation beyond UTF-8 and sort order repair.
+pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Record<'a>, DecodeError> {
     let (&tag, mut rest) = rec.split_first().ok_or(DecodeError::Empty)?;
     let start_len = rec.len();
     let pos = |rest: &[u8]| start_len - rest.len();
     match RecordType::try_from(tag)? {
+        RecordType::Chunks => {
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                out.push(decode_series_chunks(&mut rest, start_len)?);
+            }
+            Ok(Record::Chunks(out))
+        }
         RecordType::Samples => {
             while !rest.is_empty() {
                 let sref = get_uvarint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
@@ -108,7 +194,7 @@ pub fn decode(rec: &[u8], samples_out: &mut Vec<RefSample>) -> Result<Option<Vec
                 rest = rest.get(8..).unwrap_or_default();
                 samples_out.push(RefSample { sref, t, v: f64::from_bits(u64::from_le_bytes(b)) });
             }
-            Ok(None)
+            Ok(Record::Samples)
         }
         RecordType::Series => {
             let mut out = Vec::new();
@@ -127,9 +213,54 @@ pub fn decode(rec: &[u8], samples_out: &mut Vec<RefSample>) -> Result<Option<Vec
                 pairs.retain(|p| !p.1.is_empty());
                 out.push((sref, Labels::from_sorted_unchecked(&pairs)));
             }
-            Ok(Some(out))
+            Ok(Record::Series(out))
         }
     }
+}
+
+fn decode_series_chunks<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<SeriesChunks<'a>, DecodeError> {
+    let trunc = |rest: &[u8]| DecodeError::Truncated(start_len - rest.len());
+    let chunk = |rest: &mut &'a [u8]| -> Result<StoredChunk<'a>, DecodeError> {
+        let min_t = get_varint(rest).ok_or_else(|| trunc(rest))?;
+        let max_t = get_varint(rest).ok_or_else(|| trunc(rest))?;
+        let len = get_uvarint(rest).and_then(|l| usize::try_from(l).ok()).ok_or_else(|| trunc(rest))?;
+        let bytes = rest.get(..len).ok_or_else(|| trunc(rest))?;
+        *rest = rest.get(len..).unwrap_or_default();
+        Ok(StoredChunk { min_t, max_t, bytes })
+    };
+    let f64_le = |rest: &mut &'a [u8]| -> Result<f64, DecodeError> {
+        let b: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| trunc(rest))?;
+        *rest = rest.get(8..).unwrap_or_default();
+        Ok(f64::from_bits(u64::from_le_bytes(b)))
+    };
+    // Counts come from disk: never pre-allocate from them beyond what the bytes can hold.
+    let count = |rest: &mut &'a [u8]| -> Result<usize, DecodeError> {
+        let n = get_uvarint(rest).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| trunc(rest))?;
+        if n > rest.len() {
+            return Err(trunc(rest));
+        }
+        Ok(n)
+    };
+    let sref = get_uvarint(rest).ok_or_else(|| trunc(rest))?;
+    let next_at = get_varint(rest).ok_or_else(|| trunc(rest))?;
+    let last_value = f64_le(rest)?;
+    let mut c = SeriesChunks { sref, next_at, last_value, ..SeriesChunks::default() };
+    for _ in 0..count(rest)? {
+        c.sealed.push(chunk(rest)?);
+    }
+    let (&has_open, after) = rest.split_first().ok_or_else(|| trunc(rest))?;
+    *rest = after;
+    if has_open == 1 {
+        c.open = Some(chunk(rest)?);
+    }
+    for _ in 0..count(rest)? {
+        c.ooo_sealed.push(chunk(rest)?);
+    }
+    for _ in 0..count(rest)? {
+        let t = get_varint(rest).ok_or_else(|| trunc(rest))?;
+        c.ooo_open.push((t, f64_le(rest)?));
+    }
+    Ok(c)
 }
 
 fn get_str<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<&'a str, DecodeError> {
@@ -182,16 +313,45 @@ mod tests {
         let mut buf = Vec::new();
         encode_series(&mut buf, 7, &l);
         let mut samples = Vec::new();
-        let series = decode(&buf, &mut samples).unwrap().unwrap();
+        let Record::Series(series) = decode(&buf, &mut samples).unwrap() else { panic!("not a series record") };
         assert_eq!(series, vec![(7, l)]);
         let mut buf = Vec::new();
         encode_sample(&mut buf, RefSample { sref: 7, t: -5, v: f64::NAN });
         encode_sample(&mut buf, RefSample { sref: 9, t: i64::MAX, v: 1.5 });
-        assert!(decode(&buf, &mut samples).unwrap().is_none());
+        assert!(matches!(decode(&buf, &mut samples).unwrap(), Record::Samples));
         assert_eq!(samples.len(), 2);
         assert_eq!(samples[0].t, -5);
         assert!(samples[0].v.is_nan());
         assert_eq!(samples[1], RefSample { sref: 9, t: i64::MAX, v: 1.5 });
+    }
+
+    #[test]
+    fn chunks_round_trip() {
+        let a = [1u8, 2, 3];
+        let b = [9u8; 40];
+        let c = SeriesChunks {
+            sref: 3,
+            next_at: 7_200_000,
+            last_value: -2.5,
+            sealed: vec![StoredChunk { min_t: -5, max_t: 100, bytes: &a }],
+            open: Some(StoredChunk { min_t: 101, max_t: 200, bytes: &b }),
+            ooo_sealed: vec![StoredChunk { min_t: 0, max_t: 1, bytes: &a }],
+            ooo_open: vec![(3, 1.0), (4, f64::INFINITY)],
+        };
+        let empty = SeriesChunks { sref: 4, ..SeriesChunks::default() };
+        let mut buf = Vec::new();
+        encode_chunks(&mut buf, &c);
+        encode_chunks(&mut buf, &empty);
+        let Record::Chunks(got) = decode(&buf, &mut Vec::new()).unwrap() else { panic!("not a chunks record") };
+        assert_eq!(got, vec![c, empty]);
+        // A truncation is an error or (at the entry boundary) the first entry alone; never a panic.
+        for cut in 1..buf.len() {
+            match decode(&buf[..cut], &mut Vec::new()) {
+                Err(_) => {}
+                Ok(Record::Chunks(v)) => assert!(v.len() <= 1, "cut at {cut}"),
+                Ok(other) => panic!("cut at {cut}: {other:?}"),
+            }
+        }
     }
 
     proptest! {

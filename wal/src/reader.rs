@@ -185,6 +185,11 @@ impl Reader {
     /// The next record, or `None` at the end (or after an error was returned). The slice
     /// borrows the reader's buffer and is valid until the next call.
     pub fn next_record(&mut self) -> Option<Result<&[u8]>> {
+        self.next_record_in_segment().map(|r| r.map(|(_, rec)| rec))
+    }
+
+    /// Like [`Reader::next_record`], with the index of the segment the record was read from.
+    pub fn next_record_in_segment(&mut self) -> Option<Result<(SegmentIndex, &[u8])>> {
         loop {
             if self.done {
                 return None;
@@ -206,7 +211,7 @@ impl Reader {
                 }
             };
             match scanner.next_record(&mut self.record) {
-                Ok(true) => return Some(Ok(&self.record)),
+                Ok(true) => return Some(Ok((scanner.index, &self.record))),
                 Ok(false) => {
                     self.scanner = None;
                     self.current += 1;

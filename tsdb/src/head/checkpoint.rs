@@ -1,18 +1,20 @@
-//! WAL checkpoints: after a compaction, `wal/checkpoint.NNNNNNNN/` (itself a small WAL) holds a series
-//! record for every series and every sample still in the head, so WAL segments before `NNNNNNNN` can
-//! be deleted. Written into `checkpoint.NNNNNNNN.tmp`, synced, then renamed: a crash leaves either the
+//! WAL checkpoints: `wal/checkpoint.NNNNNNNN/` (itself a small WAL) holds a series record for every
+//! series and a chunks record with every chunk still in the head, so WAL segments before `NNNNNNNN`
+//! can be deleted and a restart loads chunks instead of re-appending samples. Written after each head
+//! compaction, when the WAL since the last checkpoint grows past a size, and at shutdown. Written into `checkpoint.NNNNNNNN.tmp`, synced, then renamed: a crash leaves either the
 //! old checkpoint and segments, or the new checkpoint.
 
 use std::path::{Path, PathBuf};
 
+use super::series::SealedChunk;
 use super::Head;
-use crate::chunkenc::XorIter;
 use crate::error::{io_error, Error, Result};
-use crate::record::{self, RefSample};
+use crate::record::{self, SeriesChunks, StoredChunk};
 
 const PREFIX: &str = "checkpoint.";
 const SERIES_PER_RECORD: usize = 1_000;
-const SAMPLES_PER_RECORD: usize = 10_000;
+/// A chunks record is flushed once it holds this many bytes.
+const CHUNK_RECORD_BYTES: usize = 4 << 20;
 
 /// The newest complete checkpoint in `wal_dir`, as (segment index, path).
 pub(crate) fn newest(wal_dir: &Path) -> Result<Option<(u32, PathBuf)>> {
@@ -41,6 +43,25 @@ fn list(wal_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 
 
 impl Head {
+    /// Cuts a WAL segment and writes a checkpoint at it (see [`Head::checkpoint`]).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        let Some(wal) = self.wal() else { return Ok(()) };
+        let cut = wal.cut_segment()?;
+        self.checkpoint(cut.0)
+    }
+
+    /// Bytes of WAL segments on disk: what a restart would replay sample by sample.
+    pub fn wal_bytes_since_checkpoint(&self) -> u64 {
+        let Some(wal) = self.wal() else { return 0 };
+        let Ok(entries) = std::fs::read_dir(wal.dir()) else { return 0 };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Writes `checkpoint.<cut>` from memory, then deletes WAL segments before `cut` and older
     /// checkpoints. Appends may continue meanwhile (their samples are in segments >= `cut`; if they
     /// also land in the checkpoint, replay stores them once).
@@ -59,6 +80,10 @@ impl Head {
             let mut series_rec = Vec::new();
             let mut samples_rec = Vec::new();
             let (mut n_series, mut n_samples, mut in_rec) = (0u64, 0u64, 0usize);
+            let chunk_len = |b: &[u8]| match b {
+                [x, y, ..] => u64::from(u16::from_be_bytes([*x, *y])),
+                _ => 0,
+            };
             let mut failed: Option<Error> = None;
             let flush = |rec: &mut Vec<u8>, failed: &mut Option<Error>| {
                 if !rec.is_empty() && failed.is_none() {
@@ -79,30 +104,30 @@ impl Head {
                 }
             });
             flush(&mut series_rec, &mut failed);
-            in_rec = 0;
             self.series_maps().for_each(|s| {
                 let data = s.lock();
-                let mut push = |t: i64, v: f64| {
-                    record::encode_sample(&mut samples_rec, RefSample { sref: s.sref.0, t, v });
-                    n_samples += 1;
-                    in_rec += 1;
+                fn stored(c: &SealedChunk) -> StoredChunk<'_> {
+                    StoredChunk { min_t: c.min_t, max_t: c.max_t, bytes: &c.bytes }
+                }
+                let entry = SeriesChunks {
+                    sref: s.sref.0,
+                    next_at: data.next_at,
+                    last_value: data.last_value,
+                    sealed: data.sealed.iter().map(stored).collect(),
+                    open: data.open.as_ref().map(|c| StoredChunk { min_t: c.min_t, max_t: c.max_t, bytes: c.chunk.bytes() }),
+                    ooo_sealed: data.ooo.as_ref().map(|o| o.sealed.iter().map(stored).collect()).unwrap_or_default(),
+                    ooo_open: data.ooo.as_ref().map(|o| o.open.samples().to_vec()).unwrap_or_default(),
                 };
-                for c in &data.sealed {
-                    XorIter::new(&c.bytes).for_each(|(t, v)| push(t, v));
+                if entry.sealed.is_empty() && entry.open.is_none() && entry.ooo_sealed.is_empty() && entry.ooo_open.is_empty() {
+                    return;
                 }
-                if let Some(c) = &data.open {
-                    c.chunk.iter().for_each(|(t, v)| push(t, v));
-                }
-                if let Some(o) = &data.ooo {
-                    for c in &o.sealed {
-                        XorIter::new(&c.bytes).for_each(|(t, v)| push(t, v));
-                    }
-                    o.open.samples().iter().for_each(|&(t, v)| push(t, v));
-                }
+                n_samples += entry.sealed.iter().chain(&entry.open).chain(&entry.ooo_sealed).map(|c| chunk_len(c.bytes)).sum::<u64>()
+                    + entry.ooo_open.len() as u64;
+                record::encode_chunks(&mut samples_rec, &entry);
+                drop(entry);
                 drop(data);
-                if in_rec >= SAMPLES_PER_RECORD {
+                if samples_rec.len() >= CHUNK_RECORD_BYTES {
                     flush(&mut samples_rec, &mut failed);
-                    in_rec = 0;
                 }
             });
             flush(&mut samples_rec, &mut failed);

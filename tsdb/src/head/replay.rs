@@ -1,10 +1,12 @@
 //! WAL replay on startup: rebuilds series and samples from the newest checkpoint and the WAL segments
 //! after it, in WAL order, with progress in the log.
 //!
-//! Replay applies samples with the same rules as a commit (`SeriesData::apply`), so memory after a
-//! restart holds exactly what was acknowledged: identical samples once, and nothing rejected for age
-//! (everything in the WAL was accepted before it was written). Samples that a block already holds
-//! because the crash came between writing the block and checkpointing are skipped ([`ReplaySkip`]).
+//! A checkpoint's chunks are installed as they are (no re-encoding). WAL samples are applied with the
+//! same rules as a commit (`SeriesData::apply`, with the in-order floor computed once per record as a
+//! commit computes it once per batch), so memory after a restart holds exactly what was acknowledged:
+//! identical samples once, nothing rejected for age (everything in the WAL was accepted before it was
+//! written). Samples that a block already holds because the crash came between writing the block and
+//! checkpointing are skipped ([`ReplaySkip`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,15 +15,32 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::checkpoint;
-use super::series::{Applied, MemSeries, SeriesRef};
+use super::ooo::OooChunk;
+use super::series::{Applied, MemSeries, OooData, OpenChunk, SealedChunk, SeriesData, SeriesRef};
 use super::{Head, ReplaySkip};
+use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::{Error, Result};
-use crate::record::{self, RefSample};
+use crate::record::{self, Record, RefSample, SeriesChunks, StoredChunk};
+
+/// Series references below this are looked up in a dense table; larger ones in a map.
+const DENSE_REFS: u64 = 1 << 24;
 
 /// Replays the newest checkpoint and the WAL segments from it on into `head`.
 pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Result<()> {
     let started = Instant::now();
-    let mut st = Replay { head, skips, by_ref: HashMap::new(), max_ref: 0, series: 0, samples: 0, skipped: 0, unknown_refs: 0, bad_records: 0 };
+    let mut st = Replay {
+        head,
+        skips,
+        dense: Vec::new(),
+        sparse: HashMap::new(),
+        max_ref: 0,
+        series: 0,
+        samples: 0,
+        chunk_samples: 0,
+        skipped: 0,
+        unknown_refs: 0,
+        bad_records: 0,
+    };
     let mut from = 0;
     if let Some((n, dir)) = checkpoint::newest(wal_dir)? {
         tracing::info!(checkpoint = n, "replaying wal checkpoint");
@@ -34,6 +53,7 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
     tracing::info!(
         series = st.series,
         samples = st.samples,
+        samples_from_checkpoint_chunks = st.chunk_samples,
         skipped_in_blocks = st.skipped,
         unknown_refs = st.unknown_refs,
         bad_records = st.bad_records,
@@ -47,10 +67,13 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
 struct Replay<'a> {
     head: &'a Head,
     skips: &'a [ReplaySkip],
-    by_ref: HashMap<u64, Arc<MemSeries>>,
+    /// Series by reference, for references below [`DENSE_REFS`].
+    dense: Vec<Option<Arc<MemSeries>>>,
+    sparse: HashMap<u64, Arc<MemSeries>>,
     max_ref: u64,
     series: u64,
     samples: u64,
+    chunk_samples: u64,
     skipped: u64,
     unknown_refs: u64,
     bad_records: u64,
@@ -67,9 +90,10 @@ impl Replay<'_> {
         let mut seg_samples = self.samples;
         loop {
             samples.clear();
-            let decoded = match reader.next_record() {
+            let seg = reader.current_segment_number();
+            let (segment, rec) = match reader.next_record_in_segment() {
                 None => break,
-                Some(Ok(rec)) => record::decode(rec, &mut samples),
+                Some(Ok(r)) => r,
                 Some(Err(wal::Error::Corruption { segment, offset, reason })) => {
                     // open() repaired the tail; damage here is in an earlier segment and was not cut
                     // because data follows it. Refuse to start rather than drop acknowledged data.
@@ -77,9 +101,7 @@ impl Replay<'_> {
                 }
                 Some(Err(e)) => return Err(e.into()),
             };
-            // The record has been copied out; the reader now reports its segment.
-            let position = fixed_position.unwrap_or(reader.position().0 .0);
-            let seg = reader.current_segment_number();
+            let position = fixed_position.unwrap_or(segment.0);
             if fixed_position.is_none() && seg != seg_seen {
                 if seg_seen != 0 {
                     log_progress(seg_seen, total, self.samples - seg_samples, seg_started);
@@ -88,9 +110,14 @@ impl Replay<'_> {
                 seg_started = Instant::now();
                 seg_samples = self.samples;
             }
-            match decoded {
-                Ok(Some(series)) => self.add_series(series)?,
-                Ok(None) => self.apply_samples(&samples, position),
+            match record::decode(rec, &mut samples) {
+                Ok(Record::Series(series)) => self.add_series(series)?,
+                Ok(Record::Samples) => self.apply_samples(&samples, position),
+                Ok(Record::Chunks(chunks)) => {
+                    for c in chunks {
+                        self.install_chunks(&c, position)?;
+                    }
+                }
                 Err(e) => {
                     self.bad_records += 1;
                     tracing::warn!(error = %e, position, "skipping undecodable wal record");
@@ -101,6 +128,14 @@ impl Replay<'_> {
             log_progress(seg_seen, total, self.samples - seg_samples, seg_started);
         }
         Ok(())
+    }
+
+    fn lookup(&self, sref: u64) -> Option<&Arc<MemSeries>> {
+        if sref < DENSE_REFS {
+            self.dense.get(usize::try_from(sref).ok()?)?.as_ref()
+        } else {
+            self.sparse.get(&sref)
+        }
     }
 
     fn add_series(&mut self, series: Vec<(u64, crate::labels::Labels)>) -> Result<()> {
@@ -119,50 +154,143 @@ impl Replay<'_> {
                 self.head.register(&s);
                 self.series += 1;
             }
-            self.by_ref.insert(sref, s);
+            if sref < DENSE_REFS {
+                let i = sref as usize;
+                if self.dense.len() <= i {
+                    self.dense.resize(i + 1, None);
+                }
+                if let Some(slot) = self.dense.get_mut(i) {
+                    *slot = Some(s);
+                }
+            } else {
+                self.sparse.insert(sref, s);
+            }
         }
         Ok(())
+    }
+
+    fn skipped_at(&self, position: u32, t: i64) -> bool {
+        self.skips.iter().any(|k| position < k.before_segment && t >= k.mint && t < k.maxt)
     }
 
     fn apply_samples(&mut self, samples: &[RefSample], position: u32) {
         let head = self.head;
         let (chunk_range, cap) = (head.opts.chunk_range_ms, head.opts.ooo_cap_max);
+        let min_valid = head.min_valid_time();
+        let check_skips = self.skips.iter().any(|k| position < k.before_segment);
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let (mut in_order, mut ooo, mut dedup, mut conflicts) = (0u64, 0u64, 0u64, 0u64);
         let mut i = 0;
         while let Some(first) = samples.get(i) {
             let sref = first.sref;
-            let Some(s) = self.by_ref.get(&sref) else {
+            let Some(s) = self.lookup(sref).cloned() else {
                 self.unknown_refs += 1;
                 i += 1;
                 continue;
             };
             let mut data = s.lock();
-            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
             while let Some(smp) = samples.get(i) {
                 if smp.sref != sref {
                     break;
                 }
                 i += 1;
-                if self.skips.iter().any(|k| position < k.before_segment && smp.t >= k.mint && smp.t < k.maxt) {
+                if check_skips && self.skipped_at(position, smp.t) {
                     self.skipped += 1;
                     continue;
                 }
-                let counter = match data.apply(smp.t, smp.v, head.min_valid_time(), chunk_range, cap) {
-                    Applied::InOrder => &head.stats.samples_in_order,
-                    Applied::OutOfOrder => &head.stats.samples_out_of_order,
-                    Applied::AlreadyStored => &head.stats.samples_deduplicated,
-                    Applied::Conflict => &head.stats.commit_conflicts,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                match data.apply(smp.t, smp.v, min_valid, chunk_range, cap) {
+                    Applied::InOrder => in_order += 1,
+                    Applied::OutOfOrder => ooo += 1,
+                    Applied::AlreadyStored => dedup += 1,
+                    Applied::Conflict => conflicts += 1,
+                }
                 lo = lo.min(smp.t);
                 hi = hi.max(smp.t);
                 self.samples += 1;
             }
-            drop(data);
-            if hi != i64::MIN {
-                head.observe_time(hi);
-                head.observe_time(lo);
-            }
         }
+        if hi != i64::MIN {
+            head.observe_time(hi);
+            head.observe_time(lo);
+        }
+        let st = &head.stats;
+        st.samples_in_order.fetch_add(in_order, Ordering::Relaxed);
+        st.samples_out_of_order.fetch_add(ooo, Ordering::Relaxed);
+        st.samples_deduplicated.fetch_add(dedup, Ordering::Relaxed);
+        st.commit_conflicts.fetch_add(conflicts, Ordering::Relaxed);
+    }
+
+    /// Installs a series' chunks from a checkpoint into an empty series. If the series already holds
+    /// data, or part of the chunks is already in a block, the chunks' samples are applied instead.
+    fn install_chunks(&mut self, c: &SeriesChunks<'_>, position: u32) -> Result<()> {
+        let Some(s) = self.lookup(c.sref).cloned() else {
+            self.unknown_refs += 1;
+            return Ok(());
+        };
+        let all_chunks = || c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);
+        let needs_skip = all_chunks().any(|ch| self.range_skipped(position, ch))
+            || c.ooo_open.iter().any(|&(t, _)| self.skipped_at(position, t));
+        let mut data = s.lock();
+        if needs_skip || !is_empty(&data) {
+            drop(data);
+            let mut samples = Vec::new();
+            for ch in all_chunks() {
+                samples.extend(XorIter::new(ch.bytes).map(|(t, v)| RefSample { sref: c.sref, t, v }));
+            }
+            samples.extend(c.ooo_open.iter().map(|&(t, v)| RefSample { sref: c.sref, t, v }));
+            samples.sort_by_key(|s| s.t);
+            self.apply_samples(&samples, position);
+            return Ok(());
+        }
+        let corrupt = |e: crate::chunkenc::ChunkError| Error::Corruption {
+            what: format!("checkpoint chunk of series {}", c.sref),
+            reason: e.to_string(),
+        };
+        let sealed = |ch: &StoredChunk<'_>| SealedChunk { min_t: ch.min_t, max_t: ch.max_t, bytes: Arc::from(ch.bytes) };
+        data.sealed = c.sealed.iter().map(sealed).collect();
+        data.open = match &c.open {
+            Some(ch) => Some(OpenChunk {
+                chunk: XorChunk::from_bytes(ch.bytes.to_vec()).map_err(corrupt)?,
+                min_t: ch.min_t,
+                max_t: ch.max_t,
+            }),
+            None => None,
+        };
+        data.next_at = c.next_at;
+        data.last_value = c.last_value;
+        if !c.ooo_sealed.is_empty() || !c.ooo_open.is_empty() {
+            let mut open = OooChunk::default();
+            for &(t, v) in &c.ooo_open {
+                open.insert(t, v);
+            }
+            data.ooo = Some(Box::new(OooData { open, sealed: c.ooo_sealed.iter().map(sealed).collect() }));
+        }
+        let n: u64 = all_chunks().map(|ch| u64::from(chunk_len(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;
+        let range = data.time_range();
+        drop(data);
+        if let Some((lo, hi)) = range {
+            self.head.observe_time(hi);
+            self.head.observe_time(lo);
+        }
+        self.samples += n;
+        self.chunk_samples += n;
+        Ok(())
+    }
+
+    /// True if a skip rule covers any part of the chunk's time range.
+    fn range_skipped(&self, position: u32, ch: &StoredChunk<'_>) -> bool {
+        self.skips.iter().any(|k| position < k.before_segment && ch.min_t < k.maxt && ch.max_t >= k.mint)
+    }
+}
+
+fn is_empty(d: &SeriesData) -> bool {
+    d.sealed.is_empty() && d.open.is_none() && d.ooo.is_none()
+}
+
+fn chunk_len(bytes: &[u8]) -> u16 {
+    match bytes {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
     }
 }
 
