@@ -170,6 +170,17 @@ impl Iterator for ChainIter<'_> {
     }
 }
 
+/// A sealed head chunk as a [`ChunkMeta`]; a chunk that cannot be read is logged and left out.
+fn sealed_meta(c: &crate::head::series::SealedChunk) -> Option<ChunkMeta> {
+    match c.bytes() {
+        Ok(b) => Some(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(b) }),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a head chunk; answering without it");
+            None
+        }
+    }
+}
+
 /// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with
 /// equal labels across them.
 pub struct Querier {
@@ -248,12 +259,7 @@ impl Querier {
     fn snapshot(&self, labels: &Labels, d: &crate::head::series::SeriesData) -> Option<Series> {
         let (mint, maxt) = (self.mint, self.maxt);
         let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
-        let mut chunks: Vec<ChunkMeta> = d
-            .sealed
-            .iter()
-            .filter(|c| overlaps(c.min_t, c.max_t))
-            .map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(Arc::clone(&c.bytes)) })
-            .collect();
+        let mut chunks: Vec<ChunkMeta> = d.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
         if let Some(c) = &d.open {
             if overlaps(c.min_t, c.max_t) {
                 chunks.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
@@ -261,12 +267,7 @@ impl Querier {
         }
         let mut ooo_chunks = Vec::new();
         if let Some(o) = &d.ooo {
-            ooo_chunks.extend(
-                o.sealed
-                    .iter()
-                    .filter(|c| overlaps(c.min_t, c.max_t))
-                    .map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(Arc::clone(&c.bytes)) }),
-            );
+            ooo_chunks.extend(o.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
             if let Some((a, b)) = o.open.time_range() {
                 if overlaps(a, b) {
                     ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().into()) });

@@ -253,10 +253,8 @@ impl<'h> Appender<'h> {
 
 /// Applies samples to memory, locking each series once per run of consecutive samples.
 fn apply_pending(head: &Head, series: &[Arc<MemSeries>], pending: &[(SeriesHandle, i64, f64)], stats: &mut CommitStats) {
-    let chunk_range = head.opts.chunk_range_ms;
-    let cap = head.opts.ooo_cap_max;
     // Once per batch, as replay computes it once per record: both place samples identically.
-    let min_valid = head.min_valid_time();
+    let ctx = head.apply_ctx();
     let mut dedup = 0u64;
     let (in_order_before, ooo_before, conflicts_before) = (stats.in_order, stats.out_of_order, stats.conflicts);
     let mut i = 0;
@@ -273,7 +271,7 @@ fn apply_pending(head: &Head, series: &[Arc<MemSeries>], pending: &[(SeriesHandl
             if h2 != h {
                 break;
             }
-            match data.apply(t, v, min_valid, chunk_range, cap) {
+            match data.apply(t, v, &ctx) {
                 Applied::InOrder => stats.in_order += 1,
                 Applied::OutOfOrder => stats.out_of_order += 1,
                 Applied::AlreadyStored => {

@@ -5,6 +5,7 @@
 //! old checkpoint and segments, or the new checkpoint.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::series::SealedChunk;
 use super::Head;
@@ -105,17 +106,31 @@ impl Head {
             });
             flush(&mut series_rec, &mut failed);
             self.series_maps().for_each(|s| {
+                if failed.is_some() {
+                    return;
+                }
                 let data = s.lock();
-                fn stored(c: &SealedChunk) -> StoredChunk<'_> {
-                    StoredChunk { min_t: c.min_t, max_t: c.max_t, bytes: &c.bytes }
+                // Chunks moved to the head chunk files are read back here.
+                let read = |cs: &[SealedChunk]| -> Result<Vec<(i64, i64, Arc<[u8]>)>> {
+                    cs.iter().map(|c| Ok((c.min_t, c.max_t, c.bytes()?))).collect()
+                };
+                let (sealed, ooo_sealed) = match (read(&data.sealed), data.ooo.as_ref().map(|o| read(&o.sealed)).transpose()) {
+                    (Ok(a), Ok(b)) => (a, b.unwrap_or_default()),
+                    (Err(e), _) | (_, Err(e)) => {
+                        failed = Some(e);
+                        return;
+                    }
+                };
+                fn stored(c: &(i64, i64, Arc<[u8]>)) -> StoredChunk<'_> {
+                    StoredChunk { min_t: c.0, max_t: c.1, bytes: &c.2 }
                 }
                 let entry = SeriesChunks {
                     sref: s.sref.0,
                     next_at: data.next_at,
                     last_value: data.last_value,
-                    sealed: data.sealed.iter().map(stored).collect(),
+                    sealed: sealed.iter().map(stored).collect(),
                     open: data.open.as_ref().map(|c| StoredChunk { min_t: c.min_t, max_t: c.max_t, bytes: c.chunk.bytes() }),
-                    ooo_sealed: data.ooo.as_ref().map(|o| o.sealed.iter().map(stored).collect()).unwrap_or_default(),
+                    ooo_sealed: ooo_sealed.iter().map(stored).collect(),
                     ooo_open: data.ooo.as_ref().map(|o| o.open.samples().to_vec()).unwrap_or_default(),
                 };
                 if entry.sealed.is_empty() && entry.open.is_none() && entry.ooo_sealed.is_empty() && entry.ooo_open.is_empty() {

@@ -15,6 +15,7 @@ use super::series::{MemSeries, SealedChunk, SeriesData};
 use super::Head;
 use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::Result;
+
 use crate::labels::Labels;
 use crate::querier::{ChunkData, ChunkMeta};
 
@@ -51,16 +52,23 @@ impl Head {
         let take = |cut: Option<u32>| {
             self.raise_min_valid_floor(maxt);
             let mut entries = Vec::new();
+            let mut failed = None;
             self.series_maps().for_each(|s| {
                 let data = s.lock();
-                entries.extend(snapshot_series(s, &data, mint, maxt));
+                match snapshot_series(s, &data, mint, maxt) {
+                    Ok(e) => entries.extend(e),
+                    Err(e) => failed = Some(e),
+                }
             });
-            (cut, entries)
+            (cut, entries, failed)
         };
-        let (wal_cut, mut entries) = match self.wal() {
+        let (wal_cut, mut entries, failed) = match self.wal() {
             Some(wal) => wal.cut_segment_with(|seg| take(Some(seg.0)))?.1,
             None => take(None),
         };
+        if let Some(e) = failed {
+            return Err(e);
+        }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut snap = RangeSnapshot { mint, maxt, wal_cut, series: Vec::new(), num_samples: 0, taken: Vec::new() };
         for (labels, chunks, taken, n) in entries {
@@ -103,19 +111,15 @@ fn in_range(c_min: i64, c_max: i64, mint: i64, maxt: i64) -> bool {
     c_min < maxt && c_max >= mint
 }
 
-fn snapshot_series(
-    s: &Arc<MemSeries>,
-    d: &SeriesData,
-    mint: i64,
-    maxt: i64,
-) -> Option<(Labels, Vec<ChunkMeta>, Taken, u64)> {
+/// One series' part of a snapshot: its labels, chunks, what was taken, and the sample count.
+type SeriesSnapshot = (Labels, Vec<ChunkMeta>, Taken, u64);
+
+fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Result<Option<SeriesSnapshot>> {
     // In-order chunks never cross a chunk-range boundary, so each is wholly inside or outside.
-    let mut in_order: Vec<ChunkMeta> = d
-        .sealed
-        .iter()
-        .filter(|c| in_range(c.min_t, c.max_t, mint, maxt))
-        .map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(Arc::clone(&c.bytes)) })
-        .collect();
+    let mut in_order: Vec<ChunkMeta> = Vec::new();
+    for c in d.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
+        in_order.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.bytes()?) });
+    }
     if let Some(c) = &d.open {
         if in_range(c.min_t, c.max_t, mint, maxt) {
             in_order.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
@@ -124,12 +128,12 @@ fn snapshot_series(
     let mut ooo: Vec<(i64, f64)> = Vec::new();
     if let Some(o) = &d.ooo {
         for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
-            ooo.extend(XorIter::new(&c.bytes).filter(|&(t, _)| t >= mint && t < maxt));
+            ooo.extend(XorIter::new(&c.bytes()?).filter(|&(t, _)| t >= mint && t < maxt));
         }
         ooo.extend(o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt));
     }
     if in_order.is_empty() && ooo.is_empty() {
-        return None;
+        return Ok(None);
     }
     let taken = Taken { series: Arc::clone(s), in_order: !in_order.is_empty(), ooo_ts: ooo.iter().map(|s| s.0).collect() };
     // A chunk that straddles the range (only possible if the chunk range differs from the block
@@ -137,7 +141,7 @@ fn snapshot_series(
     let straddles = in_order.iter().any(|c| c.min_t < mint || c.max_t >= maxt);
     if ooo.is_empty() && !straddles {
         let n = in_order.iter().map(|c| chunk_len(&c.data)).sum();
-        return Some((s.labels.clone(), in_order, taken, n));
+        return Ok(Some((s.labels.clone(), in_order, taken, n)));
     }
     // Merge in-order and out-of-order samples into fresh, non-overlapping chunks.
     let mut all: Vec<(i64, f64)> = Vec::new();
@@ -158,7 +162,7 @@ fn snapshot_series(
             Some(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) })
         })
         .collect();
-    Some((s.labels.clone(), chunks, taken, n))
+    Ok(Some((s.labels.clone(), chunks, taken, n)))
 }
 
 fn chunk_len(d: &ChunkData) -> u64 {
@@ -184,9 +188,13 @@ fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
     let mut keep: Vec<(i64, f64)> = Vec::new();
     let mut sealed: Vec<SealedChunk> = Vec::new();
     for c in o.sealed.drain(..) {
-        let hit = XorIter::new(&c.bytes).any(|(t, _)| gone(t));
-        if hit {
-            keep.extend(XorIter::new(&c.bytes).filter(|&(t, _)| !gone(t)));
+        // Out-of-order chunks stay in memory, so reading cannot fail; keep a chunk that does.
+        let Ok(bytes) = c.bytes() else {
+            sealed.push(c);
+            continue;
+        };
+        if XorIter::new(&bytes).any(|(t, _)| gone(t)) {
+            keep.extend(XorIter::new(&bytes).filter(|&(t, _)| !gone(t)));
         } else {
             sealed.push(c);
         }
@@ -200,7 +208,7 @@ fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
         for &(t, v) in part {
             c.push(t, v);
         }
-        sealed.push(SealedChunk { min_t: first.0, max_t: last.0, bytes: c.into_bytes().into() });
+        sealed.push(SealedChunk::in_memory(first.0, last.0, c.into_bytes().into()));
     }
     // Keep the open buffer empty: everything remaining is sealed.
     std::mem::swap(&mut o.open, &mut open);

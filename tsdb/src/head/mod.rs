@@ -10,6 +10,7 @@
 
 pub mod append;
 pub mod checkpoint;
+pub mod chunk_file;
 pub mod compact;
 pub mod ooo;
 pub mod placement;
@@ -117,6 +118,8 @@ pub struct Head {
     series: StripeSeries,
     postings: MemPostings,
     wal: Option<wal::Wal>,
+    /// Where sealed in-order chunks go (with a WAL only; without one they stay in memory).
+    chunks: Option<chunk_file::HeadChunks>,
     next_ref: AtomicU64,
     min_t: AtomicI64,
     max_t: AtomicI64,
@@ -153,7 +156,12 @@ impl Head {
             }
             None => None,
         };
+        let chunks = match &wal {
+            Some(_) => Some(chunk_file::HeadChunks::open(dir)?),
+            None => None,
+        };
         let head = Arc::new(Head {
+            chunks,
             series: StripeSeries::new(opts.stripe_size),
             postings: MemPostings::default(),
             wal,
@@ -245,6 +253,20 @@ impl Head {
             return floor;
         }
         max.saturating_sub(self.opts.chunk_range_ms / 2).max(floor)
+    }
+
+    /// Limits and chunk destination for applying a batch of samples.
+    pub(crate) fn apply_ctx(&self) -> series::ApplyCtx<'_> {
+        series::ApplyCtx {
+            min_valid_t: self.min_valid_time(),
+            chunk_range: self.opts.chunk_range_ms,
+            ooo_cap: self.opts.ooo_cap_max,
+            chunks: self.chunks.as_ref(),
+        }
+    }
+
+    pub(crate) fn head_chunks(&self) -> Option<&chunk_file::HeadChunks> {
+        self.chunks.as_ref()
     }
 
     /// Raises the floor for in-order appends (after a block up to `t` was written).

@@ -59,7 +59,7 @@ impl OooChunk {
             c.push(t, v);
         }
         self.samples.clear();
-        Some(SealedChunk { min_t, max_t, bytes: c.into_bytes().into() })
+        Some(SealedChunk::in_memory(min_t, max_t, c.into_bytes().into()))
     }
 }
 

@@ -175,8 +175,7 @@ impl Replay<'_> {
 
     fn apply_samples(&mut self, samples: &[RefSample], position: u32) {
         let head = self.head;
-        let (chunk_range, cap) = (head.opts.chunk_range_ms, head.opts.ooo_cap_max);
-        let min_valid = head.min_valid_time();
+        let ctx = head.apply_ctx();
         let check_skips = self.skips.iter().any(|k| position < k.before_segment);
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         let (mut in_order, mut ooo, mut dedup, mut conflicts) = (0u64, 0u64, 0u64, 0u64);
@@ -198,7 +197,7 @@ impl Replay<'_> {
                     self.skipped += 1;
                     continue;
                 }
-                match data.apply(smp.t, smp.v, min_valid, chunk_range, cap) {
+                match data.apply(smp.t, smp.v, &ctx) {
                     Applied::InOrder => in_order += 1,
                     Applied::OutOfOrder => ooo += 1,
                     Applied::AlreadyStored => dedup += 1,
@@ -246,8 +245,8 @@ impl Replay<'_> {
             what: format!("checkpoint chunk of series {}", c.sref),
             reason: e.to_string(),
         };
-        let sealed = |ch: &StoredChunk<'_>| SealedChunk { min_t: ch.min_t, max_t: ch.max_t, bytes: Arc::from(ch.bytes) };
-        data.sealed = c.sealed.iter().map(sealed).collect();
+        let chunks = self.head.head_chunks();
+        data.sealed = c.sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
         data.open = match &c.open {
             Some(ch) => Some(OpenChunk {
                 chunk: XorChunk::from_bytes(ch.bytes.to_vec()).map_err(corrupt)?,
@@ -263,7 +262,8 @@ impl Replay<'_> {
             for &(t, v) in &c.ooo_open {
                 open.insert(t, v);
             }
-            data.ooo = Some(Box::new(OooData { open, sealed: c.ooo_sealed.iter().map(sealed).collect() }));
+            let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::in_memory(ch.min_t, ch.max_t, Arc::from(ch.bytes))).collect();
+            data.ooo = Some(Box::new(OooData { open, sealed }));
         }
         let n: u64 = all_chunks().map(|ch| u64::from(chunk_len(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;
         let range = data.time_range();

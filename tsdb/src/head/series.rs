@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::chunk_file::{DiskChunk, HeadChunks};
 use crate::chunkenc::{XorChunk, XorIter};
+use crate::error::Result;
 use crate::labels::Labels;
 
 
@@ -24,15 +26,57 @@ pub const MAX_BYTES_PER_XOR_CHUNK: usize = 1024 - 19;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesRef(pub u64);
 
-/// An immutable XOR chunk with its time range. Shared with readers by `Arc`.
+/// An immutable XOR chunk with its time range: in memory (shared with readers by `Arc`), or moved
+/// to a head chunk file.
 #[derive(Debug, Clone)]
 pub struct SealedChunk {
     /// First timestamp.
     pub min_t: i64,
     /// Last timestamp.
     pub max_t: i64,
-    /// Prometheus XOR chunk bytes.
-    pub bytes: Arc<[u8]>,
+    data: SealedData,
+}
+
+#[derive(Debug, Clone)]
+enum SealedData {
+    Memory(Arc<[u8]>),
+    Disk(DiskChunk),
+}
+
+impl SealedChunk {
+    /// A chunk kept in memory.
+    pub fn in_memory(min_t: i64, max_t: i64, bytes: Arc<[u8]>) -> SealedChunk {
+        SealedChunk { min_t, max_t, data: SealedData::Memory(bytes) }
+    }
+
+    /// A chunk written to `chunks` if given (and the write succeeds), else kept in memory.
+    pub(crate) fn seal(min_t: i64, max_t: i64, bytes: &[u8], chunks: Option<&HeadChunks>) -> SealedChunk {
+        match chunks.and_then(|c| c.write(bytes)) {
+            Some(disk) => SealedChunk { min_t, max_t, data: SealedData::Disk(disk) },
+            None => SealedChunk::in_memory(min_t, max_t, bytes.into()),
+        }
+    }
+
+    /// The Prometheus XOR chunk bytes (read from the chunk file if the chunk was moved there).
+    pub fn bytes(&self) -> Result<Arc<[u8]>> {
+        match &self.data {
+            SealedData::Memory(b) => Ok(Arc::clone(b)),
+            SealedData::Disk(d) => d.read(),
+        }
+    }
+}
+
+/// What applying samples needs besides the series: limits and where sealed chunks go.
+#[derive(Clone, Copy)]
+pub(crate) struct ApplyCtx<'a> {
+    /// In-order appends below this go out of order.
+    pub min_valid_t: i64,
+    /// Chunk range (block range) in ms.
+    pub chunk_range: i64,
+    /// Capacity of the open out-of-order chunk.
+    pub ooo_cap: usize,
+    /// Where sealed in-order chunks are moved (None: kept in memory).
+    pub chunks: Option<&'a HeadChunks>,
 }
 
 /// The open in-order chunk.
@@ -109,10 +153,18 @@ impl SeriesData {
             }
         }
         // Sealed in-order chunks do not overlap: binary search by max_t.
+        // A chunk that cannot be read counts as not holding `t` (the error is logged).
+        let sealed_value = |c: &SealedChunk| match c.bytes() {
+            Ok(b) => in_chunk(&b),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a head chunk");
+                None
+            }
+        };
         let i = self.sealed.partition_point(|c| c.max_t < t);
         if let Some(c) = self.sealed.get(i) {
             if t >= c.min_t {
-                if let Some(v) = in_chunk(&c.bytes) {
+                if let Some(v) = sealed_value(c) {
                     return Some(v);
                 }
             }
@@ -121,12 +173,12 @@ impl SeriesData {
         if let Some(v) = ooo.open.get(t) {
             return Some(v);
         }
-        ooo.sealed.iter().filter(|c| t >= c.min_t && t <= c.max_t).find_map(|c| in_chunk(&c.bytes))
+        ooo.sealed.iter().filter(|c| t >= c.min_t && t <= c.max_t).find_map(sealed_value)
     }
 
     /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where Prometheus would.
     /// The caller guarantees `t` is newer than the last in-order sample.
-    pub fn append_in_order(&mut self, t: i64, v: f64, chunk_range: i64) {
+    pub fn append_in_order(&mut self, t: i64, v: f64, chunk_range: i64, chunks: Option<&HeadChunks>) {
         let cut = match &mut self.open {
             None => true,
             Some(c) => {
@@ -139,7 +191,7 @@ impl SeriesData {
         };
         if cut {
             if let Some(old) = self.open.take() {
-                self.sealed.push(SealedChunk { min_t: old.min_t, max_t: old.max_t, bytes: old.chunk.into_bytes().into() });
+                self.sealed.push(SealedChunk::seal(old.min_t, old.max_t, old.chunk.bytes(), chunks));
             }
             self.open = Some(OpenChunk { chunk: XorChunk::new(), min_t: t, max_t: t });
             self.next_at = range_for_timestamp(t, chunk_range);
@@ -166,18 +218,19 @@ impl SeriesData {
     /// Applies an already accepted sample (from a commit or from WAL replay). Never rejects for age:
     /// a sample that reached the WAL is kept. Identical samples are stored once; for a conflicting value
     /// the first stored wins.
-    pub fn apply(&mut self, t: i64, v: f64, min_valid_t: i64, chunk_range: i64, ooo_cap: usize) -> Applied {
+    pub fn apply(&mut self, t: i64, v: f64, ctx: &ApplyCtx<'_>) -> Applied {
+        let (min_valid_t, chunk_range, ooo_cap) = (ctx.min_valid_t, ctx.chunk_range, ctx.ooo_cap);
         let tail = self.tail();
         match tail {
             Some(s) if t == s.max_t => {
                 return if s.last_value.to_bits() == v.to_bits() { Applied::AlreadyStored } else { Applied::Conflict };
             }
             Some(s) if t > s.max_t && t >= min_valid_t => {
-                self.append_in_order(t, v, chunk_range);
+                self.append_in_order(t, v, chunk_range, ctx.chunks);
                 return Applied::InOrder;
             }
             None if t >= min_valid_t => {
-                self.append_in_order(t, v, chunk_range);
+                self.append_in_order(t, v, chunk_range, ctx.chunks);
                 return Applied::InOrder;
             }
             _ => {}
@@ -370,16 +423,20 @@ mod tests {
 
     const H2: i64 = 2 * 3_600_000;
 
+    fn ctx(ooo_cap: usize) -> ApplyCtx<'static> {
+        ApplyCtx { min_valid_t: i64::MIN, chunk_range: H2, ooo_cap, chunks: None }
+    }
+
     #[test]
     fn chunks_cut_like_prometheus() {
         let mut d = SeriesData::new();
         // 15s scrape for 4h from a 2h boundary: Prometheus cuts at 120 samples and at the 2h boundary.
         for i in 0..960 {
-            d.append_in_order(H2 + i * 15_000, i as f64, H2);
+            d.append_in_order(H2 + i * 15_000, i as f64, H2, None);
         }
         assert_eq!(d.sealed.len() + 1, 8);
         for c in &d.sealed {
-            assert_eq!(XorIter::new(&c.bytes).count(), 120);
+            assert_eq!(XorIter::new(&c.bytes().unwrap()).count(), 120);
         }
         // No chunk crosses a 2h boundary.
         assert!(d.sealed.iter().all(|c| c.min_t / H2 == c.max_t / H2));
@@ -388,13 +445,13 @@ mod tests {
     #[test]
     fn apply_dedupes_and_routes() {
         let mut d = SeriesData::new();
-        assert_eq!(d.apply(100, 1.0, i64::MIN, H2, 32), Applied::InOrder);
-        assert_eq!(d.apply(200, 2.0, i64::MIN, H2, 32), Applied::InOrder);
-        assert_eq!(d.apply(200, 2.0, i64::MIN, H2, 32), Applied::AlreadyStored);
-        assert_eq!(d.apply(200, 3.0, i64::MIN, H2, 32), Applied::Conflict);
-        assert_eq!(d.apply(150, 1.5, i64::MIN, H2, 32), Applied::OutOfOrder);
-        assert_eq!(d.apply(150, 1.5, i64::MIN, H2, 32), Applied::AlreadyStored);
-        assert_eq!(d.apply(100, 9.0, i64::MIN, H2, 32), Applied::Conflict);
+        assert_eq!(d.apply(100, 1.0, &ctx(32)), Applied::InOrder);
+        assert_eq!(d.apply(200, 2.0, &ctx(32)), Applied::InOrder);
+        assert_eq!(d.apply(200, 2.0, &ctx(32)), Applied::AlreadyStored);
+        assert_eq!(d.apply(200, 3.0, &ctx(32)), Applied::Conflict);
+        assert_eq!(d.apply(150, 1.5, &ctx(32)), Applied::OutOfOrder);
+        assert_eq!(d.apply(150, 1.5, &ctx(32)), Applied::AlreadyStored);
+        assert_eq!(d.apply(100, 9.0, &ctx(32)), Applied::Conflict);
         assert_eq!(d.value_at(150), Some(1.5));
         assert_eq!(d.value_at(100), Some(1.0));
         assert_eq!(d.value_at(101), None);
@@ -403,9 +460,9 @@ mod tests {
     #[test]
     fn ooo_chunk_is_sealed_at_cap() {
         let mut d = SeriesData::new();
-        d.apply(1_000_000, 0.0, i64::MIN, H2, 4);
+        d.apply(1_000_000, 0.0, &ctx(4));
         for t in 0..10 {
-            assert_eq!(d.apply(t * 10, t as f64, i64::MIN, H2, 4), Applied::OutOfOrder);
+            assert_eq!(d.apply(t * 10, t as f64, &ctx(4)), Applied::OutOfOrder);
         }
         let ooo = d.ooo.as_ref().unwrap();
         assert_eq!(ooo.sealed.len(), 2);

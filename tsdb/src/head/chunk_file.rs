@@ -1,0 +1,144 @@
+//! Sealed in-order head chunks moved out of memory: appended to files in `<data>/strata_head_chunks/`
+//! and read back with positioned reads, so the head's memory holds only open chunks, labels and
+//! indexes. The files are a cache, not durable state: checkpoints and the WAL hold the data, the
+//! directory is emptied at startup, and a file is deleted when no chunk refers to it any more.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{io_error, Result};
+
+/// Directory of the chunk files, inside the data directory.
+pub const DIR_NAME: &str = "strata_head_chunks";
+/// A new file is started past this size.
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// One chunk file; deleted from disk when the last reference goes away.
+#[derive(Debug)]
+pub struct ChunkFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for ChunkFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove head chunk file");
+        }
+    }
+}
+
+/// Where a chunk was written.
+#[derive(Debug, Clone)]
+pub struct DiskChunk {
+    file: Arc<ChunkFile>,
+    offset: u64,
+    len: u32,
+}
+
+impl DiskChunk {
+    /// Reads the chunk's bytes.
+    pub fn read(&self) -> Result<Arc<[u8]>> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.file.file.read_exact_at(&mut buf, self.offset).map_err(io_error("read head chunk", &self.file.path))?;
+        Ok(buf.into())
+    }
+}
+
+/// The writer side: appends chunks to the current file.
+#[derive(Debug)]
+pub struct HeadChunks {
+    dir: PathBuf,
+    current: Mutex<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    file: Option<Arc<ChunkFile>>,
+    size: u64,
+    next_index: u32,
+    /// Set after a write failure: chunks stay in memory from then on.
+    failed: bool,
+}
+
+impl HeadChunks {
+    /// Empties (or creates) `<data_dir>/strata_head_chunks`.
+    pub fn open(data_dir: &Path) -> Result<HeadChunks> {
+        let dir = data_dir.join(DIR_NAME);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        Ok(HeadChunks { dir, current: Mutex::new(Current { file: None, size: 0, next_index: 1, failed: false }) })
+    }
+
+    /// Appends `bytes`; None if writing failed (the caller keeps the chunk in memory).
+    pub fn write(&self, bytes: &[u8]) -> Option<DiskChunk> {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.failed {
+            return None;
+        }
+        match self.write_locked(&mut cur, bytes) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write head chunks to disk; keeping them in memory");
+                cur.failed = true;
+                None
+            }
+        }
+    }
+
+    fn write_locked(&self, cur: &mut Current, bytes: &[u8]) -> Result<DiskChunk> {
+        let len = u32::try_from(bytes.len()).map_err(|_| crate::error::Error::Corruption {
+            what: "head chunk".into(),
+            reason: format!("chunk of {} bytes", bytes.len()),
+        })?;
+        let file = match &cur.file {
+            Some(f) if cur.size + u64::from(len) <= MAX_FILE_BYTES => Arc::clone(f),
+            _ => {
+                let path = self.dir.join(format!("{:06}", cur.next_index));
+                cur.next_index += 1;
+                let file = File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(io_error("create head chunk file", &path))?;
+                let f = Arc::new(ChunkFile { file, path });
+                cur.file = Some(Arc::clone(&f));
+                cur.size = 0;
+                f
+            }
+        };
+        file.file.write_all_at(bytes, cur.size).map_err(io_error("write head chunk", &file.path))?;
+        let c = DiskChunk { file, offset: cur.size, len };
+        cur.size += u64::from(len);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_and_delete_when_unreferenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let hc = HeadChunks::open(dir.path()).unwrap();
+        let a = hc.write(b"hello").unwrap();
+        let b = hc.write(&[7u8; 1000]).unwrap();
+        assert_eq!(&*a.read().unwrap(), b"hello");
+        assert_eq!(&*b.read().unwrap(), &[7u8; 1000][..]);
+        let path = a.file.path.clone();
+        drop((a, b));
+        assert!(path.exists(), "the writer still holds the current file");
+        drop(hc);
+        assert!(!path.exists());
+        // Reopening empties the directory.
+        std::fs::write(dir.path().join(DIR_NAME).join("000009"), b"x").unwrap();
+        let _hc = HeadChunks::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join(DIR_NAME)).unwrap().count(), 0);
+    }
+}
