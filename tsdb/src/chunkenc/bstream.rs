@@ -52,6 +52,12 @@ impl Writer {
             return;
         }
         let value = value & mask(n);
+        if self.bytes.capacity() - self.bytes.len() < 9 {
+            // Grow by a quarter, not double: head chunks stay open for hours, and a doubled buffer
+            // would leave a third of their memory unused on average.
+            let grow = (self.bytes.len() / 4).max(32);
+            self.bytes.reserve_exact(grow);
+        }
         if self.free > 0 {
             let take = self.free.min(n);
             // `take <= 7` and `n - take < 64`: no overflow, and the value fits a byte.
