@@ -1,6 +1,7 @@
 //! Timing harness for the strata-bench query shapes (100k series, 8 labels, 4h at 60s, in the head).
 //! Run in release: `cargo test --release -p query --test bench_queries -- --ignored --nocapture`.
-//! `BENCH_SERIES` overrides the total series count (default 100 000).
+//! `BENCH_SERIES` overrides the total series count (default 100 000), `BENCH_ITERS` the timed runs per
+//! query (10), and `BENCH_QUERY` keeps only the queries containing it.
 //!
 //! The counting global allocator below is the only unsafe code here; it is confined to this ignored
 //! benchmark and forwards every call to the system allocator unchanged.
@@ -149,7 +150,8 @@ fn bench_strata_queries() {
         ("count({__name__=~\".+\"})", false),
         ("avg by (region) (avg_over_time(G[1h]))", false),
     ];
-    for (q, range) in queries {
+    let only = std::env::var("BENCH_QUERY").unwrap_or_default();
+    for (q, range) in queries.into_iter().filter(|(q, _)| q.contains(only.as_str())) {
         let expr = query::parser::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         let run = || {
             if range {
