@@ -84,10 +84,12 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     };
     let mut out = Vec::with_capacity(n);
     let mut keys = GroupKeys::new(without, grouping);
+    // Label sets recur across steps; a one-step (instant) evaluation would only fill the cache.
+    let cache = n > 1 && op != Agg::CountValues;
     for (k, vec) in input.into_iter().enumerate() {
         ev.check_timeout()?;
         let param = params.get(k).copied().unwrap_or(f64::NAN);
-        out.push(aggregate_step(op, vec, param, &value_label, &mut keys)?);
+        out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys)?);
     }
     Ok(Val::Vector(out))
 }
@@ -192,6 +194,7 @@ fn aggregate_step(
     vec: Vec<Sample>,
     param: f64,
     value_label: &str,
+    cache: bool,
     keys: &mut GroupKeys,
 ) -> Result<Vec<Sample>> {
     let mut k = 0usize;
@@ -217,7 +220,7 @@ fn aggregate_step(
             b.set(value_label, &format_float_plain(s.v));
             s.labels = Arc::new(b.build());
         }
-        let id = keys.id(&s.labels, op != Agg::CountValues);
+        let id = keys.id(&s.labels, cache);
         match keys.slot.get(id).copied().filter(|&i| i != usize::MAX) {
             None => {
                 if let Some(slot) = keys.slot.get_mut(id) {
