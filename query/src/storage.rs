@@ -33,13 +33,9 @@ pub fn to_tsdb_matcher(m: &Matcher) -> Result<tsdb::Matcher> {
         .map_err(|e| QueryError::BadData(e.to_string()))
 }
 
-/// Converts storage labels to engine labels.
+/// Converts storage labels to engine labels (shares the packed allocation).
 pub fn from_tsdb_labels(l: &tsdb::Labels) -> Labels {
-    Labels::from_sorted(
-        l.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-    )
+    Labels::from_tsdb(l)
 }
 
 struct TsdbSeries(tsdb::Series);

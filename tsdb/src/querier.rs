@@ -181,6 +181,74 @@ fn sealed_meta(c: &crate::head::series::SealedChunk) -> Option<ChunkMeta> {
     }
 }
 
+/// What a snapshot keeps of the open chunk `bytes` spanning `[min_t, max_t]` for a read of
+/// `[mint, maxt]`: a copy of the bytes when the read needs the whole chunk, else the needed samples
+/// decoded (an instant query needs the last few minutes of a chunk of up to two hours), unless they
+/// would take more memory than the copy. `None` when no sample falls in the range.
+fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -> Option<ChunkMeta> {
+    if mint <= min_t && max_t <= maxt {
+        return Some(ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes.into()) });
+    }
+    let limit = bytes.len() / std::mem::size_of::<(i64, f64)>();
+    let mut it = XorIter::new(bytes);
+    let mut part: Vec<(i64, f64)> = Vec::new();
+    let mut next = it.seek(mint);
+    while let Some(s) = next {
+        if s.0 > maxt {
+            break;
+        }
+        if part.len() >= limit {
+            return Some(ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes.into()) });
+        }
+        part.push(s);
+        next = it.next();
+    }
+    let (first, last) = (part.first()?.0, part.last()?.0);
+    Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
+}
+
+/// Orders packed label sets like [`Labels`]'s `Ord` (pairwise by name, then value; a prefix first)
+/// without decoding them into `str`s: names and values compare bytewise either way.
+fn cmp_packed(mut a: &[u8], mut b: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn take<'x>(rest: &mut &'x [u8]) -> Option<&'x [u8]> {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut len = 0usize;
+        let mut n = 0usize;
+        for (i, byte) in rest.iter().enumerate().take(10) {
+            len |= usize::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                n = i + 1;
+                break;
+            }
+        }
+        let s = rest.get(n..n.checked_add(len)?)?;
+        *rest = rest.get(n + len..)?;
+        Some(s)
+    }
+    if a == b {
+        return Ordering::Equal;
+    }
+    loop {
+        // A name and its value, in order: comparing them one after the other is pairwise order.
+        for _ in 0..2 {
+            match (take(&mut a), take(&mut b)) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) => {
+                    let o = x.cmp(y);
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with
 /// equal labels across them.
 pub struct Querier {
@@ -251,7 +319,7 @@ impl Querier {
             }
             out = merged.into_values().collect();
         } else {
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            out.sort_unstable_by(|a, b| cmp_packed(a.labels.packed(), b.labels.packed()));
         }
         out
     }
@@ -262,7 +330,7 @@ impl Querier {
         let mut chunks: Vec<ChunkMeta> = d.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
         if let Some(c) = &d.open {
             if overlaps(c.min_t, c.max_t) {
-                chunks.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
+                chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t, c.max_t, mint, maxt));
             }
         }
         let mut ooo_chunks = Vec::new();
@@ -336,5 +404,54 @@ impl Querier {
             }
         }
         out.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_order_matches_labels_order() {
+        let sets: Vec<Labels> = [
+            vec![],
+            vec![("a", "1")],
+            vec![("a", "1"), ("b", "2")],
+            vec![("a", "10")],
+            vec![("a", "2")],
+            vec![("ab", "1")],
+            vec![("a", "1"), ("c", "")],
+            vec![("b", "1")],
+            vec![("a", "1"), ("b", "10")],
+            vec![("__name__", "x"), ("a", "1")],
+        ]
+        .iter()
+        .map(|p| Labels::from_sorted_unchecked(p))
+        .collect();
+        for x in &sets {
+            for y in &sets {
+                assert_eq!(cmp_packed(x.packed(), y.packed()), x.cmp(y), "{x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn open_chunk_part_keeps_exactly_the_range() {
+        let mut c = crate::chunkenc::XorChunk::new();
+        for t in 0..100i64 {
+            c.push(t * 10, t as f64);
+        }
+        let all: Vec<(i64, f64)> = XorIter::new(c.bytes()).collect();
+        for (mint, maxt) in [(0, 990), (-5, 2000), (500, 990), (505, 600), (985, 2000), (991, 2000), (-10, -1), (0, 0)] {
+            let got: Vec<(i64, f64)> = match open_chunk_part(c.bytes(), 0, 990, mint, maxt) {
+                None => Vec::new(),
+                Some(m) => {
+                    let s = Series { labels: Labels::empty(), chunks: vec![m], ooo_chunks: Vec::new() };
+                    s.samples(mint, maxt).collect()
+                }
+            };
+            let want: Vec<(i64, f64)> = all.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
+            assert_eq!(got, want, "[{mint}, {maxt}]");
+        }
     }
 }

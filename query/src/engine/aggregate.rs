@@ -83,21 +83,110 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
         ));
     };
     let mut out = Vec::with_capacity(n);
-    let mut label_cache: HashMap<String, Arc<Labels>> = HashMap::new();
+    let mut keys = GroupKeys::new(without, grouping);
+    // Label sets recur across steps; a one-step (instant) evaluation would only fill the cache.
+    let cache = n > 1 && op != Agg::CountValues;
     for (k, vec) in input.into_iter().enumerate() {
         ev.check_timeout()?;
         let param = params.get(k).copied().unwrap_or(f64::NAN);
-        out.push(aggregate_step(
-            op,
-            vec,
-            param,
-            &value_label,
-            without,
-            &grouping,
-            &mut label_cache,
-        )?);
+        out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys)?);
     }
     Ok(Val::Vector(out))
+}
+
+/// Assigns each input label set its group: the grouping key is computed once per distinct label
+/// set (the same `Arc` recurs at every step) instead of once per sample.
+struct GroupKeys {
+    without: bool,
+    /// Names whose values form the key (`by`), or are left out of it (`without`, plus `__name__`).
+    names: Vec<String>,
+    grouping: Vec<String>,
+    /// Group id of an input label set, by `Arc` address; the `Arc` kept here pins the address.
+    by_ptr: HashMap<*const Labels, (Arc<Labels>, usize), BuildPtrHasher>,
+    /// Group id by key.
+    ids: HashMap<String, usize>,
+    /// Output labels per group id.
+    labels: Vec<Arc<Labels>>,
+    /// Position of a group id in the current step's groups (`usize::MAX` if absent).
+    slot: Vec<usize>,
+    buf: String,
+}
+
+impl GroupKeys {
+    fn new(without: bool, grouping: Vec<String>) -> GroupKeys {
+        let mut names = grouping.clone();
+        if without {
+            names.push(METRIC_NAME.to_string());
+        }
+        GroupKeys {
+            without,
+            names,
+            grouping,
+            by_ptr: HashMap::default(),
+            ids: HashMap::new(),
+            labels: Vec::new(),
+            slot: Vec::new(),
+            buf: String::new(),
+        }
+    }
+
+    /// Group id of `labels`; `cache` remembers it per `Arc` (off for one-off label sets).
+    fn id(&mut self, labels: &Arc<Labels>, cache: bool) -> usize {
+        if cache {
+            if let Some(&(_, id)) = self.by_ptr.get(&Arc::as_ptr(labels)) {
+                return id;
+            }
+        }
+        self.buf.clear();
+        labels.signature_into(&self.names, !self.without, &mut self.buf);
+        let id = match self.ids.get(self.buf.as_str()) {
+            Some(&id) => id,
+            None => {
+                let l = if self.without {
+                    labels.without(&self.grouping).without_name()
+                } else {
+                    labels.only(&self.grouping)
+                };
+                let id = self.labels.len();
+                self.labels.push(Arc::new(l));
+                self.slot.push(usize::MAX);
+                self.ids.insert(self.buf.clone(), id);
+                id
+            }
+        };
+        if cache {
+            self.by_ptr
+                .insert(Arc::as_ptr(labels), (Arc::clone(labels), id));
+        }
+        id
+    }
+}
+
+/// Hashes pointer keys with one multiply (Fibonacci hashing); addresses are already unique.
+#[derive(Default, Clone, Copy)]
+struct BuildPtrHasher;
+
+impl std::hash::BuildHasher for BuildPtrHasher {
+    type Hasher = PtrHasher;
+    fn build_hasher(&self) -> PtrHasher {
+        PtrHasher(0)
+    }
+}
+
+struct PtrHasher(u64);
+
+impl std::hash::Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
 }
 
 fn aggregate_step(
@@ -105,9 +194,8 @@ fn aggregate_step(
     vec: Vec<Sample>,
     param: f64,
     value_label: &str,
-    without: bool,
-    grouping: &[String],
-    label_cache: &mut HashMap<String, Arc<Labels>>,
+    cache: bool,
+    keys: &mut GroupKeys,
 ) -> Result<Vec<Sample>> {
     let mut k = 0usize;
     if matches!(op, Agg::Topk | Agg::Bottomk) {
@@ -125,35 +213,21 @@ fn aggregate_step(
         k = usize::try_from(kk).unwrap_or(usize::MAX);
     }
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut group_ids: Vec<usize> = Vec::new();
     for mut s in vec {
         if op == Agg::CountValues {
             let mut b = LabelsBuilder::new((*s.labels).clone());
             b.set(value_label, &format_float_plain(s.v));
             s.labels = Arc::new(b.build());
         }
-        let key = if without {
-            let mut names = grouping.to_vec();
-            names.push(METRIC_NAME.to_string());
-            s.labels.signature(&names, false)
-        } else {
-            s.labels.signature(grouping, true)
-        };
-        match index.get(&key) {
+        let id = keys.id(&s.labels, cache);
+        match keys.slot.get(id).copied().filter(|&i| i != usize::MAX) {
             None => {
-                let labels = match label_cache.get(&key) {
-                    Some(l) => Arc::clone(l),
-                    None => {
-                        let l = if without {
-                            Arc::new(s.labels.without(grouping).without_name())
-                        } else {
-                            Arc::new(s.labels.only(grouping))
-                        };
-                        label_cache.insert(key.clone(), Arc::clone(&l));
-                        l
-                    }
-                };
-                index.insert(key, groups.len());
+                if let Some(slot) = keys.slot.get_mut(id) {
+                    *slot = groups.len();
+                }
+                group_ids.push(id);
+                let labels = keys.labels.get(id).cloned().unwrap_or_default();
                 let value = match op {
                     Agg::Stddev | Agg::Stdvar => 0.0,
                     Agg::Group => 1.0,
@@ -171,7 +245,7 @@ fn aggregate_step(
                 }
                 groups.push(g);
             }
-            Some(&i) => {
+            Some(i) => {
                 let Some(g) = groups.get_mut(i) else { continue };
                 let v = s.v;
                 match op {
@@ -210,6 +284,11 @@ fn aggregate_step(
                     Agg::Topk | Agg::Bottomk | Agg::Quantile => g.items.push(s),
                 }
             }
+        }
+    }
+    for id in group_ids {
+        if let Some(slot) = keys.slot.get_mut(id) {
+            *slot = usize::MAX;
         }
     }
     let mut out = Vec::with_capacity(groups.len());

@@ -566,6 +566,8 @@ impl Evaluator<'_> {
             RangeSource::Subquery(sq) => self.eval_subquery_series(sq, lo, hi)?,
         };
         let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
+        let mut seen = std::collections::HashSet::with_capacity(series.len());
+        let mut distinct = true;
         for s in series {
             self.check_timeout()?;
             if s.points.is_empty() {
@@ -576,6 +578,9 @@ impl Evaluator<'_> {
             } else {
                 Arc::clone(&s.labels)
             };
+            if distinct && !seen.insert(Arc::clone(&labels)) {
+                distinct = false;
+            }
             let (mut a, mut b) = (0usize, 0usize);
             for (k, &t) in times.iter().enumerate() {
                 let mint = t - range;
@@ -610,8 +615,11 @@ impl Evaluator<'_> {
                 }
             }
         }
-        for v in &out {
-            check_duplicates(v)?;
+        // Output label sets that are distinct across series cannot clash within a step.
+        if !distinct {
+            for v in &out {
+                check_duplicates(v)?;
+            }
         }
         Ok(out)
     }

@@ -1,8 +1,8 @@
 //! Value types of the evaluator: label sets, samples, per-step vectors and matrices.
 //!
-//! The engine keeps its own label representation (a sorted `Vec` of owned pairs) so that results
-//! without `__name__` and other engine-made label sets need no validation; storage labels are
-//! converted once at the selector.
+//! The engine's label sets share the storage's packed representation: a selector's series keep
+//! the head's allocation, and engine-made label sets (without `__name__`, grouping results) are
+//! packed without validation.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,13 +11,24 @@ use std::sync::Arc;
 pub const METRIC_NAME: &str = "__name__";
 
 /// A label set sorted by name; names are unique and values non-empty.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+///
+/// Wraps the storage's packed form (one shared allocation), so a selector hands the head's label
+/// set to the evaluator without copying it and cloning is a reference-count increment. Ordering is
+/// Prometheus's `labels.Compare` (pairwise by name, then value), equality and hashing are on the
+/// packed bytes (the encoding is unique per label set).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(tsdb::Labels);
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels::empty()
+    }
+}
 
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Labels {
-        Labels(Vec::new())
+        Labels(tsdb::Labels::empty())
     }
 
     /// Builds a label set from pairs in any order; empty values are dropped; later duplicates win.
@@ -31,21 +42,34 @@ impl Labels {
 
     /// Pairs are already sorted by name and unique.
     pub fn from_sorted(pairs: Vec<(String, String)>) -> Labels {
-        Labels(pairs)
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        Labels(tsdb::Labels::from_sorted_unchecked(&refs))
+    }
+
+    /// Shares a storage label set (no copy).
+    pub fn from_tsdb(l: &tsdb::Labels) -> Labels {
+        Labels(l.clone())
+    }
+
+    fn from_sorted_refs(pairs: &[(&str, &str)]) -> Labels {
+        Labels(tsdb::Labels::from_sorted_unchecked(pairs))
     }
 
     /// Iterates `(name, value)` in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.0.iter()
     }
 
     /// Value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .and_then(|i| self.0.get(i))
-            .map(|(_, v)| v.as_str())
+        for (n, v) in self.0.iter() {
+            match n.cmp(name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Some(v),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
     }
 
     /// Number of labels.
@@ -60,38 +84,29 @@ impl Labels {
 
     /// A copy without `__name__`.
     pub fn without_name(&self) -> Labels {
-        if self.get(METRIC_NAME).is_none() {
+        if !self.has_name() {
             return self.clone();
         }
-        Labels(
-            self.0
-                .iter()
-                .filter(|(n, _)| n != METRIC_NAME)
-                .cloned()
-                .collect(),
-        )
+        let keep: Vec<(&str, &str)> = self.iter().filter(|(n, _)| *n != METRIC_NAME).collect();
+        Labels::from_sorted_refs(&keep)
     }
 
     /// A copy keeping only the given names.
     pub fn only(&self, names: &[String]) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .filter(|(n, _)| names.iter().any(|x| x == n))
-                .cloned()
-                .collect(),
-        )
+        let keep: Vec<(&str, &str)> = self
+            .iter()
+            .filter(|(n, _)| names.iter().any(|x| x == n))
+            .collect();
+        Labels::from_sorted_refs(&keep)
     }
 
     /// A copy without the given names.
     pub fn without(&self, names: &[String]) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .filter(|(n, _)| !names.iter().any(|x| x == n))
-                .cloned()
-                .collect(),
-        )
+        let keep: Vec<(&str, &str)> = self
+            .iter()
+            .filter(|(n, _)| !names.iter().any(|x| x == n))
+            .collect();
+        Labels::from_sorted_refs(&keep)
     }
 
     /// Whether `__name__` is present.
@@ -103,7 +118,13 @@ impl Labels {
     /// `include` is false), used for vector matching and grouping.
     pub fn signature(&self, names: &[String], include: bool) -> String {
         let mut s = String::new();
-        for (n, v) in &self.0 {
+        self.signature_into(names, include, &mut s);
+        s
+    }
+
+    /// [`Labels::signature`] appended to `s` (for reusing a buffer).
+    pub fn signature_into(&self, names: &[String], include: bool, s: &mut String) {
+        for (n, v) in self.iter() {
             let listed = names.iter().any(|x| x == n);
             if listed == include && (include || n != METRIC_NAME) {
                 s.push_str(n);
@@ -112,25 +133,17 @@ impl Labels {
                 s.push('\u{fe}');
             }
         }
-        s
     }
 
-    /// The pairs.
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.0
+    /// The pairs as owned strings.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.to_pairs()
     }
 }
 
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{")?;
-        for (i, (n, v)) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{n}={v:?}")?;
-        }
-        f.write_str("}")
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -148,7 +161,7 @@ pub struct LabelsBuilder {
 impl LabelsBuilder {
     /// Starts from `base`.
     pub fn new(base: Labels) -> LabelsBuilder {
-        LabelsBuilder { pairs: base.0 }
+        LabelsBuilder { pairs: base.pairs() }
     }
 
     /// Sets `name` to `value`; an empty value deletes the label.
@@ -178,7 +191,7 @@ impl LabelsBuilder {
 
     /// The result.
     pub fn build(self) -> Labels {
-        Labels(self.pairs)
+        Labels::from_sorted(self.pairs)
     }
 }
 
