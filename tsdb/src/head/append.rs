@@ -73,17 +73,27 @@ impl<'h> Appender<'h> {
     /// Finds or creates the series with these label pairs (any order). The slice is validated and sorted
     /// in place, so callers can reuse one buffer; an existing series is found without allocating.
     pub fn series<'a>(&mut self, pairs: &mut [(&'a str, &'a str)]) -> std::result::Result<SeriesHandle, LabelError> {
-        let sorted = match validate(pairs, true) {
-            Ok(s) => s,
-            Err(e) => {
-                self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
+        let maps = self.head.series_maps();
+        // Fast path: senders send sorted, complete label sets. If the pairs as given pack to the bytes
+        // of a stored series, they are that (valid, sorted) label set: no validation needed.
+        pack_sorted(&mut self.packed, pairs);
+        let mut hash = hash_packed(&self.packed);
+        let existing = match maps.get_by_packed(hash, &self.packed) {
+            Some(s) => Some(s),
+            None => {
+                let sorted = match validate(pairs, true) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                pack_sorted(&mut self.packed, sorted);
+                hash = hash_packed(&self.packed);
+                maps.get_by_packed(hash, &self.packed)
             }
         };
-        pack_sorted(&mut self.packed, sorted);
-        let hash = hash_packed(&self.packed);
-        let maps = self.head.series_maps();
-        let s = match maps.get_by_packed(hash, &self.packed) {
+        let s = match existing {
             Some(s) => s,
             None => {
                 let head = self.head;

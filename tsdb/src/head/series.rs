@@ -326,11 +326,33 @@ impl MemSeries {
     }
 }
 
+/// Hashes `u64` keys (label hashes, series references) with one multiplication: the keys are already
+/// well spread or dense, so SipHash would only cost time on the append path.
+#[derive(Default, Clone, Copy)]
+pub struct U64Hasher(u64);
+
+impl std::hash::Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type BuildU64Hasher = std::hash::BuildHasherDefault<U64Hasher>;
+type RefMap = HashMap<SeriesRef, Arc<MemSeries>, BuildU64Hasher>;
+
 /// Series by label hash, with hash collisions kept apart (like Prometheus's `seriesHashmap`).
 #[derive(Default)]
 struct HashShard {
-    unique: HashMap<u64, Arc<MemSeries>>,
-    conflicts: HashMap<u64, Vec<Arc<MemSeries>>>,
+    unique: HashMap<u64, Arc<MemSeries>, BuildU64Hasher>,
+    conflicts: HashMap<u64, Vec<Arc<MemSeries>>, BuildU64Hasher>,
 }
 
 impl HashShard {
@@ -357,7 +379,7 @@ impl HashShard {
 /// The sharded series maps: by label hash (for appends) and by reference (for reads and replay).
 pub struct StripeSeries {
     by_hash: Vec<RwLock<HashShard>>,
-    by_ref: Vec<RwLock<HashMap<SeriesRef, Arc<MemSeries>>>>,
+    by_ref: Vec<RwLock<RefMap>>,
     mask: usize,
 }
 
@@ -367,7 +389,7 @@ impl StripeSeries {
         let n = stripes.max(1).next_power_of_two();
         StripeSeries {
             by_hash: (0..n).map(|_| RwLock::new(HashShard::default())).collect(),
-            by_ref: (0..n).map(|_| RwLock::new(HashMap::new())).collect(),
+            by_ref: (0..n).map(|_| RwLock::new(RefMap::default())).collect(),
             mask: n - 1,
         }
     }
@@ -377,7 +399,7 @@ impl StripeSeries {
         &self.by_hash[(hash as usize) & self.mask]
     }
 
-    fn ref_shard(&self, r: SeriesRef) -> &RwLock<HashMap<SeriesRef, Arc<MemSeries>>> {
+    fn ref_shard(&self, r: SeriesRef) -> &RwLock<RefMap> {
         &self.by_ref[(r.0 as usize) & self.mask]
     }
 
