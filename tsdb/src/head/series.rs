@@ -19,8 +19,6 @@ use super::placement::SeriesTail;
 
 /// Prometheus's target number of samples per in-order chunk.
 pub const SAMPLES_PER_CHUNK: u16 = 120;
-/// Largest XOR chunk kept open, in bytes (Prometheus: 1024 − 19, the largest sample).
-pub const MAX_BYTES_PER_XOR_CHUNK: usize = 1024 - 19;
 
 /// Identifies a series in the head; also the series' key in the WAL. Never reused while the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,7 +184,8 @@ impl SeriesData {
                 if n == SAMPLES_PER_CHUNK / 4 {
                     self.next_at = compute_chunk_end_time(c.min_t, c.max_t, self.next_at);
                 }
-                t >= self.next_at || n >= 2 * SAMPLES_PER_CHUNK || c.chunk.bytes().len() > MAX_BYTES_PER_XOR_CHUNK
+                // Prometheus 2.42's rule (later versions also cut at ~1 KiB of chunk bytes).
+                t >= self.next_at || n >= 2 * SAMPLES_PER_CHUNK
             }
         };
         if cut {
