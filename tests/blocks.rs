@@ -22,25 +22,11 @@ fn value(s: usize, t: i64) -> f64 {
 }
 
 /// Sends steps in `[from, to)` for all series, skipping held-back steps (every 10th) unless
-/// `held_back` is set, in which case only those are sent. Returns what was acknowledged.
+/// `held_back` is set, in which case only those are sent. Returns what was acknowledged; every
+/// request must succeed.
 fn send(srv: &Server, from: i64, to: i64, held_back: bool) -> Samples {
-    let mut acked = Samples::new();
-    let steps: Vec<i64> = (from..to).step_by(STEP as usize).filter(|t| (((t - T0) / STEP) % 10 == 7) == held_back).collect();
-    for chunk in steps.chunks(200) {
-        let ts = (0..SERIES)
-            .map(|s| {
-                let samples: Vec<(i64, f64)> = chunk.iter().map(|&t| (t, value(s, t))).collect();
-                series("blk", &[("s", &s.to_string()), ("job", "blocks")], &samples)
-            })
-            .collect();
-        let (code, body) = srv.write(&request(ts));
-        assert_eq!(code, 204, "{body}");
-        for s in 0..SERIES {
-            for &t in chunk {
-                acked.insert((s, t), value(s, t));
-            }
-        }
-    }
+    let (acked, all) = try_send_filtered(srv, from, to, held_back);
+    assert!(all, "a remote-write request failed\n{}", srv.log_text());
     acked
 }
 

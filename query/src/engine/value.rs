@@ -237,21 +237,11 @@ pub fn is_stale(v: f64) -> bool {
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` as Prometheus's JSON does:
 /// exponent form for |v| < 1e-6 or |v| >= 1e21, `NaN`, `+Inf`, `-Inf`.
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
     let a = v.abs();
-    if a != 0.0 && !(1e-6..1e21).contains(&a) {
+    if a.is_finite() && a != 0.0 && !(1e-6..1e21).contains(&a) {
         return format_float_exp(v);
     }
-    format!("{v}")
+    format_float_plain(v)
 }
 
 /// Go's `'e'` shortest format: `1e-07`, `1.5e+21`.
