@@ -43,6 +43,9 @@ pub enum LabelError {
         /// The offending metric name.
         name: String,
     },
+    /// The head has handed out every 32-bit series reference (a new series cannot be created).
+    #[error("series reference space exhausted: no new series can be created")]
+    SeriesRefsExhausted,
     /// A name or value is longer than the packed encoding allows.
     #[error("label {name:?} is too long ({len} bytes)")]
     TooLong {

@@ -98,7 +98,7 @@ impl<'h> Appender<'h> {
             None => {
                 let head = self.head;
                 let Some(sref) = head.alloc_ref() else {
-                    return Err(LabelError::TooLong { name: "series reference space exhausted".into(), len: 0 });
+                    return Err(LabelError::SeriesRefsExhausted);
                 };
                 let packed = &self.packed;
                 let (s, created) = maps.get_or_create(hash, packed, || {
