@@ -42,6 +42,9 @@ pub struct Appender<'h> {
     series: Vec<Arc<MemSeries>>,
     /// Newest queued in-order sample per series handle (parallel to `series`).
     pending_tails: Vec<Option<SeriesTail>>,
+    /// Per handle: the series version its samples were checked against, or None if checks saw
+    /// different versions (then commit looks every out-of-order timestamp up again).
+    checked_versions: Vec<Option<Option<u32>>>,
     pending: Vec<(SeriesHandle, i64, f64)>,
     /// Queued values by (handle, t); built only once a queued sample is out of order within this
     /// transaction, so in-order requests never pay for it.
@@ -63,6 +66,7 @@ impl<'h> Appender<'h> {
             limits,
             series: Vec::new(),
             pending_tails: Vec::new(),
+            checked_versions: Vec::new(),
             pending: Vec::new(),
             pending_index: None,
             packed: Vec::new(),
@@ -119,6 +123,7 @@ impl<'h> Appender<'h> {
         }
         self.series.push(s);
         self.pending_tails.push(None);
+        self.checked_versions.push(None);
         Ok(SeriesHandle(self.series.len() - 1))
     }
 
@@ -132,6 +137,13 @@ impl<'h> Appender<'h> {
         };
         let decision = {
             let data = s.lock();
+            if let Some(slot) = self.checked_versions.get_mut(h.0) {
+                *slot = match *slot {
+                    None => Some(Some(data.version)),
+                    Some(Some(v)) if v == data.version => Some(Some(v)),
+                    Some(_) => Some(None),
+                };
+            }
             let tail = match (data.tail(), queued_tail) {
                 (Some(c), Some(q)) => Some(if q.max_t > c.max_t { q } else { c }),
                 (c, q) => c.or(q),
@@ -235,6 +247,7 @@ impl<'h> Appender<'h> {
             recs.push(&samples_rec);
         }
         let series = &self.series;
+        let checked = std::mem::take(&mut self.checked_versions);
         let pending = std::mem::take(&mut self.pending);
         let mut stats = self.stats;
         wal.log(&recs, || {
@@ -243,7 +256,7 @@ impl<'h> Appender<'h> {
                     s.set_logged();
                 }
             }
-            apply_pending(head, series, &pending, &mut stats);
+            apply_pending(head, series, &checked, &pending, &mut stats);
         })
         .map_err(Error::from)?;
         Ok(stats)
@@ -257,12 +270,19 @@ impl<'h> Appender<'h> {
             s.set_logged();
         }
         let pending = std::mem::take(&mut self.pending);
-        apply_pending(self.head, &self.series, &pending, &mut self.stats);
+        let checked = std::mem::take(&mut self.checked_versions);
+        apply_pending(self.head, &self.series, &checked, &pending, &mut self.stats);
     }
 }
 
 /// Applies samples to memory, locking each series once per run of consecutive samples.
-fn apply_pending(head: &Head, series: &[Arc<MemSeries>], pending: &[(SeriesHandle, i64, f64)], stats: &mut CommitStats) {
+fn apply_pending(
+    head: &Head,
+    series: &[Arc<MemSeries>],
+    checked: &[Option<Option<u32>>],
+    pending: &[(SeriesHandle, i64, f64)],
+    stats: &mut CommitStats,
+) {
     // Once per batch, as replay computes it once per record: both place samples identically.
     let ctx = head.apply_ctx();
     let mut dedup = 0u64;
@@ -275,13 +295,15 @@ fn apply_pending(head: &Head, series: &[Arc<MemSeries>], pending: &[(SeriesHandl
             continue;
         };
         let mut data = s.lock();
+        // Unchanged since `append` checked this handle's samples: their lookups still hold.
+        let known_absent = checked.get(h.0).copied().flatten().flatten() == Some(data.version);
         let mut max_t = i64::MIN;
         let mut min_t = i64::MAX;
         while let Some(&(h2, t, v)) = pending.get(i) {
             if h2 != h {
                 break;
             }
-            match data.apply(t, v, &ctx) {
+            match data.apply_checked(t, v, &ctx, known_absent) {
                 Applied::InOrder => stats.in_order += 1,
                 Applied::OutOfOrder => stats.out_of_order += 1,
                 Applied::AlreadyStored => {

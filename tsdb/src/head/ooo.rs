@@ -1,6 +1,7 @@
 //! The open out-of-order chunk of a series: a small sorted buffer of unique samples (Prometheus's
 //! `OOOChunk`), cut into an immutable XOR chunk when it reaches `out_of_order_cap_max` samples.
 
+use super::chunk_file::HeadChunks;
 use super::series::SealedChunk;
 use crate::chunkenc::XorChunk;
 
@@ -51,15 +52,16 @@ impl OooChunk {
         Some((self.samples.first()?.0, self.samples.last()?.0))
     }
 
-    /// Encodes the samples into an immutable XOR chunk and empties the buffer.
-    pub fn seal(&mut self) -> Option<SealedChunk> {
+    /// Encodes the samples into an immutable XOR chunk (moved to the head chunk files when `chunks`
+    /// is given) and empties the buffer.
+    pub(crate) fn seal(&mut self, chunks: Option<&HeadChunks>) -> Option<SealedChunk> {
         let (min_t, max_t) = self.time_range()?;
         let mut c = XorChunk::new();
         for &(t, v) in &self.samples {
             c.push(t, v);
         }
         self.samples.clear();
-        Some(SealedChunk::in_memory(min_t, max_t, c.into_bytes().into()))
+        Some(SealedChunk::seal(min_t, max_t, c.bytes(), chunks))
     }
 }
 

@@ -262,7 +262,7 @@ impl Replay<'_> {
             for &(t, v) in &c.ooo_open {
                 open.insert(t, v);
             }
-            let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::in_memory(ch.min_t, ch.max_t, Arc::from(ch.bytes))).collect();
+            let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
             data.ooo = Some(Box::new(OooData { open, sealed }));
         }
         let n: u64 = all_chunks().map(|ch| u64::from(chunk_len(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;

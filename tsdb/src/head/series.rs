@@ -118,11 +118,14 @@ pub(crate) struct SeriesData {
     pub last_value: f64,
     /// Out-of-order samples, if any ever arrived.
     pub ooo: Option<Box<OooData>>,
+    /// Bumped by every sample stored: an appender that checked a timestamp against version `v` knows
+    /// the answer still holds while the version is `v`.
+    pub version: u32,
 }
 
 impl SeriesData {
     fn new() -> SeriesData {
-        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None }
+        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, version: 0 }
     }
 
     /// The newest in-order sample's timestamp and value.
@@ -200,14 +203,16 @@ impl SeriesData {
             c.max_t = t;
         }
         self.last_value = v;
+        self.version = self.version.wrapping_add(1);
     }
 
     /// Inserts `(t, v)` into the out-of-order chunk, sealing it first when it holds `cap` samples.
     /// The caller has checked that nothing is stored at `t`.
-    pub fn insert_ooo(&mut self, t: i64, v: f64, cap: usize) {
+    pub fn insert_ooo(&mut self, t: i64, v: f64, cap: usize, chunks: Option<&HeadChunks>) {
+        self.version = self.version.wrapping_add(1);
         let ooo = self.ooo.get_or_insert_with(Box::default);
         if ooo.open.len() >= cap {
-            if let Some(chunk) = ooo.open.seal() {
+            if let Some(chunk) = ooo.open.seal(chunks) {
                 ooo.sealed.push(chunk);
             }
         }
@@ -218,6 +223,13 @@ impl SeriesData {
     /// a sample that reached the WAL is kept. Identical samples are stored once; for a conflicting value
     /// the first stored wins.
     pub fn apply(&mut self, t: i64, v: f64, ctx: &ApplyCtx<'_>) -> Applied {
+        self.apply_checked(t, v, ctx, false)
+    }
+
+    /// [`SeriesData::apply`]; with `known_absent`, the caller vouches that nothing is stored at `t`
+    /// (it checked under this series' current version), so the lookup of an out-of-order sample's
+    /// timestamp in the chunks is skipped.
+    pub fn apply_checked(&mut self, t: i64, v: f64, ctx: &ApplyCtx<'_>, known_absent: bool) -> Applied {
         let (min_valid_t, chunk_range, ooo_cap) = (ctx.min_valid_t, ctx.chunk_range, ctx.ooo_cap);
         let tail = self.tail();
         match tail {
@@ -234,11 +246,15 @@ impl SeriesData {
             }
             _ => {}
         }
+        if known_absent {
+            self.insert_ooo(t, v, ooo_cap, ctx.chunks);
+            return Applied::OutOfOrder;
+        }
         match self.value_at(t) {
             Some(existing) if existing.to_bits() == v.to_bits() => Applied::AlreadyStored,
             Some(_) => Applied::Conflict,
             None => {
-                self.insert_ooo(t, v, ooo_cap);
+                self.insert_ooo(t, v, ooo_cap, ctx.chunks);
                 Applied::OutOfOrder
             }
         }
