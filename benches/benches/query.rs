@@ -1,5 +1,6 @@
 //! PromQL evaluation over an in-memory Db (head only, no WAL): the query shapes of the query issue.
 //! Data is loaded once, outside the timed loop; each iteration checks the result size.
+#![allow(clippy::expect_used, reason = "bench setup: a failure is a broken bench")]
 
 use std::sync::Arc;
 

@@ -14,6 +14,8 @@ use crate::record::{self, SeriesChunks, StoredChunk};
 
 const PREFIX: &str = "checkpoint.";
 const SERIES_PER_RECORD: usize = 1_000;
+/// A sealed chunk read back for a checkpoint: min time, max time, bytes.
+type ReadChunk = (i64, i64, Arc<[u8]>);
 /// A chunks record is flushed once it holds this many bytes.
 const CHUNK_RECORD_BYTES: usize = 4 << 20;
 
@@ -111,7 +113,7 @@ impl Head {
                 }
                 let data = s.lock();
                 // Chunks moved to the head chunk files are read back here.
-                let read = |cs: &[SealedChunk]| -> Result<Vec<(i64, i64, Arc<[u8]>)>> {
+                let read = |cs: &[SealedChunk]| -> Result<Vec<ReadChunk>> {
                     cs.iter().map(|c| Ok((c.min_t, c.max_t, c.bytes()?))).collect()
                 };
                 let (sealed, ooo_sealed) = match (read(&data.sealed), data.ooo.as_ref().map(|o| read(&o.sealed)).transpose()) {
@@ -121,7 +123,7 @@ impl Head {
                         return;
                     }
                 };
-                fn stored(c: &(i64, i64, Arc<[u8]>)) -> StoredChunk<'_> {
+                fn stored(c: &ReadChunk) -> StoredChunk<'_> {
                     StoredChunk { min_t: c.0, max_t: c.1, bytes: &c.2 }
                 }
                 let entry = SeriesChunks {
