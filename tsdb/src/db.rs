@@ -80,6 +80,28 @@ pub struct Db {
     compacting: Mutex<()>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     background: Mutex<Option<JoinHandle<()>>>,
+    /// Held for the Db's lifetime: one process per data directory.
+    _lock: std::fs::File,
+}
+
+/// Takes an exclusive lock on `<dir>/lock` (released when the file is closed, also on a crash).
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Io {
+            op: "lock (is another strata using this data directory?)",
+            path,
+            source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { op: "lock", path, source }),
+    }
 }
 
 
@@ -96,6 +118,7 @@ impl Db {
     /// Opens the database in `dir`: sets corrupt blocks aside, opens the others, replays the WAL.
     pub fn open(dir: &Path, opts: DbOptions) -> Result<Arc<Db>> {
         std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        let lock = lock_dir(dir)?;
         let mut blocks = open_blocks(dir)?;
         remove_merged_parents(dir, &mut blocks)?;
         let hints = OpenHints {
@@ -126,6 +149,7 @@ impl Db {
             compacting: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             background: Mutex::new(None),
+            _lock: lock,
         }))
     }
 
@@ -535,6 +559,16 @@ mod tests {
         let q = db.querier(i64::MIN, i64::MAX);
         let s = q.select(&[Matcher::equal("__name__", "m")]);
         s.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let err = Db::open(dir.path(), opts()).err().expect("second open must fail");
+        assert!(err.to_string().contains("another strata"), "{err}");
+        drop(db);
+        assert!(Db::open(dir.path(), opts()).is_ok());
     }
 
     #[test]
