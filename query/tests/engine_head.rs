@@ -150,6 +150,10 @@ fn limits_give_prometheus_errors() {
                 .to_string()
         ))
     );
+    // A subquery with absurdly many steps fails with the sample limit instead of allocating them.
+    let expr = query::parser::parse("max_over_time(m[100y:1ms])").unwrap_or_else(|e| panic!("{e}"));
+    let err = Engine::default().instant(&st, &expr, 99_000, None).err().map(|e| e.error_type());
+    assert_eq!(err, Some("execution"));
     let expr = query::parser::parse("foo_unsupported_fn").unwrap_or_else(|e| panic!("{e}"));
     assert!(Engine::default().instant(&st, &expr, 0, None).is_ok());
     let expr = query::parser::parse("sort_by_label(m, \"job\")").unwrap_or_else(|e| panic!("{e}"));

@@ -466,6 +466,12 @@ impl Evaluator<'_> {
         if start < first {
             start += step;
         }
+        // Every step costs memory even without samples: a subquery like `x[100y:1ms]` must fail
+        // with the sample limit's error instead of allocating trillions of steps.
+        let steps = usize::try_from(hi.saturating_sub(start) / step).unwrap_or(usize::MAX).saturating_add(1);
+        if start <= hi && steps > self.max_samples.saturating_sub(self.cur_samples) {
+            return Err(QueryError::TooManySamples("subquery evaluation"));
+        }
         let (saved_start, saved_end, saved_interval) = (self.start, self.end, self.interval);
         self.start = start;
         self.end = hi;
