@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`labels`]: validated, sorted label sets and matchers.
 //! - [`chunkenc`]: Prometheus-compatible XOR (Gorilla) chunks; no I/O, no locks.
+//! - [`block`]: Prometheus-compatible persisted blocks (meta.json, index, chunks, tombstones).
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
@@ -10,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod block;
 pub mod chunkenc;
 pub mod error;
 pub mod head;

@@ -48,6 +48,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
+pub mod histogram;
 mod reader;
 pub mod record;
 mod repair;

@@ -114,6 +114,7 @@ struct Shared {
     closed: AtomicBool,
     bytes_written: AtomicU64,
     fsync_count: AtomicU64,
+    fsync_durations: crate::histogram::DurationHistogram,
     /// Stop flag for the background syncer.
     stop: Mutex<bool>,
     stop_signal: Condvar,
@@ -199,6 +200,7 @@ impl Wal {
             closed: AtomicBool::new(false),
             bytes_written: AtomicU64::new(0),
             fsync_count: AtomicU64::new(0),
+            fsync_durations: crate::histogram::DurationHistogram::default(),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
             #[cfg(test)]
@@ -338,6 +340,11 @@ impl Wal {
     /// Total bytes written (including padding) since open.
     pub fn bytes_written(&self) -> u64 {
         self.shared.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Durations of the fsync rounds so far.
+    pub fn fsync_durations(&self) -> crate::histogram::HistogramSnapshot {
+        self.shared.fsync_durations.snapshot()
     }
 
     /// Number of fsync rounds since open (each round fsyncs the segment files and, when needed,
@@ -548,6 +555,13 @@ impl Shared {
 
     fn fsync_round(&self, files: &[(Arc<File>, PathBuf)], dir_dirty: bool) -> Result<()> {
         self.fsync_count.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let result = self.fsync_files(files, dir_dirty);
+        self.fsync_durations.observe(started.elapsed());
+        result
+    }
+
+    fn fsync_files(&self, files: &[(Arc<File>, PathBuf)], dir_dirty: bool) -> Result<()> {
         for (file, path) in files {
             #[cfg(test)]
             if self.fail_next_fsync.swap(false, Ordering::SeqCst) {

@@ -1,0 +1,188 @@
+//! Opening a persisted block and selecting series from it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use croaring::Bitmap;
+
+use super::chunks::ChunkReader;
+use super::error::{BlockError, Result};
+use super::index::{IndexReader, INDEX_FILENAME};
+use super::meta::BlockMeta;
+use super::tombstones::{self, Tombstone};
+use crate::chunkenc::{Encoding, XorIter};
+use crate::labels::{Labels, MatchType, Matcher};
+use crate::querier::{ChunkData, ChunkMeta};
+
+/// An open block: its meta, mapped index and chunk files, and tombstones.
+///
+/// Tombstones are applied by [`Block::select`]: chunks overlapping a deleted interval are returned as
+/// `ChunkData::Raw` without the deleted samples (label names and values ignore tombstones, as in Prometheus).
+#[derive(Debug)]
+pub struct Block {
+    dir: PathBuf,
+    meta: BlockMeta,
+    index: IndexReader,
+    chunks: ChunkReader,
+    tombstones: Vec<Tombstone>,
+    deleted: HashMap<u64, Vec<(i64, i64)>>,
+}
+
+impl Block {
+    /// Opens the block in `dir`: reads meta.json, maps and checks the index (header, TOC, symbols,
+    /// postings offset table) and the chunk segment headers, and reads the tombstones.
+    pub fn open(dir: &Path) -> Result<Block> {
+        let meta = BlockMeta::read(dir)?;
+        let index = IndexReader::open(&dir.join(INDEX_FILENAME))?;
+        let chunks = ChunkReader::open(&dir.join("chunks"))?;
+        let tombstones = tombstones::read(dir)?;
+        let mut deleted: HashMap<u64, Vec<(i64, i64)>> = HashMap::new();
+        for t in &tombstones {
+            deleted.entry(t.series_ref).or_default().push((t.min_t, t.max_t));
+        }
+        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, tombstones, deleted })
+    }
+
+    /// The block's meta.json.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// The block directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index reader.
+    pub fn index(&self) -> &IndexReader {
+        &self.index
+    }
+
+    /// The chunk reader.
+    pub fn chunk_reader(&self) -> &ChunkReader {
+        &self.chunks
+    }
+
+    /// Deleted intervals, sorted.
+    pub fn tombstones(&self) -> &[Tombstone] {
+        &self.tombstones
+    }
+
+    /// Number of series in the index.
+    pub fn series_count(&self) -> Result<u64> {
+        Ok(self.index.all_postings()?.cardinality())
+    }
+
+    /// Refs of the series matching all `matchers` (no matchers: every series), with Prometheus's semantics:
+    /// a matcher that matches `""` also selects series without the label.
+    pub fn select_refs(&self, matchers: &[Matcher]) -> Result<Bitmap> {
+        let mut acc: Option<Bitmap> = None;
+        let mut minus: Vec<Bitmap> = Vec::new();
+        for m in matchers {
+            if m.matches_empty() {
+                // Remove series whose (non-empty) value does not match.
+                let mut b = Bitmap::new();
+                for v in self.index.label_values(&m.name) {
+                    if !m.matches(v) {
+                        b.or_inplace(&self.index.postings(&m.name, v)?);
+                    }
+                }
+                minus.push(b);
+            } else {
+                let b = if m.kind == MatchType::Equal {
+                    self.index.postings(&m.name, &m.value)?
+                } else {
+                    let mut b = Bitmap::new();
+                    for v in self.index.label_values(&m.name) {
+                        if m.matches(v) {
+                            b.or_inplace(&self.index.postings(&m.name, v)?);
+                        }
+                    }
+                    b
+                };
+                acc = Some(match acc {
+                    None => b,
+                    Some(mut a) => {
+                        a.and_inplace(&b);
+                        a
+                    }
+                });
+            }
+        }
+        let mut res = match acc {
+            Some(a) => a,
+            None => self.index.all_postings()?,
+        };
+        for b in &minus {
+            res.andnot_inplace(b);
+        }
+        Ok(res)
+    }
+
+    /// The series matching `matchers`, sorted by labels, with their chunks (copied out of the mapped files).
+    /// Series whose samples are all deleted by tombstones are left out.
+    pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, Vec<ChunkMeta>)>> {
+        let refs = self.select_refs(matchers)?;
+        let mut out = Vec::with_capacity(refs.cardinality() as usize);
+        for sref in refs.iter() {
+            let (labels, metas) = self.index.series(sref)?;
+            let deleted = self.deleted.get(&u64::from(sref));
+            let mut chunks = Vec::with_capacity(metas.len());
+            for m in metas {
+                let (enc, data) = self.chunks.chunk(m.chunk_ref)?;
+                if Encoding::try_from(enc).is_err() {
+                    return Err(BlockError::Corruption {
+                        path: self.dir.join("chunks"),
+                        offset: m.chunk_ref,
+                        reason: format!("unsupported chunk encoding {enc} (only XOR float chunks are read)").into(),
+                    });
+                }
+                let overlaps = |iv: &&(i64, i64)| iv.0 <= m.max_t && iv.1 >= m.min_t;
+                match deleted.filter(|d| d.iter().any(|iv| overlaps(&iv))) {
+                    None => chunks.push(ChunkMeta { min_t: m.min_t, max_t: m.max_t, data: ChunkData::Xor(Arc::from(data)) }),
+                    Some(d) => {
+                        let kept: Vec<(i64, f64)> =
+                            XorIter::new(data).filter(|s| !d.iter().any(|iv| iv.0 <= s.0 && s.0 <= iv.1)).collect();
+                        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+                            chunks.push(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(kept.into()) });
+                        }
+                    }
+                }
+            }
+            if deleted.is_none() || !chunks.is_empty() {
+                out.push((labels, chunks));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label names of the series matching `matchers` (all names if none), sorted.
+    pub fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
+        if matchers.is_empty() {
+            return Ok(self.index.label_names().into_iter().map(str::to_string).collect());
+        }
+        let mut names = BTreeSet::new();
+        for sref in self.select_refs(matchers)?.iter() {
+            let (labels, _) = self.index.series(sref)?;
+            names.extend(labels.iter().map(|(n, _)| n.to_string()));
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Values of label `name` among the series matching `matchers` (all values if none), sorted.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
+        let values = self.index.label_values(name);
+        if matchers.is_empty() {
+            return Ok(values.into_iter().map(str::to_string).collect());
+        }
+        let refs = self.select_refs(matchers)?;
+        let mut out = Vec::new();
+        for v in values {
+            if self.index.postings(name, v)?.intersect(&refs) {
+                out.push(v.to_string());
+            }
+        }
+        Ok(out)
+    }
+}

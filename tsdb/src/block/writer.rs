@@ -1,0 +1,239 @@
+//! Writing a block: chunks, index, tombstones and meta.json into `<ulid>.tmp-for-creation/`, every file
+//! and directory fsynced, then renamed to `<ulid>/` and the parent fsynced. A crash at any moment leaves
+//! either no block directory or a complete one (plus possibly a `.tmp-for-creation` leftover that readers
+//! ignore and startup deletes).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::chunks::{sync_dir, ChunkWriter, DEFAULT_MAX_SEGMENT_SIZE};
+use super::error::{BlockError, Result};
+use super::index::{write_index, IndexChunk, INDEX_FILENAME};
+use super::meta::{BlockMeta, BlockStats, Compaction, StrataMeta, META_VERSION};
+use super::tombstones;
+use super::ulid::Ulid;
+use crate::chunkenc::{Encoding, XorChunk, XorIter};
+use crate::labels::Labels;
+use crate::querier::{ChunkData, ChunkMeta};
+
+/// Samples per chunk when the writer (re-)encodes chunks, as Prometheus's head cuts them.
+pub const SAMPLES_PER_CHUNK: usize = 120;
+/// Suffix of a block directory that is still being written.
+pub const TMP_FOR_CREATION_SUFFIX: &str = ".tmp-for-creation";
+
+/// Tunables of [`write_block_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Maximum size of one chunk segment file (Prometheus's default: 512 MiB).
+    pub max_chunk_segment_size: u64,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { max_chunk_segment_size: DEFAULT_MAX_SEGMENT_SIZE }
+    }
+}
+
+/// Writes a block of `series` covering `[min_t, max_t_exclusive)` into a new `<ulid>/` under `parent_dir`.
+///
+/// - `series` must be sorted strictly by labels (Prometheus's order); otherwise an `InvalidInput` error.
+/// - Chunks of a series should be sorted by `min_t` and not overlap; if they do overlap they are merged
+///   (the earlier chunk's sample wins a timestamp tie) and re-encoded. `ChunkData::Raw` chunks are encoded
+///   into XOR chunks of up to [`SAMPLES_PER_CHUNK`] samples. Samples outside the block's range are dropped
+///   (chunks crossing the range are re-encoded). Series left without samples are not written.
+/// - `compaction.sources` empty means "this block is its own source" (a head block): it is set to the new
+///   ULID.
+///
+/// Returns `None` and writes nothing when there are no samples.
+pub fn write_block(
+    parent_dir: &Path,
+    series: impl IntoIterator<Item = (Labels, Vec<ChunkMeta>)>,
+    min_t: i64,
+    max_t_exclusive: i64,
+    compaction: Compaction,
+    strata_wal_cut: Option<u32>,
+) -> Result<Option<BlockMeta>> {
+    write_block_with(parent_dir, series, min_t, max_t_exclusive, compaction, strata_wal_cut, WriteOptions::default())
+}
+
+/// [`write_block`] with explicit [`WriteOptions`].
+pub fn write_block_with(
+    parent_dir: &Path,
+    series: impl IntoIterator<Item = (Labels, Vec<ChunkMeta>)>,
+    min_t: i64,
+    max_t_exclusive: i64,
+    compaction: Compaction,
+    strata_wal_cut: Option<u32>,
+    opts: WriteOptions,
+) -> Result<Option<BlockMeta>> {
+    if min_t >= max_t_exclusive {
+        return Err(BlockError::invalid(format!("empty block range [{min_t}, {max_t_exclusive})")));
+    }
+    let ulid = Ulid::new();
+    let tmp = parent_dir.join(format!("{ulid}{TMP_FOR_CREATION_SUFFIX}"));
+    let mut w = Writer { tmp: tmp.clone(), chunks: None, opts, index: Vec::new(), stats: BlockStats::default() };
+    let res = w.write_all(series, min_t, max_t_exclusive).and_then(|()| {
+        if w.stats.num_samples == 0 {
+            return Ok(None);
+        }
+        let mut compaction = compaction;
+        if compaction.sources.is_empty() {
+            compaction.sources = vec![ulid];
+        }
+        compaction.sources.sort();
+        let meta = BlockMeta {
+            ulid,
+            min_time: min_t,
+            max_time: max_t_exclusive,
+            stats: w.stats,
+            compaction,
+            version: META_VERSION,
+            strata: strata_wal_cut.map(|wal_segment_cut| StrataMeta { wal_segment_cut }),
+        };
+        w.finish(&meta)?;
+        let dir = parent_dir.join(ulid.to_string());
+        fs::rename(&tmp, &dir).map_err(BlockError::io("rename", &tmp))?;
+        sync_dir(parent_dir)?;
+        Ok(Some(meta))
+    });
+    if !matches!(res, Ok(Some(_))) && tmp.exists() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+struct Writer {
+    tmp: PathBuf,
+    chunks: Option<ChunkWriter>,
+    opts: WriteOptions,
+    index: Vec<(Labels, Vec<IndexChunk>)>,
+    stats: BlockStats,
+}
+
+/// A chunk ready to be written.
+struct OutChunk {
+    min_t: i64,
+    max_t: i64,
+    samples: u64,
+    bytes: Vec<u8>,
+}
+
+impl Writer {
+    fn write_all(
+        &mut self,
+        series: impl IntoIterator<Item = (Labels, Vec<ChunkMeta>)>,
+        min_t: i64,
+        max_t_excl: i64,
+    ) -> Result<()> {
+        let mut prev: Option<Labels> = None;
+        for (labels, chunks) in series {
+            if let Some(p) = &prev {
+                if *p >= labels {
+                    return Err(BlockError::invalid(format!("series {labels} is not sorted after {p}")));
+                }
+            }
+            let out = prepare_chunks(&labels, &chunks, min_t, max_t_excl)?;
+            prev = Some(labels.clone());
+            if out.is_empty() {
+                continue;
+            }
+            if self.chunks.is_none() {
+                if self.tmp.exists() {
+                    fs::remove_dir_all(&self.tmp).map_err(BlockError::io("remove", &self.tmp))?;
+                }
+                fs::create_dir_all(&self.tmp).map_err(BlockError::io("create dir", &self.tmp))?;
+                self.chunks = Some(ChunkWriter::new(&self.tmp.join("chunks"), self.opts.max_chunk_segment_size)?);
+            }
+            let Some(cw) = self.chunks.as_mut() else { continue };
+            let mut metas = Vec::with_capacity(out.len());
+            for c in out {
+                let chunk_ref = cw.write(Encoding::Xor.into(), &c.bytes)?;
+                metas.push(IndexChunk { min_t: c.min_t, max_t: c.max_t, chunk_ref });
+                self.stats.num_samples += c.samples;
+                self.stats.num_chunks += 1;
+            }
+            self.stats.num_series += 1;
+            self.index.push((labels, metas));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, meta: &BlockMeta) -> Result<()> {
+        if let Some(cw) = self.chunks.take() {
+            cw.finish()?;
+        }
+        write_index(&self.tmp.join(INDEX_FILENAME), &self.index)?;
+        tombstones::write(&self.tmp, &[])?;
+        meta.write(&self.tmp)?;
+        sync_dir(&self.tmp)
+    }
+}
+
+fn xor_sample_count(b: &[u8]) -> Option<u16> {
+    b.first_chunk::<2>().map(|h| u16::from_be_bytes(*h))
+}
+
+fn decode_xor(labels: &Labels, b: &[u8]) -> Result<Vec<(i64, f64)>> {
+    let mut it = XorIter::new(b);
+    let samples: Vec<(i64, f64)> = it.by_ref().collect();
+    if let Some(e) = it.error() {
+        return Err(BlockError::invalid(format!("series {labels}: undecodable XOR chunk: {e}")));
+    }
+    Ok(samples)
+}
+
+fn encode_samples(samples: &[(i64, f64)], out: &mut Vec<OutChunk>) {
+    for part in samples.chunks(SAMPLES_PER_CHUNK) {
+        let (Some(first), Some(last)) = (part.first(), part.last()) else { continue };
+        let mut c = XorChunk::with_capacity(part.len() * 2 + 16);
+        for &(t, v) in part {
+            c.push(t, v);
+        }
+        out.push(OutChunk { min_t: first.0, max_t: last.0, samples: part.len() as u64, bytes: c.into_bytes() });
+    }
+}
+
+/// Turns a series' chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping.
+fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<OutChunk>> {
+    let in_range = |t: i64| t >= min_t && t < max_t_excl;
+    let mut out: Vec<OutChunk> = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        match &c.data {
+            ChunkData::Xor(b) => {
+                let n = xor_sample_count(b)
+                    .ok_or_else(|| BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header")))?;
+                if n == 0 || c.max_t < min_t || c.min_t >= max_t_excl {
+                    continue;
+                }
+                if c.min_t >= min_t && c.max_t < max_t_excl && c.min_t <= c.max_t {
+                    out.push(OutChunk { min_t: c.min_t, max_t: c.max_t, samples: u64::from(n), bytes: b.to_vec() });
+                } else {
+                    let s: Vec<_> = decode_xor(labels, b)?.into_iter().filter(|s| in_range(s.0)).collect();
+                    encode_samples(&s, &mut out);
+                }
+            }
+            ChunkData::Raw(s) => {
+                let s: Vec<_> = s.iter().copied().filter(|s| in_range(s.0)).collect();
+                if s.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+                    return Err(BlockError::invalid(format!("series {labels}: raw chunk samples not strictly increasing")));
+                }
+                encode_samples(&s, &mut out);
+            }
+        }
+    }
+    let ordered = out.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
+    if ordered {
+        return Ok(out);
+    }
+    // Overlapping or unsorted chunks: merge all samples (stable sort keeps the earlier chunk's sample
+    // first at equal timestamps) and re-encode.
+    let mut all = Vec::new();
+    for c in &out {
+        all.extend(decode_xor(labels, &c.bytes)?);
+    }
+    all.sort_by_key(|s| s.0);
+    all.dedup_by_key(|s| s.0);
+    let mut merged = Vec::new();
+    encode_samples(&all, &mut merged);
+    Ok(merged)
+}
