@@ -3,7 +3,8 @@
 //!
 //! The runner is storage-agnostic ([`TestStorage`]); the conformance test plugs in a real head.
 //! Each instant eval is also re-run as a range query (t−1m … t+1m, step 1m) and the point at t
-//! compared, as Prometheus's harness does. The `@`-modifier re-runs are not done.
+//! compared, and (unless it calls an @-unsafe function) re-run with `@ t` on every selector at
+//! −10t, 0, t/5, t, 10t, as Prometheus's harness does.
 
 use std::fmt::Write as _;
 
@@ -376,6 +377,33 @@ fn run_eval(
     if ordered {
         return (query, Outcome::Pass);
     }
+    // `@`-modifier re-runs: pin every selector/subquery to t and evaluate at other times.
+    let mut pinned = expr.clone();
+    if set_at(&mut pinned, t) {
+        let times: Vec<i64> = if t == 0 {
+            vec![-1000, 0, 1000]
+        } else {
+            vec![-10 * t, 0, t / 5, t, 10 * t]
+        };
+        for et in times {
+            match engine.instant(st.storage(), &pinned, et, None) {
+                Ok(pv) => {
+                    if let Err(e) = compare(&pv, &expected, false) {
+                        return (
+                            query,
+                            Outcome::Fail(format!("@ {t} evaluated at {et}: {e}")),
+                        );
+                    }
+                }
+                Err(e) => {
+                    return (
+                        query,
+                        Outcome::Fail(format!("@ {t} evaluated at {et}: error: {e}")),
+                    )
+                }
+            }
+        }
+    }
     // Range-mode re-run: the point at t of a range query t-1m..t+1m.
     if matches!(v, QueryValue::Vector { .. } | QueryValue::Scalar { .. }) {
         match engine.range(st.storage(), &expr, t - 60_000, t + 60_000, 60_000, None) {
@@ -409,6 +437,78 @@ fn run_eval(
         }
     }
     (query, Outcome::Pass)
+}
+
+/// Functions whose result depends on the evaluation time even with step-invariant arguments.
+const AT_MODIFIER_UNSAFE_FUNCTIONS: [&str; 11] = [
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Sets `@ t` on every selector and outermost subquery without one (Prometheus's
+/// `atModifierTestCases`); false if the expression calls an @-unsafe function.
+fn set_at(e: &mut promql_parser::parser::Expr, t: i64) -> bool {
+    use promql_parser::parser::{AtModifier, Expr};
+    let at = || {
+        let d = std::time::Duration::from_millis(t.unsigned_abs());
+        Some(AtModifier::At(if t >= 0 {
+            std::time::UNIX_EPOCH + d
+        } else {
+            std::time::UNIX_EPOCH - d
+        }))
+    };
+    match e {
+        Expr::VectorSelector(vs) => {
+            if vs.at.is_none() {
+                vs.at = at();
+            }
+            true
+        }
+        Expr::MatrixSelector(ms) => {
+            if ms.vs.at.is_none() {
+                ms.vs.at = at();
+            }
+            true
+        }
+        Expr::Subquery(sq) => {
+            if sq.at.is_none() {
+                sq.at = at();
+            }
+            !contains_unsafe(&sq.expr)
+        }
+        Expr::Aggregate(a) => {
+            let ok = a.param.as_mut().is_none_or(|p| set_at(p, t));
+            set_at(&mut a.expr, t) && ok
+        }
+        Expr::Unary(u) => set_at(&mut u.expr, t),
+        Expr::Binary(b) => {
+            let l = set_at(&mut b.lhs, t);
+            set_at(&mut b.rhs, t) && l
+        }
+        Expr::Paren(p) => set_at(&mut p.expr, t),
+        Expr::Call(c) => {
+            let mut ok = !AT_MODIFIER_UNSAFE_FUNCTIONS.contains(&c.func.name);
+            for a in &mut c.args.args {
+                ok = set_at(a, t) && ok;
+            }
+            ok
+        }
+        _ => true,
+    }
+}
+
+fn contains_unsafe(e: &promql_parser::parser::Expr) -> bool {
+    let mut c = e.clone();
+    !set_at(&mut c, 0)
 }
 
 fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), String> {

@@ -567,67 +567,113 @@ impl Evaluator<'_> {
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
             return Ok(out);
         };
-        let series = match source {
-            RangeSource::Selector(vs) => self.select_range(vs, lo - range, hi)?,
-            RangeSource::Subquery(sq) => self.eval_subquery_series(sq, lo, hi)?,
-        };
         let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
-        let mut seen = std::collections::HashSet::with_capacity(series.len());
+        // Output label sets that are distinct across series cannot clash within a step.
+        let mut seen = std::collections::HashSet::new();
         let mut distinct = true;
-        for s in series {
-            self.check_timeout()?;
-            if s.points.is_empty() {
-                continue;
-            }
-            let labels = if drop_name {
-                Arc::new(s.labels.without_name())
-            } else {
-                Arc::clone(&s.labels)
-            };
-            if distinct && !seen.insert(Arc::clone(&labels)) {
+        let mut note_labels = |series: &Series| {
+            let key = if drop_name { Arc::new(series.labels.without_name()) } else { Arc::clone(&series.labels) };
+            if distinct && !series.points.is_empty() && !seen.insert(key) {
                 distinct = false;
             }
-            let (mut a, mut b) = (0usize, 0usize);
-            for (k, &t) in times.iter().enumerate() {
-                let mint = t - range;
-                if monotonic {
-                    while a < s.points.len() && s.points[a].0 < mint {
-                        a += 1;
+        };
+        match source {
+            RangeSource::Selector(vs) => {
+                // One series at a time: decode only [lo - range, hi], window it, drop it.
+                let matchers = Self::matchers(vs)?;
+                let storage = self.storage;
+                let (mint, maxt) = (lo - range, hi);
+                for s in storage.select(&matchers, mint, maxt)? {
+                    self.check_timeout()?;
+                    let mut points = Vec::new();
+                    s.samples(mint, maxt, &mut points);
+                    points.retain(|p| !is_stale(p.1));
+                    if self.cur_samples.saturating_add(points.len()) > self.max_samples {
+                        return Err(QueryError::TooManySamples("query execution"));
                     }
-                    if b < a {
-                        b = a;
-                    }
-                    while b < s.points.len() && s.points[b].0 <= t {
-                        b += 1;
-                    }
-                } else {
-                    a = s.points.partition_point(|p| p.0 < mint);
-                    b = s.points.partition_point(|p| p.0 <= t);
+                    let series = Series {
+                        labels: Arc::new(s.labels()),
+                        points,
+                    };
+                    note_labels(&series);
+                    let added = self.window_series(
+                        &series, &times, range, monotonic, drop_name, &mut f, &mut out,
+                    );
+                    self.add_samples(added)?;
                 }
-                let pts = s.points.get(a..b).unwrap_or(&[]);
-                let w = Window {
-                    points: pts,
-                    range_start: mint,
-                    range_end: t,
-                    eval_t: self.ts(k),
-                };
-                if let Some(v) = f(&w, k) {
-                    if let Some(o) = out.get_mut(k) {
-                        o.push(Sample {
-                            labels: Arc::clone(&labels),
-                            v,
-                        });
-                    }
+            }
+            RangeSource::Subquery(sq) => {
+                for series in self.eval_subquery_series(sq, lo, hi)? {
+                    self.check_timeout()?;
+                    note_labels(&series);
+                    let added = self.window_series(
+                        &series, &times, range, monotonic, drop_name, &mut f, &mut out,
+                    );
+                    self.add_samples(added)?;
                 }
             }
         }
-        // Output label sets that are distinct across series cannot clash within a step.
         if !distinct {
             for v in &out {
                 check_duplicates(v)?;
             }
         }
         Ok(out)
+    }
+
+    /// Applies `f` to the window of `s` at every selector time; returns the points produced.
+    #[allow(clippy::too_many_arguments)]
+    fn window_series(
+        &self,
+        s: &Series,
+        times: &[i64],
+        range: i64,
+        monotonic: bool,
+        drop_name: bool,
+        f: &mut impl FnMut(&Window<'_>, usize) -> Option<f64>,
+        out: &mut [Vec<Sample>],
+    ) -> usize {
+        if s.points.is_empty() {
+            return 0;
+        }
+        let labels = if drop_name {
+            Arc::new(s.labels.without_name())
+        } else {
+            Arc::clone(&s.labels)
+        };
+        let (mut a, mut b) = (0usize, 0usize);
+        let mut added = 0;
+        for (k, &t) in times.iter().enumerate() {
+            let mint = t - range;
+            if monotonic {
+                while a < s.points.len() && s.points[a].0 < mint {
+                    a += 1;
+                }
+                b = b.max(a);
+                while b < s.points.len() && s.points[b].0 <= t {
+                    b += 1;
+                }
+            } else {
+                a = s.points.partition_point(|p| p.0 < mint);
+                b = s.points.partition_point(|p| p.0 <= t);
+            }
+            let w = Window {
+                points: s.points.get(a..b).unwrap_or(&[]),
+                range_start: mint,
+                range_end: t,
+                eval_t: self.ts(k),
+            };
+            if let Some(v) = f(&w, k) {
+                if let Some(o) = out.get_mut(k) {
+                    o.push(Sample {
+                        labels: Arc::clone(&labels),
+                        v,
+                    });
+                    added += 1;
+                }
+            }
+        }
+        added
     }
 }
 
