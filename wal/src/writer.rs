@@ -77,7 +77,7 @@ impl Default for Options {
 impl Options {
     fn validate(&self) -> Result<()> {
         let page = PAGE_SIZE_BYTES as u64;
-        if self.segment_size_bytes < page || self.segment_size_bytes % page != 0 {
+        if self.segment_size_bytes < page || !self.segment_size_bytes.is_multiple_of(page) {
             return Err(Error::InvalidOptions(
                 "segment_size_bytes must be a non-zero multiple of the 32 KiB page size",
             ));
