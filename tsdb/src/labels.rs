@@ -181,17 +181,21 @@ impl Labels {
 }
 
 impl Ord for Labels {
-    /// Prometheus's `labels.Compare`: pairwise by name, then value; a prefix sorts first.
+    /// Prometheus's `labels.Compare`: pairwise by name, then value; a prefix sorts first. Names and
+    /// values compare bytewise like `str`s, so the packed bytes are compared without UTF-8 decoding.
     fn cmp(&self, other: &Self) -> Ordering {
-        let mut a = self.iter();
-        let mut b = other.iter();
+        let (mut a, mut b) = (&self.packed[..], &other.packed[..]);
+        if a == b {
+            return Ordering::Equal;
+        }
+        // Names and values alternate, so comparing them in sequence is pairwise order.
         loop {
-            match (a.next(), b.next()) {
+            match (take_bytes(&mut a), take_bytes(&mut b)) {
                 (None, None) => return Ordering::Equal,
                 (None, Some(_)) => return Ordering::Less,
                 (Some(_), None) => return Ordering::Greater,
-                (Some((an, av)), Some((bn, bv))) => {
-                    let o = an.cmp(bn).then_with(|| av.cmp(bv));
+                (Some(x), Some(y)) => {
+                    let o = x.cmp(y);
                     if o != Ordering::Equal {
                         return o;
                     }
@@ -242,12 +246,17 @@ impl<'a> Iterator for LabelsIter<'a> {
     }
 }
 
-fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+/// The next length-prefixed string of a packed label set, as bytes.
+fn take_bytes<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (len, n) = get_uvarint(rest)?;
     let bytes = rest.get(n..n.checked_add(len)?)?;
     *rest = rest.get(n + len..)?;
+    Some(bytes)
+}
+
+fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
     // Packed bytes are only ever built from `&str`, so this cannot fail; stay panic-free regardless.
-    std::str::from_utf8(bytes).ok()
+    std::str::from_utf8(take_bytes(rest)?).ok()
 }
 
 fn put_uvarint(out: &mut Vec<u8>, mut v: usize) {
@@ -466,6 +475,30 @@ mod tests {
         let b = Labels::from_pairs_unnamed(&[("a", "1"), ("b", "1")]).unwrap();
         let c = Labels::from_pairs_unnamed(&[("a", "2")]).unwrap();
         assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn packed_order_matches_labels_order() {
+        let sets: Vec<Labels> = [
+            vec![],
+            vec![("a", "1")],
+            vec![("a", "1"), ("b", "2")],
+            vec![("a", "10")],
+            vec![("a", "2")],
+            vec![("ab", "1")],
+            vec![("a", "1"), ("c", "")],
+            vec![("b", "1")],
+            vec![("a", "1"), ("b", "10")],
+            vec![("__name__", "x"), ("a", "1")],
+        ]
+        .iter()
+        .map(|p| Labels::from_sorted_unchecked(p))
+        .collect();
+        for x in &sets {
+            for y in &sets {
+                assert_eq!(x.cmp(y), x.to_pairs().cmp(&y.to_pairs()), "{x} vs {y}");
+            }
+        }
     }
 
     #[test]

@@ -207,48 +207,6 @@ fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -
     Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
 }
 
-/// Orders packed label sets like [`Labels`]'s `Ord` (pairwise by name, then value; a prefix first)
-/// without decoding them into `str`s: names and values compare bytewise either way.
-fn cmp_packed(mut a: &[u8], mut b: &[u8]) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    fn take<'x>(rest: &mut &'x [u8]) -> Option<&'x [u8]> {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut len = 0usize;
-        let mut n = 0usize;
-        for (i, byte) in rest.iter().enumerate().take(10) {
-            len |= usize::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                n = i + 1;
-                break;
-            }
-        }
-        let s = rest.get(n..n.checked_add(len)?)?;
-        *rest = rest.get(n + len..)?;
-        Some(s)
-    }
-    if a == b {
-        return Ordering::Equal;
-    }
-    loop {
-        // A name and its value, in order: comparing them one after the other is pairwise order.
-        for _ in 0..2 {
-            match (take(&mut a), take(&mut b)) {
-                (None, None) => return Ordering::Equal,
-                (None, Some(_)) => return Ordering::Less,
-                (Some(_), None) => return Ordering::Greater,
-                (Some(x), Some(y)) => {
-                    let o = x.cmp(y);
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with
 /// equal labels across them.
 pub struct Querier {
@@ -319,7 +277,7 @@ impl Querier {
             }
             out = merged.into_values().collect();
         } else {
-            out.sort_unstable_by(|a, b| cmp_packed(a.labels.packed(), b.labels.packed()));
+            out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         }
         out
     }
@@ -410,30 +368,6 @@ impl Querier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packed_order_matches_labels_order() {
-        let sets: Vec<Labels> = [
-            vec![],
-            vec![("a", "1")],
-            vec![("a", "1"), ("b", "2")],
-            vec![("a", "10")],
-            vec![("a", "2")],
-            vec![("ab", "1")],
-            vec![("a", "1"), ("c", "")],
-            vec![("b", "1")],
-            vec![("a", "1"), ("b", "10")],
-            vec![("__name__", "x"), ("a", "1")],
-        ]
-        .iter()
-        .map(|p| Labels::from_sorted_unchecked(p))
-        .collect();
-        for x in &sets {
-            for y in &sets {
-                assert_eq!(cmp_packed(x.packed(), y.packed()), x.cmp(y), "{x} vs {y}");
-            }
-        }
-    }
 
     #[test]
     fn open_chunk_part_keeps_exactly_the_range() {

@@ -282,6 +282,11 @@ pub struct XorIter<'a> {
     err: Option<ChunkError>,
 }
 
+/// The sample count in the header of XOR chunk bytes (0 if the header is missing).
+pub fn num_samples(bytes: &[u8]) -> u16 {
+    bytes.first_chunk::<HEADER_BYTES>().map_or(0, |h| u16::from_be_bytes(*h))
+}
+
 impl<'a> XorIter<'a> {
     /// Iterates over chunk bytes (header included).
     pub fn new(bytes: &'a [u8]) -> Self {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::series::SealedChunk;
 use super::Head;
+use crate::chunkenc::num_samples;
 use crate::error::{io_error, Error, Result};
 use crate::record::{self, SeriesChunks, StoredChunk};
 
@@ -83,10 +84,6 @@ impl Head {
             let mut series_rec = Vec::new();
             let mut samples_rec = Vec::new();
             let (mut n_series, mut n_samples, mut in_rec) = (0u64, 0u64, 0usize);
-            let chunk_len = |b: &[u8]| match b {
-                [x, y, ..] => u64::from(u16::from_be_bytes([*x, *y])),
-                _ => 0,
-            };
             let mut failed: Option<Error> = None;
             let flush = |rec: &mut Vec<u8>, failed: &mut Option<Error>| {
                 if !rec.is_empty() && failed.is_none() {
@@ -138,7 +135,7 @@ impl Head {
                 if entry.sealed.is_empty() && entry.open.is_none() && entry.ooo_sealed.is_empty() && entry.ooo_open.is_empty() {
                     return;
                 }
-                n_samples += entry.sealed.iter().chain(&entry.open).chain(&entry.ooo_sealed).map(|c| chunk_len(c.bytes)).sum::<u64>()
+                n_samples += entry.sealed.iter().chain(&entry.open).chain(&entry.ooo_sealed).map(|c| u64::from(num_samples(c.bytes))).sum::<u64>()
                     + entry.ooo_open.len() as u64;
                 record::encode_chunks(&mut samples_rec, &entry);
                 drop(entry);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::series::{MemSeries, SealedChunk, SeriesData};
 use super::Head;
-use crate::chunkenc::{XorChunk, XorIter};
+use crate::chunkenc::{num_samples, XorChunk, XorIter};
 use crate::error::Result;
 
 use crate::labels::Labels;
@@ -167,7 +167,7 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
 
 fn chunk_len(d: &ChunkData) -> u64 {
     match d {
-        ChunkData::Xor(b) => b.get(..2).map_or(0, |h| u64::from(u16::from_be_bytes([h[0], h[1]]))),
+        ChunkData::Xor(b) => u64::from(num_samples(b)),
         ChunkData::Raw(s) => s.len() as u64,
     }
 }

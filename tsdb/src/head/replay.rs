@@ -18,7 +18,7 @@ use super::checkpoint;
 use super::ooo::OooChunk;
 use super::series::{Applied, MemSeries, OooData, OpenChunk, SealedChunk, SeriesData, SeriesRef};
 use super::{Head, ReplaySkip};
-use crate::chunkenc::{XorChunk, XorIter};
+use crate::chunkenc::{num_samples, XorChunk, XorIter};
 use crate::error::{Error, Result};
 use crate::record::{self, Record, RefSample, SeriesChunks, StoredChunk};
 
@@ -265,7 +265,7 @@ impl Replay<'_> {
             let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
             data.ooo = Some(Box::new(OooData { open, sealed }));
         }
-        let n: u64 = all_chunks().map(|ch| u64::from(chunk_len(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;
+        let n: u64 = all_chunks().map(|ch| u64::from(num_samples(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;
         let range = data.time_range();
         drop(data);
         if let Some((lo, hi)) = range {
@@ -285,13 +285,6 @@ impl Replay<'_> {
 
 fn is_empty(d: &SeriesData) -> bool {
     d.sealed.is_empty() && d.open.is_none() && d.ooo.is_none()
-}
-
-fn chunk_len(bytes: &[u8]) -> u16 {
-    match bytes {
-        [a, b, ..] => u16::from_be_bytes([*a, *b]),
-        _ => 0,
-    }
 }
 
 fn log_progress(i: usize, n: usize, samples: u64, started: Instant) {
