@@ -232,38 +232,12 @@ fn duration_ms(d: Duration) -> i64 {
 }
 
 /// Parses a Prometheus duration such as `30m`, `1h30m`, `90s`, `0`, `1d`, `2w`, `1y`: whole numbers,
-/// units in decreasing order, each at most once.
+/// units in decreasing order, each at most once (the same grammar the query API accepts).
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    // Ordered from largest to smallest; "ms" is tried before "m".
-    const UNITS: [(&str, u64); 7] =
-        [("y", 365 * 86_400_000), ("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)];
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let invalid = || anyhow::anyhow!("not a valid duration string: {s:?}");
-    let mut rest = s;
-    let mut total: u64 = 0;
-    let mut next_unit = 0;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n: u64 = rest.get(..digits).and_then(|d| d.parse().ok()).ok_or_else(invalid)?;
-        rest = rest.get(digits..).unwrap_or_default();
-        let unit_len = if rest.starts_with("ms") { 2 } else { 1 };
-        let unit = rest.get(..unit_len).ok_or_else(invalid)?;
-        let idx = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(invalid)?;
-        if idx < next_unit {
-            return Err(invalid());
-        }
-        next_unit = idx + 1;
-        let ms = UNITS.get(idx).map_or(0, |u| u.1);
-        total = n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
-        rest = rest.get(unit_len..).unwrap_or_default();
-    }
-    Ok(Duration::from_millis(total))
+    let ms = query::api::params::parse_prom_duration(s.trim())
+        .and_then(|ms| u64::try_from(ms).ok())
+        .ok_or_else(|| anyhow::anyhow!("not a valid duration string: {s:?}"))?;
+    Ok(Duration::from_millis(ms))
 }
 
 /// Parses a byte size like Prometheus's: a number with an optional unit B, KB, MB, GB, TB, PB, EB
