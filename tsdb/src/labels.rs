@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::varint::put_uvarint;
+
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
@@ -259,23 +261,9 @@ fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(take_bytes(rest)?).ok()
 }
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn get_uvarint(b: &[u8]) -> Option<(usize, usize)> {
-    let mut v: usize = 0;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= ((byte & 0x7f) as usize) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
+    let (v, n) = crate::varint::uvarint(b)?;
+    Some((usize::try_from(v).ok()?, n))
 }
 
 /// Writes the packed encoding of sorted, validated pairs into `out` (cleared first):
@@ -283,9 +271,9 @@ fn get_uvarint(b: &[u8]) -> Option<(usize, usize)> {
 pub fn pack_sorted(out: &mut Vec<u8>, pairs: &[(&str, &str)]) {
     out.clear();
     for (n, v) in pairs {
-        put_uvarint(out, n.len());
+        put_uvarint(out, n.len() as u64);
         out.extend_from_slice(n.as_bytes());
-        put_uvarint(out, v.len());
+        put_uvarint(out, v.len() as u64);
         out.extend_from_slice(v.as_bytes());
     }
 }

@@ -20,6 +20,7 @@ pub mod head;
 pub mod labels;
 pub mod querier;
 pub mod record;
+mod varint;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -15,6 +15,7 @@
 //! Decoding never trusts a length: every read is bounds-checked and failures are typed.
 
 use crate::labels::Labels;
+use crate::varint::{put_uvarint, put_varint, take_uvarint as get_uvarint, take_varint as get_varint};
 
 /// Record type tags (first byte of a record). Pinned: these are on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,36 +271,6 @@ fn get_str<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<&'a str, DecodeE
     let bytes = rest.get(..len).ok_or(DecodeError::Truncated(at))?;
     *rest = rest.get(len..).unwrap_or_default();
     std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8(at))
-}
-
-fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn put_varint(buf: &mut Vec<u8>, v: i64) {
-    put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn get_uvarint(rest: &mut &[u8]) -> Option<u64> {
-    let mut v: u64 = 0;
-    for i in 0..10 {
-        let b = *rest.get(i)?;
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            *rest = rest.get(i + 1..)?;
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn get_varint(rest: &mut &[u8]) -> Option<i64> {
-    let u = get_uvarint(rest)?;
-    Some(((u >> 1) as i64) ^ -((u & 1) as i64))
 }
 
 #[cfg(test)]

@@ -9,18 +9,7 @@ pub(crate) fn crc32c(b: &[u8]) -> u32 {
     crc32c::crc32c(b)
 }
 
-pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Go's zig-zag `PutVarint`.
-pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
+pub(crate) use crate::varint::{put_uvarint, put_varint, uvarint};
 
 pub(crate) fn put_uvarint_str(out: &mut Vec<u8>, s: &str) {
     put_uvarint(out, s.len() as u64);
@@ -29,21 +18,6 @@ pub(crate) fn put_uvarint_str(out: &mut Vec<u8>, s: &str) {
 
 pub(crate) fn put_be32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
-}
-
-/// Decodes a Go uvarint at the start of `b`: `(value, bytes used)`. `None` if truncated or overflowing 64 bits.
-pub(crate) fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v: u64 = 0;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        if i == 9 && byte > 1 {
-            return None;
-        }
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 /// A cursor over untrusted bytes. Every read is bounds-checked and reports the absolute file offset
