@@ -76,15 +76,15 @@ pub fn append_request(head: &Head, payload: &[u8]) -> Result<Outcome> {
 }
 
 /// Appends one series' samples; returns how many were accepted.
-fn append_series<'a>(
+fn append_series(
     app: &mut Appender<'_>,
-    pairs: &mut [(&'a str, &'a str)],
-    series: &SeriesView<'a>,
+    pairs: &[(&[u8], &[u8])],
+    series: &SeriesView<'_>,
     report: &mut Report,
 ) -> u64 {
     if series.num_histograms > 0 {
         report.reject(Reason::NativeHistogram, series.num_histograms, |out| {
-            describe_series(out, series, pairs);
+            write_labels_lossy(out, pairs);
             describe_count(out, series.num_histograms, series.first_histogram_t);
             let _ = write!(out, ": {NATIVE_HISTOGRAMS_UNSUPPORTED}");
         });
@@ -93,21 +93,12 @@ fn append_series<'a>(
     if n == 0 {
         return 0;
     }
-    let first_t = || series.samples().next().map(|(t, _)| t);
-    if !series.labels_utf8 {
-        report.reject(Reason::InvalidLabels, n, |out| {
-            describe_series(out, series, pairs);
-            describe_count(out, n, first_t());
-            out.push_str(": invalid labels: label name or value is not valid UTF-8");
-        });
-        return 0;
-    }
-    let h = match app.series(pairs) {
+    let h = match app.series_bytes(pairs) {
         Ok(h) => h,
         Err(e) => {
             report.reject(Reason::InvalidLabels, n, |out| {
-                describe_series(out, series, pairs);
-                describe_count(out, n, first_t());
+                write_labels_lossy(out, pairs);
+                describe_count(out, n, series.samples().next().map(|(t, _)| t));
                 let _ = write!(out, ": {}", AppendError::InvalidLabels(e));
             });
             return 0;
@@ -118,8 +109,7 @@ fn append_series<'a>(
         match app.append(h, t, v) {
             Ok(()) => accepted += 1,
             Err(e) => report.reject(e.reason().into(), 1, |out| {
-                // After `series`, the pairs are sorted with empty values moved to the end.
-                write_labels(out, pairs.iter().filter(|(_, v)| !v.is_empty()).copied());
+                write_series_labels(out, pairs);
                 let _ = write!(out, " @{t}: {e}");
             }),
         }
@@ -127,12 +117,16 @@ fn append_series<'a>(
     accepted
 }
 
-fn describe_series(out: &mut String, series: &SeriesView<'_>, pairs: &[(&str, &str)]) {
-    if series.labels_utf8 {
-        write_labels(out, pairs.iter().copied());
-    } else {
-        write_labels(out, series.labels_lossy());
-    }
+/// The pairs as sent, invalid UTF-8 replaced.
+fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
+    write_labels(out, pairs.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))));
+}
+
+/// The label set of a stored series, as the storage keeps it: sorted by name, empty values dropped.
+fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
+    let mut sorted: Vec<_> = pairs.iter().filter(|(_, v)| !v.is_empty()).collect();
+    sorted.sort_by_key(|(n, _)| *n);
+    write_labels(out, sorted.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))));
 }
 
 fn describe_count(out: &mut String, n: u64, first_t: Option<i64>) {

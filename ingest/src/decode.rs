@@ -1,12 +1,13 @@
 //! Pure request decoding: header checks, size limits, snappy, and a borrowing protobuf walk.
 //!
 //! Nothing here touches storage or async. The walk ([`walk`]) reads a `prometheus.WriteRequest`
-//! straight from the decompressed buffer and hands out, per `TimeSeries`, borrowed `(&str, &str)`
+//! straight from the decompressed buffer and hands out, per `TimeSeries`, borrowed `(&[u8], &[u8])`
 //! label pairs (in a caller-reused `Vec`) and an iterator of `(t, v)` samples — no label `String`s, no
 //! per-sample allocation. It accepts every byte string that prost accepts for [`crate::proto::WriteRequest`]
 //! and yields the same series and samples (property-tested), with two deliberate leniencies:
-//! label bytes that are not UTF-8 mark that series invalid instead of failing the request, and the
-//! contents of exemplars, histograms and metadata (which are ignored) are only length-checked.
+//! label bytes are not checked for UTF-8 here (the storage checks them only for a label set it does not
+//! hold yet, so a series that is not UTF-8 is rejected on its own instead of failing the request), and
+//! the contents of exemplars, histograms and metadata (which are ignored) are only length-checked.
 //!
 //! Every read is bounds-checked; the only recursion (skipping nested groups of unknown fields) is
 //! limited to prost's depth of 100. Any input yields `Ok` or `Err`, never a panic.
@@ -184,7 +185,21 @@ impl<'a> Reader<'a> {
         ProtoError { offset, kind }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64> {
+        // Keys, lengths and most timestamps' first bytes: one byte, no loop.
+        if self.pos < self.end {
+            if let Some(&b) = self.buf.get(self.pos) {
+                if b < 0x80 {
+                    self.pos += 1;
+                    return Ok(u64::from(b));
+                }
+            }
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64> {
         let start = self.pos;
         let mut value = 0u64;
         for count in 0..10u32 {
@@ -205,6 +220,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a field key: `(field number, wire type)`, checked as prost checks it.
+    #[inline]
     fn key(&mut self) -> Result<(u32, u8)> {
         let start = self.pos;
         let key = self.varint()?;
@@ -337,8 +353,6 @@ pub struct WalkSummary {
 pub struct SeriesView<'a> {
     msg: Reader<'a>,
     depth: u32,
-    /// False if some label name or value is not UTF-8 (the pairs handed out are then incomplete).
-    pub labels_utf8: bool,
     /// Float samples in the series.
     pub num_samples: u64,
     /// Native histogram samples in the series.
@@ -356,37 +370,6 @@ impl<'a> SeriesView<'a> {
             msg: self.msg,
             depth: self.depth,
         }
-    }
-
-    /// The labels in wire order with invalid UTF-8 replaced — for error messages only (allocates).
-    pub fn labels_lossy(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut r = self.msg;
-        while r.has_more() {
-            let Ok((field, wt)) = r.key() else { break };
-            if field == 1 && wt == WT_LEN {
-                let Ok(mut l) = r.len_delimited() else { break };
-                let (mut name, mut value) = (String::new(), String::new());
-                while l.has_more() {
-                    let Ok((f, w)) = l.key() else { break };
-                    if w == WT_LEN && (f == 1 || f == 2) {
-                        let Ok(s) = l.len_delimited() else { break };
-                        let s = String::from_utf8_lossy(s.bytes()).into_owned();
-                        if f == 1 {
-                            name = s;
-                        } else {
-                            value = s;
-                        }
-                    } else if l.skip(w, f, RECURSION_LIMIT).is_err() {
-                        break;
-                    }
-                }
-                out.push((name, value));
-            } else if r.skip(wt, field, RECURSION_LIMIT).is_err() {
-                break;
-            }
-        }
-        out
     }
 }
 
@@ -422,11 +405,11 @@ impl Iterator for Samples<'_> {
 /// must discard what it did with them (roll back), since the request as a whole is invalid.
 pub fn walk<'a, F>(
     payload: &'a [u8],
-    labels: &mut Vec<(&'a str, &'a str)>,
+    labels: &mut Vec<(&'a [u8], &'a [u8])>,
     mut on_series: F,
 ) -> Result<WalkSummary>
 where
-    F: FnMut(&mut Vec<(&'a str, &'a str)>, &SeriesView<'a>),
+    F: FnMut(&mut Vec<(&'a [u8], &'a [u8])>, &SeriesView<'a>),
 {
     let mut r = Reader::new(payload);
     let mut summary = WalkSummary::default();
@@ -461,13 +444,12 @@ where
 fn parse_series<'a>(
     msg: Reader<'a>,
     depth: u32,
-    labels: &mut Vec<(&'a str, &'a str)>,
+    labels: &mut Vec<(&'a [u8], &'a [u8])>,
 ) -> Result<SeriesView<'a>> {
     labels.clear();
     let mut view = SeriesView {
         msg,
         depth,
-        labels_utf8: true,
         num_samples: 0,
         num_histograms: 0,
         num_exemplars: 0,
@@ -482,10 +464,7 @@ fn parse_series<'a>(
                 r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
                 let sub = r.len_delimited()?;
                 let inner = r.enter(at, depth)?;
-                match parse_label(sub, inner)? {
-                    Some(pair) => labels.push(pair),
-                    None => view.labels_utf8 = false,
-                }
+                labels.push(parse_label(sub, inner)?);
             }
             2 => {
                 r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
@@ -515,26 +494,26 @@ fn parse_series<'a>(
     Ok(view)
 }
 
-/// Reads a `Label`; `None` if its name or value is not UTF-8. The last occurrence of a field wins.
-fn parse_label(mut r: Reader<'_>, depth: u32) -> Result<Option<(&str, &str)>> {
-    let (mut name, mut value) = (Some(""), Some(""));
+/// Reads a `Label` as `(name, value)` bytes. The last occurrence of a field wins.
+fn parse_label<'a>(mut r: Reader<'a>, depth: u32) -> Result<(&'a [u8], &'a [u8])> {
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
     while r.has_more() {
         let at = r.pos;
         let (field, wt) = r.key()?;
         match field {
             1 | 2 => {
                 r.expect_wt(at, "Label", field, wt, WT_LEN)?;
-                let s = std::str::from_utf8(r.len_delimited()?.bytes()).ok();
+                let b = r.len_delimited()?.bytes();
                 if field == 1 {
-                    name = name.and(s);
+                    name = b;
                 } else {
-                    value = value.and(s);
+                    value = b;
                 }
             }
             _ => r.skip(wt, field, depth)?,
         }
     }
-    Ok(name.zip(value))
+    Ok((name, value))
 }
 
 fn parse_sample(mut r: Reader<'_>, depth: u32) -> Result<(i64, f64)> {

@@ -45,6 +45,9 @@ pub enum LabelError {
         /// The offending metric name.
         name: String,
     },
+    /// A label name or value is not valid UTF-8.
+    #[error("label name or value is not valid UTF-8")]
+    InvalidUtf8,
     /// The head has handed out every 32-bit series reference (a new series cannot be created).
     #[error("series reference space exhausted: no new series can be created")]
     SeriesRefsExhausted,
@@ -268,13 +271,14 @@ fn get_uvarint(b: &[u8]) -> Option<(usize, usize)> {
 
 /// Writes the packed encoding of sorted, validated pairs into `out` (cleared first):
 /// `[uvarint name_len][name][uvarint value_len][value]…`. Reusing `out` allocates nothing.
-pub fn pack_sorted(out: &mut Vec<u8>, pairs: &[(&str, &str)]) {
+pub fn pack_sorted<N: AsRef<[u8]>, V: AsRef<[u8]>>(out: &mut Vec<u8>, pairs: &[(N, V)]) {
     out.clear();
     for (n, v) in pairs {
+        let (n, v) = (n.as_ref(), v.as_ref());
         put_uvarint(out, n.len() as u64);
-        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(n);
         put_uvarint(out, v.len() as u64);
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v);
     }
 }
 

@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod head;
 pub mod labels;
+mod prefetch;
 pub mod querier;
 pub mod record;
 mod varint;

@@ -22,10 +22,12 @@ fn walk_owned(payload: &[u8]) -> std::result::Result<Decoded, ProtoError> {
     let mut labels = Vec::new();
     let mut out = Vec::new();
     let summary = walk(payload, &mut labels, |pairs, s| {
-        assert!(s.labels_utf8, "only called on valid UTF-8 here");
         let pairs = pairs
             .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .map(|(n, v)| {
+                let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).expect("only called on valid UTF-8 here");
+                (utf8(n), utf8(v))
+            })
             .collect();
         let samples = s
             .samples()
@@ -250,7 +252,7 @@ fn empty_payload_is_an_empty_request() {
 }
 
 #[test]
-fn invalid_utf8_marks_the_series_not_the_request() {
+fn invalid_utf8_is_handed_on_not_refused() {
     let mut payload = proto::WriteRequest {
         timeseries: vec![proto::TimeSeries {
             labels: vec![label("__name__", "x"), label("job", "Z")],
@@ -272,14 +274,14 @@ fn invalid_utf8_marks_the_series_not_the_request() {
     let mut labels = Vec::new();
     let mut seen = Vec::new();
     walk(&payload, &mut labels, |pairs, s| {
-        seen.push((s.labels_utf8, pairs.len(), s.num_samples, s.labels_lossy()));
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = pairs.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+        seen.push((owned, s.num_samples));
     })
     .unwrap();
     assert_eq!(seen.len(), 1);
-    let (utf8, n, samples, lossy) = &seen[0];
-    assert!(!utf8);
-    assert_eq!((*n, *samples), (1, 1));
-    assert_eq!(lossy[1], ("job".to_owned(), "\u{fffd}".to_owned()));
+    let (pairs, samples) = &seen[0];
+    assert_eq!((pairs.len(), *samples), (2, 1));
+    assert_eq!(pairs[1], (b"job".to_vec(), vec![0xff]));
 }
 
 fn walk_err(payload: &[u8]) -> ProtoErrorKind {
@@ -445,7 +447,6 @@ fn agrees_with_prost(payload: &[u8]) -> std::result::Result<(), TestCaseError> {
     let mut labels = Vec::new();
     let ours = walk(payload, &mut labels, |_, s| {
         let _ = s.samples().count();
-        let _ = s.labels_lossy();
     });
     // Where prost refuses, we may still accept (UTF-8 in labels, contents of ignored messages).
     if let Ok(req) = proto::WriteRequest::decode(payload) {

@@ -202,7 +202,7 @@ async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("{{1bad=\"v\", __name__=\"bad\"}} 2 samples from @{t0}: invalid labels: invalid label name \"1bad\"")),
+        text.contains(&format!("{{__name__=\"bad\", 1bad=\"v\"}} 2 samples from @{t0}: invalid labels: invalid label name \"1bad\"")),
         "{text}"
     );
     // The valid samples of the same request are stored (and durable: commit ran).

@@ -45,6 +45,9 @@ pub struct Appender<'h> {
     /// Per handle: the series version its samples were checked against, or None if checks saw
     /// different versions (then commit looks every out-of-order timestamp up again).
     checked_versions: Vec<Option<Option<u32>>>,
+    /// Per handle: where its open chunk's next append lands, seen under the lock in `append`. Only a
+    /// prefetch hint for the commit (the chunk may have moved by then).
+    append_addrs: Vec<usize>,
     pending: Vec<(SeriesHandle, i64, f64)>,
     /// Queued values by (handle, t); built only once a queued sample is out of order within this
     /// transaction, so in-order requests never pay for it.
@@ -67,6 +70,7 @@ impl<'h> Appender<'h> {
             series: Vec::new(),
             pending_tails: Vec::new(),
             checked_versions: Vec::new(),
+            append_addrs: Vec::new(),
             pending: Vec::new(),
             pending_index: None,
             packed: Vec::new(),
@@ -77,27 +81,53 @@ impl<'h> Appender<'h> {
     /// Finds or creates the series with these label pairs (any order). The slice is validated and sorted
     /// in place, so callers can reuse one buffer; an existing series is found without allocating.
     pub fn series<'a>(&mut self, pairs: &mut [(&'a str, &'a str)]) -> std::result::Result<SeriesHandle, LabelError> {
-        let maps = self.head.series_maps();
         // Fast path: senders send sorted, complete label sets. If the pairs as given pack to the bytes
         // of a stored series, they are that (valid, sorted) label set: no validation needed.
+        match self.find_as_given(pairs) {
+            Some(s) => Ok(self.handle_for(s)),
+            None => self.find_or_create_checked(pairs),
+        }
+    }
+
+    /// [`Appender::series`] for label pairs as raw bytes, straight from a request. An existing series is
+    /// found by comparing bytes, without a UTF-8 check: bytes equal to a stored label set are valid. Only
+    /// a label set that is not stored as given is checked for UTF-8, validated and sorted.
+    pub fn series_bytes(&mut self, pairs: &[(&[u8], &[u8])]) -> std::result::Result<SeriesHandle, LabelError> {
+        if let Some(s) = self.find_as_given(pairs) {
+            return Ok(self.handle_for(s));
+        }
+        let mut strs: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+        for (n, v) in pairs {
+            match (std::str::from_utf8(n), std::str::from_utf8(v)) {
+                (Ok(n), Ok(v)) => strs.push((n, v)),
+                _ => {
+                    self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);
+                    return Err(LabelError::InvalidUtf8);
+                }
+            }
+        }
+        self.find_or_create_checked(&mut strs)
+    }
+
+    /// The stored series whose packed labels are exactly these pairs in this order.
+    fn find_as_given<N: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(N, V)]) -> Option<Arc<MemSeries>> {
         pack_sorted(&mut self.packed, pairs);
-        let mut hash = hash_packed(&self.packed);
-        let existing = match maps.get_by_packed(hash, &self.packed) {
-            Some(s) => Some(s),
-            None => {
-                let sorted = match validate(pairs, true) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                };
-                pack_sorted(&mut self.packed, sorted);
-                hash = hash_packed(&self.packed);
-                maps.get_by_packed(hash, &self.packed)
+        self.head.series_maps().get_by_packed(hash_packed(&self.packed), &self.packed)
+    }
+
+    /// Validates and sorts `pairs` in place, then finds or creates their series.
+    fn find_or_create_checked<'a>(&mut self, pairs: &mut [(&'a str, &'a str)]) -> std::result::Result<SeriesHandle, LabelError> {
+        let maps = self.head.series_maps();
+        let sorted = match validate(pairs, true) {
+            Ok(s) => s,
+            Err(e) => {
+                self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
             }
         };
-        let s = match existing {
+        pack_sorted(&mut self.packed, sorted);
+        let hash = hash_packed(&self.packed);
+        let s = match maps.get_by_packed(hash, &self.packed) {
             Some(s) => s,
             None => {
                 let head = self.head;
@@ -115,16 +145,22 @@ impl<'h> Appender<'h> {
                 s
             }
         };
+        Ok(self.handle_for(s))
+    }
+
+    /// The handle of `s` in this transaction.
+    fn handle_for(&mut self, s: Arc<MemSeries>) -> SeriesHandle {
         // Consecutive lookups of the same series (common in tests) reuse the handle.
         if let Some(last) = self.series.last() {
             if Arc::ptr_eq(last, &s) {
-                return Ok(SeriesHandle(self.series.len() - 1));
+                return SeriesHandle(self.series.len() - 1);
             }
         }
         self.series.push(s);
         self.pending_tails.push(None);
         self.checked_versions.push(None);
-        Ok(SeriesHandle(self.series.len() - 1))
+        self.append_addrs.push(0);
+        SeriesHandle(self.series.len() - 1)
     }
 
     /// Checks sample `(t, v)` for the series and queues it for commit. The check sees the committed
@@ -143,6 +179,9 @@ impl<'h> Appender<'h> {
                     Some(Some(v)) if v == data.version => Some(Some(v)),
                     Some(_) => Some(None),
                 };
+            }
+            if let Some(addr) = self.append_addrs.get_mut(h.0) {
+                *addr = data.append_addr();
             }
             let tail = match (data.tail(), queued_tail) {
                 (Some(c), Some(q)) => Some(if q.max_t > c.max_t { q } else { c }),
@@ -249,6 +288,7 @@ impl<'h> Appender<'h> {
         let series = &self.series;
         let checked = std::mem::take(&mut self.checked_versions);
         let pending = std::mem::take(&mut self.pending);
+        let addrs = &self.append_addrs;
         let mut stats = self.stats;
         wal.log(&recs, || {
             for &i in &unlogged {
@@ -256,7 +296,7 @@ impl<'h> Appender<'h> {
                     s.set_logged();
                 }
             }
-            apply_pending(head, series, &checked, &pending, &mut stats);
+            apply_pending(head, series, &checked, addrs, &pending, &mut stats);
         })
         .map_err(Error::from)?;
         Ok(stats)
@@ -271,15 +311,19 @@ impl<'h> Appender<'h> {
         }
         let pending = std::mem::take(&mut self.pending);
         let checked = std::mem::take(&mut self.checked_versions);
-        apply_pending(self.head, &self.series, &checked, &pending, &mut self.stats);
+        apply_pending(self.head, &self.series, &checked, &self.append_addrs, &pending, &mut self.stats);
     }
 }
+
+/// How many queued samples ahead `apply_pending` hints the CPU to fetch.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Applies samples to memory, locking each series once per run of consecutive samples.
 fn apply_pending(
     head: &Head,
     series: &[Arc<MemSeries>],
     checked: &[Option<Option<u32>>],
+    append_addrs: &[usize],
     pending: &[(SeriesHandle, i64, f64)],
     stats: &mut CommitStats,
 ) {
@@ -287,6 +331,9 @@ fn apply_pending(
     let ctx = head.apply_ctx();
     let mut dedup = 0u64;
     let (in_order_before, ooo_before, conflicts_before) = (stats.in_order, stats.out_of_order, stats.conflicts);
+    // The head's time range is widened once per batch: its atomics are shared by every writer.
+    let mut max_t = i64::MIN;
+    let mut min_t = i64::MAX;
     let mut i = 0;
     while i < pending.len() {
         let Some(&(h, _, _)) = pending.get(i) else { break };
@@ -294,11 +341,18 @@ fn apply_pending(
             i += 1;
             continue;
         };
+        // Series follow each other in no order memory likes: fetch the next ones' state meanwhile.
+        if let Some(&(ahead, _, _)) = pending.get(i + PREFETCH_AHEAD) {
+            if let Some(a) = series.get(ahead.0) {
+                a.prefetch();
+            }
+            if let Some(&addr) = append_addrs.get(ahead.0) {
+                crate::prefetch::read(addr);
+            }
+        }
         let mut data = s.lock();
         // Unchanged since `append` checked this handle's samples: their lookups still hold.
         let known_absent = checked.get(h.0).copied().flatten().flatten() == Some(data.version);
-        let mut max_t = i64::MIN;
-        let mut min_t = i64::MAX;
         while let Some(&(h2, t, v)) = pending.get(i) {
             if h2 != h {
                 break;
@@ -317,10 +371,10 @@ fn apply_pending(
             i += 1;
         }
         drop(data);
-        if max_t != i64::MIN {
-            head.observe_time(max_t);
-            head.observe_time(min_t);
-        }
+    }
+    if max_t != i64::MIN {
+        head.observe_time(max_t);
+        head.observe_time(min_t);
     }
     let st = &head.stats;
     st.samples_in_order.fetch_add(stats.in_order - in_order_before, Ordering::Relaxed);

@@ -35,7 +35,7 @@ pub const DEFAULT_CHUNK_RANGE_MS: i64 = 2 * 3_600_000;
 /// Default capacity of an open out-of-order chunk (Prometheus's `out_of_order_cap_max`).
 pub const DEFAULT_OOO_CAP_MAX: usize = 32;
 /// Default number of stripes of the series maps.
-pub const DEFAULT_STRIPE_SIZE: usize = 4096;
+pub const DEFAULT_STRIPE_SIZE: usize = 64;
 
 /// Head configuration. Plain values, checked by the caller.
 #[derive(Debug, Clone)]

@@ -137,6 +137,11 @@ impl SeriesData {
         Some(SeriesTail { max_t, last_value: self.last_value })
     }
 
+    /// Address of the open chunk's last byte (where the next append writes), or 0: a prefetch hint only.
+    pub fn append_addr(&self) -> usize {
+        self.open.as_ref().map_or(0, |c| c.chunk.bytes().as_ptr_range().end as usize).saturating_sub(1)
+    }
+
     /// The value stored at exactly `t`, searching in-order and out-of-order chunks.
     pub fn value_at(&self, t: i64) -> Option<f64> {
         let in_chunk = |bytes: &[u8]| {
@@ -322,6 +327,13 @@ pub struct MemSeries {
 }
 
 impl MemSeries {
+    /// Hints the CPU to fetch this series' lock and sample state (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        let at = std::ptr::from_ref(&self.data) as usize;
+        crate::prefetch::read(at);
+        crate::prefetch::read(at + 64);
+    }
+
     pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
         MemSeries { sref, labels, logged: AtomicBool::new(logged), data: Mutex::new(SeriesData::new()) }
     }

@@ -246,3 +246,27 @@ fn snapshot_truncate_and_checkpoint_keep_everything_once() {
     app.append_pairs(&[("__name__", "c"), ("job", "j")], H2 - 1, 1.0).unwrap();
     assert_eq!(app.commit().unwrap().out_of_order, 1);
 }
+
+#[test]
+fn series_from_raw_bytes() {
+    use crate::labels::LabelError;
+    let (_d, head) = temp_head(memory_options(30 * MIN));
+    let mut app = head.appender();
+    // Unsorted, with an empty value: validated and sorted like `series`.
+    let raw: [(&[u8], &[u8]); 3] = [(b"job", b"a"), (b"__name__", b"m"), (b"empty", b"")];
+    let h = app.series_bytes(&raw).unwrap();
+    app.append(h, MIN, 1.0).unwrap();
+    // The same label set as stored (sorted, complete) finds the same series.
+    let stored: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (b"job", b"a")];
+    let h2 = app.series_bytes(&stored).unwrap();
+    assert_eq!(h, h2);
+    // Not UTF-8: rejected, nothing created.
+    let bad: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (b"job", &[0xff])];
+    assert_eq!(app.series_bytes(&bad), Err(LabelError::InvalidUtf8));
+    // Invalid names are still refused.
+    let bad_name: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (b"1job", b"a")];
+    assert!(matches!(app.series_bytes(&bad_name), Err(LabelError::InvalidName { .. })));
+    app.commit().unwrap();
+    assert_eq!(read_all(&head, "m"), vec![(MIN, 1.0)]);
+    assert_eq!(head.num_series(), 1);
+}
