@@ -270,8 +270,10 @@ impl Db {
         let overlaps_existing = self.blocks().iter().any(|b| b.meta().min_time < maxt && b.meta().max_time > mint);
         let hints = if overlaps_existing { vec!["from-out-of-order".to_string()] } else { Vec::new() };
         let compaction = Compaction { level: 1, hints, ..Compaction::default() };
-        let series = snap.series.iter().map(|(l, c)| (l.clone(), c.clone()));
-        let meta = block::write_block(&self.dir, series, mint, maxt, compaction, snap.wal_cut)?;
+        // Chunks are read from head chunk files series by series as the block is written; a read error
+        // aborts the block (the head keeps everything).
+        let series = snap.series_chunks();
+        let meta = block::write_block_fallible(&self.dir, series, mint, maxt, compaction, snap.wal_cut, Default::default())?;
         crash_point("after-block-write");
         if let Some(meta) = &meta {
             let b = Block::open(&self.dir.join(meta.ulid.to_string()))?;
@@ -280,7 +282,7 @@ impl Db {
                 ulid = %meta.ulid,
                 mint,
                 maxt,
-                series = snap.series.len(),
+                series = snap.num_series(),
                 samples = snap.num_samples,
                 out_of_order_range = overlaps_existing,
                 duration_secs = started.elapsed().as_secs_f64(),

@@ -34,6 +34,12 @@ pub enum BlockError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// Reading the series to write failed (e.g. a head chunk file could not be read).
+    #[error("reading the input of a block: {source}")]
+    Input {
+        /// Why.
+        source: Box<crate::Error>,
+    },
     /// The caller handed the writer data that breaks the format's rules (unsorted series, overlapping chunks…).
     #[error("invalid block input: {reason}")]
     InvalidInput {
@@ -89,6 +95,7 @@ impl From<BlockError> for crate::Error {
             BlockError::Meta { path, source } => {
                 crate::Error::Corruption { what: path.display().to_string(), reason: source.to_string() }
             }
+            BlockError::Input { source } => *source,
             BlockError::InvalidInput { reason } => crate::Error::Io {
                 op: "write block",
                 path: PathBuf::new(),

@@ -30,7 +30,7 @@ pub use error::{BlockError, Result};
 pub use meta::{BlockDesc, BlockMeta, BlockStats, Compaction, StrataMeta};
 pub use reader::Block;
 pub use ulid::Ulid;
-pub use writer::{write_block, write_block_with, WriteOptions};
+pub use writer::{write_block, write_block_fallible, write_block_with, WriteOptions};
 
 #[cfg(test)]
 mod tests;

@@ -175,6 +175,14 @@ fn input_rules() {
     assert!(write_block(dir.path(), dup, 0, RANGE, head_compaction(), None).is_err());
     assert!(write_block(dir.path(), vec![(a.clone(), vec![raw(&[(2, 1.0), (1, 1.0)])])], 0, RANGE, head_compaction(), None).is_err());
     assert!(write_block(dir.path(), Vec::new(), 5, 5, head_compaction(), None).is_err());
+    // An input that fails while being read aborts the block.
+    let failing: Vec<crate::Result<(Labels, Vec<ChunkMeta>)>> = vec![
+        Ok((a.clone(), vec![raw(&[(1, 1.0)])])),
+        Err(crate::Error::Corruption { what: "head chunk".into(), reason: "test".into() }),
+        Ok((b.clone(), vec![raw(&[(1, 1.0)])])),
+    ];
+    let e = write_block_fallible(dir.path(), failing, 0, RANGE, head_compaction(), None, WriteOptions::default()).unwrap_err();
+    assert!(matches!(e, BlockError::Input { .. }), "{e}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
     // Trimming to the range, and overlapping chunks merged (earlier chunk wins ties).

@@ -66,6 +66,21 @@ pub fn write_block_with(
     strata_wal_cut: Option<u32>,
     opts: WriteOptions,
 ) -> Result<Option<BlockMeta>> {
+    let series = series.into_iter().map(Ok);
+    write_block_fallible(parent_dir, series, min_t, max_t_exclusive, compaction, strata_wal_cut, opts)
+}
+
+/// [`write_block_with`] for series that are read while the block is written: the first `Err` aborts the
+/// write (nothing is left on disk) and comes back as [`BlockError::Input`].
+pub fn write_block_fallible(
+    parent_dir: &Path,
+    series: impl IntoIterator<Item = crate::Result<(Labels, Vec<ChunkMeta>)>>,
+    min_t: i64,
+    max_t_exclusive: i64,
+    compaction: Compaction,
+    strata_wal_cut: Option<u32>,
+    opts: WriteOptions,
+) -> Result<Option<BlockMeta>> {
     if min_t >= max_t_exclusive {
         return Err(BlockError::invalid(format!("empty block range [{min_t}, {max_t_exclusive})")));
     }
@@ -121,12 +136,13 @@ struct OutChunk {
 impl Writer {
     fn write_all(
         &mut self,
-        series: impl IntoIterator<Item = (Labels, Vec<ChunkMeta>)>,
+        series: impl IntoIterator<Item = crate::Result<(Labels, Vec<ChunkMeta>)>>,
         min_t: i64,
         max_t_excl: i64,
     ) -> Result<()> {
         let mut prev: Option<Labels> = None;
-        for (labels, chunks) in series {
+        for item in series {
+            let (labels, chunks) = item.map_err(|e| BlockError::Input { source: Box::new(e) })?;
             if let Some(p) = &prev {
                 if *p >= labels {
                     return Err(BlockError::invalid(format!("series {labels} is not sorted after {p}")));

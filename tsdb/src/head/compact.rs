@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::series::{MemSeries, SealedChunk, SeriesData};
 use super::Head;
-use crate::chunkenc::{num_samples, XorChunk, XorIter};
+use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::Result;
 
 use crate::labels::Labels;
@@ -30,11 +30,44 @@ pub struct RangeSnapshot {
     pub maxt: i64,
     /// Index of the WAL segment cut for this snapshot (None without a WAL).
     pub wal_cut: Option<u32>,
-    /// Series with data in the range, sorted by labels, with non-overlapping chunks.
-    pub series: Vec<(Labels, Vec<ChunkMeta>)>,
+    /// Series with data in the range, sorted by labels, with non-overlapping chunks. Chunks moved to
+    /// head chunk files are read only when [`RangeSnapshot::series_chunks`] reaches their series, so a
+    /// snapshot costs little memory however much it covers.
+    series: Vec<(Labels, Vec<SnapChunk>)>,
     /// Samples in the snapshot.
     pub num_samples: u64,
     taken: Vec<Taken>,
+}
+
+/// A chunk of a snapshot: ready, or a sealed head chunk still to be read.
+enum SnapChunk {
+    Ready(ChunkMeta),
+    Sealed(SealedChunk),
+}
+
+impl SnapChunk {
+    fn resolve(&self) -> Result<ChunkMeta> {
+        match self {
+            SnapChunk::Ready(c) => Ok(c.clone()),
+            SnapChunk::Sealed(c) => Ok(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.bytes()?) }),
+        }
+    }
+}
+
+impl RangeSnapshot {
+    /// Number of series in the snapshot.
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The series in label order with their chunks, reading chunks from head chunk files one series at
+    /// a time.
+    pub fn series_chunks(&self) -> impl Iterator<Item = Result<(Labels, Vec<ChunkMeta>)>> + '_ {
+        self.series.iter().map(|(labels, chunks)| {
+            let chunks = chunks.iter().map(SnapChunk::resolve).collect::<Result<Vec<_>>>()?;
+            Ok((labels.clone(), chunks))
+        })
+    }
 }
 
 struct Taken {
@@ -112,19 +145,13 @@ fn in_range(c_min: i64, c_max: i64, mint: i64, maxt: i64) -> bool {
 }
 
 /// One series' part of a snapshot: its labels, chunks, what was taken, and the sample count.
-type SeriesSnapshot = (Labels, Vec<ChunkMeta>, Taken, u64);
+type SeriesSnapshot = (Labels, Vec<SnapChunk>, Taken, u64);
 
 fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Result<Option<SeriesSnapshot>> {
     // In-order chunks never cross a chunk-range boundary, so each is wholly inside or outside.
-    let mut in_order: Vec<ChunkMeta> = Vec::new();
-    for c in d.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
-        in_order.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.bytes()?) });
-    }
-    if let Some(c) = &d.open {
-        if in_range(c.min_t, c.max_t, mint, maxt) {
-            in_order.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
-        }
-    }
+    let sealed: Vec<&SealedChunk> = d.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)).collect();
+    let open = d.open.as_ref().filter(|c| in_range(c.min_t, c.max_t, mint, maxt));
+    let open_meta = || open.map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
     let mut ooo: Vec<(i64, f64)> = Vec::new();
     if let Some(o) = &d.ooo {
         for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
@@ -132,20 +159,30 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
         }
         ooo.extend(o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt));
     }
-    if in_order.is_empty() && ooo.is_empty() {
+    let has_in_order = !sealed.is_empty() || open.is_some();
+    if !has_in_order && ooo.is_empty() {
         return Ok(None);
     }
-    let taken = Taken { series: Arc::clone(s), in_order: !in_order.is_empty(), ooo_ts: ooo.iter().map(|s| s.0).collect() };
+    let taken = Taken { series: Arc::clone(s), in_order: has_in_order, ooo_ts: ooo.iter().map(|s| s.0).collect() };
     // A chunk that straddles the range (only possible if the chunk range differs from the block
     // range) is re-encoded from its in-range samples like out-of-order data.
-    let straddles = in_order.iter().any(|c| c.min_t < mint || c.max_t >= maxt);
+    let straddles = sealed.iter().map(|c| (c.min_t, c.max_t)).chain(open.map(|c| (c.min_t, c.max_t))).any(|(lo, hi)| lo < mint || hi >= maxt);
     if ooo.is_empty() && !straddles {
-        let n = in_order.iter().map(|c| chunk_len(&c.data)).sum();
-        return Ok(Some((s.labels.clone(), in_order, taken, n)));
+        let mut n = u64::from(open.map_or(0, |c| c.chunk.num_samples()));
+        let mut chunks: Vec<SnapChunk> = Vec::with_capacity(sealed.len() + 1);
+        for c in sealed {
+            n += u64::from(c.num_samples());
+            chunks.push(SnapChunk::Sealed(c.clone()));
+        }
+        chunks.extend(open_meta().map(SnapChunk::Ready));
+        return Ok(Some((s.labels.clone(), chunks, taken, n)));
     }
     // Merge in-order and out-of-order samples into fresh, non-overlapping chunks.
     let mut all: Vec<(i64, f64)> = Vec::new();
-    for c in &in_order {
+    for c in sealed {
+        all.extend(XorIter::new(&c.bytes()?).filter(|&(t, _)| t >= mint && t < maxt));
+    }
+    if let Some(c) = open_meta() {
         if let ChunkData::Xor(b) = &c.data {
             all.extend(XorIter::new(b).filter(|&(t, _)| t >= mint && t < maxt));
         }
@@ -159,17 +196,10 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
         .chunks(SAMPLES_PER_MERGED_CHUNK)
         .filter_map(|part| {
             let (first, last) = (part.first()?, part.last()?);
-            Some(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) })
+            Some(SnapChunk::Ready(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) }))
         })
         .collect();
     Ok(Some((s.labels.clone(), chunks, taken, n)))
-}
-
-fn chunk_len(d: &ChunkData) -> u64 {
-    match d {
-        ChunkData::Xor(b) => u64::from(num_samples(b)),
-        ChunkData::Raw(s) => s.len() as u64,
-    }
 }
 
 fn drop_in_order(d: &mut SeriesData, mint: i64, maxt: i64) {

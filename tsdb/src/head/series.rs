@@ -32,6 +32,8 @@ pub struct SealedChunk {
     pub min_t: i64,
     /// Last timestamp.
     pub max_t: i64,
+    /// Samples in the chunk (known without reading a chunk moved to disk).
+    samples: u16,
     data: SealedData,
 }
 
@@ -44,13 +46,18 @@ enum SealedData {
 impl SealedChunk {
     /// A chunk kept in memory.
     pub fn in_memory(min_t: i64, max_t: i64, bytes: Arc<[u8]>) -> SealedChunk {
-        SealedChunk { min_t, max_t, data: SealedData::Memory(bytes) }
+        SealedChunk { min_t, max_t, samples: crate::chunkenc::num_samples(&bytes), data: SealedData::Memory(bytes) }
+    }
+
+    /// Samples in the chunk.
+    pub fn num_samples(&self) -> u16 {
+        self.samples
     }
 
     /// A chunk written to `chunks` if given (and the write succeeds), else kept in memory.
     pub(crate) fn seal(min_t: i64, max_t: i64, bytes: &[u8], chunks: Option<&HeadChunks>) -> SealedChunk {
         match chunks.and_then(|c| c.write(bytes)) {
-            Some(disk) => SealedChunk { min_t, max_t, data: SealedData::Disk(disk) },
+            Some(disk) => SealedChunk { min_t, max_t, samples: crate::chunkenc::num_samples(bytes), data: SealedData::Disk(disk) },
             None => SealedChunk::in_memory(min_t, max_t, bytes.into()),
         }
     }

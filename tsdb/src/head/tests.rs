@@ -207,13 +207,14 @@ fn snapshot_truncate_and_checkpoint_keep_everything_once() {
 
     let snap = head.snapshot_range(0, H2).unwrap();
     let cut = snap.wal_cut.unwrap();
-    assert_eq!(snap.series.len(), 1);
+    assert_eq!(snap.num_series(), 1);
+    let series: Vec<_> = snap.series_chunks().collect::<crate::Result<_>>().unwrap();
     let in_block: BTreeMap<i64, f64> = {
-        let s = crate::querier::Series { labels: snap.series[0].0.clone(), chunks: snap.series[0].1.clone(), ooo_chunks: vec![] };
+        let s = crate::querier::Series { labels: series[0].0.clone(), chunks: series[0].1.clone(), ooo_chunks: vec![] };
         s.samples(i64::MIN, i64::MAX).collect()
     };
     assert_eq!(in_block, all.range(0..H2).map(|(&t, &v)| (t, v)).collect());
-    assert!(snap.series[0].1.windows(2).all(|w| w[0].max_t < w[1].min_t), "chunks must not overlap");
+    assert!(series[0].1.windows(2).all(|w| w[0].max_t < w[1].min_t), "chunks must not overlap");
 
     // A late sample for the snapshotted range after the snapshot stays in the head.
     let mut app = head.appender();
