@@ -172,7 +172,7 @@ impl<'h> Appender<'h> {
             return Err(AppendError::InvalidLabels(LabelError::Empty));
         };
         let decision = {
-            let data = s.lock();
+            let mut data = s.lock();
             if let Some(slot) = self.checked_versions.get_mut(h.0) {
                 *slot = match *slot {
                     None => Some(Some(data.version)),
