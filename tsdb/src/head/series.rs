@@ -410,30 +410,64 @@ impl std::hash::Hasher for U64Hasher {
 type BuildU64Hasher = std::hash::BuildHasherDefault<U64Hasher>;
 type RefMap = HashMap<SeriesRef, Arc<MemSeries>, BuildU64Hasher>;
 
-/// Series by label hash, with hash collisions kept apart (like Prometheus's `seriesHashmap`).
+/// Series by label hash: an open-addressing table whose slots hold the hash beside the series, so a
+/// lookup touches one cache line of the table (a `HashMap` keeps control bytes and entries apart: two).
+/// Linear probing, at most half full. Equal hashes of different label sets (collisions) simply occupy
+/// neighbouring slots, like any other probe. Series are never removed.
 #[derive(Default)]
 struct HashShard {
-    unique: HashMap<u64, Arc<MemSeries>, BuildU64Hasher>,
-    conflicts: HashMap<u64, Vec<Arc<MemSeries>>, BuildU64Hasher>,
+    slots: Vec<Option<(u64, Arc<MemSeries>)>>,
+    len: usize,
 }
 
 impl HashShard {
-    /// The series whose packed labels are `packed` (compared bytewise in place).
-    fn get(&self, hash: u64, packed: &[u8]) -> Option<&Arc<MemSeries>> {
-        if let Some(s) = self.unique.get(&hash) {
-            if s.labels.packed() == packed {
-                return Some(s);
-            }
-        }
-        self.conflicts.get(&hash)?.iter().find(|s| s.labels.packed() == packed)
+    fn slot_of(&self, hash: u64) -> usize {
+        // The low bits chose the shard; the high bits spread series over this shard's slots.
+        ((hash >> 32) as usize) & (self.slots.len().wrapping_sub(1))
     }
 
-    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
-        match self.unique.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(s);
+    /// The series whose packed labels are `packed` (compared bytewise in place).
+    fn get(&self, hash: u64, packed: &[u8]) -> Option<&Arc<MemSeries>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(hash);
+        loop {
+            match self.slots.get(i)? {
+                None => return None,
+                Some((h, s)) if *h == hash && s.labels.packed() == packed => return Some(s),
+                Some(_) => i = (i + 1) & mask,
             }
-            std::collections::hash_map::Entry::Occupied(_) => self.conflicts.entry(hash).or_default().push(s),
+        }
+    }
+
+    /// Inserts a series known not to be present.
+    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        self.place(hash, s);
+        self.len += 1;
+    }
+
+    fn place(&mut self, hash: u64, s: Arc<MemSeries>) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(hash);
+        // At most half full: a free slot is always found.
+        while let Some(Some(_)) = self.slots.get(i) {
+            i = (i + 1) & mask;
+        }
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some((hash, s));
+        }
+    }
+
+    fn grow(&mut self) {
+        let cap = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, (0..cap).map(|_| None).collect());
+        for (hash, s) in old.into_iter().flatten() {
+            self.place(hash, s);
         }
     }
 }
@@ -576,6 +610,29 @@ mod tests {
         for t in 0..10 {
             assert_eq!(d.value_at(t * 10), Some(t as f64));
         }
+    }
+
+    #[test]
+    fn hash_shard_keeps_colliding_hashes_apart() {
+        let mut shard = HashShard::default();
+        let series = |i: u64| {
+            let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]).unwrap();
+            Arc::new(MemSeries::new(SeriesRef(i), l, false))
+        };
+        // Same hash for every series, then many distinct ones (forces growth past probes).
+        for i in 0..50 {
+            let s = series(i);
+            let hash = if i < 10 { 42 } else { i.wrapping_mul(0x9E37_79B9_7F4A_7C15) };
+            assert!(shard.get(hash, s.labels.packed()).is_none());
+            shard.insert(hash, s);
+        }
+        for i in 0..50 {
+            let s = series(i);
+            let hash = if i < 10 { 42 } else { i.wrapping_mul(0x9E37_79B9_7F4A_7C15) };
+            assert_eq!(shard.get(hash, s.labels.packed()).map(|f| f.sref), Some(SeriesRef(i)));
+        }
+        assert!(shard.get(42, series(99).labels.packed()).is_none());
+        assert!(shard.slots.len() >= 100);
     }
 
     #[test]
