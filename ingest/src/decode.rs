@@ -67,16 +67,17 @@ pub fn check_content_encoding(value: Option<&str>) -> std::result::Result<(), Er
     }
 }
 
-/// Decompresses a snappy block into `out` (cleared first), checking the length the block declares
-/// against `max_decompressed_bytes` before allocating anything.
+/// Decompresses a snappy block into `out` (replacing its contents), checking the length the block
+/// declares against `max_decompressed_bytes` before allocating anything. A reused `out` is only
+/// zero-filled where it has to grow.
 pub fn decompress(
     body: &[u8],
     max_decompressed_bytes: usize,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), Error> {
-    out.clear();
     let declared = snap::raw::decompress_len(body).map_err(Error::Snappy)?;
     if declared > max_decompressed_bytes {
+        out.clear();
         return Err(Error::DecompressedTooLarge {
             declared,
             limit: max_decompressed_bytes,
@@ -351,6 +352,7 @@ pub struct WalkSummary {
 /// One `TimeSeries` of a request, borrowed from the payload. Its labels are passed beside it.
 #[derive(Clone, Copy)]
 pub struct SeriesView<'a> {
+    /// The series' message from its first sample on (the whole message if it has none).
     msg: Reader<'a>,
     depth: u32,
     /// Float samples in the series.
@@ -471,6 +473,10 @@ fn parse_series<'a>(
                 let sub = r.len_delimited()?;
                 let inner = r.enter(at, depth)?;
                 parse_sample(sub, inner)?;
+                if view.num_samples == 0 {
+                    // Iterating the samples later starts here, not at the labels.
+                    view.msg.pos = at;
+                }
                 view.num_samples += 1;
             }
             3 => {

@@ -136,7 +136,7 @@ fn process(head: &tsdb::Head, limits: Limits, body: &[u8]) -> Result<Outcome> {
     let result = decode::decompress(body, limits.max_decompressed_bytes, &mut buf)
         .and_then(|()| convert::append_request(head, &buf));
     if buf.capacity() <= KEEP_BUFFER_MAX_BYTES {
-        buf.clear();
+        // Kept with its stale bytes: `decompress` overwrites them and zero-fills only growth.
         let _ = PAYLOAD_BUF.try_with(|b| b.replace(buf));
     }
     result

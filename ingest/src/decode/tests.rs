@@ -151,6 +151,11 @@ fn decompress_round_trip_and_buffer_reuse() {
     assert_eq!(buf, payload);
     decompress(&snappy(b"xy"), 1 << 20, &mut buf).unwrap();
     assert_eq!(buf, b"xy");
+    // A longer body after a shorter one: the stale bytes beyond are replaced, not kept.
+    decompress(&snappy(&payload), 1 << 20, &mut buf).unwrap();
+    assert_eq!(buf, payload);
+    decompress(&snappy(b"xy"), 1 << 20, &mut buf).unwrap();
+    assert_eq!(buf, b"xy");
 }
 
 #[test]
