@@ -7,6 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::is_valid_label_name;
+use super::stream::{Collect, SeriesSink};
 use super::value::LabelsBuilder;
 use super::{
     check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
@@ -590,81 +591,128 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
 }
 
 fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let mut sink = Collect::new(ev.steps());
+    range_call(ev, c, &mut sink)?;
+    Ok(Val::Vector(sink.finish()?))
+}
+
+/// The range-vector argument of the range functions [`range_call`] knows, and whether their
+/// output drops `__name__`.
+fn range_fn_arg(name: &str) -> Option<(usize, bool)> {
+    Some(match name {
+        "quantile_over_time" => (1, true),
+        "last_over_time" => (0, false),
+        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "predict_linear"
+        | "resets" | "changes" | "avg_over_time" | "sum_over_time" | "count_over_time"
+        | "min_over_time" | "max_over_time" | "present_over_time" | "stdvar_over_time"
+        | "stddev_over_time" | "double_exponential_smoothing" => (0, true),
+        _ => return None,
+    })
+}
+
+/// Streams a range function over a matrix selector into `sink` and returns `true`; returns
+/// `false` without evaluating anything for other calls, and for a selector that may match several
+/// metric names when the function drops `__name__`: two of its series could then become equal,
+/// which is an error only [`Collect`] detects.
+pub(crate) fn stream_range_call(
+    ev: &mut Evaluator<'_>,
+    c: &Call,
+    sink: &mut dyn SeriesSink,
+) -> Result<bool> {
+    let Some((i, drop_name)) = range_fn_arg(c.func.name) else {
+        return Ok(false);
+    };
+    let Expr::MatrixSelector(ms) = unwrap_parens(arg(c, i)?) else {
+        return Ok(false);
+    };
+    let one_name = ms.vs.name.is_some()
+        || ms.vs.matchers.matchers.iter().any(|m| {
+            m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal
+        });
+    if drop_name && !one_name {
+        return Ok(false);
+    }
+    range_call(ev, c, sink)?;
+    Ok(true)
+}
+
+/// Evaluates a range function into `sink`.
+fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Result<()> {
     let name = c.func.name;
     let nonempty = |w: &Window<'_>| !w.points.is_empty();
-    let out = match name {
-        "rate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, true))?,
+    match name {
+        "rate" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, true), sink)?,
         "increase" => {
-            ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, false))?
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, false), sink)?
         }
-        "delta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, false, false))?,
-        "irate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true))?,
-        "idelta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false))?,
-        "deriv" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        "delta" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, false, false), sink)?,
+        "irate" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true), sink)?,
+        "idelta" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false), sink)?,
+        "deriv" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             (w.points.len() >= 2).then(|| linear_regression(w.points, w.points[0].0).0)
-        })?,
+        }, sink)?,
         "predict_linear" => {
             let d = scalar_arg(ev, c, 1)?;
-            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, k| {
                 if w.points.len() < 2 {
                     return None;
                 }
                 let (slope, intercept) = linear_regression(w.points, w.eval_t);
                 Some(slope * d.get(k).copied().unwrap_or(f64::NAN) + intercept)
-            })?
+            }, sink)?
         }
-        "resets" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        "resets" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
-        })?,
-        "changes" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "changes" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| {
                 w.points
                     .windows(2)
                     .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
                     .count() as f64
             })
-        })?,
-        "avg_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "avg_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| avg_over_time(w.points))
-        })?,
-        "sum_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "sum_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| sum_over_time(w.points))
-        })?,
-        "count_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "count_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then_some(w.points.len() as f64)
-        })?,
-        "min_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "min_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             let mut it = w.points.iter().map(|p| p.1);
             let first = it.next()?;
             Some(it.fold(first, |m, v| if v < m || m.is_nan() { v } else { m }))
-        })?,
-        "max_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "max_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             let mut it = w.points.iter().map(|p| p.1);
             let first = it.next()?;
             Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
-        })?,
+        }, sink)?,
         "last_over_time" => {
-            ev.eval_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1))?
+            ev.stream_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1), sink)?
         }
         "present_over_time" => {
-            ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0))?
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0), sink)?
         }
-        "stdvar_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        "stdvar_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| stdvar_over_time(w.points))
-        })?,
-        "stddev_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "stddev_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| stdvar_over_time(w.points).sqrt())
-        })?,
+        }, sink)?,
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0)?;
-            ev.eval_range_fn(arg(c, 1)?, true, |w, k| {
+            ev.stream_range_fn(arg(c, 1)?, true, |w, k| {
                 nonempty(w).then(|| {
                     quantile(
                         q.get(k).copied().unwrap_or(f64::NAN),
                         w.points.iter().map(|p| p.1).collect(),
                     )
                 })
-            })?
+            }, sink)?
         }
         "double_exponential_smoothing" => {
             let sf = scalar_arg(ev, c, 1)?;
@@ -681,17 +729,17 @@ fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                     )));
                 }
             }
-            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, k| {
                 holt_winters(
                     w.points,
                     sf.get(k).copied().unwrap_or(0.5),
                     tf.get(k).copied().unwrap_or(0.5),
                 )
-            })?
+            }, sink)?
         }
         other => return Err(QueryError::unsupported(format!("function {other}()"))),
-    };
-    Ok(Val::Vector(out))
+    }
+    Ok(())
 }
 
 fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {

@@ -3,15 +3,17 @@
 //! Every expression is evaluated over a range of steps (`start..=end` by `interval`; an instant
 //! query is a range of one step) into a value per step, like Prometheus's `rangeEval`. Selectors
 //! read one series at a time from a [`Storage`] and decode only the samples their steps need;
-//! range functions slide a window over those samples per step. This module owns the tree walk,
-//! selectors, lookback/staleness, offset/`@` and subqueries; the operations live in
-//! [`functions`], [`aggregate`] and [`binary`].
+//! range functions slide a window over those samples per step. Both hand each series' values to a
+//! sink ([`stream`]): per-step vectors, or an aggregation folding them in directly. This module
+//! owns the tree walk, selectors, lookback/staleness, offset/`@` and subqueries; the operations
+//! live in [`functions`], [`aggregate`] and [`binary`].
 
 pub mod aggregate;
 pub mod binary;
 pub mod functions;
 #[doc(hidden)]
 pub mod mem;
+pub(crate) mod stream;
 pub mod value;
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use promql_parser::label::Matcher;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use crate::error::{QueryError, Result};
+use stream::{Collect, SeriesSink};
 pub use value::{
     format_float, format_time, is_stale, Labels, QueryValue, Sample, Series, METRIC_NAME,
 };
@@ -375,18 +378,33 @@ impl Evaluator<'_> {
         vs: &VectorSelector,
         timestamps: bool,
     ) -> Result<Vec<Vec<Sample>>> {
+        let mut sink = Collect::new(self.steps());
+        self.stream_vector_selector(vs, timestamps, &mut sink)?;
+        sink.finish()
+    }
+
+    /// [`Evaluator::eval_vector_selector`] handing each series' values to `sink` instead of
+    /// building per-step vectors.
+    pub(crate) fn stream_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        timestamps: bool,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
         let n = self.steps();
         let times: Vec<i64> = (0..n)
             .map(|k| self.sel_time(k, &vs.at, &vs.offset))
             .collect();
-        let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
-            return Ok(out);
+            return Ok(());
         };
+        let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
         let matchers = Self::matchers(vs)?;
         let mint = lo.saturating_sub(self.lookback);
         let series = self.storage.select(&matchers, mint, hi)?;
+        sink.begin(series.len());
         let mut buf = Vec::new();
+        let mut outs: Vec<(usize, f64)> = Vec::new();
         for s in series {
             self.check_timeout()?;
             buf.clear();
@@ -394,9 +412,7 @@ impl Evaluator<'_> {
             if buf.is_empty() {
                 continue;
             }
-            let labels = Arc::new(s.labels());
-            let mut added = 0;
-            let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
+            outs.clear();
             let mut idx = 0usize;
             for (k, &t) in times.iter().enumerate() {
                 // idx = number of samples with ts <= t.
@@ -413,18 +429,14 @@ impl Evaluator<'_> {
                 if st < t - self.lookback || is_stale(sv) {
                     continue;
                 }
-                let v = if timestamps { st as f64 / 1000.0 } else { sv };
-                if let Some(o) = out.get_mut(k) {
-                    o.push(Sample {
-                        labels: Arc::clone(&labels),
-                        v,
-                    });
-                    added += 1;
-                }
+                outs.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
             }
-            self.add_samples(added)?;
+            self.add_samples(outs.len())?;
+            if !outs.is_empty() {
+                sink.series(&s.labels(), false, &outs)?;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// All series of a selector with their non-stale samples in `[mint, maxt]`.
@@ -540,8 +552,21 @@ impl Evaluator<'_> {
         &mut self,
         arg: &Expr,
         drop_name: bool,
-        mut f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
+        f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
     ) -> Result<Vec<Vec<Sample>>> {
+        let mut sink = Collect::new(self.steps());
+        self.stream_range_fn(arg, drop_name, f, &mut sink)?;
+        sink.finish()
+    }
+
+    /// [`Evaluator::eval_range_fn`] handing each series' values to `sink`, one series at a time.
+    pub(crate) fn stream_range_fn(
+        &mut self,
+        arg: &Expr,
+        drop_name: bool,
+        mut f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
         let n = self.steps();
         let (at, offset, range, source) = match unwrap_parens(arg) {
             Expr::MatrixSelector(ms) => (
@@ -563,117 +588,92 @@ impl Evaluator<'_> {
             }
         };
         let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, at, offset)).collect();
-        let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
-            return Ok(out);
+            return Ok(());
         };
         let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
-        // Output label sets that are distinct across series cannot clash within a step.
-        let mut seen = std::collections::HashSet::new();
-        let mut distinct = true;
-        let mut note_labels = |series: &Series| {
-            let key = if drop_name { Arc::new(series.labels.without_name()) } else { Arc::clone(&series.labels) };
-            if distinct && !series.points.is_empty() && !seen.insert(key) {
-                distinct = false;
-            }
-        };
+        let mut outs: Vec<(usize, f64)> = Vec::new();
         match source {
             RangeSource::Selector(vs) => {
                 // One series at a time: decode only [lo - range, hi], window it, drop it.
                 let matchers = Self::matchers(vs)?;
                 let storage = self.storage;
                 let (mint, maxt) = (lo - range, hi);
-                for s in storage.select(&matchers, mint, maxt)? {
+                let series = storage.select(&matchers, mint, maxt)?;
+                sink.begin(series.len());
+                let mut points = Vec::new();
+                for s in series {
                     self.check_timeout()?;
-                    let mut points = Vec::new();
+                    points.clear();
                     s.samples(mint, maxt, &mut points);
                     points.retain(|p| !is_stale(p.1));
                     if self.cur_samples.saturating_add(points.len()) > self.max_samples {
                         return Err(QueryError::TooManySamples("query execution"));
                     }
-                    let series = Series {
-                        labels: Arc::new(s.labels()),
-                        points,
-                    };
-                    note_labels(&series);
-                    let added = self.window_series(
-                        &series, &times, range, monotonic, drop_name, &mut f, &mut out,
-                    );
-                    self.add_samples(added)?;
+                    outs.clear();
+                    self.window_series(&points, &times, range, monotonic, &mut f, &mut outs);
+                    self.add_samples(outs.len())?;
+                    if !outs.is_empty() {
+                        sink.series(&s.labels(), drop_name, &outs)?;
+                    }
                 }
             }
             RangeSource::Subquery(sq) => {
-                for series in self.eval_subquery_series(sq, lo, hi)? {
+                let series = self.eval_subquery_series(sq, lo, hi)?;
+                sink.begin(series.len());
+                for s in series {
                     self.check_timeout()?;
-                    note_labels(&series);
-                    let added = self.window_series(
-                        &series, &times, range, monotonic, drop_name, &mut f, &mut out,
-                    );
-                    self.add_samples(added)?;
+                    outs.clear();
+                    self.window_series(&s.points, &times, range, monotonic, &mut f, &mut outs);
+                    self.add_samples(outs.len())?;
+                    if !outs.is_empty() {
+                        sink.series(&s.labels, drop_name, &outs)?;
+                    }
                 }
             }
         }
-        if !distinct {
-            for v in &out {
-                check_duplicates(v)?;
-            }
-        }
-        Ok(out)
+        Ok(())
     }
 
-    /// Applies `f` to the window of `s` at every selector time; returns the points produced.
-    #[allow(clippy::too_many_arguments)]
+    /// Applies `f` to the window of `points` at every selector time, appending `(step, value)`
+    /// to `outs` for the steps with output.
     fn window_series(
         &self,
-        s: &Series,
+        points: &[(i64, f64)],
         times: &[i64],
         range: i64,
         monotonic: bool,
-        drop_name: bool,
         f: &mut impl FnMut(&Window<'_>, usize) -> Option<f64>,
-        out: &mut [Vec<Sample>],
-    ) -> usize {
-        if s.points.is_empty() {
-            return 0;
+        outs: &mut Vec<(usize, f64)>,
+    ) {
+        if points.is_empty() {
+            return;
         }
-        let labels = if drop_name {
-            Arc::new(s.labels.without_name())
-        } else {
-            Arc::clone(&s.labels)
-        };
         let (mut a, mut b) = (0usize, 0usize);
-        let mut added = 0;
         for (k, &t) in times.iter().enumerate() {
             let mint = t - range;
             if monotonic {
-                while a < s.points.len() && s.points[a].0 < mint {
+                while a < points.len() && points[a].0 < mint {
                     a += 1;
                 }
                 b = b.max(a);
-                while b < s.points.len() && s.points[b].0 <= t {
+                while b < points.len() && points[b].0 <= t {
                     b += 1;
                 }
             } else {
-                a = s.points.partition_point(|p| p.0 < mint);
-                b = s.points.partition_point(|p| p.0 <= t);
+                a = points.partition_point(|p| p.0 < mint);
+                b = points.partition_point(|p| p.0 <= t);
             }
             let w = Window {
-                points: s.points.get(a..b).unwrap_or(&[]),
+                points: points.get(a..b).unwrap_or(&[]),
                 range_start: mint,
                 range_end: t,
                 eval_t: self.ts(k),
             };
             if let Some(v) = f(&w, k) {
-                if let Some(o) = out.get_mut(k) {
-                    o.push(Sample {
-                        labels: Arc::clone(&labels),
-                        v,
-                    });
-                    added += 1;
-                }
+                outs.push((k, v));
             }
         }
-        added
     }
 }
 
