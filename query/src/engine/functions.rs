@@ -2,6 +2,7 @@
 //! plain sample slices, and the instant-vector functions applied per step.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
@@ -559,11 +560,12 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             ))
         }
         "absent_over_time" => {
-            let mut present = vec![false; n];
+            // Windows are taken on several threads: steps with samples are marked atomically.
+            let present: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
             ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
                 if !w.points.is_empty() {
-                    if let Some(p) = present.get_mut(k) {
-                        *p = true;
+                    if let Some(p) = present.get(k) {
+                        p.store(true, Ordering::Relaxed);
                     }
                 }
                 None
@@ -573,7 +575,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                 present
                     .into_iter()
                     .map(|p| {
-                        if p {
+                        if p.into_inner() {
                             Vec::new()
                         } else {
                             vec![Sample {

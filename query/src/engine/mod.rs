@@ -53,8 +53,9 @@ impl Default for EngineOptions {
     }
 }
 
-/// A series handed out by [`Storage`]: labels plus lazily decoded samples.
-pub trait StorageSeries {
+/// A series handed out by [`Storage`]: labels plus lazily decoded samples. Range functions read
+/// the series of a selector from several threads.
+pub trait StorageSeries: Send + Sync {
     /// The series' labels.
     fn labels(&self) -> Labels;
     /// Appends the samples with `mint <= t <= maxt` (sorted, unique timestamps) to `out`.
@@ -552,19 +553,21 @@ impl Evaluator<'_> {
         &mut self,
         arg: &Expr,
         drop_name: bool,
-        f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
+        f: impl Fn(&Window<'_>, usize) -> Option<f64> + Sync,
     ) -> Result<Vec<Vec<Sample>>> {
         let mut sink = Collect::new(self.steps());
         self.stream_range_fn(arg, drop_name, f, &mut sink)?;
         sink.finish()
     }
 
-    /// [`Evaluator::eval_range_fn`] handing each series' values to `sink`, one series at a time.
+    /// [`Evaluator::eval_range_fn`] handing each series' values to `sink`, one series at a time
+    /// and in the storage's order. The series of a selector are decoded and windowed in batches,
+    /// each split across threads when there are enough of them.
     pub(crate) fn stream_range_fn(
         &mut self,
         arg: &Expr,
         drop_name: bool,
-        mut f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
+        f: impl Fn(&Window<'_>, usize) -> Option<f64> + Sync,
         sink: &mut dyn SeriesSink,
     ) -> Result<()> {
         let n = self.steps();
@@ -591,40 +594,56 @@ impl Evaluator<'_> {
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
             return Ok(());
         };
-        let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
-        let mut outs: Vec<(usize, f64)> = Vec::new();
+        let spec = WindowSpec {
+            monotonic: times.windows(2).all(|w| w[0] <= w[1]),
+            times: &times,
+            range,
+            start: self.start,
+            interval: self.interval,
+        };
         match source {
             RangeSource::Selector(vs) => {
-                // One series at a time: decode only [lo - range, hi], window it, drop it.
+                // Decode only [lo - range, hi] of each series, window it, drop it.
                 let matchers = Self::matchers(vs)?;
                 let storage = self.storage;
                 let (mint, maxt) = (lo - range, hi);
                 let series = storage.select(&matchers, mint, maxt)?;
                 sink.begin(series.len());
-                let mut points = Vec::new();
-                for s in series {
-                    self.check_timeout()?;
-                    points.clear();
-                    s.samples(mint, maxt, &mut points);
-                    points.retain(|p| !is_stale(p.1));
-                    if self.cur_samples.saturating_add(points.len()) > self.max_samples {
-                        return Err(QueryError::TooManySamples("query execution"));
-                    }
-                    outs.clear();
-                    self.window_series(&points, &times, range, monotonic, &mut f, &mut outs);
-                    self.add_samples(outs.len())?;
-                    if !outs.is_empty() {
-                        sink.series(&s.labels(), drop_name, &outs)?;
+                let workers = workers_for(series.len());
+                let batch = (PAR_BATCH_POINTS / n.max(1)).max(PAR_MIN_SERIES);
+                let deadline = self.deadline;
+                for chunk in series.chunks(batch) {
+                    let parts = run_split(chunk, workers, |part| {
+                        window_series_part(part, mint, maxt, &spec, &f, deadline)
+                    })?;
+                    for (part, done) in &parts {
+                        if done.series.len() < part.len() {
+                            return Err(QueryError::Timeout("expression evaluation"));
+                        }
+                        let mut from = 0;
+                        for (s, &(samples, to)) in part.iter().zip(&done.series) {
+                            self.check_timeout()?;
+                            if self.cur_samples.saturating_add(samples) > self.max_samples {
+                                return Err(QueryError::TooManySamples("query execution"));
+                            }
+                            let outs = done.outs.get(from..to).unwrap_or_default();
+                            from = to;
+                            self.add_samples(outs.len())?;
+                            if !outs.is_empty() {
+                                sink.series(&s.labels(), drop_name, outs)?;
+                            }
+                        }
                     }
                 }
             }
             RangeSource::Subquery(sq) => {
                 let series = self.eval_subquery_series(sq, lo, hi)?;
                 sink.begin(series.len());
+                let mut outs: Vec<(usize, f64)> = Vec::new();
                 for s in series {
                     self.check_timeout()?;
                     outs.clear();
-                    self.window_series(&s.points, &times, range, monotonic, &mut f, &mut outs);
+                    window_points(&s.points, &spec, &f, &mut outs);
                     self.add_samples(outs.len())?;
                     if !outs.is_empty() {
                         sink.series(&s.labels, drop_name, &outs)?;
@@ -634,45 +653,136 @@ impl Evaluator<'_> {
         }
         Ok(())
     }
+}
 
-    /// Applies `f` to the window of `points` at every selector time, appending `(step, value)`
-    /// to `outs` for the steps with output.
-    fn window_series(
-        &self,
-        points: &[(i64, f64)],
-        times: &[i64],
-        range: i64,
-        monotonic: bool,
-        f: &mut impl FnMut(&Window<'_>, usize) -> Option<f64>,
-        outs: &mut Vec<(usize, f64)>,
-    ) {
-        if points.is_empty() {
-            return;
+/// Outputs per batch of series a range function computes before handing them on (bounds the
+/// memory of a batch: 16 bytes each).
+const PAR_BATCH_POINTS: usize = 1 << 18;
+/// Fewest series a thread of a parallel batch gets.
+const PAR_MIN_SERIES: usize = 32;
+/// Most threads one range function uses.
+const PAR_MAX_THREADS: usize = 8;
+
+/// Threads to evaluate `series` series with: one per core, each with at least
+/// [`PAR_MIN_SERIES`] series.
+fn workers_for(series: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    cores.min(PAR_MAX_THREADS).min(series / PAR_MIN_SERIES).max(1)
+}
+
+/// Splits `items` into up to `workers` contiguous parts and returns each part with `f` of it, in
+/// order; the calling thread takes the first part, scoped threads the others.
+fn run_split<I: Sync, T: Send>(
+    items: &[I],
+    workers: usize,
+    f: impl Fn(&[I]) -> T + Sync,
+) -> Result<Vec<(&[I], T)>> {
+    if workers <= 1 || items.len() < 2 {
+        return Ok(vec![(items, f(items))]);
+    }
+    let mut parts = items.chunks(items.len().div_ceil(workers));
+    let first = parts.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = parts.map(|p| (p, scope.spawn(move || f(p)))).collect();
+        let mut out = Vec::with_capacity(handles.len() + 1);
+        out.push((first, f(first)));
+        for (p, h) in handles {
+            let done = h
+                .join()
+                .map_err(|_| QueryError::Internal("evaluation thread panicked".into()))?;
+            out.push((p, done));
         }
-        let (mut a, mut b) = (0usize, 0usize);
-        for (k, &t) in times.iter().enumerate() {
-            let mint = t - range;
-            if monotonic {
-                while a < points.len() && points[a].0 < mint {
-                    a += 1;
-                }
-                b = b.max(a);
-                while b < points.len() && points[b].0 <= t {
-                    b += 1;
-                }
-            } else {
-                a = points.partition_point(|p| p.0 < mint);
-                b = points.partition_point(|p| p.0 <= t);
+        Ok(out)
+    })
+}
+
+/// The steps at which a range function takes its windows.
+struct WindowSpec<'t> {
+    /// Selector time of each step (after offset and `@`).
+    times: &'t [i64],
+    /// Whether `times` never decreases (then windows slide forward).
+    monotonic: bool,
+    /// Range of the selector (ms).
+    range: i64,
+    /// First step's evaluation time and the step (ms).
+    start: i64,
+    interval: i64,
+}
+
+/// What a thread computed for its part of a batch of series.
+struct PartOutput {
+    /// `(step, value)` of every series, one after the other.
+    outs: Vec<(usize, f64)>,
+    /// Per series: samples read, and where its outputs end in `outs`. Shorter than the part if
+    /// the deadline passed.
+    series: Vec<(usize, usize)>,
+}
+
+/// Reads, drops stale markers from and windows each series of `part`.
+fn window_series_part(
+    part: &[Box<dyn StorageSeries + '_>],
+    mint: i64,
+    maxt: i64,
+    spec: &WindowSpec<'_>,
+    f: &impl Fn(&Window<'_>, usize) -> Option<f64>,
+    deadline: Instant,
+) -> PartOutput {
+    let mut done = PartOutput {
+        outs: Vec::new(),
+        series: Vec::with_capacity(part.len()),
+    };
+    let mut points = Vec::new();
+    for s in part {
+        if Instant::now() > deadline {
+            break;
+        }
+        points.clear();
+        s.samples(mint, maxt, &mut points);
+        points.retain(|p| !is_stale(p.1));
+        window_points(&points, spec, f, &mut done.outs);
+        done.series.push((points.len(), done.outs.len()));
+    }
+    done
+}
+
+/// Applies `f` to the window of `points` at every step, appending `(step, value)` to `outs` for
+/// the steps with output.
+fn window_points(
+    points: &[(i64, f64)],
+    spec: &WindowSpec<'_>,
+    f: &impl Fn(&Window<'_>, usize) -> Option<f64>,
+    outs: &mut Vec<(usize, f64)>,
+) {
+    if points.is_empty() {
+        return;
+    }
+    let (mut a, mut b) = (0usize, 0usize);
+    for (k, &t) in spec.times.iter().enumerate() {
+        let mint = t - spec.range;
+        if spec.monotonic {
+            while a < points.len() && points[a].0 < mint {
+                a += 1;
             }
-            let w = Window {
-                points: points.get(a..b).unwrap_or(&[]),
-                range_start: mint,
-                range_end: t,
-                eval_t: self.ts(k),
-            };
-            if let Some(v) = f(&w, k) {
-                outs.push((k, v));
+            b = b.max(a);
+            while b < points.len() && points[b].0 <= t {
+                b += 1;
             }
+        } else {
+            a = points.partition_point(|p| p.0 < mint);
+            b = points.partition_point(|p| p.0 <= t);
+        }
+        let w = Window {
+            points: points.get(a..b).unwrap_or(&[]),
+            range_start: mint,
+            range_end: t,
+            eval_t: spec.start + spec.interval * k as i64,
+        };
+        if let Some(v) = f(&w, k) {
+            outs.push((k, v));
         }
     }
 }
