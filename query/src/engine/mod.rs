@@ -561,13 +561,25 @@ impl Evaluator<'_> {
     }
 
     /// [`Evaluator::eval_range_fn`] handing each series' values to `sink`, one series at a time
-    /// and in the storage's order. The series of a selector are decoded and windowed in batches,
-    /// each split across threads when there are enough of them.
+    /// and in the storage's order.
     pub(crate) fn stream_range_fn(
         &mut self,
         arg: &Expr,
         drop_name: bool,
         f: impl Fn(&Window<'_>, usize) -> Option<f64> + Sync,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
+        self.stream_range_with(arg, drop_name, &PerWindow(f), sink)
+    }
+
+    /// [`Evaluator::stream_range_fn`] with a function that sees a series' windows together. The
+    /// series of a selector are decoded and windowed in batches, each split across threads when
+    /// there are enough of them.
+    pub(crate) fn stream_range_with(
+        &mut self,
+        arg: &Expr,
+        drop_name: bool,
+        f: &impl WindowFn,
         sink: &mut dyn SeriesSink,
     ) -> Result<()> {
         let n = self.steps();
@@ -614,7 +626,7 @@ impl Evaluator<'_> {
                 let deadline = self.deadline;
                 for chunk in series.chunks(batch) {
                     let parts = run_split(chunk, workers, |part| {
-                        window_series_part(part, mint, maxt, &spec, &f, deadline)
+                        window_series_part(part, mint, maxt, &spec, f, deadline)
                     })?;
                     for (part, done) in &parts {
                         if done.series.len() < part.len() {
@@ -643,7 +655,7 @@ impl Evaluator<'_> {
                 for s in series {
                     self.check_timeout()?;
                     outs.clear();
-                    window_points(&s.points, &spec, &f, &mut outs);
+                    f.series(&s.points, &spec, &mut outs);
                     self.add_samples(outs.len())?;
                     if !outs.is_empty() {
                         sink.series(&s.labels, drop_name, &outs)?;
@@ -700,8 +712,33 @@ fn run_split<I: Sync, T: Send>(
     })
 }
 
+/// A range function over one series' windows.
+pub(crate) trait WindowFn: Sync {
+    /// Appends `(step, value)` to `outs` for each step of `spec` with output (in step order).
+    fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>);
+}
+
+/// A function of one window at a time as a [`WindowFn`].
+pub(crate) struct PerWindow<F>(pub(crate) F);
+
+impl<F: Fn(&Window<'_>, usize) -> Option<f64> + Sync> WindowFn for PerWindow<F> {
+    fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>) {
+        spec.for_each_window(points, |k, (a, b), range_start, range_end| {
+            let w = Window {
+                points: points.get(a..b).unwrap_or(&[]),
+                range_start,
+                range_end,
+                eval_t: spec.start + spec.interval * k as i64,
+            };
+            if let Some(v) = (self.0)(&w, k) {
+                outs.push((k, v));
+            }
+        });
+    }
+}
+
 /// The steps at which a range function takes its windows.
-struct WindowSpec<'t> {
+pub(crate) struct WindowSpec<'t> {
     /// Selector time of each step (after offset and `@`).
     times: &'t [i64],
     /// Whether `times` never decreases (then windows slide forward).
@@ -728,7 +765,7 @@ fn window_series_part(
     mint: i64,
     maxt: i64,
     spec: &WindowSpec<'_>,
-    f: &impl Fn(&Window<'_>, usize) -> Option<f64>,
+    f: &impl WindowFn,
     deadline: Instant,
 ) -> PartOutput {
     let mut done = PartOutput {
@@ -743,46 +780,35 @@ fn window_series_part(
         points.clear();
         s.samples(mint, maxt, &mut points);
         points.retain(|p| !is_stale(p.1));
-        window_points(&points, spec, f, &mut done.outs);
+        f.series(&points, spec, &mut done.outs);
         done.series.push((points.len(), done.outs.len()));
     }
     done
 }
 
-/// Applies `f` to the window of `points` at every step, appending `(step, value)` to `outs` for
-/// the steps with output.
-fn window_points(
-    points: &[(i64, f64)],
-    spec: &WindowSpec<'_>,
-    f: &impl Fn(&Window<'_>, usize) -> Option<f64>,
-    outs: &mut Vec<(usize, f64)>,
-) {
-    if points.is_empty() {
-        return;
-    }
-    let (mut a, mut b) = (0usize, 0usize);
-    for (k, &t) in spec.times.iter().enumerate() {
-        let mint = t - spec.range;
-        if spec.monotonic {
-            while a < points.len() && points[a].0 < mint {
-                a += 1;
-            }
-            b = b.max(a);
-            while b < points.len() && points[b].0 <= t {
-                b += 1;
-            }
-        } else {
-            a = points.partition_point(|p| p.0 < mint);
-            b = points.partition_point(|p| p.0 <= t);
+impl WindowSpec<'_> {
+    /// Calls `g(step, (a, b), range_start, range_end)` for every step, where `points[a..b]` are
+    /// the samples in the step's window `[range_start, range_end]` (none for an empty series).
+    fn for_each_window(&self, points: &[(i64, f64)], mut g: impl FnMut(usize, (usize, usize), i64, i64)) {
+        if points.is_empty() {
+            return;
         }
-        let w = Window {
-            points: points.get(a..b).unwrap_or(&[]),
-            range_start: mint,
-            range_end: t,
-            eval_t: spec.start + spec.interval * k as i64,
-        };
-        if let Some(v) = f(&w, k) {
-            outs.push((k, v));
+        let (mut a, mut b) = (0usize, 0usize);
+        for (k, &t) in self.times.iter().enumerate() {
+            let mint = t - self.range;
+            if self.monotonic {
+                while a < points.len() && points[a].0 < mint {
+                    a += 1;
+                }
+                b = b.max(a);
+                while b < points.len() && points[b].0 <= t {
+                    b += 1;
+                }
+            } else {
+                a = points.partition_point(|p| p.0 < mint);
+                b = points.partition_point(|p| p.0 <= t);
+            }
+            g(k, (a, b), mint, t);
         }
     }
 }
