@@ -624,11 +624,18 @@ impl Evaluator<'_> {
                 let workers = workers_for(series.len());
                 let batch = (PAR_BATCH_POINTS / n.max(1)).max(PAR_MIN_SERIES);
                 let deadline = self.deadline;
+                // Output buffers come from this (long-lived) thread and are reused by every batch.
+                let mut bufs: Vec<PartOutput> = (0..workers).map(|_| PartOutput::default()).collect();
                 for chunk in series.chunks(batch) {
-                    let parts = run_split(chunk, workers, |part| {
-                        window_series_part(part, mint, maxt, &spec, f, deadline)
+                    let share = chunk.len().div_ceil(workers);
+                    for buf in &mut bufs {
+                        buf.clear();
+                        buf.outs.reserve(share.saturating_mul(n));
+                    }
+                    run_split(chunk, &mut bufs, |part, buf| {
+                        window_series_part(part, mint, maxt, &spec, f, deadline, buf);
                     })?;
-                    for (part, done) in &parts {
+                    for (part, done) in chunk.chunks(share).zip(&bufs) {
                         if done.series.len() < part.len() {
                             return Err(QueryError::Timeout("expression evaluation"));
                         }
@@ -685,30 +692,28 @@ fn workers_for(series: usize) -> usize {
     cores.min(PAR_MAX_THREADS).min(series / PAR_MIN_SERIES).max(1)
 }
 
-/// Splits `items` into up to `workers` contiguous parts and returns each part with `f` of it, in
-/// order; the calling thread takes the first part, scoped threads the others.
+/// Splits `items` into `outs.len()` contiguous parts of `items.len().div_ceil(outs.len())` (the
+/// last ones shorter or empty) and calls `f(part, out)` for each: the calling thread takes the
+/// first part, scoped threads the others.
 fn run_split<I: Sync, T: Send>(
     items: &[I],
-    workers: usize,
-    f: impl Fn(&[I]) -> T + Sync,
-) -> Result<Vec<(&[I], T)>> {
-    if workers <= 1 || items.len() < 2 {
-        return Ok(vec![(items, f(items))]);
-    }
-    let mut parts = items.chunks(items.len().div_ceil(workers));
-    let first = parts.next().unwrap_or_default();
+    outs: &mut [T],
+    f: impl Fn(&[I], &mut T) + Sync,
+) -> Result<()> {
+    let share = items.len().div_ceil(outs.len().max(1)).max(1);
+    let mut jobs = items.chunks(share).zip(outs.iter_mut());
+    let Some((first, first_out)) = jobs.next() else {
+        return Ok(());
+    };
     std::thread::scope(|scope| {
         let f = &f;
-        let handles: Vec<_> = parts.map(|p| (p, scope.spawn(move || f(p)))).collect();
-        let mut out = Vec::with_capacity(handles.len() + 1);
-        out.push((first, f(first)));
-        for (p, h) in handles {
-            let done = h
-                .join()
+        let handles: Vec<_> = jobs.map(|(p, out)| scope.spawn(move || f(p, out))).collect();
+        f(first, first_out);
+        for h in handles {
+            h.join()
                 .map_err(|_| QueryError::Internal("evaluation thread panicked".into()))?;
-            out.push((p, done));
         }
-        Ok(out)
+        Ok(())
     })
 }
 
@@ -751,6 +756,7 @@ pub(crate) struct WindowSpec<'t> {
 }
 
 /// What a thread computed for its part of a batch of series.
+#[derive(Default)]
 struct PartOutput {
     /// `(step, value)` of every series, one after the other.
     outs: Vec<(usize, f64)>,
@@ -759,7 +765,14 @@ struct PartOutput {
     series: Vec<(usize, usize)>,
 }
 
-/// Reads, drops stale markers from and windows each series of `part`.
+impl PartOutput {
+    fn clear(&mut self) {
+        self.outs.clear();
+        self.series.clear();
+    }
+}
+
+/// Reads, drops stale markers from and windows each series of `part` into `done`.
 fn window_series_part(
     part: &[Box<dyn StorageSeries + '_>],
     mint: i64,
@@ -767,11 +780,9 @@ fn window_series_part(
     spec: &WindowSpec<'_>,
     f: &impl WindowFn,
     deadline: Instant,
-) -> PartOutput {
-    let mut done = PartOutput {
-        outs: Vec::new(),
-        series: Vec::with_capacity(part.len()),
-    };
+    done: &mut PartOutput,
+) {
+    done.series.reserve(part.len());
     let mut points = Vec::new();
     for s in part {
         if Instant::now() > deadline {
@@ -783,7 +794,6 @@ fn window_series_part(
         f.series(&points, spec, &mut done.outs);
         done.series.push((points.len(), done.outs.len()));
     }
-    done
 }
 
 impl WindowSpec<'_> {
