@@ -69,4 +69,21 @@ impl Storage for TsdbStorage {
             .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
             .collect())
     }
+
+    fn select_unordered(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        let ms = matchers
+            .iter()
+            .map(to_tsdb_matcher)
+            .collect::<Result<Vec<_>>>()?;
+        let q = self.db.querier(mint, maxt);
+        Ok(q.select_lazy_unordered(&ms)
+            .into_iter()
+            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
+            .collect())
+    }
 }

@@ -303,6 +303,16 @@ impl Querier {
     /// in the range are included (their snapshot is `None`). A block that fails to read is logged and
     /// left out of the answer.
     pub fn select_lazy(&self, matchers: &[Matcher]) -> Vec<LazySeries> {
+        self.select_lazy_sorted(matchers, true)
+    }
+
+    /// [`Querier::select_lazy`] in no particular order: with the head alone, the series are not
+    /// sorted (on 100k series, sorting is most of the selection's time: cache misses on labels).
+    pub fn select_lazy_unordered(&self, matchers: &[Matcher]) -> Vec<LazySeries> {
+        self.select_lazy_sorted(matchers, false)
+    }
+
+    fn select_lazy_sorted(&self, matchers: &[Matcher], sort: bool) -> Vec<LazySeries> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
         let mut out: Vec<LazySeries> = refs
@@ -311,7 +321,9 @@ impl Querier {
             .map(|s| LazySeries { labels: s.labels.clone(), head: Some(s), blocks: Vec::new() })
             .collect();
         if self.blocks.is_empty() {
-            out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+            if sort {
+                out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+            }
             return out;
         }
         let mut merged: BTreeMap<Labels, LazySeries> = out.into_iter().map(|s| (s.labels.clone(), s)).collect();

@@ -283,6 +283,12 @@ impl<'k> Fused<'k> {
 }
 
 impl SeriesSink for Fused<'_> {
+    /// `count` and `group` into a single group give the same result in any order (the input
+    /// order decides the order of several groups, and the sum of floats).
+    fn needs_order(&self) -> bool {
+        !(matches!(self.op, Agg::Count | Agg::Group) && self.keys.single_group())
+    }
+
     fn begin(&mut self, series: usize) {
         if series.saturating_mul(self.steps) > FUSED_MAX_CELLS {
             self.collect = Some(Collect::new(self.steps));
@@ -353,6 +359,11 @@ impl GroupKeys {
             slot: Vec::new(),
             buf: String::new(),
         }
+    }
+
+    /// Whether every label set falls into one group (`by ()` or no grouping).
+    fn single_group(&self) -> bool {
+        !self.without && self.grouping.is_empty()
     }
 
     /// Whether `__name__` is one of the grouping labels.

@@ -71,6 +71,17 @@ pub trait Storage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Box<dyn StorageSeries + '_>>>;
+
+    /// [`Storage::select`] in any order, for callers whose result does not depend on it; it can
+    /// skip sorting.
+    fn select_unordered(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        self.select(matchers, mint, maxt)
+    }
 }
 
 /// Per-step value of an expression.
@@ -402,7 +413,11 @@ impl Evaluator<'_> {
         let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
         let matchers = Self::matchers(vs)?;
         let mint = lo.saturating_sub(self.lookback);
-        let series = self.storage.select(&matchers, mint, hi)?;
+        let series = if sink.needs_order() {
+            self.storage.select(&matchers, mint, hi)?
+        } else {
+            self.storage.select_unordered(&matchers, mint, hi)?
+        };
         sink.begin(series.len());
         let mut buf = Vec::new();
         let mut outs: Vec<(usize, f64)> = Vec::new();
@@ -619,7 +634,11 @@ impl Evaluator<'_> {
                 let matchers = Self::matchers(vs)?;
                 let storage = self.storage;
                 let (mint, maxt) = (lo - range, hi);
-                let series = storage.select(&matchers, mint, maxt)?;
+                let series = if sink.needs_order() {
+                    storage.select(&matchers, mint, maxt)?
+                } else {
+                    storage.select_unordered(&matchers, mint, maxt)?
+                };
                 sink.begin(series.len());
                 let workers = workers_for(series.len());
                 let batch = (PAR_BATCH_POINTS / n.max(1)).max(PAR_MIN_SERIES);

@@ -20,6 +20,12 @@ pub(crate) trait SeriesSink {
     /// (an upper bound of the calls that follow).
     fn begin(&mut self, _series: usize) {}
 
+    /// Whether the result depends on the order of the input series (then they come sorted by
+    /// labels).
+    fn needs_order(&self) -> bool {
+        true
+    }
+
     /// The values of one input series: `(step, value)` pairs in step order, never empty. The
     /// output series' labels are `labels`, without `__name__` when `drop_name`.
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()>;
