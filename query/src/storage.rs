@@ -1,5 +1,5 @@
 //! The engine's [`Storage`] over a `tsdb::Db` (head and blocks): matchers are converted once per selector and
-//! each series' chunks are decoded only when the evaluator asks for its samples.
+//! each series' chunks are snapshotted and decoded only when the evaluator asks for its samples.
 
 use std::sync::Arc;
 
@@ -38,14 +38,17 @@ pub fn from_tsdb_labels(l: &tsdb::Labels) -> Labels {
     Labels::from_tsdb(l)
 }
 
-struct TsdbSeries(tsdb::Series);
+/// A selected series; its chunks are snapshotted when its samples are asked for.
+struct TsdbSeries(tsdb::querier::LazySeries);
 
 impl StorageSeries for TsdbSeries {
     fn labels(&self) -> Labels {
         from_tsdb_labels(&self.0.labels)
     }
     fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        out.extend(self.0.samples(mint, maxt));
+        if let Some(s) = self.0.snapshot(mint, maxt) {
+            out.extend(s.samples(mint, maxt));
+        }
     }
 }
 
@@ -61,7 +64,24 @@ impl Storage for TsdbStorage {
             .map(to_tsdb_matcher)
             .collect::<Result<Vec<_>>>()?;
         let q = self.db.querier(mint, maxt);
-        Ok(q.select(&ms)
+        Ok(q.select_lazy(&ms)
+            .into_iter()
+            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
+            .collect())
+    }
+
+    fn select_unordered(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        let ms = matchers
+            .iter()
+            .map(to_tsdb_matcher)
+            .collect::<Result<Vec<_>>>()?;
+        let q = self.db.querier(mint, maxt);
+        Ok(q.select_lazy_unordered(&ms)
             .into_iter()
             .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
             .collect())

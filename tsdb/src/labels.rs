@@ -188,26 +188,49 @@ impl Labels {
 impl Ord for Labels {
     /// Prometheus's `labels.Compare`: pairwise by name, then value; a prefix sorts first. Names and
     /// values compare bytewise like `str`s, so the packed bytes are compared without UTF-8 decoding.
+    ///
+    /// Two encodings agree up to their first differing byte, and so do their length prefixes: the
+    /// prefixes are walked (without comparing the bytes between them) to the name or value holding
+    /// that byte, which alone decides.
     fn cmp(&self, other: &Self) -> Ordering {
-        let (mut a, mut b) = (&self.packed[..], &other.packed[..]);
-        if a == b {
-            return Ordering::Equal;
-        }
-        // Names and values alternate, so comparing them in sequence is pairwise order.
+        let (a, b) = (&self.packed[..], &other.packed[..]);
+        let Some(diff) = first_difference(a, b) else {
+            // One is a prefix of the other, i.e. has a prefix of its pairs.
+            return a.len().cmp(&b.len());
+        };
+        let mut at = 0;
         loop {
-            match (take_bytes(&mut a), take_bytes(&mut b)) {
-                (None, None) => return Ordering::Equal,
-                (None, Some(_)) => return Ordering::Less,
-                (Some(_), None) => return Ordering::Greater,
-                (Some(x), Some(y)) => {
-                    let o = x.cmp(y);
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
+            let (Some((len_a, n_a)), Some((len_b, n_b))) =
+                (a.get(at..).and_then(get_uvarint), b.get(at..).and_then(get_uvarint))
+            else {
+                return a.cmp(b); // Not a packed label set; cannot happen.
+            };
+            if len_a != len_b {
+                // The difference is in the length prefix: compare the two strings.
+                return a.get(at + n_a..).and_then(|r| r.get(..len_a)).cmp(&b.get(at + n_b..).and_then(|r| r.get(..len_b)));
+            }
+            at += n_a + len_a;
+            if diff < at {
+                return a.get(diff).cmp(&b.get(diff));
             }
         }
     }
+}
+
+/// Index of the first byte at which `a` and `b` differ, `None` if one is a prefix of the other.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    const WORD: usize = 8;
+    let mut at = 0;
+    for (x, y) in a.chunks_exact(WORD).zip(b.chunks_exact(WORD)) {
+        let (Ok(x), Ok(y)) = (<[u8; WORD]>::try_from(x), <[u8; WORD]>::try_from(y)) else { break };
+        let d = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if d != 0 {
+            return Some(at + (d.trailing_zeros() / 8) as usize);
+        }
+        at += WORD;
+    }
+    let (ra, rb) = (a.get(at..)?, b.get(at..)?);
+    ra.iter().zip(rb).position(|(x, y)| x != y).map(|i| at + i)
 }
 
 impl PartialOrd for Labels {
@@ -490,6 +513,28 @@ mod tests {
             for y in &sets {
                 assert_eq!(x.cmp(y), x.to_pairs().cmp(&y.to_pairs()), "{x} vs {y}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Names and values from a small alphabet (so that prefixes and equal words are common),
+        /// some longer than 127 bytes (two-byte length prefixes) or than a word.
+        #[test]
+        fn order_matches_pairwise_order(
+            x in proptest::collection::btree_map("[ab_]{1,3}", "[ab]{0,12}|a{120,140}", 0..5),
+            y in proptest::collection::btree_map("[ab_]{1,3}", "[ab]{0,12}|a{120,140}", 0..5),
+        ) {
+            let pairs = |m: &std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+                m.iter().filter(|(_, v)| !v.is_empty()).map(|(n, v)| (n.clone(), v.clone())).collect()
+            };
+            let packed = |p: &[(String, String)]| {
+                let refs: Vec<(&str, &str)> = p.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                Labels::from_sorted_unchecked(&refs)
+            };
+            let (px, py) = (pairs(&x), pairs(&y));
+            let (lx, ly) = (packed(&px), packed(&py));
+            proptest::prop_assert_eq!(lx.cmp(&ly), px.cmp(&py));
+            proptest::prop_assert_eq!(lx.cmp(&lx), std::cmp::Ordering::Equal);
         }
     }
 

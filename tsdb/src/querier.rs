@@ -207,6 +207,59 @@ fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -
     Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
 }
 
+/// A series selected by [`Querier::select_lazy`]: its labels, the head series (read when a snapshot is
+/// taken) and the chunks of each block that has it.
+pub struct LazySeries {
+    /// The series' labels.
+    pub labels: Labels,
+    head: Option<Arc<crate::head::series::MemSeries>>,
+    /// Chunks per block, in the querier's block order, each overlapping the querier's range.
+    blocks: Vec<Vec<ChunkMeta>>,
+}
+
+impl LazySeries {
+    /// A snapshot of the chunks overlapping `[mint, maxt]` (normally the querier's range; block
+    /// chunks were already limited to that); `None` if there are none.
+    pub fn snapshot(&self, mint: i64, maxt: i64) -> Option<Series> {
+        let head = self.head.as_ref().and_then(|s| {
+            let data = s.lock();
+            snapshot_head(&self.labels, &data, mint, maxt)
+        });
+        if self.blocks.is_empty() {
+            return head;
+        }
+        let mut series = head.unwrap_or_else(|| Series { labels: self.labels.clone(), chunks: Vec::new(), ooo_chunks: Vec::new() });
+        for chunks in &self.blocks {
+            series.add_chunks(chunks.clone());
+        }
+        Some(series)
+    }
+}
+
+/// The head part of a series snapshot over `[mint, maxt]`; `None` if no chunk overlaps it.
+fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64, maxt: i64) -> Option<Series> {
+    let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
+    let mut chunks: Vec<ChunkMeta> = d.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
+    if let Some(c) = &d.open {
+        if overlaps(c.min_t, c.max_t) {
+            chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t, c.max_t, mint, maxt));
+        }
+    }
+    let mut ooo_chunks = Vec::new();
+    if let Some(o) = &d.ooo {
+        ooo_chunks.extend(o.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
+        if let Some((a, b)) = o.open.time_range() {
+            if overlaps(a, b) {
+                ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().into()) });
+            }
+        }
+    }
+    if chunks.is_empty() && ooo_chunks.is_empty() {
+        return None;
+    }
+    Some(Series { labels: labels.clone(), chunks, ooo_chunks })
+}
+
 /// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with
 /// equal labels across them.
 pub struct Querier {
@@ -241,69 +294,62 @@ impl Querier {
     /// Series matching all matchers that have samples in the range, sorted by labels. A block that
     /// fails to read is logged and left out of the answer.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
-        let refs = self.head.postings().select(matchers);
-        let maps = self.head.series_maps();
-        let mut out = Vec::new();
-        for r in refs.iter() {
-            let Some(s) = maps.get_by_ref(crate::head::SeriesRef(u64::from(r))) else { continue };
-            let data = s.lock();
-            let series = self.snapshot(&s.labels, &data);
-            drop(data);
-            out.extend(series);
-        }
-        if !self.blocks.is_empty() {
-            let mut merged: BTreeMap<Labels, Series> = out.into_iter().map(|s| (s.labels.clone(), s)).collect();
-            for b in &self.blocks {
-                let found = match b.select(matchers) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it");
-                        continue;
-                    }
-                };
-                for (labels, chunks) in found {
-                    let chunks: Vec<ChunkMeta> =
-                        chunks.into_iter().filter(|c| c.min_t <= self.maxt && c.max_t >= self.mint).collect();
-                    if chunks.is_empty() {
-                        continue;
-                    }
-                    match merged.get_mut(&labels) {
-                        Some(existing) => existing.add_chunks(chunks),
-                        None => {
-                            merged.insert(labels.clone(), Series { labels, chunks, ooo_chunks: Vec::new() });
-                        }
-                    }
-                }
-            }
-            out = merged.into_values().collect();
-        } else {
-            out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        }
-        out
+        self.select_lazy(matchers).iter().filter_map(|s| s.snapshot(self.mint, self.maxt)).collect()
     }
 
-    fn snapshot(&self, labels: &Labels, d: &crate::head::series::SeriesData) -> Option<Series> {
-        let (mint, maxt) = (self.mint, self.maxt);
-        let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
-        let mut chunks: Vec<ChunkMeta> = d.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
-        if let Some(c) = &d.open {
-            if overlaps(c.min_t, c.max_t) {
-                chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t, c.max_t, mint, maxt));
+    /// Series matching all matchers, sorted by labels, without reading their samples: a head series
+    /// is snapshotted only when [`LazySeries::snapshot`] is called, so a caller that reads one series
+    /// at a time holds one snapshot at a time. Unlike [`Querier::select`], head series without samples
+    /// in the range are included (their snapshot is `None`). A block that fails to read is logged and
+    /// left out of the answer.
+    pub fn select_lazy(&self, matchers: &[Matcher]) -> Vec<LazySeries> {
+        self.select_lazy_sorted(matchers, true)
+    }
+
+    /// [`Querier::select_lazy`] in no particular order: with the head alone, the series are not
+    /// sorted (on 100k series, sorting is most of the selection's time: cache misses on labels).
+    pub fn select_lazy_unordered(&self, matchers: &[Matcher]) -> Vec<LazySeries> {
+        self.select_lazy_sorted(matchers, false)
+    }
+
+    fn select_lazy_sorted(&self, matchers: &[Matcher], sort: bool) -> Vec<LazySeries> {
+        let refs = self.head.postings().select(matchers);
+        let maps = self.head.series_maps();
+        let mut out: Vec<LazySeries> = refs
+            .iter()
+            .filter_map(|r| maps.get_by_ref(crate::head::SeriesRef(u64::from(r))))
+            .map(|s| LazySeries { labels: s.labels.clone(), head: Some(s), blocks: Vec::new() })
+            .collect();
+        if self.blocks.is_empty() {
+            if sort {
+                out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
             }
+            return out;
         }
-        let mut ooo_chunks = Vec::new();
-        if let Some(o) = &d.ooo {
-            ooo_chunks.extend(o.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
-            if let Some((a, b)) = o.open.time_range() {
-                if overlaps(a, b) {
-                    ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().into()) });
+        let mut merged: BTreeMap<Labels, LazySeries> = out.into_iter().map(|s| (s.labels.clone(), s)).collect();
+        for b in &self.blocks {
+            let found = match b.select(matchers) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it");
+                    continue;
+                }
+            };
+            for (labels, chunks) in found {
+                let chunks: Vec<ChunkMeta> =
+                    chunks.into_iter().filter(|c| c.min_t <= self.maxt && c.max_t >= self.mint).collect();
+                if chunks.is_empty() {
+                    continue;
+                }
+                match merged.get_mut(&labels) {
+                    Some(existing) => existing.blocks.push(chunks),
+                    None => {
+                        merged.insert(labels.clone(), LazySeries { labels, head: None, blocks: vec![chunks] });
+                    }
                 }
             }
         }
-        if chunks.is_empty() && ooo_chunks.is_empty() {
-            return None;
-        }
-        Some(Series { labels: labels.clone(), chunks, ooo_chunks })
+        merged.into_values().collect()
     }
 
     /// Label sets of the series matching the matchers with data in the range, sorted.

@@ -7,10 +7,17 @@ use std::sync::Arc;
 use promql_parser::parser::ast::LabelModifier;
 use promql_parser::parser::AggregateExpr;
 
-use super::functions::quantile;
+use promql_parser::parser::Expr;
+
+use super::functions::{self, quantile};
+use super::stream::{Collect, SeriesSink};
 use super::value::{format_float_plain, LabelsBuilder};
-use super::{Evaluator, Labels, Sample, Val, METRIC_NAME};
+use super::{unwrap_parens, Evaluator, Labels, Sample, Val, METRIC_NAME};
 use crate::error::{QueryError, Result};
+
+/// Most `(group, step)` accumulators a fused aggregation allocates (24 bytes each); beyond
+/// `selected series × steps` of this, the input is collected per step instead.
+const FUSED_MAX_CELLS: usize = 1 << 22;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Agg {
@@ -28,11 +35,90 @@ enum Agg {
     CountValues,
 }
 
-struct Group {
-    labels: Arc<Labels>,
+/// The running value of one group at one step, for the operations that fold values.
+#[derive(Clone, Copy)]
+struct Cell {
     value: f64,
     mean: f64,
+    /// Samples folded in; 0 = the group has no sample at this step yet.
     count: usize,
+}
+
+impl Cell {
+    const EMPTY: Cell = Cell {
+        value: 0.0,
+        mean: 0.0,
+        count: 0,
+    };
+
+    /// The cell after its first sample.
+    fn first(op: Agg, v: f64) -> Cell {
+        let value = match op {
+            Agg::Stddev | Agg::Stdvar => 0.0,
+            Agg::Group => 1.0,
+            _ => v,
+        };
+        Cell {
+            value,
+            mean: v,
+            count: 1,
+        }
+    }
+
+    /// Folds in a further sample (Prometheus 2.42's `aggregation`, sample by sample).
+    fn add(&mut self, op: Agg, v: f64) {
+        match op {
+            Agg::Sum => self.value += v,
+            Agg::Avg => {
+                self.count += 1;
+                if self.mean.is_infinite() {
+                    if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                let c = self.count as f64;
+                self.mean += v / c - self.mean / c;
+            }
+            Agg::Group => {}
+            Agg::Max => {
+                if self.value < v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            Agg::Min => {
+                if self.value > v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            Agg::Count | Agg::CountValues => self.count += 1,
+            Agg::Stddev | Agg::Stdvar => {
+                self.count += 1;
+                let delta = v - self.mean;
+                self.mean += delta / self.count as f64;
+                self.value += delta * (v - self.mean);
+            }
+            Agg::Topk | Agg::Bottomk | Agg::Quantile => {}
+        }
+    }
+
+    /// The group's result (for the folding operations).
+    fn result(&self, op: Agg) -> f64 {
+        match op {
+            Agg::Avg => self.mean,
+            Agg::Count | Agg::CountValues => self.count as f64,
+            Agg::Stdvar => self.value / self.count as f64,
+            Agg::Stddev => (self.value / self.count as f64).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
+struct Group {
+    labels: Arc<Labels>,
+    cell: Cell,
     items: Vec<Sample>,
 }
 
@@ -77,13 +163,21 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
             grouping.push(value_label.clone());
         }
     }
+    let mut keys = GroupKeys::new(without, grouping);
+    // Fused keys are computed from the input series' labels, `__name__` included: fine unless
+    // `by` lists `__name__` (a range function drops it from its output).
+    if op.folds() && (without || !keys.by_name()) {
+        let mut sink = Fused::new(op, n, &mut keys);
+        if stream_input(ev, &a.expr, &mut sink)? {
+            return sink.finish();
+        }
+    }
     let Val::Vector(input) = ev.eval(&a.expr)? else {
         return Err(QueryError::BadData(
             "aggregation expects an instant vector".into(),
         ));
     };
     let mut out = Vec::with_capacity(n);
-    let mut keys = GroupKeys::new(without, grouping);
     // Label sets recur across steps; a one-step (instant) evaluation would only fill the cache.
     let cache = n > 1 && op != Agg::CountValues;
     for (k, vec) in input.into_iter().enumerate() {
@@ -92,6 +186,143 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
         out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys)?);
     }
     Ok(Val::Vector(out))
+}
+
+impl Agg {
+    /// Whether the operation folds values into one number per group (no parameter, no items).
+    fn folds(self) -> bool {
+        matches!(
+            self,
+            Agg::Sum
+                | Agg::Avg
+                | Agg::Min
+                | Agg::Max
+                | Agg::Count
+                | Agg::Group
+                | Agg::Stddev
+                | Agg::Stdvar
+        )
+    }
+}
+
+/// Streams `expr` into `sink` if it is a selector or a range function that can stream (see
+/// [`functions::stream_range_call`]); `false` (with nothing evaluated) otherwise.
+fn stream_input(ev: &mut Evaluator<'_>, expr: &Expr, sink: &mut dyn SeriesSink) -> Result<bool> {
+    match unwrap_parens(expr) {
+        Expr::VectorSelector(vs) => {
+            ev.stream_vector_selector(vs, false, sink)?;
+            Ok(true)
+        }
+        Expr::Call(c) => functions::stream_range_call(ev, c, sink),
+        _ => Ok(false),
+    }
+}
+
+/// A folding aggregation fed one input series at a time: one [`Cell`] per group and step, so the
+/// input's per-step vectors are never built. Values reach a cell in input order, as they would
+/// through [`aggregate_step`], and each step lists its groups in order of first appearance.
+struct Fused<'k> {
+    op: Agg,
+    steps: usize,
+    keys: &'k mut GroupKeys,
+    /// Cells by group id, then step (allocated when the group first appears).
+    cells: Vec<Vec<Cell>>,
+    /// Group ids per step, in order of first appearance.
+    order: Vec<Vec<usize>>,
+    /// Set by [`SeriesSink::begin`] when cells could take too much memory: the input is then
+    /// collected per step and aggregated as usual.
+    collect: Option<Collect>,
+}
+
+impl<'k> Fused<'k> {
+    fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys) -> Fused<'k> {
+        Fused {
+            op,
+            steps,
+            keys,
+            cells: Vec::new(),
+            order: (0..steps).map(|_| Vec::new()).collect(),
+            collect: None,
+        }
+    }
+
+    fn finish(self) -> Result<Val> {
+        let Fused {
+            op,
+            steps,
+            keys,
+            cells,
+            order,
+            collect,
+        } = self;
+        if let Some(c) = collect {
+            let cache = steps > 1;
+            let mut out = Vec::with_capacity(steps);
+            for vec in c.finish()? {
+                out.push(aggregate_step(op, vec, f64::NAN, "", cache, keys)?);
+            }
+            return Ok(Val::Vector(out));
+        }
+        let out = order
+            .into_iter()
+            .enumerate()
+            .map(|(k, ids)| {
+                ids.into_iter()
+                    .filter_map(|id| {
+                        let cell = cells.get(id)?.get(k)?;
+                        Some(Sample {
+                            labels: keys.labels.get(id).cloned().unwrap_or_default(),
+                            v: cell.result(op),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Val::Vector(out))
+    }
+}
+
+impl SeriesSink for Fused<'_> {
+    /// `count` and `group` into a single group give the same result in any order (the input
+    /// order decides the order of several groups, and the sum of floats).
+    fn needs_order(&self) -> bool {
+        !(matches!(self.op, Agg::Count | Agg::Group) && self.keys.single_group())
+    }
+
+    fn begin(&mut self, series: usize) {
+        if series.saturating_mul(self.steps) > FUSED_MAX_CELLS {
+            self.collect = Some(Collect::new(self.steps));
+        }
+    }
+
+    fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        if let Some(c) = &mut self.collect {
+            return c.series(labels, drop_name, points);
+        }
+        // `__name__` is never part of the key here (see `eval_aggregate`), dropped or not.
+        let id = self.keys.id_of(labels);
+        if self.cells.len() <= id {
+            self.cells.resize_with(id + 1, Vec::new);
+        }
+        let Some(cells) = self.cells.get_mut(id) else {
+            return Ok(());
+        };
+        if cells.is_empty() {
+            *cells = vec![Cell::EMPTY; self.steps];
+        }
+        for &(k, v) in points {
+            let Some(cell) = cells.get_mut(k) else { continue };
+            if cell.count == 0 {
+                *cell = Cell::first(self.op, v);
+                if let Some(o) = self.order.get_mut(k) {
+                    o.push(id);
+                }
+            } else {
+                cell.add(self.op, v);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Assigns each input label set its group: the grouping key is computed once per distinct label
@@ -130,6 +361,16 @@ impl GroupKeys {
         }
     }
 
+    /// Whether every label set falls into one group (`by ()` or no grouping).
+    fn single_group(&self) -> bool {
+        !self.without && self.grouping.is_empty()
+    }
+
+    /// Whether `__name__` is one of the grouping labels.
+    fn by_name(&self) -> bool {
+        self.grouping.iter().any(|n| n == METRIC_NAME)
+    }
+
     /// Group id of `labels`; `cache` remembers it per `Arc` (off for one-off label sets).
     fn id(&mut self, labels: &Arc<Labels>, cache: bool) -> usize {
         if cache {
@@ -137,6 +378,16 @@ impl GroupKeys {
                 return id;
             }
         }
+        let id = self.id_of(labels);
+        if cache {
+            self.by_ptr
+                .insert(Arc::as_ptr(labels), (Arc::clone(labels), id));
+        }
+        id
+    }
+
+    /// Group id of `labels`, computed from its values.
+    fn id_of(&mut self, labels: &Labels) -> usize {
         self.buf.clear();
         labels.signature_into(&self.names, !self.without, &mut self.buf);
         let id = match self.ids.get(self.buf.as_str()) {
@@ -154,10 +405,6 @@ impl GroupKeys {
                 id
             }
         };
-        if cache {
-            self.by_ptr
-                .insert(Arc::as_ptr(labels), (Arc::clone(labels), id));
-        }
         id
     }
 }
@@ -228,16 +475,9 @@ fn aggregate_step(
                 }
                 group_ids.push(id);
                 let labels = keys.labels.get(id).cloned().unwrap_or_default();
-                let value = match op {
-                    Agg::Stddev | Agg::Stdvar => 0.0,
-                    Agg::Group => 1.0,
-                    _ => s.v,
-                };
                 let mut g = Group {
                     labels,
-                    value,
-                    mean: s.v,
-                    count: 1,
+                    cell: Cell::first(op, s.v),
                     items: Vec::new(),
                 };
                 if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
@@ -247,41 +487,10 @@ fn aggregate_step(
             }
             Some(i) => {
                 let Some(g) = groups.get_mut(i) else { continue };
-                let v = s.v;
-                match op {
-                    Agg::Sum => g.value += v,
-                    Agg::Avg => {
-                        g.count += 1;
-                        if g.mean.is_infinite() {
-                            if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                                continue;
-                            }
-                            if !v.is_infinite() && !v.is_nan() {
-                                continue;
-                            }
-                        }
-                        let c = g.count as f64;
-                        g.mean += v / c - g.mean / c;
-                    }
-                    Agg::Group => {}
-                    Agg::Max => {
-                        if g.value < v || g.value.is_nan() {
-                            g.value = v;
-                        }
-                    }
-                    Agg::Min => {
-                        if g.value > v || g.value.is_nan() {
-                            g.value = v;
-                        }
-                    }
-                    Agg::Count | Agg::CountValues => g.count += 1,
-                    Agg::Stddev | Agg::Stdvar => {
-                        g.count += 1;
-                        let delta = v - g.mean;
-                        g.mean += delta / g.count as f64;
-                        g.value += delta * (v - g.mean);
-                    }
-                    Agg::Topk | Agg::Bottomk | Agg::Quantile => g.items.push(s),
+                if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
+                    g.items.push(s);
+                } else {
+                    g.cell.add(op, s.v);
                 }
             }
         }
@@ -294,10 +503,6 @@ fn aggregate_step(
     let mut out = Vec::with_capacity(groups.len());
     for mut g in groups {
         let v = match op {
-            Agg::Avg => g.mean,
-            Agg::Count | Agg::CountValues => g.count as f64,
-            Agg::Stdvar => g.value / g.count as f64,
-            Agg::Stddev => (g.value / g.count as f64).sqrt(),
             Agg::Quantile => {
                 let vals: Vec<f64> = g.items.iter().map(|s| s.v).collect();
                 quantile(param, vals)
@@ -316,7 +521,7 @@ fn aggregate_step(
                 out.extend(g.items);
                 continue;
             }
-            _ => g.value,
+            _ => g.cell.result(op),
         };
         out.push(Sample {
             labels: g.labels,
@@ -354,5 +559,117 @@ pub(crate) fn is_valid_label_name(s: &str) -> bool {
             chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::mem::MemStorage;
+    use crate::engine::value::STALE_NAN_BITS;
+    use crate::engine::{Engine, EngineOptions, QueryValue};
+
+    /// Counters and gauges with resets, NaN, infinities, signed zeros, stale markers and gaps;
+    /// enough series for range functions to split them across threads.
+    fn storage() -> MemStorage {
+        let mut st = MemStorage::default();
+        let special = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.0, f64::from_bits(STALE_NAN_BITS)];
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..80u64 {
+            let pairs = [
+                ("__name__", "m".to_string()),
+                ("g", format!("g{}", i % 3)),
+                ("i", i.to_string()),
+            ];
+            let labels = Labels::from_pairs(&pairs);
+            let mut counter = 0.0;
+            for k in 0..120i64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x.is_multiple_of(11) {
+                    continue; // a gap
+                }
+                counter += (x % 1000) as f64 / 7.0;
+                if x.is_multiple_of(97) {
+                    counter = 0.0; // a reset
+                }
+                let v = match x % 53 {
+                    0 if i % 4 == 1 => special[(x / 53) as usize % special.len()],
+                    _ => counter,
+                };
+                st.add(labels.clone(), k * 15_000 + (x % 3000) as i64, v);
+            }
+        }
+        st
+    }
+
+    fn range(st: &MemStorage, q: &str, step: i64) -> Vec<(String, Vec<(i64, u64)>)> {
+        let expr = crate::parser::parse(q).unwrap();
+        let v = Engine::new(EngineOptions::default())
+            .range(st, &expr, 0, 1_800_000, step, None)
+            .unwrap();
+        let QueryValue::Matrix(m) = v else { panic!("{q}: not a matrix") };
+        m.into_iter()
+            .map(|s| (s.labels.to_string(), s.points.iter().map(|p| (p.0, p.1.to_bits())).collect()))
+            .collect()
+    }
+
+    fn instant(st: &MemStorage, q: &str, t: i64) -> Vec<(String, u64)> {
+        let expr = crate::parser::parse(q).unwrap();
+        let v = Engine::new(EngineOptions::default()).instant(st, &expr, t, None).unwrap();
+        let QueryValue::Vector { samples, .. } = v else { panic!("{q}: not a vector") };
+        samples.into_iter().map(|s| (s.labels.to_string(), s.v.to_bits())).collect()
+    }
+
+    /// The fused path (selector or range function straight into the aggregation) gives the same
+    /// bits, and instant results the same order, as the collected path (forced by a regex on the
+    /// name, which the fused path refuses, or by a double negation).
+    #[test]
+    fn fused_aggregation_matches_collected() {
+        let st = storage();
+        for op in ["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar"] {
+            for grouping in ["", "by (g)", "without (i)", "by (i)", "without (g, i)"] {
+                for f in ["rate", "increase", "delta", "avg_over_time", "max_over_time", "last_over_time"] {
+                    let fused = format!("{op} {grouping} ({f}(m[1m]))");
+                    let collected = format!("{op} {grouping} ({f}({{__name__=~\"m\"}}[1m]))");
+                    for step in [15_000, 7_000, 60_000] {
+                        assert_eq!(range(&st, &fused, step), range(&st, &collected, step), "{fused} step {step}");
+                    }
+                    for t in [0, 61_000, 900_000, 1_900_000] {
+                        assert_eq!(instant(&st, &fused, t), instant(&st, &collected, t), "{fused} at {t}");
+                    }
+                }
+                let fused = format!("{op} {grouping} (m)");
+                let collected = format!("{op} {grouping} (-(-m))");
+                assert_eq!(range(&st, &fused, 15_000), range(&st, &collected, 15_000), "{fused}");
+                for t in [0, 900_000, 1_900_000] {
+                    assert_eq!(instant(&st, &fused, t), instant(&st, &collected, t), "{fused} at {t}");
+                }
+            }
+        }
+    }
+
+    /// Past the cell budget the fused sink collects per step instead, with the same results.
+    #[test]
+    fn fused_sink_over_budget_collects() {
+        let st = storage();
+        let expr = crate::parser::parse("sum by (g) (rate(m[1m]))").unwrap();
+        let Expr::Aggregate(a) = &expr else { panic!("not an aggregation") };
+        let run = |series_hint: Option<usize>| {
+            let engine = Engine::new(EngineOptions::default());
+            let mut ev = engine.evaluator(&st, 0, 1_800_000, 15_000, None);
+            let mut keys = GroupKeys::new(false, vec!["g".to_string()]);
+            let mut sink = Fused::new(Agg::Sum, ev.steps(), &mut keys);
+            if let Some(n) = series_hint {
+                sink.begin(n);
+            }
+            assert!(stream_input(&mut ev, &a.expr, &mut sink).unwrap());
+            let Val::Vector(v) = sink.finish().unwrap() else { panic!("not a vector") };
+            v.into_iter()
+                .map(|s| s.into_iter().map(|s| (s.labels.to_string(), s.v.to_bits())).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(None), run(Some(usize::MAX)));
     }
 }

@@ -2,15 +2,17 @@
 //! plain sample slices, and the instant-vector functions applied per step.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::is_valid_label_name;
+use super::stream::{Collect, SeriesSink};
 use super::value::LabelsBuilder;
 use super::{
     check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
-    METRIC_NAME,
+    WindowFn, WindowSpec, METRIC_NAME,
 };
 use crate::error::{QueryError, Result};
 
@@ -53,49 +55,111 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
 
 /// `rate`/`increase`/`delta` with Prometheus 2.42's extrapolation.
 pub fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
-    let pts = w.points;
-    if pts.len() < 2 {
-        return None;
-    }
-    let (first, last) = (pts.first()?, pts.last()?);
-    let mut result = last.1 - first.1;
-    if is_counter {
-        let mut prev = 0.0;
-        for p in pts {
-            if p.1 < prev {
-                result += prev;
+    Some(RateBase::new(w.points, is_counter)?.at(w.range_start, w.range_end, is_rate))
+}
+
+/// What [`extrapolated_rate`] computes from a window's samples alone, apart from what depends on
+/// the window's bounds: consecutive steps often see the same samples and share it.
+#[derive(Clone, Copy)]
+struct RateBase {
+    first_t: i64,
+    last_t: i64,
+    /// Increase (with counter resets added back) over the samples.
+    result: f64,
+    /// Seconds between the first and last sample.
+    sampled: f64,
+    /// Average seconds between samples.
+    avg: f64,
+    /// For a counter that would reach zero before the first sample: seconds until it does.
+    dur_to_zero: Option<f64>,
+}
+
+impl RateBase {
+    /// `None` for fewer than two samples.
+    fn new(pts: &[(i64, f64)], is_counter: bool) -> Option<RateBase> {
+        if pts.len() < 2 {
+            return None;
+        }
+        let (first, last) = (pts.first()?, pts.last()?);
+        let mut result = last.1 - first.1;
+        if is_counter {
+            let mut prev = 0.0;
+            for p in pts {
+                if p.1 < prev {
+                    result += prev;
+                }
+                prev = p.1;
             }
-            prev = p.1;
         }
+        let sampled = (last.0 - first.0) as f64 / 1000.0;
+        let avg = sampled / (pts.len() - 1) as f64;
+        let dur_to_zero =
+            (is_counter && result > 0.0 && first.1 >= 0.0).then(|| sampled * (first.1 / result));
+        Some(RateBase {
+            first_t: first.0,
+            last_t: last.0,
+            result,
+            sampled,
+            avg,
+            dur_to_zero,
+        })
     }
-    let mut dur_to_start = (first.0 - w.range_start) as f64 / 1000.0;
-    let dur_to_end = (w.range_end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg = sampled / (pts.len() - 1) as f64;
-    if is_counter && result > 0.0 && first.1 >= 0.0 {
-        let dur_to_zero = sampled * (first.1 / result);
-        if dur_to_zero < dur_to_start {
-            dur_to_start = dur_to_zero;
+
+    /// The extrapolated increase (per second if `is_rate`) over `[range_start, range_end]`.
+    fn at(&self, range_start: i64, range_end: i64, is_rate: bool) -> f64 {
+        let mut dur_to_start = (self.first_t - range_start) as f64 / 1000.0;
+        let dur_to_end = (range_end - self.last_t) as f64 / 1000.0;
+        if let Some(dur_to_zero) = self.dur_to_zero {
+            if dur_to_zero < dur_to_start {
+                dur_to_start = dur_to_zero;
+            }
         }
+        let (avg, sampled) = (self.avg, self.sampled);
+        let threshold = avg * 1.1;
+        let mut interval = sampled;
+        interval += if dur_to_start < threshold {
+            dur_to_start
+        } else {
+            avg / 2.0
+        };
+        interval += if dur_to_end < threshold {
+            dur_to_end
+        } else {
+            avg / 2.0
+        };
+        // Same operation order as Prometheus 2.42, so results agree to the last bit.
+        let mut factor = interval / sampled;
+        if is_rate {
+            factor /= (range_end - range_start) as f64 / 1000.0;
+        }
+        self.result * factor
     }
-    let threshold = avg * 1.1;
-    let mut interval = sampled;
-    interval += if dur_to_start < threshold {
-        dur_to_start
-    } else {
-        avg / 2.0
-    };
-    interval += if dur_to_end < threshold {
-        dur_to_end
-    } else {
-        avg / 2.0
-    };
-    // Same operation order as Prometheus 2.42, so results agree to the last bit.
-    let mut factor = interval / sampled;
-    if is_rate {
-        factor /= (w.range_end - w.range_start) as f64 / 1000.0;
+}
+
+/// `rate`, `increase` or `delta` over a whole series: [`extrapolated_rate`] at every step,
+/// computing the sample-only part once per distinct window.
+struct ExtrapolatedRate {
+    is_counter: bool,
+    is_rate: bool,
+}
+
+impl WindowFn for ExtrapolatedRate {
+    fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>) {
+        let mut cached: Option<((usize, usize), Option<RateBase>)> = None;
+        spec.for_each_window(points, |k, (a, b), range_start, range_end| {
+            let base = match cached {
+                Some((ab, base)) if ab == (a, b) => base,
+                _ => {
+                    let base = RateBase::new(points.get(a..b).unwrap_or_default(), self.is_counter);
+                    cached = Some(((a, b), base));
+                    base
+                }
+            };
+            if let Some(base) = base {
+                outs.push((k, base.at(range_start, range_end, self.is_rate)));
+            }
+        });
     }
-    Some(result * factor)
 }
 
 /// `irate`/`idelta`.
@@ -558,11 +622,12 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             ))
         }
         "absent_over_time" => {
-            let mut present = vec![false; n];
+            // Windows are taken on several threads: steps with samples are marked atomically.
+            let present: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
             ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
                 if !w.points.is_empty() {
-                    if let Some(p) = present.get_mut(k) {
-                        *p = true;
+                    if let Some(p) = present.get(k) {
+                        p.store(true, Ordering::Relaxed);
                     }
                 }
                 None
@@ -572,7 +637,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                 present
                     .into_iter()
                     .map(|p| {
-                        if p {
+                        if p.into_inner() {
                             Vec::new()
                         } else {
                             vec![Sample {
@@ -590,81 +655,130 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
 }
 
 fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
+    let mut sink = Collect::new(ev.steps());
+    range_call(ev, c, &mut sink)?;
+    Ok(Val::Vector(sink.finish()?))
+}
+
+/// The range-vector argument of the range functions [`range_call`] knows, and whether their
+/// output drops `__name__`.
+fn range_fn_arg(name: &str) -> Option<(usize, bool)> {
+    Some(match name {
+        "quantile_over_time" => (1, true),
+        "last_over_time" => (0, false),
+        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "predict_linear"
+        | "resets" | "changes" | "avg_over_time" | "sum_over_time" | "count_over_time"
+        | "min_over_time" | "max_over_time" | "present_over_time" | "stdvar_over_time"
+        | "stddev_over_time" | "double_exponential_smoothing" => (0, true),
+        _ => return None,
+    })
+}
+
+/// Streams a range function over a matrix selector into `sink` and returns `true`; returns
+/// `false` without evaluating anything for other calls, and for a selector that may match several
+/// metric names when the function drops `__name__`: two of its series could then become equal,
+/// which is an error only [`Collect`] detects.
+pub(crate) fn stream_range_call(
+    ev: &mut Evaluator<'_>,
+    c: &Call,
+    sink: &mut dyn SeriesSink,
+) -> Result<bool> {
+    let Some((i, drop_name)) = range_fn_arg(c.func.name) else {
+        return Ok(false);
+    };
+    let Expr::MatrixSelector(ms) = unwrap_parens(arg(c, i)?) else {
+        return Ok(false);
+    };
+    let one_name = ms.vs.name.is_some()
+        || ms.vs.matchers.matchers.iter().any(|m| {
+            m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal
+        });
+    if drop_name && !one_name {
+        return Ok(false);
+    }
+    range_call(ev, c, sink)?;
+    Ok(true)
+}
+
+/// Evaluates a range function into `sink`.
+fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Result<()> {
     let name = c.func.name;
     let nonempty = |w: &Window<'_>| !w.points.is_empty();
-    let out = match name {
-        "rate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, true))?,
-        "increase" => {
-            ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, true, false))?
+    match name {
+        "rate" | "increase" | "delta" => {
+            let f = ExtrapolatedRate {
+                is_counter: name != "delta",
+                is_rate: name == "rate",
+            };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
-        "delta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| extrapolated_rate(w, false, false))?,
-        "irate" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true))?,
-        "idelta" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false))?,
-        "deriv" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        "irate" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true), sink)?,
+        "idelta" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false), sink)?,
+        "deriv" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             (w.points.len() >= 2).then(|| linear_regression(w.points, w.points[0].0).0)
-        })?,
+        }, sink)?,
         "predict_linear" => {
             let d = scalar_arg(ev, c, 1)?;
-            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, k| {
                 if w.points.len() < 2 {
                     return None;
                 }
                 let (slope, intercept) = linear_regression(w.points, w.eval_t);
                 Some(slope * d.get(k).copied().unwrap_or(f64::NAN) + intercept)
-            })?
+            }, sink)?
         }
-        "resets" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        "resets" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
-        })?,
-        "changes" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "changes" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| {
                 w.points
                     .windows(2)
                     .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
                     .count() as f64
             })
-        })?,
-        "avg_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "avg_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| avg_over_time(w.points))
-        })?,
-        "sum_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "sum_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| sum_over_time(w.points))
-        })?,
-        "count_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "count_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then_some(w.points.len() as f64)
-        })?,
-        "min_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "min_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             let mut it = w.points.iter().map(|p| p.1);
             let first = it.next()?;
             Some(it.fold(first, |m, v| if v < m || m.is_nan() { v } else { m }))
-        })?,
-        "max_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "max_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             let mut it = w.points.iter().map(|p| p.1);
             let first = it.next()?;
             Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
-        })?,
+        }, sink)?,
         "last_over_time" => {
-            ev.eval_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1))?
+            ev.stream_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1), sink)?
         }
         "present_over_time" => {
-            ev.eval_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0))?
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0), sink)?
         }
-        "stdvar_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        "stdvar_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| stdvar_over_time(w.points))
-        })?,
-        "stddev_over_time" => ev.eval_range_fn(arg(c, 0)?, true, |w, _| {
+        }, sink)?,
+        "stddev_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
             nonempty(w).then(|| stdvar_over_time(w.points).sqrt())
-        })?,
+        }, sink)?,
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0)?;
-            ev.eval_range_fn(arg(c, 1)?, true, |w, k| {
+            ev.stream_range_fn(arg(c, 1)?, true, |w, k| {
                 nonempty(w).then(|| {
                     quantile(
                         q.get(k).copied().unwrap_or(f64::NAN),
                         w.points.iter().map(|p| p.1).collect(),
                     )
                 })
-            })?
+            }, sink)?
         }
         "double_exponential_smoothing" => {
             let sf = scalar_arg(ev, c, 1)?;
@@ -681,17 +795,17 @@ fn eval_range_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                     )));
                 }
             }
-            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, k| {
                 holt_winters(
                     w.points,
                     sf.get(k).copied().unwrap_or(0.5),
                     tf.get(k).copied().unwrap_or(0.5),
                 )
-            })?
+            }, sink)?
         }
         other => return Err(QueryError::unsupported(format!("function {other}()"))),
-    };
-    Ok(Val::Vector(out))
+    }
+    Ok(())
 }
 
 fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
@@ -933,6 +1047,56 @@ fn parse_hex_mantissa(m: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::PerWindow;
+
+    /// [`ExtrapolatedRate`] reuses a window's sample-only part across steps and gives the same
+    /// bits as [`extrapolated_rate`] window by window, for steps finer and coarser than the
+    /// samples, backwards-moving `@`-style times, resets, NaN and infinities.
+    #[test]
+    fn whole_series_rate_matches_per_window_rate() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let mut points = Vec::new();
+            let (mut t, mut v) = (next() as i64 % 100_000, 0.0);
+            for _ in 0..(next() % 60) {
+                t += 1 + (next() % 40_000) as i64;
+                v = match next() % 40 {
+                    0 => 0.0,
+                    1 => f64::NAN,
+                    2 => f64::INFINITY,
+                    3 => -v,
+                    _ => v + (next() % 1000) as f64 / 3.0,
+                };
+                points.push((t, v));
+            }
+            let step = 1 + (next() % 30_000) as i64;
+            let mut times: Vec<i64> = (0..100).map(|k| k * step).collect();
+            if round % 5 == 0 {
+                times.reverse();
+            }
+            let spec = WindowSpec {
+                monotonic: times.windows(2).all(|w| w[0] <= w[1]),
+                times: &times,
+                range: 1 + (next() % 300_000) as i64,
+                start: 0,
+                interval: step,
+            };
+            for (is_counter, is_rate) in [(true, true), (true, false), (false, false)] {
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                ExtrapolatedRate { is_counter, is_rate }.series(&points, &spec, &mut got);
+                PerWindow(|w: &Window<'_>, _| extrapolated_rate(w, is_counter, is_rate))
+                    .series(&points, &spec, &mut want);
+                let bits = |v: &[(usize, f64)]| v.iter().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "round {round}");
+            }
+        }
+    }
 
     #[test]
     fn dates() {

@@ -3,15 +3,17 @@
 //! Every expression is evaluated over a range of steps (`start..=end` by `interval`; an instant
 //! query is a range of one step) into a value per step, like Prometheus's `rangeEval`. Selectors
 //! read one series at a time from a [`Storage`] and decode only the samples their steps need;
-//! range functions slide a window over those samples per step. This module owns the tree walk,
-//! selectors, lookback/staleness, offset/`@` and subqueries; the operations live in
-//! [`functions`], [`aggregate`] and [`binary`].
+//! range functions slide a window over those samples per step. Both hand each series' values to a
+//! sink ([`stream`]): per-step vectors, or an aggregation folding them in directly. This module
+//! owns the tree walk, selectors, lookback/staleness, offset/`@` and subqueries; the operations
+//! live in [`functions`], [`aggregate`] and [`binary`].
 
 pub mod aggregate;
 pub mod binary;
 pub mod functions;
 #[doc(hidden)]
 pub mod mem;
+pub(crate) mod stream;
 pub mod value;
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use promql_parser::label::Matcher;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use crate::error::{QueryError, Result};
+use stream::{Collect, SeriesSink};
 pub use value::{
     format_float, format_time, is_stale, Labels, QueryValue, Sample, Series, METRIC_NAME,
 };
@@ -50,8 +53,9 @@ impl Default for EngineOptions {
     }
 }
 
-/// A series handed out by [`Storage`]: labels plus lazily decoded samples.
-pub trait StorageSeries {
+/// A series handed out by [`Storage`]: labels plus lazily decoded samples. Range functions read
+/// the series of a selector from several threads.
+pub trait StorageSeries: Send + Sync {
     /// The series' labels.
     fn labels(&self) -> Labels;
     /// Appends the samples with `mint <= t <= maxt` (sorted, unique timestamps) to `out`.
@@ -67,6 +71,17 @@ pub trait Storage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Box<dyn StorageSeries + '_>>>;
+
+    /// [`Storage::select`] in any order, for callers whose result does not depend on it; it can
+    /// skip sorting.
+    fn select_unordered(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        self.select(matchers, mint, maxt)
+    }
 }
 
 /// Per-step value of an expression.
@@ -375,18 +390,37 @@ impl Evaluator<'_> {
         vs: &VectorSelector,
         timestamps: bool,
     ) -> Result<Vec<Vec<Sample>>> {
+        let mut sink = Collect::new(self.steps());
+        self.stream_vector_selector(vs, timestamps, &mut sink)?;
+        sink.finish()
+    }
+
+    /// [`Evaluator::eval_vector_selector`] handing each series' values to `sink` instead of
+    /// building per-step vectors.
+    pub(crate) fn stream_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        timestamps: bool,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
         let n = self.steps();
         let times: Vec<i64> = (0..n)
             .map(|k| self.sel_time(k, &vs.at, &vs.offset))
             .collect();
-        let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
-            return Ok(out);
+            return Ok(());
         };
+        let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
         let matchers = Self::matchers(vs)?;
         let mint = lo.saturating_sub(self.lookback);
-        let series = self.storage.select(&matchers, mint, hi)?;
+        let series = if sink.needs_order() {
+            self.storage.select(&matchers, mint, hi)?
+        } else {
+            self.storage.select_unordered(&matchers, mint, hi)?
+        };
+        sink.begin(series.len());
         let mut buf = Vec::new();
+        let mut outs: Vec<(usize, f64)> = Vec::new();
         for s in series {
             self.check_timeout()?;
             buf.clear();
@@ -394,9 +428,7 @@ impl Evaluator<'_> {
             if buf.is_empty() {
                 continue;
             }
-            let labels = Arc::new(s.labels());
-            let mut added = 0;
-            let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
+            outs.clear();
             let mut idx = 0usize;
             for (k, &t) in times.iter().enumerate() {
                 // idx = number of samples with ts <= t.
@@ -413,18 +445,14 @@ impl Evaluator<'_> {
                 if st < t - self.lookback || is_stale(sv) {
                     continue;
                 }
-                let v = if timestamps { st as f64 / 1000.0 } else { sv };
-                if let Some(o) = out.get_mut(k) {
-                    o.push(Sample {
-                        labels: Arc::clone(&labels),
-                        v,
-                    });
-                    added += 1;
-                }
+                outs.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
             }
-            self.add_samples(added)?;
+            self.add_samples(outs.len())?;
+            if !outs.is_empty() {
+                sink.series(&s.labels(), false, &outs)?;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// All series of a selector with their non-stale samples in `[mint, maxt]`.
@@ -540,8 +568,35 @@ impl Evaluator<'_> {
         &mut self,
         arg: &Expr,
         drop_name: bool,
-        mut f: impl FnMut(&Window<'_>, usize) -> Option<f64>,
+        f: impl Fn(&Window<'_>, usize) -> Option<f64> + Sync,
     ) -> Result<Vec<Vec<Sample>>> {
+        let mut sink = Collect::new(self.steps());
+        self.stream_range_fn(arg, drop_name, f, &mut sink)?;
+        sink.finish()
+    }
+
+    /// [`Evaluator::eval_range_fn`] handing each series' values to `sink`, one series at a time
+    /// and in the storage's order.
+    pub(crate) fn stream_range_fn(
+        &mut self,
+        arg: &Expr,
+        drop_name: bool,
+        f: impl Fn(&Window<'_>, usize) -> Option<f64> + Sync,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
+        self.stream_range_with(arg, drop_name, &PerWindow(f), sink)
+    }
+
+    /// [`Evaluator::stream_range_fn`] with a function that sees a series' windows together. The
+    /// series of a selector are decoded and windowed in batches, each split across threads when
+    /// there are enough of them.
+    pub(crate) fn stream_range_with(
+        &mut self,
+        arg: &Expr,
+        drop_name: bool,
+        f: &impl WindowFn,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
         let n = self.steps();
         let (at, offset, range, source) = match unwrap_parens(arg) {
             Expr::MatrixSelector(ms) => (
@@ -563,117 +618,227 @@ impl Evaluator<'_> {
             }
         };
         let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, at, offset)).collect();
-        let mut out: Vec<Vec<Sample>> = (0..n).map(|_| Vec::new()).collect();
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
-            return Ok(out);
+            return Ok(());
         };
-        let monotonic = times.windows(2).all(|w| w[0] <= w[1]);
-        // Output label sets that are distinct across series cannot clash within a step.
-        let mut seen = std::collections::HashSet::new();
-        let mut distinct = true;
-        let mut note_labels = |series: &Series| {
-            let key = if drop_name { Arc::new(series.labels.without_name()) } else { Arc::clone(&series.labels) };
-            if distinct && !series.points.is_empty() && !seen.insert(key) {
-                distinct = false;
-            }
+        let spec = WindowSpec {
+            monotonic: times.windows(2).all(|w| w[0] <= w[1]),
+            times: &times,
+            range,
+            start: self.start,
+            interval: self.interval,
         };
         match source {
             RangeSource::Selector(vs) => {
-                // One series at a time: decode only [lo - range, hi], window it, drop it.
+                // Decode only [lo - range, hi] of each series, window it, drop it.
                 let matchers = Self::matchers(vs)?;
                 let storage = self.storage;
                 let (mint, maxt) = (lo - range, hi);
-                for s in storage.select(&matchers, mint, maxt)? {
-                    self.check_timeout()?;
-                    let mut points = Vec::new();
-                    s.samples(mint, maxt, &mut points);
-                    points.retain(|p| !is_stale(p.1));
-                    if self.cur_samples.saturating_add(points.len()) > self.max_samples {
-                        return Err(QueryError::TooManySamples("query execution"));
+                let series = if sink.needs_order() {
+                    storage.select(&matchers, mint, maxt)?
+                } else {
+                    storage.select_unordered(&matchers, mint, maxt)?
+                };
+                sink.begin(series.len());
+                let workers = workers_for(series.len());
+                let batch = (PAR_BATCH_POINTS / n.max(1)).max(PAR_MIN_SERIES);
+                let deadline = self.deadline;
+                // Output buffers come from this (long-lived) thread and are reused by every batch.
+                let mut bufs: Vec<PartOutput> = (0..workers).map(|_| PartOutput::default()).collect();
+                for chunk in series.chunks(batch) {
+                    let share = chunk.len().div_ceil(workers);
+                    for buf in &mut bufs {
+                        buf.clear();
+                        buf.outs.reserve(share.saturating_mul(n));
                     }
-                    let series = Series {
-                        labels: Arc::new(s.labels()),
-                        points,
-                    };
-                    note_labels(&series);
-                    let added = self.window_series(
-                        &series, &times, range, monotonic, drop_name, &mut f, &mut out,
-                    );
-                    self.add_samples(added)?;
+                    run_split(chunk, &mut bufs, |part, buf| {
+                        window_series_part(part, mint, maxt, &spec, f, deadline, buf);
+                    })?;
+                    for (part, done) in chunk.chunks(share).zip(&bufs) {
+                        if done.series.len() < part.len() {
+                            return Err(QueryError::Timeout("expression evaluation"));
+                        }
+                        let mut from = 0;
+                        for (s, &(samples, to)) in part.iter().zip(&done.series) {
+                            self.check_timeout()?;
+                            if self.cur_samples.saturating_add(samples) > self.max_samples {
+                                return Err(QueryError::TooManySamples("query execution"));
+                            }
+                            let outs = done.outs.get(from..to).unwrap_or_default();
+                            from = to;
+                            self.add_samples(outs.len())?;
+                            if !outs.is_empty() {
+                                sink.series(&s.labels(), drop_name, outs)?;
+                            }
+                        }
+                    }
                 }
             }
             RangeSource::Subquery(sq) => {
-                for series in self.eval_subquery_series(sq, lo, hi)? {
+                let series = self.eval_subquery_series(sq, lo, hi)?;
+                sink.begin(series.len());
+                let mut outs: Vec<(usize, f64)> = Vec::new();
+                for s in series {
                     self.check_timeout()?;
-                    note_labels(&series);
-                    let added = self.window_series(
-                        &series, &times, range, monotonic, drop_name, &mut f, &mut out,
-                    );
-                    self.add_samples(added)?;
+                    outs.clear();
+                    f.series(&s.points, &spec, &mut outs);
+                    self.add_samples(outs.len())?;
+                    if !outs.is_empty() {
+                        sink.series(&s.labels, drop_name, &outs)?;
+                    }
                 }
             }
         }
-        if !distinct {
-            for v in &out {
-                check_duplicates(v)?;
-            }
-        }
-        Ok(out)
+        Ok(())
     }
+}
 
-    /// Applies `f` to the window of `s` at every selector time; returns the points produced.
-    #[allow(clippy::too_many_arguments)]
-    fn window_series(
-        &self,
-        s: &Series,
-        times: &[i64],
-        range: i64,
-        monotonic: bool,
-        drop_name: bool,
-        f: &mut impl FnMut(&Window<'_>, usize) -> Option<f64>,
-        out: &mut [Vec<Sample>],
-    ) -> usize {
-        if s.points.is_empty() {
-            return 0;
+/// Outputs per batch of series a range function computes before handing them on (bounds the
+/// memory of a batch: 16 bytes each).
+const PAR_BATCH_POINTS: usize = 1 << 18;
+/// Fewest series a thread of a parallel batch gets.
+const PAR_MIN_SERIES: usize = 32;
+/// Most threads one range function uses.
+const PAR_MAX_THREADS: usize = 8;
+
+/// Threads to evaluate `series` series with: one per core, each with at least
+/// [`PAR_MIN_SERIES`] series.
+fn workers_for(series: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    cores.min(PAR_MAX_THREADS).min(series / PAR_MIN_SERIES).max(1)
+}
+
+/// Splits `items` into `outs.len()` contiguous parts of `items.len().div_ceil(outs.len())` (the
+/// last ones shorter or empty) and calls `f(part, out)` for each: the calling thread takes the
+/// first part, scoped threads the others.
+fn run_split<I: Sync, T: Send>(
+    items: &[I],
+    outs: &mut [T],
+    f: impl Fn(&[I], &mut T) + Sync,
+) -> Result<()> {
+    let share = items.len().div_ceil(outs.len().max(1)).max(1);
+    let mut jobs = items.chunks(share).zip(outs.iter_mut());
+    let Some((first, first_out)) = jobs.next() else {
+        return Ok(());
+    };
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = jobs.map(|(p, out)| scope.spawn(move || f(p, out))).collect();
+        f(first, first_out);
+        for h in handles {
+            h.join()
+                .map_err(|_| QueryError::Internal("evaluation thread panicked".into()))?;
         }
-        let labels = if drop_name {
-            Arc::new(s.labels.without_name())
-        } else {
-            Arc::clone(&s.labels)
-        };
+        Ok(())
+    })
+}
+
+/// A range function over one series' windows.
+pub(crate) trait WindowFn: Sync {
+    /// Appends `(step, value)` to `outs` for each step of `spec` with output (in step order).
+    fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>);
+}
+
+/// A function of one window at a time as a [`WindowFn`].
+pub(crate) struct PerWindow<F>(pub(crate) F);
+
+impl<F: Fn(&Window<'_>, usize) -> Option<f64> + Sync> WindowFn for PerWindow<F> {
+    fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>) {
+        spec.for_each_window(points, |k, (a, b), range_start, range_end| {
+            let w = Window {
+                points: points.get(a..b).unwrap_or(&[]),
+                range_start,
+                range_end,
+                eval_t: spec.start + spec.interval * k as i64,
+            };
+            if let Some(v) = (self.0)(&w, k) {
+                outs.push((k, v));
+            }
+        });
+    }
+}
+
+/// The steps at which a range function takes its windows.
+pub(crate) struct WindowSpec<'t> {
+    /// Selector time of each step (after offset and `@`).
+    times: &'t [i64],
+    /// Whether `times` never decreases (then windows slide forward).
+    monotonic: bool,
+    /// Range of the selector (ms).
+    range: i64,
+    /// First step's evaluation time and the step (ms).
+    start: i64,
+    interval: i64,
+}
+
+/// What a thread computed for its part of a batch of series.
+#[derive(Default)]
+struct PartOutput {
+    /// `(step, value)` of every series, one after the other.
+    outs: Vec<(usize, f64)>,
+    /// Per series: samples read, and where its outputs end in `outs`. Shorter than the part if
+    /// the deadline passed.
+    series: Vec<(usize, usize)>,
+}
+
+impl PartOutput {
+    fn clear(&mut self) {
+        self.outs.clear();
+        self.series.clear();
+    }
+}
+
+/// Reads, drops stale markers from and windows each series of `part` into `done`.
+fn window_series_part(
+    part: &[Box<dyn StorageSeries + '_>],
+    mint: i64,
+    maxt: i64,
+    spec: &WindowSpec<'_>,
+    f: &impl WindowFn,
+    deadline: Instant,
+    done: &mut PartOutput,
+) {
+    done.series.reserve(part.len());
+    let mut points = Vec::new();
+    for s in part {
+        if Instant::now() > deadline {
+            break;
+        }
+        points.clear();
+        s.samples(mint, maxt, &mut points);
+        points.retain(|p| !is_stale(p.1));
+        f.series(&points, spec, &mut done.outs);
+        done.series.push((points.len(), done.outs.len()));
+    }
+}
+
+impl WindowSpec<'_> {
+    /// Calls `g(step, (a, b), range_start, range_end)` for every step, where `points[a..b]` are
+    /// the samples in the step's window `[range_start, range_end]` (none for an empty series).
+    fn for_each_window(&self, points: &[(i64, f64)], mut g: impl FnMut(usize, (usize, usize), i64, i64)) {
+        if points.is_empty() {
+            return;
+        }
         let (mut a, mut b) = (0usize, 0usize);
-        let mut added = 0;
-        for (k, &t) in times.iter().enumerate() {
-            let mint = t - range;
-            if monotonic {
-                while a < s.points.len() && s.points[a].0 < mint {
+        for (k, &t) in self.times.iter().enumerate() {
+            let mint = t - self.range;
+            if self.monotonic {
+                while a < points.len() && points[a].0 < mint {
                     a += 1;
                 }
                 b = b.max(a);
-                while b < s.points.len() && s.points[b].0 <= t {
+                while b < points.len() && points[b].0 <= t {
                     b += 1;
                 }
             } else {
-                a = s.points.partition_point(|p| p.0 < mint);
-                b = s.points.partition_point(|p| p.0 <= t);
+                a = points.partition_point(|p| p.0 < mint);
+                b = points.partition_point(|p| p.0 <= t);
             }
-            let w = Window {
-                points: s.points.get(a..b).unwrap_or(&[]),
-                range_start: mint,
-                range_end: t,
-                eval_t: self.ts(k),
-            };
-            if let Some(v) = f(&w, k) {
-                if let Some(o) = out.get_mut(k) {
-                    o.push(Sample {
-                        labels: Arc::clone(&labels),
-                        v,
-                    });
-                    added += 1;
-                }
-            }
+            g(k, (a, b), mint, t);
         }
-        added
     }
 }
 

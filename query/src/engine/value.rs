@@ -124,6 +124,9 @@ impl Labels {
 
     /// [`Labels::signature`] appended to `s` (for reusing a buffer).
     pub fn signature_into(&self, names: &[String], include: bool, s: &mut String) {
+        if include && names.is_empty() {
+            return;
+        }
         for (n, v) in self.iter() {
             let listed = names.iter().any(|x| x == n);
             if listed == include && (include || n != METRIC_NAME) {

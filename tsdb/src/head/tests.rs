@@ -271,3 +271,26 @@ fn series_from_raw_bytes() {
     assert_eq!(read_all(&head, "m"), vec![(MIN, 1.0)]);
     assert_eq!(head.num_series(), 1);
 }
+
+#[test]
+fn lazy_selection_sorted_and_unordered_agree_with_select() {
+    let (_d, head) = temp_head(memory_options(0));
+    let mut app = head.appender();
+    for i in [7, 3, 11, 0, 5] {
+        let inst = format!("10.0.0.{i}:9100");
+        app.append_pairs(&[("__name__", "m"), ("instance", inst.as_str())], 10 * MIN, f64::from(i)).unwrap();
+    }
+    // A series with no sample in the queried range.
+    app.append_pairs(&[("__name__", "m"), ("instance", "old")], MIN, 1.0).unwrap();
+    app.commit().unwrap();
+    let q = head.querier(5 * MIN, 20 * MIN);
+    let ms = [Matcher::equal("__name__", "m")];
+    let snap = |s: &crate::querier::LazySeries| s.snapshot(q.mint(), q.maxt()).map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>()));
+    let selected: Vec<_> = q.select(&ms).iter().map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>())).collect();
+    assert_eq!(selected.len(), 5);
+    let sorted: Vec<_> = q.select_lazy(&ms).iter().filter_map(snap).collect();
+    assert_eq!(sorted, selected);
+    let mut unordered: Vec<_> = q.select_lazy_unordered(&ms).iter().filter_map(snap).collect();
+    unordered.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(unordered, selected);
+}

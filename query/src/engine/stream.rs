@@ -1,0 +1,85 @@
+//! Series-at-a-time output of selectors and range functions.
+//!
+//! A producer ([`super::Evaluator::stream_vector_selector`], [`super::Evaluator::stream_range_fn`])
+//! reads one input series, computes its value at every step and hands the result to a
+//! [`SeriesSink`] before reading the next, in the order the storage returned the series. A sink
+//! either builds the per-step vectors the rest of the evaluator works on ([`Collect`]) or folds the
+//! values straight into an aggregation (`aggregate::Fused`), so that `sum(rate(x[5m]))` never
+//! materializes one sample per input series and step. Sinks see the values of a step in the same
+//! order a per-step vector would hold them, so results do not depend on which sink is used.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{check_duplicates, Labels, Sample};
+use crate::error::Result;
+
+/// Receives an instant vector one input series at a time.
+pub(crate) trait SeriesSink {
+    /// Called once, before the first [`SeriesSink::series`], with the number of selected series
+    /// (an upper bound of the calls that follow).
+    fn begin(&mut self, _series: usize) {}
+
+    /// Whether the result depends on the order of the input series (then they come sorted by
+    /// labels).
+    fn needs_order(&self) -> bool {
+        true
+    }
+
+    /// The values of one input series: `(step, value)` pairs in step order, never empty. The
+    /// output series' labels are `labels`, without `__name__` when `drop_name`.
+    fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()>;
+}
+
+/// Builds per-step vectors, checking (like Prometheus) that a step never holds one label set
+/// twice once `__name__` was dropped.
+pub(crate) struct Collect {
+    out: Vec<Vec<Sample>>,
+    /// Output label sets seen, while they are all distinct (then no step can hold duplicates).
+    seen: HashSet<Arc<Labels>>,
+    distinct: bool,
+}
+
+impl Collect {
+    /// A sink for `steps` steps.
+    pub(crate) fn new(steps: usize) -> Collect {
+        Collect {
+            out: (0..steps).map(|_| Vec::new()).collect(),
+            seen: HashSet::new(),
+            distinct: true,
+        }
+    }
+
+    /// The per-step vectors; errors if a step holds a label set twice.
+    pub(crate) fn finish(self) -> Result<Vec<Vec<Sample>>> {
+        if !self.distinct {
+            for v in &self.out {
+                check_duplicates(v)?;
+            }
+        }
+        Ok(self.out)
+    }
+}
+
+impl SeriesSink for Collect {
+    fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        let labels = if drop_name && labels.has_name() {
+            Arc::new(labels.without_name())
+        } else {
+            Arc::new(labels.clone())
+        };
+        // Input series have distinct label sets; only dropping the name can make two equal.
+        if drop_name && self.distinct && !self.seen.insert(Arc::clone(&labels)) {
+            self.distinct = false;
+        }
+        for &(k, v) in points {
+            if let Some(o) = self.out.get_mut(k) {
+                o.push(Sample {
+                    labels: Arc::clone(&labels),
+                    v,
+                });
+            }
+        }
+        Ok(())
+    }
+}
