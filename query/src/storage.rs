@@ -52,6 +52,31 @@ impl StorageSeries for TsdbSeries {
     }
 }
 
+impl TsdbStorage {
+    fn select_lazy(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        sorted: bool,
+    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+        let ms = matchers
+            .iter()
+            .map(to_tsdb_matcher)
+            .collect::<Result<Vec<_>>>()?;
+        let q = self.db.querier(mint, maxt);
+        let series = if sorted {
+            q.select_lazy(&ms)
+        } else {
+            q.select_lazy_unordered(&ms)
+        };
+        Ok(series
+            .into_iter()
+            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
+            .collect())
+    }
+}
+
 impl Storage for TsdbStorage {
     fn select(
         &self,
@@ -59,15 +84,7 @@ impl Storage for TsdbStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
-        let ms = matchers
-            .iter()
-            .map(to_tsdb_matcher)
-            .collect::<Result<Vec<_>>>()?;
-        let q = self.db.querier(mint, maxt);
-        Ok(q.select_lazy(&ms)
-            .into_iter()
-            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
-            .collect())
+        self.select_lazy(matchers, mint, maxt, true)
     }
 
     fn select_unordered(
@@ -76,14 +93,6 @@ impl Storage for TsdbStorage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
-        let ms = matchers
-            .iter()
-            .map(to_tsdb_matcher)
-            .collect::<Result<Vec<_>>>()?;
-        let q = self.db.querier(mint, maxt);
-        Ok(q.select_lazy_unordered(&ms)
-            .into_iter()
-            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
-            .collect())
+        self.select_lazy(matchers, mint, maxt, false)
     }
 }
