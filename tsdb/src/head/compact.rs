@@ -151,7 +151,6 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
     // In-order chunks never cross a chunk-range boundary, so each is wholly inside or outside.
     let sealed: Vec<&SealedChunk> = d.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)).collect();
     let open = d.open.as_ref().filter(|c| in_range(c.min_t, c.max_t, mint, maxt));
-    let open_meta = || open.map(|c| ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) });
     let mut ooo: Vec<(i64, f64)> = Vec::new();
     if let Some(o) = &d.ooo {
         for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
@@ -174,7 +173,9 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
             n += u64::from(c.num_samples());
             chunks.push(SnapChunk::Sealed(c.clone()));
         }
-        chunks.extend(open_meta().map(SnapChunk::Ready));
+        chunks.extend(open.map(|c| {
+            SnapChunk::Ready(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) })
+        }));
         return Ok(Some((s.labels.clone(), chunks, taken, n)));
     }
     // Merge in-order and out-of-order samples into fresh, non-overlapping chunks.
@@ -182,10 +183,8 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
     for c in sealed {
         all.extend(XorIter::new(&c.bytes()?).filter(|&(t, _)| t >= mint && t < maxt));
     }
-    if let Some(c) = open_meta() {
-        if let ChunkData::Xor(b) = &c.data {
-            all.extend(XorIter::new(b).filter(|&(t, _)| t >= mint && t < maxt));
-        }
+    if let Some(c) = open {
+        all.extend(XorIter::new(c.chunk.bytes()).filter(|&(t, _)| t >= mint && t < maxt));
     }
     all.extend(ooo);
     // Stable: in-order samples come first and win at equal timestamps.
