@@ -2,11 +2,12 @@
 //! replays the WAL (answering 503 on the API and `/-/ready` until it is done), then serves
 //! remote-write and the Prometheus query API. On SIGTERM/SIGINT it stops accepting, drains requests,
 //! syncs the WAL and exits.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod config;
 mod metrics;
 mod server;
+mod thp;
 
 use clap::Parser;
 
@@ -16,10 +17,14 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    let thp = thp::disable();
     let flags = config::Flags::parse();
     if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
         eprintln!("strata: {e:#}");
         return std::process::ExitCode::from(2);
+    }
+    if let Err(e) = thp {
+        tracing::warn!(error = %e, "cannot disable transparent huge pages; memory use may be higher");
     }
     let cfg = match flags.into_config() {
         Ok(c) => c,
