@@ -18,7 +18,7 @@ const SERIES_PER_RECORD: usize = 1_000;
 /// A sealed chunk read back for a checkpoint: min time, max time, bytes.
 type ReadChunk = (i64, i64, Arc<[u8]>);
 /// A chunks record is flushed once it holds this many bytes.
-const CHUNK_RECORD_BYTES: usize = 4 << 20;
+const CHUNK_RECORD_BYTES: usize = 1 << 20;
 
 /// The newest complete checkpoint in `wal_dir`, as (segment index, path).
 pub(crate) fn newest(wal_dir: &Path) -> Result<Option<(u32, PathBuf)>> {

@@ -208,7 +208,7 @@ impl SeriesData {
         };
         if cut {
             if let Some(old) = self.open.take() {
-                self.sealed.push(SealedChunk::seal(old.min_t, old.max_t, old.chunk.bytes(), chunks));
+                push_exact(&mut self.sealed, SealedChunk::seal(old.min_t, old.max_t, old.chunk.bytes(), chunks));
             }
             self.open = Some(OpenChunk { chunk: XorChunk::new(), min_t: t, max_t: t });
             self.next_at = range_for_timestamp(t, chunk_range);
@@ -228,7 +228,7 @@ impl SeriesData {
         let ooo = self.ooo.get_or_insert_with(Box::default);
         if ooo.open.len() >= cap {
             if let Some(chunk) = ooo.open.seal(chunks) {
-                ooo.sealed.push(chunk);
+                push_exact(&mut ooo.sealed, chunk);
             }
         }
         ooo.open.insert(t, v);
@@ -330,6 +330,15 @@ fn open_value_at(c: &OpenChunk, ooo: Option<&mut OooData>, t: i64) -> Option<f64
         o.open_seek = Some((c.min_t, p));
     }
     found
+}
+
+/// Pushes growing by a quarter instead of doubling: a series holds a handful of sealed chunks for
+/// hours, and `Vec::push` would reserve room for four on the first one (~150 bytes per series).
+fn push_exact<T>(v: &mut Vec<T>, item: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 4).max(1));
+    }
+    v.push(item);
 }
 
 /// Prometheus's `rangeForTimestamp`: the end of the chunk range `t` falls in.
