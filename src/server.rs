@@ -51,7 +51,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "TSDB ready"
     );
     db.start_background();
-    let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest);
+    let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
     let metrics = Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), replay_seconds));
     let api = ingest::router(ingest_state)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_writes))

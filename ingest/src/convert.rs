@@ -6,7 +6,8 @@
 //! Rejected samples do not stop the request: every valid sample is committed, and the rejections come
 //! back in a [`Report`] for the 400 answer. A malformed payload rolls everything back.
 //!
-//! Blocking (the commit waits for the WAL): call from `spawn_blocking`, never on the async runtime.
+//! Blocking (a commit writes the WAL; [`append_request`] also waits for its fsync): never call it on
+//! the async runtime.
 
 use std::fmt::Write as _;
 
@@ -50,6 +51,16 @@ impl From<RejectReason> for Reason {
 /// fault), [`crate::Error::Storage`] if the commit failed (a server fault). Series created before a
 /// malformed part was found stay in the head without samples, as they do in Prometheus after a rollback.
 pub fn append_request(head: &Head, payload: &[u8]) -> Result<Outcome> {
+    let (outcome, ticket) = append_request_unsynced(head, payload)?;
+    if let Some(t) = ticket {
+        head.wait_synced(t)?;
+    }
+    Ok(outcome)
+}
+
+/// [`append_request`] without waiting for the WAL fsync: the samples may be acknowledged once
+/// [`Head::wait_synced`] returns `Ok` for the ticket, if one is returned.
+pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut app = head.appender();
     let mut labels = Vec::new();
     let mut report = Report::default();
@@ -65,14 +76,15 @@ pub fn append_request(head: &Head, payload: &[u8]) -> Result<Outcome> {
         }
     };
     report.set_received(summary.samples + summary.histograms);
-    let commit = app.commit()?;
-    Ok(Outcome {
+    let (commit, ticket) = app.commit_unsynced()?;
+    let outcome = Outcome {
         payload_bytes: payload.len(),
         summary,
         accepted,
         report,
         commit,
-    })
+    };
+    Ok((outcome, ticket))
 }
 
 /// Appends one series' samples; returns how many were accepted.

@@ -1,8 +1,8 @@
 //! The axum handler for `POST /api/v1/write`.
 //!
 //! Checks the headers before doing any work, takes the body (bounded by the router's
-//! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the blocking pool (the commit
-//! waits for the WAL's fsync). Every outcome goes through [`Error`]'s one `IntoResponse`. Logs one
+//! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the ingest pool and, if
+//! the batch is not yet fsynced, waits for the fsync on tokio's blocking pool before answering. Every outcome goes through [`Error`]'s one `IntoResponse`. Logs one
 //! summary line per request: debug on success, info for partial rejections, warn for undecodable
 //! requests, error for server faults.
 
@@ -22,7 +22,7 @@ use crate::decode;
 use crate::error::{Error, Result};
 use crate::{IngestState, Limits};
 
-/// Decompression buffers up to this size are kept per blocking thread for the next request.
+/// Decompression buffers up to this size are kept per ingest thread for the next request.
 const KEEP_BUFFER_MAX_BYTES: usize = 16 << 20;
 
 thread_local! {
@@ -117,11 +117,22 @@ async fn handle(
     })?;
     let head = Arc::clone(&state.head);
     let limits = state.limits;
-    let outcome = tokio::task::spawn_blocking(move || process(&head, limits, &body))
+    let (outcome, ticket) = state
+        .pool
+        .run(move || process(&head, limits, &body))
         .await
-        .map_err(|e| Error::Internal {
-            reason: format!("remote-write task failed: {e}"),
+        .ok_or_else(|| Error::Internal {
+            reason: "remote-write task panicked".into(),
         })??;
+    // Acknowledge (even a partial rejection) only once the stored samples are durable.
+    if let Some(t) = ticket.filter(|&t| !state.head.is_synced(t)) {
+        let head = Arc::clone(&state.head);
+        tokio::task::spawn_blocking(move || head.wait_synced(t))
+            .await
+            .map_err(|e| Error::Internal {
+                reason: format!("WAL fsync task failed: {e}"),
+            })??;
+    }
     state.metrics().decoded(&outcome);
     if outcome.report.is_empty() {
         Ok(outcome)
@@ -130,11 +141,15 @@ async fn handle(
     }
 }
 
-/// Decompress, decode, append, commit. Blocking.
-fn process(head: &tsdb::Head, limits: Limits, body: &[u8]) -> Result<Outcome> {
+/// Decompress, decode, append, commit (without waiting for the fsync). Blocking.
+fn process(
+    head: &tsdb::Head,
+    limits: Limits,
+    body: &[u8],
+) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut buf = PAYLOAD_BUF.try_with(RefCell::take).unwrap_or_default();
     let result = decode::decompress(body, limits.max_decompressed_bytes, &mut buf)
-        .and_then(|()| convert::append_request(head, &buf));
+        .and_then(|()| convert::append_request_unsynced(head, &buf));
     if buf.capacity() <= KEEP_BUFFER_MAX_BYTES {
         // Kept with its stale bytes: `decompress` overwrites them and zero-fills only growth.
         let _ = PAYLOAD_BUF.try_with(|b| b.replace(buf));

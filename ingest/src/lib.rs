@@ -21,7 +21,9 @@
 //! - [`proto`]: prost structs, the reference definition of the messages (used to encode in tests/benches).
 //! - [`decode`]: pure — header checks, limits, snappy, the borrowing protobuf walk.
 //! - [`convert`]: walk → appender, gathering rejections into a [`Report`]. Blocking.
-//! - `handler`: the axum handler; runs [`convert`] on the blocking pool.
+//! - `handler`: the axum handler; runs [`convert`] on the ingest pool and waits for the fsync on
+//!   tokio's blocking pool.
+//! - `pool`: the ingest pool, one thread per core.
 //! - [`error`]: [`Error`] and its single mapping to HTTP.
 //! - [`metrics`]: request counters for the server's `/metrics`.
 #![forbid(unsafe_code)]
@@ -33,6 +35,7 @@ pub mod decode;
 pub mod error;
 mod handler;
 pub mod metrics;
+mod pool;
 pub mod proto;
 pub mod report;
 
@@ -78,16 +81,19 @@ pub struct IngestState {
     /// Request size limits.
     pub limits: Limits,
     metrics: Arc<IngestMetrics>,
+    pool: Arc<pool::IngestPool>,
 }
 
 impl IngestState {
-    /// State with fresh counters.
-    pub fn new(head: Arc<tsdb::Head>, limits: Limits) -> IngestState {
-        IngestState {
+    /// State with fresh counters and an ingest pool of one thread per core. Fails only if the OS
+    /// refuses to start a thread.
+    pub fn new(head: Arc<tsdb::Head>, limits: Limits) -> std::io::Result<IngestState> {
+        Ok(IngestState {
             head,
             limits,
             metrics: Arc::default(),
-        }
+            pool: Arc::new(pool::IngestPool::per_core()?),
+        })
     }
 
     /// The endpoint's counters (the server renders them on `/metrics`).

@@ -30,3 +30,4 @@ pub use db::{Db, DbOptions};
 pub use head::{Head, Options};
 pub use labels::{Labels, MatchType, Matcher};
 pub use querier::{Querier, Series};
+pub use wal::SyncTicket;

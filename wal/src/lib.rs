@@ -62,4 +62,4 @@ pub use error::{Error, Result};
 pub use reader::Reader;
 pub use repair::RepairReport;
 pub use segment::SegmentIndex;
-pub use writer::{Options, SyncPolicy, Wal, DEFAULT_SEGMENT_SIZE_BYTES};
+pub use writer::{Options, SyncPolicy, SyncTicket, Wal, DEFAULT_SEGMENT_SIZE_BYTES};

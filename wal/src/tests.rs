@@ -260,6 +260,40 @@ fn group_commit_many_threads() {
 }
 
 #[test]
+fn log_unsynced_hands_the_fsync_to_a_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
+    let before = wal.fsync_count();
+    let (n, ticket) = wal.log_unsynced(&[b"a"], || 7).unwrap();
+    assert_eq!(n, 7);
+    let ticket = ticket.expect("always: the batch needs an fsync");
+    assert!(!wal.is_synced(ticket));
+    assert_eq!(wal.fsync_count(), before, "no fsync yet");
+    // Waited for on another thread, as the remote-write handler does.
+    let wal = Arc::new(wal);
+    std::thread::scope(|s| {
+        s.spawn(|| wal.wait_synced(ticket).unwrap());
+    });
+    assert!(wal.is_synced(ticket));
+    assert_eq!(wal.fsync_count(), before + 1);
+    // A later batch's fsync covers an earlier ticket.
+    let (_, first) = wal.log_unsynced(&[b"b"], || ()).unwrap();
+    let (_, second) = wal.log_unsynced(&[b"c"], || ()).unwrap();
+    wal.wait_synced(second.unwrap()).unwrap();
+    assert!(wal.is_synced(first.unwrap()));
+    // A failed fsync fails every waiting ticket.
+    let (_, t) = wal.log_unsynced(&[b"d"], || ()).unwrap();
+    wal.fail_next_fsync();
+    assert!(wal.wait_synced(t.unwrap()).is_err());
+    assert!(!wal.is_synced(t.unwrap()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (never, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Never)).unwrap();
+    let ((), t) = never.log_unsynced(&[b"a"], || ()).unwrap();
+    assert_eq!(t, None, "never: nothing to wait for");
+}
+
+#[test]
 fn failed_fsync_fails_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();

@@ -93,6 +93,14 @@ impl Options {
     }
 }
 
+/// A batch written by [`Wal::log_unsynced`] that is durable once [`Wal::wait_synced`] returns `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the batch is not durable until the ticket is waited for"]
+pub struct SyncTicket {
+    /// Batch sequence number.
+    seq: u64,
+}
+
 /// A segmented write-ahead log open for appending. `Send + Sync`: share it behind an `Arc`.
 pub struct Wal {
     shared: Arc<Shared>,
@@ -238,6 +246,17 @@ impl Wal {
     /// If a write or fsync ever fails, the WAL enters a failed state and every later call
     /// returns an error ([`Error::Failed`]); `apply` is then not called.
     pub fn log<R>(&self, records: &[&[u8]], apply: impl FnOnce() -> R) -> Result<R> {
+        let (out, ticket) = self.log_unsynced(records, apply)?;
+        if let Some(t) = ticket {
+            self.wait_synced(t)?;
+        }
+        Ok(out)
+    }
+
+    /// [`Wal::log`] without the wait: returns `apply`'s output and, when the sync policy asks for
+    /// an fsync before the batch counts as durable, the ticket to pass to [`Wal::wait_synced`].
+    /// Lets a caller write from one thread and wait for the fsync on another.
+    pub fn log_unsynced<R>(&self, records: &[&[u8]], apply: impl FnOnce() -> R) -> Result<(R, Option<SyncTicket>)> {
         let s = &*self.shared;
         let (out, seq, rotated) = {
             let mut w = lock(&s.writer);
@@ -248,14 +267,26 @@ impl Wal {
             let rotated = w.write_batch(s, records)?;
             (apply(), w.seq, rotated)
         };
-        match s.opts.sync {
-            _ if records.is_empty() => {}
-            SyncPolicy::Always => s.wait_synced(seq)?,
+        let wait = match s.opts.sync {
+            _ if records.is_empty() => false,
+            SyncPolicy::Always => true,
             // Like Prometheus: a finished segment is fsynced when it is cut.
-            SyncPolicy::Periodic(_) | SyncPolicy::Never if rotated => s.wait_synced(seq)?,
-            SyncPolicy::Periodic(_) | SyncPolicy::Never => {}
-        }
-        Ok(out)
+            SyncPolicy::Periodic(_) | SyncPolicy::Never => rotated,
+        };
+        Ok((out, wait.then_some(SyncTicket { seq })))
+    }
+
+    /// Waits until the batch of `ticket` is fsynced, fsyncing it (and everything written before it)
+    /// if no other thread is: group commit. An error means the batch is not durable and the WAL
+    /// is failed.
+    pub fn wait_synced(&self, ticket: SyncTicket) -> Result<()> {
+        self.shared.wait_synced(ticket.seq)
+    }
+
+    /// True if the batch of `ticket` is already fsynced ([`Wal::wait_synced`] would return at once).
+    pub fn is_synced(&self, ticket: SyncTicket) -> bool {
+        let st = lock(&self.shared.sync);
+        st.failed.is_none() && st.synced_seq >= ticket.seq
     }
 
     /// Fsyncs everything written so far (the current segment, any unsynced earlier segment and

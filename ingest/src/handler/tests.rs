@@ -84,7 +84,7 @@ fn samples(head: &Arc<tsdb::Head>, name: &str) -> Vec<(i64, f64)> {
 #[tokio::test]
 async fn valid_request_is_stored_and_answered_204() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let req = WriteRequest {
         timeseries: vec![
             // Labels out of order on purpose: the spec asks for sorted labels, the appender sorts anyway.
@@ -132,7 +132,7 @@ async fn valid_request_is_stored_and_answered_204() {
 #[tokio::test]
 async fn absent_headers_are_assumed_remote_write_1_0() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let req = WriteRequest {
         timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
         metadata: vec![],
@@ -154,7 +154,7 @@ async fn absent_headers_are_assumed_remote_write_1_0() {
 #[tokio::test]
 async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let t0 = 10_000_000;
     let (status, text) = send(
         &state,
@@ -220,7 +220,7 @@ async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
 #[tokio::test]
 async fn invalid_utf8_label_rejects_that_series_only() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let req = WriteRequest {
         timeseries: vec![
             series(&[("__name__", "ok")], &[(1, 1.0)]),
@@ -241,7 +241,7 @@ async fn invalid_utf8_label_rejects_that_series_only() {
 #[tokio::test]
 async fn native_histograms_are_rejected_after_storing_floats() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let hist = |timestamp| proto::Histogram {
         timestamp,
         schema: 1,
@@ -291,7 +291,7 @@ async fn native_histograms_are_rejected_after_storing_floats() {
 #[tokio::test]
 async fn undecodable_bodies_are_400_and_say_why() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let req = WriteRequest {
         timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
         metadata: vec![],
@@ -328,7 +328,7 @@ async fn undecodable_bodies_are_400_and_say_why() {
 #[tokio::test]
 async fn unsupported_encoding_or_type_is_415() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let req = WriteRequest {
         timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
         metadata: vec![],
@@ -357,7 +357,7 @@ async fn oversize_bodies_are_413() {
         max_compressed_bytes: 256,
         max_decompressed_bytes: 1024,
     };
-    let state = IngestState::new(Arc::clone(&head), limits);
+    let state = IngestState::new(Arc::clone(&head), limits).unwrap();
     let big: Vec<(i64, f64)> = (0..200).map(|i| (i, i as f64 * 1.37)).collect();
     let req = WriteRequest {
         timeseries: vec![series(&[("__name__", "x")], &big)],
@@ -385,7 +385,7 @@ async fn oversize_bodies_are_413() {
 #[tokio::test]
 async fn storage_failure_is_5xx() {
     let (_dir, head) = head();
-    let state = IngestState::new(Arc::clone(&head), Limits::default());
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     head.close().unwrap();
     let req = WriteRequest {
         timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],

@@ -255,16 +255,28 @@ impl<'h> Appender<'h> {
 
     /// Writes the queued samples to the WAL, applies them to memory, and waits for durability.
     /// On `Err` nothing is acknowledged (the caller answers 5xx, the sender retries).
-    pub fn commit(mut self) -> Result<CommitStats> {
+    pub fn commit(self) -> Result<CommitStats> {
+        let head = self.head;
+        let (stats, ticket) = self.commit_unsynced()?;
+        if let Some(t) = ticket {
+            head.wait_synced(t)?;
+        }
+        Ok(stats)
+    }
+
+    /// [`Appender::commit`] without waiting for the fsync: the samples are written to the WAL and
+    /// applied to memory, and are durable (may be acknowledged) once [`Head::wait_synced`] returns
+    /// `Ok` for the ticket, if one is returned. Lets the caller wait on another thread.
+    pub fn commit_unsynced(mut self) -> Result<(CommitStats, Option<wal::SyncTicket>)> {
         let head = self.head;
         let unlogged: Vec<usize> =
             (0..self.series.len()).filter(|&i| self.series.get(i).is_some_and(|s| !s.is_logged())).collect();
         if self.pending.is_empty() && unlogged.is_empty() {
-            return Ok(self.stats);
+            return Ok((self.stats, None));
         }
         let Some(wal) = head.wal() else {
             self.apply();
-            return Ok(self.stats);
+            return Ok((self.stats, None));
         };
         let mut series_rec = Vec::new();
         for &i in &unlogged {
@@ -290,16 +302,17 @@ impl<'h> Appender<'h> {
         let pending = std::mem::take(&mut self.pending);
         let addrs = &self.append_addrs;
         let mut stats = self.stats;
-        wal.log(&recs, || {
-            for &i in &unlogged {
-                if let Some(s) = series.get(i) {
-                    s.set_logged();
+        let ((), ticket) = wal
+            .log_unsynced(&recs, || {
+                for &i in &unlogged {
+                    if let Some(s) = series.get(i) {
+                        s.set_logged();
+                    }
                 }
-            }
-            apply_pending(head, series, &checked, addrs, &pending, &mut stats);
-        })
-        .map_err(Error::from)?;
-        Ok(stats)
+                apply_pending(head, series, &checked, addrs, &pending, &mut stats);
+            })
+            .map_err(Error::from)?;
+        Ok((stats, ticket))
     }
 
     /// Drops the queued samples. Series created meanwhile stay (empty) in the head.

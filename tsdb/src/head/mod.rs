@@ -226,6 +226,20 @@ impl Head {
         self.wal.as_ref()
     }
 
+    /// Waits until a commit's WAL batch is fsynced (see [`Appender::commit_unsynced`]). Blocking.
+    /// `Err`: the batch is not durable and must not be acknowledged.
+    pub fn wait_synced(&self, ticket: wal::SyncTicket) -> Result<()> {
+        match &self.wal {
+            Some(w) => w.wait_synced(ticket).map_err(Into::into),
+            None => Ok(()),
+        }
+    }
+
+    /// True if a commit's WAL batch is already fsynced: [`Head::wait_synced`] would not block.
+    pub fn is_synced(&self, ticket: wal::SyncTicket) -> bool {
+        self.wal.as_ref().is_none_or(|w| w.is_synced(ticket))
+    }
+
     /// Total chunks held (for metrics).
     pub fn num_chunks(&self) -> u64 {
         let mut n = 0u64;
