@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use strata_benches::workload::{bench_spec, shard_stream};
-use tsdb::record::{encode_sample, RefSample};
+use tsdb::record::{RefSample, SamplesRecord};
 use wal::{SyncPolicy, Wal};
 
 const SAMPLES_PER_RECORD: usize = 2000;
@@ -18,23 +18,20 @@ const SAMPLES_PER_RECORD: usize = 2000;
 /// One samples record of 2000 samples of 1000 series (two scrapes).
 fn record() -> Vec<u8> {
     let spec = bench_spec(1000, 2, 0.0);
-    let mut rec = Vec::new();
+    let mut rec = SamplesRecord::with_capacity(SAMPLES_PER_RECORD);
     let mut n = 0;
     shard_stream(&spec, 0, 1, |e| {
         if n < SAMPLES_PER_RECORD {
-            encode_sample(
-                &mut rec,
-                RefSample {
-                    sref: u64::from(e.slot) + 1,
-                    t: e.t,
-                    v: e.v,
-                },
-            );
+            rec.push(RefSample {
+                sref: u64::from(e.slot) + 1,
+                t: e.t,
+                v: e.v,
+            });
             n += 1;
         }
     });
     assert_eq!(n, SAMPLES_PER_RECORD);
-    rec
+    rec.as_bytes().to_vec()
 }
 
 fn open(dir: &std::path::Path, sync: SyncPolicy) -> Wal {

@@ -96,6 +96,32 @@ impl<'h> Appender<'h> {
         if let Some(s) = self.find_as_given(pairs) {
             return Ok(self.handle_for(s));
         }
+        self.create_from_bytes(pairs)
+    }
+
+    /// Packs and hashes `pairs` into `out` for a later [`Appender::series_prepared`], and hints the CPU
+    /// to fetch the series map's slot meanwhile. A caller that prepares the next series before it
+    /// appends the current one hides most of the lookup's wait for main memory.
+    pub fn prepare_series(&self, pairs: &[(&[u8], &[u8])], out: &mut PreparedSeries) {
+        pack_sorted(&mut out.packed, pairs);
+        out.hash = hash_packed(&out.packed);
+        self.head.series_maps().prefetch(out.hash);
+    }
+
+    /// [`Appender::series_bytes`] for pairs already passed to [`Appender::prepare_series`].
+    pub fn series_prepared(
+        &mut self,
+        prepared: &PreparedSeries,
+        pairs: &[(&[u8], &[u8])],
+    ) -> std::result::Result<SeriesHandle, LabelError> {
+        if let Some(s) = self.head.series_maps().get_by_packed(prepared.hash, &prepared.packed) {
+            return Ok(self.handle_for(s));
+        }
+        self.create_from_bytes(pairs)
+    }
+
+    /// The slow path of [`Appender::series_bytes`]: UTF-8 check, validation, sorting, creation.
+    fn create_from_bytes(&mut self, pairs: &[(&[u8], &[u8])]) -> std::result::Result<SeriesHandle, LabelError> {
         let mut strs: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
         for (n, v) in pairs {
             match (std::str::from_utf8(n), std::str::from_utf8(v)) {
@@ -284,10 +310,10 @@ impl<'h> Appender<'h> {
                 record::encode_series(&mut series_rec, s.sref.0, &s.labels);
             }
         }
-        let mut samples_rec = Vec::with_capacity(1 + self.pending.len() * 14);
+        let mut samples_rec = record::SamplesRecord::with_capacity(self.pending.len());
         for &(h, t, v) in &self.pending {
             if let Some(s) = self.series.get(h.0) {
-                record::encode_sample(&mut samples_rec, RefSample { sref: s.sref.0, t, v });
+                samples_rec.push(RefSample { sref: s.sref.0, t, v });
             }
         }
         let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
@@ -295,7 +321,7 @@ impl<'h> Appender<'h> {
             recs.push(&series_rec);
         }
         if !samples_rec.is_empty() {
-            recs.push(&samples_rec);
+            recs.push(samples_rec.as_bytes());
         }
         let series = &self.series;
         let checked = std::mem::take(&mut self.checked_versions);
@@ -326,6 +352,13 @@ impl<'h> Appender<'h> {
         let checked = std::mem::take(&mut self.checked_versions);
         apply_pending(self.head, &self.series, &checked, &self.append_addrs, &pending, &mut self.stats);
     }
+}
+
+/// Label pairs packed and hashed ahead of their lookup (see [`Appender::prepare_series`]). Reusable.
+#[derive(Debug, Default, Clone)]
+pub struct PreparedSeries {
+    packed: Vec<u8>,
+    hash: u64,
 }
 
 /// How many queued samples ahead `apply_pending` hints the CPU to fetch.
