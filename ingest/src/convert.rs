@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use tsdb::head::{Appender, CommitStats};
+use tsdb::head::{Appender, CommitStats, PreparedSeries};
 use tsdb::{AppendError, Head, RejectReason};
 
 use crate::decode::{self, SeriesView, WalkSummary};
@@ -65,9 +65,28 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     let mut labels = Vec::new();
     let mut report = Report::default();
     let mut accepted = 0u64;
+    // Each series is looked up one step late: its labels are packed and hashed and its series-map
+    // slot requested from memory while the previous series is looked up and appended.
+    // Two slots used in turn (not moved: they are larger than a register copy).
+    let mut staged: [Staged<'_>; 2] = Default::default();
+    let mut fill_first = true;
     let walked = decode::walk(payload, &mut labels, |pairs, series| {
-        accepted += append_series(&mut app, pairs, series, &mut report);
+        let [first, second] = &mut staged;
+        let (fill, waiting) = if fill_first { (first, second) } else { (second, first) };
+        if series.num_samples > 0 {
+            app.prepare_series(pairs, &mut fill.prepared);
+        }
+        // Keep the pairs; the walk refills the (cleared) vector it gets back.
+        std::mem::swap(pairs, &mut fill.pairs);
+        fill.view = Some(*series);
+        accepted += waiting.append(&mut app, &mut report);
+        fill_first = !fill_first;
     });
+    if walked.is_ok() {
+        // The last series, in the slot filled last.
+        let last = if fill_first { &mut staged[1] } else { &mut staged[0] };
+        accepted += last.append(&mut app, &mut report);
+    }
     let summary = match walked {
         Ok(s) => s,
         Err(e) => {
@@ -87,10 +106,30 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     Ok((outcome, ticket))
 }
 
-/// Appends one series' samples; returns how many were accepted.
+/// A series decoded and prepared for lookup, waiting for its turn to be appended.
+#[derive(Default)]
+struct Staged<'a> {
+    pairs: Vec<(&'a [u8], &'a [u8])>,
+    view: Option<SeriesView<'a>>,
+    prepared: PreparedSeries,
+}
+
+impl Staged<'_> {
+    /// Appends the staged series, if any (see [`append_series`]), and leaves `self` empty for reuse.
+    fn append(&mut self, app: &mut Appender<'_>, report: &mut Report) -> u64 {
+        let Some(view) = self.view.take() else { return 0 };
+        let n = append_series(app, &self.pairs, &self.prepared, &view, report);
+        self.pairs.clear();
+        n
+    }
+}
+
+/// Appends one series' samples (`prepared` from [`Appender::prepare_series`] on `pairs`, unless the
+/// series has no float samples); returns how many were accepted.
 fn append_series(
     app: &mut Appender<'_>,
     pairs: &[(&[u8], &[u8])],
+    prepared: &PreparedSeries,
     series: &SeriesView<'_>,
     report: &mut Report,
 ) -> u64 {
@@ -105,7 +144,7 @@ fn append_series(
     if n == 0 {
         return 0;
     }
-    let h = match app.series_bytes(pairs) {
+    let h = match app.series_prepared(prepared, pairs) {
         Ok(h) => h,
         Err(e) => {
             report.reject(Reason::InvalidLabels, n, |out| {

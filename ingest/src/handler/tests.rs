@@ -395,3 +395,33 @@ async fn storage_failure_is_5xx() {
     assert!(status.is_server_error(), "{status} {text}");
     assert_eq!(state.metrics().snapshot().requests_server_error, 1);
 }
+
+#[tokio::test]
+async fn every_series_of_a_request_is_stored_in_order_around_empty_ones() {
+    // Series are looked up one step behind the decoder: the first, the last, repeats and series
+    // without samples in between must all come out as sent.
+    let (_dir, head) = head();
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
+    let t0 = 10_000_000;
+    let req = WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "a")], &[(t0, 1.0)]),
+            series(&[("__name__", "empty")], &[]),
+            series(&[("__name__", "a")], &[(t0 + 1, 2.0)]),
+            series(&[("__name__", "b")], &[(t0, 3.0), (t0 + 5, 4.0)]),
+            series(&[("__name__", "a")], &[(t0 + 2, 5.0)]),
+            series(&[("__name__", "c")], &[(t0, 6.0)]),
+            series(&[("__name__", "empty2")], &[]),
+        ],
+        metadata: vec![],
+    };
+    let (status, text) = send(&state, &req).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(
+        samples(&head, "a"),
+        vec![(t0, 1.0), (t0 + 1, 2.0), (t0 + 2, 5.0)]
+    );
+    assert_eq!(samples(&head, "b"), vec![(t0, 3.0), (t0 + 5, 4.0)]);
+    assert_eq!(samples(&head, "c"), vec![(t0, 6.0)]);
+    assert!(samples(&head, "empty").is_empty());
+}

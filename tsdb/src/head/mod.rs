@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use append::{Appender, CommitStats, SeriesHandle};
+pub use append::{Appender, CommitStats, PreparedSeries, SeriesHandle};
 pub use compact::RangeSnapshot;
 pub use series::{Applied, SeriesRef};
 

@@ -5,7 +5,7 @@
 //! behind its own `Mutex<SeriesData>`, held only for one append or one read snapshot.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::chunk_file::{DiskChunk, HeadChunks};
@@ -419,13 +419,16 @@ impl std::hash::Hasher for U64Hasher {
 type BuildU64Hasher = std::hash::BuildHasherDefault<U64Hasher>;
 type RefMap = HashMap<SeriesRef, Arc<MemSeries>, BuildU64Hasher>;
 
+/// A slot of a hash shard: the label hash beside the series.
+type Slot = Option<(u64, Arc<MemSeries>)>;
+
 /// Series by label hash: an open-addressing table whose slots hold the hash beside the series, so a
 /// lookup touches one cache line of the table (a `HashMap` keeps control bytes and entries apart: two).
 /// Linear probing, at most half full. Equal hashes of different label sets (collisions) simply occupy
 /// neighbouring slots, like any other probe. Series are never removed.
 #[derive(Default)]
 struct HashShard {
-    slots: Vec<Option<(u64, Arc<MemSeries>)>>,
+    slots: Vec<Slot>,
     len: usize,
 }
 
@@ -481,9 +484,19 @@ impl HashShard {
     }
 }
 
+/// Where a hash shard's slot table is, readable without the shard's lock: for prefetch hints only.
+/// Updated under the shard's write lock whenever the table moves; a reader may see the address and
+/// mask of different tables, which only makes a hint point at the wrong line (see [`crate::prefetch`]).
+#[derive(Default)]
+struct SlotsHint {
+    base: AtomicUsize,
+    mask: AtomicUsize,
+}
+
 /// The sharded series maps: by label hash (for appends) and by reference (for reads and replay).
 pub struct StripeSeries {
     by_hash: Vec<RwLock<HashShard>>,
+    hints: Vec<SlotsHint>,
     by_ref: Vec<RwLock<RefMap>>,
     mask: usize,
 }
@@ -494,6 +507,7 @@ impl StripeSeries {
         let n = stripes.max(1).next_power_of_two();
         StripeSeries {
             by_hash: (0..n).map(|_| RwLock::new(HashShard::default())).collect(),
+            hints: (0..n).map(|_| SlotsHint::default()).collect(),
             by_ref: (0..n).map(|_| RwLock::new(RefMap::default())).collect(),
             mask: n - 1,
         }
@@ -506,6 +520,19 @@ impl StripeSeries {
 
     fn ref_shard(&self, r: SeriesRef) -> &RwLock<RefMap> {
         &self.by_ref[(r.0 as usize) & self.mask]
+    }
+
+    /// Hints the CPU to fetch the slot where a lookup of `hash` starts, so that a lookup issued a
+    /// little later does not wait for main memory (the slot tables of 100k series outgrow the caches).
+    pub fn prefetch(&self, hash: u64) {
+        let i = (hash as usize) & self.mask;
+        if let Some(h) = self.hints.get(i) {
+            let (base, mask) = (h.base.load(Ordering::Relaxed), h.mask.load(Ordering::Relaxed));
+            if base != 0 {
+                let slot = ((hash >> 32) as usize) & mask;
+                crate::prefetch::read(base.wrapping_add(slot.wrapping_mul(std::mem::size_of::<Slot>())));
+            }
+        }
     }
 
     /// Finds the series with these packed labels (see `labels::pack_sorted`), without allocating.
@@ -528,6 +555,10 @@ impl StripeSeries {
         }
         let s = make();
         shard.insert(hash, Arc::clone(&s));
+        if let Some(h) = self.hints.get((hash as usize) & self.mask) {
+            h.base.store(shard.slots.as_ptr() as usize, Ordering::Relaxed);
+            h.mask.store(shard.slots.len().wrapping_sub(1), Ordering::Relaxed);
+        }
         drop(shard);
         self.ref_shard(s.sref).write().unwrap_or_else(|e| e.into_inner()).insert(s.sref, Arc::clone(&s));
         (s, true)
