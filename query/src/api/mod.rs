@@ -125,9 +125,21 @@ fn request_options(
     Ok((opts, lookback))
 }
 
+/// Runs an evaluation (blocking: it reads chunk files) off the async workers' duty. On the
+/// multi-threaded runtime it runs in place with `block_in_place`, which hands this worker's other
+/// tasks to another thread first: no hop to a pool thread and back, which was most of the latency of
+/// a sub-millisecond query. Elsewhere (single-threaded test runtimes) it goes to the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        // A panic becomes a 500, as a failed blocking-pool task does, instead of unwinding into the
+        // connection's task.
+        return tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| Err(QueryError::Internal("evaluation panicked".into())))
+        });
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
