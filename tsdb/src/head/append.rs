@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::placement::{placement, Limits, Placement, SeriesTail};
-use super::series::{Applied, MemSeries};
+use super::series::{Applied, BuildU64Hasher, MemSeries};
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
 use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
@@ -51,7 +51,7 @@ pub struct Appender<'h> {
     pending: Vec<(SeriesHandle, i64, f64)>,
     /// Queued values by (handle, t); built only once a queued sample is out of order within this
     /// transaction, so in-order requests never pay for it.
-    pending_index: Option<HashMap<(usize, i64), f64>>,
+    pending_index: Option<HashMap<(usize, i64), f64, BuildU64Hasher>>,
     /// Reused buffer for the packed labels of the series being looked up.
     packed: Vec<u8>,
     stats: CommitStats,

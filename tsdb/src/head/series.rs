@@ -397,8 +397,9 @@ impl MemSeries {
     }
 }
 
-/// Hashes `u64` keys (label hashes, series references) with one multiplication: the keys are already
-/// well spread or dense, so SipHash would only cost time on the append path.
+/// Hashes integer keys (label hashes, series references, (handle, timestamp) pairs) with one
+/// multiplication per integer: the keys are already well spread or dense, so SipHash would only cost
+/// time on the append path. A single `u64` hashes to `v × K`; each further integer is mixed in.
 #[derive(Default, Clone, Copy)]
 pub struct U64Hasher(u64);
 
@@ -412,11 +413,15 @@ impl std::hash::Hasher for U64Hasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (self.0.rotate_left(26) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
     }
 }
 
-type BuildU64Hasher = std::hash::BuildHasherDefault<U64Hasher>;
+/// `HashMap` hasher builder for [`U64Hasher`].
+pub(crate) type BuildU64Hasher = std::hash::BuildHasherDefault<U64Hasher>;
 type RefMap = HashMap<SeriesRef, Arc<MemSeries>, BuildU64Hasher>;
 
 /// A slot of a hash shard: the label hash beside the series.
