@@ -241,8 +241,8 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
     let mut chunks: Vec<ChunkMeta> = d.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
     if let Some(c) = &d.open {
-        if overlaps(c.min_t, c.max_t) {
-            chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t, c.max_t, mint, maxt));
+        if overlaps(c.min_t(), c.max_t) {
+            chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t(), c.max_t, mint, maxt));
         }
     }
     let mut ooo_chunks = Vec::new();

@@ -128,7 +128,7 @@ impl Head {
                     next_at: data.next_at,
                     last_value: data.last_value,
                     sealed: sealed.iter().map(stored).collect(),
-                    open: data.open.as_ref().map(|c| StoredChunk { min_t: c.min_t, max_t: c.max_t, bytes: c.chunk.bytes() }),
+                    open: data.open.as_ref().map(|c| StoredChunk { min_t: c.min_t(), max_t: c.max_t, bytes: c.chunk.bytes() }),
                     ooo_sealed: ooo_sealed.iter().map(stored).collect(),
                     ooo_open: data.ooo.as_ref().map(|o| o.open.samples().to_vec()).unwrap_or_default(),
                 };

@@ -150,7 +150,7 @@ type SeriesSnapshot = (Labels, Vec<SnapChunk>, Taken, u64);
 fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Result<Option<SeriesSnapshot>> {
     // In-order chunks never cross a chunk-range boundary, so each is wholly inside or outside.
     let sealed: Vec<&SealedChunk> = d.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)).collect();
-    let open = d.open.as_ref().filter(|c| in_range(c.min_t, c.max_t, mint, maxt));
+    let open = d.open.as_ref().filter(|c| in_range(c.min_t(), c.max_t, mint, maxt));
     let mut ooo: Vec<(i64, f64)> = Vec::new();
     if let Some(o) = &d.ooo {
         for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
@@ -165,7 +165,7 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
     let taken = Taken { series: Arc::clone(s), in_order: has_in_order, ooo_ts: ooo.iter().map(|s| s.0).collect() };
     // A chunk that straddles the range (only possible if the chunk range differs from the block
     // range) is re-encoded from its in-range samples like out-of-order data.
-    let straddles = sealed.iter().map(|c| (c.min_t, c.max_t)).chain(open.map(|c| (c.min_t, c.max_t))).any(|(lo, hi)| lo < mint || hi >= maxt);
+    let straddles = sealed.iter().map(|c| (c.min_t, c.max_t)).chain(open.map(|c| (c.min_t(), c.max_t))).any(|(lo, hi)| lo < mint || hi >= maxt);
     if ooo.is_empty() && !straddles {
         let mut n = u64::from(open.map_or(0, |c| c.chunk.num_samples()));
         let mut chunks: Vec<SnapChunk> = Vec::with_capacity(sealed.len() + 1);
@@ -174,7 +174,7 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
             chunks.push(SnapChunk::Sealed(c.clone()));
         }
         chunks.extend(open.map(|c| {
-            SnapChunk::Ready(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) })
+            SnapChunk::Ready(ChunkMeta { min_t: c.min_t(), max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) })
         }));
         return Ok(Some((s.labels.clone(), chunks, taken, n)));
     }
@@ -203,7 +203,7 @@ fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> 
 
 fn drop_in_order(d: &mut SeriesData, mint: i64, maxt: i64) {
     d.sealed.retain(|c| !in_range(c.min_t, c.max_t, mint, maxt));
-    if d.open.as_ref().is_some_and(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
+    if d.open.as_ref().is_some_and(|c| in_range(c.min_t(), c.max_t, mint, maxt)) {
         d.open = None;
     }
 }

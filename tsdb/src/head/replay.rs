@@ -248,11 +248,11 @@ impl Replay<'_> {
         let chunks = self.head.head_chunks();
         data.sealed = c.sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
         data.open = match &c.open {
-            Some(ch) => Some(OpenChunk {
-                chunk: XorChunk::from_bytes(ch.bytes.to_vec()).map_err(corrupt)?,
-                min_t: ch.min_t,
-                max_t: ch.max_t,
-            }),
+            Some(ch) => {
+                let chunk = XorChunk::from_bytes(ch.bytes.to_vec()).map_err(corrupt)?;
+                // The chunk knows its own time range; an empty one is no open chunk at all.
+                chunk.last_time().map(|max_t| OpenChunk { chunk, max_t })
+            }
             None => None,
         };
         data.next_at = c.next_at;
