@@ -60,19 +60,26 @@ pub fn append_request(head: &Head, payload: &[u8]) -> Result<Outcome> {
 
 /// [`append_request`] without waiting for the WAL fsync: the samples may be acknowledged once
 /// [`Head::wait_synced`] returns `Ok` for the ticket, if one is returned.
-pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
+pub fn append_request_unsynced(
+    head: &Head,
+    payload: &[u8],
+) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut app = head.appender();
     let mut labels = Vec::new();
     let mut report = Report::default();
     let mut accepted = 0u64;
     // Each series is looked up one step late: its labels are packed and hashed and its series-map
-    // slot requested from memory while the previous series is looked up and appended.
-    // Two slots used in turn (not moved: they are larger than a register copy).
+    // slot requested from memory while the previous series is looked up and appended. The two
+    // staging slots are used in turn rather than moved (moving them costs a memcpy per series).
     let mut staged: [Staged<'_>; 2] = Default::default();
     let mut fill_first = true;
     let walked = decode::walk(payload, &mut labels, |pairs, series| {
         let [first, second] = &mut staged;
-        let (fill, waiting) = if fill_first { (first, second) } else { (second, first) };
+        let (fill, waiting) = if fill_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
         if series.num_samples > 0 {
             app.prepare_series(pairs, &mut fill.prepared);
         }
@@ -84,7 +91,11 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     });
     if walked.is_ok() {
         // The last series, in the slot filled last.
-        let last = if fill_first { &mut staged[1] } else { &mut staged[0] };
+        let last = if fill_first {
+            &mut staged[1]
+        } else {
+            &mut staged[0]
+        };
         accepted += last.append(&mut app, &mut report);
     }
     let summary = match walked {
@@ -117,7 +128,9 @@ struct Staged<'a> {
 impl Staged<'_> {
     /// Appends the staged series, if any (see [`append_series`]), and leaves `self` empty for reuse.
     fn append(&mut self, app: &mut Appender<'_>, report: &mut Report) -> u64 {
-        let Some(view) = self.view.take() else { return 0 };
+        let Some(view) = self.view.take() else {
+            return 0;
+        };
         let n = append_series(app, &self.pairs, &self.prepared, &view, report);
         self.pairs.clear();
         n
@@ -170,12 +183,21 @@ fn append_series(
 
 /// The pairs as sent, invalid UTF-8 replaced.
 fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
-    write_labels(out, pairs.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))));
+    write_labels(
+        out,
+        pairs
+            .iter()
+            .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
+    );
 }
 
 /// The label set of a stored series, as the storage keeps it: sorted by name, empty values dropped.
 fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
-    let mut sorted: Vec<(&[u8], &[u8])> = pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect();
+    let mut sorted: Vec<(&[u8], &[u8])> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect();
     sorted.sort_by_key(|(n, _)| *n);
     write_labels_lossy(out, &sorted);
 }

@@ -2,9 +2,10 @@
 //!
 //! Checks the headers before doing any work, takes the body (bounded by the router's
 //! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the ingest pool and, if
-//! the batch is not yet fsynced, waits for the fsync on tokio's blocking pool before answering. Every outcome goes through [`Error`]'s one `IntoResponse`. Logs one
-//! summary line per request: debug on success, info for partial rejections, warn for undecodable
-//! requests, error for server faults.
+//! the batch is not yet fsynced, waits for the fsync on tokio's blocking pool before answering.
+//! Every outcome goes through [`Error`]'s one `IntoResponse`. Logs one summary line per request:
+//! debug on success, info for partial rejections, warn for undecodable requests, error for server
+//! faults.
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -27,14 +27,16 @@ impl IngestPool {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
-            std::thread::Builder::new().name(format!("strata-ingest-{i}")).spawn(move || loop {
-                // The lock is held only while waiting for the next job, not while running it.
-                let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                let Ok(job) = job else { return };
-                // A panicking job drops its reply sender (the caller sees an error); the thread
-                // stays.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-            })?;
+            std::thread::Builder::new()
+                .name(format!("strata-ingest-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job, not while running it.
+                    let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok(job) = job else { return };
+                    // A panicking job drops its reply sender (the caller sees an error); the thread
+                    // stays.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                })?;
         }
         Ok(IngestPool { jobs })
     }
@@ -45,7 +47,10 @@ impl IngestPool {
     }
 
     /// Runs `f` on a pool thread and returns its output; `None` if `f` panicked.
-    pub(crate) async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
@@ -62,7 +67,10 @@ mod tests {
     #[tokio::test]
     async fn runs_jobs_on_its_threads_and_survives_panics() {
         let pool = IngestPool::new(2).unwrap();
-        let name = pool.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
+        let name = pool
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
         assert!(name.unwrap().starts_with("strata-ingest-"));
         // More panics than threads: every thread has caught one, and all still serve jobs.
         for _ in 0..3 {
@@ -88,6 +96,10 @@ mod tests {
         );
         names.insert(a.flatten().unwrap());
         names.insert(b.flatten().unwrap());
-        assert_eq!(names.len(), 2, "two jobs waiting on each other ran on two threads");
+        assert_eq!(
+            names.len(),
+            2,
+            "two jobs waiting on each other ran on two threads"
+        );
     }
 }
