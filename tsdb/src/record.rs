@@ -226,13 +226,10 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
             while !rest.is_empty() {
                 let dref = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
                 let dt = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
-                let bits = rest.get(..8).ok_or(DecodeError::Truncated(pos(rest)))?;
-                let mut b = [0u8; 8];
-                b.copy_from_slice(bits);
-                rest = rest.get(8..).unwrap_or_default();
+                let v = take_f64(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
                 sref = sref.wrapping_add(dref as u64);
                 t = t.wrapping_add(dt);
-                samples_out.push(RefSample { sref, t, v: f64::from_bits(u64::from_le_bytes(b)) });
+                samples_out.push(RefSample { sref, t, v });
             }
             Ok(Record::Samples)
         }
@@ -240,11 +237,8 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
             while !rest.is_empty() {
                 let sref = get_uvarint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
                 let t = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
-                let bits = rest.get(..8).ok_or(DecodeError::Truncated(pos(rest)))?;
-                let mut b = [0u8; 8];
-                b.copy_from_slice(bits);
-                rest = rest.get(8..).unwrap_or_default();
-                samples_out.push(RefSample { sref, t, v: f64::from_bits(u64::from_le_bytes(b)) });
+                let v = take_f64(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                samples_out.push(RefSample { sref, t, v });
             }
             Ok(Record::Samples)
         }
@@ -270,6 +264,13 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
     }
 }
 
+/// Takes an 8-byte little-endian `f64`; `None` (nothing taken) if fewer than 8 bytes are left.
+fn take_f64(rest: &mut &[u8]) -> Option<f64> {
+    let (bits, tail) = rest.split_first_chunk::<8>()?;
+    *rest = tail;
+    Some(f64::from_bits(u64::from_le_bytes(*bits)))
+}
+
 fn decode_series_chunks<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<SeriesChunks<'a>, DecodeError> {
     let trunc = |rest: &[u8]| DecodeError::Truncated(start_len - rest.len());
     let chunk = |rest: &mut &'a [u8]| -> Result<StoredChunk<'a>, DecodeError> {
@@ -280,11 +281,7 @@ fn decode_series_chunks<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<Ser
         *rest = rest.get(len..).unwrap_or_default();
         Ok(StoredChunk { min_t, max_t, bytes })
     };
-    let f64_le = |rest: &mut &'a [u8]| -> Result<f64, DecodeError> {
-        let b: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| trunc(rest))?;
-        *rest = rest.get(8..).unwrap_or_default();
-        Ok(f64::from_bits(u64::from_le_bytes(b)))
-    };
+    let f64_le = |rest: &mut &'a [u8]| -> Result<f64, DecodeError> { take_f64(rest).ok_or_else(|| trunc(rest)) };
     // Counts come from disk: never pre-allocate from them beyond what the bytes can hold.
     let count = |rest: &mut &'a [u8]| -> Result<usize, DecodeError> {
         let n = get_uvarint(rest).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| trunc(rest))?;
