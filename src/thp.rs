@@ -2,9 +2,9 @@
 //!
 //! mimalloc asks the kernel for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), and the kernel
 //! then backs every touched 2 MiB range with a whole huge page. The head's memory is a few hundred
-//! thousand small allocations spread over those ranges, so huge pages turned ~90 MiB of live heap
-//! into ~140 MiB of RSS at 100k series (measured with `strata-bench load`, see docs/BENCHMARKS.md),
-//! with no measurable gain in ingest CPU. `PR_SET_THP_DISABLE` applies to the whole process,
+//! thousand small allocations spread over those ranges, so with huge pages ~90 MiB of RSS became
+//! ~138 MiB at 100k series with one sample each (measured with `strata-bench load`, see
+//! docs/BENCHMARKS.md), with no measurable gain in ingest CPU. `PR_SET_THP_DISABLE` applies to the whole process,
 //! including mappings made before the call and `MADV_HUGEPAGE` regions.
 
 /// Disables transparent huge pages for this process. Returns the OS error if the kernel refuses

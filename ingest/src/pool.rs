@@ -5,7 +5,7 @@
 //! long-lived memory (series, labels, open chunks) is allocated by whichever thread appends. The
 //! allocator keeps a heap per thread, so spreading that memory over many threads leaves many
 //! partly used pages: at 100k series, ingesting through a pool of two threads instead of tokio's
-//! (six to eight threads under `strata-bench load`) lowered peak RSS from ~225 to ~190 MiB at the
+//! (six to eight threads under `strata-bench load`) lowered peak RSS from ~215 to ~185 MiB at the
 //! same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the handler
 //! waits on the blocking pool), so a slow disk does not hold the pool's threads.
 
