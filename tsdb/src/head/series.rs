@@ -168,14 +168,19 @@ impl SeriesData {
             }
         };
         let SeriesData { open, ooo, .. } = self;
-        if let Some(c) = open {
-            if t >= c.min_t() && t <= c.max_t {
-                if let Some(v) = open_value_at(c, ooo.as_deref_mut(), t) {
-                    return Some(v);
+        // In-order chunks do not overlap and the open one is the newest: a timestamp within its
+        // range is in no sealed chunk, whose list is then not touched at all.
+        let in_open = match open {
+            Some(c) if t >= c.min_t() => {
+                if t <= c.max_t {
+                    if let Some(v) = open_value_at(c, ooo.as_deref_mut(), t) {
+                        return Some(v);
+                    }
                 }
+                true
             }
-        }
-        // Sealed in-order chunks do not overlap: binary search by max_t.
+            _ => false,
+        };
         // A chunk that cannot be read counts as not holding `t` (the error is logged).
         let sealed_value = |c: &SealedChunk| match c.bytes() {
             Ok(b) => in_chunk(&b),
@@ -184,11 +189,14 @@ impl SeriesData {
                 None
             }
         };
-        let i = self.sealed.partition_point(|c| c.max_t < t);
-        if let Some(c) = self.sealed.get(i) {
-            if t >= c.min_t {
-                if let Some(v) = sealed_value(c) {
-                    return Some(v);
+        if !in_open {
+            // Sealed in-order chunks do not overlap: binary search by max_t.
+            let i = self.sealed.partition_point(|c| c.max_t < t);
+            if let Some(c) = self.sealed.get(i) {
+                if t >= c.min_t {
+                    if let Some(v) = sealed_value(c) {
+                        return Some(v);
+                    }
                 }
             }
         }
