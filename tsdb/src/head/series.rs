@@ -137,11 +137,14 @@ pub(crate) struct SeriesData {
     /// Bumped by every sample stored: an appender that checked a timestamp against version `v` knows
     /// the answer still holds while the version is `v`.
     pub version: u32,
+    /// Spreads this series' chunk cuts over the chunk range (see [`first_chunk_end`]); 0: cut only
+    /// where Prometheus 2.42 would.
+    pub cut_seed: u32,
 }
 
 impl SeriesData {
-    fn new() -> SeriesData {
-        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, version: 0 }
+    fn new(cut_seed: u32) -> SeriesData {
+        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, version: 0, cut_seed }
     }
 
     /// The newest in-order sample's timestamp and value.
@@ -207,7 +210,8 @@ impl SeriesData {
         ooo.sealed.iter().filter(|c| t >= c.min_t && t <= c.max_t).find_map(sealed_value)
     }
 
-    /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where Prometheus would.
+    /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where Prometheus would, and once
+    /// more per chunk range at this series' own offset (see [`first_chunk_end`]).
     /// The caller guarantees `t` is newer than the last in-order sample.
     pub fn append_in_order(&mut self, t: i64, v: f64, chunk_range: i64, chunks: Option<&HeadChunks>) {
         let cut = match &mut self.open {
@@ -226,7 +230,7 @@ impl SeriesData {
                 push_exact(&mut self.sealed, SealedChunk::seal(old.min_t(), old.max_t, old.chunk.bytes(), chunks));
             }
             self.open = Some(OpenChunk { chunk: XorChunk::new(), max_t: t });
-            self.next_at = range_for_timestamp(t, chunk_range);
+            self.next_at = first_chunk_end(t, chunk_range, self.cut_seed);
         }
         if let Some(c) = &mut self.open {
             c.chunk.push(t, v);
@@ -361,6 +365,30 @@ pub fn range_for_timestamp(t: i64, width: i64) -> i64 {
     t.div_euclid(width).saturating_mul(width).saturating_add(width)
 }
 
+/// Where a chunk started at `t` ends at the latest: the end of `t`'s chunk range (Prometheus's
+/// `rangeForTimestamp`), or, for a chunk started in the first part of the range, a point between a
+/// quarter and three quarters into it chosen by `seed` (0: no such point).
+///
+/// Prometheus cuts every series' chunks at the same instants (range boundaries, and points spread
+/// evenly between them), so every open chunk is full at once just before a boundary: the head's
+/// memory peaks there at a full chunk per series, and every chunk is sealed in the same burst. A
+/// second cut at a per-series offset makes the open chunks' fill uniform over series, so the peak
+/// is about half as high, for one more (shorter) chunk per range. Chunks still never cross a range
+/// boundary, so compaction still takes whole chunks into each block.
+pub fn first_chunk_end(t: i64, width: i64, seed: u32) -> i64 {
+    let end = range_for_timestamp(t, width);
+    if seed == 0 || width < 4 {
+        return end;
+    }
+    let start = end.saturating_sub(width);
+    let cut = start.saturating_add(width / 4).saturating_add(i64::from(seed) % (width / 2).max(1));
+    if t < cut {
+        cut
+    } else {
+        end
+    }
+}
+
 /// Prometheus's `computeChunkEndTime`: spread the rest of the range evenly over ~120-sample chunks.
 pub fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
     let denom = (cur.saturating_sub(start).saturating_add(1)).saturating_mul(4);
@@ -394,7 +422,9 @@ impl MemSeries {
     }
 
     pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
-        MemSeries { sref, labels, logged: AtomicBool::new(logged), data: Mutex::new(SeriesData::new()) }
+        // References are dense; mixing spreads consecutive series over the whole range. Never 0.
+        let cut_seed = ((sref.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as u32) | 1;
+        MemSeries { sref, labels, logged: AtomicBool::new(logged), data: Mutex::new(SeriesData::new(cut_seed)) }
     }
 
     /// Locks the series' samples. A poisoned lock is recovered: the data is only ever mutated by
@@ -616,7 +646,7 @@ mod tests {
 
     #[test]
     fn chunks_cut_like_prometheus() {
-        let mut d = SeriesData::new();
+        let mut d = SeriesData::new(0);
         // 15s scrape for 4h from a 2h boundary: Prometheus cuts at 120 samples and at the 2h boundary.
         for i in 0..960 {
             d.append_in_order(H2 + i * 15_000, i as f64, H2, None);
@@ -630,8 +660,47 @@ mod tests {
     }
 
     #[test]
+    fn staggered_series_cut_once_more_per_range_at_their_own_offset() {
+        // 60s scrapes for 4h from a 2h boundary: Prometheus's rule alone gives one chunk per range.
+        let cut_points = |seed: u32| {
+            let mut d = SeriesData::new(seed);
+            for i in 0..240 {
+                d.append_in_order(H2 + i * MIN, i as f64, H2, None);
+            }
+            let total: usize = d.sealed.iter().map(|c| XorIter::new(&c.bytes().unwrap()).count()).sum::<usize>()
+                + d.open.as_ref().map_or(0, |c| usize::from(c.chunk.num_samples()));
+            assert_eq!(total, 240);
+            assert_eq!(d.sealed.len() + 1, if seed == 0 { 2 } else { 4 }, "seed {seed}");
+            // No chunk crosses a 2h boundary, none is shorter than a quarter of the range.
+            for c in &d.sealed {
+                assert_eq!(c.min_t / H2, c.max_t / H2);
+                assert!(c.max_t - c.min_t + MIN >= H2 / 4, "seed {seed}: {c:?}");
+            }
+            d.sealed.iter().map(|c| c.max_t).collect::<Vec<_>>()
+        };
+        assert_eq!(cut_points(0), vec![2 * H2 - MIN]);
+        let (a, b) = (cut_points(12_345), cut_points(4_000_000));
+        assert_ne!(a.first(), b.first(), "different seeds cut at different points");
+        assert!(a.contains(&(2 * H2 - MIN)) && b.contains(&(2 * H2 - MIN)), "both still cut at the range boundary");
+    }
+
+    #[test]
+    fn first_chunk_end_stays_within_the_range() {
+        assert_eq!(first_chunk_end(H2, H2, 0), 2 * H2);
+        for seed in [1, 7, 12_345, u32::MAX] {
+            let end = first_chunk_end(H2, H2, seed);
+            assert!(end >= H2 + H2 / 4 && end < H2 + 3 * H2 / 4, "{seed}: {end}");
+            // A chunk started after the offset runs to the range's end.
+            assert_eq!(first_chunk_end(end, H2, seed), 2 * H2);
+        }
+        // Degenerate widths fall back to the range end without panicking.
+        assert_eq!(first_chunk_end(5, 1, 9), range_for_timestamp(5, 1));
+        assert_eq!(first_chunk_end(i64::MAX - 1, H2, 9), range_for_timestamp(i64::MAX - 1, H2));
+    }
+
+    #[test]
     fn open_chunk_lookups_resume_and_stay_exact() {
-        let mut d = SeriesData::new();
+        let mut d = SeriesData::new(0);
         // Every other minute in order; then the gaps filled oldest first, with lookups going back too.
         for i in 0..100 {
             d.apply(i * 2 * MIN, i as f64, &ctx(1000));
@@ -652,7 +721,7 @@ mod tests {
 
     #[test]
     fn apply_dedupes_and_routes() {
-        let mut d = SeriesData::new();
+        let mut d = SeriesData::new(0);
         assert_eq!(d.apply(100, 1.0, &ctx(32)), Applied::InOrder);
         assert_eq!(d.apply(200, 2.0, &ctx(32)), Applied::InOrder);
         assert_eq!(d.apply(200, 2.0, &ctx(32)), Applied::AlreadyStored);
@@ -667,7 +736,7 @@ mod tests {
 
     #[test]
     fn ooo_chunk_is_sealed_at_cap() {
-        let mut d = SeriesData::new();
+        let mut d = SeriesData::new(0);
         d.apply(1_000_000, 0.0, &ctx(4));
         for t in 0..10 {
             assert_eq!(d.apply(t * 10, t as f64, &ctx(4)), Applied::OutOfOrder);
