@@ -689,7 +689,7 @@ mod tests {
         assert_eq!(first_chunk_end(H2, H2, 0), 2 * H2);
         for seed in [1, 7, 12_345, u32::MAX] {
             let end = first_chunk_end(H2, H2, seed);
-            assert!(end >= H2 + H2 / 4 && end < H2 + 3 * H2 / 4, "{seed}: {end}");
+            assert!((H2 + H2 / 4..H2 + 3 * H2 / 4).contains(&end), "{seed}: {end}");
             // A chunk started after the offset runs to the range's end.
             assert_eq!(first_chunk_end(end, H2, seed), 2 * H2);
         }
