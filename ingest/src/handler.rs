@@ -1,8 +1,9 @@
 //! The axum handler for `POST /api/v1/write`.
 //!
 //! Checks the headers before doing any work, takes the body (bounded by the router's
-//! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the ingest pool and, if
-//! the batch is not yet fsynced, waits for the fsync on tokio's blocking pool before answering.
+//! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the ingest pool; the
+//! answer comes back once the batch is fsynced (through the syncer thread if the fsync was not
+//! already done), so a 2xx always means the samples are durable.
 //! Every outcome goes through [`Error`]'s one `IntoResponse`. Logs one summary line per request:
 //! debug on success, info for partial rejections, warn for undecodable requests, error for server
 //! faults.
@@ -118,22 +119,26 @@ async fn handle(
     })?;
     let head = Arc::clone(&state.head);
     let limits = state.limits;
-    let (outcome, ticket) = state
-        .pool
-        .run(move || process(&head, limits, &body))
-        .await
-        .ok_or_else(|| Error::Internal {
-            reason: "remote-write task panicked".into(),
-        })??;
-    // Acknowledge (even a partial rejection) only once the stored samples are durable.
-    if let Some(t) = ticket.filter(|&t| !state.head.is_synced(t)) {
-        let head = Arc::clone(&state.head);
-        tokio::task::spawn_blocking(move || head.wait_synced(t))
-            .await
-            .map_err(|e| Error::Internal {
-                reason: format!("WAL fsync task failed: {e}"),
-            })??;
-    }
+    let syncer = state.syncer.clone();
+    let (answer, answered) = tokio::sync::oneshot::channel::<Result<Outcome>>();
+    // Acknowledge (even a partial rejection) only once the stored samples are durable: the pool
+    // thread answers at once only if there is nothing to wait for, else the syncer answers after
+    // the fsync. Either way the pool thread goes on to the next request.
+    state.pool.submit(move || match process(&head, limits, &body) {
+        Ok((outcome, Some(ticket))) => syncer.after_sync(
+            ticket,
+            Box::new(move |synced| {
+                let _ = answer.send(synced.map(|()| outcome).map_err(Error::from));
+            }),
+        ),
+        other => {
+            let _ = answer.send(other.map(|(outcome, _)| outcome));
+        }
+    });
+    // A dropped sender means the job panicked (the pool or the syncer caught it).
+    let outcome = answered.await.map_err(|_| Error::Internal {
+        reason: "remote-write task panicked".into(),
+    })??;
     state.metrics().decoded(&outcome);
     if outcome.report.is_empty() {
         Ok(outcome)

@@ -21,9 +21,10 @@
 //! - [`proto`]: prost structs, the reference definition of the messages (used to encode in tests/benches).
 //! - [`decode`]: pure — header checks, limits, snappy, the borrowing protobuf walk.
 //! - [`convert`]: walk → appender, gathering rejections into a [`Report`]. Blocking.
-//! - `handler`: the axum handler; runs [`convert`] on the ingest pool and waits for the fsync on
-//!   tokio's blocking pool.
+//! - `handler`: the axum handler; runs [`convert`] on the ingest pool, which hands the commit's fsync
+//!   wait to the syncer.
 //! - `pool`: the ingest pool, one thread per core.
+//! - `syncer`: the thread that answers requests once their WAL batch is fsynced.
 //! - [`error`]: [`Error`] and its single mapping to HTTP.
 //! - [`metrics`]: request counters for the server's `/metrics`.
 #![forbid(unsafe_code)]
@@ -37,6 +38,7 @@ mod handler;
 pub mod metrics;
 mod pool;
 pub mod proto;
+mod syncer;
 pub mod report;
 
 use std::sync::Arc;
@@ -82,13 +84,15 @@ pub struct IngestState {
     pub limits: Limits,
     metrics: Arc<IngestMetrics>,
     pool: Arc<pool::IngestPool>,
+    syncer: syncer::Syncer,
 }
 
 impl IngestState {
-    /// State with fresh counters and an ingest pool of one thread per core. Fails only if the OS
-    /// refuses to start a thread.
+    /// State with fresh counters, an ingest pool of one thread per core and a WAL syncer thread.
+    /// Fails only if the OS refuses to start a thread.
     pub fn new(head: Arc<tsdb::Head>, limits: Limits) -> std::io::Result<IngestState> {
         Ok(IngestState {
+            syncer: syncer::Syncer::start(Arc::clone(&head))?,
             head,
             limits,
             metrics: Arc::default(),

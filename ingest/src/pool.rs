@@ -6,8 +6,8 @@
 //! allocator keeps a heap per thread, so spreading that memory over many threads leaves many
 //! partly used pages: at 100k series, ingesting through a pool of two threads instead of tokio's
 //! (six to eight threads under `strata-bench load`) lowered peak RSS from ~215 to ~185 MiB at the
-//! same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the handler
-//! waits on the blocking pool), so a slow disk does not hold the pool's threads.
+//! same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the syncer
+//! thread waits), so a slow disk does not hold the pool's threads.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
@@ -46,16 +46,22 @@ impl IngestPool {
         IngestPool::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
     }
 
+    /// Queues `f` to run on a pool thread. If the pool is shut down, `f` is dropped unrun (anything
+    /// it owns, such as a reply sender, is dropped with it).
+    pub(crate) fn submit(&self, f: impl FnOnce() + Send + 'static) {
+        let _ = self.jobs.send(Box::new(f));
+    }
+
     /// Runs `f` on a pool thread and returns its output; `None` if `f` panicked.
+    #[cfg(test)]
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Option<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
+        self.submit(move || {
             let _ = tx.send(f());
         });
-        self.jobs.send(job).ok()?;
         rx.await.ok()
     }
 }

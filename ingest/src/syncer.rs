@@ -1,0 +1,102 @@
+//! The WAL syncer: one thread that waits for WAL fsyncs on behalf of write requests, so that a
+//! request is answered only once its samples are durable without a thread waiting per request.
+//!
+//! An ingest thread commits a request's batch without waiting for the fsync (it gets a
+//! [`tsdb::SyncTicket`]) and hands the ticket to the syncer together with what to do once the batch
+//! is durable (send the answer to the waiting handler). The syncer takes every ticket queued so far,
+//! waits for the fsync of the first — one group-commit fsync covers everything written before it, so
+//! the others are then already durable — and runs each continuation with its ticket's result.
+//!
+//! Why a thread of its own: waiting on tokio's blocking pool woke a blocking thread per request and
+//! the handler's worker twice; with Prometheus agents' 500-sample requests those thread switches
+//! were a large part of the server's CPU (docs/BENCHMARKS.md). The ingest threads themselves never
+//! wait for the disk.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What runs once a ticket's batch is durable (`Ok`) or can no longer become durable (`Err`).
+pub(crate) type Continuation = Box<dyn FnOnce(tsdb::Result<()>) + Send + 'static>;
+
+type Waiting = (tsdb::SyncTicket, Continuation);
+
+/// Handle to the syncer thread; it exits once every handle is dropped and its queue is drained.
+#[derive(Clone)]
+pub(crate) struct Syncer {
+    head: Arc<tsdb::Head>,
+    queue: Arc<Mutex<mpsc::Sender<Waiting>>>,
+}
+
+impl Syncer {
+    /// Starts the syncer thread for `head`. Fails only if the OS refuses a thread.
+    pub(crate) fn start(head: Arc<tsdb::Head>) -> std::io::Result<Syncer> {
+        let (tx, rx) = mpsc::channel::<Waiting>();
+        let thread_head = Arc::clone(&head);
+        std::thread::Builder::new()
+            .name("strata-wal-sync".into())
+            .spawn(move || run(&thread_head, &rx))?;
+        Ok(Syncer { head, queue: Arc::new(Mutex::new(tx)) })
+    }
+
+    /// Runs `then` once the batch of `ticket` is durable: at once on this thread if it already is,
+    /// else on the syncer thread after the fsync. `then` always runs exactly once (with an error if
+    /// the fsync fails); if the syncer thread is gone, this thread waits for the fsync itself.
+    pub(crate) fn after_sync(&self, ticket: tsdb::SyncTicket, then: Continuation) {
+        if self.head.is_synced(ticket) {
+            then(Ok(()));
+            return;
+        }
+        let sent = self.queue.lock().unwrap_or_else(PoisonError::into_inner).send((ticket, then));
+        if let Err(mpsc::SendError((ticket, then))) = sent {
+            then(self.head.wait_synced(ticket));
+        }
+    }
+}
+
+fn run(head: &tsdb::Head, rx: &mpsc::Receiver<Waiting>) {
+    let mut batch: Vec<Waiting> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        batch.extend(rx.try_iter());
+        for (ticket, then) in batch.drain(..) {
+            // The first wait fsyncs everything written so far, which includes every queued
+            // ticket's batch: the later waits return at once. A panic costs only that request its
+            // answer (its continuation is dropped: the handler answers 500); the thread stays.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| then(head.wait_synced(ticket))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    #[test]
+    fn every_continuation_runs_once_after_its_batch_is_durable() {
+        // Default options: a WAL that fsyncs before a batch is acknowledged.
+        let (_dir, head) = tsdb::testing::temp_head(tsdb::head::Options::default());
+        let syncer = Syncer::start(Arc::clone(&head)).unwrap();
+        let (done_tx, done_rx) = channel();
+        for i in 0..50i64 {
+            let mut app = head.appender();
+            app.append_pairs(&[("__name__", "m"), ("i", &i.to_string())], 1000, i as f64).unwrap();
+            let (_, ticket) = app.commit_unsynced().unwrap();
+            let ticket = ticket.expect("the default sync policy fsyncs before acknowledging");
+            let (head, done_tx) = (Arc::clone(&head), done_tx.clone());
+            syncer.after_sync(
+                ticket,
+                Box::new(move |r| {
+                    // Durable by the time the continuation runs.
+                    done_tx.send((i, r.is_ok() && head.is_synced(ticket))).unwrap();
+                }),
+            );
+        }
+        let mut seen: Vec<(i64, bool)> = (0..50).map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).map(|i| (i, true)).collect::<Vec<_>>());
+        assert!(done_rx.recv_timeout(Duration::from_millis(100)).is_err(), "a continuation ran twice");
+    }
+}
