@@ -120,20 +120,25 @@ async fn handle(
     let head = Arc::clone(&state.head);
     let limits = state.limits;
     let syncer = state.syncer.clone();
+    let in_flight = syncer.begin();
     let (answer, answered) = tokio::sync::oneshot::channel::<Result<Outcome>>();
     // Acknowledge (even a partial rejection) only once the stored samples are durable: the pool
     // thread answers at once only if there is nothing to wait for, else the syncer answers after
     // the fsync. Either way the pool thread goes on to the next request.
-    state.pool.submit(move || match process(&head, limits, &body) {
-        Ok((outcome, Some(ticket))) => syncer.after_sync(
-            ticket,
-            Box::new(move |synced| {
-                let _ = answer.send(synced.map(|()| outcome).map_err(Error::from));
-            }),
-        ),
-        other => {
-            let _ = answer.send(other.map(|(outcome, _)| outcome));
+    state.pool.submit(move || {
+        let processed = process(&head, limits, &body);
+        match processed {
+            Ok((outcome, Some(ticket))) => syncer.after_sync(
+                ticket,
+                Box::new(move |synced| {
+                    let _ = answer.send(synced.map(|()| outcome).map_err(Error::from));
+                }),
+            ),
+            other => {
+                let _ = answer.send(other.map(|(outcome, _)| outcome));
+            }
         }
+        drop(in_flight);
     });
     // A dropped sender means the job panicked (the pool or the syncer caught it).
     let outcome = answered.await.map_err(|_| Error::Internal {
