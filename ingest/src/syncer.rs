@@ -18,7 +18,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// How long the syncer holds an fsync back for requests that are being appended right now, so that
@@ -51,7 +51,9 @@ impl Syncer {
     /// Starts the syncer thread for `head`. Fails only if the OS refuses a thread.
     pub(crate) fn start(head: Arc<tsdb::Head>) -> std::io::Result<Syncer> {
         let (tx, rx) = mpsc::channel::<Waiting>();
-        let thread_head = Arc::clone(&head);
+        // The thread must not keep the head alive: the head's drop at shutdown removes its chunk
+        // files, and the thread may outlive the server's last handle by a moment.
+        let thread_head = Arc::downgrade(&head);
         let in_flight = Arc::new(AtomicUsize::new(0));
         let thread_in_flight = Arc::clone(&in_flight);
         std::thread::Builder::new()
@@ -81,7 +83,7 @@ impl Syncer {
     }
 }
 
-fn run(head: &tsdb::Head, rx: &mpsc::Receiver<Waiting>, in_flight: &AtomicUsize) {
+fn run(head: &Weak<tsdb::Head>, rx: &mpsc::Receiver<Waiting>, in_flight: &AtomicUsize) {
     let mut batch: Vec<Waiting> = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -99,7 +101,12 @@ fn run(head: &tsdb::Head, rx: &mpsc::Receiver<Waiting>, in_flight: &AtomicUsize)
                 Err(_) => break,
             }
         }
+        let live = head.upgrade();
         for (ticket, then) in batch.drain(..) {
+            let Some(head) = &live else {
+                then(Err(tsdb::Error::Closed));
+                continue;
+            };
             // The first wait fsyncs everything written so far, which includes every queued
             // ticket's batch: the later waits return at once. A panic costs only that request its
             // answer (its continuation is dropped: the handler answers 500); the thread stays.
@@ -138,6 +145,18 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..50).map(|i| (i, true)).collect::<Vec<_>>());
         assert!(done_rx.recv_timeout(Duration::from_millis(100)).is_err(), "a continuation ran twice");
+    }
+
+    #[test]
+    fn the_thread_does_not_keep_the_head_alive() {
+        // The head's drop removes its chunk files at shutdown; a reference held by the idle
+        // syncer thread would leave them on disk.
+        let (_dir, head) = tsdb::testing::temp_head(tsdb::head::Options::default());
+        let syncer = Syncer::start(Arc::clone(&head)).unwrap();
+        let weak = Arc::downgrade(&head);
+        drop(syncer);
+        drop(head);
+        assert!(weak.upgrade().is_none());
     }
 
     #[test]
