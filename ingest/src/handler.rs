@@ -127,6 +127,9 @@ async fn handle(
     // the fsync. Either way the pool thread goes on to the next request.
     state.pool.submit(move || {
         let processed = process(&head, limits, &body);
+        // The batch is written: the syncer need not hold an fsync back for this request any more
+        // (dropped before the ticket is queued, so the syncer never waits for its own ticket).
+        drop(in_flight);
         match processed {
             Ok((outcome, Some(ticket))) => syncer.after_sync(
                 ticket,
@@ -138,7 +141,6 @@ async fn handle(
                 let _ = answer.send(other.map(|(outcome, _)| outcome));
             }
         }
-        drop(in_flight);
     });
     // A dropped sender means the job panicked (the pool or the syncer caught it).
     let outcome = answered.await.map_err(|_| Error::Internal {

@@ -38,7 +38,8 @@ pub(crate) struct Syncer {
     in_flight: Arc<AtomicUsize>,
 }
 
-/// A request between [`Syncer::begin`] and its commit: the syncer may hold an fsync back for it.
+/// A request between [`Syncer::begin`] and the end of its commit (its batch written, its ticket not
+/// yet queued): the syncer may hold an fsync back for it.
 pub(crate) struct InFlight(Arc<AtomicUsize>);
 
 impl Drop for InFlight {
@@ -89,7 +90,8 @@ fn run(head: &Weak<tsdb::Head>, rx: &mpsc::Receiver<Waiting>, in_flight: &Atomic
         batch.push(first);
         batch.extend(rx.try_iter());
         // Requests still being appended will want an fsync very soon: wait a little for their
-        // tickets (each commit drops its guard right after queueing its ticket) and share one.
+        // tickets (a request drops its guard once its batch is written, just before it queues its
+        // ticket) and share one.
         let deadline = Instant::now() + GROUP_WAIT;
         while in_flight.load(Ordering::Acquire) > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
