@@ -6,8 +6,8 @@
 //! Rejected samples do not stop the request: every valid sample is committed, and the rejections come
 //! back in a [`Report`] for the 400 answer. A malformed payload rolls everything back.
 //!
-//! Blocking (a commit writes the WAL; [`append_request`] also waits for its fsync): never call it on
-//! the async runtime.
+//! Blocking (a commit writes the WAL; the caller then waits for its fsync): never call it on the
+//! async runtime.
 
 use std::fmt::Write as _;
 
@@ -45,21 +45,13 @@ impl From<RejectReason> for Reason {
     }
 }
 
-/// Appends every valid sample of a decompressed `WriteRequest` payload to `head` and commits.
+/// Appends every valid sample of a decompressed `WriteRequest` payload to `head` and commits,
+/// without waiting for the WAL fsync: the samples may be acknowledged once [`Head::wait_synced`]
+/// returns `Ok` for the ticket, if one is returned.
 ///
 /// `Err` means nothing was committed: [`crate::Error::Protobuf`] for a malformed payload (the sender's
 /// fault), [`crate::Error::Storage`] if the commit failed (a server fault). Series created before a
 /// malformed part was found stay in the head without samples, as they do in Prometheus after a rollback.
-pub fn append_request(head: &Head, payload: &[u8]) -> Result<Outcome> {
-    let (outcome, ticket) = append_request_unsynced(head, payload)?;
-    if let Some(t) = ticket {
-        head.wait_synced(t)?;
-    }
-    Ok(outcome)
-}
-
-/// [`append_request`] without waiting for the WAL fsync: the samples may be acknowledged once
-/// [`Head::wait_synced`] returns `Ok` for the ticket, if one is returned.
 pub fn append_request_unsynced(
     head: &Head,
     payload: &[u8],

@@ -18,7 +18,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How long the syncer holds an fsync back for requests that are being appended right now, so that
@@ -34,7 +34,7 @@ type Waiting = (tsdb::SyncTicket, Continuation);
 #[derive(Clone)]
 pub(crate) struct Syncer {
     head: Arc<tsdb::Head>,
-    queue: Arc<Mutex<mpsc::Sender<Waiting>>>,
+    queue: mpsc::Sender<Waiting>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -60,7 +60,7 @@ impl Syncer {
         std::thread::Builder::new()
             .name("strata-wal-sync".into())
             .spawn(move || run(&thread_head, &rx, &thread_in_flight))?;
-        Ok(Syncer { head, queue: Arc::new(Mutex::new(tx)), in_flight })
+        Ok(Syncer { head, queue: tx, in_flight })
     }
 
     /// Marks a request as being appended until the guard drops (after its commit).
@@ -77,8 +77,7 @@ impl Syncer {
             then(Ok(()));
             return;
         }
-        let sent = self.queue.lock().unwrap_or_else(PoisonError::into_inner).send((ticket, then));
-        if let Err(mpsc::SendError((ticket, then))) = sent {
+        if let Err(mpsc::SendError((ticket, then))) = self.queue.send((ticket, then)) {
             then(self.head.wait_synced(ticket));
         }
     }
