@@ -1,12 +1,17 @@
-//! Sealed in-order head chunks moved out of memory: appended to files in `<data>/strata_head_chunks/`
-//! and read back with positioned reads, so the head's memory holds only open chunks, labels and
-//! indexes. The files are a cache, not durable state: checkpoints and the WAL hold the data, the
-//! directory is emptied at startup, and a file is deleted when no chunk refers to it any more.
+//! Sealed head chunks moved out of memory: appended to files in `<data>/strata_head_chunks/` and read
+//! back with positioned reads, so the head's memory holds only open chunks, labels and indexes. The
+//! files are a cache, not durable state: checkpoints and the WAL hold the data, the directory is
+//! emptied at startup, and a file is deleted when no chunk refers to it any more.
+//!
+//! Writes go through a buffer of [`WRITE_BUFFER_BYTES`] (as Prometheus's chunk disk mapper does):
+//! one `pwrite` per few thousand chunks instead of one per chunk, and the most recently sealed
+//! chunks — the ones late samples and last-hour queries look up — are read from memory.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{io_error, Result};
 
@@ -14,12 +19,46 @@ use crate::error::{io_error, Result};
 pub const DIR_NAME: &str = "strata_head_chunks";
 /// A new file is started past this size.
 const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Chunk bytes gathered before they are written out (Prometheus's default write buffer size).
+pub const WRITE_BUFFER_BYTES: usize = 4 << 20;
 
 /// One chunk file; deleted from disk when the last reference goes away.
 #[derive(Debug)]
 pub struct ChunkFile {
     file: File,
     path: PathBuf,
+    /// Bytes before this offset are in the file. Only grows, and only after the write completed.
+    flushed: AtomicU64,
+    /// The bytes from `flushed` on, not yet written.
+    tail: Mutex<Tail>,
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    buf: Vec<u8>,
+    /// A write failed: the buffer is kept (its chunks are read from it) and never written.
+    failed: bool,
+}
+
+impl ChunkFile {
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the buffered bytes out. The caller holds `tail`.
+    fn flush_locked(&self, tail: &mut Tail) -> Result<()> {
+        if tail.failed || tail.buf.is_empty() {
+            return Ok(());
+        }
+        let at = self.flushed.load(Ordering::Acquire);
+        if let Err(e) = self.file.write_all_at(&tail.buf, at) {
+            tail.failed = true;
+            return Err(io_error("write head chunks", &self.path)(e));
+        }
+        self.flushed.store(at + tail.buf.len() as u64, Ordering::Release);
+        tail.buf.clear();
+        Ok(())
+    }
 }
 
 impl Drop for ChunkFile {
@@ -39,8 +78,24 @@ pub struct DiskChunk {
 }
 
 impl DiskChunk {
-    /// Reads the chunk's bytes.
+    /// Reads the chunk's bytes, from the write buffer if they are not written out yet.
     pub fn read(&self) -> Result<Arc<[u8]>> {
+        let end = self.offset + u64::from(self.len);
+        if end > self.file.flushed.load(Ordering::Acquire) {
+            let tail = self.file.tail();
+            // Checked again under the lock: a flush may have written the bytes out meanwhile.
+            let flushed = self.file.flushed.load(Ordering::Acquire);
+            if end > flushed {
+                let start = usize::try_from(self.offset.saturating_sub(flushed)).unwrap_or(usize::MAX);
+                return match tail.buf.get(start..start.saturating_add(self.len as usize)) {
+                    Some(b) if self.offset >= flushed => Ok(b.into()),
+                    _ => Err(crate::error::Error::Corruption {
+                        what: format!("head chunk file {}", self.file.path.display()),
+                        reason: format!("chunk at {}+{} is neither written nor buffered", self.offset, self.len),
+                    }),
+                };
+            }
+        }
         let mut buf = vec![0u8; self.len as usize];
         self.file.file.read_exact_at(&mut buf, self.offset).map_err(io_error("read head chunk", &self.file.path))?;
         Ok(buf.into())
@@ -98,6 +153,9 @@ impl HeadChunks {
         let file = match &cur.file {
             Some(f) if cur.size + u64::from(len) <= MAX_FILE_BYTES => Arc::clone(f),
             _ => {
+                if let Some(old) = &cur.file {
+                    old.flush_locked(&mut old.tail())?;
+                }
                 let path = self.dir.join(format!("{:06}", cur.next_index));
                 cur.next_index += 1;
                 let file = File::options()
@@ -106,13 +164,21 @@ impl HeadChunks {
                     .create_new(true)
                     .open(&path)
                     .map_err(io_error("create head chunk file", &path))?;
-                let f = Arc::new(ChunkFile { file, path });
+                let f = Arc::new(ChunkFile { file, path, flushed: AtomicU64::new(0), tail: Mutex::new(Tail::default()) });
                 cur.file = Some(Arc::clone(&f));
                 cur.size = 0;
                 f
             }
         };
-        file.file.write_all_at(bytes, cur.size).map_err(io_error("write head chunk", &file.path))?;
+        let mut tail = file.tail();
+        if tail.buf.len() + bytes.len() > WRITE_BUFFER_BYTES {
+            file.flush_locked(&mut tail)?;
+        }
+        if tail.buf.capacity() == 0 {
+            tail.buf.reserve_exact(WRITE_BUFFER_BYTES);
+        }
+        tail.buf.extend_from_slice(bytes);
+        drop(tail);
         let c = DiskChunk { file, offset: cur.size, len };
         cur.size += u64::from(len);
         Ok(c)
@@ -122,6 +188,34 @@ impl HeadChunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffered_chunks_read_the_same_before_and_after_they_are_written_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let hc = HeadChunks::open(dir.path()).unwrap();
+        let chunk = |i: usize| -> Vec<u8> { (0..100 + i % 200).map(|j| (i * 31 + j) as u8).collect() };
+        let mut written = Vec::new();
+        let mut i = 0;
+        // Enough chunks to fill the write buffer twice.
+        let mut total = 0;
+        while total < 2 * WRITE_BUFFER_BYTES + 1000 {
+            let c = chunk(i);
+            total += c.len();
+            let d = hc.write(&c).unwrap();
+            // Readable at once, from the buffer.
+            assert_eq!(&*d.read().unwrap(), &c[..]);
+            written.push(d);
+            i += 1;
+        }
+        let file = Arc::clone(&written[0].file);
+        let flushed = file.flushed.load(Ordering::Acquire);
+        assert!(flushed > WRITE_BUFFER_BYTES as u64 && flushed <= 2 * WRITE_BUFFER_BYTES as u64, "{flushed}");
+        assert!(!file.tail().buf.is_empty());
+        assert_eq!(std::fs::metadata(&file.path).unwrap().len(), flushed, "only whole buffers are written");
+        for (i, d) in written.iter().enumerate() {
+            assert_eq!(&*d.read().unwrap(), &chunk(i)[..], "chunk {i}");
+        }
+    }
 
     #[test]
     fn write_read_and_delete_when_unreferenced() {
