@@ -5,6 +5,9 @@ use super::chunk_file::HeadChunks;
 use super::series::SealedChunk;
 use crate::chunkenc::XorChunk;
 
+/// How many of the newest samples [`OooChunk::get`] and [`OooChunk::insert`] scan before searching.
+const TAIL_SCAN: usize = 4;
+
 /// Sorted, timestamp-unique samples.
 #[derive(Debug, Default)]
 pub struct OooChunk {
@@ -28,18 +31,52 @@ impl OooChunk {
             self.samples.push((t, v));
             return true;
         }
-        match self.samples.binary_search_by_key(&t, |s| s.0) {
-            Ok(_) => false,
-            Err(i) => {
-                self.samples.insert(i, (t, v));
-                true
+        // The insertion point, found from the end as in `get`.
+        let n = self.samples.len();
+        let mut at = None;
+        for i in (n.saturating_sub(TAIL_SCAN)..n).rev() {
+            match self.samples.get(i) {
+                Some(&(st, _)) if st == t => return false,
+                Some(&(st, _)) if st < t => {
+                    at = Some(i + 1);
+                    break;
+                }
+                _ => {}
             }
         }
+        let at = match at {
+            Some(i) => i,
+            None => match self.samples.get(..n.saturating_sub(TAIL_SCAN)).map(|older| older.binary_search_by_key(&t, |s| s.0)) {
+                Some(Ok(_)) => return false,
+                Some(Err(i)) => i,
+                None => 0,
+            },
+        };
+        self.samples.insert(at, (t, v));
+        true
     }
 
     /// The value at exactly `t`.
+    ///
+    /// Late samples mostly land at or near the end of the buffer, so the newest few are scanned
+    /// first: a binary search would start in the middle and fetch several cache lines one after
+    /// another, each a wait for main memory when the series is cold.
     pub fn get(&self, t: i64) -> Option<f64> {
-        self.samples.binary_search_by_key(&t, |s| s.0).ok().and_then(|i| self.samples.get(i)).map(|s| s.1)
+        for &(st, v) in self.samples.iter().rev().take(TAIL_SCAN) {
+            if st == t {
+                return Some(v);
+            }
+            if st < t {
+                return None;
+            }
+        }
+        let older = self.samples.get(..self.samples.len().saturating_sub(TAIL_SCAN))?;
+        older.binary_search_by_key(&t, |s| s.0).ok().and_then(|i| older.get(i)).map(|s| s.1)
+    }
+
+    /// Address of the newest sample, where lookups and inserts start: a prefetch hint (0 if empty).
+    pub fn tail_addr(&self) -> usize {
+        self.samples.last().map_or(0, |s| std::ptr::from_ref(s) as usize)
     }
 
     /// The samples, sorted.
@@ -80,6 +117,9 @@ mod tests {
                 let inserted = c.insert(t, v);
                 prop_assert_eq!(inserted, !model.contains_key(&t));
                 model.entry(t).or_insert(v);
+            }
+            for t in -51i64..51 {
+                prop_assert_eq!(c.get(t), model.get(&t).copied());
             }
             let want: Vec<(i64, f64)> = model.into_iter().collect();
             prop_assert_eq!(c.samples(), &want[..]);

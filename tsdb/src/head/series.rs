@@ -170,7 +170,18 @@ impl SeriesData {
                 _ => None,
             }
         };
+        // The out-of-order box and the open chunk's end are both read below: fetch them together
+        // rather than one after the other.
+        if let Some(o) = &self.ooo {
+            crate::prefetch::read(std::ptr::from_ref::<OooData>(o) as usize);
+        }
+        let end = self.append_addr();
+        crate::prefetch::read(end);
+        crate::prefetch::read(end.saturating_sub(64));
         let SeriesData { open, ooo, .. } = self;
+        if let Some(o) = ooo {
+            crate::prefetch::read(o.open.tail_addr());
+        }
         // In-order chunks do not overlap and the open one is the newest: a timestamp within its
         // range is in no sealed chunk, whose list is then not touched at all.
         let in_open = match open {
@@ -498,7 +509,19 @@ impl HashShard {
         loop {
             match self.slots.get(i)? {
                 None => return None,
-                Some((h, s)) if *h == hash && s.labels.packed() == packed => return Some(s),
+                Some((h, s)) if *h == hash => {
+                    // Almost surely the series: its sample state is read next, fetch it while the
+                    // labels are compared (all of their lines at once, not one after the other).
+                    s.prefetch();
+                    let stored = s.labels.packed();
+                    for line in stored.chunks(64).skip(1) {
+                        crate::prefetch::read(line.as_ptr() as usize);
+                    }
+                    if stored == packed {
+                        return Some(s);
+                    }
+                    i = (i + 1) & mask;
+                }
                 Some(_) => i = (i + 1) & mask,
             }
         }
