@@ -1,8 +1,8 @@
 //! Cache prefetch hints: the crate's second and last `unsafe`, fenced here.
 //!
-//! Applying a commit touches, per series, memory that was last read thousands of series ago (the series'
-//! lock and its open chunk's tail), so each touch would wait for main memory in turn. Hinting a few
-//! series ahead lets those waits overlap.
+//! Appending touches, per series, memory that was last read thousands of series ago (the series' lock,
+//! its labels, its open chunk's tail, a late sample's out-of-order buffer), so each touch would wait
+//! for main memory in turn. Hinting ahead of use lets those waits overlap.
 //!
 //! Invariant that makes [`read`] sound for any address: a prefetch is only a hint to the CPU. It never
 //! dereferences in the language's sense, never faults (an unmapped or stale address is ignored by the

@@ -106,6 +106,8 @@ impl DiskChunk {
 #[derive(Debug)]
 pub struct HeadChunks {
     dir: PathBuf,
+    /// A new file is started past this size ([`MAX_FILE_BYTES`]; smaller in tests).
+    max_file_bytes: u64,
     current: Mutex<Current>,
 }
 
@@ -126,7 +128,11 @@ impl HeadChunks {
             std::fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))?;
         }
         std::fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
-        Ok(HeadChunks { dir, current: Mutex::new(Current { file: None, size: 0, next_index: 1, failed: false }) })
+        Ok(HeadChunks {
+            dir,
+            max_file_bytes: MAX_FILE_BYTES,
+            current: Mutex::new(Current { file: None, size: 0, next_index: 1, failed: false }),
+        })
     }
 
     /// Appends `bytes`; None if writing failed (the caller keeps the chunk in memory).
@@ -151,10 +157,14 @@ impl HeadChunks {
             reason: format!("chunk of {} bytes", bytes.len()),
         })?;
         let file = match &cur.file {
-            Some(f) if cur.size + u64::from(len) <= MAX_FILE_BYTES => Arc::clone(f),
+            Some(f) if cur.size + u64::from(len) <= self.max_file_bytes => Arc::clone(f),
             _ => {
                 if let Some(old) = &cur.file {
-                    old.flush_locked(&mut old.tail())?;
+                    // The old file takes no more chunks: write out its buffer and free it (the
+                    // file lives on as long as chunks refer to it).
+                    let mut tail = old.tail();
+                    old.flush_locked(&mut tail)?;
+                    tail.buf = Vec::new();
                 }
                 let path = self.dir.join(format!("{:06}", cur.next_index));
                 cur.next_index += 1;
@@ -214,6 +224,32 @@ mod tests {
         assert_eq!(std::fs::metadata(&file.path).unwrap().len(), flushed, "only whole buffers are written");
         for (i, d) in written.iter().enumerate() {
             assert_eq!(&*d.read().unwrap(), &chunk(i)[..], "chunk {i}");
+        }
+    }
+
+    #[test]
+    fn a_full_file_is_written_out_and_its_buffer_freed_when_the_next_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hc = HeadChunks::open(dir.path()).unwrap();
+        hc.max_file_bytes = 10_000;
+        let written: Vec<(DiskChunk, Vec<u8>)> = (0..100usize)
+            .map(|i| {
+                let c: Vec<u8> = (0..150 + i).map(|j| (i * 7 + j) as u8).collect();
+                (hc.write(&c).unwrap(), c)
+            })
+            .collect();
+        let files: Vec<_> = written.iter().map(|(d, _)| Arc::as_ptr(&d.file)).collect();
+        let mut distinct = files.clone();
+        distinct.dedup();
+        assert!(distinct.len() > 1, "several files");
+        for (d, c) in &written {
+            assert_eq!(&*d.read().unwrap(), &c[..]);
+            let last = Arc::ptr_eq(&d.file, &written[written.len() - 1].0.file);
+            let tail = d.file.tail();
+            assert_eq!(tail.buf.capacity() == 0, !last, "only the current file keeps a buffer");
+            if !last {
+                assert_eq!(std::fs::metadata(&d.file.path).unwrap().len(), d.file.flushed.load(Ordering::Acquire));
+            }
         }
     }
 
