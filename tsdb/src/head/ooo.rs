@@ -5,7 +5,7 @@ use super::chunk_file::HeadChunks;
 use super::series::SealedChunk;
 use crate::chunkenc::XorChunk;
 
-/// How many of the newest samples [`OooChunk::get`] and [`OooChunk::insert`] scan before searching.
+/// How many of the newest samples a lookup or insert scans before a binary search of the rest.
 const TAIL_SCAN: usize = 4;
 
 /// Sorted, timestamp-unique samples.
@@ -27,51 +27,37 @@ impl OooChunk {
 
     /// Inserts a sample; returns false (and keeps the stored one) if the timestamp is already present.
     pub fn insert(&mut self, t: i64, v: f64) -> bool {
-        if self.samples.last().is_none_or(|&(lt, _)| t > lt) {
-            self.samples.push((t, v));
-            return true;
-        }
-        // The insertion point, found from the end as in `get`.
-        let n = self.samples.len();
-        let mut at = None;
-        for i in (n.saturating_sub(TAIL_SCAN)..n).rev() {
-            match self.samples.get(i) {
-                Some(&(st, _)) if st == t => return false,
-                Some(&(st, _)) if st < t => {
-                    at = Some(i + 1);
-                    break;
-                }
-                _ => {}
+        match self.search(t) {
+            Ok(_) => false,
+            Err(i) => {
+                self.samples.insert(i, (t, v));
+                true
             }
         }
-        let at = match at {
-            Some(i) => i,
-            None => match self.samples.get(..n.saturating_sub(TAIL_SCAN)).map(|older| older.binary_search_by_key(&t, |s| s.0)) {
-                Some(Ok(_)) => return false,
-                Some(Err(i)) => i,
-                None => 0,
-            },
-        };
-        self.samples.insert(at, (t, v));
-        true
     }
 
     /// The value at exactly `t`.
+    pub fn get(&self, t: i64) -> Option<f64> {
+        self.search(t).ok().and_then(|i| self.samples.get(i)).map(|s| s.1)
+    }
+
+    /// Where `t` is (`Ok`) or would be inserted (`Err`), as `binary_search` answers.
     ///
     /// Late samples mostly land at or near the end of the buffer, so the newest few are scanned
     /// first: a binary search would start in the middle and fetch several cache lines one after
     /// another, each a wait for main memory when the series is cold.
-    pub fn get(&self, t: i64) -> Option<f64> {
-        for &(st, v) in self.samples.iter().rev().take(TAIL_SCAN) {
+    fn search(&self, t: i64) -> Result<usize, usize> {
+        let n = self.samples.len();
+        let older = n.saturating_sub(TAIL_SCAN);
+        for (i, &(st, _)) in self.samples.iter().enumerate().rev().take(TAIL_SCAN) {
             if st == t {
-                return Some(v);
+                return Ok(i);
             }
             if st < t {
-                return None;
+                return Err(i + 1);
             }
         }
-        let older = self.samples.get(..self.samples.len().saturating_sub(TAIL_SCAN))?;
-        older.binary_search_by_key(&t, |s| s.0).ok().and_then(|i| older.get(i)).map(|s| s.1)
+        self.samples.get(..older).map_or(Err(0), |o| o.binary_search_by_key(&t, |s| s.0))
     }
 
     /// Address of the newest sample, where lookups and inserts start: a prefetch hint (0 if empty).
