@@ -86,6 +86,12 @@ impl Collector for StorageCollector {
             }
         }
         counter(&mut e, "strata_head_series_created", "Series created in the head.", load(&st.series_created))?;
+        counter(
+            &mut e,
+            "strata_head_series_removed",
+            "Series removed from the head after their samples went into blocks.",
+            load(&st.series_removed),
+        )?;
         gauge(&mut e, "strata_head_series", "Series in the head.", head.num_series() as f64)?;
         gauge(&mut e, "strata_head_chunks", "Chunks in the head (in-order and out-of-order).", head.num_chunks() as f64)?;
         gauge(&mut e, "strata_head_min_time_seconds", "Oldest sample in the head.", time_gauge(head.min_time()))?;

@@ -179,6 +179,55 @@ fn compaction_writes_blocks_promtool_and_prometheus_read() {
     }
 }
 
+/// A series that stops receiving samples leaves the head once its samples are in a block (memory
+/// stays bounded under churn), is still answered from the block, and comes back as a new series.
+#[test]
+fn series_that_stop_leave_the_head_once_in_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--storage.tsdb.compaction-interval=200ms"];
+    let mut srv = Server::start(&data, &args);
+    let minute = 60_000;
+    let gone: Vec<(i64, f64)> = (0..60).map(|i| (T0 + i * minute, i as f64)).collect();
+    let steady: Vec<(i64, f64)> = (0..300).map(|i| (T0 + i * minute, -(i as f64))).collect();
+    for (g, s) in [(&gone[..], &steady[..60]), (&[][..], &steady[60..])] {
+        let mut ts = vec![series("churn", &[("pod", "steady")], s)];
+        if !g.is_empty() {
+            ts.push(series("churn", &[("pod", "gone")], g));
+        }
+        let (code, body) = srv.write(&request(ts));
+        assert_eq!(code, 204, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while srv.metric("strata_head_series_removed_total") != Some(1.0) {
+        assert!(Instant::now() < deadline, "no series left the head\n{}", srv.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(srv.metric("strata_head_series"), Some(1.0));
+    let end = T0 + 300 * minute;
+    let answered = |srv: &Server| -> BTreeMap<String, usize> {
+        srv.raw_samples("churn", "1d", end).into_iter().map(|(m, v)| (m, v.len())).collect()
+    };
+    let want: BTreeMap<String, usize> =
+        [(r#"{"__name__":"churn","pod":"gone"}"#.to_string(), 60), (r#"{"__name__":"churn","pod":"steady"}"#.to_string(), 300)].into();
+    assert_eq!(answered(&srv), want, "the removed series is answered from its block");
+    let (_, values) = srv.get_json("/api/v1/label/pod/values", &[("start", &format_time(T0)), ("end", &format_time(end))]);
+    assert_eq!(values["data"], serde_json::json!(["gone", "steady"]));
+
+    // After a restart the head still holds only the steady series.
+    assert!(srv.sigterm().success());
+    let srv = Server::start(&data, &args);
+    assert_eq!(srv.metric("strata_head_series"), Some(1.0));
+    assert_eq!(answered(&srv), want);
+    // The same labels again: a new series in the head, one answer with both parts.
+    let (code, body) = srv.write(&request(vec![series("churn", &[("pod", "gone")], &[(end, 7.0)])]));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(srv.metric("strata_head_series"), Some(2.0));
+    let mut want = want;
+    want.insert(r#"{"__name__":"churn","pod":"gone"}"#.to_string(), 61);
+    assert_eq!(answered(&srv), want);
+}
+
 #[test]
 fn strata_reads_blocks_written_by_prometheus() {
     let Some(promtool) = promtool() else { return };

@@ -112,8 +112,8 @@ impl Head {
         Ok(snap)
     }
 
-    /// Drops from memory exactly what `snap` took (call after its block is durable), and recomputes
-    /// the head's min time.
+    /// Drops from memory exactly what `snap` took (call after its block is durable), removes the
+    /// series left without samples (see [`Head::gc_series`]), and recomputes the head's min time.
     pub fn truncate_snapshot(&self, snap: RangeSnapshot) {
         let cap = self.opts.ooo_cap_max;
         for t in &snap.taken {
@@ -125,6 +125,9 @@ impl Head {
                 drop_ooo(&mut data, &t.ooo_ts, cap);
             }
         }
+        // The snapshot's own references would keep every series it took from being collected.
+        drop(snap);
+        self.gc_series();
         self.recompute_min_time();
     }
 

@@ -12,6 +12,7 @@ pub mod append;
 pub mod checkpoint;
 pub mod chunk_file;
 pub mod compact;
+pub mod gc;
 pub mod ooo;
 pub mod placement;
 pub mod postings;
@@ -89,6 +90,8 @@ pub struct HeadStats {
     pub commit_conflicts: AtomicU64,
     /// Series created.
     pub series_created: AtomicU64,
+    /// Series removed after their samples went into blocks.
+    pub series_removed: AtomicU64,
 }
 
 /// What the blocks on disk tell the head when it opens.
@@ -177,6 +180,9 @@ impl Head {
         });
         if head.wal.is_some() {
             replay::replay(&head, &wal_dir, &hints.skips)?;
+            // Series whose samples all went into blocks before a crash that came ahead of the
+            // checkpoint are back from the WAL, empty: the checkpoint written next leaves them out.
+            head.gc_series();
         }
         Ok(head)
     }

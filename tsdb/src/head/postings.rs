@@ -43,6 +43,24 @@ impl MemPostings {
         g.all.add(sref);
     }
 
+    /// Removes a series added with these labels; label values and names left without series go too.
+    pub fn remove(&self, sref: u32, labels: &Labels) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        for (n, v) in labels.iter() {
+            let Some(values) = g.by_label.get_mut(n) else { continue };
+            if let Some(b) = values.get_mut(v) {
+                b.remove(sref);
+                if b.is_empty() {
+                    values.remove(v);
+                }
+            }
+            if values.is_empty() {
+                g.by_label.remove(n);
+            }
+        }
+        g.all.remove(sref);
+    }
+
     /// The series matching every matcher (Prometheus's `PostingsForMatchers`). An empty matcher list
     /// selects nothing; matchers that match the empty string also select series without the label.
     pub fn select(&self, matchers: &[Matcher]) -> Bitmap {
@@ -161,5 +179,14 @@ mod tests {
         assert_eq!(sel(vec![Matcher::new(MatchType::NotRegex, "job", "a|").unwrap()]), vec![2]);
         assert_eq!(p.label_values("job", None), vec!["a", "b"]);
         assert_eq!(p.label_names(None), vec!["__name__", "job"]);
+
+        p.remove(1, &l(&[("__name__", "up"), ("job", "a")]));
+        assert_eq!(sel(vec![Matcher::equal("__name__", "up")]), vec![2, 3]);
+        assert_eq!(sel(vec![Matcher::new(MatchType::Regex, "job", ".+").unwrap()]), vec![2]);
+        assert_eq!(p.label_values("job", None), vec!["b"]);
+        assert_eq!(p.cardinality(), (2, 2), "job=\"a\" is gone");
+        p.remove(2, &l(&[("__name__", "up"), ("job", "b")]));
+        assert_eq!(p.label_names(None), vec!["__name__"]);
+        assert_eq!(p.cardinality(), (1, 1));
     }
 }

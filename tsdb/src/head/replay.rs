@@ -169,6 +169,15 @@ impl Replay<'_> {
         Ok(())
     }
 
+    /// Counts a record naming a series the replay does not know, and keeps its reference from being
+    /// handed out again (references above 32 bits were never allocated and are ignored).
+    fn note_unknown_ref(&mut self, sref: u64) {
+        if sref <= u64::from(u32::MAX) {
+            self.max_ref = self.max_ref.max(sref);
+        }
+        self.unknown_refs += 1;
+    }
+
     fn skipped_at(&self, position: u32, t: i64) -> bool {
         self.skips.iter().any(|k| position < k.before_segment && t >= k.mint && t < k.maxt)
     }
@@ -183,7 +192,9 @@ impl Replay<'_> {
         while let Some(first) = samples.get(i) {
             let sref = first.sref;
             let Some(s) = self.lookup(sref).cloned() else {
-                self.unknown_refs += 1;
+                // A series removed from the head before the checkpoint (its samples are in blocks).
+                // Its reference must not be handed out again while a record still names it.
+                self.note_unknown_ref(sref);
                 i += 1;
                 continue;
             };
@@ -223,7 +234,7 @@ impl Replay<'_> {
     /// data, or part of the chunks is already in a block, the chunks' samples are applied instead.
     fn install_chunks(&mut self, c: &SeriesChunks<'_>, position: u32) -> Result<()> {
         let Some(s) = self.lookup(c.sref).cloned() else {
-            self.unknown_refs += 1;
+            self.note_unknown_ref(c.sref);
             return Ok(());
         };
         let all_chunks = || c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);

@@ -486,7 +486,8 @@ type Slot = Option<(u64, Arc<MemSeries>)>;
 /// Series by label hash: an open-addressing table whose slots hold the hash beside the series, so a
 /// lookup touches one cache line of the table (a `HashMap` keeps control bytes and entries apart: two).
 /// Linear probing, at most half full. Equal hashes of different label sets (collisions) simply occupy
-/// neighbouring slots, like any other probe. Series are never removed.
+/// neighbouring slots, like any other probe. Removal shifts the rest of the probe run back (no
+/// tombstones), so lookups stay as short as if the removed series had never been there.
 #[derive(Default)]
 struct HashShard {
     slots: Vec<Slot>,
@@ -497,6 +498,45 @@ impl HashShard {
     fn slot_of(&self, hash: u64) -> usize {
         // The low bits chose the shard; the high bits spread series over this shard's slots.
         ((hash >> 32) as usize) & (self.slots.len().wrapping_sub(1))
+    }
+
+    /// Index of the slot holding the series with these packed labels.
+    fn position(&self, hash: u64, packed: &[u8]) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(hash);
+        loop {
+            match self.slots.get(i)? {
+                None => return None,
+                Some((h, s)) if *h == hash && s.labels.packed() == packed => return Some(i),
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Empties slot `i` and moves later members of its probe run back into the gap (backward-shift
+    /// deletion), so every remaining series is still reachable from its home slot without a gap.
+    fn remove_at(&mut self, i: usize) -> Option<Arc<MemSeries>> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let removed = self.slots.get_mut(i)?.take().map(|(_, s)| s);
+        self.len -= usize::from(removed.is_some());
+        let mut gap = i;
+        let mut j = (i + 1) & mask;
+        while let Some(Some((h, _))) = self.slots.get(j) {
+            let home = self.slot_of(*h);
+            // The entry at j may fill the gap if its home is not cyclically within (gap, j].
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(gap) & mask) {
+                let moved = self.slots.get_mut(j).and_then(Option::take);
+                if let Some(slot) = self.slots.get_mut(gap) {
+                    *slot = moved;
+                }
+                gap = j;
+            }
+            j = (j + 1) & mask;
+        }
+        removed
     }
 
     /// The series whose packed labels are `packed` (compared bytewise in place).
@@ -635,6 +675,26 @@ impl StripeSeries {
         drop(shard);
         self.ref_shard(s.sref).write().unwrap_or_else(|e| e.into_inner()).insert(s.sref, Arc::clone(&s));
         (s, true)
+    }
+
+    /// Removes the series `r` (with these labels and label hash) if it holds no samples and nothing
+    /// but the two maps holds it, and returns it; otherwise leaves it in place.
+    ///
+    /// An appender gets a series only from the by-hash map, under its shard's lock, and keeps its own
+    /// reference until it has committed: while that shard's write lock is held, a reference count of
+    /// exactly two (the two maps) means no appender can still add samples to this series, and none can
+    /// find it afterwards. A reader that still holds it sees an empty series.
+    pub(crate) fn remove_if_unused(&self, hash: u64, r: SeriesRef, labels: &Labels) -> Option<Arc<MemSeries>> {
+        let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
+        let i = shard.position(hash, labels.packed())?;
+        let (_, s) = shard.slots.get(i)?.as_ref()?;
+        if s.sref != r || Arc::strong_count(s) != 2 || s.lock().time_range().is_some() {
+            return None;
+        }
+        let s = shard.remove_at(i)?;
+        drop(shard);
+        self.ref_shard(r).write().unwrap_or_else(|e| e.into_inner()).remove(&r);
+        Some(s)
     }
 
     /// Calls `f` on every series (shard by shard; series added meanwhile may or may not be seen).
@@ -793,6 +853,45 @@ mod tests {
         }
         assert!(shard.get(42, series(99).labels.packed()).is_none());
         assert!(shard.slots.len() >= 100);
+    }
+
+    proptest::proptest! {
+        /// Inserts and removals in any order, with few distinct hashes (long, overlapping probe runs,
+        /// wrapping around the table's end): the shard answers like a map.
+        #[test]
+        fn hash_shard_removal_keeps_every_other_series_reachable(
+            ops in proptest::collection::vec((proptest::bool::weighted(0.6), 0u64..40), 0..300),
+        ) {
+            let mut shard = HashShard::default();
+            let mut model = std::collections::BTreeSet::new();
+            let series = |i: u64| {
+                let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]).unwrap();
+                Arc::new(MemSeries::new(SeriesRef(i), l, false))
+            };
+            // Hashes whose slot bits (the high half) collide in groups and sit near the table's end.
+            let hash = |i: u64| ((u64::MAX - i % 7) << 32) | i;
+            for (insert, i) in ops {
+                let s = series(i);
+                let at = shard.position(hash(i), s.labels.packed());
+                proptest::prop_assert_eq!(at.is_some(), model.contains(&i));
+                match (insert, at) {
+                    (true, None) => {
+                        shard.insert(hash(i), s);
+                        model.insert(i);
+                    }
+                    (false, Some(at)) => {
+                        proptest::prop_assert_eq!(shard.remove_at(at).map(|r| r.sref), Some(SeriesRef(i)));
+                        model.remove(&i);
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(shard.len, model.len());
+                for j in 0..40 {
+                    let found = shard.get(hash(j), series(j).labels.packed()).map(|f| f.sref);
+                    proptest::prop_assert_eq!(found, model.contains(&j).then_some(SeriesRef(j)));
+                }
+            }
+        }
     }
 
     #[test]

@@ -294,3 +294,83 @@ fn lazy_selection_sorted_and_unordered_agree_with_select() {
     unordered.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(unordered, selected);
 }
+
+#[test]
+fn series_left_without_samples_are_removed_unless_an_appender_holds_them() {
+    const H2: i64 = 2 * 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = wal_options(0);
+    let head = Head::open(dir.path(), opts.clone()).unwrap();
+    let gone = [("__name__", "m"), ("pod", "a")];
+    let held = [("__name__", "m"), ("pod", "b")];
+    let stays = [("__name__", "m"), ("pod", "c")];
+    let mut app = head.appender();
+    for i in 0..60 {
+        app.append_pairs(&gone, i * MIN, 1.0).unwrap();
+        app.append_pairs(&held, i * MIN, 2.0).unwrap();
+    }
+    for i in 0..200 {
+        app.append_pairs(&stays, i * MIN, 3.0).unwrap();
+    }
+    app.commit().unwrap();
+    let old_ref = head.series_maps().get_by_packed(crate::labels::Labels::from_pairs(&gone).unwrap().stable_hash(), crate::labels::Labels::from_pairs(&gone).unwrap().packed()).unwrap().sref;
+    // An appender that found `held` before the truncation commits to it after.
+    let mut late = head.appender();
+    let h = late.series(&mut held.to_vec()).unwrap();
+
+    let snap = head.snapshot_range(0, H2).unwrap();
+    head.truncate_snapshot(snap);
+    assert_eq!(head.num_series(), 2, "`gone` removed, `held` kept");
+    assert_eq!(head.stats().series_removed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let q = head.querier(i64::MIN, i64::MAX);
+    assert_eq!(q.label_values("pod", &[]), vec!["b", "c"]);
+
+    late.append(h, 190 * MIN, 4.0).unwrap();
+    late.commit().unwrap();
+    let samples_of = |head: &std::sync::Arc<Head>, pod: &str| -> Vec<(i64, f64)> {
+        let q = head.querier(i64::MIN, i64::MAX);
+        let s = q.select(&[Matcher::equal("pod", pod)]);
+        s.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
+    };
+    assert_eq!(samples_of(&head, "b"), vec![(190 * MIN, 4.0)]);
+    // The same labels again: a new series with a new reference.
+    let mut app = head.appender();
+    app.append_pairs(&gone, 195 * MIN, 5.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(head.num_series(), 3);
+    assert_eq!(samples_of(&head, "a"), vec![(195 * MIN, 5.0)]);
+
+    // Checkpoint (without the removed series) and restart: the same content.
+    let cut = head.wal().unwrap().cut_segment().unwrap().0;
+    head.checkpoint(cut).unwrap();
+    drop(head);
+    let head = Head::open_with(dir.path(), opts, super::OpenHints { skips: vec![], min_valid_floor: H2 }).unwrap();
+    assert_eq!(head.num_series(), 3);
+    assert_eq!(samples_of(&head, "a"), vec![(195 * MIN, 5.0)]);
+    assert_eq!(samples_of(&head, "b"), vec![(190 * MIN, 4.0)]);
+    assert_eq!(samples_of(&head, "c").len(), 200 - 120);
+    let new_ref = head.series_maps().get_by_packed(crate::labels::Labels::from_pairs(&gone).unwrap().stable_hash(), crate::labels::Labels::from_pairs(&gone).unwrap().packed()).unwrap().sref;
+    assert!(new_ref > old_ref);
+}
+
+#[test]
+fn a_reference_still_named_in_the_wal_is_not_reused_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = wal_options(0);
+    {
+        // Samples of a series whose record is gone (removed before a checkpoint left it out).
+        let (wal, _) = wal::Wal::open(&dir.path().join("wal"), wal::Options::default()).unwrap();
+        let mut rec = crate::record::SamplesRecord::with_capacity(1);
+        rec.push(crate::record::RefSample { sref: 50, t: MIN, v: 1.0 });
+        wal.log(&[rec.as_bytes()], || ()).unwrap();
+        wal.close().unwrap();
+    }
+    let head = Head::open(dir.path(), opts).unwrap();
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "m")], 2 * MIN, 1.0).unwrap();
+    app.commit().unwrap();
+    let q = head.querier(i64::MIN, i64::MAX);
+    let refs = head.postings().select(&[Matcher::equal("__name__", "m")]);
+    assert_eq!(refs.iter().collect::<Vec<u32>>(), vec![51]);
+    assert_eq!(q.select(&[Matcher::equal("__name__", "m")]).len(), 1);
+}
