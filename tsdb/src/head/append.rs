@@ -48,6 +48,9 @@ pub struct Appender<'h> {
     /// Per handle: where its open chunk's next append lands, seen under the lock in `append`. Only a
     /// prefetch hint for the commit (the chunk may have moved by then).
     append_addrs: Vec<usize>,
+    /// Per handle: how many of its samples are queued. A late sample of a series with none queued
+    /// cannot meet a queued one, so the index below is not needed for it.
+    queued: Vec<u32>,
     pending: Vec<(SeriesHandle, i64, f64)>,
     /// Queued values by (handle, t); built only once a queued sample is out of order within this
     /// transaction, so in-order requests never pay for it.
@@ -71,6 +74,7 @@ impl<'h> Appender<'h> {
             pending_tails: Vec::new(),
             checked_versions: Vec::new(),
             append_addrs: Vec::new(),
+            queued: Vec::new(),
             pending: Vec::new(),
             pending_index: None,
             packed: Vec::new(),
@@ -186,6 +190,7 @@ impl<'h> Appender<'h> {
         self.pending_tails.push(None);
         self.checked_versions.push(None);
         self.append_addrs.push(0);
+        self.queued.push(0);
         SeriesHandle(self.series.len() - 1)
     }
 
@@ -241,6 +246,9 @@ impl<'h> Appender<'h> {
                 if let Some(index) = &mut self.pending_index {
                     index.insert((h.0, t), v);
                 }
+                if let Some(n) = self.queued.get_mut(h.0) {
+                    *n += 1;
+                }
                 self.pending.push((h, t, v));
                 Ok(())
             }
@@ -260,8 +268,12 @@ impl<'h> Appender<'h> {
     }
 
     /// A value this transaction already queued for the series at `t`. Builds the index of queued
-    /// samples on first use (the first out-of-order sample of the transaction).
+    /// samples on first use (the first out-of-order sample of the transaction whose series already
+    /// has queued samples).
     fn queued_value(&mut self, h: SeriesHandle, t: i64) -> Option<f64> {
+        if self.queued.get(h.0).is_none_or(|&n| n == 0) {
+            return None;
+        }
         let pending = &self.pending;
         let index = self.pending_index.get_or_insert_with(|| pending.iter().map(|&(ph, pt, pv)| ((ph.0, pt), pv)).collect());
         index.get(&(h.0, t)).copied()
