@@ -282,8 +282,8 @@ impl Db {
                 ulid = %meta.ulid,
                 mint,
                 maxt,
-                series = snap.num_series(),
-                samples = snap.num_samples,
+                series = meta.stats.num_series,
+                samples = meta.stats.num_samples,
                 out_of_order_range = overlaps_existing,
                 duration_secs = started.elapsed().as_secs_f64(),
                 "head compacted into a block"

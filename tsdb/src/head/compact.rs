@@ -23,6 +23,15 @@ use crate::querier::{ChunkData, ChunkMeta};
 const SAMPLES_PER_MERGED_CHUNK: usize = 120;
 
 /// What the head held in `[mint, maxt)` at one WAL position.
+///
+/// The snapshot records only *which* data it took: per series, whether its in-order chunks in the
+/// range were taken and the timestamps of the out-of-order samples taken. The samples themselves are
+/// read from the series one at a time while the block is written ([`RangeSnapshot::series_chunks`]),
+/// so a compaction holds one series' samples at a time, not the whole range (with out-of-order data,
+/// which must be merged sample by sample, that was ~16 bytes per sample of the range). Reading later
+/// reads the same samples: from the snapshot on, in-order appends below `maxt` are refused or go out
+/// of order, so the in-order chunks in the range are frozen; out-of-order samples that arrive later
+/// are told apart by their timestamps (a stored sample's value never changes, the first one wins).
 pub struct RangeSnapshot {
     /// Range start (inclusive).
     pub mint: i64,
@@ -30,43 +39,20 @@ pub struct RangeSnapshot {
     pub maxt: i64,
     /// Index of the WAL segment cut for this snapshot (None without a WAL).
     pub wal_cut: Option<u32>,
-    /// Series with data in the range, sorted by labels, with non-overlapping chunks. Chunks moved to
-    /// head chunk files are read only when [`RangeSnapshot::series_chunks`] reaches their series, so a
-    /// snapshot costs little memory however much it covers.
-    series: Vec<(Labels, Vec<SnapChunk>)>,
-    /// Samples in the snapshot.
-    pub num_samples: u64,
+    /// Series with data in the range, sorted by labels.
     taken: Vec<Taken>,
-}
-
-/// A chunk of a snapshot: ready, or a sealed head chunk still to be read.
-enum SnapChunk {
-    Ready(ChunkMeta),
-    Sealed(SealedChunk),
-}
-
-impl SnapChunk {
-    fn resolve(&self) -> Result<ChunkMeta> {
-        match self {
-            SnapChunk::Ready(c) => Ok(c.clone()),
-            SnapChunk::Sealed(c) => Ok(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(c.bytes()?) }),
-        }
-    }
 }
 
 impl RangeSnapshot {
     /// Number of series in the snapshot.
     pub fn num_series(&self) -> usize {
-        self.series.len()
+        self.taken.len()
     }
 
-    /// The series in label order with their chunks, reading chunks from head chunk files one series at
-    /// a time.
+    /// The series in label order with their chunks in the range (sorted, not overlapping), read from
+    /// the series (and the head chunk files) one series at a time.
     pub fn series_chunks(&self) -> impl Iterator<Item = Result<(Labels, Vec<ChunkMeta>)>> + '_ {
-        self.series.iter().map(|(labels, chunks)| {
-            let chunks = chunks.iter().map(SnapChunk::resolve).collect::<Result<Vec<_>>>()?;
-            Ok((labels.clone(), chunks))
-        })
+        self.taken.iter().map(|t| Ok((t.series.labels.clone(), t.chunks(self.mint, self.maxt)?)))
     }
 }
 
@@ -74,8 +60,78 @@ struct Taken {
     series: Arc<MemSeries>,
     /// Whether in-order chunks in the range were taken.
     in_order: bool,
-    /// Out-of-order timestamps taken.
+    /// Out-of-order timestamps taken, sorted.
     ooo_ts: Vec<i64>,
+}
+
+/// A series' data in the range, copied out under its lock (chunk handles and small buffers only).
+struct Copied {
+    sealed: Vec<SealedChunk>,
+    /// The open in-order chunk, if in the range: min time, max time, bytes.
+    open: Option<(i64, i64, Arc<[u8]>)>,
+    ooo_sealed: Vec<SealedChunk>,
+    ooo_open: Vec<(i64, f64)>,
+}
+
+impl Taken {
+    /// The taken data of the series as chunks: in-order chunks as they are when nothing else was
+    /// taken, else in-order and out-of-order samples merged into fresh non-overlapping chunks.
+    fn chunks(&self, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
+        let c = self.copy(mint, maxt);
+        // A chunk that straddles the range (only possible if the chunk range differs from the block
+        // range) is re-encoded from its in-range samples like out-of-order data.
+        let straddles = c.sealed.iter().map(|s| (s.min_t, s.max_t)).chain(c.open.as_ref().map(|o| (o.0, o.1))).any(|(lo, hi)| lo < mint || hi >= maxt);
+        if self.ooo_ts.is_empty() && !straddles {
+            let mut chunks = Vec::with_capacity(c.sealed.len() + 1);
+            for s in &c.sealed {
+                chunks.push(ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?) });
+            }
+            chunks.extend(c.open.map(|(min_t, max_t, bytes)| ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes) }));
+            return Ok(chunks);
+        }
+        let in_range = |&(t, _): &(i64, f64)| t >= mint && t < maxt;
+        let mut all: Vec<(i64, f64)> = Vec::new();
+        for s in &c.sealed {
+            all.extend(XorIter::new(&s.bytes()?).filter(in_range));
+        }
+        if let Some((_, _, bytes)) = &c.open {
+            all.extend(XorIter::new(bytes).filter(in_range));
+        }
+        let taken = |&(t, _): &(i64, f64)| self.ooo_ts.binary_search(&t).is_ok();
+        for s in &c.ooo_sealed {
+            all.extend(XorIter::new(&s.bytes()?).filter(in_range).filter(taken));
+        }
+        all.extend(c.ooo_open.iter().copied().filter(taken));
+        // Stable: in-order samples come first and win at equal timestamps.
+        all.sort_by_key(|s| s.0);
+        all.dedup_by_key(|s| s.0);
+        Ok(all
+            .chunks(SAMPLES_PER_MERGED_CHUNK)
+            .filter_map(|part| {
+                let (first, last) = (part.first()?, part.last()?);
+                Some(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) })
+            })
+            .collect())
+    }
+
+    /// Copies what may be taken out of the series under its lock; chunk files are read after.
+    fn copy(&self, mint: i64, maxt: i64) -> Copied {
+        let d = self.series.lock();
+        let mut c = Copied { sealed: Vec::new(), open: None, ooo_sealed: Vec::new(), ooo_open: Vec::new() };
+        if self.in_order {
+            c.sealed = d.sealed.iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
+            c.open = d
+                .open
+                .as_ref()
+                .filter(|o| in_range(o.min_t(), o.max_t, mint, maxt))
+                .map(|o| (o.min_t(), o.max_t, o.chunk.bytes().into()));
+        }
+        if let (false, Some(o)) = (self.ooo_ts.is_empty(), &d.ooo) {
+            c.ooo_sealed = o.sealed.iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
+            c.ooo_open = o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt).collect();
+        }
+        c
+    }
 }
 
 impl Head {
@@ -84,32 +140,26 @@ impl Head {
     pub fn snapshot_range(&self, mint: i64, maxt: i64) -> Result<RangeSnapshot> {
         let take = |cut: Option<u32>| {
             self.raise_min_valid_floor(maxt);
-            let mut entries = Vec::new();
+            let mut taken = Vec::new();
             let mut failed = None;
             self.series_maps().for_each(|s| {
                 let data = s.lock();
-                match snapshot_series(s, &data, mint, maxt) {
-                    Ok(e) => entries.extend(e),
+                match taken_from(s, &data, mint, maxt) {
+                    Ok(t) => taken.extend(t),
                     Err(e) => failed = Some(e),
                 }
             });
-            (cut, entries, failed)
+            (cut, taken, failed)
         };
-        let (wal_cut, mut entries, failed) = match self.wal() {
+        let (wal_cut, mut taken, failed) = match self.wal() {
             Some(wal) => wal.cut_segment_with(|seg| take(Some(seg.0)))?.1,
             None => take(None),
         };
         if let Some(e) = failed {
             return Err(e);
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut snap = RangeSnapshot { mint, maxt, wal_cut, series: Vec::new(), num_samples: 0, taken: Vec::new() };
-        for (labels, chunks, taken, n) in entries {
-            snap.series.push((labels, chunks));
-            snap.taken.push(taken);
-            snap.num_samples += n;
-        }
-        Ok(snap)
+        taken.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
+        Ok(RangeSnapshot { mint, maxt, wal_cut, taken })
     }
 
     /// Drops from memory exactly what `snap` took (call after its block is durable), removes the
@@ -147,61 +197,26 @@ fn in_range(c_min: i64, c_max: i64, mint: i64, maxt: i64) -> bool {
     c_min < maxt && c_max >= mint
 }
 
-/// One series' part of a snapshot: its labels, chunks, what was taken, and the sample count.
-type SeriesSnapshot = (Labels, Vec<SnapChunk>, Taken, u64);
-
-fn snapshot_series(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Result<Option<SeriesSnapshot>> {
+/// What a snapshot takes of one series: whether it has in-order chunks in the range, and the
+/// timestamps of its out-of-order samples in the range (None if it has no data there).
+fn taken_from(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Result<Option<Taken>> {
     // In-order chunks never cross a chunk-range boundary, so each is wholly inside or outside.
-    let sealed: Vec<&SealedChunk> = d.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)).collect();
-    let open = d.open.as_ref().filter(|c| in_range(c.min_t(), c.max_t, mint, maxt));
-    let mut ooo: Vec<(i64, f64)> = Vec::new();
+    let in_order = d.sealed.iter().any(|c| in_range(c.min_t, c.max_t, mint, maxt))
+        || d.open.as_ref().is_some_and(|c| in_range(c.min_t(), c.max_t, mint, maxt));
+    let mut ooo_ts: Vec<i64> = Vec::new();
     if let Some(o) = &d.ooo {
         for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
-            ooo.extend(XorIter::new(&c.bytes()?).filter(|&(t, _)| t >= mint && t < maxt));
+            ooo_ts.extend(XorIter::new(&c.bytes()?).map(|(t, _)| t).filter(|&t| t >= mint && t < maxt));
         }
-        ooo.extend(o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt));
+        ooo_ts.extend(o.open.samples().iter().map(|&(t, _)| t).filter(|&t| t >= mint && t < maxt));
     }
-    let has_in_order = !sealed.is_empty() || open.is_some();
-    if !has_in_order && ooo.is_empty() {
+    if !in_order && ooo_ts.is_empty() {
         return Ok(None);
     }
-    let taken = Taken { series: Arc::clone(s), in_order: has_in_order, ooo_ts: ooo.iter().map(|s| s.0).collect() };
-    // A chunk that straddles the range (only possible if the chunk range differs from the block
-    // range) is re-encoded from its in-range samples like out-of-order data.
-    let straddles = sealed.iter().map(|c| (c.min_t, c.max_t)).chain(open.map(|c| (c.min_t(), c.max_t))).any(|(lo, hi)| lo < mint || hi >= maxt);
-    if ooo.is_empty() && !straddles {
-        let mut n = u64::from(open.map_or(0, |c| c.chunk.num_samples()));
-        let mut chunks: Vec<SnapChunk> = Vec::with_capacity(sealed.len() + 1);
-        for c in sealed {
-            n += u64::from(c.num_samples());
-            chunks.push(SnapChunk::Sealed(c.clone()));
-        }
-        chunks.extend(open.map(|c| {
-            SnapChunk::Ready(ChunkMeta { min_t: c.min_t(), max_t: c.max_t, data: ChunkData::Xor(c.chunk.bytes().into()) })
-        }));
-        return Ok(Some((s.labels.clone(), chunks, taken, n)));
-    }
-    // Merge in-order and out-of-order samples into fresh, non-overlapping chunks.
-    let mut all: Vec<(i64, f64)> = Vec::new();
-    for c in sealed {
-        all.extend(XorIter::new(&c.bytes()?).filter(|&(t, _)| t >= mint && t < maxt));
-    }
-    if let Some(c) = open {
-        all.extend(XorIter::new(c.chunk.bytes()).filter(|&(t, _)| t >= mint && t < maxt));
-    }
-    all.extend(ooo);
-    // Stable: in-order samples come first and win at equal timestamps.
-    all.sort_by_key(|s| s.0);
-    all.dedup_by_key(|s| s.0);
-    let n = all.len() as u64;
-    let chunks = all
-        .chunks(SAMPLES_PER_MERGED_CHUNK)
-        .filter_map(|part| {
-            let (first, last) = (part.first()?, part.last()?);
-            Some(SnapChunk::Ready(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) }))
-        })
-        .collect();
-    Ok(Some((s.labels.clone(), chunks, taken, n)))
+    ooo_ts.sort_unstable();
+    ooo_ts.dedup();
+    ooo_ts.shrink_to_fit();
+    Ok(Some(Taken { series: Arc::clone(s), in_order, ooo_ts }))
 }
 
 fn drop_in_order(d: &mut SeriesData, mint: i64, maxt: i64) {

@@ -208,6 +208,11 @@ fn snapshot_truncate_and_checkpoint_keep_everything_once() {
     let snap = head.snapshot_range(0, H2).unwrap();
     let cut = snap.wal_cut.unwrap();
     assert_eq!(snap.num_series(), 1);
+    // A late sample for the snapshotted range after the snapshot is not in it (the snapshot's samples
+    // are read from the series only now, as a compaction reads them while writing the block).
+    let mut app = head.appender();
+    app.append_pairs(&[("__name__", "c"), ("job", "j")], 45_000, 7.0).unwrap();
+    app.commit().unwrap();
     let series: Vec<_> = snap.series_chunks().collect::<crate::Result<_>>().unwrap();
     let in_block: BTreeMap<i64, f64> = {
         let s = crate::querier::Series { labels: series[0].0.clone(), chunks: series[0].1.clone(), ooo_chunks: vec![] };
@@ -216,10 +221,7 @@ fn snapshot_truncate_and_checkpoint_keep_everything_once() {
     assert_eq!(in_block, all.range(0..H2).map(|(&t, &v)| (t, v)).collect());
     assert!(series[0].1.windows(2).all(|w| w[0].max_t < w[1].min_t), "chunks must not overlap");
 
-    // A late sample for the snapshotted range after the snapshot stays in the head.
-    let mut app = head.appender();
-    app.append_pairs(&[("__name__", "c"), ("job", "j")], 45_000, 7.0).unwrap();
-    app.commit().unwrap();
+    // ... and stays in the head.
     head.truncate_snapshot(snap);
     let remaining: BTreeMap<i64, f64> = read_all(&head, "c").into_iter().collect();
     let mut want_remaining: BTreeMap<i64, f64> = all.range(H2..).map(|(&t, &v)| (t, v)).collect();
