@@ -60,17 +60,20 @@ pub fn append_request_unsynced(
     let mut labels = Vec::new();
     let mut report = Report::default();
     let mut accepted = 0u64;
-    // Each series is looked up one step late: its labels are packed and hashed and its series-map
-    // slot requested from memory while the previous series is looked up and appended. The two
-    // staging slots are used in turn rather than moved (moving them costs a memcpy per series).
-    let mut staged: [Staged<'_>; 2] = Default::default();
-    let mut fill_first = true;
+    // Each series is looked up two steps late, its memory fetched meanwhile: when it is decoded its
+    // labels are packed and hashed and its series-map slot requested; one series later the slot is
+    // read and the series' labels and state requested; one more series later it is looked up and its
+    // samples appended. The staging slots are used in turn rather than moved (moving them costs a
+    // memcpy per series).
+    let mut staged: [Staged<'_>; 3] = Default::default();
+    let mut next = 0usize;
     let walked = decode::walk(payload, &mut labels, |pairs, series| {
-        let [first, second] = &mut staged;
-        let (fill, waiting) = if fill_first {
-            (first, second)
-        } else {
-            (second, first)
+        let [a, b, c] = &mut staged;
+        // `fill` held the series three back, already appended.
+        let (fill, probe, waiting) = match next {
+            0 => (a, c, b),
+            1 => (b, a, c),
+            _ => (c, b, a),
         };
         if series.num_samples > 0 {
             app.prepare_series(pairs, &mut fill.prepared);
@@ -78,16 +81,21 @@ pub fn append_request_unsynced(
         // Keep the pairs; the walk refills the (cleared) vector it gets back.
         std::mem::swap(pairs, &mut fill.pairs);
         fill.view = Some(*series);
+        if probe.view.is_some_and(|v| v.num_samples > 0) {
+            app.probe_series(&probe.prepared);
+        }
         accepted += waiting.append(&mut app, &mut report);
-        fill_first = !fill_first;
+        next = (next + 1) % 3;
     });
     if walked.is_ok() {
-        // The last series, in the slot filled last.
-        let last = if fill_first {
-            &mut staged[1]
-        } else {
-            &mut staged[0]
+        // The last two series, oldest first: the one before the slot filled last, then that one.
+        let [a, b, c] = &mut staged;
+        let (older, last) = match next {
+            0 => (b, c),
+            1 => (c, a),
+            _ => (a, b),
         };
+        accepted += older.append(&mut app, &mut report);
         accepted += last.append(&mut app, &mut report);
     }
     let summary = match walked {

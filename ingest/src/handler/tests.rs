@@ -398,7 +398,7 @@ async fn storage_failure_is_5xx() {
 
 #[tokio::test]
 async fn every_series_of_a_request_is_stored_in_order_around_empty_ones() {
-    // Series are looked up one step behind the decoder: the first, the last, repeats and series
+    // Series are looked up two steps behind the decoder: the first, the last, repeats and series
     // without samples in between must all come out as sent.
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
@@ -424,4 +424,29 @@ async fn every_series_of_a_request_is_stored_in_order_around_empty_ones() {
     assert_eq!(samples(&head, "b"), vec![(t0, 3.0), (t0 + 5, 4.0)]);
     assert_eq!(samples(&head, "c"), vec![(t0, 6.0)]);
     assert!(samples(&head, "empty").is_empty());
+}
+
+#[tokio::test]
+async fn requests_of_any_number_of_series_store_every_one() {
+    // The lookup pipeline holds up to three series: requests shorter and longer than it, ending at
+    // each position of its ring, must flush every series.
+    let (_dir, head) = head();
+    let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
+    let t0 = 10_000_000;
+    for n in 1..=8usize {
+        let names: Vec<String> = (0..n).map(|i| format!("s{n}_{i}")).collect();
+        let req = WriteRequest {
+            timeseries: names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| series(&[("__name__", name)], &[(t0, i as f64)]))
+                .collect(),
+            metadata: vec![],
+        };
+        let (status, text) = send(&state, &req).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{n} series: {text}");
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(samples(&head, name), vec![(t0, i as f64)], "{name}");
+        }
+    }
 }

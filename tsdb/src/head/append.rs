@@ -112,6 +112,13 @@ impl<'h> Appender<'h> {
         self.head.series_maps().prefetch(out.hash);
     }
 
+    /// The second step ahead of a lookup, after [`Appender::prepare_series`] and before
+    /// [`Appender::series_prepared`]: hints the CPU to fetch the labels the lookup compares and the
+    /// series state it reads, found through the slot the first step fetched.
+    pub fn probe_series(&self, prepared: &PreparedSeries) {
+        self.head.series_maps().probe(prepared.hash);
+    }
+
     /// [`Appender::series_bytes`] for pairs already passed to [`Appender::prepare_series`].
     pub fn series_prepared(
         &mut self,

@@ -490,6 +490,20 @@ struct Entry {
     series: Arc<MemSeries>,
 }
 
+impl Entry {
+    /// Hints the CPU to fetch this series' sample state and all lines of its labels (at once, not one
+    /// after the other as a comparison would).
+    fn prefetch(&self) {
+        self.series.prefetch();
+        let range = self.labels.packed().as_ptr_range();
+        let mut line = (range.start as usize) & !63;
+        while line < range.end as usize {
+            crate::prefetch::read(line);
+            line += 64;
+        }
+    }
+}
+
 type Slot = Option<Entry>;
 
 /// Series by label hash: an open-addressing table whose slots hold the hash and the labels beside the
@@ -562,21 +576,31 @@ impl HashShard {
                 Some(e) if e.hash == hash => {
                     // Almost surely the series: its sample state is read next, fetch it while the
                     // labels are compared (all of their lines at once, not one after the other).
-                    e.series.prefetch();
-                    let stored = e.labels.packed();
-                    let range = stored.as_ptr_range();
-                    let mut line = (range.start as usize) & !63;
-                    while line < range.end as usize {
-                        crate::prefetch::read(line);
-                        line += 64;
-                    }
-                    if stored == packed {
+                    e.prefetch();
+                    if e.labels.packed() == packed {
                         return Some(&e.series);
                     }
                     i = (i + 1) & mask;
                 }
                 Some(_) => i = (i + 1) & mask,
             }
+        }
+    }
+
+    /// Hints the CPU to fetch the labels and sample state of the first series with this hash, which a
+    /// lookup of `hash` compares and then reads.
+    fn probe(&self, hash: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(hash);
+        while let Some(Some(e)) = self.slots.get(i) {
+            if e.hash == hash {
+                e.prefetch();
+                return;
+            }
+            i = (i + 1) & mask;
         }
     }
 
@@ -659,6 +683,13 @@ impl StripeSeries {
                 crate::prefetch::read(base.wrapping_add(slot.wrapping_mul(std::mem::size_of::<Slot>())));
             }
         }
+    }
+
+    /// Hints the CPU to fetch what a lookup of `hash` compares and reads after the slot: the labels and
+    /// sample state of the series there. Call it once the slot has been fetched (see
+    /// [`StripeSeries::prefetch`]) and a little before the lookup.
+    pub fn probe(&self, hash: u64) {
+        self.hash_shard(hash).read().unwrap_or_else(|e| e.into_inner()).probe(hash);
     }
 
     /// Finds the series with these packed labels (see `labels::pack_sorted`), without allocating.
