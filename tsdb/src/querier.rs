@@ -247,7 +247,7 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     }
     let mut ooo_chunks = Vec::new();
     if let Some(o) = &d.ooo {
-        ooo_chunks.extend(o.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
+        ooo_chunks.extend(o.sealed().iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
         if let Some((a, b)) = o.open.time_range() {
             if overlaps(a, b) {
                 ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().into()) });

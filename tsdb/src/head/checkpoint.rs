@@ -113,7 +113,7 @@ impl Head {
                 let read = |cs: &[SealedChunk]| -> Result<Vec<ReadChunk>> {
                     cs.iter().map(|c| Ok((c.min_t, c.max_t, c.bytes()?))).collect()
                 };
-                let (sealed, ooo_sealed) = match (read(&data.sealed), data.ooo.as_ref().map(|o| read(&o.sealed)).transpose()) {
+                let (sealed, ooo_sealed) = match (read(&data.sealed), data.ooo.as_ref().map(|o| read(o.sealed())).transpose()) {
                     (Ok(a), Ok(b)) => (a, b.unwrap_or_default()),
                     (Err(e), _) | (_, Err(e)) => {
                         failed = Some(e);

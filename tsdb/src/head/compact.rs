@@ -127,7 +127,7 @@ impl Taken {
                 .map(|o| (o.min_t(), o.max_t, o.chunk.bytes().into()));
         }
         if let (false, Some(o)) = (self.ooo_ts.is_empty(), &d.ooo) {
-            c.ooo_sealed = o.sealed.iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
+            c.ooo_sealed = o.sealed().iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
             c.ooo_open = o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt).collect();
         }
         c
@@ -205,7 +205,7 @@ fn taken_from(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Resul
         || d.open.as_ref().is_some_and(|c| in_range(c.min_t(), c.max_t, mint, maxt));
     let mut ooo_ts: Vec<i64> = Vec::new();
     if let Some(o) = &d.ooo {
-        for c in o.sealed.iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
+        for c in o.sealed().iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
             ooo_ts.extend(XorIter::new(&c.bytes()?).map(|(t, _)| t).filter(|&t| t >= mint && t < maxt));
         }
         ooo_ts.extend(o.open.samples().iter().map(|&(t, _)| t).filter(|&t| t >= mint && t < maxt));
@@ -234,7 +234,7 @@ fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
     let gone = |t: i64| sorted.binary_search(&t).is_ok();
     let mut keep: Vec<(i64, f64)> = Vec::new();
     let mut sealed: Vec<SealedChunk> = Vec::new();
-    for c in o.sealed.drain(..) {
+    for c in o.take_sealed() {
         // Out-of-order chunks stay in memory, so reading cannot fail; keep a chunk that does.
         let Ok(bytes) = c.bytes() else {
             sealed.push(c);
@@ -259,8 +259,8 @@ fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
     }
     // Keep the open buffer empty: everything remaining is sealed.
     std::mem::swap(&mut o.open, &mut open);
-    o.sealed = sealed;
-    if o.sealed.is_empty() && o.open.is_empty() {
+    o.set_sealed(sealed);
+    if o.sealed().is_empty() && o.open.is_empty() {
         d.ooo = None;
     }
 }

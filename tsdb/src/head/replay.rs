@@ -274,7 +274,7 @@ impl Replay<'_> {
                 open.insert(t, v);
             }
             let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
-            data.ooo = Some(Box::new(OooData { open, sealed, open_seek: None }));
+            data.ooo = Some(Box::new(OooData::new(open, sealed)));
         }
         let n: u64 = all_chunks().map(|ch| u64::from(num_samples(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;
         let range = data.time_range();

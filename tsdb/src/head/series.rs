@@ -99,14 +99,59 @@ impl OpenChunk {
 }
 
 /// Out-of-order data of a series; allocated only once a series receives an out-of-order sample.
-#[derive(Default)]
 pub(crate) struct OooData {
     /// Sorted, unique samples not yet cut into a chunk (at most `ooo_cap_max`).
     pub open: OooChunk,
     /// Sealed out-of-order chunks; may overlap each other and the in-order chunks.
-    pub sealed: Vec<SealedChunk>,
+    sealed: Vec<SealedChunk>,
+    /// No sealed chunk holds a sample newer than this: a late sample newer than every sealed one
+    /// (the common case) is checked for duplicates without reading the chunk list.
+    sealed_max_t: i64,
     /// Where the last duplicate check stopped in the open in-order chunk (identified by its `min_t`).
     pub open_seek: Option<(i64, XorPos)>,
+}
+
+impl Default for OooData {
+    fn default() -> OooData {
+        OooData { open: OooChunk::default(), sealed: Vec::new(), sealed_max_t: i64::MIN, open_seek: None }
+    }
+}
+
+impl OooData {
+    pub(crate) fn new(open: OooChunk, sealed: Vec<SealedChunk>) -> OooData {
+        let mut o = OooData { open, ..OooData::default() };
+        o.set_sealed(sealed);
+        o
+    }
+
+    /// The sealed chunks.
+    pub(crate) fn sealed(&self) -> &[SealedChunk] {
+        &self.sealed
+    }
+
+    /// Adds a sealed chunk.
+    pub(crate) fn push_sealed(&mut self, c: SealedChunk) {
+        self.sealed_max_t = self.sealed_max_t.max(c.max_t);
+        push_exact(&mut self.sealed, c);
+    }
+
+    /// Replaces the sealed chunks.
+    pub(crate) fn set_sealed(&mut self, sealed: Vec<SealedChunk>) {
+        self.sealed_max_t = sealed.iter().map(|c| c.max_t).max().unwrap_or(i64::MIN);
+        self.sealed = sealed;
+    }
+
+    /// Takes the sealed chunks out, leaving none.
+    pub(crate) fn take_sealed(&mut self) -> Vec<SealedChunk> {
+        self.sealed_max_t = i64::MIN;
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// The sealed chunks whose time range holds `t`.
+    fn sealed_holding(&self, t: i64) -> impl Iterator<Item = &SealedChunk> {
+        let candidates: &[SealedChunk] = if t > self.sealed_max_t { &[] } else { &self.sealed };
+        candidates.iter().filter(move |c| t >= c.min_t && t <= c.max_t)
+    }
 }
 
 /// What applying a sample did.
@@ -218,7 +263,7 @@ impl SeriesData {
         if let Some(v) = ooo.open.get(t) {
             return Some(v);
         }
-        ooo.sealed.iter().filter(|c| t >= c.min_t && t <= c.max_t).find_map(sealed_value)
+        ooo.sealed_holding(t).find_map(sealed_value)
     }
 
     /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where Prometheus would, and once
@@ -258,7 +303,7 @@ impl SeriesData {
         let ooo = self.ooo.get_or_insert_with(Box::default);
         if ooo.open.len() >= cap {
             if let Some(chunk) = ooo.open.seal(chunks) {
-                push_exact(&mut ooo.sealed, chunk);
+                ooo.push_sealed(chunk);
             }
         }
         ooo.open.insert(t, v);
@@ -427,9 +472,14 @@ pub struct MemSeries {
 impl MemSeries {
     /// Hints the CPU to fetch this series' lock and sample state (see [`crate::prefetch`]).
     pub(crate) fn prefetch(&self) {
-        let at = std::ptr::from_ref(&self.data) as usize;
-        crate::prefetch::read(at);
-        crate::prefetch::read(at + 64);
+        // Every line of the lock and the state: a field on a line left out is a wait later.
+        let start = std::ptr::from_ref(&self.data) as usize;
+        let end = start + std::mem::size_of::<Mutex<SeriesData>>();
+        let mut line = start & !63;
+        while line < end {
+            crate::prefetch::read(line);
+            line += 64;
+        }
     }
 
     pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
