@@ -118,6 +118,7 @@ impl Default for OooData {
 }
 
 impl OooData {
+    /// Out-of-order data holding the buffered samples `open` and the chunks `sealed`.
     pub(crate) fn new(open: OooChunk, sealed: Vec<SealedChunk>) -> OooData {
         let mut o = OooData { open, ..OooData::default() };
         o.set_sealed(sealed);
