@@ -22,3 +22,13 @@ pub(crate) fn read(addr: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
 }
+
+/// [`read`] for every cache line that overlaps `[start, end)`, all requested at once.
+#[inline(always)]
+pub(crate) fn read_range(start: usize, end: usize) {
+    let mut line = start & !63;
+    while line < end {
+        read(line);
+        line += 64;
+    }
+}

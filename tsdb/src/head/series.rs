@@ -475,12 +475,7 @@ impl MemSeries {
     pub(crate) fn prefetch(&self) {
         // Every line of the lock and the state: a field on a line left out is a wait later.
         let start = std::ptr::from_ref(&self.data) as usize;
-        let end = start + std::mem::size_of::<Mutex<SeriesData>>();
-        let mut line = start & !63;
-        while line < end {
-            crate::prefetch::read(line);
-            line += 64;
-        }
+        crate::prefetch::read_range(start, start + std::mem::size_of::<Mutex<SeriesData>>());
     }
 
     pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
@@ -547,11 +542,7 @@ impl Entry {
     fn prefetch(&self) {
         self.series.prefetch();
         let range = self.labels.packed().as_ptr_range();
-        let mut line = (range.start as usize) & !63;
-        while line < range.end as usize {
-            crate::prefetch::read(line);
-            line += 64;
-        }
+        crate::prefetch::read_range(range.start as usize, range.end as usize);
     }
 }
 
