@@ -9,9 +9,19 @@ use crate::chunkenc::XorChunk;
 const TAIL_SCAN: usize = 4;
 
 /// Sorted, timestamp-unique samples.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OooChunk {
     samples: Vec<(i64, f64)>,
+    /// The newest sample's timestamp (`i64::MIN` when empty). Kept beside the buffer's address: a
+    /// sample newer than every buffered one (most late samples) is known absent, and appended,
+    /// without reading the buffer — a wait for main memory when the series is cold.
+    max_t: i64,
+}
+
+impl Default for OooChunk {
+    fn default() -> OooChunk {
+        OooChunk { samples: Vec::new(), max_t: i64::MIN }
+    }
 }
 
 impl OooChunk {
@@ -27,6 +37,11 @@ impl OooChunk {
 
     /// Inserts a sample; returns false (and keeps the stored one) if the timestamp is already present.
     pub fn insert(&mut self, t: i64, v: f64) -> bool {
+        if t > self.max_t {
+            self.samples.push((t, v));
+            self.max_t = t;
+            return true;
+        }
         match self.search(t) {
             Ok(_) => false,
             Err(i) => {
@@ -38,6 +53,9 @@ impl OooChunk {
 
     /// The value at exactly `t`.
     pub fn get(&self, t: i64) -> Option<f64> {
+        if t > self.max_t {
+            return None;
+        }
         self.search(t).ok().and_then(|i| self.samples.get(i)).map(|s| s.1)
     }
 
@@ -60,11 +78,6 @@ impl OooChunk {
         self.samples.get(..older).map_or(Err(0), |o| o.binary_search_by_key(&t, |s| s.0))
     }
 
-    /// Address of the newest sample, where lookups and inserts start: a prefetch hint (0 if empty).
-    pub fn tail_addr(&self) -> usize {
-        self.samples.last().map_or(0, |s| std::ptr::from_ref(s) as usize)
-    }
-
     /// The samples, sorted.
     pub fn samples(&self) -> &[(i64, f64)] {
         &self.samples
@@ -84,6 +97,7 @@ impl OooChunk {
             c.push(t, v);
         }
         self.samples.clear();
+        self.max_t = i64::MIN;
         Some(SealedChunk::seal(min_t, max_t, c.bytes(), chunks))
     }
 }
@@ -103,6 +117,31 @@ mod tests {
                 let inserted = c.insert(t, v);
                 prop_assert_eq!(inserted, !model.contains_key(&t));
                 model.entry(t).or_insert(v);
+            }
+            for t in -51i64..51 {
+                prop_assert_eq!(c.get(t), model.get(&t).copied());
+            }
+            let want: Vec<(i64, f64)> = model.into_iter().collect();
+            prop_assert_eq!(c.samples(), &want[..]);
+        }
+
+        /// Sealing empties the buffer: later samples, older or newer than the sealed ones, are kept
+        /// sorted and found.
+        #[test]
+        fn sealing_starts_over(ops in proptest::collection::vec(proptest::option::weighted(0.9, -50i64..50), 0..100)) {
+            let mut c = OooChunk::default();
+            let mut model = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Some(t) => {
+                        prop_assert_eq!(c.insert(t, t as f64), model.insert(t, t as f64).is_none());
+                    }
+                    None => {
+                        let sealed = c.seal(None);
+                        prop_assert_eq!(sealed.map(|s| (s.min_t, s.max_t)), model.first_key_value().zip(model.last_key_value()).map(|((a, _), (b, _))| (*a, *b)));
+                        model.clear();
+                    }
+                }
             }
             for t in -51i64..51 {
                 prop_assert_eq!(c.get(t), model.get(&t).copied());

@@ -225,9 +225,6 @@ impl SeriesData {
         crate::prefetch::read(end);
         crate::prefetch::read(end.saturating_sub(64));
         let SeriesData { open, ooo, .. } = self;
-        if let Some(o) = ooo {
-            crate::prefetch::read(o.open.tail_addr());
-        }
         // In-order chunks do not overlap and the open one is the newest: a timestamp within its
         // range is in no sealed chunk, whose list is then not touched at all.
         let in_open = match open {
