@@ -563,20 +563,15 @@ impl HashShard {
         ((hash >> 32) as usize) & (self.slots.len().wrapping_sub(1))
     }
 
+    /// The entries with this hash, in probe order, with their slot index: the probe run from the
+    /// hash's home slot up to the first empty slot (there always is one: at most half full).
+    fn with_hash(&self, hash: u64) -> WithHash<'_> {
+        WithHash { slots: &self.slots, hash, i: self.slot_of(hash), mask: self.slots.len().wrapping_sub(1) }
+    }
+
     /// Index of the slot holding the series with these packed labels.
     fn position(&self, hash: u64, packed: &[u8]) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot_of(hash);
-        loop {
-            match self.slots.get(i)? {
-                None => return None,
-                Some(e) if e.hash == hash && e.labels.packed() == packed => return Some(i),
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
+        self.with_hash(hash).find(|(_, e)| e.labels.packed() == packed).map(|(i, _)| i)
     }
 
     /// Empties slot `i` and moves later members of its probe run back into the gap (backward-shift
@@ -604,42 +599,19 @@ impl HashShard {
 
     /// The series whose packed labels are `packed` (compared bytewise in place).
     fn get(&self, hash: u64, packed: &[u8]) -> Option<&Arc<MemSeries>> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot_of(hash);
-        loop {
-            match self.slots.get(i)? {
-                None => return None,
-                Some(e) if e.hash == hash => {
-                    // Almost surely the series: its sample state is read next, fetch it while the
-                    // labels are compared (all of their lines at once, not one after the other).
-                    e.prefetch();
-                    if e.labels.packed() == packed {
-                        return Some(&e.series);
-                    }
-                    i = (i + 1) & mask;
-                }
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
+        self.with_hash(hash).find_map(|(_, e)| {
+            // Almost surely the series: its sample state is read next, fetch it while the labels
+            // are compared (all of their lines at once, not one after the other).
+            e.prefetch();
+            (e.labels.packed() == packed).then_some(&e.series)
+        })
     }
 
     /// Hints the CPU to fetch the labels and sample state of the first series with this hash, which a
     /// lookup of `hash` compares and then reads.
     fn probe(&self, hash: u64) {
-        if self.slots.is_empty() {
-            return;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot_of(hash);
-        while let Some(Some(e)) = self.slots.get(i) {
-            if e.hash == hash {
-                e.prefetch();
-                return;
-            }
-            i = (i + 1) & mask;
+        if let Some((_, e)) = self.with_hash(hash).next() {
+            e.prefetch();
         }
     }
 
@@ -669,6 +641,30 @@ impl HashShard {
         let old = std::mem::replace(&mut self.slots, (0..cap).map(|_| None).collect());
         for e in old.into_iter().flatten() {
             self.place(e);
+        }
+    }
+}
+
+/// Iterator of [`HashShard::with_hash`].
+struct WithHash<'a> {
+    slots: &'a [Slot],
+    hash: u64,
+    i: usize,
+    mask: usize,
+}
+
+impl<'a> Iterator for WithHash<'a> {
+    type Item = (usize, &'a Entry);
+
+    fn next(&mut self) -> Option<(usize, &'a Entry)> {
+        loop {
+            // An empty slot ends the run; so does an empty table (no slot at all).
+            let e = self.slots.get(self.i)?.as_ref()?;
+            let i = self.i;
+            self.i = (self.i + 1) & self.mask;
+            if e.hash == self.hash {
+                return Some((i, e));
+            }
         }
     }
 }
@@ -987,5 +983,40 @@ mod tests {
         assert_eq!(range_for_timestamp(0, H2), H2);
         assert_eq!(range_for_timestamp(-1, H2), 0);
         assert_eq!(compute_chunk_end_time(0, 29 * 15_000, H2), H2 / 4);
+    }
+
+    proptest::proptest! {
+        /// The hash shard answers like a map from label set to series while many label sets share
+        /// a hash or a home slot, through inserts, removals (which shift probe runs back) and growth.
+        #[test]
+        fn hash_shard_behaves_like_a_map_under_collisions(ops in proptest::collection::vec((0u8..40, proptest::bool::weighted(0.7)), 0..200)) {
+            // Few distinct hashes: equal hashes of different label sets, and different hashes with
+            // the same home slot (the slot comes from the high half).
+            let hash = |k: u8| (u64::from(k % 6) << 32) | u64::from(k % 4);
+            let labels = |k: u8| Labels::from_sorted_unchecked(&[("k", &k.to_string())]);
+            let mut shard = HashShard::default();
+            let mut model: std::collections::BTreeMap<u8, u64> = std::collections::BTreeMap::new();
+            for (n, (k, insert)) in ops.into_iter().enumerate() {
+                let l = labels(k);
+                let present = shard.position(hash(k), l.packed());
+                proptest::prop_assert_eq!(present.is_some(), model.contains_key(&k));
+                match (insert, present) {
+                    (true, None) => {
+                        shard.insert(hash(k), Arc::new(MemSeries::new(SeriesRef(n as u64), l, false)));
+                        model.insert(k, n as u64);
+                    }
+                    (false, Some(i)) => {
+                        let removed = shard.remove_at(i).map(|s| s.sref.0);
+                        proptest::prop_assert_eq!(removed, model.remove(&k));
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(shard.len, model.len());
+                for k in 0u8..40 {
+                    let found = shard.get(hash(k), labels(k).packed()).map(|s| s.sref.0);
+                    proptest::prop_assert_eq!(found, model.get(&k).copied());
+                }
+            }
+        }
     }
 }
