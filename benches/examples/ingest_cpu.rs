@@ -7,8 +7,8 @@
 //! (defaults 0.2, 100000, 120 one-minute rounds).
 //!
 //! What it is for: A/B comparisons of the append path, which at 100k series is bound by waits for
-//! main memory (20% late samples raise the cost ~1.2× at 5k series, which fit the caches, and
-//! ~1.5× at 20k and more). Run-to-run noise on a shared VM is ±10–20%: alternate the binaries being
+//! main memory (20% late samples raise the cost ~1.1× at 5k series, which fit the caches, and
+//! ~1.2–1.4× at 100k). Run-to-run noise on a shared VM is ±10–20%: alternate the binaries being
 //! compared several times and compare medians.
 
 use mimalloc::MiMalloc;
