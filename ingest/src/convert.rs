@@ -68,13 +68,7 @@ pub fn append_request_unsynced(
     let mut staged: [Staged<'_>; 3] = Default::default();
     let mut next = 0usize;
     let walked = decode::walk(payload, &mut labels, |pairs, series| {
-        let [a, b, c] = &mut staged;
-        // `fill` held the series three back, already appended.
-        let (fill, probe, waiting) = match next {
-            0 => (a, c, b),
-            1 => (b, a, c),
-            _ => (c, b, a),
-        };
+        let (fill, probe, waiting) = roles(&mut staged, next);
         if series.num_samples > 0 {
             app.prepare_series(pairs, &mut fill.prepared);
         }
@@ -88,13 +82,8 @@ pub fn append_request_unsynced(
         next = (next + 1) % 3;
     });
     if walked.is_ok() {
-        // The last two series, oldest first: the one before the slot filled last, then that one.
-        let [a, b, c] = &mut staged;
-        let (older, last) = match next {
-            0 => (b, c),
-            1 => (c, a),
-            _ => (a, b),
-        };
+        // The last two series, oldest first (the slot `next` is empty: its series was appended).
+        let (_, last, older) = roles(&mut staged, next);
         accepted += older.append(&mut app, &mut report);
         accepted += last.append(&mut app, &mut report);
     }
@@ -115,6 +104,19 @@ pub fn append_request_unsynced(
         commit,
     };
     Ok((outcome, ticket))
+}
+
+/// The staging slots' roles when the series decoded next goes into slot `next`: `(fill, probe,
+/// waiting)` — that slot (its previous series, three back, already appended), the slot of the series
+/// decoded one before (slot requested, to be probed) and that of the one decoded two before (to be
+/// looked up and appended).
+fn roles<'s, 'a>(staged: &'s mut [Staged<'a>; 3], next: usize) -> (&'s mut Staged<'a>, &'s mut Staged<'a>, &'s mut Staged<'a>) {
+    let [a, b, c] = staged;
+    match next {
+        0 => (a, c, b),
+        1 => (b, a, c),
+        _ => (c, b, a),
+    }
 }
 
 /// A series decoded and prepared for lookup, waiting for its turn to be appended.
