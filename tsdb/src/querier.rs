@@ -250,7 +250,7 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
         ooo_chunks.extend(o.sealed().iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
         if let Some((a, b)) = o.open.time_range() {
             if overlaps(a, b) {
-                ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().into()) });
+                ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().collect()) });
             }
         }
     }

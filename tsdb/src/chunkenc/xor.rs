@@ -283,6 +283,11 @@ impl XorPos {
     pub fn last_t(&self) -> Option<i64> {
         (self.read > 0).then_some(self.state.t)
     }
+
+    /// Timestamp of the chunk's first sample (`None` at the start of the chunk, before it is read).
+    pub fn first_t(&self) -> Option<i64> {
+        (self.read > 0).then_some(self.first_t)
+    }
 }
 
 /// Iterator over the samples of XOR chunk bytes (a sealed chunk, a block file, or a live chunk).

@@ -130,7 +130,7 @@ impl Head {
                     sealed: sealed.iter().map(stored).collect(),
                     open: data.open.as_ref().map(|c| StoredChunk { min_t: c.min_t(), max_t: c.max_t, bytes: c.chunk.bytes() }),
                     ooo_sealed: ooo_sealed.iter().map(stored).collect(),
-                    ooo_open: data.ooo.as_ref().map(|o| o.open.samples().to_vec()).unwrap_or_default(),
+                    ooo_open: data.ooo.as_ref().map(|o| o.open.samples().collect()).unwrap_or_default(),
                 };
                 if entry.sealed.is_empty() && entry.open.is_none() && entry.ooo_sealed.is_empty() && entry.ooo_open.is_empty() {
                     return;

@@ -128,7 +128,7 @@ impl Taken {
         }
         if let (false, Some(o)) = (self.ooo_ts.is_empty(), &d.ooo) {
             c.ooo_sealed = o.sealed().iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
-            c.ooo_open = o.open.samples().iter().copied().filter(|&(t, _)| t >= mint && t < maxt).collect();
+            c.ooo_open = o.open.samples().filter(|&(t, _)| t >= mint && t < maxt).collect();
         }
         c
     }
@@ -208,7 +208,7 @@ fn taken_from(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Resul
         for c in o.sealed().iter().filter(|c| in_range(c.min_t, c.max_t, mint, maxt)) {
             ooo_ts.extend(XorIter::new(&c.bytes()?).map(|(t, _)| t).filter(|&t| t >= mint && t < maxt));
         }
-        ooo_ts.extend(o.open.samples().iter().map(|&(t, _)| t).filter(|&t| t >= mint && t < maxt));
+        ooo_ts.extend(o.open.samples().map(|(t, _)| t).filter(|&t| t >= mint && t < maxt));
     }
     if !in_order && ooo_ts.is_empty() {
         return Ok(None);
@@ -246,7 +246,7 @@ fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
             sealed.push(c);
         }
     }
-    keep.extend(o.open.samples().iter().copied().filter(|&(t, _)| !gone(t)));
+    keep.extend(o.open.samples().filter(|&(t, _)| !gone(t)));
     keep.sort_by_key(|s| s.0);
     let mut open = super::ooo::OooChunk::default();
     for part in keep.chunks(cap.max(1)) {

@@ -8,10 +8,35 @@ use crate::chunkenc::XorChunk;
 /// How many of the newest samples a lookup or insert scans before a binary search of the rest.
 const TAIL_SCAN: usize = 4;
 
+/// A buffered sample in 12 bytes instead of 16: its timestamp as an offset from the buffer's first
+/// sample. A full 32-sample buffer is 384 bytes instead of 512, on every series that receives late
+/// samples.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct Packed {
+    dt: i32,
+    v: f64,
+}
+
+/// What [`OooChunk::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Insert {
+    /// The sample was added.
+    Added,
+    /// A sample with this timestamp is buffered already; it was kept.
+    Duplicate,
+    /// The timestamp is more than ~24 days from the buffer's first sample (an `i32` of
+    /// milliseconds): nothing changed, the buffer must be sealed first.
+    OutOfRange,
+}
+
 /// Sorted, timestamp-unique samples.
 #[derive(Debug)]
 pub struct OooChunk {
-    samples: Vec<(i64, f64)>,
+    samples: Vec<Packed>,
+    /// Timestamp the offsets count from: the first sample inserted since the buffer was last empty.
+    base: i64,
     /// The newest sample's timestamp (`i64::MIN` when empty). Kept beside the buffer's address: a
     /// sample newer than every buffered one (most late samples) is known absent, and appended,
     /// without reading the buffer — a wait for main memory when the series is cold.
@@ -20,7 +45,7 @@ pub struct OooChunk {
 
 impl Default for OooChunk {
     fn default() -> OooChunk {
-        OooChunk { samples: Vec::new(), max_t: i64::MIN }
+        OooChunk { samples: Vec::new(), base: 0, max_t: i64::MIN }
     }
 }
 
@@ -35,18 +60,28 @@ impl OooChunk {
         self.samples.is_empty()
     }
 
-    /// Inserts a sample; returns false (and keeps the stored one) if the timestamp is already present.
-    pub fn insert(&mut self, t: i64, v: f64) -> bool {
-        if t > self.max_t {
-            self.samples.push((t, v));
-            self.max_t = t;
-            return true;
+    /// `t` as an offset from the base, if it fits.
+    fn offset(&self, t: i64) -> Option<i32> {
+        t.checked_sub(self.base).and_then(|d| i32::try_from(d).ok())
+    }
+
+    /// Inserts a sample, unless its timestamp is already present (the stored one is kept) or too far
+    /// from the buffered ones (see [`Insert::OutOfRange`]).
+    pub fn insert(&mut self, t: i64, v: f64) -> Insert {
+        if self.samples.is_empty() {
+            self.base = t;
         }
-        match self.search(t) {
-            Ok(_) => false,
+        let Some(dt) = self.offset(t) else { return Insert::OutOfRange };
+        if t > self.max_t {
+            self.samples.push(Packed { dt, v });
+            self.max_t = t;
+            return Insert::Added;
+        }
+        match self.search(dt) {
+            Ok(_) => Insert::Duplicate,
             Err(i) => {
-                self.samples.insert(i, (t, v));
-                true
+                self.samples.insert(i, Packed { dt, v });
+                Insert::Added
             }
         }
     }
@@ -56,36 +91,41 @@ impl OooChunk {
         if t > self.max_t {
             return None;
         }
-        self.search(t).ok().and_then(|i| self.samples.get(i)).map(|s| s.1)
+        let dt = self.offset(t)?;
+        let i = self.search(dt).ok()?;
+        self.samples.get(i).map(|s| s.v)
     }
 
-    /// Where `t` is (`Ok`) or would be inserted (`Err`), as `binary_search` answers.
+    /// Where offset `dt` is (`Ok`) or would be inserted (`Err`), as `binary_search` answers.
     ///
     /// Late samples mostly land at or near the end of the buffer, so the newest few are scanned
     /// first: a binary search would start in the middle and fetch several cache lines one after
     /// another, each a wait for main memory when the series is cold.
-    fn search(&self, t: i64) -> Result<usize, usize> {
+    fn search(&self, dt: i32) -> Result<usize, usize> {
         let n = self.samples.len();
         let older = n.saturating_sub(TAIL_SCAN);
-        for (i, &(st, _)) in self.samples.iter().enumerate().rev().take(TAIL_SCAN) {
-            if st == t {
+        for (i, s) in self.samples.iter().enumerate().rev().take(TAIL_SCAN) {
+            let st = s.dt;
+            if st == dt {
                 return Ok(i);
             }
-            if st < t {
+            if st < dt {
                 return Err(i + 1);
             }
         }
-        self.samples.get(..older).map_or(Err(0), |o| o.binary_search_by_key(&t, |s| s.0))
+        self.samples.get(..older).map_or(Err(0), |o| o.binary_search_by_key(&dt, |s| s.dt))
     }
 
-    /// The samples, sorted.
-    pub fn samples(&self) -> &[(i64, f64)] {
-        &self.samples
+    /// The samples, oldest first.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = (i64, f64)> + '_ {
+        let base = self.base;
+        self.samples.iter().map(move |s| (base + i64::from(s.dt), s.v))
     }
 
     /// First and last timestamps.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        Some((self.samples.first()?.0, self.samples.last()?.0))
+        let first = self.samples.first()?;
+        Some((self.base + i64::from(first.dt), self.max_t))
     }
 
     /// Encodes the samples into an immutable XOR chunk (moved to the head chunk files when `chunks`
@@ -93,7 +133,7 @@ impl OooChunk {
     pub(crate) fn seal(&mut self, chunks: Option<&HeadChunks>) -> Option<SealedChunk> {
         let (min_t, max_t) = self.time_range()?;
         let mut c = XorChunk::new();
-        for &(t, v) in &self.samples {
+        for (t, v) in self.samples() {
             c.push(t, v);
         }
         self.samples.clear();
@@ -114,7 +154,7 @@ mod tests {
             let mut c = OooChunk::default();
             let mut model = BTreeMap::new();
             for (t, v) in ops {
-                let inserted = c.insert(t, v);
+                let inserted = c.insert(t, v) == Insert::Added;
                 prop_assert_eq!(inserted, !model.contains_key(&t));
                 model.entry(t).or_insert(v);
             }
@@ -122,7 +162,7 @@ mod tests {
                 prop_assert_eq!(c.get(t), model.get(&t).copied());
             }
             let want: Vec<(i64, f64)> = model.into_iter().collect();
-            prop_assert_eq!(c.samples(), &want[..]);
+            prop_assert_eq!(c.samples().collect::<Vec<_>>(), want);
         }
 
         /// Sealing empties the buffer: later samples, older or newer than the sealed ones, are kept
@@ -134,7 +174,7 @@ mod tests {
             for op in ops {
                 match op {
                     Some(t) => {
-                        prop_assert_eq!(c.insert(t, t as f64), model.insert(t, t as f64).is_none());
+                        prop_assert_eq!(c.insert(t, t as f64) == Insert::Added, model.insert(t, t as f64).is_none());
                     }
                     None => {
                         let sealed = c.seal(None);
@@ -147,7 +187,54 @@ mod tests {
                 prop_assert_eq!(c.get(t), model.get(&t).copied());
             }
             let want: Vec<(i64, f64)> = model.into_iter().collect();
-            prop_assert_eq!(c.samples(), &want[..]);
+            prop_assert_eq!(c.samples().collect::<Vec<_>>(), want);
         }
+
+        /// Timestamps far apart: a sample more than an `i32` of milliseconds from the buffer's first
+        /// one is refused whole (nothing changes) and taken once the buffer is sealed; everything
+        /// accepted reads back exactly, whatever the base.
+        #[test]
+        fn far_timestamps_are_refused_until_sealed(ops in proptest::collection::vec((-(1i64 << 33)..(1i64 << 33), -5.0f64..5.0), 0..100)) {
+            let mut c = OooChunk::default();
+            let mut model = BTreeMap::new();
+            for (t, v) in ops {
+                match c.insert(t, v) {
+                    Insert::Added => prop_assert!(model.insert(t, v).is_none()),
+                    Insert::Duplicate => prop_assert!(model.contains_key(&t)),
+                    Insert::OutOfRange => {
+                        prop_assert!(!model.is_empty());
+                        prop_assert_eq!(c.samples().collect::<Vec<_>>(), model.iter().map(|(&t, &v)| (t, v)).collect::<Vec<_>>());
+                        let sealed = c.seal(None).map(|s| (s.min_t, s.max_t, s.num_samples()));
+                        prop_assert_eq!(sealed, Some((*model.keys().next().unwrap_or(&0), *model.keys().last().unwrap_or(&0), model.len() as u16)));
+                        model.clear();
+                        prop_assert_eq!(c.insert(t, v), Insert::Added);
+                        model.insert(t, v);
+                    }
+                }
+                prop_assert_eq!(c.time_range(), model.keys().next().zip(model.keys().last()).map(|(a, b)| (*a, *b)));
+            }
+            for (&t, &v) in &model {
+                prop_assert_eq!(c.get(t), Some(v));
+            }
+            prop_assert_eq!(c.samples().collect::<Vec<_>>(), model.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_far_sample_is_refused_and_the_buffer_unchanged() {
+        let mut c = OooChunk::default();
+        assert_eq!(c.insert(1_000, 1.0), Insert::Added);
+        assert_eq!(c.insert(1_000 + i64::from(i32::MAX) + 1, 2.0), Insert::OutOfRange);
+        assert_eq!(c.insert(1_000 - i64::from(i32::MAX) - 2, 2.0), Insert::OutOfRange);
+        assert_eq!(c.insert(1_000 + i64::from(i32::MAX), 3.0), Insert::Added);
+        assert_eq!(c.insert(i64::MIN, 4.0), Insert::OutOfRange);
+        assert_eq!(c.samples().collect::<Vec<_>>(), vec![(1_000, 1.0), (1_000 + i64::from(i32::MAX), 3.0)]);
+        assert_eq!(c.get(1_000 + i64::from(i32::MAX) + 1), None);
+        assert_eq!(c.get(i64::MIN), None);
+    }
+
+    #[test]
+    fn a_buffered_sample_takes_12_bytes() {
+        assert_eq!(std::mem::size_of::<Packed>(), 12);
     }
 }

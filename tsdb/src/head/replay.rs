@@ -269,12 +269,12 @@ impl Replay<'_> {
         data.next_at = c.next_at;
         data.last_value = c.last_value;
         if !c.ooo_sealed.is_empty() || !c.ooo_open.is_empty() {
-            let mut open = OooChunk::default();
-            for &(t, v) in &c.ooo_open {
-                open.insert(t, v);
-            }
             let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
-            data.ooo = Some(Box::new(OooData::new(open, sealed)));
+            let mut ooo = OooData::new(OooChunk::default(), sealed);
+            for &(t, v) in &c.ooo_open {
+                ooo.insert_open(t, v, chunks);
+            }
+            data.ooo = Some(Box::new(ooo));
         }
         let n: u64 = all_chunks().map(|ch| u64::from(num_samples(ch.bytes))).sum::<u64>() + c.ooo_open.len() as u64;
         let range = data.time_range();

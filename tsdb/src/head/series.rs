@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::labels::Labels;
 
 
-use super::ooo::OooChunk;
+use super::ooo::{Insert, OooChunk};
 use super::placement::SeriesTail;
 
 /// Prometheus's target number of samples per in-order chunk.
@@ -107,8 +107,9 @@ pub(crate) struct OooData {
     /// No sealed chunk holds a sample newer than this: a late sample newer than every sealed one
     /// (the common case) is checked for duplicates without reading the chunk list.
     sealed_max_t: i64,
-    /// Where the last duplicate check stopped in the open in-order chunk (identified by its `min_t`).
-    pub open_seek: Option<(i64, XorPos)>,
+    /// Where the last duplicate check stopped in the open in-order chunk (identified by its first
+    /// timestamp, which the position holds).
+    pub open_seek: Option<XorPos>,
 }
 
 impl Default for OooData {
@@ -146,6 +147,18 @@ impl OooData {
     pub(crate) fn take_sealed(&mut self) -> Vec<SealedChunk> {
         self.sealed_max_t = i64::MIN;
         std::mem::take(&mut self.sealed)
+    }
+
+    /// Inserts `(t, v)` into the open buffer (a sample already buffered at `t` is kept); if `t` is
+    /// too far from the buffered samples (see [`Insert::OutOfRange`]), they are sealed first.
+    pub(crate) fn insert_open(&mut self, t: i64, v: f64, chunks: Option<&HeadChunks>) {
+        if self.open.insert(t, v) == Insert::OutOfRange {
+            if let Some(chunk) = self.open.seal(chunks) {
+                self.push_sealed(chunk);
+            }
+            // Into an empty buffer: always added.
+            let _ = self.open.insert(t, v);
+        }
     }
 
     /// The sealed chunks whose time range holds `t`.
@@ -304,7 +317,7 @@ impl SeriesData {
                 ooo.push_sealed(chunk);
             }
         }
-        ooo.open.insert(t, v);
+        ooo.insert_open(t, v, chunks);
     }
 
     /// Applies an already accepted sample (from a commit or from WAL replay). Never rejects for age:
@@ -385,9 +398,9 @@ impl SeriesData {
 /// instead of decoding the chunk from its start each time.
 fn open_value_at(c: &OpenChunk, ooo: Option<&mut OooData>, t: i64) -> Option<f64> {
     let bytes = c.chunk.bytes();
-    let saved = ooo.as_ref().and_then(|o| o.open_seek).filter(|(min_t, p)| *min_t == c.min_t() && p.last_t().is_some_and(|lt| lt < t));
+    let saved = ooo.as_ref().and_then(|o| o.open_seek).filter(|p| p.first_t() == Some(c.min_t()) && p.last_t().is_some_and(|lt| lt < t));
     let mut it = match saved {
-        Some((_, p)) => XorIter::resume(bytes, p),
+        Some(p) => XorIter::resume(bytes, p),
         None => XorIter::new(bytes),
     };
     let mut before = it.pos();
@@ -400,7 +413,7 @@ fn open_value_at(c: &OpenChunk, ooo: Option<&mut OooData>, t: i64) -> Option<f64
         before = it.pos();
     }
     if let (Some(o), Some(p)) = (ooo, before) {
-        o.open_seek = Some((c.min_t(), p));
+        o.open_seek = Some(p);
     }
     found
 }
@@ -804,6 +817,12 @@ mod tests {
         // series. mimalloc's size classes around it are 160, 192 and 224 bytes; at 100k series each
         // step is ~3 MiB of RSS.
         assert!(std::mem::size_of::<MemSeries>() + 16 <= 192, "{}", std::mem::size_of::<MemSeries>());
+    }
+
+    #[test]
+    fn out_of_order_data_fits_a_128_byte_allocation() {
+        // Allocated for every series that receives a late sample; the next size class is 160 bytes.
+        assert!(std::mem::size_of::<OooData>() <= 128, "{}", std::mem::size_of::<OooData>());
     }
 
     #[test]
