@@ -1,10 +1,11 @@
 //! Opts the process out of transparent huge pages — the one `unsafe` call of the binary.
 //!
-//! mimalloc asks the kernel for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), and the kernel
-//! then backs every touched 2 MiB range with a whole huge page. The head's memory is a few hundred
-//! thousand small allocations spread over those ranges, so with huge pages ~90 MiB of RSS became
-//! ~138 MiB at 100k series with one sample each (measured with `strata-bench load`, see
-//! docs/BENCHMARKS.md), with no measurable gain in ingest CPU. `PR_SET_THP_DISABLE` applies to the whole process,
+//! With huge pages the kernel backs every touched 2 MiB range of the heap with a whole huge page. The
+//! head's memory is a few hundred thousand small allocations spread over those ranges: when the
+//! server used mimalloc, which asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), ~90 MiB
+//! of RSS became ~138 MiB at 100k series with one sample each (measured with `strata-bench load`,
+//! see docs/BENCHMARKS.md), with no measurable gain in ingest CPU. glibc's malloc, used now, does
+//! not ask for them, but a machine with transparent huge pages set to `always` gives them anyway. `PR_SET_THP_DISABLE` applies to the whole process,
 //! including mappings made before the call and `MADV_HUGEPAGE` regions.
 
 /// Disables transparent huge pages for this process. Returns the OS error if the kernel refuses

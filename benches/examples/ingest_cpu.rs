@@ -11,13 +11,9 @@
 //! ~1.2–1.4× at 100k). Run-to-run noise on a shared VM is ±10–20%: alternate the binaries being
 //! compared several times and compare medians.
 
-use mimalloc::MiMalloc;
 use strata_benches::payload::build_all;
 use strata_benches::sys::thread_cpu_time;
 use strata_benches::workload::Spec;
-
-#[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
