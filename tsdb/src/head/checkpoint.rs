@@ -5,7 +5,6 @@
 //! old checkpoint and segments, or the new checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::series::SealedChunk;
 use super::Head;
@@ -15,8 +14,8 @@ use crate::record::{self, SeriesChunks, StoredChunk};
 
 const PREFIX: &str = "checkpoint.";
 const SERIES_PER_RECORD: usize = 1_000;
-/// A sealed chunk read back for a checkpoint: min time, max time, bytes.
-type ReadChunk = (i64, i64, Arc<[u8]>);
+/// A sealed chunk read back for a checkpoint: min time, max time, where its bytes are in the buffer.
+type ReadSpan = (i64, i64, std::ops::Range<usize>);
 /// A chunks record is flushed once it holds this many bytes.
 const CHUNK_RECORD_BYTES: usize = 1 << 20;
 
@@ -104,25 +103,25 @@ impl Head {
                 }
             });
             flush(&mut series_rec, &mut failed);
+            let mut scratch: Vec<u8> = Vec::new();
+            let mut spans: Vec<ReadSpan> = Vec::new();
             self.series_maps().for_each(|s| {
                 if failed.is_some() {
                     return;
                 }
                 let data = s.lock();
-                // Chunks moved to the head chunk files are read back here.
-                let read = |cs: &[SealedChunk]| -> Result<Vec<ReadChunk>> {
-                    cs.iter().map(|c| Ok((c.min_t, c.max_t, c.bytes()?))).collect()
-                };
-                let (sealed, ooo_sealed) = match (read(&data.sealed), data.ooo.as_ref().map(|o| read(o.sealed())).transpose()) {
-                    (Ok(a), Ok(b)) => (a, b.unwrap_or_default()),
-                    (Err(e), _) | (_, Err(e)) => {
-                        failed = Some(e);
-                        return;
-                    }
-                };
-                fn stored(c: &ReadChunk) -> StoredChunk<'_> {
-                    StoredChunk { min_t: c.0, max_t: c.1, bytes: &c.2 }
+                // Sealed chunks (most of them moved to the head chunk files) are read back into one
+                // buffer reused for every series: no allocation per chunk.
+                scratch.clear();
+                spans.clear();
+                let read = read_sealed(&data.sealed, &mut scratch, &mut spans)
+                    .and_then(|()| data.ooo.as_ref().map_or(Ok(()), |o| read_sealed(o.sealed(), &mut scratch, &mut spans)));
+                if let Err(e) = read {
+                    failed = Some(e);
+                    return;
                 }
+                let stored = |c: &ReadSpan| StoredChunk { min_t: c.0, max_t: c.1, bytes: scratch.get(c.2.clone()).unwrap_or_default() };
+                let (sealed, ooo_sealed) = spans.split_at(data.sealed.len().min(spans.len()));
                 let entry = SeriesChunks {
                     sref: s.sref.0,
                     next_at: data.next_at,
@@ -169,6 +168,16 @@ impl Head {
         );
         Ok(())
     }
+}
+
+/// Appends the bytes of `chunks` to `buf` and their spans to `spans`.
+fn read_sealed(chunks: &[SealedChunk], buf: &mut Vec<u8>, spans: &mut Vec<ReadSpan>) -> Result<()> {
+    for c in chunks {
+        let at = buf.len();
+        c.read_into(buf)?;
+        spans.push((c.min_t, c.max_t, at..buf.len()));
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

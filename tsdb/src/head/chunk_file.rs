@@ -80,6 +80,13 @@ pub struct DiskChunk {
 impl DiskChunk {
     /// Reads the chunk's bytes, from the write buffer if they are not written out yet.
     pub fn read(&self) -> Result<Arc<[u8]>> {
+        let mut buf = Vec::with_capacity(self.len as usize);
+        self.read_into(&mut buf)?;
+        Ok(buf.into())
+    }
+
+    /// Appends the chunk's bytes to `out` (see [`DiskChunk::read`]); on error `out` is unchanged.
+    pub fn read_into(&self, out: &mut Vec<u8>) -> Result<()> {
         let end = self.offset + u64::from(self.len);
         if end > self.file.flushed.load(Ordering::Acquire) {
             let tail = self.file.tail();
@@ -88,7 +95,10 @@ impl DiskChunk {
             if end > flushed {
                 let start = usize::try_from(self.offset.saturating_sub(flushed)).unwrap_or(usize::MAX);
                 return match tail.buf.get(start..start.saturating_add(self.len as usize)) {
-                    Some(b) if self.offset >= flushed => Ok(b.into()),
+                    Some(b) if self.offset >= flushed => {
+                        out.extend_from_slice(b);
+                        Ok(())
+                    }
                     _ => Err(crate::error::Error::Corruption {
                         what: format!("head chunk file {}", self.file.path.display()),
                         reason: format!("chunk at {}+{} is neither written nor buffered", self.offset, self.len),
@@ -96,9 +106,14 @@ impl DiskChunk {
                 };
             }
         }
-        let mut buf = vec![0u8; self.len as usize];
-        self.file.file.read_exact_at(&mut buf, self.offset).map_err(io_error("read head chunk", &self.file.path))?;
-        Ok(buf.into())
+        let at = out.len();
+        out.resize(at + self.len as usize, 0);
+        let read = out.get_mut(at..).map_or(Ok(()), |dst| self.file.file.read_exact_at(dst, self.offset));
+        if let Err(e) = read {
+            out.truncate(at);
+            return Err(io_error("read head chunk", &self.file.path)(e));
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +240,13 @@ mod tests {
         for (i, d) in written.iter().enumerate() {
             assert_eq!(&*d.read().unwrap(), &chunk(i)[..], "chunk {i}");
         }
+        // Appended into one buffer, written-out and buffered chunks alike, after what it held.
+        let mut all = vec![7u8];
+        for d in &written {
+            d.read_into(&mut all).unwrap();
+        }
+        let want: Vec<u8> = std::iter::once(7u8).chain((0..written.len()).flat_map(chunk)).collect();
+        assert!(all == want);
     }
 
     #[test]

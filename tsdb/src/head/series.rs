@@ -69,6 +69,18 @@ impl SealedChunk {
             SealedData::Disk(d) => d.read(),
         }
     }
+
+    /// Appends the chunk's bytes to `out` without allocating a buffer of their own (see
+    /// [`SealedChunk::bytes`]); on error `out` is unchanged.
+    pub fn read_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        match &self.data {
+            SealedData::Memory(b) => {
+                out.extend_from_slice(b);
+                Ok(())
+            }
+            SealedData::Disk(d) => d.read_into(out),
+        }
+    }
 }
 
 /// What applying samples needs besides the series: limits and where sealed chunks go.
