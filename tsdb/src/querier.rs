@@ -207,6 +207,14 @@ fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -
     Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
 }
 
+/// The samples of the open out-of-order buffer that fall in `[mint, maxt]` (an instant query over
+/// every series copies a few minutes of each buffer, not all of it). `None` when none do.
+fn ooo_open_part(open: &crate::head::ooo::OooChunk, mint: i64, maxt: i64) -> Option<ChunkMeta> {
+    let part: Vec<(i64, f64)> = open.samples().skip_while(|&(t, _)| t < mint).take_while(|&(t, _)| t <= maxt).collect();
+    let (first, last) = (part.first()?.0, part.last()?.0);
+    Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
+}
+
 /// A series selected by [`Querier::select_lazy`]: its labels, the head series (read when a snapshot is
 /// taken) and the chunks of each block that has it.
 pub struct LazySeries {
@@ -248,11 +256,7 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     let mut ooo_chunks = Vec::new();
     if let Some(o) = &d.ooo {
         ooo_chunks.extend(o.sealed().iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
-        if let Some((a, b)) = o.open.time_range() {
-            if overlaps(a, b) {
-                ooo_chunks.push(ChunkMeta { min_t: a, max_t: b, data: ChunkData::Raw(o.open.samples().collect()) });
-            }
-        }
+        ooo_chunks.extend(ooo_open_part(&o.open, mint, maxt));
     }
     if chunks.is_empty() && ooo_chunks.is_empty() {
         return None;
@@ -432,6 +436,26 @@ mod tests {
             };
             let want: Vec<(i64, f64)> = all.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
             assert_eq!(got, want, "[{mint}, {maxt}]");
+        }
+    }
+
+    #[test]
+    fn ooo_open_part_keeps_exactly_the_range() {
+        let mut o = crate::head::ooo::OooChunk::default();
+        for t in (0..32i64).rev() {
+            assert_eq!(o.insert(t * 10, t as f64), crate::head::ooo::Insert::Added);
+        }
+        let all: Vec<(i64, f64)> = o.samples().collect();
+        for (mint, maxt) in [(0, 310), (-5, 2000), (100, 310), (105, 200), (305, 2000), (311, 2000), (-10, -1), (0, 0), (150, 150)] {
+            let part = ooo_open_part(&o, mint, maxt);
+            let got: Vec<(i64, f64)> = match &part {
+                Some(ChunkMeta { data: ChunkData::Raw(s), .. }) => s.to_vec(),
+                Some(_) => panic!("not raw"),
+                None => Vec::new(),
+            };
+            let want: Vec<(i64, f64)> = all.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
+            assert_eq!(got, want, "[{mint}, {maxt}]");
+            assert_eq!(part.map(|m| (m.min_t, m.max_t)), want.first().zip(want.last()).map(|(a, b)| (a.0, b.0)));
         }
     }
 }
