@@ -5,8 +5,9 @@
 //! server used mimalloc, which asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`), ~90 MiB
 //! of RSS became ~138 MiB at 100k series with one sample each (measured with `strata-bench load`,
 //! see docs/BENCHMARKS.md), with no measurable gain in ingest CPU. glibc's malloc, used now, does
-//! not ask for them, but a machine with transparent huge pages set to `always` gives them anyway. `PR_SET_THP_DISABLE` applies to the whole process,
-//! including mappings made before the call and `MADV_HUGEPAGE` regions.
+//! not ask for them, but a machine with transparent huge pages set to `always` gives them anyway.
+//! `PR_SET_THP_DISABLE` applies to the whole process, including mappings made before the call and
+//! `MADV_HUGEPAGE` regions.
 
 /// Disables transparent huge pages for this process. Returns the OS error if the kernel refuses
 /// (old kernels, seccomp); the server runs either way.
