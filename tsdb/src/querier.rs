@@ -32,6 +32,14 @@ pub struct ChunkMeta {
     pub data: ChunkData,
 }
 
+impl ChunkMeta {
+    /// Decoded samples, sorted by time, as a chunk; `None` if there are none.
+    pub fn raw(samples: &[(i64, f64)]) -> Option<ChunkMeta> {
+        let (first, last) = (samples.first()?.0, samples.last()?.0);
+        Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(samples.into()) })
+    }
+}
+
 /// A series snapshot: labels and the chunks overlapping the querier's range.
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -203,16 +211,14 @@ fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -
         part.push(s);
         next = it.next();
     }
-    let (first, last) = (part.first()?.0, part.last()?.0);
-    Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
+    ChunkMeta::raw(&part)
 }
 
 /// The samples of the open out-of-order buffer that fall in `[mint, maxt]` (an instant query over
 /// every series copies a few minutes of each buffer, not all of it). `None` when none do.
 fn ooo_open_part(open: &crate::head::ooo::OooChunk, mint: i64, maxt: i64) -> Option<ChunkMeta> {
     let part: Vec<(i64, f64)> = open.samples().skip_while(|&(t, _)| t < mint).take_while(|&(t, _)| t <= maxt).collect();
-    let (first, last) = (part.first()?.0, part.last()?.0);
-    Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(part.into()) })
+    ChunkMeta::raw(&part)
 }
 
 /// A series selected by [`Querier::select_lazy`]: its labels, the head series (read when a snapshot is

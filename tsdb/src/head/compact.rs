@@ -107,10 +107,7 @@ impl Taken {
         all.dedup_by_key(|s| s.0);
         Ok(all
             .chunks(SAMPLES_PER_MERGED_CHUNK)
-            .filter_map(|part| {
-                let (first, last) = (part.first()?, part.last()?);
-                Some(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(part.into()) })
-            })
+            .filter_map(ChunkMeta::raw)
             .collect())
     }
 

@@ -161,13 +161,18 @@ impl OooData {
         std::mem::take(&mut self.sealed)
     }
 
+    /// Seals the open buffer (if it holds samples) into the sealed chunks.
+    pub(crate) fn seal_open(&mut self, chunks: Option<&HeadChunks>) {
+        if let Some(chunk) = self.open.seal(chunks) {
+            self.push_sealed(chunk);
+        }
+    }
+
     /// Inserts `(t, v)` into the open buffer (a sample already buffered at `t` is kept); if `t` is
     /// too far from the buffered samples (see [`Insert::OutOfRange`]), they are sealed first.
     pub(crate) fn insert_open(&mut self, t: i64, v: f64, chunks: Option<&HeadChunks>) {
         if self.open.insert(t, v) == Insert::OutOfRange {
-            if let Some(chunk) = self.open.seal(chunks) {
-                self.push_sealed(chunk);
-            }
+            self.seal_open(chunks);
             // Into an empty buffer: always added.
             let _ = self.open.insert(t, v);
         }
@@ -325,9 +330,7 @@ impl SeriesData {
         self.version = self.version.wrapping_add(1);
         let ooo = self.ooo.get_or_insert_with(Box::default);
         if ooo.open.len() >= cap {
-            if let Some(chunk) = ooo.open.seal(chunks) {
-                ooo.push_sealed(chunk);
-            }
+            ooo.seal_open(chunks);
         }
         ooo.insert_open(t, v, chunks);
     }
