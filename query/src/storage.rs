@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matcher};
 
-use crate::engine::{Labels, Storage, StorageSeries};
+use crate::engine::{Labels, Selected, Storage, StorageSeries};
 use crate::error::{QueryError, Result};
 
 /// Reads from the database (head and blocks).
@@ -38,28 +38,20 @@ pub fn from_tsdb_labels(l: &tsdb::Labels) -> Labels {
     Labels::from_tsdb(l)
 }
 
-/// A selected series; its chunks are snapshotted when its samples are asked for.
-struct TsdbSeries(tsdb::querier::LazySeries);
-
-impl StorageSeries for TsdbSeries {
+/// A selected series: its chunks are snapshotted when its samples are asked for.
+impl StorageSeries for tsdb::querier::LazySeries {
     fn labels(&self) -> Labels {
-        from_tsdb_labels(&self.0.labels)
+        from_tsdb_labels(self.labels())
     }
     fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        if let Some(s) = self.0.snapshot(mint, maxt) {
+        if let Some(s) = self.snapshot(mint, maxt) {
             out.extend(s.samples(mint, maxt));
         }
     }
 }
 
 impl TsdbStorage {
-    fn select_lazy(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        sorted: bool,
-    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+    fn select_lazy(&self, matchers: &[Matcher], mint: i64, maxt: i64, sorted: bool) -> Result<Selected<'_>> {
         let ms = matchers
             .iter()
             .map(to_tsdb_matcher)
@@ -70,29 +62,16 @@ impl TsdbStorage {
         } else {
             q.select_lazy_unordered(&ms)
         };
-        Ok(series
-            .into_iter()
-            .map(|s| Box::new(TsdbSeries(s)) as Box<dyn StorageSeries + '_>)
-            .collect())
+        Ok(Box::new(series))
     }
 }
 
 impl Storage for TsdbStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selected<'_>> {
         self.select_lazy(matchers, mint, maxt, true)
     }
 
-    fn select_unordered(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+    fn select_unordered(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selected<'_>> {
         self.select_lazy(matchers, mint, maxt, false)
     }
 }

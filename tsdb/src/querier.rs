@@ -221,29 +221,62 @@ fn ooo_open_part(open: &crate::head::ooo::OooChunk, mint: i64, maxt: i64) -> Opt
     ChunkMeta::raw(&part)
 }
 
-/// A series selected by [`Querier::select_lazy`]: its labels, the head series (read when a snapshot is
-/// taken) and the chunks of each block that has it.
-pub struct LazySeries {
+/// A series selected by [`Querier::select_lazy`]: the head series (read when a snapshot is taken)
+/// and the chunks of each block that has it. Two words: a selector over every series of a large
+/// head holds one per series while it is evaluated.
+pub enum LazySeries {
+    /// A series only the head has.
+    Head(Arc<crate::head::series::MemSeries>),
+    /// A series one or more blocks have (and maybe the head).
+    Blocks(Box<BlockPart>),
+}
+
+/// A [`LazySeries`] that blocks have.
+pub struct BlockPart {
     /// The series' labels.
-    pub labels: Labels,
+    labels: Labels,
     head: Option<Arc<crate::head::series::MemSeries>>,
     /// Chunks per block, in the querier's block order, each overlapping the querier's range.
-    blocks: Vec<Vec<ChunkMeta>>,
+    chunks: Vec<Vec<ChunkMeta>>,
 }
 
 impl LazySeries {
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        match self {
+            LazySeries::Head(s) => &s.labels,
+            LazySeries::Blocks(b) => &b.labels,
+        }
+    }
+
+    /// Adds one block's chunks of the series.
+    fn add_block_chunks(&mut self, chunks: Vec<ChunkMeta>) {
+        match self {
+            LazySeries::Blocks(b) => b.chunks.push(chunks),
+            LazySeries::Head(h) => {
+                let part = BlockPart { labels: h.labels.clone(), head: Some(Arc::clone(h)), chunks: vec![chunks] };
+                *self = LazySeries::Blocks(Box::new(part));
+            }
+        }
+    }
+
     /// A snapshot of the chunks overlapping `[mint, maxt]` (normally the querier's range; block
     /// chunks were already limited to that); `None` if there are none.
     pub fn snapshot(&self, mint: i64, maxt: i64) -> Option<Series> {
-        let head = self.head.as_ref().and_then(|s| {
+        let head_part = |s: &Arc<crate::head::series::MemSeries>| {
             let data = s.lock();
-            snapshot_head(&self.labels, &data, mint, maxt)
-        });
-        if self.blocks.is_empty() {
-            return head;
-        }
-        let mut series = head.unwrap_or_else(|| Series { labels: self.labels.clone(), chunks: Vec::new(), ooo_chunks: Vec::new() });
-        for chunks in &self.blocks {
+            snapshot_head(&s.labels, &data, mint, maxt)
+        };
+        let b = match self {
+            LazySeries::Head(s) => return head_part(s),
+            LazySeries::Blocks(b) => b,
+        };
+        let mut series = b
+            .head
+            .as_ref()
+            .and_then(head_part)
+            .unwrap_or_else(|| Series { labels: b.labels.clone(), chunks: Vec::new(), ooo_chunks: Vec::new() });
+        for chunks in &b.chunks {
             series.add_chunks(chunks.clone());
         }
         Some(series)
@@ -328,15 +361,15 @@ impl Querier {
         let mut out: Vec<LazySeries> = refs
             .iter()
             .filter_map(|r| maps.get_by_ref(crate::head::SeriesRef(u64::from(r))))
-            .map(|s| LazySeries { labels: s.labels.clone(), head: Some(s), blocks: Vec::new() })
+            .map(LazySeries::Head)
             .collect();
         if self.blocks.is_empty() {
             if sort {
-                out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+                out.sort_unstable_by(|a, b| a.labels().cmp(b.labels()));
             }
             return out;
         }
-        let mut merged: BTreeMap<Labels, LazySeries> = out.into_iter().map(|s| (s.labels.clone(), s)).collect();
+        let mut merged: BTreeMap<Labels, LazySeries> = out.into_iter().map(|s| (s.labels().clone(), s)).collect();
         for b in &self.blocks {
             let found = match b.select(matchers) {
                 Ok(f) => f,
@@ -352,9 +385,10 @@ impl Querier {
                     continue;
                 }
                 match merged.get_mut(&labels) {
-                    Some(existing) => existing.blocks.push(chunks),
+                    Some(existing) => existing.add_block_chunks(chunks),
                     None => {
-                        merged.insert(labels.clone(), LazySeries { labels, head: None, blocks: vec![chunks] });
+                        let part = BlockPart { labels: labels.clone(), head: None, chunks: vec![chunks] };
+                        merged.insert(labels, LazySeries::Blocks(Box::new(part)));
                     }
                 }
             }
@@ -424,6 +458,12 @@ impl Querier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_selected_series_is_two_words() {
+        // A selector over every series holds one per series until it is evaluated.
+        assert_eq!(std::mem::size_of::<LazySeries>(), 2 * std::mem::size_of::<usize>());
+    }
 
     #[test]
     fn open_chunk_part_keeps_exactly_the_range() {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use promql_parser::label::Matcher;
 
-use super::{Labels, Storage, StorageSeries};
+use super::{Labels, Selected, Storage, StorageSeries};
 use crate::error::Result;
 
 /// Series kept in a sorted map.
@@ -44,13 +44,8 @@ impl StorageSeries for MemSeries<'_> {
 }
 
 impl Storage for MemStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
-        Ok(self
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selected<'_>> {
+        let series: Vec<MemSeries<'_>> = self
             .series
             .iter()
             .filter(|(l, _)| {
@@ -59,12 +54,8 @@ impl Storage for MemStorage {
                     .all(|m| m.is_match(l.get(&m.name).unwrap_or("")))
             })
             .filter(|(_, s)| s.iter().any(|p| p.0 >= mint && p.0 <= maxt))
-            .map(|(l, s)| {
-                Box::new(MemSeries {
-                    labels: l,
-                    samples: s,
-                }) as Box<dyn StorageSeries + '_>
-            })
-            .collect())
+            .map(|(l, s)| MemSeries { labels: l, samples: s })
+            .collect();
+        Ok(Box::new(series))
     }
 }

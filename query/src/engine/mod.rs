@@ -62,24 +62,46 @@ pub trait StorageSeries: Send + Sync {
     fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>);
 }
 
+/// The series a selector matched, owned by the storage in one piece (not one allocation per
+/// series: a selector over 100k series would otherwise hold 100k boxes while it is evaluated).
+pub trait SeriesSet: Send + Sync {
+    /// Number of series.
+    fn len(&self) -> usize;
+    /// The `i`th series; `None` past the end.
+    fn get(&self, i: usize) -> Option<&dyn StorageSeries>;
+    /// No series.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<S: StorageSeries> SeriesSet for Vec<S> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn get(&self, i: usize) -> Option<&dyn StorageSeries> {
+        self.as_slice().get(i).map(|s| s as &dyn StorageSeries)
+    }
+}
+
+impl<'a> dyn SeriesSet + 'a {
+    /// The series in order.
+    pub fn iter(&self) -> impl Iterator<Item = &dyn StorageSeries> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// What [`Storage`] returns for a selector.
+pub type Selected<'a> = Box<dyn SeriesSet + 'a>;
+
 /// What the evaluator reads from.
 pub trait Storage {
     /// Series matching all matchers with data in `[mint, maxt]`, sorted by labels.
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Box<dyn StorageSeries + '_>>>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selected<'_>>;
 
     /// [`Storage::select`] in any order, for callers whose result does not depend on it; it can
     /// skip sorting.
-    fn select_unordered(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Box<dyn StorageSeries + '_>>> {
+    fn select_unordered(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selected<'_>> {
         self.select(matchers, mint, maxt)
     }
 }
@@ -421,7 +443,7 @@ impl Evaluator<'_> {
         sink.begin(series.len());
         let mut buf = Vec::new();
         let mut outs: Vec<(usize, f64)> = Vec::new();
-        for s in series {
+        for s in series.iter() {
             self.check_timeout()?;
             buf.clear();
             s.samples(mint, hi, &mut buf);
@@ -460,7 +482,7 @@ impl Evaluator<'_> {
         let matchers = Self::matchers(vs)?;
         let series = self.storage.select(&matchers, mint, maxt)?;
         let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        for s in series.iter() {
             self.check_timeout()?;
             let mut buf = Vec::new();
             s.samples(mint, maxt, &mut buf);
@@ -639,27 +661,29 @@ impl Evaluator<'_> {
                 } else {
                     storage.select_unordered(&matchers, mint, maxt)?
                 };
-                sink.begin(series.len());
-                let workers = workers_for(series.len());
+                let set: &dyn SeriesSet = series.as_ref();
+                let total = set.len();
+                sink.begin(total);
+                let workers = workers_for(total);
                 let batch = (PAR_BATCH_POINTS / n.max(1)).max(PAR_MIN_SERIES);
                 let deadline = self.deadline;
                 // Output buffers come from this (long-lived) thread and are reused by every batch.
                 let mut bufs: Vec<PartOutput> = (0..workers).map(|_| PartOutput::default()).collect();
-                for chunk in series.chunks(batch) {
+                for chunk in split_range(0..total, batch) {
                     let share = chunk.len().div_ceil(workers);
                     for buf in &mut bufs {
                         buf.clear();
                         buf.outs.reserve(share.saturating_mul(n));
                     }
-                    run_split(chunk, &mut bufs, |part, buf| {
-                        window_series_part(part, mint, maxt, &spec, f, deadline, buf);
+                    run_split(chunk.clone(), &mut bufs, |part, buf| {
+                        window_series_part(set, part, mint, maxt, &spec, f, deadline, buf);
                     })?;
-                    for (part, done) in chunk.chunks(share).zip(&bufs) {
+                    for (part, done) in split_range(chunk, share).zip(&bufs) {
                         if done.series.len() < part.len() {
                             return Err(QueryError::Timeout("expression evaluation"));
                         }
                         let mut from = 0;
-                        for (s, &(samples, to)) in part.iter().zip(&done.series) {
+                        for (i, &(samples, to)) in part.zip(&done.series) {
                             self.check_timeout()?;
                             if self.cur_samples.saturating_add(samples) > self.max_samples {
                                 return Err(QueryError::TooManySamples("query execution"));
@@ -667,7 +691,10 @@ impl Evaluator<'_> {
                             let outs = done.outs.get(from..to).unwrap_or_default();
                             from = to;
                             self.add_samples(outs.len())?;
-                            if !outs.is_empty() {
+                            if outs.is_empty() {
+                                continue;
+                            }
+                            if let Some(s) = set.get(i) {
                                 sink.series(&s.labels(), drop_name, outs)?;
                             }
                         }
@@ -711,16 +738,22 @@ fn workers_for(series: usize) -> usize {
     cores.min(PAR_MAX_THREADS).min(series / PAR_MIN_SERIES).max(1)
 }
 
-/// Splits `items` into `outs.len()` contiguous parts of `items.len().div_ceil(outs.len())` (the
-/// last ones shorter or empty) and calls `f(part, out)` for each: the calling thread takes the
-/// first part, scoped threads the others.
-fn run_split<I: Sync, T: Send>(
-    items: &[I],
+/// `range` cut into consecutive parts of `share` indexes (the last one shorter).
+fn split_range(range: std::ops::Range<usize>, share: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (share, end) = (share.max(1), range.end);
+    range.step_by(share).map(move |a| a..a.saturating_add(share).min(end))
+}
+
+/// Splits the indexes `items` into `outs.len()` contiguous parts of
+/// `items.len().div_ceil(outs.len())` (the last ones shorter or missing) and calls `f(part, out)`
+/// for each: the calling thread takes the first part, scoped threads the others.
+fn run_split<T: Send>(
+    items: std::ops::Range<usize>,
     outs: &mut [T],
-    f: impl Fn(&[I], &mut T) + Sync,
+    f: impl Fn(std::ops::Range<usize>, &mut T) + Sync,
 ) -> Result<()> {
     let share = items.len().div_ceil(outs.len().max(1)).max(1);
-    let mut jobs = items.chunks(share).zip(outs.iter_mut());
+    let mut jobs = split_range(items, share).zip(outs.iter_mut());
     let Some((first, first_out)) = jobs.next() else {
         return Ok(());
     };
@@ -791,9 +824,11 @@ impl PartOutput {
     }
 }
 
-/// Reads, drops stale markers from and windows each series of `part` into `done`.
+/// Reads, drops stale markers from and windows the series `part` of `set` into `done`.
+#[allow(clippy::too_many_arguments)]
 fn window_series_part(
-    part: &[Box<dyn StorageSeries + '_>],
+    set: &dyn SeriesSet,
+    part: std::ops::Range<usize>,
     mint: i64,
     maxt: i64,
     spec: &WindowSpec<'_>,
@@ -803,12 +838,14 @@ fn window_series_part(
 ) {
     done.series.reserve(part.len());
     let mut points = Vec::new();
-    for s in part {
+    for i in part {
         if Instant::now() > deadline {
             break;
         }
         points.clear();
-        s.samples(mint, maxt, &mut points);
+        if let Some(s) = set.get(i) {
+            s.samples(mint, maxt, &mut points);
+        }
         points.retain(|p| !is_stale(p.1));
         f.series(&points, spec, &mut done.outs);
         done.series.push((points.len(), done.outs.len()));
