@@ -4,18 +4,20 @@
 //! syncs the WAL and exits.
 //!
 //! Memory comes from the system allocator (glibc's malloc): at 100k series it held peak RSS 16–23%
-//! below mimalloc's in the tenth session's alternated loads (docs/BENCHMARKS.md).
+//! below mimalloc's in the tenth session's alternated loads (docs/BENCHMARKS.md). [`memory`] sets
+//! how it gets memory from the OS before anything else runs.
 #![deny(unsafe_code)]
 
 mod config;
 mod metrics;
 mod server;
-mod thp;
+mod memory;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let thp = thp::disable();
+    let thp = memory::disable_transparent_huge_pages();
+    let mmap_threshold_fixed = memory::fix_mmap_threshold();
     let flags = config::Flags::parse();
     if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
         eprintln!("strata: {e:#}");
@@ -23,6 +25,9 @@ fn main() -> std::process::ExitCode {
     }
     if let Err(e) = thp {
         tracing::warn!(error = %e, "cannot disable transparent huge pages; memory use may be higher");
+    }
+    if !mmap_threshold_fixed {
+        tracing::warn!("cannot fix malloc's mmap threshold; memory use may be higher after large queries");
     }
     let cfg = match flags.into_config() {
         Ok(c) => c,
