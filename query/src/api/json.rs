@@ -1,7 +1,7 @@
 //! Prometheus's JSON envelope and result encoding, written by hand so that sample values are
 //! Go-formatted strings and timestamps are `sec.mmm` numbers exactly as Prometheus emits them.
 
-use crate::engine::{format_float, format_time, Labels, QueryValue};
+use crate::engine::{write_float, write_time, Labels, QueryValue};
 
 /// Appends `s` as a JSON string.
 pub fn push_str(out: &mut String, s: &str) {
@@ -41,9 +41,9 @@ pub fn push_labels(out: &mut String, l: &Labels) {
 
 fn push_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
-    out.push_str(&format_time(t));
+    write_time(out, t);
     out.push_str(",\"");
-    out.push_str(&format_float(v));
+    write_float(out, v);
     out.push_str("\"]");
 }
 
@@ -57,7 +57,7 @@ pub fn query_data(v: &QueryValue) -> String {
         }
         QueryValue::String { t, s } => {
             out.push_str("{\"resultType\":\"string\",\"result\":[");
-            out.push_str(&format_time(*t));
+            write_time(&mut out, *t);
             out.push(',');
             push_str(&mut out, s);
             out.push(']');

@@ -240,11 +240,19 @@ pub fn is_stale(v: f64) -> bool {
 /// Formats a float like Go's `strconv.FormatFloat(v, 'f', -1, 64)` as Prometheus's JSON does:
 /// exponent form for |v| < 1e-6 or |v| >= 1e21, `NaN`, `+Inf`, `-Inf`.
 pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// Appends [`format_float`] of `v` to `out` (no allocation of its own outside exponent notation).
+pub fn write_float(out: &mut String, v: f64) {
     let a = v.abs();
     if a.is_finite() && a != 0.0 && !(1e-6..1e21).contains(&a) {
-        return format_float_exp(v);
+        out.push_str(&format_float_exp(v));
+        return;
     }
-    format_float_plain(v)
+    write_float_plain(out, v);
 }
 
 /// Go's `'e'` shortest format: `1e-07`, `1.5e+21`.
@@ -269,30 +277,41 @@ fn format_float_exp(v: f64) -> String {
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)` (used by `count_values` and `le` matching):
 /// never an exponent.
 pub fn format_float_plain(v: f64) -> String {
+    let mut out = String::new();
+    write_float_plain(&mut out, v);
+    out
+}
+
+/// Appends [`format_float_plain`] of `v` to `out`.
+pub fn write_float_plain(out: &mut String, v: f64) {
+    use std::fmt::Write;
     if v.is_nan() {
-        return "NaN".into();
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{v}");
     }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    format!("{v}")
 }
 
 /// Formats a ms timestamp as Prometheus JSON does: seconds, then `.mmm` when ms != 0.
 pub fn format_time(t: i64) -> String {
-    let neg = t < 0;
+    let mut out = String::new();
+    write_time(&mut out, t);
+    out
+}
+
+/// Appends [`format_time`] of `t` to `out`.
+pub fn write_time(out: &mut String, t: i64) {
+    use std::fmt::Write;
     let a = t.unsigned_abs();
     let (s, ms) = (a / 1000, a % 1000);
-    let sign = if neg { "-" } else { "" };
-    if ms == 0 {
-        format!("{sign}{s}")
-    } else {
-        format!("{sign}{s}.{ms:03}")
+    if t < 0 {
+        out.push('-');
     }
+    // Writing to a String cannot fail.
+    let _ = if ms == 0 { write!(out, "{s}") } else { write!(out, "{s}.{ms:03}") };
 }
 
 #[cfg(test)]
