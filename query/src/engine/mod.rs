@@ -26,7 +26,8 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use crate::error::{QueryError, Result};
 use stream::{Collect, SeriesSink};
 pub use value::{
-    format_float, format_time, is_stale, Labels, QueryValue, Sample, Series, METRIC_NAME,
+    format_float, format_time, is_stale, write_float, write_time, Labels, QueryValue, Sample,
+    Series, METRIC_NAME,
 };
 
 /// Engine limits and defaults (Prometheus flag names in parentheses).
@@ -174,6 +175,13 @@ impl Engine {
             return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
         }
         let mut ev = self.evaluator(storage, start, end, step, lookback);
+        if let Expr::VectorSelector(vs) = unwrap_parens(expr) {
+            let mut sink = stream::SeriesOut::new(start, step);
+            ev.stream_vector_selector(vs, false, &mut sink)?;
+            let mut m = sink.finish();
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            return Ok(QueryValue::Matrix(m));
+        }
         let v = ev.eval(expr)?;
         match v {
             Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series {

@@ -5,14 +5,15 @@
 //! [`SeriesSink`] before reading the next, in the order the storage returned the series. A sink
 //! either builds the per-step vectors the rest of the evaluator works on ([`Collect`]) or folds the
 //! values straight into an aggregation (`aggregate::Fused`), so that `sum(rate(x[5m]))` never
-//! materializes one sample per input series and step. Sinks see the values of a step in the same
+//! materializes one sample per input series and step; a selector at the top of a range query
+//! builds the result's series directly ([`SeriesOut`]). Sinks see the values of a step in the same
 //! order a per-step vector would hold them, so results do not depend on which sink is used.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{check_duplicates, Labels, Sample};
-use crate::error::Result;
+use super::{check_duplicates, Labels, Sample, Series};
+use crate::error::{QueryError, Result};
 
 /// Receives an instant vector one input series at a time.
 pub(crate) trait SeriesSink {
@@ -80,6 +81,48 @@ impl SeriesSink for Collect {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+/// Builds a range query's result series directly from a selector's series: no per-step vectors to
+/// regroup by label set afterwards (for a one-series query that regrouping, one small vector per
+/// step and a label-set hash per point, cost about as much as reading the series). Input series
+/// keep their names, so their label sets are distinct and each becomes one output series.
+pub(crate) struct SeriesOut {
+    start: i64,
+    interval: i64,
+    out: Vec<Series>,
+}
+
+impl SeriesOut {
+    /// A sink for steps at `start + k * interval` (ms).
+    pub(crate) fn new(start: i64, interval: i64) -> SeriesOut {
+        SeriesOut { start, interval, out: Vec::new() }
+    }
+
+    /// The series, in the order they came (callers sort them).
+    pub(crate) fn finish(self) -> Vec<Series> {
+        self.out
+    }
+}
+
+impl SeriesSink for SeriesOut {
+    fn needs_order(&self) -> bool {
+        false
+    }
+
+    fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        if drop_name {
+            // Two inputs could then share a label set; only per-step vectors ([`Collect`]) merge
+            // and check those.
+            return Err(QueryError::Internal("series output used with dropped metric names".into()));
+        }
+        let (start, interval) = (self.start, self.interval);
+        self.out.push(Series {
+            labels: Arc::new(labels.clone()),
+            points: points.iter().map(|&(k, v)| (start.saturating_add(interval.saturating_mul(k as i64)), v)).collect(),
+        });
         Ok(())
     }
 }
