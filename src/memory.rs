@@ -13,11 +13,14 @@
 //!   32 MiB). After the first range query over a thousand series freed its ~2 MiB output buffers,
 //!   later ones came from a thread's heap arena and stayed there: RSS grew ~12 MB over the first few
 //!   queries and never came back (eleventh session, docs/BENCHMARKS.md). A threshold fixed at
-//!   [`MMAP_THRESHOLD`] turns that adjustment off, so blocks that large always go back to the OS when
-//!   freed; ingest CPU was unchanged in alternated loads.
+//!   [`MMAP_THRESHOLD`] turns that adjustment off: a block that large that the heap's free space
+//!   cannot serve is mapped on its own and unmapped when freed, instead of growing the heap; ingest
+//!   CPU was unchanged in alternated loads. (It also fixes glibc's trim threshold at its 128 KiB
+//!   default; raising that saved page faults but not CPU, and cost ~1 MB of peak.)
 
-/// Blocks of this size and more are mapped on their own and unmapped when freed. Above a
-/// decompressed remote-write request of 2,000 samples (~370 KiB; its buffer is reused anyway).
+/// Blocks of this size and more that the heap's free space cannot serve are mapped on their own.
+/// Above a decompressed remote-write request of 2,000 samples (~370 KiB; its buffer is reused
+/// anyway).
 pub const MMAP_THRESHOLD: usize = 512 * 1024;
 
 /// Disables transparent huge pages for this process. Returns the OS error if the kernel refuses

@@ -97,7 +97,8 @@ pub type Selected<'a> = Box<dyn SeriesSet + 'a>;
 
 /// What the evaluator reads from.
 pub trait Storage {
-    /// Series matching all matchers with data in `[mint, maxt]`, sorted by labels.
+    /// Series matching all matchers with data in `[mint, maxt]`, sorted by labels. Their label
+    /// sets are distinct (a series in several blocks and the head is one series).
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Selected<'_>>;
 
     /// [`Storage::select`] in any order, for callers whose result does not depend on it; it can
@@ -673,7 +674,9 @@ impl Evaluator<'_> {
                 let total = set.len();
                 sink.begin(total);
                 let workers = workers_for(total);
-                let batch = (PAR_BATCH_POINTS / n.max(1)).max(PAR_MIN_SERIES);
+                // Each worker takes about PAR_WORKER_POINTS outputs per batch: its buffer stays
+                // small, and the threads started per batch do as much work on any core count.
+                let batch = (PAR_WORKER_POINTS / n.max(1)).max(PAR_MIN_SERIES).saturating_mul(workers);
                 let deadline = self.deadline;
                 // Output buffers come from this (long-lived) thread and are reused by every batch.
                 let mut bufs: Vec<PartOutput> = (0..workers).map(|_| PartOutput::default()).collect();
@@ -728,12 +731,13 @@ impl Evaluator<'_> {
     }
 }
 
-/// Outputs per batch of series a range function computes before handing them on (bounds the
-/// memory of a batch: 16 bytes each, 512 KiB in all). At 4 MiB (2^18), each worker's buffer was
-/// above the server's malloc mmap threshold (src/memory.rs): mapped and faulted in anew by every
-/// query (~950 page faults, +1–2 ms for `sum by (job) (rate(x[5m]))` over 1,000 series and 241
-/// steps). Smaller batches stay in the heap and cost no measurable time.
-const PAR_BATCH_POINTS: usize = 1 << 15;
+/// Outputs per worker and batch of series a range function computes before handing them on: 16
+/// bytes each, 256 KiB (unless [`PAR_MIN_SERIES`] series have more steps). At 2 MiB per worker
+/// (the batch was 2^18 outputs for all workers together), the buffers were above the server's
+/// malloc mmap threshold (src/memory.rs): mapped and faulted in anew by every query (~950 page
+/// faults, +1–2 ms for `sum by (job) (rate(x[5m]))` over 1,000 series and 241 steps). Under it
+/// they are reused from the heap and cost no measurable time.
+const PAR_WORKER_POINTS: usize = 1 << 14;
 /// Fewest series a thread of a parallel batch gets.
 const PAR_MIN_SERIES: usize = 32;
 /// Most threads one range function uses.
