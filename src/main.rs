@@ -9,9 +9,9 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod memory;
 mod metrics;
 mod server;
-mod memory;
 
 use clap::Parser;
 
