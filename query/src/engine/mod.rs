@@ -177,7 +177,7 @@ impl Engine {
         }
         let mut ev = self.evaluator(storage, start, end, step, lookback);
         if let Expr::VectorSelector(vs) = unwrap_parens(expr) {
-            let mut sink = stream::SeriesOut::new(start, step);
+            let mut sink = stream::SeriesOut::new((0..ev.steps()).map(|k| ev.ts(k)).collect());
             ev.stream_vector_selector(vs, false, &mut sink)?;
             let mut m = sink.finish();
             m.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -90,15 +90,15 @@ impl SeriesSink for Collect {
 /// step and a label-set hash per point, cost about as much as reading the series). Input series
 /// keep their names, so their label sets are distinct and each becomes one output series.
 pub(crate) struct SeriesOut {
-    start: i64,
-    interval: i64,
+    /// Each step's timestamp (ms).
+    times: Vec<i64>,
     out: Vec<Series>,
 }
 
 impl SeriesOut {
-    /// A sink for steps at `start + k * interval` (ms).
-    pub(crate) fn new(start: i64, interval: i64) -> SeriesOut {
-        SeriesOut { start, interval, out: Vec::new() }
+    /// A sink for steps at `times`.
+    pub(crate) fn new(times: Vec<i64>) -> SeriesOut {
+        SeriesOut { times, out: Vec::new() }
     }
 
     /// The series, in the order they came (callers sort them).
@@ -118,10 +118,10 @@ impl SeriesSink for SeriesOut {
             // and check those.
             return Err(QueryError::Internal("series output used with dropped metric names".into()));
         }
-        let (start, interval) = (self.start, self.interval);
+        let times = &self.times;
         self.out.push(Series {
             labels: Arc::new(labels.clone()),
-            points: points.iter().map(|&(k, v)| (start.saturating_add(interval.saturating_mul(k as i64)), v)).collect(),
+            points: points.iter().filter_map(|&(k, v)| Some((*times.get(k)?, v))).collect(),
         });
         Ok(())
     }
