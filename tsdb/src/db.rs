@@ -663,6 +663,45 @@ mod tests {
         assert_eq!(all_samples(&db), want);
     }
 
+    #[test]
+    fn a_late_sample_never_replaces_the_value_stored_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = DbOptions { head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() }, ..DbOptions::default() };
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut app = db.head().appender();
+        let mut want = Vec::new();
+        for i in 0..(4 * H2 / 60_000) {
+            let t = i * 60_000;
+            app.append_pairs(&[("__name__", "m"), ("s", "x")], t, i as f64).unwrap();
+            want.push((t, i as f64));
+        }
+        app.commit().unwrap();
+        let late = |db: &Db| {
+            // Late samples at stored timestamps, identical and different, in the head and in blocks.
+            let mut app = db.head().appender();
+            for t in [60_000, 3 * H2 + 60_000, 4 * H2 - 120_000] {
+                app.append_pairs(&[("__name__", "m"), ("s", "x")], t, -1.0).unwrap();
+            }
+            let t = 3 * H2;
+            app.append_pairs(&[("__name__", "m"), ("s", "x")], t, (t / 60_000) as f64).unwrap();
+            app.commit().unwrap();
+        };
+        late(&db);
+        assert_eq!(all_samples(&db), want);
+        db.compact().unwrap();
+        assert!(!db.blocks().is_empty());
+        assert_eq!(all_samples(&db), want, "after compaction");
+        late(&db);
+        assert_eq!(all_samples(&db), want, "late samples into blocks' ranges");
+        db.compact().unwrap();
+        assert_eq!(all_samples(&db), want, "after the second compaction");
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), o).unwrap();
+        late(&db);
+        assert_eq!(all_samples(&db), want, "after restart");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 

@@ -29,7 +29,8 @@ pub struct CommitStats {
     pub out_of_order: u64,
     /// Samples identical to stored ones (accepted, not stored twice).
     pub deduplicated: u64,
-    /// Samples that lost a race to a different value at the same timestamp.
+    /// Samples not stored because a different value was stored first at the same timestamp (a late
+    /// sample meeting an earlier late one, or a writer racing another to the same newest timestamp).
     pub conflicts: u64,
     /// Series created by this transaction.
     pub series_created: u64,
@@ -42,9 +43,6 @@ pub struct Appender<'h> {
     series: Vec<Arc<MemSeries>>,
     /// Newest queued in-order sample per series handle (parallel to `series`).
     pending_tails: Vec<Option<SeriesTail>>,
-    /// Per handle: the series version its samples were checked against, or None if checks saw
-    /// different versions (then commit looks every out-of-order timestamp up again).
-    checked_versions: Vec<Option<Option<u32>>>,
     /// Per handle: where its open chunk's next append lands, seen under the lock in `append`. Only a
     /// prefetch hint for the commit (the chunk may have moved by then).
     append_addrs: Vec<usize>,
@@ -72,7 +70,6 @@ impl<'h> Appender<'h> {
             limits,
             series: Vec::new(),
             pending_tails: Vec::new(),
-            checked_versions: Vec::new(),
             append_addrs: Vec::new(),
             queued: Vec::new(),
             pending: Vec::new(),
@@ -195,29 +192,23 @@ impl<'h> Appender<'h> {
         }
         self.series.push(s);
         self.pending_tails.push(None);
-        self.checked_versions.push(None);
         self.append_addrs.push(0);
         self.queued.push(0);
         SeriesHandle(self.series.len() - 1)
     }
 
     /// Checks sample `(t, v)` for the series and queues it for commit. The check sees the committed
-    /// state plus what this transaction already queued, so a request behaves as if applied in order.
-    /// An identical stored or queued sample is accepted and not queued again. Rejections are counted in
-    /// the head's stats.
+    /// state plus what this transaction already queued, so a request behaves as if applied in order:
+    /// a sample at the newest stored or queued timestamp, or at a timestamp queued before, is accepted
+    /// and not queued again if identical, rejected if its value differs. A late sample is not checked
+    /// against the stored ones here (see [`SeriesData::apply`] for what the commit does with it).
+    /// Rejections are counted in the head's stats.
     pub fn append(&mut self, h: SeriesHandle, t: i64, v: f64) -> std::result::Result<(), AppendError> {
         let (Some(s), Some(&queued_tail)) = (self.series.get(h.0), self.pending_tails.get(h.0)) else {
             return Err(AppendError::InvalidLabels(LabelError::Empty));
         };
         let decision = {
-            let mut data = s.lock();
-            if let Some(slot) = self.checked_versions.get_mut(h.0) {
-                *slot = match *slot {
-                    None => Some(Some(data.version)),
-                    Some(Some(v)) if v == data.version => Some(Some(v)),
-                    Some(_) => Some(None),
-                };
-            }
+            let data = s.lock();
             if let Some(addr) = self.append_addrs.get_mut(h.0) {
                 *addr = data.append_addr();
             }
@@ -225,18 +216,15 @@ impl<'h> Appender<'h> {
                 (Some(c), Some(q)) => Some(if q.max_t > c.max_t { q } else { c }),
                 (c, q) => c.or(q),
             };
-            match placement(t, v, tail, self.limits) {
-                Ok(Placement::OutOfOrder) => Ok((Placement::OutOfOrder, data.value_at(t))),
-                other => other.map(|p| (p, None)),
-            }
+            placement(t, v, tail, self.limits)
         };
         let decision = match decision {
-            Ok((Placement::OutOfOrder, stored)) => match stored.or_else(|| self.queued_value(h, t)) {
+            Ok(Placement::OutOfOrder) => match self.queued_value(h, t) {
                 Some(existing) if existing.to_bits() == v.to_bits() => Ok(Placement::Duplicate),
                 Some(existing) => Err(AppendError::Duplicate { t, existing, new: v }),
                 None => Ok(Placement::OutOfOrder),
             },
-            other => other.map(|(p, _)| p),
+            other => other,
         };
         match decision {
             Ok(Placement::Duplicate) => {
@@ -343,7 +331,6 @@ impl<'h> Appender<'h> {
             recs.push(samples_rec.as_bytes());
         }
         let series = &self.series;
-        let checked = std::mem::take(&mut self.checked_versions);
         let pending = std::mem::take(&mut self.pending);
         let addrs = &self.append_addrs;
         let mut stats = self.stats;
@@ -354,7 +341,7 @@ impl<'h> Appender<'h> {
                         s.set_logged();
                     }
                 }
-                apply_pending(head, series, &checked, addrs, &pending, &mut stats);
+                apply_pending(head, series, addrs, &pending, &mut stats);
             })
             .map_err(Error::from)?;
         Ok((stats, ticket))
@@ -368,8 +355,7 @@ impl<'h> Appender<'h> {
             s.set_logged();
         }
         let pending = std::mem::take(&mut self.pending);
-        let checked = std::mem::take(&mut self.checked_versions);
-        apply_pending(self.head, &self.series, &checked, &self.append_addrs, &pending, &mut self.stats);
+        apply_pending(self.head, &self.series, &self.append_addrs, &pending, &mut self.stats);
     }
 }
 
@@ -387,7 +373,6 @@ const PREFETCH_AHEAD: usize = 4;
 fn apply_pending(
     head: &Head,
     series: &[Arc<MemSeries>],
-    checked: &[Option<Option<u32>>],
     append_addrs: &[usize],
     pending: &[(SeriesHandle, i64, f64)],
     stats: &mut CommitStats,
@@ -416,13 +401,11 @@ fn apply_pending(
             }
         }
         let mut data = s.lock();
-        // Unchanged since `append` checked this handle's samples: their lookups still hold.
-        let known_absent = checked.get(h.0).copied().flatten().flatten() == Some(data.version);
         while let Some(&(h2, t, v)) = pending.get(i) {
             if h2 != h {
                 break;
             }
-            match data.apply_checked(t, v, &ctx, known_absent) {
+            match data.apply(t, v, &ctx) {
                 Applied::InOrder => stats.in_order += 1,
                 Applied::OutOfOrder => stats.out_of_order += 1,
                 Applied::AlreadyStored => {
