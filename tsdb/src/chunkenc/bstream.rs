@@ -129,17 +129,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads `data` from bit `bit` (a position [`Reader::bits_read`] returned). A position past the end
-    /// leaves the reader exhausted.
-    pub fn at_bit(data: &'a [u8], bit: usize) -> Self {
-        let mut r = Self { data, pos: (bit / 8).min(data.len()), buf: 0, valid: 0 };
-        if bit / 8 > data.len() || r.read_bits((bit % 8) as u32).is_none() {
-            r.pos = data.len();
-            r.valid = 0;
-        }
-        r
-    }
-
     /// Number of bits consumed so far.
     pub fn bits_read(&self) -> usize {
         self.pos * 8 - self.valid as usize
@@ -230,17 +219,6 @@ mod tests {
         assert_eq!(w.bytes(), &[0b1011_1111, 0b1111_0101]);
         w.write_bits(u64::MAX, 64);
         assert_eq!(w.bytes().len(), 10);
-    }
-
-    #[test]
-    fn reader_resumes_at_a_bit() {
-        let data = [0xab, 0xcd, 0xef];
-        let mut r = Reader::new(&data);
-        assert_eq!(r.read_bits(5), Some(0b10101));
-        let mut again = Reader::at_bit(&data, r.bits_read());
-        assert_eq!(again.read_bits(11), r.read_bits(11));
-        assert_eq!(Reader::at_bit(&data, 24).read_bit(), None);
-        assert_eq!(Reader::at_bit(&data, 99).read_bit(), None);
     }
 
     #[test]

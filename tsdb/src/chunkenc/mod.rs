@@ -7,7 +7,7 @@
 pub mod bstream;
 pub mod xor;
 
-pub use xor::{num_samples, XorChunk, XorIter, XorPos};
+pub use xor::{num_samples, XorChunk, XorIter};
 
 /// The encoding byte stored before a chunk's data in Prometheus chunk files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

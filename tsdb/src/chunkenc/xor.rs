@@ -267,29 +267,6 @@ struct State {
     trailing: u8,
 }
 
-/// Where an [`XorIter`] stands between two samples: enough to resume decoding without decoding what
-/// came before, on the same chunk's bytes or on a later version of them (an open chunk only grows at
-/// its end; the bits before a position never change).
-#[derive(Debug, Clone, Copy)]
-pub struct XorPos {
-    bits: u32,
-    read: u16,
-    first_t: i64,
-    state: State,
-}
-
-impl XorPos {
-    /// Timestamp of the last sample read before this position (`None` at the start of the chunk).
-    pub fn last_t(&self) -> Option<i64> {
-        (self.read > 0).then_some(self.state.t)
-    }
-
-    /// Timestamp of the chunk's first sample (`None` at the start of the chunk, before it is read).
-    pub fn first_t(&self) -> Option<i64> {
-        (self.read > 0).then_some(self.first_t)
-    }
-}
-
 /// Iterator over the samples of XOR chunk bytes (a sealed chunk, a block file, or a live chunk).
 ///
 /// Never panics on any input: on malformed bytes it stops, and [`XorIter::error`] says why.
@@ -331,29 +308,6 @@ impl<'a> XorIter<'a> {
             },
             err,
         }
-    }
-
-    /// Continues from `pos`, taken by [`XorIter::pos`] on these bytes or on an earlier version of the same
-    /// growing chunk. A position from another chunk yields wrong samples (never a panic).
-    pub fn resume(bytes: &'a [u8], pos: XorPos) -> Self {
-        let mut it = XorIter::new(bytes);
-        if it.err.is_none() {
-            let body = bytes.get(HEADER_BYTES..).unwrap_or_default();
-            it.stream = bstream::Reader::at_bit(body, pos.bits as usize);
-            it.read = pos.read;
-            it.first_t = pos.first_t;
-            it.state = pos.state;
-        }
-        it
-    }
-
-    /// The current position, to [`XorIter::resume`] from later; `None` after malformed bytes.
-    pub fn pos(&self) -> Option<XorPos> {
-        if self.err.is_some() {
-            return None;
-        }
-        let bits = u32::try_from(self.stream.bits_read()).ok()?;
-        Some(XorPos { bits, read: self.read, first_t: self.first_t, state: self.state })
     }
 
     /// Why iteration stopped early, if the bytes were malformed.

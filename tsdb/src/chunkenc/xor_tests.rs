@@ -460,25 +460,6 @@ proptest! {
     }
 
     #[test]
-    fn resume_on_the_grown_chunk_continues_where_it_stood(samples in samples_strategy(), split in any::<prop::sample::Index>(), at in any::<prop::sample::Index>()) {
-        // A position taken after `j` samples of the first `k` resumes on the chunk grown to all samples.
-        let k = split.index(samples.len() + 1);
-        let j = at.index(k + 1);
-        let mut c = encode(&samples[..k]);
-        let mut it = c.iter();
-        for _ in 0..j {
-            it.next();
-        }
-        let pos = it.pos().ok_or_else(|| TestCaseError::fail("no position"))?;
-        prop_assert_eq!(pos.last_t(), j.checked_sub(1).map(|i| samples[i].0));
-        for &(t, v) in &samples[k..] {
-            c.push(t, v);
-        }
-        let resumed = XorIter::resume(c.bytes(), pos);
-        prop_assert_eq!(bits(resumed), bits(samples[j..].iter().copied()));
-    }
-
-    #[test]
     fn seek_finds_first_at_or_after(samples in samples_strategy(), target in any::<i64>(), pick in any::<prop::sample::Index>()) {
         let c = encode(&samples);
         // Seek both to a random target and to an existing timestamp.
