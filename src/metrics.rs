@@ -68,6 +68,12 @@ impl Collector for StorageCollector {
             }
         }
         counter(&mut e, "strata_head_samples_deduplicated", "Samples identical to stored ones: accepted, stored once.", load(&st.samples_deduplicated))?;
+        counter(
+            &mut e,
+            "strata_head_samples_conflicting",
+            "Accepted samples not stored because a different value was stored first at their timestamp.",
+            load(&st.commit_conflicts),
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "strata_head_samples_rejected",

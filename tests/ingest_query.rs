@@ -104,3 +104,32 @@ fn config_file_sets_the_out_of_order_window() {
     let got = srv.raw_samples("cfg", "1h", now);
     assert_eq!(got[0].1, vec![(now - 20 * MIN, "2".to_string()), (now, "1".to_string())]);
 }
+
+#[test]
+fn a_late_value_at_a_stored_timestamp_is_acknowledged_and_the_first_stored_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--storage.tsdb.out-of-order-time-window=1h"];
+    let mut srv = Server::start(dir.path(), &args);
+    let in_order: Vec<(i64, f64)> = (0..10).filter(|i| i % 2 == 0).map(|i| (T0 + i * MIN, i as f64)).collect();
+    assert_eq!(srv.write(&request(vec![series("late_conflict", &[], &in_order)])).0, 204);
+    // Late: a new timestamp, then other values at it and at a stored in-order timestamp. Prometheus
+    // 2.42 acknowledges all of these too; Strata reads the value stored first.
+    let (code, body) = srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 3 * MIN, 3.0)])]));
+    assert_eq!(code, 204, "{body}");
+    let (code, body) =
+        srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 2 * MIN, -2.0), (T0 + 3 * MIN, -3.0), (T0 + 5 * MIN, 5.0)])]));
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(srv.metric("strata_head_samples_conflicting_total"), Some(1.0));
+    // Within one request, a second value at a timestamp is still an error naming it.
+    let (code, body) = srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 7 * MIN, 7.0), (T0 + 7 * MIN, -7.0)])]));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("duplicate sample for timestamp"), "{body}");
+
+    let want: Vec<(i64, String)> =
+        [(0, "0"), (2, "2"), (3, "3"), (4, "4"), (5, "5"), (6, "6"), (7, "7"), (8, "8")].iter().map(|&(i, v)| (T0 + i * MIN, v.to_string())).collect();
+    assert_eq!(srv.raw_samples("late_conflict", "1h", T0 + 9 * MIN)[0].1, want);
+    // The WAL replays to the same answer.
+    srv.kill9();
+    let srv = Server::start(dir.path(), &args);
+    assert_eq!(srv.raw_samples("late_conflict", "1h", T0 + 9 * MIN)[0].1, want);
+}
