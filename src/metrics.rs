@@ -67,11 +67,16 @@ impl Collector for StorageCollector {
                 ConstCounter::new(v).encode(m.encode_family(&[("placement", placement)])?)?;
             }
         }
-        counter(&mut e, "strata_head_samples_deduplicated", "Samples identical to stored ones: accepted, stored once.", load(&st.samples_deduplicated))?;
+        counter(
+            &mut e,
+            "strata_head_samples_deduplicated",
+            "Samples identical to the series' newest, to a stored late sample or to one queued before in the request: accepted, stored once.",
+            load(&st.samples_deduplicated),
+        )?;
         counter(
             &mut e,
             "strata_head_samples_conflicting",
-            "Accepted samples not stored because a different value was stored first at their timestamp.",
+            "Accepted samples not stored because a different late or newest value was stored first at their timestamp.",
             load(&st.commit_conflicts),
         )?;
         {

@@ -67,8 +67,9 @@ impl Series {
         }
     }
 
-    /// All samples with `mint <= t <= maxt`, sorted by time, one per timestamp (an in-order sample wins
-    /// over an out-of-order one at the same timestamp; they are equal unless a write race lost).
+    /// All samples with `mint <= t <= maxt`, sorted by time, one per timestamp: at a timestamp held by
+    /// several chunks, the one listed first wins (in-order chunks before out-of-order ones, so an
+    /// in-order sample wins over a late one, which the head stores without comparing them).
     pub fn samples(&self, mint: i64, maxt: i64) -> SampleIter<'_> {
         if self.ooo_chunks.is_empty() {
             return SampleIter::Chain(ChainIter { chunks: &self.chunks, idx: 0, cur: None, mint, maxt });

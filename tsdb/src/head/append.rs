@@ -29,8 +29,11 @@ pub struct CommitStats {
     pub out_of_order: u64,
     /// Samples identical to stored ones (accepted, not stored twice).
     pub deduplicated: u64,
-    /// Samples not stored because a different value was stored first at the same timestamp (a late
-    /// sample meeting an earlier late one, or a writer racing another to the same newest timestamp).
+    /// Samples not stored because a different value was stored first at the same timestamp: a late
+    /// sample meeting an earlier late one, one at the newest timestamp of a series whose newest sample
+    /// is older than the head's in-order range (placed as late), or a writer racing another to the
+    /// same newest timestamp. A late sample at a timestamp only the in-order chunks hold is stored and
+    /// shadowed on read, not counted here.
     pub conflicts: u64,
     /// Series created by this transaction.
     pub series_created: u64,
@@ -201,7 +204,7 @@ impl<'h> Appender<'h> {
     /// state plus what this transaction already queued, so a request behaves as if applied in order:
     /// a sample at the newest stored or queued timestamp, or at a timestamp queued before, is accepted
     /// and not queued again if identical, rejected if its value differs. A late sample is not checked
-    /// against the stored ones here (see [`SeriesData::apply`] for what the commit does with it).
+    /// against the stored ones here (see [`super::series::SeriesData::apply`] for what the commit does with it).
     /// Rejections are counted in the head's stats.
     pub fn append(&mut self, h: SeriesHandle, t: i64, v: f64) -> std::result::Result<(), AppendError> {
         let (Some(s), Some(&queued_tail)) = (self.series.get(h.0), self.pending_tails.get(h.0)) else {

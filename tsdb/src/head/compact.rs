@@ -232,7 +232,7 @@ fn drop_ooo(d: &mut SeriesData, ts: &[i64], cap: usize) {
     let mut keep: Vec<(i64, f64)> = Vec::new();
     let mut sealed: Vec<SealedChunk> = Vec::new();
     for c in o.take_sealed() {
-        // Out-of-order chunks stay in memory, so reading cannot fail; keep a chunk that does.
+        // A chunk that cannot be read (from the head chunk file) is kept as it is.
         let Ok(bytes) = c.bytes() else {
             sealed.push(c);
             continue;

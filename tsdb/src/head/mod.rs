@@ -85,9 +85,9 @@ pub struct HeadStats {
     pub rejected_duplicate: AtomicU64,
     /// Samples rejected for invalid labels.
     pub rejected_invalid: AtomicU64,
-    /// Accepted samples not stored because a different value was stored first at their timestamp: a
-    /// late sample meeting an earlier late one, or a writer racing another to the same newest
-    /// timestamp (kept in the WAL; the first stored value wins in memory and on replay).
+    /// Accepted samples not stored because a different value was stored first at their timestamp
+    /// (see [`super::append::CommitStats::conflicts`]; kept in the WAL, the first stored value wins in
+    /// memory and on replay).
     pub commit_conflicts: AtomicU64,
     /// Series created.
     pub series_created: AtomicU64,

@@ -43,8 +43,8 @@ pub struct Limits {
 /// - otherwise `W > 0` and `t >= head_max_t − W` → out of order; `W > 0` → too old;
 ///   `t < min_valid_t` → out of bounds; else out of order (rejected).
 ///
-/// An out-of-order placement still has to be checked against the samples stored at `t` (see
-/// `SeriesData::check`).
+/// An out-of-order sample is then checked against the series' other late samples when it is
+/// applied (see `SeriesData::apply`), not against its in-order chunks.
 pub fn placement(t: i64, v: f64, tail: Option<SeriesTail>, limits: Limits) -> Result<Placement, AppendError> {
     let w = limits.ooo_window;
     if w <= 0 && t < limits.min_valid_t {

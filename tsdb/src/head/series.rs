@@ -13,7 +13,6 @@ use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::Result;
 use crate::labels::Labels;
 
-
 use super::ooo::{Insert, OooChunk};
 use super::placement::SeriesTail;
 
