@@ -204,7 +204,7 @@ impl<'h> Appender<'h> {
     /// state plus what this transaction already queued, so a request behaves as if applied in order:
     /// a sample at the newest stored or queued timestamp, or at a timestamp queued before, is accepted
     /// and not queued again if identical, rejected if its value differs. A late sample is not checked
-    /// against the stored ones here (see [`super::series::SeriesData::apply`] for what the commit does with it).
+    /// against the stored ones here (see `SeriesData::apply` for what the commit does with it).
     /// Rejections are counted in the head's stats.
     pub fn append(&mut self, h: SeriesHandle, t: i64, v: f64) -> std::result::Result<(), AppendError> {
         let (Some(s), Some(&queued_tail)) = (self.series.get(h.0), self.pending_tails.get(h.0)) else {

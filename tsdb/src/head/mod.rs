@@ -86,7 +86,7 @@ pub struct HeadStats {
     /// Samples rejected for invalid labels.
     pub rejected_invalid: AtomicU64,
     /// Accepted samples not stored because a different value was stored first at their timestamp
-    /// (see [`super::append::CommitStats::conflicts`]; kept in the WAL, the first stored value wins in
+    /// (see [`CommitStats::conflicts`]; kept in the WAL, the first stored value wins in
     /// memory and on replay).
     pub commit_conflicts: AtomicU64,
     /// Series created.
