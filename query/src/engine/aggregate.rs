@@ -650,6 +650,23 @@ mod tests {
         }
     }
 
+    /// A range function at the top of a range query builds its result series directly
+    /// (`stream::SeriesOut`), with the same series and bits as the collected path (forced by
+    /// `unless vector(0)`, which removes nothing: its one element has no labels).
+    #[test]
+    fn top_level_range_function_matches_collected() {
+        let st = storage();
+        for f in ["rate", "increase", "delta", "irate", "idelta", "deriv", "resets", "changes", "avg_over_time", "max_over_time", "last_over_time", "present_over_time"] {
+            let streamed = format!("{f}(m[1m])");
+            let collected = format!("{f}(m[1m]) unless vector(0)");
+            for step in [15_000, 7_000, 60_000] {
+                let got = range(&st, &streamed, step);
+                assert!(!got.is_empty(), "{streamed}");
+                assert_eq!(got, range(&st, &collected, step), "{streamed} step {step}");
+            }
+        }
+    }
+
     /// Past the cell budget the fused sink collects per step instead, with the same results.
     #[test]
     fn fused_sink_over_budget_collects() {

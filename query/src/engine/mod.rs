@@ -176,9 +176,17 @@ impl Engine {
             return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
         }
         let mut ev = self.evaluator(storage, start, end, step, lookback);
-        if let Expr::VectorSelector(vs) = unwrap_parens(expr) {
-            let mut sink = stream::SeriesOut::new((0..ev.steps()).map(|k| ev.ts(k)).collect());
-            ev.stream_vector_selector(vs, false, &mut sink)?;
+        // A selector or a streamable range function at the top builds the result series directly.
+        let mut sink = stream::SeriesOut::new((0..ev.steps()).map(|k| ev.ts(k)).collect());
+        let streamed = match unwrap_parens(expr) {
+            Expr::VectorSelector(vs) => {
+                ev.stream_vector_selector(vs, false, &mut sink)?;
+                true
+            }
+            Expr::Call(c) => functions::stream_range_call(&mut ev, c, &mut sink)?,
+            _ => false,
+        };
+        if streamed {
             let mut m = sink.finish();
             m.sort_by(|a, b| a.labels.cmp(&b.labels));
             return Ok(QueryValue::Matrix(m));

@@ -85,20 +85,24 @@ impl SeriesSink for Collect {
     }
 }
 
-/// Builds a range query's result series directly from a selector's series: no per-step vectors to
-/// regroup by label set afterwards (for a one-series query that regrouping, one small vector per
-/// step and a label-set hash per point, cost about as much as reading the series). Input series
-/// keep their names, so their label sets are distinct and each becomes one output series.
+/// Builds a range query's result series directly from a selector's or a range function's series:
+/// no per-step vectors to regroup by label set afterwards (for a one-series query that regrouping,
+/// one small vector per step and a label-set hash per point, cost about as much as reading the
+/// series). Each input series becomes one output series: their label sets are distinct, and stay
+/// so without `__name__` because [`super::functions::stream_range_call`] streams a function that
+/// drops it only over one metric name (checked here all the same).
 pub(crate) struct SeriesOut {
     /// Each step's timestamp (ms).
     times: Vec<i64>,
     out: Vec<Series>,
+    /// Output label sets, kept only once a name was dropped.
+    seen: HashSet<Arc<Labels>>,
 }
 
 impl SeriesOut {
     /// A sink for steps at `times`.
     pub(crate) fn new(times: Vec<i64>) -> SeriesOut {
-        SeriesOut { times, out: Vec::new() }
+        SeriesOut { times, out: Vec::new(), seen: HashSet::new() }
     }
 
     /// The series, in the order they came (callers sort them).
@@ -113,16 +117,22 @@ impl SeriesSink for SeriesOut {
     }
 
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
-        if drop_name {
-            // Two inputs could then share a label set; only per-step vectors ([`Collect`]) merge
-            // and check those.
-            return Err(QueryError::Internal("series output used with dropped metric names".into()));
-        }
+        let labels = if drop_name && labels.has_name() {
+            let l = Arc::new(labels.without_name());
+            if !self.seen.insert(Arc::clone(&l)) {
+                // Two inputs now share a label set; only per-step vectors ([`Collect`]) merge and
+                // check those.
+                return Err(QueryError::Internal("series output got one label set twice".into()));
+            }
+            l
+        } else {
+            Arc::new(labels.clone())
+        };
         let times = &self.times;
-        self.out.push(Series {
-            labels: Arc::new(labels.clone()),
-            points: points.iter().filter_map(|&(k, v)| Some((*times.get(k)?, v))).collect(),
-        });
+        // Sized once: a vector grown point by point leaves freed smaller blocks behind in the heap.
+        let mut out = Vec::with_capacity(points.len());
+        out.extend(points.iter().filter_map(|&(k, v)| Some((*times.get(k)?, v))));
+        self.out.push(Series { labels, points: out });
         Ok(())
     }
 }
