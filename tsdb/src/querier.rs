@@ -218,6 +218,9 @@ fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -
 /// The samples of the open out-of-order buffer that fall in `[mint, maxt]` (an instant query over
 /// every series copies a few minutes of each buffer, not all of it). `None` when none do.
 fn ooo_open_part(open: &crate::head::ooo::OooChunk, mint: i64, maxt: i64) -> Option<ChunkMeta> {
+    if open.newest() < mint {
+        return None;
+    }
     let part: Vec<(i64, f64)> = open.samples().skip_while(|&(t, _)| t < mint).take_while(|&(t, _)| t <= maxt).collect();
     ChunkMeta::raw(&part)
 }
@@ -287,7 +290,11 @@ impl LazySeries {
 /// The head part of a series snapshot over `[mint, maxt]`; `None` if no chunk overlaps it.
 fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64, maxt: i64) -> Option<Series> {
     let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
-    let mut chunks: Vec<ChunkMeta> = d.sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
+    // Sealed in-order chunks are older than the open one: when it starts by `mint` (an instant
+    // query's lookback, a range ending at the head's end), their list is not read at all. A head
+    // selector reads every series' state from memory, most of it cold.
+    let sealed: &[crate::head::series::SealedChunk] = if d.open.as_ref().is_some_and(|c| c.min_t() <= mint) { &[] } else { &d.sealed };
+    let mut chunks: Vec<ChunkMeta> = sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
     if let Some(c) = &d.open {
         if overlaps(c.min_t(), c.max_t) {
             chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t(), c.max_t, mint, maxt));
@@ -295,7 +302,7 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     }
     let mut ooo_chunks = Vec::new();
     if let Some(o) = &d.ooo {
-        ooo_chunks.extend(o.sealed().iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta));
+        ooo_chunks.extend(o.sealed_overlapping(mint, maxt).filter_map(sealed_meta));
         ooo_chunks.extend(ooo_open_part(&o.open, mint, maxt));
     }
     if chunks.is_empty() && ooo_chunks.is_empty() {
@@ -482,6 +489,45 @@ mod tests {
                 }
             };
             let want: Vec<(i64, f64)> = all.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
+            assert_eq!(got, want, "[{mint}, {maxt}]");
+        }
+    }
+
+    /// Snapshots over any window (instant lookbacks at the end, ranges over sealed chunks) hold
+    /// exactly the window's samples, also where the snapshot skips the sealed chunk lists.
+    #[test]
+    fn head_snapshots_keep_exactly_the_window() {
+        const MIN: i64 = 60_000;
+        let (_d, head) = crate::testing::temp_head(crate::testing::memory_options(6 * 60 * MIN));
+        let mut all = std::collections::BTreeMap::new();
+        let mut app = head.appender();
+        // Six hours in order (several sealed chunks), every fifth minute left out ...
+        for i in (0..360i64).filter(|i| i % 5 != 0) {
+            app.append_pairs(&[("__name__", "m")], i * MIN, i as f64).unwrap();
+            all.insert(i * MIN, i as f64);
+        }
+        app.commit().unwrap();
+        // ... and sent late, newest first (sealed out-of-order chunks and an open buffer).
+        let mut app = head.appender();
+        for i in (0..360i64).filter(|i| i % 5 == 0).rev() {
+            app.append_pairs(&[("__name__", "m")], i * MIN, -(i as f64)).unwrap();
+            all.insert(i * MIN, -(i as f64));
+        }
+        app.commit().unwrap();
+        let end = 359 * MIN;
+        for (mint, maxt) in [
+            (end - 5 * MIN, end),
+            (end - 60 * MIN, end),
+            (end - 200 * MIN, end - 100 * MIN),
+            (0, 10 * MIN),
+            (-MIN, end + MIN),
+            (7 * MIN + 1, 7 * MIN + 2),
+            (end + 1, end + MIN),
+        ] {
+            let q = Querier::new(std::sync::Arc::clone(&head), mint, maxt);
+            let got: Vec<(i64, f64)> =
+                q.select(&[Matcher::equal("__name__", "m")]).iter().flat_map(|s| s.samples(mint, maxt).collect::<Vec<_>>()).collect();
+            let want: Vec<(i64, f64)> = all.range(mint..=maxt).map(|(&t, &v)| (t, v)).collect();
             assert_eq!(got, want, "[{mint}, {maxt}]");
         }
     }

@@ -60,6 +60,11 @@ impl OooChunk {
         self.samples.is_empty()
     }
 
+    /// The newest sample's timestamp, `i64::MIN` when empty; known without reading the buffer.
+    pub fn newest(&self) -> i64 {
+        self.max_t
+    }
+
     /// `t` as an offset from the base, if it fits.
     fn offset(&self, t: i64) -> Option<i32> {
         t.checked_sub(self.base).and_then(|d| i32::try_from(d).ok())

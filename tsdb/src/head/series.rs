@@ -174,6 +174,12 @@ impl OooData {
         }
     }
 
+    /// The sealed chunks overlapping `[mint, maxt]`; the list is not read when every chunk is older.
+    pub(crate) fn sealed_overlapping(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &SealedChunk> {
+        let candidates: &[SealedChunk] = if mint > self.sealed_max_t { &[] } else { &self.sealed };
+        candidates.iter().filter(move |c| c.min_t <= maxt && c.max_t >= mint)
+    }
+
     /// The sealed chunks whose time range holds `t`.
     fn sealed_holding(&self, t: i64) -> impl Iterator<Item = &SealedChunk> {
         let candidates: &[SealedChunk] = if t > self.sealed_max_t { &[] } else { &self.sealed };
