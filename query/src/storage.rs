@@ -48,6 +48,12 @@ impl StorageSeries for tsdb::querier::LazySeries {
             out.extend(s.samples(mint, maxt));
         }
     }
+    fn prefetch(&self) {
+        tsdb::querier::LazySeries::prefetch(self);
+    }
+    fn prefetch_chunks(&self) {
+        tsdb::querier::LazySeries::prefetch_chunks(self);
+    }
 }
 
 impl TsdbStorage {

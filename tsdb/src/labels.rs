@@ -91,6 +91,12 @@ pub struct Labels {
 }
 
 impl Labels {
+    /// Hints the CPU to fetch the first lines of the packed labels (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        let start = self.packed.as_ptr() as usize;
+        crate::prefetch::read_range(start, start + self.packed.len().min(128));
+    }
+
     /// Validates and sorts `pairs` (any order) into a label set; empty values are dropped.
     /// Requires a valid `__name__`.
     pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<Labels, LabelError> {

@@ -253,6 +253,33 @@ impl LazySeries {
         }
     }
 
+    /// Hints the CPU to fetch the head series' state and labels, for a caller about to snapshot
+    /// this series after a few others: a selector over many head series otherwise waits for main
+    /// memory at each one in turn.
+    pub fn prefetch(&self) {
+        match self {
+            LazySeries::Head(s) => s.prefetch_for_read(),
+            LazySeries::Blocks(b) => {
+                if let Some(s) = &b.head {
+                    s.prefetch_for_read();
+                }
+            }
+        }
+    }
+
+    /// The second step after [`LazySeries::prefetch`]: fetches what the head series' state points
+    /// to (its open chunk, its out-of-order data).
+    pub fn prefetch_chunks(&self) {
+        match self {
+            LazySeries::Head(s) => s.prefetch_chunks(),
+            LazySeries::Blocks(b) => {
+                if let Some(s) = &b.head {
+                    s.prefetch_chunks();
+                }
+            }
+        }
+    }
+
     /// Adds one block's chunks of the series.
     fn add_block_chunks(&mut self, chunks: Vec<ChunkMeta>) {
         match self {

@@ -437,6 +437,29 @@ impl MemSeries {
         crate::prefetch::read_range(start, start + std::mem::size_of::<Mutex<SeriesData>>());
     }
 
+    /// Hints the CPU to fetch what a query reads first: this series' fields, lock and state, and
+    /// its labels (see [`crate::prefetch`]).
+    pub(crate) fn prefetch_for_read(&self) {
+        let start = std::ptr::from_ref(self) as usize;
+        crate::prefetch::read_range(start, start + std::mem::size_of::<MemSeries>());
+        self.labels.prefetch();
+    }
+
+    /// Hints the CPU to fetch what this series' state points to and a query reads next: the open
+    /// chunk's first bytes and the out-of-order data. Skipped if the lock is held elsewhere; best
+    /// issued a little after [`MemSeries::prefetch_for_read`], once the state is in cache.
+    pub(crate) fn prefetch_chunks(&self) {
+        let Ok(d) = self.data.try_lock() else { return };
+        if let Some(c) = &d.open {
+            let b = c.chunk.bytes();
+            let start = b.as_ptr() as usize;
+            crate::prefetch::read_range(start, start + b.len().min(256));
+        }
+        if let Some(o) = d.ooo.as_deref() {
+            crate::prefetch::read(std::ptr::from_ref::<OooData>(o) as usize);
+        }
+    }
+
     pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
         // References are dense; mixing spreads consecutive series over the whole range. Never 0.
         let cut_seed = ((sref.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as u32) | 1;
