@@ -182,8 +182,12 @@ impl Engine {
         }
         let mut ev = self.evaluator(storage, start, end, step, lookback);
         // A selector or a streamable range function at the top builds the result series directly.
-        let mut sink = stream::SeriesOut::new((0..ev.steps()).map(|k| ev.ts(k)).collect());
-        let streamed = match unwrap_parens(expr) {
+        let top = unwrap_parens(expr);
+        let mut sink = stream::SeriesOut::new(match top {
+            Expr::VectorSelector(_) | Expr::Call(_) => (0..ev.steps()).map(|k| ev.ts(k)).collect(),
+            _ => Vec::new(),
+        });
+        let streamed = match top {
             Expr::VectorSelector(vs) => {
                 ev.stream_vector_selector(vs, false, &mut sink)?;
                 true

@@ -120,9 +120,8 @@ impl SeriesSink for SeriesOut {
         let labels = if drop_name && labels.has_name() {
             let l = Arc::new(labels.without_name());
             if !self.seen.insert(Arc::clone(&l)) {
-                // Two inputs now share a label set; only per-step vectors ([`Collect`]) merge and
-                // check those.
-                return Err(QueryError::Internal("series output got one label set twice".into()));
+                // Cannot happen for what `stream_range_call` streams; Prometheus's error if it did.
+                return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
             }
             l
         } else {
