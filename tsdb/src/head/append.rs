@@ -27,7 +27,8 @@ pub struct CommitStats {
     pub in_order: u64,
     /// Samples inserted out of order.
     pub out_of_order: u64,
-    /// Samples identical to stored ones (accepted, not stored twice).
+    /// Samples identical to the series' newest, to a stored late sample or to one queued before in
+    /// the transaction (accepted, not stored twice).
     pub deduplicated: u64,
     /// Samples not stored because a different value was stored first at the same timestamp: a late
     /// sample meeting an earlier late one, one at the newest timestamp of a series whose newest sample
