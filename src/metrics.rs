@@ -79,6 +79,12 @@ impl Collector for StorageCollector {
             "Accepted samples not stored because a different late or newest value was stored first at their timestamp.",
             load(&st.commit_conflicts),
         )?;
+        counter(
+            &mut e,
+            "strata_head_samples_shadowed",
+            "Late samples left out when the head was compacted because an in-order sample at their timestamp has another value.",
+            load(&st.samples_shadowed),
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "strata_head_samples_rejected",

@@ -120,8 +120,9 @@ fn a_late_value_at_a_stored_timestamp_is_acknowledged_and_the_first_stored_is_re
         srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 2 * MIN, -2.0), (T0 + 3 * MIN, -3.0), (T0 + 5 * MIN, 5.0)])]));
     assert_eq!(code, 204, "{body}");
     // Only -3 is counted: it met the late 3. The -2 is stored beside the in-order 2 (not compared)
-    // and shadowed on read.
+    // and shadowed on read; it is counted once compaction drops it.
     assert_eq!(srv.metric("strata_head_samples_conflicting_total"), Some(1.0));
+    assert_eq!(srv.metric("strata_head_samples_shadowed_total"), Some(0.0));
     // Within one request, a second value at a timestamp is still an error naming it.
     let (code, body) = srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 7 * MIN, 7.0), (T0 + 7 * MIN, -7.0)])]));
     assert_eq!(code, 400, "{body}");

@@ -690,6 +690,8 @@ mod tests {
         assert_eq!(all_samples(&db), want);
         db.compact().unwrap();
         assert!(!db.blocks().is_empty());
+        // [0, 2h) went into a block: its one late sample with another value is counted there.
+        assert_eq!(db.head().stats().samples_shadowed.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert_eq!(all_samples(&db), want, "after compaction");
         late(&db);
         assert_eq!(all_samples(&db), want, "late samples into blocks' ranges");

@@ -8,7 +8,7 @@
 //! in-order appends below the range's end are refused (or go out of order), so in-order chunks in the
 //! range are frozen; out-of-order samples arriving later stay in the head for a later block.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::series::{MemSeries, SealedChunk, SeriesData};
@@ -41,6 +41,9 @@ pub struct RangeSnapshot {
     pub wal_cut: Option<u32>,
     /// Series with data in the range, sorted by labels.
     taken: Vec<Taken>,
+    /// Late samples the merge left out for an earlier sample at their timestamp with another value
+    /// (added to the head's stats once the block is durable: [`Head::truncate_snapshot`]).
+    shadowed: AtomicU64,
 }
 
 impl RangeSnapshot {
@@ -52,7 +55,7 @@ impl RangeSnapshot {
     /// The series in label order with their chunks in the range (sorted, not overlapping), read from
     /// the series (and the head chunk files) one series at a time.
     pub fn series_chunks(&self) -> impl Iterator<Item = Result<(Labels, Vec<ChunkMeta>)>> + '_ {
-        self.taken.iter().map(|t| Ok((t.series.labels.clone(), t.chunks(self.mint, self.maxt)?)))
+        self.taken.iter().map(|t| Ok((t.series.labels.clone(), t.chunks(self.mint, self.maxt, &self.shadowed)?)))
     }
 }
 
@@ -76,7 +79,7 @@ struct Copied {
 impl Taken {
     /// The taken data of the series as chunks: in-order chunks as they are when nothing else was
     /// taken, else in-order and out-of-order samples merged into fresh non-overlapping chunks.
-    fn chunks(&self, mint: i64, maxt: i64) -> Result<Vec<ChunkMeta>> {
+    fn chunks(&self, mint: i64, maxt: i64, shadowed: &AtomicU64) -> Result<Vec<ChunkMeta>> {
         let c = self.copy(mint, maxt);
         // A chunk that straddles the range (only possible if the chunk range differs from the block
         // range) is re-encoded from its in-range samples like out-of-order data.
@@ -102,9 +105,20 @@ impl Taken {
             all.extend(XorIter::new(&s.bytes()?).filter(in_range).filter(taken));
         }
         all.extend(c.ooo_open.iter().copied().filter(taken));
-        // Stable: in-order samples come first and win at equal timestamps.
+        // Stable: in-order samples come first and win at equal timestamps. A late sample is not
+        // compared with the in-order ones when it arrives; a different value is counted here.
         all.sort_by_key(|s| s.0);
-        all.dedup_by_key(|s| s.0);
+        let mut differing = 0u64;
+        all.dedup_by(|later, kept| {
+            let same_t = later.0 == kept.0;
+            if same_t && later.1.to_bits() != kept.1.to_bits() {
+                differing += 1;
+            }
+            same_t
+        });
+        if differing > 0 {
+            shadowed.fetch_add(differing, Ordering::Relaxed);
+        }
         Ok(all
             .chunks(SAMPLES_PER_MERGED_CHUNK)
             .filter_map(ChunkMeta::raw)
@@ -156,13 +170,14 @@ impl Head {
             return Err(e);
         }
         taken.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
-        Ok(RangeSnapshot { mint, maxt, wal_cut, taken })
+        Ok(RangeSnapshot { mint, maxt, wal_cut, taken, shadowed: AtomicU64::new(0) })
     }
 
     /// Drops from memory exactly what `snap` took (call after its block is durable), removes the
     /// series left without samples (see [`Head::gc_series`]), and recomputes the head's min time.
     pub fn truncate_snapshot(&self, snap: RangeSnapshot) {
         let cap = self.opts.ooo_cap_max;
+        self.stats.samples_shadowed.fetch_add(snap.shadowed.load(Ordering::Relaxed), Ordering::Relaxed);
         for t in &snap.taken {
             let mut data = t.series.lock();
             if t.in_order {

@@ -89,6 +89,9 @@ pub struct HeadStats {
     /// (see [`CommitStats::conflicts`]; kept in the WAL, the first stored value wins in
     /// memory and on replay).
     pub commit_conflicts: AtomicU64,
+    /// Late samples left out when the head was compacted into a block because a sample stored
+    /// earlier at their timestamp (in order) has another value: acknowledged, never read.
+    pub samples_shadowed: AtomicU64,
     /// Series created.
     pub series_created: AtomicU64,
     /// Series removed after their samples went into blocks.
