@@ -257,26 +257,24 @@ impl LazySeries {
     /// this series after a few others: a selector over many head series otherwise waits for main
     /// memory at each one in turn.
     pub fn prefetch(&self) {
-        match self {
-            LazySeries::Head(s) => s.prefetch_for_read(),
-            LazySeries::Blocks(b) => {
-                if let Some(s) = &b.head {
-                    s.prefetch_for_read();
-                }
-            }
+        if let Some(s) = self.head() {
+            s.prefetch_for_read();
         }
     }
 
     /// The second step after [`LazySeries::prefetch`]: fetches what the head series' state points
     /// to (its open chunk, its out-of-order data).
     pub fn prefetch_chunks(&self) {
+        if let Some(s) = self.head() {
+            s.prefetch_chunks();
+        }
+    }
+
+    /// The head's series, if the head has it.
+    fn head(&self) -> Option<&Arc<crate::head::series::MemSeries>> {
         match self {
-            LazySeries::Head(s) => s.prefetch_chunks(),
-            LazySeries::Blocks(b) => {
-                if let Some(s) = &b.head {
-                    s.prefetch_chunks();
-                }
-            }
+            LazySeries::Head(s) => Some(s),
+            LazySeries::Blocks(b) => b.head.as_ref(),
         }
     }
 

@@ -180,12 +180,6 @@ impl OooData {
         candidates.iter().filter(move |c| c.min_t <= maxt && c.max_t >= mint)
     }
 
-    /// The sealed chunks whose time range holds `t`.
-    fn sealed_holding(&self, t: i64) -> impl Iterator<Item = &SealedChunk> {
-        let candidates: &[SealedChunk] = if t > self.sealed_max_t { &[] } else { &self.sealed };
-        candidates.iter().filter(move |c| t >= c.min_t && t <= c.max_t)
-    }
-
     /// The out-of-order value stored at exactly `t`. Reads neither the buffer nor the chunk list when
     /// `t` is newer than everything in them (the common case: late samples mostly arrive oldest first).
     pub(crate) fn value_at(&self, t: i64) -> Option<f64> {
@@ -193,7 +187,7 @@ impl OooData {
             return Some(v);
         }
         // A chunk that cannot be read counts as not holding `t` (the error is logged).
-        self.sealed_holding(t).find_map(|c| match c.bytes() {
+        self.sealed_overlapping(t, t).find_map(|c| match c.bytes() {
             Ok(b) => {
                 let mut it = XorIter::new(&b);
                 match it.seek(t) {
