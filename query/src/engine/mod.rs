@@ -182,20 +182,20 @@ impl Engine {
         }
         let mut ev = self.evaluator(storage, start, end, step, lookback);
         // A selector or a streamable range function at the top builds the result series directly.
-        let top = unwrap_parens(expr);
-        let mut sink = stream::SeriesOut::new(match top {
-            Expr::VectorSelector(_) | Expr::Call(_) => (0..ev.steps()).map(|k| ev.ts(k)).collect(),
-            _ => Vec::new(),
-        });
-        let streamed = match top {
+        let series_out = |ev: &Evaluator<'_>| stream::SeriesOut::new((0..ev.steps()).map(|k| ev.ts(k)).collect());
+        let streamed = match unwrap_parens(expr) {
             Expr::VectorSelector(vs) => {
+                let mut sink = series_out(&ev);
                 ev.stream_vector_selector(vs, false, &mut sink)?;
-                true
+                Some(sink)
             }
-            Expr::Call(c) => functions::stream_range_call(&mut ev, c, &mut sink)?,
-            _ => false,
+            Expr::Call(c) => {
+                let mut sink = series_out(&ev);
+                functions::stream_range_call(&mut ev, c, &mut sink)?.then_some(sink)
+            }
+            _ => None,
         };
-        if streamed {
+        if let Some(sink) = streamed {
             let mut m = sink.finish();
             m.sort_by(|a, b| a.labels.cmp(&b.labels));
             return Ok(QueryValue::Matrix(m));
