@@ -30,6 +30,12 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.out-of-order-time-window")]
     pub ooo_time_window: Option<String>,
 
+    /// Samples further ahead of the wall clock than this are rejected (400): a sender with a clock far
+    /// ahead would otherwise push the head's time forward and make every other sample too old.
+    /// Also applied to the WAL at startup. 0 disables the bound.
+    #[arg(long = "storage.tsdb.creation-grace-period", default_value = "10m")]
+    pub creation_grace_period: String,
+
     /// Samples in an open out-of-order chunk before it is cut (Prometheus's out_of_order_cap_max).
     #[arg(long = "storage.tsdb.out-of-order-cap-max", default_value_t = 32)]
     pub ooo_cap_max: usize,
@@ -182,8 +188,10 @@ impl Flags {
         if self.ooo_cap_max == 0 || self.ooo_cap_max > 255 {
             bail!("--storage.tsdb.out-of-order-cap-max must be between 1 and 255");
         }
+        let grace = parse_duration(&self.creation_grace_period).context("--storage.tsdb.creation-grace-period")?;
         let head = tsdb::Options {
             chunk_range_ms: duration_ms(block),
+            creation_grace_period_ms: (!grace.is_zero()).then(|| duration_ms(grace)),
             ooo_time_window_ms: duration_ms(window),
             ooo_cap_max: self.ooo_cap_max,
             wal: Some(wal::Options { segment_size_bytes: self.wal_segment_size, sync }),

@@ -97,6 +97,7 @@ impl Collector for StorageCollector {
                 ("out_of_order", load(&st.rejected_out_of_order)),
                 ("too_old", load(&st.rejected_too_old)),
                 ("duplicate", load(&st.rejected_duplicate)),
+                ("too_far_in_future", load(&st.rejected_too_far_in_future)),
                 ("invalid", load(&st.rejected_invalid)),
             ] {
                 ConstCounter::new(v).encode(m.encode_family(&[("reason", reason)])?)?;

@@ -9,3 +9,4 @@ mod blocks;
 mod crash;
 mod ingest_query;
 mod promql_vs_prometheus;
+mod queue_shaped_writes;

@@ -40,6 +40,7 @@ impl From<RejectReason> for Reason {
             RejectReason::OutOfOrder => Reason::OutOfOrder,
             RejectReason::TooOld => Reason::TooOld,
             RejectReason::Duplicate => Reason::Duplicate,
+            RejectReason::TooFarInFuture => Reason::TooFarInFuture,
             RejectReason::Invalid => Reason::InvalidLabels,
         }
     }

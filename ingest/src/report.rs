@@ -19,6 +19,8 @@ pub enum Reason {
     TooOld,
     /// A different value is already stored at the timestamp.
     Duplicate,
+    /// Newer than the wall clock plus the creation grace period.
+    TooFarInFuture,
     /// The series' label set is invalid; all its samples are rejected.
     InvalidLabels,
     /// Native histogram samples, which Strata does not store.
@@ -27,13 +29,14 @@ pub enum Reason {
 
 impl Reason {
     /// Number of reasons.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     /// All reasons, in index order.
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::OutOfBounds,
         Reason::OutOfOrder,
         Reason::TooOld,
         Reason::Duplicate,
+        Reason::TooFarInFuture,
         Reason::InvalidLabels,
         Reason::NativeHistogram,
     ];
@@ -50,6 +53,7 @@ impl Reason {
             Reason::OutOfOrder => "out_of_order",
             Reason::TooOld => "too_old",
             Reason::Duplicate => "duplicate",
+            Reason::TooFarInFuture => "too_far_in_future",
             Reason::InvalidLabels => "invalid_labels",
             Reason::NativeHistogram => "native_histogram",
         }

@@ -64,6 +64,14 @@ pub enum AppendError {
         /// The rejected value.
         new: f64,
     },
+    /// Newer than the wall clock plus the creation grace period.
+    #[error("sample timestamp {t} too far in the future (newest accepted: {max_t}; the sender's clock is ahead?)")]
+    TooFarInFuture {
+        /// The timestamp.
+        t: i64,
+        /// The newest timestamp accepted when the request arrived.
+        max_t: i64,
+    },
     /// The label set is invalid.
     #[error("invalid labels: {0}")]
     InvalidLabels(#[from] LabelError),
@@ -80,6 +88,8 @@ pub enum RejectReason {
     TooOld,
     /// See [`AppendError::Duplicate`].
     Duplicate,
+    /// See [`AppendError::TooFarInFuture`].
+    TooFarInFuture,
     /// See [`AppendError::InvalidLabels`].
     Invalid,
 }
@@ -92,6 +102,7 @@ impl AppendError {
             AppendError::OutOfOrder => RejectReason::OutOfOrder,
             AppendError::TooOld => RejectReason::TooOld,
             AppendError::Duplicate { .. } => RejectReason::Duplicate,
+            AppendError::TooFarInFuture { .. } => RejectReason::TooFarInFuture,
             AppendError::InvalidLabels(_) => RejectReason::Invalid,
         }
     }

@@ -1,16 +1,23 @@
 //! [`Appender`]: one append transaction (typically one remote-write request).
 //!
-//! `append` decides placement against the committed state (no mutation); `commit` writes every pending
-//! sample — and a series record for every series whose record is not yet in the WAL — as one WAL batch,
-//! applies the batch to memory while still holding the WAL's writer lock (so memory and WAL agree on
-//! order, and replay rebuilds the same state), then waits for the fsync the sync policy requires.
+//! `append` judges each sample (the one decision, [`placement`]) against the series' committed state
+//! plus every sample the transaction already queued for that series — a series may appear any number
+//! of times in a request, adjacent or not, and always gets the same handle. `commit` writes every
+//! queued sample — and a series record for every series whose record is not yet in the WAL — as one
+//! WAL batch, applies the batch to memory while still holding the WAL's writer lock (so memory and WAL
+//! agree on order, and replay rebuilds the same state), then waits for the fsync the sync policy
+//! requires. Applying rejects nothing: it only stores (see `SeriesData::apply`).
+//!
+//! Two transactions appending to one series at once are each judged against the state they saw; the
+//! one that commits second has its samples stored where the state then says (a sample another commit
+//! overtook is stored as late), never dropped, since it is already in the WAL.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::placement::{placement, Limits, Placement, SeriesTail};
-use super::series::{Applied, BuildU64Hasher, MemSeries};
+use super::series::{Applied, BuildU64Hasher, MemSeries, SeriesRef};
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
 use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
@@ -45,6 +52,9 @@ pub struct Appender<'h> {
     head: &'h Head,
     limits: Limits,
     series: Vec<Arc<MemSeries>>,
+    /// Handle of each series in `series`, by reference: a series repeated anywhere in the request
+    /// gets the handle (and so the queued tail) it got first.
+    handles: HashMap<SeriesRef, usize, BuildU64Hasher>,
     /// Newest queued in-order sample per series handle (parallel to `series`).
     pending_tails: Vec<Option<SeriesTail>>,
     /// Per handle: where its open chunk's next append lands, seen under the lock in `append`. Only a
@@ -68,11 +78,13 @@ impl<'h> Appender<'h> {
             head_max_t: head.max_time(),
             min_valid_t: head.min_valid_time(),
             ooo_window: head.opts.ooo_time_window_ms,
+            max_future_t: head.max_future_time(),
         };
         Appender {
             head,
             limits,
             series: Vec::new(),
+            handles: HashMap::default(),
             pending_tails: Vec::new(),
             append_addrs: Vec::new(),
             queued: Vec::new(),
@@ -186,13 +198,18 @@ impl<'h> Appender<'h> {
         Ok(self.handle_for(s))
     }
 
-    /// The handle of `s` in this transaction.
+    /// The handle of `s` in this transaction: the one it got first if it was looked up before.
     fn handle_for(&mut self, s: Arc<MemSeries>) -> SeriesHandle {
-        // Consecutive lookups of the same series (common in tests) reuse the handle.
+        // Consecutive lookups of the same series skip the map.
         if let Some(last) = self.series.last() {
             if Arc::ptr_eq(last, &s) {
                 return SeriesHandle(self.series.len() - 1);
             }
+        }
+        let next = self.series.len();
+        let h = *self.handles.entry(s.sref).or_insert(next);
+        if h != next {
+            return SeriesHandle(h);
         }
         self.series.push(s);
         self.pending_tails.push(None);
@@ -258,6 +275,7 @@ impl<'h> Appender<'h> {
                     RejectReason::OutOfOrder => &st.rejected_out_of_order,
                     RejectReason::TooOld => &st.rejected_too_old,
                     RejectReason::Duplicate => &st.rejected_duplicate,
+                    RejectReason::TooFarInFuture => &st.rejected_too_far_in_future,
                     RejectReason::Invalid => &st.rejected_invalid,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);

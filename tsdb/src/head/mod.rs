@@ -39,6 +39,9 @@ pub const DEFAULT_OOO_CAP_MAX: usize = 32;
 /// measured ~15% more CPU per sample at 100k series), plenty for the writers of 2–32 cores.
 pub const DEFAULT_STRIPE_SIZE: usize = 64;
 
+/// Default creation grace period: samples up to 10 minutes ahead of the wall clock are accepted.
+pub const DEFAULT_CREATION_GRACE_PERIOD_MS: i64 = 10 * 60_000;
+
 /// Head configuration. Plain values, checked by the caller.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -50,6 +53,10 @@ pub struct Options {
     pub ooo_cap_max: usize,
     /// Stripes of the series maps.
     pub stripe_size: usize,
+    /// How far past the wall clock a sample may be, in ms (Mimir's `creation_grace_period`); `None`:
+    /// no bound. Also applied at startup to samples replayed from the WAL, so a head poisoned by a
+    /// far-future sample recovers.
+    pub creation_grace_period_ms: Option<i64>,
     /// WAL options; `None` runs without a WAL (tests, benchmarks of the in-memory path).
     pub wal: Option<wal::Options>,
 }
@@ -61,6 +68,7 @@ impl Default for Options {
             ooo_time_window_ms: 0,
             ooo_cap_max: DEFAULT_OOO_CAP_MAX,
             stripe_size: DEFAULT_STRIPE_SIZE,
+            creation_grace_period_ms: Some(DEFAULT_CREATION_GRACE_PERIOD_MS),
             wal: Some(wal::Options::default()),
         }
     }
@@ -83,6 +91,8 @@ pub struct HeadStats {
     pub rejected_too_old: AtomicU64,
     /// Samples rejected as duplicate timestamps with a different value.
     pub rejected_duplicate: AtomicU64,
+    /// Samples rejected for a timestamp beyond the wall clock plus the creation grace period.
+    pub rejected_too_far_in_future: AtomicU64,
     /// Samples rejected for invalid labels.
     pub rejected_invalid: AtomicU64,
     /// Accepted samples not stored because a different value was stored first at their timestamp
@@ -270,6 +280,15 @@ impl Head {
         Ok(())
     }
 
+    /// Newest timestamp a sample may carry now: the wall clock plus the creation grace period
+    /// (`i64::MAX` when unbounded).
+    pub(crate) fn max_future_time(&self) -> i64 {
+        match self.opts.creation_grace_period_ms {
+            Some(grace) => now_ms().saturating_add(grace),
+            None => i64::MAX,
+        }
+    }
+
     /// Oldest timestamp an in-order append may carry: head max time minus half the chunk range.
     pub(crate) fn min_valid_time(&self) -> i64 {
         let floor = self.min_valid_floor.load(Ordering::Acquire);
@@ -328,3 +347,10 @@ impl Head {
 
 #[cfg(test)]
 mod tests;
+
+/// The wall clock in ms since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,5 +1,10 @@
 //! The accept / out-of-order / reject decision for one sample, as a pure function (Prometheus's
 //! `memSeries.appendable`), so it can be tested as a table with no locks.
+//!
+//! It is the only place a sample is judged. An [`super::Appender`] calls it with the head's limits
+//! against the series' committed state plus what the request already queued for that series; the
+//! commit and WAL replay call it with [`Limits::accept_all`] (a sample that reached the WAL is never
+//! rejected for age), so they only choose where an accepted sample is stored.
 
 use crate::error::AppendError;
 
@@ -32,11 +37,25 @@ pub struct Limits {
     pub min_valid_t: i64,
     /// The out-of-order window in ms; 0 disables out-of-order ingestion.
     pub ooo_window: i64,
+    /// Newest timestamp accepted at all: wall clock plus the creation grace period (`i64::MAX`: no
+    /// bound). A sample from a clock far ahead would otherwise move the head's max time and make
+    /// every other series' samples too old.
+    pub max_future_t: i64,
+}
+
+impl Limits {
+    /// Limits that reject nothing: used when applying samples already in the WAL (commit, replay),
+    /// where only the in-order / out-of-order choice is left to make. Samples below `min_valid_t`
+    /// go out of order, since in-order chunks below it may already be in a block.
+    pub fn accept_all(min_valid_t: i64) -> Limits {
+        Limits { head_max_t: i64::MIN, min_valid_t, ooo_window: i64::MAX, max_future_t: i64::MAX }
+    }
 }
 
 /// Decides where sample `(t, v)` goes, given the series' in-order tail (None if it has no in-order data).
 ///
 /// The table, as Prometheus 2.42+ has it (window `W`):
+/// - `t > max_future_t` → too far in the future (Strata's bound; Prometheus has none).
 /// - `W == 0` and `t < min_valid_t` → out of bounds.
 /// - `t >= min_valid_t`: no in-order data or `t > max_t` → in order; `t == max_t` → duplicate if the value
 ///   bits are identical, else a duplicate-timestamp error.
@@ -46,6 +65,9 @@ pub struct Limits {
 /// An out-of-order sample is then checked against the series' other late samples when it is
 /// applied (see `SeriesData::apply`), not against its in-order chunks.
 pub fn placement(t: i64, v: f64, tail: Option<SeriesTail>, limits: Limits) -> Result<Placement, AppendError> {
+    if t > limits.max_future_t {
+        return Err(AppendError::TooFarInFuture { t, max_t: limits.max_future_t });
+    }
     let w = limits.ooo_window;
     if w <= 0 && t < limits.min_valid_t {
         return Err(AppendError::OutOfBounds);
@@ -83,7 +105,7 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn lim(head_max_t: i64, w: i64) -> Limits {
-        Limits { head_max_t, min_valid_t: head_max_t - H, ooo_window: w }
+        Limits { head_max_t, min_valid_t: head_max_t - H, ooo_window: w, max_future_t: i64::MAX }
     }
 
     fn tail(max_t: i64, last_value: f64) -> Option<SeriesTail> {
@@ -115,7 +137,16 @@ mod tests {
             (h - 2 * H, 1.0, None, lim(h, 3 * H), Ok(P::OutOfOrder)),
             (h - 4 * H, 1.0, None, lim(h, 3 * H), Err(E::TooOld)),
             // empty head accepts anything
-            (i64::MIN + 1, 1.0, None, Limits { head_max_t: i64::MIN, min_valid_t: i64::MIN, ooo_window: 0 }, Ok(P::InOrder)),
+            (i64::MIN + 1, 1.0, None, Limits { head_max_t: i64::MIN, min_valid_t: i64::MIN, ooo_window: 0, max_future_t: i64::MAX }, Ok(P::InOrder)),
+            // future bound
+            (h + 11, 1.0, tail(h, 1.0), Limits { max_future_t: h + 10, ..lim(h, 0) }, Err(E::TooFarInFuture { t: h + 11, max_t: h + 10 })),
+            (h + 10, 1.0, tail(h, 1.0), Limits { max_future_t: h + 10, ..lim(h, 0) }, Ok(P::InOrder)),
+            // applying from the WAL: nothing is rejected for age
+            (h - 5, 1.0, tail(h, 1.0), Limits::accept_all(h - H), Ok(P::OutOfOrder)),
+            (h - 2 * H, 1.0, tail(h, 1.0), Limits::accept_all(h - H), Ok(P::OutOfOrder)),
+            (h - 2 * H, 1.0, None, Limits::accept_all(h - H), Ok(P::OutOfOrder)),
+            (h + 1, 1.0, tail(h, 1.0), Limits::accept_all(h - H), Ok(P::InOrder)),
+            (i64::MAX, 1.0, tail(h, 1.0), Limits::accept_all(h - H), Ok(P::InOrder)),
         ];
         for (i, (t, v, tl, l, want)) in cases.into_iter().enumerate() {
             assert_eq!(placement(t, v, tl, l), want, "case {i}");

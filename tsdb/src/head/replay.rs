@@ -6,7 +6,9 @@
 //! commit computes it once per batch), so memory after a restart holds exactly what was acknowledged:
 //! identical samples once, nothing rejected for age (everything in the WAL was accepted before it was
 //! written). Samples that a block already holds because the crash came between writing the block and
-//! checkpointing are skipped ([`ReplaySkip`]).
+//! checkpointing are skipped ([`ReplaySkip`]). Samples further ahead of the wall clock than the
+//! creation grace period are dropped and counted in the log: a head that such a sample poisoned
+//! (its max time far ahead makes every other sample too old) recovers at the next start.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +42,8 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         skipped: 0,
         unknown_refs: 0,
         bad_records: 0,
+        max_future_t: head.max_future_time(),
+        future_dropped: 0,
     };
     let mut from = 0;
     if let Some((n, dir)) = checkpoint::newest(wal_dir)? {
@@ -57,6 +61,7 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         skipped_in_blocks = st.skipped,
         unknown_refs = st.unknown_refs,
         bad_records = st.bad_records,
+        dropped_too_far_in_future = st.future_dropped,
         duration_secs = secs,
         samples_per_sec = (st.samples as f64 / secs.max(1e-9)) as u64,
         "wal replay done"
@@ -77,6 +82,9 @@ struct Replay<'a> {
     skipped: u64,
     unknown_refs: u64,
     bad_records: u64,
+    /// Samples newer than this are dropped (see the module docs).
+    max_future_t: i64,
+    future_dropped: u64,
 }
 
 impl Replay<'_> {
@@ -208,6 +216,10 @@ impl Replay<'_> {
                     self.skipped += 1;
                     continue;
                 }
+                if smp.t > self.max_future_t {
+                    self.future_dropped += 1;
+                    continue;
+                }
                 match data.apply(smp.t, smp.v, &ctx) {
                     Applied::InOrder => in_order += 1,
                     Applied::OutOfOrder => ooo += 1,
@@ -238,8 +250,8 @@ impl Replay<'_> {
             return Ok(());
         };
         let all_chunks = || c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);
-        let needs_skip = all_chunks().any(|ch| self.range_skipped(position, ch))
-            || c.ooo_open.iter().any(|&(t, _)| self.skipped_at(position, t));
+        let needs_skip = all_chunks().any(|ch| self.range_skipped(position, ch) || ch.max_t > self.max_future_t)
+            || c.ooo_open.iter().any(|&(t, _)| self.skipped_at(position, t) || t > self.max_future_t);
         let mut data = s.lock();
         if needs_skip || !is_empty(&data) {
             drop(data);
