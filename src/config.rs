@@ -158,7 +158,8 @@ impl Flags {
             }
             None => ConfigFile::default(),
         };
-        let window_text = self.ooo_time_window.or(file.storage.tsdb.out_of_order_time_window).unwrap_or_else(|| "0s".into());
+        let window_text =
+            self.ooo_time_window.or(file.storage.tsdb.out_of_order_time_window).unwrap_or_else(|| "0s".into());
         let window = parse_duration(&window_text).context("out_of_order_time_window")?;
         let block = parse_duration(&self.min_block_duration).context("--storage.tsdb.min-block-duration")?;
         if block < Duration::from_secs(60) {
@@ -204,15 +205,17 @@ impl Flags {
             None => tsdb::db::default_max_block_duration(retention_ms),
         }
         .max(head.chunk_range_ms);
-        let compaction_interval =
-            parse_duration(&self.compaction_interval).context("--storage.tsdb.compaction-interval")?.max(Duration::from_millis(100));
+        let compaction_interval = parse_duration(&self.compaction_interval)
+            .context("--storage.tsdb.compaction-interval")?
+            .max(Duration::from_millis(100));
         let db = tsdb::DbOptions {
             head,
             retention_ms,
             retention_bytes: parse_bytes(&self.retention_size).context("--storage.tsdb.retention.size")?,
             max_block_duration_ms,
             compaction_interval,
-            checkpoint_wal_bytes: parse_bytes(&self.wal_checkpoint_size).context("--storage.tsdb.wal-checkpoint-size")?,
+            checkpoint_wal_bytes: parse_bytes(&self.wal_checkpoint_size)
+                .context("--storage.tsdb.wal-checkpoint-size")?,
         };
         let engine = query::EngineOptions {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
@@ -304,7 +307,13 @@ mod tests {
         let flags = Flags::parse_from(["strata", "--config.file", path.to_str().unwrap()]);
         let cfg = flags.into_config().unwrap();
         assert_eq!(cfg.db.head.ooo_time_window_ms, 45 * 60_000);
-        let flags = Flags::parse_from(["strata", "--config.file", path.to_str().unwrap(), "--storage.tsdb.out-of-order-time-window", "10m"]);
+        let flags = Flags::parse_from([
+            "strata",
+            "--config.file",
+            path.to_str().unwrap(),
+            "--storage.tsdb.out-of-order-time-window",
+            "10m",
+        ]);
         assert_eq!(flags.into_config().unwrap().db.head.ooo_time_window_ms, 10 * 60_000);
     }
 }

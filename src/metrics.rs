@@ -63,7 +63,9 @@ impl Collector for StorageCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (placement, v) in [("in_order", load(&st.samples_in_order)), ("out_of_order", load(&st.samples_out_of_order))] {
+            for (placement, v) in
+                [("in_order", load(&st.samples_in_order)), ("out_of_order", load(&st.samples_out_of_order))]
+            {
                 ConstCounter::new(v).encode(m.encode_family(&[("placement", placement)])?)?;
             }
         }
@@ -111,7 +113,12 @@ impl Collector for StorageCollector {
             load(&st.series_removed),
         )?;
         gauge(&mut e, "strata_head_series", "Series in the head.", head.num_series() as f64)?;
-        gauge(&mut e, "strata_head_chunks", "Chunks in the head (in-order and out-of-order).", head.num_chunks() as f64)?;
+        gauge(
+            &mut e,
+            "strata_head_chunks",
+            "Chunks in the head (in-order and out-of-order).",
+            head.num_chunks() as f64,
+        )?;
         gauge(&mut e, "strata_head_min_time_seconds", "Oldest sample in the head.", time_gauge(head.min_time()))?;
         gauge(&mut e, "strata_head_max_time_seconds", "Newest sample in the head.", time_gauge(head.max_time()))?;
         gauge(&mut e, "strata_blocks_loaded", "Persisted blocks.", self.db.blocks().len() as f64)?;
@@ -137,9 +144,24 @@ impl Collector for StorageCollector {
         }
         let s = self.ingest.snapshot();
         counter(&mut e, "strata_remote_write_requests", "Remote-write requests received.", s.requests)?;
-        counter(&mut e, "strata_remote_write_received_bytes", "Compressed remote-write bytes received.", s.bytes_received)?;
-        counter(&mut e, "strata_remote_write_samples_received", "Float samples received by remote-write.", s.samples_received)?;
-        counter(&mut e, "strata_remote_write_samples_accepted", "Float samples accepted by remote-write.", s.samples_accepted)?;
+        counter(
+            &mut e,
+            "strata_remote_write_received_bytes",
+            "Compressed remote-write bytes received.",
+            s.bytes_received,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_write_samples_received",
+            "Float samples received by remote-write.",
+            s.samples_received,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_write_samples_accepted",
+            "Float samples accepted by remote-write.",
+            s.samples_accepted,
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "strata_remote_write_samples_rejected",
@@ -152,8 +174,18 @@ impl Collector for StorageCollector {
                 ConstCounter::new(v).encode(m.encode_family(&[("reason", reason.as_str())])?)?;
             }
         }
-        counter(&mut e, "strata_remote_write_exemplars_ignored", "Exemplars received and ignored.", s.exemplars_ignored)?;
-        counter(&mut e, "strata_remote_write_metadata_ignored", "Metadata entries received and ignored.", s.metadata_ignored)?;
+        counter(
+            &mut e,
+            "strata_remote_write_exemplars_ignored",
+            "Exemplars received and ignored.",
+            s.exemplars_ignored,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_write_metadata_ignored",
+            "Metadata entries received and ignored.",
+            s.metadata_ignored,
+        )?;
         Ok(())
     }
 }

@@ -31,9 +31,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .route("/-/ready", get(ready_handler))
         .fallback(forward)
         .with_state(Arc::clone(&ready));
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
-    });
+    let server =
+        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
 
     let started = Instant::now();
     let data_dir = cfg.data_dir.clone();
@@ -51,7 +50,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "TSDB ready"
     );
     db.start_background();
-    let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
+    let ingest_state =
+        ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
     let metrics = Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), replay_seconds));
     let api = ingest::router(ingest_state)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_writes))

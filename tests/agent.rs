@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{promtool, prometheus, Server};
+use crate::util::{prometheus, promtool, Server};
 
 struct Agent(Child);
 
@@ -65,7 +65,12 @@ fn prometheus_agent_scrapes_and_remote_writes_to_strata() {
     assert!(text.contains(r#"up{instance=""#) && text.contains(r#"job="strata""#) && text.contains("=> 1 @"), "{text}");
 
     let out = Command::new(crate::util::promtool().unwrap())
-        .args(["query", "instant", &format!("http://{}", srv.addr), r#"strata_remote_write_requests_total{job="strata"}"#])
+        .args([
+            "query",
+            "instant",
+            &format!("http://{}", srv.addr),
+            r#"strata_remote_write_requests_total{job="strata"}"#,
+        ])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("strata_remote_write_requests_total"), "{out:?}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{format_time, promtool, prometheus, request, series, PromServer, Server};
+use crate::util::{format_time, prometheus, promtool, request, series, PromServer, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
@@ -45,7 +45,8 @@ fn metas(data: &Path) -> Vec<(i64, i64)> {
     let mut v: Vec<(i64, i64)> = block_dirs(data)
         .iter()
         .map(|d| {
-            let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
             (m["minTime"].as_i64().unwrap(), m["maxTime"].as_i64().unwrap())
         })
         .collect();
@@ -65,7 +66,11 @@ fn wait_compacted(srv: &Server, until: i64) {
         if covered && no_overlap && head_ok {
             return;
         }
-        assert!(Instant::now() < deadline, "compaction did not settle: blocks {m:?}, head min {head_min:?}\n{}", srv.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "compaction did not settle: blocks {m:?}, head min {head_min:?}\n{}",
+            srv.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -138,7 +143,8 @@ fn compaction_writes_blocks_promtool_and_prometheus_read() {
     // Late samples for ranges already in blocks (inside the 6h window): they go to new blocks that are
     // merged with the existing ones.
     acked.extend(send(&srv, T0 + 2 * H + STEP, T0 + 8 * H, true));
-    let (code, body) = srv.write(&request(vec![series("blk", &[("s", "0"), ("job", "blocks")], &[(T0 + STEP * 7, 1.0)])]));
+    let (code, body) =
+        srv.write(&request(vec![series("blk", &[("s", "0"), ("job", "blocks")], &[(T0 + STEP * 7, 1.0)])]));
     assert_eq!(code, 400, "a sample older than the window must be refused: {body}");
     assert!(body.contains("too old"), "{body}");
     // More in-order data moves the head on and compacts the late data.
@@ -155,14 +161,19 @@ fn compaction_writes_blocks_promtool_and_prometheus_read() {
     assert!(metas.windows(2).all(|w| w[0].1 <= w[1].0), "overlapping blocks left: {metas:?}");
     let blocks_end = metas.iter().map(|b| b.1).max().unwrap();
     for b in block_dirs(&copy) {
-        let out = Command::new(&promtool).args(["tsdb", "analyze"]).arg(&copy).arg(b.file_name().unwrap()).output().unwrap();
+        let out =
+            Command::new(&promtool).args(["tsdb", "analyze"]).arg(&copy).arg(b.file_name().unwrap()).output().unwrap();
         assert!(out.status.success(), "promtool tsdb analyze {b:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let dumped = promtool_dump(&promtool, &copy);
     let want: Samples = acked.iter().filter(|((_, t), _)| *t < blocks_end).map(|(k, v)| (*k, *v)).collect();
     let missing: Vec<_> = want.keys().filter(|k| !dumped.contains_key(k)).take(5).collect();
     let extra: Vec<_> = dumped.keys().filter(|k| !want.contains_key(k)).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "blocks {metas:?}: missing {missing:?}, extra {extra:?}\n{}", srv.log_text());
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "blocks {metas:?}: missing {missing:?}, extra {extra:?}\n{}",
+        srv.log_text()
+    );
     assert_eq!(dumped, want);
 
     // Prometheus 2.42 started on the copy answers what Strata answers.
@@ -208,10 +219,14 @@ fn series_that_stop_leave_the_head_once_in_blocks() {
     let answered = |srv: &Server| -> BTreeMap<String, usize> {
         srv.raw_samples("churn", "1d", end).into_iter().map(|(m, v)| (m, v.len())).collect()
     };
-    let want: BTreeMap<String, usize> =
-        [(r#"{"__name__":"churn","pod":"gone"}"#.to_string(), 60), (r#"{"__name__":"churn","pod":"steady"}"#.to_string(), 300)].into();
+    let want: BTreeMap<String, usize> = [
+        (r#"{"__name__":"churn","pod":"gone"}"#.to_string(), 60),
+        (r#"{"__name__":"churn","pod":"steady"}"#.to_string(), 300),
+    ]
+    .into();
     assert_eq!(answered(&srv), want, "the removed series is answered from its block");
-    let (_, values) = srv.get_json("/api/v1/label/pod/values", &[("start", &format_time(T0)), ("end", &format_time(end))]);
+    let (_, values) =
+        srv.get_json("/api/v1/label/pod/values", &[("start", &format_time(T0)), ("end", &format_time(end))]);
     assert_eq!(values["data"], serde_json::json!(["gone", "steady"]));
 
     // After a restart the head still holds only the steady series.
@@ -248,7 +263,12 @@ fn strata_reads_blocks_written_by_prometheus() {
     std::fs::write(&input, om).unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let out = Command::new(&promtool).args(["tsdb", "create-blocks-from", "openmetrics"]).arg(&input).arg(&data).output().unwrap();
+    let out = Command::new(&promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "promtool create-blocks-from: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!block_dirs(&data).is_empty());
 
@@ -262,7 +282,10 @@ fn strata_reads_blocks_written_by_prometheus() {
         }
     }
     assert_eq!(got, want);
-    let (_, json) = srv.get_json("/api/v1/series", &[("match[]", "om_test"), ("start", &format_time(T0)), ("end", &format_time(T0 + 6 * H))]);
+    let (_, json) = srv.get_json(
+        "/api/v1/series",
+        &[("match[]", "om_test"), ("start", &format_time(T0)), ("end", &format_time(T0 + 6 * H))],
+    );
     assert_eq!(json["data"].as_array().map(Vec::len), Some(3), "{json}");
     let (_, json) = srv.get_json("/api/v1/label/s/values", &[]);
     assert_eq!(json["data"], serde_json::json!(["0", "1", "2"]));
@@ -274,7 +297,8 @@ fn strata_reads_blocks_written_by_prometheus() {
 fn crash_at_every_compaction_phase_loses_and_duplicates_nothing() {
     let Some(promtool) = promtool() else { return };
     let args = ["--storage.tsdb.out-of-order-time-window=6h", "--storage.tsdb.compaction-interval=200ms"];
-    for phase in ["after-snapshot", "after-block-write", "after-head-truncate", "after-checkpoint", "after-merge-write"] {
+    for phase in ["after-snapshot", "after-block-write", "after-head-truncate", "after-checkpoint", "after-merge-write"]
+    {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let mut acked;
@@ -339,7 +363,8 @@ fn try_send_held(srv: &Server, from: i64, to: i64) -> (Samples, bool) {
 
 fn try_send_filtered(srv: &Server, from: i64, to: i64, held_back: bool) -> (Samples, bool) {
     let mut acked = Samples::new();
-    let steps: Vec<i64> = (from..to).step_by(STEP as usize).filter(|t| (((t - T0) / STEP) % 10 == 7) == held_back).collect();
+    let steps: Vec<i64> =
+        (from..to).step_by(STEP as usize).filter(|t| (((t - T0) / STEP) % 10 == 7) == held_back).collect();
     for chunk in steps.chunks(100) {
         let ts = (0..SERIES)
             .map(|s| {

@@ -153,7 +153,8 @@ fn sigterm_syncs_and_restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let acked: Acked = Arc::default();
     let sent: Acked = Arc::default();
-    let mut srv = Server::start(dir.path(), &["--storage.tsdb.out-of-order-time-window=1h", "--storage.tsdb.wal-fsync=10s"]);
+    let mut srv =
+        Server::start(dir.path(), &["--storage.tsdb.out-of-order-time-window=1h", "--storage.tsdb.wal-fsync=10s"]);
     let progress = load(&srv, 5, &acked, &sent);
     wait_progress(&progress, 5);
     std::thread::sleep(std::time::Duration::from_millis(300));

@@ -16,7 +16,8 @@ fn in_order_and_out_of_order_batches_read_back_sorted_and_deduplicated() {
     // Batch 1: in order, every minute for 60 minutes, skipping every third minute.
     let batch1: Vec<(i64, f64)> = (0..60).filter(|i| i % 3 != 0).map(|i| (T0 + i * MIN, i as f64)).collect();
     // Batch 2: the skipped minutes arrive late (out of order), in reverse.
-    let batch2: Vec<(i64, f64)> = (0..60).rev().filter(|i| i % 3 == 0).map(|i| (T0 + i * MIN, i as f64 + 0.5)).collect();
+    let batch2: Vec<(i64, f64)> =
+        (0..60).rev().filter(|i| i % 3 == 0).map(|i| (T0 + i * MIN, i as f64 + 0.5)).collect();
     want.extend(batch1.iter().copied());
     want.extend(batch2.iter().copied());
 
@@ -39,12 +40,14 @@ fn in_order_and_out_of_order_batches_read_back_sorted_and_deduplicated() {
     assert!(got[0].0.contains(r#""__name__":"ooo_test""#) && got[0].0.contains(r#""job":"a""#));
 
     // Instant vector selector: the newest sample within the 5m lookback.
-    let (code, json) = srv.get_json("/api/v1/query", &[("query", "ooo_test"), ("time", &crate::util::format_time(end + 2 * MIN))]);
+    let (code, json) =
+        srv.get_json("/api/v1/query", &[("query", "ooo_test"), ("time", &crate::util::format_time(end + 2 * MIN))]);
     assert_eq!(code, 200);
     assert_eq!(json["data"]["resultType"], "vector");
     assert_eq!(json["data"]["result"][0]["value"][1], "59");
     // Past the lookback: nothing.
-    let (_, json) = srv.get_json("/api/v1/query", &[("query", "ooo_test"), ("time", &crate::util::format_time(end + 6 * MIN))]);
+    let (_, json) =
+        srv.get_json("/api/v1/query", &[("query", "ooo_test"), ("time", &crate::util::format_time(end + 6 * MIN))]);
     assert_eq!(json["data"]["result"].as_array().map(Vec::len), Some(0), "{json}");
 
     // Range query at 1m steps returns each minute's sample, including the late ones.
@@ -116,20 +119,26 @@ fn a_late_value_at_a_stored_timestamp_is_acknowledged_and_the_first_stored_is_re
     // 2.42 acknowledges all of these too; Strata reads the value stored first.
     let (code, body) = srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 3 * MIN, 3.0)])]));
     assert_eq!(code, 204, "{body}");
-    let (code, body) =
-        srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 2 * MIN, -2.0), (T0 + 3 * MIN, -3.0), (T0 + 5 * MIN, 5.0)])]));
+    let (code, body) = srv.write(&request(vec![series(
+        "late_conflict",
+        &[],
+        &[(T0 + 2 * MIN, -2.0), (T0 + 3 * MIN, -3.0), (T0 + 5 * MIN, 5.0)],
+    )]));
     assert_eq!(code, 204, "{body}");
     // Only -3 is counted: it met the late 3. The -2 is stored beside the in-order 2 (not compared)
     // and shadowed on read; it is counted once compaction drops it.
     assert_eq!(srv.metric("strata_head_samples_conflicting_total"), Some(1.0));
     assert_eq!(srv.metric("strata_head_samples_shadowed_total"), Some(0.0));
     // Within one request, a second value at a timestamp is still an error naming it.
-    let (code, body) = srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 7 * MIN, 7.0), (T0 + 7 * MIN, -7.0)])]));
+    let (code, body) =
+        srv.write(&request(vec![series("late_conflict", &[], &[(T0 + 7 * MIN, 7.0), (T0 + 7 * MIN, -7.0)])]));
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("duplicate sample for timestamp"), "{body}");
 
-    let want: Vec<(i64, String)> =
-        [(0, "0"), (2, "2"), (3, "3"), (4, "4"), (5, "5"), (6, "6"), (7, "7"), (8, "8")].iter().map(|&(i, v)| (T0 + i * MIN, v.to_string())).collect();
+    let want: Vec<(i64, String)> = [(0, "0"), (2, "2"), (3, "3"), (4, "4"), (5, "5"), (6, "6"), (7, "7"), (8, "8")]
+        .iter()
+        .map(|&(i, v)| (T0 + i * MIN, v.to_string()))
+        .collect();
     assert_eq!(srv.raw_samples("late_conflict", "1h", T0 + 9 * MIN)[0].1, want);
     // The WAL replays to the same answer.
     srv.kill9();

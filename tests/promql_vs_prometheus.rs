@@ -34,7 +34,11 @@ fn payloads() -> Vec<ingest::proto::WriteRequest> {
                 for (i, le) in ["0.1", "0.5", "1", "5", "+Inf"].iter().enumerate() {
                     let b: Vec<(i64, f64)> =
                         chunk.iter().map(|&k| (T0 + k * STEP, (k * (i as i64 + 1) * (inst + 1)) as f64)).collect();
-                    ts.push(series("latency_seconds_bucket", &[("job", job), ("instance", inst_s.as_str()), ("le", le)], &b));
+                    ts.push(series(
+                        "latency_seconds_bucket",
+                        &[("job", job), ("instance", inst_s.as_str()), ("le", le)],
+                        &b,
+                    ));
                 }
             }
         }
@@ -149,7 +153,11 @@ fn queries_answer_like_prometheus_2_42() {
         let theirs = prom.get_json("/api/v1/query_range", &params);
         if !same(&ours, &theirs, &mut last_bit) {
             let (o, t) = (ours.to_string(), theirs.to_string());
-            mismatches.push(format!("range {q}:\n  strata:     {}\n  prometheus: {}", &o[..o.len().min(600)], &t[..t.len().min(600)]));
+            mismatches.push(format!(
+                "range {q}:\n  strata:     {}\n  prometheus: {}",
+                &o[..o.len().min(600)],
+                &t[..t.len().min(600)]
+            ));
         }
         if last_bit > before {
             eprintln!("last-bit differences in {q}: {}", last_bit - before);
@@ -174,7 +182,8 @@ fn same(ours: &serde_json::Value, theirs: &serde_json::Value, last_bit: &mut usi
         }
         serde_json::Value::Array(r)
     };
-    close(&sorted(ours), &sorted(theirs), last_bit) && (ours["data"]["result"].is_array() || ours["data"] == theirs["data"])
+    close(&sorted(ours), &sorted(theirs), last_bit)
+        && (ours["data"]["result"].is_array() || ours["data"] == theirs["data"])
 }
 
 fn close(a: &serde_json::Value, b: &serde_json::Value, last_bit: &mut usize) -> bool {

@@ -109,7 +109,8 @@ fn run(window_flag: &str, window: i64, seed: u64) {
     let got = srv.raw_samples("queue_shaped", "12h", end);
     let by_instance: HashMap<String, Vec<(i64, String)>> = got.into_iter().collect();
     for s in 0..SERIES {
-        let want: Vec<(i64, String)> = model.stored(s).into_iter().map(|(t, b)| (t, value_string(f64::from_bits(b)))).collect();
+        let want: Vec<(i64, String)> =
+            model.stored(s).into_iter().map(|(t, b)| (t, value_string(f64::from_bits(b)))).collect();
         let key = by_instance.keys().find(|k| k.contains(&format!("\"i{s:02}\""))).cloned();
         let got = key.and_then(|k| by_instance.get(&k).cloned()).unwrap_or_default();
         assert_eq!(got, want, "series i{s:02}");

@@ -32,21 +32,14 @@ fn batches(spec: &Spec) -> (Batch, Vec<Batch>) {
     (first, rest.chunks(BATCH).map(<[_]>::to_vec).collect())
 }
 
-fn append_batch(
-    head: &tsdb::Head,
-    labels: &[Vec<(String, String)>],
-    batch: &[(usize, i64, f64)],
-) -> u64 {
+fn append_batch(head: &tsdb::Head, labels: &[Vec<(String, String)>], batch: &[(usize, i64, f64)]) -> u64 {
     let mut app = head.appender();
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
     for &(slot, t, v) in batch {
         pairs.clear();
         pairs.extend(labels[slot].iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let h = app
-            .series(&mut pairs)
-            .unwrap_or_else(|e| panic!("series: {e}"));
-        app.append(h, t, v)
-            .unwrap_or_else(|e| panic!("append: {e}"));
+        let h = app.series(&mut pairs).unwrap_or_else(|e| panic!("series: {e}"));
+        app.append(h, t, v).unwrap_or_else(|e| panic!("append: {e}"));
     }
     let stats = app.commit().unwrap_or_else(|e| panic!("commit: {e}"));
     stats.in_order + stats.out_of_order
@@ -54,9 +47,7 @@ fn append_batch(
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("head_append");
-    g.sample_size(10)
-        .measurement_time(Duration::from_secs(4))
-        .warm_up_time(Duration::from_secs(1));
+    g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
     for (order, ooo) in [("in_order", 0.0), ("ooo_20pct", 0.2)] {
         let spec = bench_spec(SERIES, ROUNDS, ooo);
         let labels: Vec<_> = (0..spec.slots()).map(|s| spec.labels(s, 0)).collect();
@@ -71,20 +62,14 @@ fn bench(c: &mut Criterion) {
                     || {
                         let mut opts = memory_options(window);
                         if storage == "wal_never" {
-                            opts.wal = Some(wal::Options {
-                                sync: wal::SyncPolicy::Never,
-                                ..wal::Options::default()
-                            });
+                            opts.wal = Some(wal::Options { sync: wal::SyncPolicy::Never, ..wal::Options::default() });
                         }
                         let (dir, head) = temp_head(opts);
                         assert_eq!(append_batch(&head, &labels, &first), first_total);
                         (dir, head)
                     },
                     |(dir, head)| {
-                        let stored: u64 = batches
-                            .iter()
-                            .map(|b| append_batch(&head, &labels, b))
-                            .sum();
+                        let stored: u64 = batches.iter().map(|b| append_batch(&head, &labels, b)).sum();
                         assert_eq!(stored, total);
                         (dir, head)
                     },

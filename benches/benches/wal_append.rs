@@ -22,11 +22,7 @@ fn record() -> Vec<u8> {
     let mut n = 0;
     shard_stream(&spec, 0, 1, |e| {
         if n < SAMPLES_PER_RECORD {
-            rec.push(RefSample {
-                sref: u64::from(e.slot) + 1,
-                t: e.t,
-                v: e.v,
-            });
+            rec.push(RefSample { sref: u64::from(e.slot) + 1, t: e.t, v: e.v });
             n += 1;
         }
     });
@@ -35,13 +31,7 @@ fn record() -> Vec<u8> {
 }
 
 fn open(dir: &std::path::Path, sync: SyncPolicy) -> Wal {
-    match Wal::open(
-        dir,
-        wal::Options {
-            segment_size_bytes: wal::DEFAULT_SEGMENT_SIZE_BYTES,
-            sync,
-        },
-    ) {
+    match Wal::open(dir, wal::Options { segment_size_bytes: wal::DEFAULT_SEGMENT_SIZE_BYTES, sync }) {
         Ok((w, _)) => w,
         Err(e) => panic!("open wal: {e}"),
     }
@@ -76,24 +66,17 @@ fn bench(c: &mut Criterion) {
         ("always_4_threads", SyncPolicy::Always, 4),
     ];
     for (group, throughput) in [
-        (
-            "wal_append_samples",
-            Throughput::Elements(SAMPLES_PER_RECORD as u64),
-        ),
+        ("wal_append_samples", Throughput::Elements(SAMPLES_PER_RECORD as u64)),
         ("wal_append_bytes", Throughput::Bytes(rec.len() as u64)),
     ] {
         let mut g = c.benchmark_group(group);
         g.throughput(throughput);
         for (name, sync, threads) in variants {
             if sync == SyncPolicy::Never {
-                g.sample_size(30)
-                    .measurement_time(Duration::from_secs(3))
-                    .warm_up_time(Duration::from_secs(1));
+                g.sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
             } else {
                 // fsync-bound: keep it short.
-                g.sample_size(10)
-                    .measurement_time(Duration::from_secs(3))
-                    .warm_up_time(Duration::from_millis(500));
+                g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
             }
             let wal = open(&tmp.path().join(format!("{group}-{name}")), sync);
             g.bench_function(BenchmarkId::new(name, format!("{}B", rec.len())), |b| {

@@ -13,8 +13,7 @@ const SAMPLES_PER_CHUNK: u32 = 120;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("xor");
-    g.measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     for (name, kind) in [("counter", Kind::Counter), ("gauge", Kind::Gauge)] {
         let inputs = chunk_inputs(CHUNKS, SAMPLES_PER_CHUNK, Some(kind));
         let total: u64 = inputs.iter().map(|s| s.len() as u64).sum();
@@ -45,10 +44,7 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         let bytes: usize = encoded.iter().map(Vec::len).sum();
-        eprintln!(
-            "xor/{name}: {:.2} bytes/sample",
-            bytes as f64 / total as f64
-        );
+        eprintln!("xor/{name}: {:.2} bytes/sample", bytes as f64 / total as f64);
         let want_last: i64 = inputs.iter().map(|s| s.last().map_or(0, |p| p.0)).sum();
         g.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| {

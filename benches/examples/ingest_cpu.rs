@@ -60,7 +60,8 @@ fn main() {
         for p in ps {
             buf.resize(snap::raw::decompress_len(&p.body).unwrap_or(0), 0);
             let len = dec.decompress(&p.body, &mut buf).unwrap_or_else(|e| panic!("snappy: {e}"));
-            let (out, _) = ingest::convert::append_request_unsynced(&head, &buf[..len]).unwrap_or_else(|e| panic!("append: {e}"));
+            let (out, _) =
+                ingest::convert::append_request_unsynced(&head, &buf[..len]).unwrap_or_else(|e| panic!("append: {e}"));
             n += out.accepted;
         }
         let cpu = (thread_cpu_time() - t0).as_secs_f64();

@@ -51,19 +51,9 @@ pub struct LoadResult {
 
 /// Sends every shard's payloads, in order, each shard on its own connection; returns when all
 /// are sent or `max_duration` passed.
-pub fn send_load(
-    url: &str,
-    shards: &[ShardPayloads],
-    opts: &LoadOptions,
-    bar: &ProgressBar,
-) -> LoadResult {
+pub fn send_load(url: &str, shards: &[ShardPayloads], opts: &LoadOptions, bar: &ProgressBar) -> LoadResult {
     let progress: Vec<AtomicU32> = shards.iter().map(|_| AtomicU32::new(0)).collect();
-    let (ok, rejected, failed, requests) = (
-        AtomicU64::new(0),
-        AtomicU64::new(0),
-        AtomicU64::new(0),
-        AtomicU64::new(0),
-    );
+    let (ok, rejected, failed, requests) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let errors = Mutex::new(Vec::new());
     let t0 = Instant::now();
     let deadline = t0 + opts.max_duration;
@@ -96,10 +86,7 @@ pub fn send_load(
                                 false
                             }
                             Err(ureq::Error::Status(code, resp)) if code != 429 && code < 500 => {
-                                note(
-                                    errors,
-                                    format!("{code}: {}", resp.into_string().unwrap_or_default()),
-                                );
+                                note(errors, format!("{code}: {}", resp.into_string().unwrap_or_default()));
                                 rejected.fetch_add(n, Ordering::Relaxed);
                                 false
                             }
@@ -182,16 +169,9 @@ fn secs(ms: i64) -> String {
 }
 
 /// Runs `q` once; returns its latency and the parsed JSON answer (an error unless `status` is `success`).
-pub fn run_query(
-    agent: &ureq::Agent,
-    base: &str,
-    q: &Query,
-) -> Result<(Duration, serde_json::Value)> {
+pub fn run_query(agent: &ureq::Agent, base: &str, q: &Query) -> Result<(Duration, serde_json::Value)> {
     let req = match q.range {
-        None => agent
-            .get(&format!("{base}/api/v1/query"))
-            .query("query", &q.promql)
-            .query("time", &secs(q.time_ms)),
+        None => agent.get(&format!("{base}/api/v1/query")).query("query", &q.promql).query("time", &secs(q.time_ms)),
         Some((start, step)) => agent
             .get(&format!("{base}/api/v1/query_range"))
             .query("query", &q.promql)
@@ -210,10 +190,7 @@ pub fn run_query(
     let took = t0.elapsed();
     let v: serde_json::Value = serde_json::from_str(&body)?;
     if v.get("status").and_then(|s| s.as_str()) != Some("success") {
-        bail!(
-            "query failed: {}",
-            body.chars().take(300).collect::<String>()
-        );
+        bail!("query failed: {}", body.chars().take(300).collect::<String>());
     }
     Ok((took, v))
 }

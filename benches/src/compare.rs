@@ -156,18 +156,8 @@ pub fn queries(spec: &Spec) -> Vec<Query> {
             time_ms: end,
             range: Some((spec.start_ms, span_step)),
         },
-        Query {
-            name: "count_all".into(),
-            promql: "count({__name__=~\".+\"})".into(),
-            time_ms: end,
-            range: None,
-        },
-        Query {
-            name: "topk10_gauge".into(),
-            promql: format!("topk(10, {g})"),
-            time_ms: end,
-            range: None,
-        },
+        Query { name: "count_all".into(), promql: "count({__name__=~\".+\"})".into(), time_ms: end, range: None },
+        Query { name: "topk10_gauge".into(), promql: format!("topk(10, {g})"), time_ms: end, range: None },
         Query {
             name: "avg_by_region_1h".into(),
             promql: format!("avg by (region) (avg_over_time({g}[1h]))"),
@@ -189,9 +179,9 @@ fn probe(spec: &Spec) -> Query {
 
 fn bar(len: u64, prefix: &str) -> ProgressBar {
     let b = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix:>16} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>16} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, eta {eta})",
+    ) {
         b.set_style(style);
     }
     b.set_prefix(prefix.to_string());
@@ -222,32 +212,20 @@ pub fn run(opts: &Options) -> Result<Report> {
     let (shards, encode_s) = encode(spec, opts.connections, opts.batch);
     let requests = shards.iter().map(Vec::len).sum();
     let payload_bytes = shards.iter().flatten().map(|p| p.body.len() as u64).sum();
-    let payload_raw_bytes = shards
-        .iter()
-        .flatten()
-        .map(|p| u64::from(p.raw_bytes))
-        .sum();
+    let payload_raw_bytes = shards.iter().flatten().map(|p| u64::from(p.raw_bytes)).sum();
     eprintln!("encoded {requests} requests, {payload_bytes} bytes snappy ({payload_raw_bytes} raw) in {encode_s:.1}s");
     let parse_bound = parse::measure(&shards)?;
     eprintln!(
         "parse bound (1 core): snappy {:.3}, +prost {:.3}, +strata walk {:.3} CPU-s per 1M samples",
-        parse_bound.snappy_cpu_s_per_m,
-        parse_bound.snappy_prost_cpu_s_per_m,
-        parse_bound.snappy_walk_cpu_s_per_m
+        parse_bound.snappy_cpu_s_per_m, parse_bound.snappy_prost_cpu_s_per_m, parse_bound.snappy_walk_cpu_s_per_m
     );
     if spec.ooo_fraction > 0.0 {
-        eprintln!(
-            "out-of-order window given to the targets: {} ms",
-            ooo_window(spec, &opts.load)
-        );
+        eprintln!("out-of-order window given to the targets: {} ms", ooo_window(spec, &opts.load));
     }
     let qs = queries(spec);
     let mut results = Vec::new();
     for t in &opts.targets {
-        let mut r = TargetResult {
-            name: t.kind.name().into(),
-            ..Default::default()
-        };
+        let mut r = TargetResult { name: t.kind.name().into(), ..Default::default() };
         if !t.bin.is_file() {
             let msg = format!("binary {} not found: skipped", t.bin.display());
             eprintln!("{}: {msg}", r.name);
@@ -269,11 +247,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         .or_else(|| results.iter().find(|r| !r.answers.is_empty()))
         .map(|r| r.name.clone());
     if let Some(ref_name) = &reference {
-        let ref_answers = results
-            .iter()
-            .find(|r| &r.name == ref_name)
-            .map(|r| r.answers.clone())
-            .unwrap_or_default();
+        let ref_answers = results.iter().find(|r| &r.name == ref_name).map(|r| r.answers.clone()).unwrap_or_default();
         for r in results.iter_mut().filter(|r| &r.name != ref_name) {
             for q in &qs {
                 let (Some(a), Some(b)) = (ref_answers.get(&q.name), r.answers.get(&q.name)) else {
@@ -281,12 +255,7 @@ pub fn run(opts: &Options) -> Result<Report> {
                 };
                 let diffs = diff_answers(a, b);
                 if !diffs.is_empty() {
-                    eprintln!(
-                        "{} differs from {ref_name} on {}: {}",
-                        r.name,
-                        q.name,
-                        diffs.join("; ")
-                    );
+                    eprintln!("{} differs from {ref_name} on {}: {}", r.name, q.name, diffs.join("; "));
                     r.mismatches.insert(q.name.clone(), diffs);
                 }
             }
@@ -312,45 +281,22 @@ pub fn run(opts: &Options) -> Result<Report> {
 
 fn host_facts() -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    m.insert(
-        "cores".into(),
-        std::thread::available_parallelism()
-            .map(|n| n.get().to_string())
-            .unwrap_or_default(),
-    );
-    m.insert(
-        "loadavg".into(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-    );
+    m.insert("cores".into(), std::thread::available_parallelism().map(|n| n.get().to_string()).unwrap_or_default());
+    m.insert("loadavg".into(), std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string());
     m.insert(
         "kernel".into(),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
     );
     if let Ok(cpu) = std::fs::read_to_string("/proc/cpuinfo") {
         if let Some(model) = cpu.lines().find_map(|l| l.strip_prefix("model name")) {
-            m.insert(
-                "cpu".into(),
-                model.trim_start_matches([' ', '\t', ':']).to_string(),
-            );
+            m.insert("cpu".into(), model.trim_start_matches([' ', '\t', ':']).to_string());
         }
     }
     m
 }
 
 /// Polls the probe query until it sees all series of the probe metric; returns when (since `from`).
-fn wait_queryable(
-    agent: &ureq::Agent,
-    s: &Server,
-    spec: &Spec,
-    from: Instant,
-    timeout: Duration,
-) -> Result<f64> {
+fn wait_queryable(agent: &ureq::Agent, s: &Server, spec: &Spec, from: Instant, timeout: Duration) -> Result<f64> {
     let q = probe(spec);
     let want = spec.series_per_metric as f64;
     let deadline = Instant::now() + timeout;
@@ -373,28 +319,13 @@ fn wait_queryable(
 /// VictoriaMetrics keeps recent rows in memory for a few seconds; ask it to flush them.
 fn force_flush(agent: &ureq::Agent, s: &Server) {
     if s.kind == Kind::VictoriaMetrics {
-        let _ = agent
-            .get(&format!("{}/internal/force_flush", s.base_url()))
-            .call()
-            .map(|r| r.into_string());
+        let _ = agent.get(&format!("{}/internal/force_flush", s.base_url())).call().map(|r| r.into_string());
     }
 }
 
-fn restart(
-    opts: &Options,
-    t: &Target,
-    data: &Path,
-    agent: &ureq::Agent,
-    run: usize,
-) -> (Restart, Option<Server>) {
+fn restart(opts: &Options, t: &Target, data: &Path, agent: &ureq::Agent, run: usize) -> (Restart, Option<Server>) {
     let mut r = Restart::default();
-    let mut s = match Server::start(
-        t,
-        data,
-        &opts.out_dir,
-        ooo_window(&opts.spec, &opts.load),
-        run,
-    ) {
+    let mut s = match Server::start(t, data, &opts.out_dir, ooo_window(&opts.spec, &opts.load), run) {
         Ok(s) => s,
         Err(e) => {
             r.error = Some(format!("{e:#}"));
@@ -427,17 +358,9 @@ pub fn ooo_window(spec: &Spec, load: &LoadOptions) -> i64 {
     }
 }
 
-fn run_target(
-    opts: &Options,
-    t: &Target,
-    shards: &[ShardPayloads],
-    qs: &[Query],
-    r: &mut TargetResult,
-) -> Result<()> {
+fn run_target(opts: &Options, t: &Target, shards: &[ShardPayloads], qs: &[Query], r: &mut TargetResult) -> Result<()> {
     let spec = &opts.spec;
-    let data = opts
-        .out_dir
-        .join(format!("data-{}", t.kind.name().to_lowercase()));
+    let data = opts.out_dir.join(format!("data-{}", t.kind.name().to_lowercase()));
     if data.exists() {
         std::fs::remove_dir_all(&data).with_context(|| format!("clear {}", data.display()))?;
     }
@@ -498,12 +421,7 @@ fn run_target(
     }
     r.peak_rss_bytes = sys::status_bytes(pid, "VmHWM")?;
     r.rss_bytes_per_series = r.peak_rss_bytes as f64 / spec.distinct_series() as f64;
-    eprintln!(
-        "{}: queries (median ms) {:?}; peak RSS {} MiB",
-        r.name,
-        r.query_median_ms,
-        r.peak_rss_bytes >> 20
-    );
+    eprintln!("{}: queries (median ms) {:?}; peak RSS {} MiB", r.name, r.query_median_ms, r.peak_rss_bytes >> 20);
 
     // Clean shutdown, disk usage.
     r.shutdown_s = match s.stop(opts.wait_timeout) {
@@ -566,11 +484,7 @@ fn points(v: &serde_json::Value) -> Option<(String, SeriesPoints)> {
         let metric: BTreeMap<String, String> = item
             .get("metric")
             .and_then(|m| m.as_object())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
             .unwrap_or_default();
         let key = format!("{metric:?}");
         let pts = if let Some(values) = item.get("values").and_then(|v| v.as_array()) {
@@ -605,9 +519,7 @@ pub fn diff_answers(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String>
             "{} series vs {} in reference ({missing} missing, {extra} extra; e.g. {:?})",
             pb.len(),
             pa.len(),
-            pa.keys()
-                .find(|k| !pb.contains_key(*k))
-                .or_else(|| pb.keys().find(|k| !pa.contains_key(*k)))
+            pa.keys().find(|k| !pb.contains_key(*k)).or_else(|| pb.keys().find(|k| !pa.contains_key(*k)))
         ));
     }
     let mut bad_points = 0;
@@ -616,11 +528,7 @@ pub fn diff_answers(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String>
         let Some(xb) = pb.get(k) else { continue };
         total += xa.len();
         if xa.len() != xb.len() && out.len() < MAX {
-            out.push(format!(
-                "{k}: {} points vs {} in reference",
-                xb.len(),
-                xa.len()
-            ));
+            out.push(format!("{k}: {} points vs {} in reference", xb.len(), xa.len()));
         }
         for (p, q) in xa.iter().zip(xb) {
             if (p.0 - q.0).abs() > 1e-3 || !close(p.1, q.1) {

@@ -50,11 +50,7 @@ pub fn measure(shards: &[ShardPayloads]) -> anyhow::Result<ParseBound> {
         buf.resize(snap::raw::decompress_len(&p.body)?, 0);
         let len = dec.decompress(&p.body, &mut buf)?;
         let req = WriteRequest::decode(buf.get(..len).unwrap_or_default())?;
-        n += req
-            .timeseries
-            .iter()
-            .map(|ts| ts.samples.len() as u64)
-            .sum::<u64>();
+        n += req.timeseries.iter().map(|ts| ts.samples.len() as u64).sum::<u64>();
     }
     let prost = thread_cpu_time() - t0;
     anyhow::ensure!(n == samples, "prost decoded {n} of {samples} samples");

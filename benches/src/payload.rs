@@ -33,10 +33,7 @@ pub type ShardPayloads = Vec<Payload>;
 pub fn encode_labels(labels: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(labels.len() * 32);
     for (name, value) in labels {
-        let l = Label {
-            name: name.clone(),
-            value: value.clone(),
-        };
+        let l = Label { name: name.clone(), value: value.clone() };
         prost::encoding::message::encode(1, &l, &mut out);
     }
     out
@@ -55,14 +52,7 @@ impl Builder {
     fn push(&mut self, labels: &[u8], e: &Emitted) {
         self.ts.clear();
         self.ts.extend_from_slice(labels);
-        prost::encoding::message::encode(
-            2,
-            &Sample {
-                value: e.v,
-                timestamp: e.t,
-            },
-            &mut self.ts,
-        );
+        prost::encoding::message::encode(2, &Sample { value: e.v, timestamp: e.t }, &mut self.ts);
         encode_key(1, WireType::LengthDelimited, &mut self.raw);
         encode_varint(self.ts.len() as u64, &mut self.raw);
         self.raw.extend_from_slice(&self.ts);
@@ -72,12 +62,7 @@ impl Builder {
 
     fn finish(&mut self, enc: &mut snap::raw::Encoder) -> Payload {
         let body = enc.compress_vec(&self.raw).unwrap_or_default();
-        let p = Payload {
-            body,
-            samples: self.samples,
-            round: self.round,
-            raw_bytes: self.raw.len() as u32,
-        };
+        let p = Payload { body, samples: self.samples, round: self.round, raw_bytes: self.raw.len() as u32 };
         self.raw.clear();
         self.samples = 0;
         self.round = 0;
@@ -100,10 +85,7 @@ pub fn build_shard(
     shard_stream(spec, shard, shards, |e| {
         let cached = &mut labels[e.slot as usize];
         if cached.as_ref().is_none_or(|(inc, _)| *inc != e.incarnation) {
-            *cached = Some((
-                e.incarnation,
-                encode_labels(&spec.labels(e.slot as usize, e.incarnation)),
-            ));
+            *cached = Some((e.incarnation, encode_labels(&spec.labels(e.slot as usize, e.incarnation))));
         }
         if let Some((_, bytes)) = cached {
             b.push(bytes, &e);
@@ -123,17 +105,11 @@ pub fn build_shard(
 }
 
 /// Builds all shards, one thread per shard up to `threads` at a time.
-pub fn build_all(
-    spec: &Spec,
-    shards: usize,
-    batch: usize,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Vec<ShardPayloads> {
+pub fn build_all(spec: &Spec, shards: usize, batch: usize, progress: &(dyn Fn(u64) + Sync)) -> Vec<ShardPayloads> {
     let mut result: Vec<ShardPayloads> = Vec::with_capacity(shards);
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..shards)
-            .map(|shard| s.spawn(move || build_shard(spec, shard, shards, batch, progress)))
-            .collect();
+        let handles: Vec<_> =
+            (0..shards).map(|shard| s.spawn(move || build_shard(spec, shard, shards, batch, progress))).collect();
         for h in handles {
             result.push(h.join().unwrap_or_default());
         }
@@ -152,10 +128,7 @@ pub fn encode_with_structs(spec: &Spec, samples: &[Emitted]) -> Vec<u8> {
                     .into_iter()
                     .map(|(name, value)| Label { name, value })
                     .collect(),
-                samples: vec![Sample {
-                    value: e.v,
-                    timestamp: e.t,
-                }],
+                samples: vec![Sample { value: e.v, timestamp: e.t }],
                 exemplars: vec![],
                 histograms: vec![],
             })
@@ -183,9 +156,7 @@ mod tests {
                 first.push(e)
             }
         });
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&shards[1][0].body)
-            .unwrap_or_default();
+        let raw = snap::raw::Decoder::new().decompress_vec(&shards[1][0].body).unwrap_or_default();
         assert_eq!(raw, encode_with_structs(&spec, &first));
         let req = WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string());
         assert_eq!(req.map(|r| r.timeseries.len()), Ok(250));

@@ -17,67 +17,36 @@ struct Row {
 fn rows(r: &Report) -> Vec<Row> {
     let ok: Vec<&TargetResult> = r.targets.iter().collect();
     let measured = |t: &TargetResult| t.error.is_none() || t.load.samples_ok > 0;
-    let get = |f: &dyn Fn(&TargetResult) -> Option<f64>| {
-        ok.iter()
-            .map(|t| if measured(t) { f(t) } else { None })
-            .collect()
-    };
+    let get =
+        |f: &dyn Fn(&TargetResult) -> Option<f64>| ok.iter().map(|t| if measured(t) { f(t) } else { None }).collect();
     let mut rows = vec![
         Row {
             name: "ingest, samples/s (wall, client side)".into(),
             values: get(&|t| Some(t.samples_per_s)),
             chart: false,
         },
-        Row {
-            name: "server CPU-s per 1M samples".into(),
-            values: get(&|t| Some(t.cpu_s_per_m_samples)),
-            chart: true,
-        },
+        Row { name: "server CPU-s per 1M samples".into(), values: get(&|t| Some(t.cpu_s_per_m_samples)), chart: true },
         Row {
             name: "samples rejected or failed".into(),
             values: get(&|t| Some((t.load.samples_rejected + t.load.samples_failed) as f64)),
             chart: false,
         },
-        Row {
-            name: "peak RSS, MiB".into(),
-            values: get(&|t| Some(t.peak_rss_bytes as f64 / 1048576.0)),
-            chart: false,
-        },
-        Row {
-            name: "peak RSS per series, bytes".into(),
-            values: get(&|t| Some(t.rss_bytes_per_series)),
-            chart: true,
-        },
+        Row { name: "peak RSS, MiB".into(), values: get(&|t| Some(t.peak_rss_bytes as f64 / 1048576.0)), chart: false },
+        Row { name: "peak RSS per series, bytes".into(), values: get(&|t| Some(t.rss_bytes_per_series)), chart: true },
         Row {
             name: "disk bytes per sample (du, after clean shutdown)".into(),
             values: get(&|t| Some(t.disk_bytes_per_sample)),
             chart: true,
         },
-        Row {
-            name: "startup on empty dir, s".into(),
-            values: get(&|t| Some(t.startup_s)),
-            chart: false,
-        },
-        Row {
-            name: "shutdown (SIGTERM to exit), s".into(),
-            values: get(&|t| t.shutdown_s),
-            chart: false,
-        },
-        Row {
-            name: "restart after SIGTERM: ready, s".into(),
-            values: get(&|t| t.restart_clean.ready_s),
-            chart: true,
-        },
+        Row { name: "startup on empty dir, s".into(), values: get(&|t| Some(t.startup_s)), chart: false },
+        Row { name: "shutdown (SIGTERM to exit), s".into(), values: get(&|t| t.shutdown_s), chart: false },
+        Row { name: "restart after SIGTERM: ready, s".into(), values: get(&|t| t.restart_clean.ready_s), chart: true },
         Row {
             name: "restart after SIGTERM: queryable, s".into(),
             values: get(&|t| t.restart_clean.queryable_s),
             chart: false,
         },
-        Row {
-            name: "restart after kill -9: ready, s".into(),
-            values: get(&|t| t.restart_kill9.ready_s),
-            chart: true,
-        },
+        Row { name: "restart after kill -9: ready, s".into(), values: get(&|t| t.restart_kill9.ready_s), chart: true },
         Row {
             name: "restart after kill -9: queryable, s".into(),
             values: get(&|t| t.restart_kill9.queryable_s),
@@ -107,11 +76,7 @@ fn fmt(v: Option<f64>) -> String {
 
 /// Index of the target others are divided by in ratio columns: Strata if present, else the first.
 fn ratio_pairs(r: &Report) -> Vec<(usize, usize)> {
-    let idx = |n: &str| {
-        r.targets
-            .iter()
-            .position(|t| t.name == n && t.error.is_none())
-    };
+    let idx = |n: &str| r.targets.iter().position(|t| t.name == n && t.error.is_none());
     let (s, p, v) = (idx("Strata"), idx("Prometheus"), idx("VictoriaMetrics"));
     match s {
         Some(s) => [p, v].into_iter().flatten().map(|o| (s, o)).collect(),
@@ -152,10 +117,7 @@ pub fn markdown(r: &Report) -> String {
         s.push_str(&format!(" {} |", t.name));
     }
     for (a, b) in &pairs {
-        s.push_str(&format!(
-            " {} / {} |",
-            r.targets[*a].name, r.targets[*b].name
-        ));
+        s.push_str(&format!(" {} / {} |", r.targets[*a].name, r.targets[*b].name));
     }
     s.push_str("\n|---|");
     for _ in 0..r.targets.len() + pairs.len() {
@@ -172,12 +134,7 @@ pub fn markdown(r: &Report) -> String {
                 (Some(x), Some(y)) if y != 0.0 => Some(x / y),
                 _ => None,
             };
-            s.push_str(&format!(
-                " {} |",
-                ratio
-                    .map(|x| format!("{x:.2}×"))
-                    .unwrap_or_else(|| "–".into())
-            ));
+            s.push_str(&format!(" {} |", ratio.map(|x| format!("{x:.2}×")).unwrap_or_else(|| "–".into())));
         }
         s.push('\n');
     }
@@ -201,10 +158,7 @@ pub fn markdown(r: &Report) -> String {
                 diffs.join("; ")
             ));
         }
-        for (name, rs) in [
-            ("after SIGTERM", &t.restart_clean),
-            ("after kill -9", &t.restart_kill9),
-        ] {
+        for (name, rs) in [("after SIGTERM", &t.restart_clean), ("after kill -9", &t.restart_kill9)] {
             if let Some(e) = &rs.error {
                 s.push_str(&format!("\n{} restart {name}: {e}\n", t.name));
             }
@@ -235,14 +189,7 @@ pub fn svg(r: &Report, path: &Path) -> Result<()> {
                 .collect()
         })
         .collect();
-    let ymax = ratios
-        .iter()
-        .flatten()
-        .flatten()
-        .copied()
-        .fold(1.0f64, f64::max)
-        .min(20.0)
-        * 1.1;
+    let ymax = ratios.iter().flatten().flatten().copied().fold(1.0f64, f64::max).min(20.0) * 1.1;
     let root = SVGBackend::new(path, (1200, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let groups = rows.len();
@@ -258,15 +205,8 @@ pub fn svg(r: &Report, path: &Path) -> Result<()> {
         .x_label_area_size(150)
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..groups as f64, 0f64..ymax)?;
-    let names: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            r.name
-                .replace(", ms", "")
-                .replace("query ", "")
-                .replace('`', "")
-        })
-        .collect();
+    let names: Vec<String> =
+        rows.iter().map(|r| r.name.replace(", ms", "").replace("query ", "").replace('`', "")).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -274,27 +214,15 @@ pub fn svg(r: &Report, path: &Path) -> Result<()> {
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
             if (x - i as f64 - 0.5).abs() < 0.01 {
-                names
-                    .get(i)
-                    .map(|n| n.chars().take(28).collect())
-                    .unwrap_or_default()
+                names.get(i).map(|n| n.chars().take(28).collect()).unwrap_or_default()
             } else {
                 String::new()
             }
         })
-        .x_label_style(
-            ("sans-serif", 11)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
+        .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
         .y_desc("ratio")
         .draw()?;
-    let colors = [
-        RGBColor(230, 85, 13),
-        RGBColor(49, 130, 189),
-        RGBColor(116, 196, 118),
-        RGBColor(150, 150, 150),
-    ];
+    let colors = [RGBColor(230, 85, 13), RGBColor(49, 130, 189), RGBColor(116, 196, 118), RGBColor(150, 150, 150)];
     let w = 0.8 / n_t as f64;
     for (ti, t) in r.targets.iter().enumerate() {
         let color = colors[ti % colors.len()];
@@ -304,10 +232,7 @@ pub fn svg(r: &Report, path: &Path) -> Result<()> {
             .filter_map(|(g, vals)| {
                 let v = vals.get(ti).copied().flatten()?;
                 let x0 = g as f64 + 0.1 + ti as f64 * w;
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + w * 0.9, v.min(ymax))],
-                    color.filled(),
-                ))
+                Some(Rectangle::new([(x0, 0.0), (x0 + w * 0.9, v.min(ymax))], color.filled()))
             })
             .collect();
         chart
@@ -315,11 +240,7 @@ pub fn svg(r: &Report, path: &Path) -> Result<()> {
             .label(t.name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
 }

@@ -24,10 +24,7 @@ pub fn clock_ticks_per_second() -> u64 {
 /// CPU time used so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
 #[allow(unsafe_code)]
 pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec owned by this frame.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -50,13 +47,10 @@ pub fn sigterm(pid: u32) -> Result<()> {
 
 /// User + system CPU seconds of process `pid` (its threads included, children not).
 pub fn process_cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("read /proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime is field 14, stime field 15.
     let utime: u64 = fields.get(11).context("no utime")?.parse()?;

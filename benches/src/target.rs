@@ -64,11 +64,7 @@ impl Target {
             .map(|o| {
                 let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
                 s.push_str(&String::from_utf8_lossy(&o.stderr));
-                s.lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("unknown")
-                    .trim()
-                    .to_string()
+                s.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown").trim().to_string()
             })
             .filter(|v| v != "unknown")
             .or_else(|| self.package_version())
@@ -77,17 +73,10 @@ impl Target {
 
     /// The Debian package version of the binary, for builds that print no version (`dpkg -S`).
     fn package_version(&self) -> Option<String> {
-        let owner = Command::new("dpkg")
-            .arg("-S")
-            .arg(&self.bin)
-            .output()
-            .ok()?;
+        let owner = Command::new("dpkg").arg("-S").arg(&self.bin).output().ok()?;
         let owner = String::from_utf8_lossy(&owner.stdout);
         let pkg = owner.split(':').next()?.trim().to_string();
-        let v = Command::new("dpkg-query")
-            .args(["-W", "-f", "${Version}", &pkg])
-            .output()
-            .ok()?;
+        let v = Command::new("dpkg-query").args(["-W", "-f", "${Version}", &pkg]).output().ok()?;
         let v = String::from_utf8_lossy(&v.stdout).trim().to_string();
         (!v.is_empty()).then(|| format!("{pkg} {v} (Debian package)"))
     }
@@ -114,13 +103,7 @@ pub struct Server {
 impl Server {
     /// Spawns `target` on a free loopback port over `data_dir` (created if missing).
     /// `ooo_window_ms > 0` enables out-of-order ingestion with that window.
-    pub fn start(
-        target: &Target,
-        data_dir: &Path,
-        work_dir: &Path,
-        ooo_window_ms: i64,
-        run: usize,
-    ) -> Result<Server> {
+    pub fn start(target: &Target, data_dir: &Path, work_dir: &Path, ooo_window_ms: i64, run: usize) -> Result<Server> {
         std::fs::create_dir_all(data_dir)?;
         let port = sys::free_port()?;
         let listen = format!("127.0.0.1:{port}");
@@ -130,10 +113,7 @@ impl Server {
                 cmd.arg(format!("--storage.tsdb.path={}", data_dir.display()))
                     .arg(format!("--web.listen-address={listen}"));
                 if ooo_window_ms > 0 {
-                    cmd.arg(format!(
-                        "--storage.tsdb.out-of-order-time-window={}",
-                        window_flag(ooo_window_ms)
-                    ));
+                    cmd.arg(format!("--storage.tsdb.out-of-order-time-window={}", window_flag(ooo_window_ms)));
                 }
             }
             Kind::Prometheus => {
@@ -164,20 +144,9 @@ impl Server {
         let log = work_dir.join(format!("{}-{run}.log", target.kind.name().to_lowercase()));
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let err = out.try_clone()?;
-        cmd.current_dir(work_dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {}", target.bin.display()))?;
-        Ok(Server {
-            kind: target.kind,
-            child,
-            port,
-            spawned: Instant::now(),
-            log,
-        })
+        cmd.current_dir(work_dir).stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().with_context(|| format!("spawn {}", target.bin.display()))?;
+        Ok(Server { kind: target.kind, child, port, spawned: Instant::now(), log })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -196,11 +165,7 @@ impl Server {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited with {status} before ready; log: {}",
-                    self.kind.name(),
-                    self.log_tail()
-                );
+                bail!("{} exited with {status} before ready; log: {}", self.kind.name(), self.log_tail());
             }
             if let Ok(r) = agent.get(&url).timeout(Duration::from_secs(2)).call() {
                 if r.status() == 200 {
@@ -209,11 +174,7 @@ impl Server {
                 }
             }
             if Instant::now() > deadline {
-                bail!(
-                    "{} not ready after {timeout:?}; log: {}",
-                    self.kind.name(),
-                    self.log_tail()
-                );
+                bail!("{} not ready after {timeout:?}; log: {}", self.kind.name(), self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -231,10 +192,7 @@ impl Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        bail!(
-            "{} did not exit within {timeout:?} of SIGTERM (killed)",
-            self.kind.name()
-        )
+        bail!("{} did not exit within {timeout:?} of SIGTERM (killed)", self.kind.name())
     }
 
     /// SIGKILL (`kill -9`) and reap.

@@ -104,9 +104,7 @@ impl Spec {
 
     /// Whether `slot` is one of the churning slots.
     pub fn churns(&self, slot: usize) -> bool {
-        self.churn > 0.0
-            && (mix(self.seed ^ 0xC4_u64 ^ slot as u64) % 1_000_000)
-                < (self.churn * 1_000_000.0) as u64
+        self.churn > 0.0 && (mix(self.seed ^ 0xC4_u64 ^ slot as u64) % 1_000_000) < (self.churn * 1_000_000.0) as u64
     }
 
     /// The incarnation (`pod` generation) of `slot` at `round`.
@@ -121,9 +119,7 @@ impl Spec {
     /// Distinct series over the whole span.
     pub fn distinct_series(&self) -> u64 {
         let last = self.rounds() - 1;
-        (0..self.slots())
-            .map(|s| u64::from(self.incarnation(s, last)) + 1)
-            .sum()
+        (0..self.slots()).map(|s| u64::from(self.incarnation(s, last)) + 1).sum()
     }
 
     /// Labels of `slot` in `incarnation`, sorted by name.
@@ -142,10 +138,7 @@ impl Spec {
             ("job".into(), job.into()),
             ("pod".into(), format!("{job}-{host:06x}-{incarnation}")),
             ("region".into(), region.into()),
-            (
-                "zone".into(),
-                format!("{region}{}", ['a', 'b', 'c'][(host / 3) % 3]),
-            ),
+            ("zone".into(), format!("{region}{}", ['a', 'b', 'c'][(host / 3) % 3])),
         ]
     }
 
@@ -176,12 +169,7 @@ impl Spec {
 }
 
 fn instance(host: usize) -> String {
-    format!(
-        "10.{}.{}.{}:9100",
-        (host >> 16) & 255,
-        (host >> 8) & 255,
-        host & 255
-    )
+    format!("10.{}.{}.{}:9100", (host >> 16) & 255, (host >> 8) & 255, host & 255)
 }
 
 /// One generated sample.
@@ -216,8 +204,7 @@ impl SlotState {
     fn new(spec: &Spec, slot: usize) -> Self {
         let mut rng = Rng::new(mix(spec.seed ^ (slot as u64).wrapping_mul(0x9E37)));
         let host = (slot % spec.series_per_metric) / CPUS_PER_HOST;
-        let offset_ms =
-            (mix(spec.seed ^ 0x05 ^ host as u64) % spec.interval_ms.max(1) as u64) as i64;
+        let offset_ms = (mix(spec.seed ^ 0x05 ^ host as u64) % spec.interval_ms.max(1) as u64) as i64;
         let kind = spec.kind(slot);
         let scale = match kind {
             Kind::Counter => 10f64.powf(rng.f64() * 5.0),
@@ -227,14 +214,7 @@ impl SlotState {
             Kind::Counter => (rng.f64() * scale * 1000.0).round(),
             Kind::Gauge => scale,
         };
-        SlotState {
-            rng,
-            kind,
-            offset_ms,
-            incarnation: 0,
-            value,
-            scale,
-        }
+        SlotState { rng, kind, offset_ms, incarnation: 0, value, scale }
     }
 
     /// The sample of `round` (rounds must be visited in order).
@@ -272,30 +252,18 @@ pub fn shard_of(spec: &Spec, slot: usize, shards: usize) -> usize {
 /// round's own samples first, then the held-back samples due in that round. Samples of one series
 /// are in timestamp order except the held-back ones.
 pub fn shard_stream(spec: &Spec, shard: usize, shards: usize, mut f: impl FnMut(Emitted)) {
-    let slots: Vec<usize> = (0..spec.slots())
-        .filter(|&s| shard_of(spec, s, shards) == shard)
-        .collect();
+    let slots: Vec<usize> = (0..spec.slots()).filter(|&s| shard_of(spec, s, shards) == shard).collect();
     let mut states: Vec<SlotState> = slots.iter().map(|&s| SlotState::new(spec, s)).collect();
     let mut ooo_rng = Rng::new(mix(spec.seed ^ 0x00F_u64 ^ shard as u64));
-    let max_lag_rounds =
-        u32::try_from((spec.ooo_max_lag_ms / spec.interval_ms).max(1)).unwrap_or(1);
+    let max_lag_rounds = u32::try_from((spec.ooo_max_lag_ms / spec.interval_ms).max(1)).unwrap_or(1);
     let mut held: BTreeMap<u32, Vec<Emitted>> = BTreeMap::new();
     for round in 0..spec.rounds() {
         for (i, &slot) in slots.iter().enumerate() {
             let (incarnation, t, v) = states[i].sample(spec, slot, round);
-            let e = Emitted {
-                slot: slot as u32,
-                incarnation,
-                t,
-                v,
-                send_round: round,
-            };
+            let e = Emitted { slot: slot as u32, incarnation, t, v, send_round: round };
             if spec.ooo_fraction > 0.0 && ooo_rng.f64() < spec.ooo_fraction {
                 let lag = ooo_rng.range_i64(1, i64::from(max_lag_rounds)) as u32;
-                held.entry(round + lag).or_default().push(Emitted {
-                    send_round: round + lag,
-                    ..e
-                });
+                held.entry(round + lag).or_default().push(Emitted { send_round: round + lag, ..e });
             } else {
                 f(e);
             }
@@ -330,11 +298,7 @@ pub fn bench_spec(series: usize, rounds: u32, ooo_fraction: f64) -> Spec {
 
 /// The samples of `series` chunks of `samples_per_chunk` samples each, one `Vec<(t, v)>` per series,
 /// for the XOR benchmarks: counters only, gauges only, or both (`kind == None`).
-pub fn chunk_inputs(
-    series: usize,
-    samples_per_chunk: u32,
-    kind: Option<Kind>,
-) -> Vec<Vec<(i64, f64)>> {
+pub fn chunk_inputs(series: usize, samples_per_chunk: u32, kind: Option<Kind>) -> Vec<Vec<(i64, f64)>> {
     let spec = bench_spec(series * 2, samples_per_chunk, 0.0);
     let mut per_slot: Vec<Vec<(i64, f64)>> = vec![Vec::new(); spec.slots()];
     shard_stream(&spec, 0, 1, |e| per_slot[e.slot as usize].push((e.t, e.v)));
@@ -410,8 +374,6 @@ mod tests {
         assert!(l.windows(2).all(|w| w[0].0 < w[1].0));
         let c = chunk_inputs(4, 120, Some(Kind::Counter));
         assert_eq!(c.len(), 4);
-        assert!(c
-            .iter()
-            .all(|v| v.len() == 120 && v.windows(2).all(|w| w[0].1 <= w[1].1 && w[0].0 < w[1].0)));
+        assert!(c.iter().all(|v| v.len() == 120 && v.windows(2).all(|w| w[0].1 <= w[1].1 && w[0].0 < w[1].0)));
     }
 }

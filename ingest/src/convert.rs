@@ -53,10 +53,7 @@ impl From<RejectReason> for Reason {
 /// `Err` means nothing was committed: [`crate::Error::Protobuf`] for a malformed payload (the sender's
 /// fault), [`crate::Error::Storage`] if the commit failed (a server fault). Series created before a
 /// malformed part was found stay in the head without samples, as they do in Prometheus after a rollback.
-pub fn append_request_unsynced(
-    head: &Head,
-    payload: &[u8],
-) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
+pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut app = head.appender();
     let mut labels = Vec::new();
     let mut report = Report::default();
@@ -97,13 +94,7 @@ pub fn append_request_unsynced(
     };
     report.set_received(summary.samples + summary.histograms);
     let (commit, ticket) = app.commit_unsynced()?;
-    let outcome = Outcome {
-        payload_bytes: payload.len(),
-        summary,
-        accepted,
-        report,
-        commit,
-    };
+    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit };
     Ok((outcome, ticket))
 }
 
@@ -111,7 +102,10 @@ pub fn append_request_unsynced(
 /// waiting)` — that slot (its previous series, three back, already appended), the slot of the series
 /// decoded one before (slot requested, to be probed) and that of the one decoded two before (to be
 /// looked up and appended).
-fn roles<'s, 'a>(staged: &'s mut [Staged<'a>; 3], next: usize) -> (&'s mut Staged<'a>, &'s mut Staged<'a>, &'s mut Staged<'a>) {
+fn roles<'s, 'a>(
+    staged: &'s mut [Staged<'a>; 3],
+    next: usize,
+) -> (&'s mut Staged<'a>, &'s mut Staged<'a>, &'s mut Staged<'a>) {
     let [a, b, c] = staged;
     match next {
         0 => (a, c, b),
@@ -186,21 +180,12 @@ fn append_series(
 
 /// The pairs as sent, invalid UTF-8 replaced.
 fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
-    write_labels(
-        out,
-        pairs
-            .iter()
-            .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
-    );
+    write_labels(out, pairs.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))));
 }
 
 /// The label set of a stored series, as the storage keeps it: sorted by name, empty values dropped.
 fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
-    let mut sorted: Vec<(&[u8], &[u8])> = pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .copied()
-        .collect();
+    let mut sorted: Vec<(&[u8], &[u8])> = pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect();
     sorted.sort_by_key(|(n, _)| *n);
     write_labels_lossy(out, &sorted);
 }

@@ -34,9 +34,7 @@ pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error>
     if raw.trim().is_empty() {
         return Ok(());
     }
-    let unsupported = || Error::UnsupportedContentType {
-        value: raw.to_owned(),
-    };
+    let unsupported = || Error::UnsupportedContentType { value: raw.to_owned() };
     let mut parts = raw.split(';');
     let media = parts.next().unwrap_or_default().trim();
     if !media.eq_ignore_ascii_case(CONTENT_TYPE_PROTOBUF) {
@@ -61,32 +59,21 @@ pub fn check_content_encoding(value: Option<&str>) -> std::result::Result<(), Er
     match value.map(str::trim) {
         None | Some("") => Ok(()),
         Some(v) if v.eq_ignore_ascii_case(CONTENT_ENCODING_SNAPPY) => Ok(()),
-        Some(v) => Err(Error::UnsupportedContentEncoding {
-            value: v.to_owned(),
-        }),
+        Some(v) => Err(Error::UnsupportedContentEncoding { value: v.to_owned() }),
     }
 }
 
 /// Decompresses a snappy block into `out` (replacing its contents), checking the length the block
 /// declares against `max_decompressed_bytes` before allocating anything. A reused `out` is only
 /// zero-filled where it has to grow.
-pub fn decompress(
-    body: &[u8],
-    max_decompressed_bytes: usize,
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), Error> {
+pub fn decompress(body: &[u8], max_decompressed_bytes: usize, out: &mut Vec<u8>) -> std::result::Result<(), Error> {
     let declared = snap::raw::decompress_len(body).map_err(Error::Snappy)?;
     if declared > max_decompressed_bytes {
         out.clear();
-        return Err(Error::DecompressedTooLarge {
-            declared,
-            limit: max_decompressed_bytes,
-        });
+        return Err(Error::DecompressedTooLarge { declared, limit: max_decompressed_bytes });
     }
     out.resize(declared, 0);
-    let written = snap::raw::Decoder::new()
-        .decompress(body, out)
-        .map_err(Error::Snappy)?;
+    let written = snap::raw::Decoder::new().decompress(body, out).map_err(Error::Snappy)?;
     out.truncate(written);
     Ok(())
 }
@@ -136,15 +123,9 @@ impl fmt::Display for ProtoErrorKind {
             ProtoErrorKind::InvalidKey => f.write_str("invalid field key"),
             ProtoErrorKind::InvalidWireType(w) => write!(f, "invalid wire type {w}"),
             ProtoErrorKind::TagZero => f.write_str("invalid field number 0"),
-            ProtoErrorKind::Truncated => {
-                f.write_str("truncated field (length runs past the end of its message)")
-            }
+            ProtoErrorKind::Truncated => f.write_str("truncated field (length runs past the end of its message)"),
             ProtoErrorKind::UnexpectedEndGroup => f.write_str("unexpected end-group tag"),
-            ProtoErrorKind::WrongWireType {
-                message,
-                field,
-                found,
-            } => {
+            ProtoErrorKind::WrongWireType { message, field, found } => {
                 write!(f, "wrong wire type {found} for {message} field {field}")
             }
             ProtoErrorKind::RecursionLimit => f.write_str("nesting exceeds the recursion limit"),
@@ -171,11 +152,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Reader {
-            buf,
-            pos: 0,
-            end: buf.len(),
-        }
+        Reader { buf, pos: 0, end: buf.len() }
     }
 
     fn has_more(&self) -> bool {
@@ -244,11 +221,7 @@ impl<'a> Reader<'a> {
         let remaining = self.end.saturating_sub(self.pos);
         match usize::try_from(n) {
             Ok(n) if n <= remaining => {
-                let sub = Reader {
-                    buf: self.buf,
-                    pos: self.pos,
-                    end: self.pos + n,
-                };
+                let sub = Reader { buf: self.buf, pos: self.pos, end: self.pos + n };
                 self.pos += n;
                 Ok(sub)
             }
@@ -265,10 +238,7 @@ impl<'a> Reader<'a> {
     fn fixed64(&mut self) -> Result<u64> {
         let at = self.pos;
         let sub = self.take(8, at)?;
-        let bytes: [u8; 8] = sub
-            .bytes()
-            .try_into()
-            .map_err(|_| self.err(at, ProtoErrorKind::Truncated))?;
+        let bytes: [u8; 8] = sub.bytes().try_into().map_err(|_| self.err(at, ProtoErrorKind::Truncated))?;
         Ok(u64::from_le_bytes(bytes))
     }
 
@@ -302,25 +272,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn expect_wt(
-        &self,
-        at: usize,
-        message: &'static str,
-        field: u32,
-        found: u8,
-        want: u8,
-    ) -> Result<()> {
+    fn expect_wt(&self, at: usize, message: &'static str, field: u32, found: u8, want: u8) -> Result<()> {
         if found == want {
             Ok(())
         } else {
-            Err(self.err(
-                at,
-                ProtoErrorKind::WrongWireType {
-                    message,
-                    field,
-                    found,
-                },
-            ))
+            Err(self.err(at, ProtoErrorKind::WrongWireType { message, field, found }))
         }
     }
 
@@ -368,10 +324,7 @@ pub struct SeriesView<'a> {
 impl<'a> SeriesView<'a> {
     /// The float samples `(t_ms, v)` in wire order.
     pub fn samples(&self) -> Samples<'a> {
-        Samples {
-            msg: self.msg,
-            depth: self.depth,
-        }
+        Samples { msg: self.msg, depth: self.depth }
     }
 }
 
@@ -405,11 +358,7 @@ impl Iterator for Samples<'_> {
 ///
 /// On `Err` the payload is malformed and the callback may already have seen earlier series: the caller
 /// must discard what it did with them (roll back), since the request as a whole is invalid.
-pub fn walk<'a, F>(
-    payload: &'a [u8],
-    labels: &mut Vec<(&'a [u8], &'a [u8])>,
-    mut on_series: F,
-) -> Result<WalkSummary>
+pub fn walk<'a, F>(payload: &'a [u8], labels: &mut Vec<(&'a [u8], &'a [u8])>, mut on_series: F) -> Result<WalkSummary>
 where
     F: FnMut(&mut Vec<(&'a [u8], &'a [u8])>, &SeriesView<'a>),
 {
@@ -443,20 +392,10 @@ where
     Ok(summary)
 }
 
-fn parse_series<'a>(
-    msg: Reader<'a>,
-    depth: u32,
-    labels: &mut Vec<(&'a [u8], &'a [u8])>,
-) -> Result<SeriesView<'a>> {
+fn parse_series<'a>(msg: Reader<'a>, depth: u32, labels: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SeriesView<'a>> {
     labels.clear();
-    let mut view = SeriesView {
-        msg,
-        depth,
-        num_samples: 0,
-        num_histograms: 0,
-        num_exemplars: 0,
-        first_histogram_t: None,
-    };
+    let mut view =
+        SeriesView { msg, depth, num_samples: 0, num_histograms: 0, num_exemplars: 0, first_histogram_t: None };
     let mut r = msg;
     while r.has_more() {
         let at = r.pos;

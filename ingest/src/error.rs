@@ -37,9 +37,7 @@ pub enum Error {
         reason: String,
     },
     /// The snappy block declares more than [`crate::Limits::max_decompressed_bytes`].
-    #[error(
-        "snappy block declares {declared} decompressed bytes, over the limit of {limit} bytes"
-    )]
+    #[error("snappy block declares {declared} decompressed bytes, over the limit of {limit} bytes")]
     DecompressedTooLarge {
         /// Length declared in the snappy header.
         declared: usize,
@@ -76,9 +74,7 @@ impl Error {
             Error::UnsupportedContentType { .. } | Error::UnsupportedContentEncoding { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            Error::BodyTooLarge { .. } | Error::DecompressedTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Error::BodyTooLarge { .. } | Error::DecompressedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyRead { .. } | Error::Snappy(_) | Error::Protobuf(_) | Error::Rejected(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -97,11 +93,6 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut body = self.to_string();
         body.push('\n');
-        (
-            self.status(),
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            body,
-        )
-            .into_response()
+        (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
     }
 }

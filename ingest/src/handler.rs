@@ -100,21 +100,17 @@ async fn handle(
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Outcome> {
-    let encoding = header_str(headers, &header::CONTENT_ENCODING)
-        .map_err(|value| Error::UnsupportedContentEncoding { value })?;
+    let encoding =
+        header_str(headers, &header::CONTENT_ENCODING).map_err(|value| Error::UnsupportedContentEncoding { value })?;
     decode::check_content_encoding(encoding)?;
-    let content_type = header_str(headers, &header::CONTENT_TYPE)
-        .map_err(|value| Error::UnsupportedContentType { value })?;
+    let content_type =
+        header_str(headers, &header::CONTENT_TYPE).map_err(|value| Error::UnsupportedContentType { value })?;
     decode::check_content_type(content_type)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::BodyTooLarge {
-                limit: state.limits.max_compressed_bytes,
-            }
+            Error::BodyTooLarge { limit: state.limits.max_compressed_bytes }
         } else {
-            Error::BodyRead {
-                reason: rejection.body_text(),
-            }
+            Error::BodyRead { reason: rejection.body_text() }
         }
     })?;
     let head = Arc::clone(&state.head);
@@ -143,9 +139,7 @@ async fn handle(
         }
     });
     // A dropped sender means the job panicked (the pool or the syncer caught it).
-    let outcome = answered.await.map_err(|_| Error::Internal {
-        reason: "remote-write task panicked".into(),
-    })??;
+    let outcome = answered.await.map_err(|_| Error::Internal { reason: "remote-write task panicked".into() })??;
     state.metrics().decoded(&outcome);
     if outcome.report.is_empty() {
         Ok(outcome)
@@ -155,11 +149,7 @@ async fn handle(
 }
 
 /// Decompress, decode, append, commit (without waiting for the fsync). Blocking.
-fn process(
-    head: &tsdb::Head,
-    limits: Limits,
-    body: &[u8],
-) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
+fn process(head: &tsdb::Head, limits: Limits, body: &[u8]) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut buf = PAYLOAD_BUF.try_with(RefCell::take).unwrap_or_default();
     let result = decode::decompress(body, limits.max_decompressed_bytes, &mut buf)
         .and_then(|()| convert::append_request_unsynced(head, &buf));
@@ -171,16 +161,10 @@ fn process(
 }
 
 /// A header as text; `Err` carries a printable form of a value that is not visible ASCII.
-fn header_str<'h>(
-    headers: &'h HeaderMap,
-    name: &HeaderName,
-) -> std::result::Result<Option<&'h str>, String> {
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> std::result::Result<Option<&'h str>, String> {
     match headers.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        Some(v) => v.to_str().map(Some).map_err(|_| String::from_utf8_lossy(v.as_bytes()).into_owned()),
     }
 }
 

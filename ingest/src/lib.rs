@@ -38,8 +38,8 @@ mod handler;
 pub mod metrics;
 mod pool;
 pub mod proto;
-mod syncer;
 pub mod report;
+mod syncer;
 
 use std::sync::Arc;
 
@@ -109,8 +109,5 @@ impl IngestState {
 /// The remote-write router: `POST /api/v1/write`, with the body limit set from `state.limits`.
 pub fn router(state: IngestState) -> axum::Router {
     let limit = state.limits.max_compressed_bytes;
-    axum::Router::new()
-        .route(WRITE_PATH, post(handler::write))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    axum::Router::new().route(WRITE_PATH, post(handler::write)).layer(DefaultBodyLimit::max(limit)).with_state(state)
 }

@@ -86,9 +86,7 @@ impl IngestMetrics {
 
     /// Samples rejected for `reason` so far.
     pub fn rejected(&self, reason: Reason) -> u64 {
-        self.rejected
-            .get(reason.index())
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        self.rejected.get(reason.index()).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Copies every counter.

@@ -27,16 +27,14 @@ impl IngestPool {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
-            std::thread::Builder::new()
-                .name(format!("strata-ingest-{i}"))
-                .spawn(move || loop {
-                    // The lock is held only while waiting for the next job, not while running it.
-                    let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    let Ok(job) = job else { return };
-                    // A panicking job drops its reply sender (the caller sees an error); the thread
-                    // stays.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                })?;
+            std::thread::Builder::new().name(format!("strata-ingest-{i}")).spawn(move || loop {
+                // The lock is held only while waiting for the next job, not while running it.
+                let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                let Ok(job) = job else { return };
+                // A panicking job drops its reply sender (the caller sees an error); the thread
+                // stays.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            })?;
         }
         Ok(IngestPool { jobs })
     }
@@ -54,10 +52,7 @@ impl IngestPool {
 
     /// Runs `f` on a pool thread and returns its output; `None` if `f` panicked.
     #[cfg(test)]
-    pub(crate) async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> Option<R> {
+    pub(crate) async fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(move || {
             let _ = tx.send(f());
@@ -73,10 +68,7 @@ mod tests {
     #[tokio::test]
     async fn runs_jobs_on_its_threads_and_survives_panics() {
         let pool = IngestPool::new(2).unwrap();
-        let name = pool
-            .run(|| std::thread::current().name().map(str::to_owned))
-            .await
-            .unwrap();
+        let name = pool.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
         assert!(name.unwrap().starts_with("strata-ingest-"));
         // More panics than threads: every thread has caught one, and all still serve jobs.
         for _ in 0..3 {
@@ -102,10 +94,6 @@ mod tests {
         );
         names.insert(a.flatten().unwrap());
         names.insert(b.flatten().unwrap());
-        assert_eq!(
-            names.len(),
-            2,
-            "two jobs waiting on each other ran on two threads"
-        );
+        assert_eq!(names.len(), 2, "two jobs waiting on each other ran on two threads");
     }
 }

@@ -76,10 +76,7 @@ pub struct Report {
 impl Report {
     /// An empty report for a request carrying `received` samples (floats and histograms).
     pub fn new(received: u64) -> Report {
-        Report {
-            received,
-            ..Report::default()
-        }
+        Report { received, ..Report::default() }
     }
 
     /// Sets the number of samples received (known once the whole request is walked).
@@ -129,10 +126,7 @@ impl Report {
 }
 
 /// Writes `{a="1", b="2"}` for label pairs (Prometheus's text form).
-pub fn write_labels<N: AsRef<str>, V: AsRef<str>>(
-    out: &mut String,
-    pairs: impl IntoIterator<Item = (N, V)>,
-) {
+pub fn write_labels<N: AsRef<str>, V: AsRef<str>>(out: &mut String, pairs: impl IntoIterator<Item = (N, V)>) {
     out.push('{');
     for (i, (n, v)) in pairs.into_iter().enumerate() {
         if i > 0 {
@@ -158,11 +152,7 @@ impl fmt::Display for Report {
                 write!(f, "{}: {n}", r.as_str())?;
             }
         }
-        write!(
-            f,
-            "); the other {} were accepted",
-            self.received.saturating_sub(total)
-        )?;
+        write!(f, "); the other {} were accepted", self.received.saturating_sub(total))?;
         for line in &self.lines {
             write!(f, "\n{line}")?;
         }
@@ -186,17 +176,17 @@ mod tests {
                 let _ = write!(out, " @{i}: too old sample");
             });
         }
-        r.reject(Reason::InvalidLabels, 3, |_| {
-            panic!("not described beyond the limit")
-        });
+        r.reject(Reason::InvalidLabels, 3, |_| panic!("not described beyond the limit"));
         assert_eq!(r.total(), 18);
         assert_eq!(r.count(Reason::TooOld), 15);
         let text = r.to_string();
-        assert!(text.starts_with("rejected 18 of 100 samples (too_old: 15, invalid_labels: 3); the other 82 were accepted\n"), "{text}");
         assert!(
-            text.contains("{__name__=\"x\"} @0: too old sample"),
+            text.starts_with(
+                "rejected 18 of 100 samples (too_old: 15, invalid_labels: 3); the other 82 were accepted\n"
+            ),
             "{text}"
         );
+        assert!(text.contains("{__name__=\"x\"} @0: too old sample"), "{text}");
         assert_eq!(text.lines().count(), 1 + MAX_REPORTED + 1);
         assert!(text.ends_with("and 6 more"), "{text}");
     }

@@ -142,7 +142,8 @@ mod tests {
                 }),
             );
         }
-        let mut seen: Vec<(i64, bool)> = (0..50).map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        let mut seen: Vec<(i64, bool)> =
+            (0..50).map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..50).map(|i| (i, true)).collect::<Vec<_>>());
         assert!(done_rx.recv_timeout(Duration::from_millis(100)).is_err(), "a continuation ran twice");

@@ -43,9 +43,7 @@ impl QueryError {
     pub fn status(&self) -> StatusCode {
         match self {
             QueryError::BadData(_) | QueryError::NotSupported(_) => StatusCode::BAD_REQUEST,
-            QueryError::Execution(_) | QueryError::TooManySamples(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -72,10 +72,7 @@ mod tests {
             rewrite_holt_winters("holt_winters(x[1m], 0.1, 0.2)"),
             "double_exponential_smoothing(x[1m], 0.1, 0.2)"
         );
-        assert_eq!(
-            rewrite_holt_winters("x{a=\"holt_winters\"}"),
-            "x{a=\"holt_winters\"}"
-        );
+        assert_eq!(rewrite_holt_winters("x{a=\"holt_winters\"}"), "x{a=\"holt_winters\"}");
         assert_eq!(rewrite_holt_winters("holt_winters_x"), "holt_winters_x");
         assert!(parse("holt_winters(x[1m], 0.1, 0.2)").is_ok());
         assert!(parse("1 +").is_err());

@@ -142,9 +142,8 @@ fn expand_value(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
         return Ok(());
     }
     // `axN` repetition takes precedence over hex (`0x10` is ten zeros, as in Prometheus).
-    let repeat = tok
-        .rsplit_once('x')
-        .filter(|(h, n)| !h.is_empty() && !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    let repeat =
+        tok.rsplit_once('x').filter(|(h, n)| !h.is_empty() && !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
     let Some((head, times)) = repeat else {
         let v = parse_go_float(tok).ok_or_else(|| format!("bad value {tok:?}"))?;
         out.push(Some(v));
@@ -156,26 +155,19 @@ fn expand_value(tok: &str, out: &mut Vec<Option<f64>>) -> Result<(), String> {
         return Ok(());
     }
     if head == "stale" {
-        out.extend(std::iter::repeat_n(
-            Some(f64::from_bits(STALE_NAN_BITS)),
-            times + 1,
-        ));
+        out.extend(std::iter::repeat_n(Some(f64::from_bits(STALE_NAN_BITS)), times + 1));
         return Ok(());
     }
     // Split `a+b` / `a-b` at a sign that is not at the start and not an exponent sign.
     let hb = head.as_bytes();
-    let split = (1..hb.len())
-        .find(|&j| (hb[j] == b'+' || hb[j] == b'-') && !matches!(hb[j - 1], b'e' | b'E'));
+    let split = (1..hb.len()).find(|&j| (hb[j] == b'+' || hb[j] == b'-') && !matches!(hb[j - 1], b'e' | b'E'));
     let (a, step) = match split {
         Some(j) => {
             let a = parse_go_float(&head[..j]).ok_or_else(|| format!("bad value {tok:?}"))?;
             let s = parse_go_float(&head[j + 1..]).ok_or_else(|| format!("bad value {tok:?}"))?;
             (a, if hb[j] == b'-' { -s } else { s })
         }
-        None => (
-            parse_go_float(head).ok_or_else(|| format!("bad value {tok:?}"))?,
-            0.0,
-        ),
+        None => (parse_go_float(head).ok_or_else(|| format!("bad value {tok:?}"))?, 0.0),
     };
     let mut k = a;
     for _ in 0..=times {
@@ -209,30 +201,16 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
 }
 
 /// Runs one test file's text; `name` prefixes case ids.
-pub fn run_file(
-    name: &str,
-    text: &str,
-    st: &mut dyn TestStorage,
-) -> Result<Vec<CaseResult>, String> {
+pub fn run_file(name: &str, text: &str, st: &mut dyn TestStorage) -> Result<Vec<CaseResult>, String> {
     let lines: Vec<(usize, String)> = text
         .lines()
         .enumerate()
         .map(|(i, l)| {
             let t = l.trim();
-            (
-                i + 1,
-                if t.starts_with('#') {
-                    String::new()
-                } else {
-                    t.to_string()
-                },
-            )
+            (i + 1, if t.starts_with('#') { String::new() } else { t.to_string() })
         })
         .collect();
-    let engine = Engine::new(EngineOptions {
-        max_samples: 10_000,
-        ..EngineOptions::default()
-    });
+    let engine = Engine::new(EngineOptions { max_samples: 10_000, ..EngineOptions::default() });
     let mut results = Vec::new();
     let mut i = 0;
     let mut has_histograms = false;
@@ -246,11 +224,7 @@ pub fn run_file(
         // The block: following non-empty lines.
         let mut block = Vec::new();
         let is_cmd = |l: &str| {
-            let w = l
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let w = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
             w == "clear" || w == "load" || w.starts_with("eval")
         };
         let takes_block = !line.eq_ignore_ascii_case("clear");
@@ -272,12 +246,10 @@ pub fn run_file(
                         has_histograms = true;
                         continue;
                     }
-                    let (labels, vals) =
-                        parse_series_desc(l).map_err(|e| format!("{name}:{lno}: {e}"))?;
+                    let (labels, vals) = parse_series_desc(l).map_err(|e| format!("{name}:{lno}: {e}"))?;
                     for (k, v) in vals.iter().enumerate() {
                         if let Some(v) = v {
-                            st.add(&labels, k as i64 * step, *v)
-                                .map_err(|e| format!("{name}:{lno}: {e}"))?;
+                            st.add(&labels, k as i64 * step, *v).map_err(|e| format!("{name}:{lno}: {e}"))?;
                         }
                     }
                 }
@@ -306,10 +278,7 @@ fn run_eval(
     let rest = words.next().unwrap_or("").trim_start();
     let (fail, ordered) = (cmd == "eval_fail", cmd == "eval_ordered");
     let Some(rest) = rest.strip_prefix("instant") else {
-        return (
-            rest.to_string(),
-            Outcome::Skip("eval range (only used for native histograms)".into()),
-        );
+        return (rest.to_string(), Outcome::Skip("eval range (only used for native histograms)".into()));
     };
     let rest = rest.trim_start();
     let Some(rest) = rest.strip_prefix("at") else {
@@ -336,10 +305,7 @@ fn run_eval(
                     if l.contains("{{") {
                         expected.push(Expected::Histogram);
                     } else {
-                        return (
-                            query,
-                            Outcome::Fail(format!("bad expected line {l:?}: {e}")),
-                        );
+                        return (query, Outcome::Fail(format!("bad expected line {l:?}: {e}")));
                     }
                 }
             }
@@ -348,21 +314,12 @@ fn run_eval(
     let expr = match crate::parser::parse(&query) {
         Ok(e) => e,
         Err(e) => {
-            return (
-                query,
-                if fail {
-                    Outcome::Pass
-                } else {
-                    Outcome::Fail(format!("parse error: {e}"))
-                },
-            );
+            return (query, if fail { Outcome::Pass } else { Outcome::Fail(format!("parse error: {e}")) });
         }
     };
     let res = engine.instant(st.storage(), &expr, t, None);
     let v = match res {
-        Err(QueryError::NotSupported(m)) => {
-            return (query, Outcome::Skip(format!("not supported: {m}")))
-        }
+        Err(QueryError::NotSupported(m)) => return (query, Outcome::Skip(format!("not supported: {m}"))),
         Err(e) if fail => {
             let _ = e;
             return (query, Outcome::Pass);
@@ -380,27 +337,15 @@ fn run_eval(
     // `@`-modifier re-runs: pin every selector/subquery to t and evaluate at other times.
     let mut pinned = expr.clone();
     if set_at(&mut pinned, t) {
-        let times: Vec<i64> = if t == 0 {
-            vec![-1000, 0, 1000]
-        } else {
-            vec![-10 * t, 0, t / 5, t, 10 * t]
-        };
+        let times: Vec<i64> = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
         for et in times {
             match engine.instant(st.storage(), &pinned, et, None) {
                 Ok(pv) => {
                     if let Err(e) = compare(&pv, &expected, false) {
-                        return (
-                            query,
-                            Outcome::Fail(format!("@ {t} evaluated at {et}: {e}")),
-                        );
+                        return (query, Outcome::Fail(format!("@ {t} evaluated at {et}: {e}")));
                     }
                 }
-                Err(e) => {
-                    return (
-                        query,
-                        Outcome::Fail(format!("@ {t} evaluated at {et}: error: {e}")),
-                    )
-                }
+                Err(e) => return (query, Outcome::Fail(format!("@ {t} evaluated at {et}: error: {e}"))),
             }
         }
     }
@@ -414,17 +359,11 @@ fn run_eval(
                         s.points
                             .iter()
                             .find(|p| p.0 == t)
-                            .map(|p| crate::engine::Sample {
-                                labels: s.labels.clone(),
-                                v: p.1,
-                            })
+                            .map(|p| crate::engine::Sample { labels: s.labels.clone(), v: p.1 })
                     })
                     .collect();
                 let rv = if let QueryValue::Scalar { .. } = v {
-                    QueryValue::Scalar {
-                        t,
-                        v: samples.first().map_or(f64::NAN, |s| s.v),
-                    }
+                    QueryValue::Scalar { t, v: samples.first().map_or(f64::NAN, |s| s.v) }
                 } else {
                     QueryValue::Vector { t, samples }
                 };
@@ -460,11 +399,7 @@ fn set_at(e: &mut promql_parser::parser::Expr, t: i64) -> bool {
     use promql_parser::parser::{AtModifier, Expr};
     let at = || {
         let d = std::time::Duration::from_millis(t.unsigned_abs());
-        Some(AtModifier::At(if t >= 0 {
-            std::time::UNIX_EPOCH + d
-        } else {
-            std::time::UNIX_EPOCH - d
-        }))
+        Some(AtModifier::At(if t >= 0 { std::time::UNIX_EPOCH + d } else { std::time::UNIX_EPOCH - d }))
     };
     match e {
         Expr::VectorSelector(vs) => {
@@ -522,26 +457,16 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
             let exp: Vec<(&Labels, f64)> = expected
                 .iter()
                 .filter_map(|e| match e {
-                    Expected::Sample(l, vals) => {
-                        Some((l, vals.first().copied().flatten().unwrap_or(f64::NAN)))
-                    }
+                    Expected::Sample(l, vals) => Some((l, vals.first().copied().flatten().unwrap_or(f64::NAN))),
                     _ => None,
                 })
                 .collect();
             if exp.len() != expected.len() {
-                return Err(format!(
-                    "expected {expected:?}, got a vector of {}",
-                    samples.len()
-                ));
+                return Err(format!("expected {expected:?}, got a vector of {}", samples.len()));
             }
             let mut msg = String::new();
             if samples.len() != exp.len() {
-                let _ = write!(
-                    msg,
-                    "expected {} elements, got {}: ",
-                    exp.len(),
-                    samples.len()
-                );
+                let _ = write!(msg, "expected {} elements, got {}: ", exp.len(), samples.len());
                 for s in samples {
                     let _ = write!(msg, "{} {}; ", s.labels, s.v);
                 }
@@ -553,10 +478,7 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
                 };
                 let (_, ev) = exp[epos];
                 if ordered && epos != pos {
-                    return Err(format!(
-                        "expected {} at position {epos}, got it at {pos}",
-                        s.labels
-                    ));
+                    return Err(format!("expected {} at position {epos}, got it at {pos}", s.labels));
                 }
                 if !almost_equal(ev, s.v) {
                     return Err(format!("{}: expected {ev}, got {}", s.labels, s.v));
@@ -566,26 +488,19 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
         }
         QueryValue::Matrix(m) => {
             for s in m {
-                let Some(Expected::Sample(_, vals)) = expected
-                    .iter()
-                    .find(|e| matches!(e, Expected::Sample(l, _) if *l == *s.labels))
+                let Some(Expected::Sample(_, vals)) =
+                    expected.iter().find(|e| matches!(e, Expected::Sample(l, _) if *l == *s.labels))
                 else {
                     return Err(format!("unexpected series {}", s.labels));
                 };
                 let got: Vec<f64> = s.points.iter().map(|p| p.1).collect();
                 let want: Vec<f64> = vals.iter().flatten().copied().collect();
-                if got.len() != want.len()
-                    || got.iter().zip(&want).any(|(a, b)| !almost_equal(*a, *b))
-                {
+                if got.len() != want.len() || got.iter().zip(&want).any(|(a, b)| !almost_equal(*a, *b)) {
                     return Err(format!("{}: expected {want:?}, got {got:?}", s.labels));
                 }
             }
             if m.len() != expected.len() {
-                return Err(format!(
-                    "expected {} series, got {}",
-                    expected.len(),
-                    m.len()
-                ));
+                return Err(format!("expected {} series, got {}", expected.len(), m.len()));
             }
             Ok(())
         }
@@ -598,23 +513,11 @@ mod tests {
 
     #[test]
     fn series_notation() {
-        let (l, v) = parse_series_desc(
-            r#"http_requests{job="api server", x="1"} 0+10x2 _ 5 -1-1x1 1e3 stale _x2"#,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (l, v) = parse_series_desc(r#"http_requests{job="api server", x="1"} 0+10x2 _ 5 -1-1x1 1e3 stale _x2"#)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.get("job"), Some("api server"));
         assert_eq!(l.get("__name__"), Some("http_requests"));
-        assert_eq!(
-            &v[..6],
-            &[
-                Some(0.0),
-                Some(10.0),
-                Some(20.0),
-                None,
-                Some(5.0),
-                Some(-1.0)
-            ]
-        );
+        assert_eq!(&v[..6], &[Some(0.0), Some(10.0), Some(20.0), None, Some(5.0), Some(-1.0)]);
         assert_eq!(v[6], Some(-2.0));
         assert_eq!(v[7], Some(1000.0));
         assert!(v[8].is_some_and(crate::engine::is_stale));

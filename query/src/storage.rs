@@ -29,8 +29,7 @@ pub fn to_tsdb_matcher(m: &Matcher) -> Result<tsdb::Matcher> {
         MatchOp::Re(_) => tsdb::MatchType::Regex,
         MatchOp::NotRe(_) => tsdb::MatchType::NotRegex,
     };
-    tsdb::Matcher::new(kind, m.name.clone(), m.value.clone())
-        .map_err(|e| QueryError::BadData(e.to_string()))
+    tsdb::Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| QueryError::BadData(e.to_string()))
 }
 
 /// Converts storage labels to engine labels (shares the packed allocation).
@@ -58,16 +57,9 @@ impl StorageSeries for tsdb::querier::LazySeries {
 
 impl TsdbStorage {
     fn select_lazy(&self, matchers: &[Matcher], mint: i64, maxt: i64, sorted: bool) -> Result<Selected<'_>> {
-        let ms = matchers
-            .iter()
-            .map(to_tsdb_matcher)
-            .collect::<Result<Vec<_>>>()?;
+        let ms = matchers.iter().map(to_tsdb_matcher).collect::<Result<Vec<_>>>()?;
         let q = self.db.querier(mint, maxt);
-        let series = if sorted {
-            q.select_lazy(&ms)
-        } else {
-            q.select_lazy_unordered(&ms)
-        };
+        let series = if sorted { q.select_lazy(&ms) } else { q.select_lazy_unordered(&ms) };
         Ok(Box::new(series))
     }
 }

@@ -28,28 +28,15 @@ async fn endpoints_answer_like_prometheus() {
     {
         let mut app = head.appender();
         for i in 0..10i64 {
-            app.append_pairs(
-                &[("__name__", "up"), ("job", "a"), ("instance", "x")],
-                i * 15_000,
-                1.0,
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-            app.append_pairs(
-                &[("__name__", "req_total"), ("job", "b")],
-                i * 15_000,
-                (i * 10) as f64,
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
+            app.append_pairs(&[("__name__", "up"), ("job", "a"), ("instance", "x")], i * 15_000, 1.0)
+                .unwrap_or_else(|e| panic!("{e}"));
+            app.append_pairs(&[("__name__", "req_total"), ("job", "b")], i * 15_000, (i * 10) as f64)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         app.commit().unwrap_or_else(|e| panic!("{e}"));
     }
-    let app = router(QueryState {
-        db: Arc::clone(&db),
-        opts: EngineOptions::default(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let app = router(QueryState { db: Arc::clone(&db), opts: EngineOptions::default() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let base = format!("http://{addr}/api/v1");

@@ -44,8 +44,7 @@ impl TestStorage for HeadStorage {
     fn commit(&mut self) -> Result<(), String> {
         // Append in time order so every sample is in order for its series.
         // Prometheus's test loader keeps the last of two samples at one timestamp.
-        let mut last: std::collections::HashMap<(Labels, i64), f64> =
-            std::collections::HashMap::new();
+        let mut last: std::collections::HashMap<(Labels, i64), f64> = std::collections::HashMap::new();
         for (l, t, v) in self.pending.drain(..) {
             last.insert((l, t), v);
         }
@@ -54,8 +53,7 @@ impl TestStorage for HeadStorage {
         let mut app = self.head.appender();
         for ((l, t), v) in samples {
             let pairs: Vec<(&str, &str)> = l.iter().collect();
-            app.append_pairs(&pairs, t, v)
-                .map_err(|e| format!("append {l} @{t}: {e}"))?;
+            app.append_pairs(&pairs, t, v).map_err(|e| format!("append {l} @{t}: {e}"))?;
         }
         app.commit().map_err(|e| e.to_string())?;
         Ok(())
@@ -66,20 +64,13 @@ impl TestStorage for HeadStorage {
 }
 
 fn testdata_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/promql-testdata"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/promql-testdata"))
 }
 
 #[test]
 fn promql_conformance() {
     let dir = testdata_dir();
-    let dir = if dir.is_dir() {
-        dir
-    } else {
-        PathBuf::from("/work/shared/promql-testdata")
-    };
+    let dir = if dir.is_dir() { dir } else { PathBuf::from("/work/shared/promql-testdata") };
     assert!(
         dir.is_dir(),
         "PromQL test data not found at {} (expected shared/ beside the repo)",
@@ -103,12 +94,8 @@ fn promql_conformance() {
     let mut now_passing = Vec::new();
     let mut failing_ids = Vec::new();
     for f in &files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text =
-            std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
         let mut st = HeadStorage::new();
         let results = run_file(&name, &text, &mut st).unwrap_or_else(|e| panic!("{e}"));
         let (mut p, mut fl, mut s) = (0, 0, 0);
@@ -147,10 +134,5 @@ fn promql_conformance() {
     for id in &now_passing {
         println!("now passing (remove from known_failures.txt): {id}");
     }
-    assert!(
-        unexpected.is_empty(),
-        "{} unexpected failures:\n{}",
-        unexpected.len(),
-        unexpected.join("\n")
-    );
+    assert!(unexpected.is_empty(), "{} unexpected failures:\n{}", unexpected.len(), unexpected.join("\n"));
 }

@@ -104,7 +104,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-
 /// Kills the process at a named point when `STRATA_CRASH_AT` names it: fault injection for the crash
 /// tests. Costs one environment lookup per compaction step.
 pub(crate) fn crash_point(name: &str) {
@@ -126,7 +125,11 @@ impl Db {
                 .iter()
                 .filter_map(|b| {
                     let m = b.meta();
-                    m.strata.map(|s| ReplaySkip { before_segment: s.wal_segment_cut, mint: m.min_time, maxt: m.max_time })
+                    m.strata.map(|s| ReplaySkip {
+                        before_segment: s.wal_segment_cut,
+                        mint: m.min_time,
+                        maxt: m.max_time,
+                    })
                 })
                 .collect(),
             min_valid_floor: blocks.iter().map(|b| b.meta().max_time).max().unwrap_or(i64::MIN),
@@ -273,7 +276,8 @@ impl Db {
         // Chunks are read from head chunk files series by series as the block is written; a read error
         // aborts the block (the head keeps everything).
         let series = snap.series_chunks();
-        let meta = block::write_block_fallible(&self.dir, series, mint, maxt, compaction, snap.wal_cut, Default::default())?;
+        let meta =
+            block::write_block_fallible(&self.dir, series, mint, maxt, compaction, snap.wal_cut, Default::default())?;
         crash_point("after-block-write");
         if let Some(meta) = &meta {
             let b = Block::open(&self.dir.join(meta.ulid.to_string()))?;
@@ -375,10 +379,8 @@ impl Db {
         let started = std::time::Instant::now();
         let mint = inputs.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
         let maxt = inputs.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
-        let all = [Matcher::new(MatchType::Regex, "__name__", ".*").map_err(|e| Error::Corruption {
-            what: "matcher".into(),
-            reason: e.to_string(),
-        })?];
+        let all = [Matcher::new(MatchType::Regex, "__name__", ".*")
+            .map_err(|e| Error::Corruption { what: "matcher".into(), reason: e.to_string() })?];
         let mut series: std::collections::BTreeMap<crate::labels::Labels, crate::querier::Series> =
             std::collections::BTreeMap::new();
         for b in inputs {
@@ -386,7 +388,8 @@ impl Db {
                 match series.get_mut(&labels) {
                     Some(s) => s.add_chunks(chunks),
                     None => {
-                        series.insert(labels.clone(), crate::querier::Series { labels, chunks, ooo_chunks: Vec::new() });
+                        series
+                            .insert(labels.clone(), crate::querier::Series { labels, chunks, ooo_chunks: Vec::new() });
                     }
                 }
             }
@@ -551,9 +554,16 @@ mod tests {
             max_t: samples.last().unwrap().0,
             data: ChunkData::Raw(samples.into()),
         };
-        let meta = block::write_block(dir, [(labels, vec![chunk])], mint, maxt, Compaction { level: 1, ..Compaction::default() }, None)
-            .unwrap()
-            .unwrap();
+        let meta = block::write_block(
+            dir,
+            [(labels, vec![chunk])],
+            mint,
+            maxt,
+            Compaction { level: 1, ..Compaction::default() },
+            None,
+        )
+        .unwrap()
+        .unwrap();
         meta.ulid.to_string()
     }
 
@@ -629,7 +639,9 @@ mod tests {
         db.compact().unwrap();
         assert_eq!(all_samples(&db), vec![(10 * day + 1, 2.0), (20 * day + 1, 3.0)]);
         drop(db);
-        let one_block = block::reader::dir_size(&dir.path().join(Db::open(dir.path(), o.clone()).unwrap().blocks()[0].meta().ulid.to_string()));
+        let one_block = block::reader::dir_size(
+            &dir.path().join(Db::open(dir.path(), o.clone()).unwrap().blocks()[0].meta().ulid.to_string()),
+        );
         let o = DbOptions { retention_bytes: one_block + one_block / 2, ..o };
         let db = Db::open(dir.path(), o).unwrap();
         db.compact().unwrap();
@@ -639,7 +651,10 @@ mod tests {
     #[test]
     fn head_compaction_writes_blocks_and_keeps_recent_data_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let o = DbOptions { head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() }, ..DbOptions::default() };
+        let o = DbOptions {
+            head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() },
+            ..DbOptions::default()
+        };
         let db = Db::open(dir.path(), o.clone()).unwrap();
         let mut want = Vec::new();
         let mut app = db.head().appender();
@@ -666,7 +681,10 @@ mod tests {
     #[test]
     fn a_late_sample_never_replaces_the_value_stored_first() {
         let dir = tempfile::tempdir().unwrap();
-        let o = DbOptions { head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() }, ..DbOptions::default() };
+        let o = DbOptions {
+            head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() },
+            ..DbOptions::default()
+        };
         let db = Db::open(dir.path(), o.clone()).unwrap();
         let mut app = db.head().appender();
         let mut want = Vec::new();

@@ -213,7 +213,10 @@ impl Ord for Labels {
             };
             if len_a != len_b {
                 // The difference is in the length prefix: compare the two strings.
-                return a.get(at + n_a..).and_then(|r| r.get(..len_a)).cmp(&b.get(at + n_b..).and_then(|r| r.get(..len_b)));
+                return a
+                    .get(at + n_a..)
+                    .and_then(|r| r.get(..len_a))
+                    .cmp(&b.get(at + n_b..).and_then(|r| r.get(..len_b)));
             }
             at += n_a + len_a;
             if diff < at {
@@ -318,7 +321,10 @@ pub fn hash_packed(packed: &[u8]) -> u64 {
 
 /// Validates label pairs in place: drops empty values, sorts by name if needed, rejects invalid or
 /// duplicate names. Returns the validated slice (a prefix of `pairs`). Allocates nothing.
-pub fn validate<'p, 'a>(pairs: &'p mut [(&'a str, &'a str)], require_name: bool) -> Result<&'p [(&'a str, &'a str)], LabelError> {
+pub fn validate<'p, 'a>(
+    pairs: &'p mut [(&'a str, &'a str)],
+    require_name: bool,
+) -> Result<&'p [(&'a str, &'a str)], LabelError> {
     // Move non-empty values to the front.
     let mut len = 0;
     for i in 0..pairs.len() {

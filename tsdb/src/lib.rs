@@ -21,12 +21,12 @@ pub mod labels;
 mod prefetch;
 pub mod querier;
 pub mod record;
-mod varint;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod varint;
 
-pub use error::{AppendError, Error, RejectReason, Result};
 pub use db::{Db, DbOptions};
+pub use error::{AppendError, Error, RejectReason, Result};
 pub use head::{Head, Options};
 pub use labels::{Labels, MatchType, Matcher};
 pub use querier::{Querier, Series};

@@ -300,11 +300,11 @@ impl LazySeries {
             LazySeries::Head(s) => return head_part(s),
             LazySeries::Blocks(b) => b,
         };
-        let mut series = b
-            .head
-            .as_ref()
-            .and_then(head_part)
-            .unwrap_or_else(|| Series { labels: b.labels.clone(), chunks: Vec::new(), ooo_chunks: Vec::new() });
+        let mut series = b.head.as_ref().and_then(head_part).unwrap_or_else(|| Series {
+            labels: b.labels.clone(),
+            chunks: Vec::new(),
+            ooo_chunks: Vec::new(),
+        });
         for chunks in &b.chunks {
             series.add_chunks(chunks.clone());
         }
@@ -318,8 +318,10 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     // Sealed in-order chunks are older than the open one: when it starts by `mint` (an instant
     // query's lookback, a range ending at the head's end), their list is not read at all. A head
     // selector reads every series' state from memory, most of it cold.
-    let sealed: &[crate::head::series::SealedChunk] = if d.open.as_ref().is_some_and(|c| c.min_t() <= mint) { &[] } else { &d.sealed };
-    let mut chunks: Vec<ChunkMeta> = sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
+    let sealed: &[crate::head::series::SealedChunk] =
+        if d.open.as_ref().is_some_and(|c| c.min_t() <= mint) { &[] } else { &d.sealed };
+    let mut chunks: Vec<ChunkMeta> =
+        sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
     if let Some(c) = &d.open {
         if overlaps(c.min_t(), c.max_t) {
             chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t(), c.max_t, mint, maxt));
@@ -447,7 +449,9 @@ impl Querier {
                         .filter(|(_, cs)| cs.iter().any(|c| c.min_t <= self.maxt && c.max_t >= self.mint))
                         .map(|(l, _)| l),
                 ),
-                Err(e) => tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it"),
+                Err(e) => {
+                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it")
+                }
             }
         }
         out.into_iter().collect()
@@ -464,7 +468,9 @@ impl Querier {
         for b in &self.blocks {
             match b.label_names(matchers) {
                 Ok(names) => out.extend(names),
-                Err(e) => tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it"),
+                Err(e) => {
+                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it")
+                }
             }
         }
         out.into_iter().collect()
@@ -481,7 +487,9 @@ impl Querier {
         for b in &self.blocks {
             match b.label_values(name, matchers) {
                 Ok(values) => out.extend(values),
-                Err(e) => tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it"),
+                Err(e) => {
+                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it")
+                }
             }
         }
         out.into_iter().collect()
@@ -505,7 +513,8 @@ mod tests {
             c.push(t * 10, t as f64);
         }
         let all: Vec<(i64, f64)> = XorIter::new(c.bytes()).collect();
-        for (mint, maxt) in [(0, 990), (-5, 2000), (500, 990), (505, 600), (985, 2000), (991, 2000), (-10, -1), (0, 0)] {
+        for (mint, maxt) in [(0, 990), (-5, 2000), (500, 990), (505, 600), (985, 2000), (991, 2000), (-10, -1), (0, 0)]
+        {
             let got: Vec<(i64, f64)> = match open_chunk_part(c.bytes(), 0, 990, mint, maxt) {
                 None => Vec::new(),
                 Some(m) => {
@@ -550,8 +559,11 @@ mod tests {
             (end + 1, end + MIN),
         ] {
             let q = Querier::new(std::sync::Arc::clone(&head), mint, maxt);
-            let got: Vec<(i64, f64)> =
-                q.select(&[Matcher::equal("__name__", "m")]).iter().flat_map(|s| s.samples(mint, maxt).collect::<Vec<_>>()).collect();
+            let got: Vec<(i64, f64)> = q
+                .select(&[Matcher::equal("__name__", "m")])
+                .iter()
+                .flat_map(|s| s.samples(mint, maxt).collect::<Vec<_>>())
+                .collect();
             let want: Vec<(i64, f64)> = all.range(mint..=maxt).map(|(&t, &v)| (t, v)).collect();
             assert_eq!(got, want, "[{mint}, {maxt}]");
         }
@@ -564,7 +576,9 @@ mod tests {
             assert_eq!(o.insert(t * 10, t as f64), crate::head::ooo::Insert::Added);
         }
         let all: Vec<(i64, f64)> = o.samples().collect();
-        for (mint, maxt) in [(0, 310), (-5, 2000), (100, 310), (105, 200), (305, 2000), (311, 2000), (-10, -1), (0, 0), (150, 150)] {
+        for (mint, maxt) in
+            [(0, 310), (-5, 2000), (100, 310), (105, 200), (305, 2000), (311, 2000), (-10, -1), (0, 0), (150, 150)]
+        {
             let part = ooo_open_part(&o, mint, maxt);
             let got: Vec<(i64, f64)> = match &part {
                 Some(ChunkMeta { data: ChunkData::Raw(s), .. }) => s.to_vec(),

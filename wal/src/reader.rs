@@ -76,11 +76,7 @@ impl SegmentScanner {
     }
 
     fn corruption(&self, offset: u64, reason: String) -> Error {
-        Error::Corruption {
-            segment: self.index.0,
-            offset,
-            reason,
-        }
+        Error::Corruption { segment: self.index.0, offset, reason }
     }
 
     /// Reads the next record into `rec` (cleared first). Returns `Ok(true)` when a record was
@@ -103,9 +99,7 @@ impl SegmentScanner {
                 Ok(ok) => ok,
                 Err(e) => {
                     let at = start.unwrap_or(frag_offset);
-                    return Err(
-                        self.corruption(at, format!("{e} (fragment at offset {frag_offset})"))
-                    );
+                    return Err(self.corruption(at, format!("{e} (fragment at offset {frag_offset})")));
                 }
             };
             let kind = match frag {
@@ -130,9 +124,7 @@ impl SegmentScanner {
             };
             if let Some(reason) = unexpected {
                 let at = start.unwrap_or(frag_offset);
-                return Err(
-                    self.corruption(at, format!("{reason} (fragment at offset {frag_offset})"))
-                );
+                return Err(self.corruption(at, format!("{reason} (fragment at offset {frag_offset})")));
             }
             self.pos += used;
             match kind {
@@ -168,18 +160,8 @@ impl Reader {
 
     /// Reads the segments in `dir` whose index is `>= from`.
     pub fn open_range(dir: &Path, from: SegmentIndex) -> Result<Reader> {
-        let segments = segment::list(dir)?
-            .into_iter()
-            .filter(|s| *s >= from)
-            .collect();
-        Ok(Reader {
-            dir: dir.to_path_buf(),
-            segments,
-            current: 0,
-            scanner: None,
-            record: Vec::new(),
-            done: false,
-        })
+        let segments = segment::list(dir)?.into_iter().filter(|s| *s >= from).collect();
+        Ok(Reader { dir: dir.to_path_buf(), segments, current: 0, scanner: None, record: Vec::new(), done: false })
     }
 
     /// The next record, or `None` at the end (or after an error was returned). The slice

@@ -81,18 +81,12 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::TruncatedHeader => write!(f, "truncated fragment header"),
             FrameError::TruncatedPayload { len, available } => {
-                write!(
-                    f,
-                    "truncated fragment payload: length {len}, {available} bytes available"
-                )
+                write!(f, "truncated fragment payload: length {len}, {available} bytes available")
             }
             FrameError::UnknownType(t) => write!(f, "unknown fragment type {t:#04x}"),
             FrameError::LengthOverPage(len) => write!(f, "fragment length {len} exceeds a page"),
             FrameError::CrcMismatch { stored, computed } => {
-                write!(
-                    f,
-                    "crc mismatch: stored {stored:#010x}, computed {computed:#010x}"
-                )
+                write!(f, "crc mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }
             FrameError::NonZeroPadding => write!(f, "non-zero bytes in page padding"),
         }
@@ -155,9 +149,7 @@ pub fn encode_record(out: &mut Vec<u8>, mut page_pos: usize, record: &[u8]) -> u
             page_pos = 0;
             continue;
         }
-        let n = rest
-            .len()
-            .min(PAGE_SIZE_BYTES - page_pos - HEADER_SIZE_BYTES);
+        let n = rest.len().min(PAGE_SIZE_BYTES - page_pos - HEADER_SIZE_BYTES);
         let (chunk, tail) = rest.split_at(n);
         let kind = match (first, tail.is_empty()) {
             (true, true) => FragmentType::Full,
@@ -195,9 +187,7 @@ pub fn decode_fragment(page_rest: &[u8]) -> Result<(Fragment<'_>, usize), FrameE
         }
         return Ok((Fragment::Padding, page_rest.len()));
     }
-    let header = page_rest
-        .get(..HEADER_SIZE_BYTES)
-        .ok_or(FrameError::TruncatedHeader)?;
+    let header = page_rest.get(..HEADER_SIZE_BYTES).ok_or(FrameError::TruncatedHeader)?;
     let (len_bytes, crc_bytes) = match header {
         [_, l0, l1, c0, c1, c2, c3] => ([*l0, *l1], [*c0, *c1, *c2, *c3]),
         _ => return Err(FrameError::TruncatedHeader),
@@ -207,10 +197,7 @@ pub fn decode_fragment(page_rest: &[u8]) -> Result<(Fragment<'_>, usize), FrameE
         return Err(FrameError::LengthOverPage(len));
     }
     let body = page_rest.get(HEADER_SIZE_BYTES..).unwrap_or(&[]);
-    let payload = body.get(..len).ok_or(FrameError::TruncatedPayload {
-        len,
-        available: body.len(),
-    })?;
+    let payload = body.get(..len).ok_or(FrameError::TruncatedPayload { len, available: body.len() })?;
     let stored = u32::from_be_bytes(crc_bytes);
     let computed = crc32fast::hash(payload);
     if stored != computed {
@@ -281,36 +268,11 @@ mod tests {
             frags: Vec<(usize, u8, usize)>,
         }
         let cases = vec![
-            Case {
-                name: "zero-length record",
-                start: 0,
-                len: 0,
-                frags: vec![(0, 1, 0)],
-            },
-            Case {
-                name: "small record",
-                start: 0,
-                len: 10,
-                frags: vec![(0, 1, 10)],
-            },
-            Case {
-                name: "record exactly filling a page",
-                start: 0,
-                len: P - H,
-                frags: vec![(0, 1, P - H)],
-            },
-            Case {
-                name: "one byte more than a page",
-                start: 0,
-                len: P - H + 1,
-                frags: vec![(0, 2, P - H), (P, 4, 1)],
-            },
-            Case {
-                name: "header would cross the page boundary",
-                start: P - 3,
-                len: 5,
-                frags: vec![(3, 1, 5)],
-            },
+            Case { name: "zero-length record", start: 0, len: 0, frags: vec![(0, 1, 0)] },
+            Case { name: "small record", start: 0, len: 10, frags: vec![(0, 1, 10)] },
+            Case { name: "record exactly filling a page", start: 0, len: P - H, frags: vec![(0, 1, P - H)] },
+            Case { name: "one byte more than a page", start: 0, len: P - H + 1, frags: vec![(0, 2, P - H), (P, 4, 1)] },
+            Case { name: "header would cross the page boundary", start: P - 3, len: 5, frags: vec![(3, 1, 5)] },
             Case {
                 name: "only a header fits: pad rather than write an empty fragment",
                 start: P - H,
@@ -348,12 +310,7 @@ mod tests {
             let prefix_pos = c.start;
             let end = encode_record(&mut buf, prefix_pos, &rec);
             let body = &buf[c.start..];
-            assert_eq!(
-                body.len(),
-                encoded_len(c.start, c.len),
-                "{}: encoded_len",
-                c.name
-            );
+            assert_eq!(body.len(), encoded_len(c.start, c.len), "{}: encoded_len", c.name);
             assert_eq!(end, (c.start + body.len()) % P, "{}: end position", c.name);
             let got: Vec<_> = kinds(&buf)
                 .into_iter()
@@ -362,12 +319,7 @@ mod tests {
                 .collect();
             assert_eq!(got, c.frags, "{}", c.name);
             expect_records.push(rec);
-            assert_eq!(
-                decode_all(&buf).unwrap(),
-                expect_records,
-                "{}: round trip",
-                c.name
-            );
+            assert_eq!(decode_all(&buf).unwrap(), expect_records, "{}: round trip", c.name);
         }
     }
 
@@ -379,10 +331,7 @@ mod tests {
 
         assert_eq!(decode_fragment(&[]), Err(FrameError::TruncatedHeader));
         assert_eq!(decode_fragment(&buf[..4]), Err(FrameError::TruncatedHeader));
-        assert!(matches!(
-            decode_fragment(&buf[..9]),
-            Err(FrameError::TruncatedPayload { .. })
-        ));
+        assert!(matches!(decode_fragment(&buf[..9]), Err(FrameError::TruncatedPayload { .. })));
 
         let mut bad = buf.clone();
         bad[0] = 0x09; // snappy flag: reserved here
@@ -392,18 +341,12 @@ mod tests {
 
         let mut bad = buf.clone();
         bad[H] ^= 1;
-        assert!(matches!(
-            decode_fragment(&bad),
-            Err(FrameError::CrcMismatch { .. })
-        ));
+        assert!(matches!(decode_fragment(&bad), Err(FrameError::CrcMismatch { .. })));
 
         let mut bad = buf.clone();
         bad[1] = 0xFF;
         bad[2] = 0xFF;
-        assert_eq!(
-            decode_fragment(&bad),
-            Err(FrameError::LengthOverPage(0xFFFF))
-        );
+        assert_eq!(decode_fragment(&bad), Err(FrameError::LengthOverPage(0xFFFF)));
 
         assert_eq!(decode_fragment(&[0, 0, 0]), Ok((Fragment::Padding, 3)));
         assert_eq!(decode_fragment(&[0, 0, 1]), Err(FrameError::NonZeroPadding));

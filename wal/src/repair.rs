@@ -57,13 +57,7 @@ pub(crate) fn repair(dir: &Path) -> Result<RepairReport> {
     Ok(RepairReport::default())
 }
 
-fn cut(
-    dir: &Path,
-    index: SegmentIndex,
-    offset: u64,
-    later: &[SegmentIndex],
-    reason: &str,
-) -> Result<RepairReport> {
+fn cut(dir: &Path, index: SegmentIndex, offset: u64, later: &[SegmentIndex], reason: &str) -> Result<RepairReport> {
     let size = segment::size(dir, index)?;
     let mut bytes_dropped = size.saturating_sub(offset);
     // Delete from the newest backwards, so a crash midway still leaves a contiguous prefix.
@@ -73,19 +67,11 @@ fn cut(
     }
     segment::truncate(dir, index, offset)?;
     segment::sync_dir(dir)?;
-    let report = RepairReport {
-        segment: Some(index),
-        offset,
-        bytes_dropped,
-        segments_removed: later.len(),
-    };
+    let report = RepairReport { segment: Some(index), offset, bytes_dropped, segments_removed: later.len() };
     if later.is_empty() {
         warn!(
             segment = index.0,
-            offset,
-            bytes_dropped,
-            reason,
-            "wal tail repaired: truncated torn or corrupt tail of the last segment"
+            offset, bytes_dropped, reason, "wal tail repaired: truncated torn or corrupt tail of the last segment"
         );
     } else {
         error!(

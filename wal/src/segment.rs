@@ -56,10 +56,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentIndex>> {
         let Some(index) = entry.file_name().to_str().and_then(parse_name) else {
             continue;
         };
-        let is_file = entry
-            .file_type()
-            .map_err(|e| Error::io(entry.path(), e))?
-            .is_file();
+        let is_file = entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_file();
         if is_file {
             out.push(index);
         }
@@ -68,11 +65,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentIndex>> {
     for pair in out.windows(2) {
         if let [a, b] = pair {
             if b.0 != a.0.saturating_add(1) {
-                return Err(Error::NonSequentialSegments {
-                    dir: dir.to_path_buf(),
-                    previous: a.0,
-                    next: b.0,
-                });
+                return Err(Error::NonSequentialSegments { dir: dir.to_path_buf(), previous: a.0, next: b.0 });
             }
         }
     }
@@ -83,11 +76,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentIndex>> {
 /// The caller must fsync the directory (see [`sync_dir`]) before relying on the file existing.
 pub(crate) fn create(dir: &Path, index: SegmentIndex) -> Result<File> {
     let path = segment_path(dir, index);
-    OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::io(path, e))
+    OpenOptions::new().append(true).create_new(true).open(&path).map_err(|e| Error::io(path, e))
 }
 
 /// Opens an existing segment for reading.
@@ -99,18 +88,13 @@ pub(crate) fn open_read(dir: &Path, index: SegmentIndex) -> Result<File> {
 /// Size of segment `index` in bytes.
 pub(crate) fn size(dir: &Path, index: SegmentIndex) -> Result<u64> {
     let path = segment_path(dir, index);
-    fs::metadata(&path)
-        .map(|m| m.len())
-        .map_err(|e| Error::io(path, e))
+    fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io(path, e))
 }
 
 /// Truncates segment `index` to `len` bytes and fsyncs it.
 pub(crate) fn truncate(dir: &Path, index: SegmentIndex, len: u64) -> Result<()> {
     let path = segment_path(dir, index);
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let file = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
     file.set_len(len).map_err(|e| Error::io(&path, e))?;
     file.sync_all().map_err(|e| Error::io(&path, e))
 }
@@ -123,9 +107,7 @@ pub(crate) fn remove(dir: &Path, index: SegmentIndex) -> Result<()> {
 
 /// Fsyncs the directory itself so that created/removed entries are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]
@@ -150,20 +132,10 @@ mod tests {
         }
         fs::create_dir(dir.path().join("checkpoint.00000001")).unwrap();
         fs::write(dir.path().join("00000003.tmp"), b"x").unwrap();
-        assert_eq!(
-            list(dir.path()).unwrap(),
-            vec![SegmentIndex(0), SegmentIndex(1), SegmentIndex(2)]
-        );
+        assert_eq!(list(dir.path()).unwrap(), vec![SegmentIndex(0), SegmentIndex(1), SegmentIndex(2)]);
         assert!(create(dir.path(), SegmentIndex(1)).is_err(), "create_new");
         create(dir.path(), SegmentIndex(5)).unwrap();
-        assert!(matches!(
-            list(dir.path()),
-            Err(Error::NonSequentialSegments {
-                previous: 2,
-                next: 5,
-                ..
-            })
-        ));
+        assert!(matches!(list(dir.path()), Err(Error::NonSequentialSegments { previous: 2, next: 5, .. })));
         assert!(list(&dir.path().join("missing")).unwrap().is_empty());
     }
 }

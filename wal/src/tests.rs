@@ -16,10 +16,7 @@ use crate::*;
 const SMALL_SEGMENT: u64 = 64 * 1024;
 
 fn opts(segment_size_bytes: u64, sync: SyncPolicy) -> Options {
-    Options {
-        segment_size_bytes,
-        sync,
-    }
+    Options { segment_size_bytes, sync }
 }
 
 /// A temp dir on tmpfs when available, so the many fsyncs of damage tests are cheap.
@@ -53,9 +50,7 @@ fn read_ok(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 fn write_records(dir: &Path, o: Options, recs: &[Vec<u8>]) {
@@ -81,10 +76,7 @@ fn rejects_bad_options() {
         opts(0, SyncPolicy::Always),
         opts(SMALL_SEGMENT, SyncPolicy::Periodic(Duration::ZERO)),
     ] {
-        assert!(matches!(
-            Wal::open(dir.path(), o),
-            Err(Error::InvalidOptions(_))
-        ));
+        assert!(matches!(Wal::open(dir.path(), o), Err(Error::InvalidOptions(_))));
     }
 }
 
@@ -102,19 +94,13 @@ fn write_read_and_reopen_starts_new_segment() {
     let (wal, report) = Wal::open(dir.path(), Options::default()).unwrap();
     assert_eq!(report, RepairReport::default());
     assert_eq!(wal.current_segment(), SegmentIndex(1));
-    assert_eq!(
-        wal.segment_range().unwrap(),
-        Some((SegmentIndex(0), SegmentIndex(1)))
-    );
+    assert_eq!(wal.segment_range().unwrap(), Some((SegmentIndex(0), SegmentIndex(1))));
     wal.log(&[b"dd"], || ()).unwrap();
     wal.close().unwrap();
     assert!(matches!(wal.log(&[b"x"], || ()), Err(Error::Closed)));
     assert!(wal.close().is_ok(), "close is idempotent");
 
-    assert_eq!(
-        read_ok(dir.path()),
-        vec![b"a".to_vec(), vec![], b"ccc".to_vec(), b"dd".to_vec()]
-    );
+    assert_eq!(read_ok(dir.path()), vec![b"a".to_vec(), vec![], b"ccc".to_vec(), b"dd".to_vec()]);
     let mut r = Reader::open_range(dir.path(), SegmentIndex(1)).unwrap();
     assert_eq!(r.segment_count(), 1);
     assert_eq!(r.next_record().unwrap().unwrap(), b"dd");
@@ -132,35 +118,15 @@ fn writer_framing_edges_table() {
     let cases: Vec<(&str, Vec<usize>, Vec<u32>)> = vec![
         ("zero-length record", vec![0, 0], vec![0, 0]),
         ("record exactly filling a page", vec![p - h, 1], vec![0, 0]),
-        (
-            "header would cross a page boundary",
-            vec![p - h - 3, 10],
-            vec![0, 0],
-        ),
+        ("header would cross a page boundary", vec![p - h - 3, 10], vec![0, 0]),
         ("record larger than one page", vec![p + 100], vec![0]),
-        (
-            "two pages exactly fill the segment",
-            vec![p - h, p - h, 0],
-            vec![0, 0, 1],
-        ),
-        (
-            "record forces a new segment",
-            vec![40_000, 40_000],
-            vec![0, 1],
-        ),
-        (
-            "record larger than a segment gets its own",
-            vec![10, 3 * p, 10],
-            vec![0, 1, 2],
-        ),
+        ("two pages exactly fill the segment", vec![p - h, p - h, 0], vec![0, 0, 1]),
+        ("record forces a new segment", vec![40_000, 40_000], vec![0, 1]),
+        ("record larger than a segment gets its own", vec![10, 3 * p, 10], vec![0, 1, 2]),
     ];
     for (name, lens, segs) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let recs: Vec<Vec<u8>> = lens
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| pattern(l, i as u8))
-            .collect();
+        let recs: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| pattern(l, i as u8)).collect();
         write_records(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Never), &recs);
 
         let mut reader = Reader::open(dir.path()).unwrap();
@@ -176,14 +142,9 @@ fn writer_framing_edges_table() {
         assert_eq!(got, recs, "{name}");
         assert_eq!(got_segs, segs, "{name}: segments");
         for s in 0..=*segs.last().unwrap() {
-            let size = fs::metadata(segment_path(dir.path(), SegmentIndex(s)))
-                .unwrap()
-                .len();
+            let size = fs::metadata(segment_path(dir.path(), SegmentIndex(s))).unwrap().len();
             let single_big = lens.iter().any(|&l| l as u64 > SMALL_SEGMENT);
-            assert!(
-                size <= SMALL_SEGMENT || single_big,
-                "{name}: segment {s} has {size} bytes"
-            );
+            assert!(size <= SMALL_SEGMENT || single_big, "{name}: segment {s} has {size} bytes");
         }
     }
 }
@@ -197,16 +158,10 @@ fn cut_segment_and_truncate_before() {
     wal.log(&[b"two"], || ()).unwrap();
     assert_eq!(wal.cut_segment().unwrap(), SegmentIndex(2));
     wal.log(&[b"three"], || ()).unwrap();
-    assert_eq!(
-        wal.segment_range().unwrap(),
-        Some((SegmentIndex(0), SegmentIndex(2)))
-    );
+    assert_eq!(wal.segment_range().unwrap(), Some((SegmentIndex(0), SegmentIndex(2))));
     // Never deletes the current segment.
     assert_eq!(wal.truncate_before(SegmentIndex(100)).unwrap(), 2);
-    assert_eq!(
-        wal.segment_range().unwrap(),
-        Some((SegmentIndex(2), SegmentIndex(2)))
-    );
+    assert_eq!(wal.segment_range().unwrap(), Some((SegmentIndex(2), SegmentIndex(2))));
     assert_eq!(wal.truncate_before(SegmentIndex(1)).unwrap(), 0);
     wal.close().unwrap();
     assert_eq!(read_ok(dir.path()), vec![b"three".to_vec()]);
@@ -249,14 +204,8 @@ fn group_commit_many_threads() {
     assert_eq!(got, *applied.lock().unwrap());
     assert_eq!(got.len(), THREADS * PER_THREAD * 2);
     assert!(fsyncs >= 1);
-    assert!(
-        fsyncs as usize <= THREADS * PER_THREAD + 64,
-        "fsyncs {fsyncs}"
-    );
-    eprintln!(
-        "group commit: {} log calls, {fsyncs} fsync rounds",
-        THREADS * PER_THREAD
-    );
+    assert!(fsyncs as usize <= THREADS * PER_THREAD + 64, "fsyncs {fsyncs}");
+    eprintln!("group commit: {} log calls, {fsyncs} fsync rounds", THREADS * PER_THREAD);
 }
 
 #[test]
@@ -302,18 +251,10 @@ fn failed_fsync_fails_the_wal() {
     let applied = AtomicUsize::new(0);
     let res = wal.log(&[b"not durable"], || applied.fetch_add(1, Ordering::SeqCst));
     assert!(matches!(res, Err(Error::Io { .. })), "{res:?}");
-    assert_eq!(
-        applied.load(Ordering::SeqCst),
-        1,
-        "apply ran before the fsync"
-    );
+    assert_eq!(applied.load(Ordering::SeqCst), 1, "apply ran before the fsync");
     let res = wal.log(&[b"later"], || applied.fetch_add(1, Ordering::SeqCst));
     assert!(matches!(res, Err(Error::Failed { .. })), "{res:?}");
-    assert_eq!(
-        applied.load(Ordering::SeqCst),
-        1,
-        "apply not called once failed"
-    );
+    assert_eq!(applied.load(Ordering::SeqCst), 1, "apply not called once failed");
     assert!(matches!(wal.sync(), Err(Error::Failed { .. })));
     assert!(matches!(wal.cut_segment(), Err(Error::Failed { .. })));
 }
@@ -321,21 +262,11 @@ fn failed_fsync_fails_the_wal() {
 #[test]
 fn periodic_syncer_syncs_and_stops_on_close() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(
-        dir.path(),
-        opts(
-            SMALL_SEGMENT,
-            SyncPolicy::Periodic(Duration::from_millis(5)),
-        ),
-    )
-    .unwrap();
+    let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Periodic(Duration::from_millis(5)))).unwrap();
     wal.log(&[b"a"], || ()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while wal.fsync_count() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "background syncer never ran"
-        );
+        assert!(std::time::Instant::now() < deadline, "background syncer never ran");
         std::thread::sleep(Duration::from_millis(1));
     }
     wal.close().unwrap();
@@ -366,11 +297,7 @@ fn damage_fixture() -> (Vec<u8>, Vec<Vec<u8>>, Vec<u64>) {
     // Spans two pages with a record split across them, and holds a zero-length record. (Padding
     // at a page end is covered by the framing tables; it would double the size and the time.)
     let lens = [10usize, 0, 200, 33_000, 7, 5_000, 900];
-    let recs: Vec<Vec<u8>> = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| pattern(l, i as u8 + 1))
-        .collect();
+    let recs: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| pattern(l, i as u8 + 1)).collect();
     let dir = fast_tempdir();
     write_records(dir.path(), opts(1 << 20, SyncPolicy::Never), &recs);
     let bytes = fs::read(segment_path(dir.path(), SegmentIndex(0))).unwrap();
@@ -397,23 +324,13 @@ fn check_repaired(
 ) {
     let got = read_ok(dir);
     let must = ends.iter().take_while(|&&e| e <= keep).count();
-    assert!(
-        got.len() >= must,
-        "{what}: lost intact records: got {} need {must}",
-        got.len()
-    );
+    assert!(got.len() >= must, "{what}: lost intact records: got {} need {must}", got.len());
     assert!(got.len() <= recs.len(), "{what}: extra records");
     for (i, (g, r)) in got.iter().zip(recs).enumerate() {
         assert!(g == r, "{what}: record {i} differs");
     }
-    let size = fs::metadata(segment_path(dir, SegmentIndex(0)))
-        .unwrap()
-        .len();
-    assert_eq!(
-        report.bytes_dropped,
-        orig_len as u64 - size,
-        "{what}: report"
-    );
+    let size = fs::metadata(segment_path(dir, SegmentIndex(0))).unwrap().len();
+    assert_eq!(report.bytes_dropped, orig_len as u64 - size, "{what}: report");
 }
 
 /// Damages through the full `Wal::open` path (fresh dir each time: open creates a segment).
@@ -442,15 +359,7 @@ fn every_offset(damage: impl Fn(&[u8], usize) -> Vec<u8> + Sync, name: &str) {
                     let what = format!("{name} at {at}");
                     fs::write(&seg0, &damaged).unwrap();
                     let report = crate::repair::repair(dir.path()).unwrap();
-                    check_repaired(
-                        dir.path(),
-                        &report,
-                        damaged.len(),
-                        recs,
-                        ends,
-                        at as u64,
-                        &what,
-                    );
+                    check_repaired(dir.path(), &report, damaged.len(), recs, ends, at as u64, &what);
                     if at % 97 == 0 {
                         check_damaged_open(&damaged, recs, ends, at as u64, &what);
                     }
@@ -482,12 +391,7 @@ fn flip_byte_at_every_offset() {
 #[test]
 fn garbage_after_valid_log() {
     let (bytes, recs, ends) = damage_fixture();
-    for garbage in [
-        vec![0xFFu8],
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
-        pattern(50_000, 9),
-        vec![0; 40_000],
-    ] {
+    for garbage in [vec![0xFFu8], vec![1, 2, 3, 4, 5, 6, 7, 8, 9], pattern(50_000, 9), vec![0; 40_000]] {
         let mut damaged = bytes.clone();
         damaged.extend_from_slice(&garbage);
         let dir = fast_tempdir();
@@ -514,9 +418,7 @@ fn corruption_in_earlier_segment_removes_later_segments() {
     let seg1 = segment_path(dir.path(), SegmentIndex(1));
     let mut b = fs::read(&seg1).unwrap();
     let seg1_len = b.len() as u64;
-    let seg2_len = fs::metadata(segment_path(dir.path(), SegmentIndex(2)))
-        .unwrap()
-        .len();
+    let seg2_len = fs::metadata(segment_path(dir.path(), SegmentIndex(2))).unwrap().len();
     b[30_100] ^= 0x55; // inside the second record of segment 1
     fs::write(&seg1, &b).unwrap();
 
@@ -525,9 +427,7 @@ fn corruption_in_earlier_segment_removes_later_segments() {
     assert_eq!(got, recs[..3].to_vec());
     let first_len = encoded_len(0, 30_000) as u64;
     match err {
-        Some(Error::Corruption {
-            segment: 1, offset, ..
-        }) => assert_eq!(offset, first_len),
+        Some(Error::Corruption { segment: 1, offset, .. }) => assert_eq!(offset, first_len),
         other => panic!("expected corruption, got {other:?}"),
     }
 
@@ -546,14 +446,7 @@ fn reader_reports_mid_log_corruption_and_stops() {
     let dir = fast_tempdir();
     fs::write(segment_path(dir.path(), SegmentIndex(0)), [9u8; 20]).unwrap();
     let mut r = Reader::open(dir.path()).unwrap();
-    assert!(matches!(
-        r.next_record(),
-        Some(Err(Error::Corruption {
-            segment: 0,
-            offset: 0,
-            ..
-        }))
-    ));
+    assert!(matches!(r.next_record(), Some(Err(Error::Corruption { segment: 0, offset: 0, .. }))));
     assert!(r.next_record().is_none());
 }
 

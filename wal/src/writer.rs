@@ -67,10 +67,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
-            sync: SyncPolicy::Always,
-        }
+        Options { segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES, sync: SyncPolicy::Always }
     }
 }
 
@@ -84,9 +81,7 @@ impl Options {
         }
         if let SyncPolicy::Periodic(d) = self.sync {
             if d.is_zero() {
-                return Err(Error::InvalidOptions(
-                    "SyncPolicy::Periodic needs a non-zero interval",
-                ));
+                return Err(Error::InvalidOptions("SyncPolicy::Periodic needs a non-zero interval"));
             }
         }
         Ok(())
@@ -176,9 +171,7 @@ impl Wal {
         opts.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let report = repair::repair(dir)?;
-        let next = segment::list(dir)?
-            .last()
-            .map_or(SegmentIndex(0), |s| s.next());
+        let next = segment::list(dir)?.last().map_or(SegmentIndex(0), |s| s.next());
         let file = Arc::new(segment::create(dir, next)?);
         segment::sync_dir(dir)?;
         let path = segment::segment_path(dir, next);
@@ -225,13 +218,7 @@ impl Wal {
             }
             SyncPolicy::Always | SyncPolicy::Never => None,
         };
-        Ok((
-            Wal {
-                shared,
-                syncer: Mutex::new(syncer),
-            },
-            report,
-        ))
+        Ok((Wal { shared, syncer: Mutex::new(syncer) }, report))
     }
 
     /// Appends `records` as one batch (each element one record, in order), rotating segments
@@ -471,8 +458,7 @@ impl Writer {
             return Err(err);
         }
         self.segment_bytes += self.buf.len() as u64;
-        s.bytes_written
-            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        s.bytes_written.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         self.buf.clear();
         Ok(())
     }
@@ -489,10 +475,7 @@ impl Writer {
             }
         };
         let path = segment::segment_path(&s.dir, next);
-        let old = (
-            mem::replace(&mut self.file, Arc::clone(&file)),
-            mem::replace(&mut self.path, path.clone()),
-        );
+        let old = (mem::replace(&mut self.file, Arc::clone(&file)), mem::replace(&mut self.path, path.clone()));
         let old_index = mem::replace(&mut self.segment, next);
         let old_bytes = mem::replace(&mut self.segment_bytes, 0);
         self.seq += 1;
@@ -503,12 +486,7 @@ impl Writer {
             st.dir_dirty = true;
             st.written_seq = self.seq;
         }
-        info!(
-            segment = next.0,
-            previous = old_index.0,
-            previous_bytes = old_bytes,
-            "wal segment cut"
-        );
+        info!(segment = next.0, previous = old_index.0, previous_bytes = old_bytes, "wal segment cut");
         Ok(())
     }
 }
@@ -516,9 +494,7 @@ impl Writer {
 impl Shared {
     fn check_failed(&self) -> Result<()> {
         match &lock(&self.sync).failed {
-            Some(reason) => Err(Error::Failed {
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(Error::Failed { reason: reason.clone() }),
             None => Ok(()),
         }
     }
@@ -545,9 +521,7 @@ impl Shared {
         let mut st = lock(&self.sync);
         loop {
             if let Some(reason) = &st.failed {
-                return Err(Error::Failed {
-                    reason: reason.clone(),
-                });
+                return Err(Error::Failed { reason: reason.clone() });
             }
             if st.synced_seq >= seq {
                 return Ok(());
@@ -596,10 +570,7 @@ impl Shared {
         for (file, path) in files {
             #[cfg(test)]
             if self.fail_next_fsync.swap(false, Ordering::SeqCst) {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::other("injected fsync failure"),
-                ));
+                return Err(Error::io(path, std::io::Error::other("injected fsync failure")));
             }
             file.sync_data().map_err(|e| Error::io(path, e))?;
         }

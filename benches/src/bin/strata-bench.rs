@@ -18,10 +18,7 @@ use strata_benches::workload::Spec;
 use strata_benches::{parse, report};
 
 #[derive(Parser)]
-#[command(
-    name = "strata-bench",
-    about = "End-to-end benchmarks: Strata vs Prometheus vs VictoriaMetrics"
-)]
+#[command(name = "strata-bench", about = "End-to-end benchmarks: Strata vs Prometheus vs VictoriaMetrics")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -40,10 +37,7 @@ enum Cmd {
 /// Parses `500ms`, `15s`, `5m`, `4h`, `1d`.
 fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
     let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
@@ -141,11 +135,7 @@ impl WorkloadArgs {
         let per_round = (spec.slots() / self.connections).max(1);
         let rounds_per_request = (self.batch / per_round + 1) as u32;
         let skew = ((600_000 / spec.interval_ms) as u32).max(2 * rounds_per_request + 2);
-        LoadOptions {
-            max_skew_rounds: skew,
-            max_duration,
-            retries: 5,
-        }
+        LoadOptions { max_skew_rounds: skew, max_duration, retries: 5 }
     }
 }
 
@@ -195,9 +185,7 @@ struct LoadArgs {
 }
 
 fn default_strata_bin() -> PathBuf {
-    let next_to_me = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("strata")));
+    let next_to_me = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("strata")));
     match next_to_me {
         Some(p) if p.is_file() => p,
         _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/strata"),
@@ -209,25 +197,15 @@ fn main() -> Result<()> {
         Cmd::Compare(a) => {
             let spec = a.workload.spec()?;
             let mut targets = Vec::new();
-            for name in a
-                .targets
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
+            for name in a.targets.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 targets.push(match name.to_ascii_lowercase().as_str() {
-                    "strata" => Target {
-                        kind: Kind::Strata,
-                        bin: a.strata_bin.clone().unwrap_or_else(default_strata_bin),
-                    },
-                    "prometheus" => Target {
-                        kind: Kind::Prometheus,
-                        bin: a.prometheus_bin.clone(),
-                    },
-                    "victoriametrics" | "vm" => Target {
-                        kind: Kind::VictoriaMetrics,
-                        bin: a.victoria_metrics_bin.clone(),
-                    },
+                    "strata" => {
+                        Target { kind: Kind::Strata, bin: a.strata_bin.clone().unwrap_or_else(default_strata_bin) }
+                    }
+                    "prometheus" => Target { kind: Kind::Prometheus, bin: a.prometheus_bin.clone() },
+                    "victoriametrics" | "vm" => {
+                        Target { kind: Kind::VictoriaMetrics, bin: a.victoria_metrics_bin.clone() }
+                    }
                     other => bail!("unknown target {other:?}"),
                 });
             }
@@ -245,32 +223,19 @@ fn main() -> Result<()> {
             let r = compare::run(&opts)?;
             let md = report::write_all(&r, &a.out).context("writing the report")?;
             println!("{md}");
-            eprintln!(
-                "wrote {0}/compare.json, {0}/compare.md, {0}/compare.svg",
-                a.out.display()
-            );
+            eprintln!("wrote {0}/compare.json, {0}/compare.md, {0}/compare.svg", a.out.display());
         }
         Cmd::Load(a) => {
-            let host = a
-                .url
-                .trim_start_matches("http://")
-                .split(['/', ':'])
-                .next()
-                .unwrap_or_default();
+            let host = a.url.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
             if !matches!(host, "127.0.0.1" | "localhost" | "[") && !host.starts_with("127.") {
                 bail!("load is only sent to loopback addresses, not {host:?}");
             }
             let spec = a.workload.spec()?;
-            let (shards, encode_s) =
-                compare::encode(&spec, a.workload.connections, a.workload.batch);
+            let (shards, encode_s) = compare::encode(&spec, a.workload.connections, a.workload.batch);
             eprintln!("encoded {} samples in {encode_s:.1}s", spec.total_samples());
             let bar = indicatif::ProgressBar::new(spec.total_samples());
-            let r = strata_benches::client::send_load(
-                &a.url,
-                &shards,
-                &a.workload.load_options(&spec, a.max_load),
-                &bar,
-            );
+            let r =
+                strata_benches::client::send_load(&a.url, &shards, &a.workload.load_options(&spec, a.max_load), &bar);
             bar.finish_and_clear();
             println!("{}", serde_json::to_string_pretty(&r)?);
             println!("samples/s: {:.0}", r.samples_ok as f64 / r.wall_s.max(1e-9));
@@ -278,10 +243,7 @@ fn main() -> Result<()> {
         Cmd::Parse(w) => {
             let spec = w.spec()?;
             let (shards, _) = compare::encode(&spec, w.connections, w.batch);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&parse::measure(&shards)?)?
-            );
+            println!("{}", serde_json::to_string_pretty(&parse::measure(&shards)?)?);
         }
     }
     Ok(())

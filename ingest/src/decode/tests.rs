@@ -1,8 +1,5 @@
 //! Tests of the decoder: header checks, limits, snappy, wire-format edges, and agreement with prost.
-#![allow(
-    clippy::indexing_slicing,
-    reason = "tests index into buffers they built"
-)]
+#![allow(clippy::indexing_slicing, reason = "tests index into buffers they built")]
 
 use proptest::prelude::*;
 use prost::Message;
@@ -29,10 +26,7 @@ fn walk_owned(payload: &[u8]) -> std::result::Result<Decoded, ProtoError> {
                 (utf8(n), utf8(v))
             })
             .collect();
-        let samples = s
-            .samples()
-            .map(|(t, v)| (t, v.to_bits()))
-            .collect::<Vec<_>>();
+        let samples = s.samples().map(|(t, v)| (t, v.to_bits())).collect::<Vec<_>>();
         assert_eq!(samples.len() as u64, s.num_samples);
         out.push((pairs, samples, s.num_histograms, s.num_exemplars));
     })?;
@@ -46,14 +40,8 @@ fn prost_owned(req: &proto::WriteRequest) -> Decoded {
         .iter()
         .map(|ts| {
             (
-                ts.labels
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect(),
-                ts.samples
-                    .iter()
-                    .map(|s| (s.timestamp, s.value.to_bits()))
-                    .collect(),
+                ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect(),
+                ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect(),
                 ts.histograms.len() as u64,
                 ts.exemplars.len() as u64,
             )
@@ -63,33 +51,17 @@ fn prost_owned(req: &proto::WriteRequest) -> Decoded {
 }
 
 fn label(name: &str, value: &str) -> proto::Label {
-    proto::Label {
-        name: name.into(),
-        value: value.into(),
-    }
+    proto::Label { name: name.into(), value: value.into() }
 }
 
 fn request() -> proto::WriteRequest {
     proto::WriteRequest {
         timeseries: vec![proto::TimeSeries {
             labels: vec![label("__name__", "up"), label("job", "node")],
-            samples: vec![
-                proto::Sample {
-                    value: 1.0,
-                    timestamp: 1000,
-                },
-                proto::Sample {
-                    value: 0.0,
-                    timestamp: 2000,
-                },
-            ],
+            samples: vec![proto::Sample { value: 1.0, timestamp: 1000 }, proto::Sample { value: 0.0, timestamp: 2000 }],
             ..Default::default()
         }],
-        metadata: vec![proto::MetricMetadata {
-            r#type: 2,
-            metric_family_name: "up".into(),
-            ..Default::default()
-        }],
+        metadata: vec![proto::MetricMetadata { r#type: 2, metric_family_name: "up".into(), ..Default::default() }],
     }
 }
 
@@ -113,10 +85,7 @@ fn content_type_checks() {
         "application/x-protobufs",
     ] {
         let e = check_content_type(Some(bad)).unwrap_err();
-        assert!(
-            matches!(e, Error::UnsupportedContentType { .. }),
-            "{bad}: {e}"
-        );
+        assert!(matches!(e, Error::UnsupportedContentType { .. }), "{bad}: {e}");
         assert_eq!(e.status(), axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert!(e.to_string().contains(bad), "{e}");
     }
@@ -124,21 +93,12 @@ fn content_type_checks() {
 
 #[test]
 fn content_encoding_checks() {
-    for ok in [
-        None,
-        Some(""),
-        Some("snappy"),
-        Some("SNAPPY"),
-        Some(" snappy "),
-    ] {
+    for ok in [None, Some(""), Some("snappy"), Some("SNAPPY"), Some(" snappy ")] {
         assert!(check_content_encoding(ok).is_ok(), "{ok:?}");
     }
     for bad in ["gzip", "zstd", "snappy, gzip", "identity"] {
         let e = check_content_encoding(Some(bad)).unwrap_err();
-        assert!(
-            matches!(e, Error::UnsupportedContentEncoding { .. }),
-            "{bad}: {e}"
-        );
+        assert!(matches!(e, Error::UnsupportedContentEncoding { .. }), "{bad}: {e}");
         assert_eq!(e.status(), axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }
@@ -164,28 +124,13 @@ fn declared_length_over_limit_is_refused_before_allocating() {
     let body = [0x80, 0x80, 0x80, 0x80, 0x04];
     let mut buf = Vec::new();
     let e = decompress(&body, 256 << 20, &mut buf).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::DecompressedTooLarge {
-                declared: 1_073_741_824,
-                limit: 268_435_456
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::DecompressedTooLarge { declared: 1_073_741_824, limit: 268_435_456 }), "{e}");
     assert_eq!(e.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(buf.capacity(), 0);
     // Exactly at the limit is fine as far as the limit goes.
     let ok = snappy(&[7u8; 100]);
     decompress(&ok, 100, &mut buf).unwrap();
-    assert!(matches!(
-        decompress(&ok, 99, &mut buf),
-        Err(Error::DecompressedTooLarge {
-            declared: 100,
-            limit: 99
-        })
-    ));
+    assert!(matches!(decompress(&ok, 99, &mut buf), Err(Error::DecompressedTooLarge { declared: 100, limit: 99 })));
 }
 
 #[test]
@@ -203,14 +148,8 @@ fn bad_snappy_is_a_snappy_error() {
         },
     ] {
         let e = decompress(&body, 1 << 20, &mut buf).unwrap_err();
-        assert!(
-            matches!(e, Error::Snappy(_) | Error::DecompressedTooLarge { .. }),
-            "{e}"
-        );
-        assert_eq!(
-            e.status(),
-            axum::http::StatusCode::BAD_REQUEST.max(e.status())
-        );
+        assert!(matches!(e, Error::Snappy(_) | Error::DecompressedTooLarge { .. }), "{e}");
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST.max(e.status()));
     }
     let e = decompress(&payload, 1 << 20, &mut buf).unwrap_err();
     assert!(e.to_string().contains("snappy"), "{e}");
@@ -222,21 +161,10 @@ fn walks_a_request_like_prost() {
     let mut req = request();
     req.timeseries.push(proto::TimeSeries {
         labels: vec![label("__name__", "h")],
-        exemplars: vec![proto::Exemplar {
-            labels: vec![label("trace_id", "abc")],
-            value: 1.0,
-            timestamp: 5,
-        }],
+        exemplars: vec![proto::Exemplar { labels: vec![label("trace_id", "abc")], value: 1.0, timestamp: 5 }],
         histograms: vec![
-            proto::Histogram {
-                timestamp: 42,
-                schema: 3,
-                ..Default::default()
-            },
-            proto::Histogram {
-                timestamp: 43,
-                ..Default::default()
-            },
+            proto::Histogram { timestamp: 42, schema: 3, ..Default::default() },
+            proto::Histogram { timestamp: 43, ..Default::default() },
         ],
         ..Default::default()
     });
@@ -244,10 +172,7 @@ fn walks_a_request_like_prost() {
     assert_eq!(walk_owned(&payload).unwrap(), prost_owned(&req));
     let mut labels = Vec::new();
     let mut first_h = Vec::new();
-    walk(&payload, &mut labels, |_, s| {
-        first_h.push(s.first_histogram_t)
-    })
-    .unwrap();
+    walk(&payload, &mut labels, |_, s| first_h.push(s.first_histogram_t)).unwrap();
     assert_eq!(first_h, vec![None, Some(42)]);
 }
 
@@ -261,10 +186,7 @@ fn invalid_utf8_is_handed_on_not_refused() {
     let mut payload = proto::WriteRequest {
         timeseries: vec![proto::TimeSeries {
             labels: vec![label("__name__", "x"), label("job", "Z")],
-            samples: vec![proto::Sample {
-                value: 1.0,
-                timestamp: 1,
-            }],
+            samples: vec![proto::Sample { value: 1.0, timestamp: 1 }],
             ..Default::default()
         }],
         metadata: vec![],
@@ -272,10 +194,7 @@ fn invalid_utf8_is_handed_on_not_refused() {
     .encode_to_vec();
     let z = payload.iter().position(|&b| b == b'Z').unwrap();
     payload[z] = 0xff;
-    assert!(
-        proto::WriteRequest::decode(&payload[..]).is_err(),
-        "prost refuses the whole request"
-    );
+    assert!(proto::WriteRequest::decode(&payload[..]).is_err(), "prost refuses the whole request");
     let mut labels = Vec::new();
     let mut seen = Vec::new();
     walk(&payload, &mut labels, |pairs, s| {
@@ -292,10 +211,7 @@ fn invalid_utf8_is_handed_on_not_refused() {
 fn walk_err(payload: &[u8]) -> ProtoErrorKind {
     let mut labels = Vec::new();
     let e = walk(payload, &mut labels, |_, _| {}).unwrap_err();
-    assert!(
-        proto::WriteRequest::decode(payload).is_err(),
-        "prost must refuse {payload:?} too"
-    );
+    assert!(proto::WriteRequest::decode(payload).is_err(), "prost must refuse {payload:?} too");
     e.kind
 }
 
@@ -306,46 +222,19 @@ fn malformed_payloads() {
     assert_eq!(walk_err(&[0x0a, 0x05, 0x0a]), Truncated); // length past the end
     assert_eq!(walk_err(&[0x00]), TagZero);
     assert_eq!(walk_err(&[0x0e]), InvalidWireType(6));
-    assert_eq!(
-        walk_err(&[0x08, 0x01]),
-        WrongWireType {
-            message: "WriteRequest",
-            field: 1,
-            found: 0
-        }
-    );
+    assert_eq!(walk_err(&[0x08, 0x01]), WrongWireType { message: "WriteRequest", field: 1, found: 0 });
     // TimeSeries { Sample { value as varint } }
     assert_eq!(
         walk_err(&[0x0a, 0x04, 0x12, 0x02, 0x08, 0x01]),
-        WrongWireType {
-            message: "Sample",
-            field: 1,
-            found: 0
-        }
+        WrongWireType { message: "Sample", field: 1, found: 0 }
     );
     // Sample value with 7 of its 8 bytes.
-    assert_eq!(
-        walk_err(&[0x0a, 0x0a, 0x12, 0x08, 0x09, 1, 2, 3, 4, 5, 6, 7]),
-        Truncated
-    );
+    assert_eq!(walk_err(&[0x0a, 0x0a, 0x12, 0x08, 0x09, 1, 2, 3, 4, 5, 6, 7]), Truncated);
     // Varint of 11 bytes, and a 10-byte varint overflowing 64 bits.
-    assert_eq!(
-        walk_err(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
-        InvalidVarint
-    );
-    assert_eq!(
-        walk_err(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
-        InvalidVarint
-    );
+    assert_eq!(walk_err(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), InvalidVarint);
+    assert_eq!(walk_err(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), InvalidVarint);
     assert_eq!(walk_err(&[0x2c]), UnexpectedEndGroup); // unknown field 5, end group
-    assert_eq!(
-        walk_err(&[0x1c]),
-        WrongWireType {
-            message: "WriteRequest",
-            field: 3,
-            found: 4
-        }
-    );
+    assert_eq!(walk_err(&[0x1c]), WrongWireType { message: "WriteRequest", field: 3, found: 4 });
     assert_eq!(walk_err(&[0x2b, 0x34]), UnexpectedEndGroup); // group 5 closed as 6
     let err = walk_err(&[0x0a, 0x02, 0x0a, 0x09]);
     assert_eq!(err, Truncated, "label message cut short");
@@ -358,10 +247,7 @@ fn unknown_fields_and_groups_are_skipped() {
     payload.extend([0x35, 1, 2, 3, 4]); // field 6 fixed32
     payload.extend(request().encode_to_vec());
     assert_eq!(walk_owned(&payload).unwrap(), prost_owned(&request()));
-    assert_eq!(
-        proto::WriteRequest::decode(&payload[..]).unwrap(),
-        request()
-    );
+    assert_eq!(proto::WriteRequest::decode(&payload[..]).unwrap(), request());
 }
 
 #[test]
@@ -376,8 +262,7 @@ fn deep_groups_hit_the_recursion_limit_without_overflowing_the_stack() {
 }
 
 fn arb_label() -> impl Strategy<Value = proto::Label> {
-    ("(__name__|job|[a-z_]{0,4}|1x|)", "[a-zé0-9 ]{0,6}")
-        .prop_map(|(name, value)| proto::Label { name, value })
+    ("(__name__|job|[a-z_]{0,4}|1x|)", "[a-zé0-9 ]{0,6}").prop_map(|(name, value)| proto::Label { name, value })
 }
 
 fn arb_series() -> impl Strategy<Value = proto::TimeSeries> {
@@ -385,65 +270,39 @@ fn arb_series() -> impl Strategy<Value = proto::TimeSeries> {
         prop::collection::vec(arb_label(), 0..5),
         prop::collection::vec((any::<i64>(), any::<f64>()), 0..6),
         prop::collection::vec((arb_label(), any::<f64>(), any::<i64>()), 0..2),
-        prop::collection::vec(
-            (
-                any::<i64>(),
-                any::<u64>(),
-                -4i32..8,
-                prop::collection::vec(any::<i64>(), 0..3),
-            ),
-            0..3,
-        ),
+        prop::collection::vec((any::<i64>(), any::<u64>(), -4i32..8, prop::collection::vec(any::<i64>(), 0..3)), 0..3),
     )
-        .prop_map(
-            |(labels, samples, exemplars, histograms)| proto::TimeSeries {
-                labels,
-                samples: samples
-                    .into_iter()
-                    .map(|(timestamp, value)| proto::Sample { value, timestamp })
-                    .collect(),
-                exemplars: exemplars
-                    .into_iter()
-                    .map(|(l, value, timestamp)| proto::Exemplar {
-                        labels: vec![l],
-                        value,
-                        timestamp,
-                    })
-                    .collect(),
-                histograms: histograms
-                    .into_iter()
-                    .map(|(timestamp, count, schema, deltas)| proto::Histogram {
-                        timestamp,
-                        count: Some(proto::histogram::Count::CountInt(count)),
-                        schema,
-                        positive_spans: vec![proto::BucketSpan {
-                            offset: schema,
-                            length: deltas.len() as u32,
-                        }],
-                        positive_deltas: deltas,
-                        ..Default::default()
-                    })
-                    .collect(),
-            },
-        )
-}
-
-fn arb_request() -> impl Strategy<Value = proto::WriteRequest> {
-    (
-        prop::collection::vec(arb_series(), 0..5),
-        prop::collection::vec(("[a-z]{0,5}", 0i32..8), 0..2),
-    )
-        .prop_map(|(timeseries, metadata)| proto::WriteRequest {
-            timeseries,
-            metadata: metadata
+        .prop_map(|(labels, samples, exemplars, histograms)| proto::TimeSeries {
+            labels,
+            samples: samples.into_iter().map(|(timestamp, value)| proto::Sample { value, timestamp }).collect(),
+            exemplars: exemplars
                 .into_iter()
-                .map(|(name, t)| proto::MetricMetadata {
-                    r#type: t,
-                    metric_family_name: name,
+                .map(|(l, value, timestamp)| proto::Exemplar { labels: vec![l], value, timestamp })
+                .collect(),
+            histograms: histograms
+                .into_iter()
+                .map(|(timestamp, count, schema, deltas)| proto::Histogram {
+                    timestamp,
+                    count: Some(proto::histogram::Count::CountInt(count)),
+                    schema,
+                    positive_spans: vec![proto::BucketSpan { offset: schema, length: deltas.len() as u32 }],
+                    positive_deltas: deltas,
                     ..Default::default()
                 })
                 .collect(),
         })
+}
+
+fn arb_request() -> impl Strategy<Value = proto::WriteRequest> {
+    (prop::collection::vec(arb_series(), 0..5), prop::collection::vec(("[a-z]{0,5}", 0i32..8), 0..2)).prop_map(
+        |(timeseries, metadata)| proto::WriteRequest {
+            timeseries,
+            metadata: metadata
+                .into_iter()
+                .map(|(name, t)| proto::MetricMetadata { r#type: t, metric_family_name: name, ..Default::default() })
+                .collect(),
+        },
+    )
 }
 
 /// The decoder never panics, accepts whatever prost accepts with the same result, and refuses only
@@ -456,10 +315,7 @@ fn agrees_with_prost(payload: &[u8]) -> std::result::Result<(), TestCaseError> {
     // Where prost refuses, we may still accept (UTF-8 in labels, contents of ignored messages).
     if let Ok(req) = proto::WriteRequest::decode(payload) {
         prop_assert!(ours.is_ok(), "prost accepted, walk refused: {:?}", ours);
-        prop_assert_eq!(
-            walk_owned(payload).map_err(|e| TestCaseError::fail(e.to_string()))?,
-            prost_owned(&req)
-        );
+        prop_assert_eq!(walk_owned(payload).map_err(|e| TestCaseError::fail(e.to_string()))?, prost_owned(&req));
     }
     Ok(())
 }

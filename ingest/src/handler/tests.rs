@@ -13,52 +13,29 @@ use crate::{router, IngestState, Limits, Reason, WRITE_PATH};
 const WINDOW_MS: i64 = 600_000;
 
 fn head() -> (tempfile::TempDir, Arc<tsdb::Head>) {
-    tsdb::testing::temp_head(tsdb::Options {
-        ooo_time_window_ms: WINDOW_MS,
-        ..Default::default()
-    })
+    tsdb::testing::temp_head(tsdb::Options { ooo_time_window_ms: WINDOW_MS, ..Default::default() })
 }
 
 fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     TimeSeries {
-        labels: labels
-            .iter()
-            .map(|(n, v)| Label {
-                name: (*n).into(),
-                value: (*v).into(),
-            })
-            .collect(),
-        samples: samples
-            .iter()
-            .map(|&(timestamp, value)| Sample { value, timestamp })
-            .collect(),
+        labels: labels.iter().map(|(n, v)| Label { name: (*n).into(), value: (*v).into() }).collect(),
+        samples: samples.iter().map(|&(timestamp, value)| Sample { value, timestamp }).collect(),
         ..Default::default()
     }
 }
 
 fn body(req: &WriteRequest) -> Vec<u8> {
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .unwrap()
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
 }
 
-async fn send_with(
-    state: &IngestState,
-    body: Vec<u8>,
-    headers: &[(&str, &str)],
-) -> (StatusCode, String) {
+async fn send_with(state: &IngestState, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, String) {
     let mut req = Request::builder().method("POST").uri(WRITE_PATH);
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
-    let resp = router(state.clone())
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    let resp = router(state.clone()).oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
@@ -88,26 +65,16 @@ async fn valid_request_is_stored_and_answered_204() {
     let req = WriteRequest {
         timeseries: vec![
             // Labels out of order on purpose: the spec asks for sorted labels, the appender sorts anyway.
-            series(
-                &[("job", "node"), ("__name__", "up")],
-                &[(1000, 1.0), (2000, 0.0)],
-            ),
+            series(&[("job", "node"), ("__name__", "up")], &[(1000, 1.0), (2000, 0.0)]),
             series(&[("__name__", "temp"), ("room", "a")], &[(1500, 21.5)]),
             series(&[("__name__", "up"), ("job", "node")], &[(3000, 1.0)]),
         ],
-        metadata: vec![proto::MetricMetadata {
-            r#type: 1,
-            metric_family_name: "up".into(),
-            ..Default::default()
-        }],
+        metadata: vec![proto::MetricMetadata { r#type: 1, metric_family_name: "up".into(), ..Default::default() }],
     };
     let (status, text) = send(&state, &req).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     assert!(text.is_empty());
-    assert_eq!(
-        samples(&head, "up"),
-        vec![(1000, 1.0), (2000, 0.0), (3000, 1.0)]
-    );
+    assert_eq!(samples(&head, "up"), vec![(1000, 1.0), (2000, 0.0), (3000, 1.0)]);
     assert_eq!(samples(&head, "temp"), vec![(1500, 21.5)]);
     assert_eq!(head.num_series(), 2);
 
@@ -117,15 +84,7 @@ async fn valid_request_is_stored_and_answered_204() {
     assert_eq!(samples(&head, "up").len(), 3);
 
     let m = state.metrics().snapshot();
-    assert_eq!(
-        (
-            m.requests,
-            m.samples_received,
-            m.samples_accepted,
-            m.metadata_ignored
-        ),
-        (2, 8, 8, 2)
-    );
+    assert_eq!((m.requests, m.samples_received, m.samples_accepted, m.metadata_ignored), (2, 8, 8, 2));
     assert_eq!(m.requests_client_error + m.requests_server_error, 0);
 }
 
@@ -133,21 +92,12 @@ async fn valid_request_is_stored_and_answered_204() {
 async fn absent_headers_are_assumed_remote_write_1_0() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
-    let req = WriteRequest {
-        timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
-        metadata: vec![],
-    };
+    let req = WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])], metadata: vec![] };
     let (status, text) = send_with(&state, body(&req), &[]).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
-    let (status, text) = send_with(
-        &state,
-        body(&req),
-        &[(
-            "content-type",
-            "application/x-protobuf;proto=prometheus.WriteRequest",
-        )],
-    )
-    .await;
+    let (status, text) =
+        send_with(&state, body(&req), &[("content-type", "application/x-protobuf;proto=prometheus.WriteRequest")])
+            .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
 }
 
@@ -156,30 +106,16 @@ async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     let t0 = 10_000_000;
-    let (status, text) = send(
-        &state,
-        &WriteRequest {
-            timeseries: vec![series(&[("__name__", "x")], &[(t0, 1.0)])],
-            metadata: vec![],
-        },
-    )
-    .await;
+    let (status, text) =
+        send(&state, &WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(t0, 1.0)])], metadata: vec![] })
+            .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
 
     let req = WriteRequest {
         timeseries: vec![
-            series(
-                &[("__name__", "x")],
-                &[(t0 - WINDOW_MS - 1, 5.0), (t0, 2.0), (t0 + 100, 3.0)],
-            ),
-            series(
-                &[("__name__", "bad"), ("1bad", "v")],
-                &[(t0, 1.0), (t0 + 1, 1.0)],
-            ),
-            series(
-                &[("__name__", "y"), ("job", "j")],
-                &[(t0 - 1000, 7.0), (t0 + 200, 8.0)],
-            ),
+            series(&[("__name__", "x")], &[(t0 - WINDOW_MS - 1, 5.0), (t0, 2.0), (t0 + 100, 3.0)]),
+            series(&[("__name__", "bad"), ("1bad", "v")], &[(t0, 1.0), (t0 + 1, 1.0)]),
+            series(&[("__name__", "y"), ("job", "j")], &[(t0 - 1000, 7.0), (t0 + 200, 8.0)]),
         ],
         metadata: vec![],
     };
@@ -190,19 +126,15 @@ async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
         first,
         "rejected 4 of 7 samples (too_old: 1, duplicate: 1, invalid_labels: 2); the other 3 were accepted"
     );
-    assert!(
-        text.contains(&format!(
-            "{{__name__=\"x\"}} @{}: too old sample",
-            t0 - WINDOW_MS - 1
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{{__name__=\"x\"}} @{}: too old sample", t0 - WINDOW_MS - 1)), "{text}");
     assert!(
         text.contains(&format!("{{__name__=\"x\"}} @{t0}: duplicate sample for timestamp {t0}; overrides not allowed: existing 1, new value 2")),
         "{text}"
     );
     assert!(
-        text.contains(&format!("{{__name__=\"bad\", 1bad=\"v\"}} 2 samples from @{t0}: invalid labels: invalid label name \"1bad\"")),
+        text.contains(&format!(
+            "{{__name__=\"bad\", 1bad=\"v\"}} 2 samples from @{t0}: invalid labels: invalid label name \"1bad\""
+        )),
         "{text}"
     );
     // The valid samples of the same request are stored (and durable: commit ran).
@@ -234,7 +166,12 @@ async fn invalid_utf8_label_rejects_that_series_only() {
     let compressed = snap::raw::Encoder::new().compress_vec(&payload).unwrap();
     let (status, text) = send_with(&state, compressed, RW_HEADERS).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    assert!(text.contains("{__name__=\"utf\", job=\"\u{fffd}\"} @1: invalid labels: label name or value is not valid UTF-8"), "{text}");
+    assert!(
+        text.contains(
+            "{__name__=\"utf\", job=\"\u{fffd}\"} @1: invalid labels: label name or value is not valid UTF-8"
+        ),
+        "{text}"
+    );
     assert_eq!(samples(&head, "ok"), vec![(1, 1.0)]);
 }
 
@@ -242,25 +179,14 @@ async fn invalid_utf8_label_rejects_that_series_only() {
 async fn native_histograms_are_rejected_after_storing_floats() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
-    let hist = |timestamp| proto::Histogram {
-        timestamp,
-        schema: 1,
-        ..Default::default()
-    };
+    let hist = |timestamp| proto::Histogram { timestamp, schema: 1, ..Default::default() };
     let mut mixed = series(&[("__name__", "f")], &[(1000, 1.0)]);
     mixed.histograms = vec![hist(1000)];
-    mixed.exemplars = vec![proto::Exemplar {
-        labels: vec![],
-        value: 1.0,
-        timestamp: 1000,
-    }];
+    mixed.exemplars = vec![proto::Exemplar { labels: vec![], value: 1.0, timestamp: 1000 }];
     let req = WriteRequest {
         timeseries: vec![
             TimeSeries {
-                labels: vec![Label {
-                    name: "__name__".into(),
-                    value: "h".into(),
-                }],
+                labels: vec![Label { name: "__name__".into(), value: "h".into() }],
                 histograms: vec![hist(1000), hist(2000)],
                 ..Default::default()
             },
@@ -270,18 +196,9 @@ async fn native_histograms_are_rejected_after_storing_floats() {
     };
     let (status, text) = send(&state, &req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    assert!(
-        text.starts_with("rejected 3 of 4 samples (native_histogram: 3)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("{__name__=\"h\"} 2 samples from @1000: native histograms are not supported"),
-        "{text}"
-    );
-    assert!(
-        text.contains("{__name__=\"f\"} @1000: native histograms are not supported"),
-        "{text}"
-    );
+    assert!(text.starts_with("rejected 3 of 4 samples (native_histogram: 3)"), "{text}");
+    assert!(text.contains("{__name__=\"h\"} 2 samples from @1000: native histograms are not supported"), "{text}");
+    assert!(text.contains("{__name__=\"f\"} @1000: native histograms are not supported"), "{text}");
     assert_eq!(samples(&head, "f"), vec![(1000, 1.0)]);
     assert!(samples(&head, "h").is_empty());
     let m = state.metrics().snapshot();
@@ -292,34 +209,21 @@ async fn native_histograms_are_rejected_after_storing_floats() {
 async fn undecodable_bodies_are_400_and_say_why() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
-    let req = WriteRequest {
-        timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
-        metadata: vec![],
-    };
+    let req = WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])], metadata: vec![] };
 
     let (status, text) = send_with(&state, req.encode_to_vec(), RW_HEADERS).await; // not compressed
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.starts_with("invalid snappy block"), "{text}");
 
-    let garbage = snap::raw::Encoder::new()
-        .compress_vec(&[0x0a, 0x7f, 0x01])
-        .unwrap();
+    let garbage = snap::raw::Encoder::new().compress_vec(&[0x0a, 0x7f, 0x01]).unwrap();
     let (status, text) = send_with(&state, garbage, RW_HEADERS).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        text.starts_with("invalid protobuf WriteRequest: truncated field"),
-        "{text}"
-    );
+    assert!(text.starts_with("invalid protobuf WriteRequest: truncated field"), "{text}");
 
     // A valid series followed by a malformed tail: nothing is stored.
     let mut payload = req.encode_to_vec();
     payload.extend([0x0a, 0x7f]);
-    let (status, text) = send_with(
-        &state,
-        snap::raw::Encoder::new().compress_vec(&payload).unwrap(),
-        RW_HEADERS,
-    )
-    .await;
+    let (status, text) = send_with(&state, snap::raw::Encoder::new().compress_vec(&payload).unwrap(), RW_HEADERS).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("protobuf"), "{text}");
     assert!(samples(&head, "x").is_empty());
@@ -329,20 +233,14 @@ async fn undecodable_bodies_are_400_and_say_why() {
 async fn unsupported_encoding_or_type_is_415() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
-    let req = WriteRequest {
-        timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
-        metadata: vec![],
-    };
+    let req = WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])], metadata: vec![] };
     let (status, text) = send_with(&state, body(&req), &[("content-encoding", "gzip")]).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(text.contains("Content-Encoding \"gzip\""), "{text}");
     let (status, text) = send_with(
         &state,
         body(&req),
-        &[(
-            "content-type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )],
+        &[("content-type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")],
     )
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -353,31 +251,20 @@ async fn unsupported_encoding_or_type_is_415() {
 #[tokio::test]
 async fn oversize_bodies_are_413() {
     let (_dir, head) = head();
-    let limits = Limits {
-        max_compressed_bytes: 256,
-        max_decompressed_bytes: 1024,
-    };
+    let limits = Limits { max_compressed_bytes: 256, max_decompressed_bytes: 1024 };
     let state = IngestState::new(Arc::clone(&head), limits).unwrap();
     let big: Vec<(i64, f64)> = (0..200).map(|i| (i, i as f64 * 1.37)).collect();
-    let req = WriteRequest {
-        timeseries: vec![series(&[("__name__", "x")], &big)],
-        metadata: vec![],
-    };
+    let req = WriteRequest { timeseries: vec![series(&[("__name__", "x")], &big)], metadata: vec![] };
     let (status, text) = send(&state, &req).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(text.contains("exceeds the limit of 256 bytes"), "{text}");
 
     // Small compressed, large declared decompressed size.
-    let zeros = snap::raw::Encoder::new()
-        .compress_vec(&[0u8; 4096])
-        .unwrap();
+    let zeros = snap::raw::Encoder::new().compress_vec(&[0u8; 4096]).unwrap();
     assert!(zeros.len() < 256);
     let (status, text) = send_with(&state, zeros, RW_HEADERS).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        text.contains("declares 4096 decompressed bytes, over the limit of 1024"),
-        "{text}"
-    );
+    assert!(text.contains("declares 4096 decompressed bytes, over the limit of 1024"), "{text}");
     assert!(samples(&head, "x").is_empty());
     assert_eq!(state.metrics().snapshot().requests_client_error, 2);
 }
@@ -387,10 +274,7 @@ async fn storage_failure_is_5xx() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
     head.close().unwrap();
-    let req = WriteRequest {
-        timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])],
-        metadata: vec![],
-    };
+    let req = WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(1, 1.0)])], metadata: vec![] };
     let (status, text) = send(&state, &req).await;
     assert!(status.is_server_error(), "{status} {text}");
     assert_eq!(state.metrics().snapshot().requests_server_error, 1);
@@ -417,10 +301,7 @@ async fn every_series_of_a_request_is_stored_in_order_around_empty_ones() {
     };
     let (status, text) = send(&state, &req).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
-    assert_eq!(
-        samples(&head, "a"),
-        vec![(t0, 1.0), (t0 + 1, 2.0), (t0 + 2, 5.0)]
-    );
+    assert_eq!(samples(&head, "a"), vec![(t0, 1.0), (t0 + 1, 2.0), (t0 + 2, 5.0)]);
     assert_eq!(samples(&head, "b"), vec![(t0, 3.0), (t0 + 5, 4.0)]);
     assert_eq!(samples(&head, "c"), vec![(t0, 6.0)]);
     assert!(samples(&head, "empty").is_empty());

@@ -59,9 +59,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         let query = req.uri().query().map(str::to_owned);
         if req.method() == Method::POST && is_form {
-            let bytes = axum::body::Bytes::from_request(req, state)
-                .await
-                .map_err(IntoResponse::into_response)?;
+            let bytes = axum::body::Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
             p.extend_urlencoded(&bytes);
         }
         if let Some(q) = query {
@@ -76,9 +74,7 @@ type ApiResult = Result<(String, Vec<String>), QueryError>;
 fn respond(r: ApiResult) -> Response {
     let ct = [(header::CONTENT_TYPE, "application/json")];
     match r {
-        Ok((data, warnings)) => {
-            (StatusCode::OK, ct, json::success(&data, &warnings)).into_response()
-        }
+        Ok((data, warnings)) => (StatusCode::OK, ct, json::success(&data, &warnings)).into_response(),
         Err(e) => (e.status(), ct, json::error(e.error_type(), &e.to_string())).into_response(),
     }
 }
@@ -102,10 +98,7 @@ fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, QueryError> {
 }
 
 /// Engine options for one request: `timeout` is capped by the server's, `lookback_delta` overrides.
-fn request_options(
-    st: &QueryState,
-    p: &Params,
-) -> Result<(EngineOptions, Option<Duration>), QueryError> {
+fn request_options(st: &QueryState, p: &Params) -> Result<(EngineOptions, Option<Duration>), QueryError> {
     let mut opts = st.opts.clone();
     {
         let s = p.get("timeout");
@@ -140,9 +133,7 @@ async fn blocking<T: Send + 'static>(
                 .unwrap_or_else(|_| Err(QueryError::Internal("evaluation panicked".into())))
         });
     }
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
 }
 
 async fn query(State(st): State<QueryState>, p: Params) -> Response {
@@ -154,9 +145,7 @@ async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let (opts, lookback) = request_options(&st, &p)?;
     let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
     let db = Arc::clone(&st.db);
-    let v =
-        blocking(move || Engine::new(opts).instant(&TsdbStorage::new(db), &expr, t, lookback))
-            .await?;
+    let v = blocking(move || Engine::new(opts).instant(&TsdbStorage::new(db), &expr, t, lookback)).await?;
     Ok((json::query_data(&v), Vec::new()))
 }
 
@@ -168,14 +157,14 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     let start = params::parse_time(p.get("start")).map_err(|e| bad_param("start", e))?;
     let end = params::parse_time(p.get("end")).map_err(|e| bad_param("end", e))?;
     if end < start {
-        return Err(bad_param(
-            "end",
-            "end timestamp must not be before start time",
-        ));
+        return Err(bad_param("end", "end timestamp must not be before start time"));
     }
     let step = params::parse_duration(p.get("step")).map_err(|e| bad_param("step", e))?;
     if step <= 0 {
-        return Err(bad_param("step", "zero or negative query resolution step widths are not accepted. Try a positive integer"));
+        return Err(bad_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
     }
     let max_points = i64::try_from(st.opts.max_points_per_series).unwrap_or(i64::MAX);
     if (end - start) / step > max_points {
@@ -187,10 +176,7 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     let (opts, lookback) = request_options(&st, &p)?;
     let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
     let db = Arc::clone(&st.db);
-    let v = blocking(move || {
-        Engine::new(opts).range(&TsdbStorage::new(db), &expr, start, end, step, lookback)
-    })
-    .await?;
+    let v = blocking(move || Engine::new(opts).range(&TsdbStorage::new(db), &expr, start, end, step, lookback)).await?;
     Ok((json::query_data(&v), Vec::new()))
 }
 
@@ -212,25 +198,14 @@ fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
     for s in p.all("match[]") {
         let expr = crate::parser::parse(s).map_err(|e| bad_param("match[]", e))?;
         let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-            return Err(bad_param(
-                "match[]",
-                format!("expected vector selector, got {s:?}"),
-            ));
+            return Err(bad_param("match[]", format!("expected vector selector, got {s:?}")));
         };
         if !vs.matchers.or_matchers.is_empty() {
             return Err(QueryError::unsupported("\"or\" inside label matchers"));
         }
-        let mut ms = vs
-            .matchers
-            .matchers
-            .iter()
-            .map(to_tsdb_matcher)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut ms = vs.matchers.matchers.iter().map(to_tsdb_matcher).collect::<Result<Vec<_>, _>>()?;
         if let Some(name) = &vs.name {
-            if !ms
-                .iter()
-                .any(|m| m.name == "__name__" && m.kind == tsdb::MatchType::Equal)
-            {
+            if !ms.iter().any(|m| m.name == "__name__" && m.kind == tsdb::MatchType::Equal) {
                 ms.push(tsdb::Matcher::equal("__name__", name.clone()));
             }
         }
@@ -242,9 +217,7 @@ fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
 fn limit_param(p: &Params) -> Result<usize, QueryError> {
     match p.get("limit") {
         "" => Ok(0),
-        s => s
-            .parse::<usize>()
-            .map_err(|_| bad_param("limit", format!("cannot parse {s:?} to a valid limit"))),
+        s => s.parse::<usize>().map_err(|_| bad_param("limit", format!("cannot parse {s:?} to a valid limit"))),
     }
 }
 
@@ -272,11 +245,8 @@ async fn series_inner(st: QueryState, p: Params) -> ApiResult {
     let db = Arc::clone(&st.db);
     let mut all: Vec<Labels> = blocking(move || {
         let q = db.querier(start, end);
-        let mut all: Vec<Labels> = sets
-            .iter()
-            .flat_map(|ms| q.series_labels(ms))
-            .map(|l| from_tsdb_labels(&l))
-            .collect();
+        let mut all: Vec<Labels> =
+            sets.iter().flat_map(|ms| q.series_labels(ms)).map(|l| from_tsdb_labels(&l)).collect();
         all.sort();
         all.dedup();
         Ok(all)
@@ -319,11 +289,7 @@ async fn labels_inner(st: QueryState, p: Params) -> ApiResult {
     Ok((json::string_array(&names), warnings))
 }
 
-async fn label_values(
-    State(st): State<QueryState>,
-    Path(name): Path<String>,
-    p: Params,
-) -> Response {
+async fn label_values(State(st): State<QueryState>, Path(name): Path<String>, p: Params) -> Response {
     respond(label_values_inner(st, name, p).await)
 }
 
@@ -341,10 +307,7 @@ async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResul
         if sets.is_empty() {
             return Ok(q.label_values(&name, &[]));
         }
-        let mut values: Vec<String> = sets
-            .iter()
-            .flat_map(|ms| q.label_values(&name, ms))
-            .collect();
+        let mut values: Vec<String> = sets.iter().flat_map(|ms| q.label_values(&name, ms)).collect();
         values.sort();
         values.dedup();
         Ok(values)
@@ -395,11 +358,7 @@ async fn tsdb_status_inner(st: QueryState, p: Params) -> ApiResult {
         "" => 10,
         s => match s.parse::<usize>() {
             Ok(n) if n > 0 && n <= 10_000 => n,
-            _ => {
-                return Err(QueryError::BadData(
-                    "limit must be a positive number".into(),
-                ))
-            }
+            _ => return Err(QueryError::BadData("limit must be a positive number".into())),
         },
     };
     let db = Arc::clone(&st.db);
@@ -421,9 +380,7 @@ fn tsdb_stats(db: &Arc<tsdb::Db>, limit: usize) -> String {
         value_counts.push((n.clone(), values.len() as u64));
         let mut bytes = 0u64;
         for v in &values {
-            let count = q
-                .series_labels(&[tsdb::Matcher::equal(n.clone(), v.clone())])
-                .len() as u64;
+            let count = q.series_labels(&[tsdb::Matcher::equal(n.clone(), v.clone())]).len() as u64;
             bytes += v.len() as u64 * count;
             pair_counts.push((format!("{n}={v}"), count));
             if n == "__name__" {

@@ -17,25 +17,17 @@ pub struct Params(pub Vec<(String, String)>);
 impl Params {
     /// Parses `application/x-www-form-urlencoded` text and appends it.
     pub fn extend_urlencoded(&mut self, s: &[u8]) {
-        self.0
-            .extend(form_urlencoded::parse(s).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        self.0.extend(form_urlencoded::parse(s).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }
 
     /// First value of `name`, or `""` (Go's `FormValue`).
     pub fn get(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
     }
 
     /// All values of `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 
@@ -44,9 +36,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Some(f) = parse_go_float(s) {
         let secs = f.trunc();
         let frac = ((f - secs) * 1000.0).round();
-        return Ok((secs as i64)
-            .saturating_mul(1000)
-            .saturating_add(frac as i64));
+        return Ok((secs as i64).saturating_mul(1000).saturating_add(frac as i64));
     }
     if let Some(t) = parse_rfc3339(s) {
         return Ok(t);
@@ -63,9 +53,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     if let Some(f) = parse_go_float(s) {
         let ms = f * 1000.0;
         if ms.is_nan() || ms.abs() > 9.2e15 {
-            return Err(format!(
-                "cannot parse {s:?} to a valid duration. It overflows int64"
-            ));
+            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
         }
         return Ok(ms as i64);
     }
@@ -114,10 +102,7 @@ pub fn parse_prom_duration(s: &str) -> Option<i64> {
         let (idx, unit, mult) = if rest.starts_with("ms") {
             (6, "ms", 1)
         } else {
-            let (idx, &(u, m)) = UNITS
-                .iter()
-                .enumerate()
-                .find(|(_, (u, _))| *u != "ms" && rest.starts_with(u))?;
+            let (idx, &(u, m)) = UNITS.iter().enumerate().find(|(_, (u, _))| *u != "ms" && rest.starts_with(u))?;
             (idx, u, m)
         };
         if idx as i32 <= last_unit {
@@ -149,14 +134,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         t.parse().ok()
     };
-    let (y, mo, d, h, mi, sec) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
@@ -196,7 +174,6 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + ms) - off)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,14 +181,8 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(parse_time("1435781451.781"), Ok(1_435_781_451_781));
-        assert_eq!(
-            parse_time("2015-07-01T20:10:51.781Z"),
-            Ok(1_435_781_451_781)
-        );
-        assert_eq!(
-            parse_time("2015-07-01T22:10:51+02:00"),
-            Ok(1_435_781_451_000)
-        );
+        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
+        assert_eq!(parse_time("2015-07-01T22:10:51+02:00"), Ok(1_435_781_451_000));
         assert_eq!(parse_time("0"), Ok(0));
         assert_eq!(parse_time(MAX_TIME_FORMATTED), Ok(MAX_TIME_MS));
         assert!(parse_time("").is_err());

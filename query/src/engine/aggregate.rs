@@ -45,11 +45,7 @@ struct Cell {
 }
 
 impl Cell {
-    const EMPTY: Cell = Cell {
-        value: 0.0,
-        mean: 0.0,
-        count: 0,
-    };
+    const EMPTY: Cell = Cell { value: 0.0, mean: 0.0, count: 0 };
 
     /// The cell after its first sample.
     fn first(op: Agg, v: f64) -> Cell {
@@ -58,11 +54,7 @@ impl Cell {
             Agg::Group => 1.0,
             _ => v,
         };
-        Cell {
-            value,
-            mean: v,
-            count: 1,
-        }
+        Cell { value, mean: v, count: 1 }
     }
 
     /// Folds in a further sample (Prometheus 2.42's `aggregation`, sample by sample).
@@ -155,9 +147,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     }
     if op == Agg::CountValues {
         if !is_valid_label_name(&value_label) {
-            return Err(QueryError::exec(format!(
-                "invalid label name {value_label:?}"
-            )));
+            return Err(QueryError::exec(format!("invalid label name {value_label:?}")));
         }
         if !without {
             grouping.push(value_label.clone());
@@ -173,9 +163,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
         }
     }
     let Val::Vector(input) = ev.eval(&a.expr)? else {
-        return Err(QueryError::BadData(
-            "aggregation expects an instant vector".into(),
-        ));
+        return Err(QueryError::BadData("aggregation expects an instant vector".into()));
     };
     let mut out = Vec::with_capacity(n);
     // Label sets recur across steps; a one-step (instant) evaluation would only fill the cache.
@@ -191,17 +179,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
 impl Agg {
     /// Whether the operation folds values into one number per group (no parameter, no items).
     fn folds(self) -> bool {
-        matches!(
-            self,
-            Agg::Sum
-                | Agg::Avg
-                | Agg::Min
-                | Agg::Max
-                | Agg::Count
-                | Agg::Group
-                | Agg::Stddev
-                | Agg::Stdvar
-        )
+        matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max | Agg::Count | Agg::Group | Agg::Stddev | Agg::Stdvar)
     }
 }
 
@@ -236,25 +214,11 @@ struct Fused<'k> {
 
 impl<'k> Fused<'k> {
     fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys) -> Fused<'k> {
-        Fused {
-            op,
-            steps,
-            keys,
-            cells: Vec::new(),
-            order: (0..steps).map(|_| Vec::new()).collect(),
-            collect: None,
-        }
+        Fused { op, steps, keys, cells: Vec::new(), order: (0..steps).map(|_| Vec::new()).collect(), collect: None }
     }
 
     fn finish(self) -> Result<Val> {
-        let Fused {
-            op,
-            steps,
-            keys,
-            cells,
-            order,
-            collect,
-        } = self;
+        let Fused { op, steps, keys, cells, order, collect } = self;
         if let Some(c) = collect {
             let cache = steps > 1;
             let mut out = Vec::with_capacity(steps);
@@ -270,10 +234,7 @@ impl<'k> Fused<'k> {
                 ids.into_iter()
                     .filter_map(|id| {
                         let cell = cells.get(id)?.get(k)?;
-                        Some(Sample {
-                            labels: keys.labels.get(id).cloned().unwrap_or_default(),
-                            v: cell.result(op),
-                        })
+                        Some(Sample { labels: keys.labels.get(id).cloned().unwrap_or_default(), v: cell.result(op) })
                     })
                     .collect()
             })
@@ -380,8 +341,7 @@ impl GroupKeys {
         }
         let id = self.id_of(labels);
         if cache {
-            self.by_ptr
-                .insert(Arc::as_ptr(labels), (Arc::clone(labels), id));
+            self.by_ptr.insert(Arc::as_ptr(labels), (Arc::clone(labels), id));
         }
         id
     }
@@ -446,12 +406,8 @@ fn aggregate_step(
 ) -> Result<Vec<Sample>> {
     let mut k = 0usize;
     if matches!(op, Agg::Topk | Agg::Bottomk) {
-        if param.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&param)
-        {
-            return Err(QueryError::exec(format!(
-                "Scalar value {} overflows int64",
-                super::format_float(param)
-            )));
+        if param.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&param) {
+            return Err(QueryError::exec(format!("Scalar value {} overflows int64", super::format_float(param))));
         }
         let kk = param.trunc() as i64;
         if kk < 1 {
@@ -475,11 +431,7 @@ fn aggregate_step(
                 }
                 group_ids.push(id);
                 let labels = keys.labels.get(id).cloned().unwrap_or_default();
-                let mut g = Group {
-                    labels,
-                    cell: Cell::first(op, s.v),
-                    items: Vec::new(),
-                };
+                let mut g = Group { labels, cell: Cell::first(op, s.v), items: Vec::new() };
                 if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
                     g.items.push(s);
                 }
@@ -523,10 +475,7 @@ fn aggregate_step(
             }
             _ => g.cell.result(op),
         };
-        out.push(Sample {
-            labels: g.labels,
-            v,
-        });
+        out.push(Sample { labels: g.labels, v });
     }
     Ok(out)
 }
@@ -555,9 +504,7 @@ fn cmp_nan_high(a: f64, b: f64) -> std::cmp::Ordering {
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-            chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        }
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
         _ => false,
     }
 }
@@ -576,11 +523,7 @@ mod tests {
         let special = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.0, f64::from_bits(STALE_NAN_BITS)];
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         for i in 0..80u64 {
-            let pairs = [
-                ("__name__", "m".to_string()),
-                ("g", format!("g{}", i % 3)),
-                ("i", i.to_string()),
-            ];
+            let pairs = [("__name__", "m".to_string()), ("g", format!("g{}", i % 3)), ("i", i.to_string())];
             let labels = Labels::from_pairs(&pairs);
             let mut counter = 0.0;
             for k in 0..120i64 {
@@ -606,13 +549,9 @@ mod tests {
 
     fn range(st: &MemStorage, q: &str, step: i64) -> Vec<(String, Vec<(i64, u64)>)> {
         let expr = crate::parser::parse(q).unwrap();
-        let v = Engine::new(EngineOptions::default())
-            .range(st, &expr, 0, 1_800_000, step, None)
-            .unwrap();
+        let v = Engine::new(EngineOptions::default()).range(st, &expr, 0, 1_800_000, step, None).unwrap();
         let QueryValue::Matrix(m) = v else { panic!("{q}: not a matrix") };
-        m.into_iter()
-            .map(|s| (s.labels.to_string(), s.points.iter().map(|p| (p.0, p.1.to_bits())).collect()))
-            .collect()
+        m.into_iter().map(|s| (s.labels.to_string(), s.points.iter().map(|p| (p.0, p.1.to_bits())).collect())).collect()
     }
 
     fn instant(st: &MemStorage, q: &str, t: i64) -> Vec<(String, u64)> {
@@ -656,7 +595,20 @@ mod tests {
     #[test]
     fn top_level_range_function_matches_collected() {
         let st = storage();
-        for f in ["rate", "increase", "delta", "irate", "idelta", "deriv", "resets", "changes", "avg_over_time", "max_over_time", "last_over_time", "present_over_time"] {
+        for f in [
+            "rate",
+            "increase",
+            "delta",
+            "irate",
+            "idelta",
+            "deriv",
+            "resets",
+            "changes",
+            "avg_over_time",
+            "max_over_time",
+            "last_over_time",
+            "present_over_time",
+        ] {
             let streamed = format!("{f}(m[1m])");
             let collected = format!("{f}(m[1m]) unless vector(0)");
             for step in [15_000, 7_000, 60_000] {

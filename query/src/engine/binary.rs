@@ -51,11 +51,7 @@ impl Op {
             "and" => Op::And,
             "or" => Op::Or,
             "unless" => Op::Unless,
-            other => {
-                return Err(QueryError::unsupported(format!(
-                    "binary operator {other:?}"
-                )))
-            }
+            other => return Err(QueryError::unsupported(format!("binary operator {other:?}"))),
         })
     }
 
@@ -126,22 +122,14 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Val>
         (Val::Scalar(l), Val::Vector(r)) => vector_scalar(op, r, &l, true, return_bool),
         (Val::Vector(l), Val::Vector(r)) => {
             let matching = match &b.modifier {
-                None => Matching {
-                    card: VectorMatchCardinality::OneToOne,
-                    on: false,
-                    names: Vec::new(),
-                },
+                None => Matching { card: VectorMatchCardinality::OneToOne, on: false, names: Vec::new() },
                 Some(m) => {
                     let (on, names) = match &m.matching {
                         Some(LabelModifier::Include(ls)) => (true, ls.labels.clone()),
                         Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
                         None => (false, Vec::new()),
                     };
-                    Matching {
-                        card: m.card.clone(),
-                        on,
-                        names,
-                    }
+                    Matching { card: m.card.clone(), on, names }
                 }
             };
             let mut out = Vec::with_capacity(l.len());
@@ -159,19 +147,11 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Val>
             }
             Ok(Val::Vector(out))
         }
-        _ => Err(QueryError::BadData(
-            "binary operators are only allowed between scalars and instant vectors".into(),
-        )),
+        _ => Err(QueryError::BadData("binary operators are only allowed between scalars and instant vectors".into())),
     }
 }
 
-fn vector_scalar(
-    op: Op,
-    vecs: Vec<Vec<Sample>>,
-    scalars: &[f64],
-    swap: bool,
-    return_bool: bool,
-) -> Result<Val> {
+fn vector_scalar(op: Op, vecs: Vec<Vec<Sample>>, scalars: &[f64], swap: bool, return_bool: bool) -> Result<Val> {
     let mut cache = HashMap::new();
     let drop = !op.is_comparison() || return_bool;
     let mut out = Vec::with_capacity(vecs.len());
@@ -189,11 +169,7 @@ fn vector_scalar(
             } else if !keep {
                 continue;
             }
-            let labels = if drop {
-                drop_name_cached(&mut cache, &smp.labels)
-            } else {
-                smp.labels
-            };
+            let labels = if drop { drop_name_cached(&mut cache, &smp.labels) } else { smp.labels };
             res.push(Sample { labels, v });
         }
         check_duplicates(&res)?;
@@ -213,9 +189,7 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &Matching) -> Vec<Sampl
                 return Vec::new();
             }
             let sigs: HashSet<String> = rhs.iter().map(|s| signature(&s.labels, m)).collect();
-            lhs.into_iter()
-                .filter(|s| sigs.contains(&signature(&s.labels, m)))
-                .collect()
+            lhs.into_iter().filter(|s| sigs.contains(&signature(&s.labels, m))).collect()
         }
         Op::Or => {
             if rhs.is_empty() {
@@ -223,10 +197,7 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &Matching) -> Vec<Sampl
             }
             let sigs: HashSet<String> = lhs.iter().map(|s| signature(&s.labels, m)).collect();
             let mut out = lhs;
-            out.extend(
-                rhs.into_iter()
-                    .filter(|s| !sigs.contains(&signature(&s.labels, m))),
-            );
+            out.extend(rhs.into_iter().filter(|s| !sigs.contains(&signature(&s.labels, m))));
             out
         }
         _ => {
@@ -234,9 +205,7 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &Matching) -> Vec<Sampl
                 return lhs;
             }
             let sigs: HashSet<String> = rhs.iter().map(|s| signature(&s.labels, m)).collect();
-            lhs.into_iter()
-                .filter(|s| !sigs.contains(&signature(&s.labels, m)))
-                .collect()
+            lhs.into_iter().filter(|s| !sigs.contains(&signature(&s.labels, m))).collect()
         }
     }
 }
@@ -259,11 +228,7 @@ fn vector_binop(
         let sig = signature(&rs.labels, m);
         if let Some(dup) = right.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
-            let matched = if m.on {
-                rs.labels.only(&m.names)
-            } else {
-                rs.labels.without(&m.names).without_name()
-            };
+            let matched = if m.on { rs.labels.only(&m.names) } else { rs.labels.without(&m.names).without_name() };
             return Err(QueryError::exec(format!(
                 "found duplicate series for the match group {matched} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 rs.labels, dup.labels
@@ -281,11 +246,7 @@ fn vector_binop(
     for ls in lhs {
         let sig = signature(&ls.labels, m);
         let Some(rs) = right.get(&sig) else { continue };
-        let (vl, vr) = if one_to_many {
-            (rs.v, ls.v)
-        } else {
-            (ls.v, rs.v)
-        };
+        let (vl, vr) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
         let (mut v, keep) = elem_binop(op, vl, vr);
         if return_bool {
             v = if keep { 1.0 } else { 0.0 };
@@ -296,15 +257,7 @@ fn vector_binop(
         let labels = match cache.get(&key) {
             Some(l) => Arc::clone(l),
             None => {
-                let l = Arc::new(result_labels(
-                    &ls.labels,
-                    &rs.labels,
-                    op,
-                    m,
-                    include,
-                    one_to_one,
-                    return_bool,
-                ));
+                let l = Arc::new(result_labels(&ls.labels, &rs.labels, op, m, include, one_to_one, return_bool));
                 cache.insert(key, Arc::clone(&l));
                 l
             }
@@ -351,11 +304,8 @@ fn result_labels(
     }
     if one_to_one {
         if m.on {
-            let keep: Vec<String> = l
-                .iter()
-                .filter(|(n, _)| !m.names.iter().any(|x| x == n))
-                .map(|(n, _)| n.to_string())
-                .collect();
+            let keep: Vec<String> =
+                l.iter().filter(|(n, _)| !m.names.iter().any(|x| x == n)).map(|(n, _)| n.to_string()).collect();
             for n in keep {
                 b.del(&n);
             }

@@ -11,19 +11,15 @@ use super::aggregate::is_valid_label_name;
 use super::stream::{Collect, SeriesSink};
 use super::value::LabelsBuilder;
 use super::{
-    check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
-    WindowFn, WindowSpec, METRIC_NAME,
+    check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window, WindowFn, WindowSpec,
+    METRIC_NAME,
 };
 use crate::error::{QueryError, Result};
 
 /// Neumaier-compensated increment: returns the new sum and compensation.
 pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
-    let c = if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
+    let c = if sum.abs() >= inc.abs() { c + ((sum - t) + inc) } else { c + ((inc - t) + sum) };
     (t, c)
 }
 
@@ -93,16 +89,8 @@ impl RateBase {
         }
         let sampled = (last.0 - first.0) as f64 / 1000.0;
         let avg = sampled / (pts.len() - 1) as f64;
-        let dur_to_zero =
-            (is_counter && result > 0.0 && first.1 >= 0.0).then(|| sampled * (first.1 / result));
-        Some(RateBase {
-            first_t: first.0,
-            last_t: last.0,
-            result,
-            sampled,
-            avg,
-            dur_to_zero,
-        })
+        let dur_to_zero = (is_counter && result > 0.0 && first.1 >= 0.0).then(|| sampled * (first.1 / result));
+        Some(RateBase { first_t: first.0, last_t: last.0, result, sampled, avg, dur_to_zero })
     }
 
     /// The extrapolated increase (per second if `is_rate`) over `[range_start, range_end]`.
@@ -117,16 +105,8 @@ impl RateBase {
         let (avg, sampled) = (self.avg, self.sampled);
         let threshold = avg * 1.1;
         let mut interval = sampled;
-        interval += if dur_to_start < threshold {
-            dur_to_start
-        } else {
-            avg / 2.0
-        };
-        interval += if dur_to_end < threshold {
-            dur_to_end
-        } else {
-            avg / 2.0
-        };
+        interval += if dur_to_start < threshold { dur_to_start } else { avg / 2.0 };
+        interval += if dur_to_end < threshold { dur_to_end } else { avg / 2.0 };
         // Same operation order as Prometheus 2.42, so results agree to the last bit.
         let mut factor = interval / sampled;
         if is_rate {
@@ -169,11 +149,7 @@ pub fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     }
     let last = pts.last()?;
     let prev = pts.get(pts.len() - 2)?;
-    let mut v = if is_rate && last.1 < prev.1 {
-        last.1
-    } else {
-        last.1 - prev.1
-    };
+    let mut v = if is_rate && last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
     let dt = last.0 - prev.0;
     if dt == 0 {
         return None;
@@ -310,48 +286,33 @@ fn arg(c: &Call, i: usize) -> Result<&Expr> {
 fn scalar_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<f64>> {
     match ev.eval(arg(c, i)?)? {
         Val::Scalar(v) => Ok(v),
-        _ => Err(QueryError::BadData(format!(
-            "expected scalar argument {i} of {}",
-            c.func.name
-        ))),
+        _ => Err(QueryError::BadData(format!("expected scalar argument {i} of {}", c.func.name))),
     }
 }
 
 fn string_arg(c: &Call, i: usize) -> Result<String> {
     match unwrap_parens(arg(c, i)?) {
         Expr::StringLiteral(s) => Ok(s.val.clone()),
-        _ => Err(QueryError::BadData(format!(
-            "expected string argument {i} of {}",
-            c.func.name
-        ))),
+        _ => Err(QueryError::BadData(format!("expected string argument {i} of {}", c.func.name))),
     }
 }
 
 fn vector_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<Vec<Sample>>> {
     match ev.eval(arg(c, i)?)? {
         Val::Vector(v) => Ok(v),
-        _ => Err(QueryError::BadData(format!(
-            "expected instant vector argument {i} of {}",
-            c.func.name
-        ))),
+        _ => Err(QueryError::BadData(format!("expected instant vector argument {i} of {}", c.func.name))),
     }
 }
 
 /// Applies `f` to every element, dropping `__name__`; `None` drops the element.
-fn map_values(
-    steps: Vec<Vec<Sample>>,
-    mut f: impl FnMut(f64, usize) -> Option<f64>,
-) -> Result<Val> {
+fn map_values(steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64, usize) -> Option<f64>) -> Result<Val> {
     let mut cache = HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
     for (k, vec) in steps.into_iter().enumerate() {
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             if let Some(v) = f(s.v, k) {
-                res.push(Sample {
-                    labels: drop_name_cached(&mut cache, &s.labels),
-                    v,
-                });
+                res.push(Sample { labels: drop_name_cached(&mut cache, &s.labels), v });
             }
         }
         check_duplicates(&res)?;
@@ -488,31 +449,16 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         return map_values(v, |x, _| Some(f(x)));
     }
     match name {
-        "time" => Ok(Val::Scalar(
-            (0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect(),
-        )),
+        "time" => Ok(Val::Scalar((0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect())),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
         "vector" => {
             let s = scalar_arg(ev, c, 0)?;
             let labels = Arc::new(Labels::empty());
-            Ok(Val::Vector(
-                s.into_iter()
-                    .map(|v| {
-                        vec![Sample {
-                            labels: Arc::clone(&labels),
-                            v,
-                        }]
-                    })
-                    .collect(),
-            ))
+            Ok(Val::Vector(s.into_iter().map(|v| vec![Sample { labels: Arc::clone(&labels), v }]).collect()))
         }
         "scalar" => {
             let v = vector_arg(ev, c, 0)?;
-            Ok(Val::Scalar(
-                v.into_iter()
-                    .map(|vec| if vec.len() == 1 { vec[0].v } else { f64::NAN })
-                    .collect(),
-            ))
+            Ok(Val::Scalar(v.into_iter().map(|vec| if vec.len() == 1 { vec[0].v } else { f64::NAN }).collect()))
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unwrap_parens(arg(c, 0)?) {
@@ -525,11 +471,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         }
         "round" => {
             let v = vector_arg(ev, c, 0)?;
-            let to = if c.args.args.len() > 1 {
-                scalar_arg(ev, c, 1)?
-            } else {
-                vec![1.0; n]
-            };
+            let to = if c.args.args.len() > 1 { scalar_arg(ev, c, 1)? } else { vec![1.0; n] };
             map_values(v, |x, k| {
                 let inv = 1.0 / to.get(k).copied().unwrap_or(1.0);
                 Some((x * inv + 0.5).floor() / inv)
@@ -540,10 +482,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let lo = scalar_arg(ev, c, 1)?;
             let hi = scalar_arg(ev, c, 2)?;
             map_values(v, |x, k| {
-                let (a, b) = (
-                    lo.get(k).copied().unwrap_or(f64::NAN),
-                    hi.get(k).copied().unwrap_or(f64::NAN),
-                );
+                let (a, b) = (lo.get(k).copied().unwrap_or(f64::NAN), hi.get(k).copied().unwrap_or(f64::NAN));
                 if b < a {
                     None
                 } else {
@@ -554,28 +493,20 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "clamp_min" => {
             let v = vector_arg(ev, c, 0)?;
             let lo = scalar_arg(ev, c, 1)?;
-            map_values(v, |x, k| {
-                Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN)))
-            })
+            map_values(v, |x, k| Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN))))
         }
         "clamp_max" => {
             let v = vector_arg(ev, c, 0)?;
             let hi = scalar_arg(ev, c, 1)?;
-            map_values(v, |x, k| {
-                Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN)))
-            })
+            map_values(v, |x, k| Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN))))
         }
-        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
-        | "month" | "year" => {
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
             if c.args.args.is_empty() {
                 let labels = Arc::new(Labels::empty());
                 return Ok(Val::Vector(
                     (0..n)
                         .map(|k| {
-                            vec![Sample {
-                                labels: Arc::clone(&labels),
-                                v: date_fn(name, ev.ts(k) as f64 / 1000.0),
-                            }]
+                            vec![Sample { labels: Arc::clone(&labels), v: date_fn(name, ev.ts(k) as f64 / 1000.0) }]
                         })
                         .collect(),
                 ));
@@ -608,16 +539,15 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let labels = Arc::new(absent_labels(arg(c, 0)?));
             Ok(Val::Vector(
                 v.into_iter()
-                    .map(|vec| {
-                        if vec.is_empty() {
-                            vec![Sample {
-                                labels: Arc::clone(&labels),
-                                v: 1.0,
-                            }]
-                        } else {
-                            Vec::new()
-                        }
-                    })
+                    .map(
+                        |vec| {
+                            if vec.is_empty() {
+                                vec![Sample { labels: Arc::clone(&labels), v: 1.0 }]
+                            } else {
+                                Vec::new()
+                            }
+                        },
+                    )
                     .collect(),
             ))
         }
@@ -636,16 +566,15 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             Ok(Val::Vector(
                 present
                     .into_iter()
-                    .map(|p| {
-                        if p.into_inner() {
-                            Vec::new()
-                        } else {
-                            vec![Sample {
-                                labels: Arc::clone(&labels),
-                                v: 1.0,
-                            }]
-                        }
-                    })
+                    .map(
+                        |p| {
+                            if p.into_inner() {
+                                Vec::new()
+                            } else {
+                                vec![Sample { labels: Arc::clone(&labels), v: 1.0 }]
+                            }
+                        },
+                    )
                     .collect(),
             ))
         }
@@ -666,10 +595,24 @@ fn range_fn_arg(name: &str) -> Option<(usize, bool)> {
     Some(match name {
         "quantile_over_time" => (1, true),
         "last_over_time" => (0, false),
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "predict_linear"
-        | "resets" | "changes" | "avg_over_time" | "sum_over_time" | "count_over_time"
-        | "min_over_time" | "max_over_time" | "present_over_time" | "stdvar_over_time"
-        | "stddev_over_time" | "double_exponential_smoothing" => (0, true),
+        "rate"
+        | "increase"
+        | "delta"
+        | "irate"
+        | "idelta"
+        | "deriv"
+        | "predict_linear"
+        | "resets"
+        | "changes"
+        | "avg_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "present_over_time"
+        | "stdvar_over_time"
+        | "stddev_over_time"
+        | "double_exponential_smoothing" => (0, true),
         _ => return None,
     })
 }
@@ -678,11 +621,7 @@ fn range_fn_arg(name: &str) -> Option<(usize, bool)> {
 /// `false` without evaluating anything for other calls, and for a selector that may match several
 /// metric names when the function drops `__name__`: two of its series could then become equal,
 /// which is an error only [`Collect`] detects.
-pub(crate) fn stream_range_call(
-    ev: &mut Evaluator<'_>,
-    c: &Call,
-    sink: &mut dyn SeriesSink,
-) -> Result<bool> {
+pub(crate) fn stream_range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Result<bool> {
     let Some((i, drop_name)) = range_fn_arg(c.func.name) else {
         return Ok(false);
     };
@@ -690,9 +629,12 @@ pub(crate) fn stream_range_call(
         return Ok(false);
     };
     let one_name = ms.vs.name.is_some()
-        || ms.vs.matchers.matchers.iter().any(|m| {
-            m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal
-        });
+        || ms
+            .vs
+            .matchers
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal);
     if drop_name && !one_name {
         return Ok(false);
     }
@@ -706,79 +648,98 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
     let nonempty = |w: &Window<'_>| !w.points.is_empty();
     match name {
         "rate" | "increase" | "delta" => {
-            let f = ExtrapolatedRate {
-                is_counter: name != "delta",
-                is_rate: name == "rate",
-            };
+            let f = ExtrapolatedRate { is_counter: name != "delta", is_rate: name == "rate" };
             ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "irate" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true), sink)?,
         "idelta" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false), sink)?,
-        "deriv" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            (w.points.len() >= 2).then(|| linear_regression(w.points, w.points[0].0).0)
-        }, sink)?,
+        "deriv" => ev.stream_range_fn(
+            arg(c, 0)?,
+            true,
+            |w, _| (w.points.len() >= 2).then(|| linear_regression(w.points, w.points[0].0).0),
+            sink,
+        )?,
         "predict_linear" => {
             let d = scalar_arg(ev, c, 1)?;
-            ev.stream_range_fn(arg(c, 0)?, true, |w, k| {
-                if w.points.len() < 2 {
-                    return None;
-                }
-                let (slope, intercept) = linear_regression(w.points, w.eval_t);
-                Some(slope * d.get(k).copied().unwrap_or(f64::NAN) + intercept)
-            }, sink)?
+            ev.stream_range_fn(
+                arg(c, 0)?,
+                true,
+                |w, k| {
+                    if w.points.len() < 2 {
+                        return None;
+                    }
+                    let (slope, intercept) = linear_regression(w.points, w.eval_t);
+                    Some(slope * d.get(k).copied().unwrap_or(f64::NAN) + intercept)
+                },
+                sink,
+            )?
         }
-        "resets" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64)
-        }, sink)?,
-        "changes" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| {
-                w.points
-                    .windows(2)
-                    .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
-                    .count() as f64
-            })
-        }, sink)?,
-        "avg_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| avg_over_time(w.points))
-        }, sink)?,
-        "sum_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| sum_over_time(w.points))
-        }, sink)?,
-        "count_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then_some(w.points.len() as f64)
-        }, sink)?,
-        "min_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            let mut it = w.points.iter().map(|p| p.1);
-            let first = it.next()?;
-            Some(it.fold(first, |m, v| if v < m || m.is_nan() { v } else { m }))
-        }, sink)?,
-        "max_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            let mut it = w.points.iter().map(|p| p.1);
-            let first = it.next()?;
-            Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
-        }, sink)?,
-        "last_over_time" => {
-            ev.stream_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1), sink)?
+        "resets" => ev.stream_range_fn(
+            arg(c, 0)?,
+            true,
+            |w, _| nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+            sink,
+        )?,
+        "changes" => ev.stream_range_fn(
+            arg(c, 0)?,
+            true,
+            |w, _| {
+                nonempty(w).then(|| {
+                    w.points.windows(2).filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan())).count()
+                        as f64
+                })
+            },
+            sink,
+        )?,
+        "avg_over_time" => {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| avg_over_time(w.points)), sink)?
         }
-        "present_over_time" => {
-            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0), sink)?
+        "sum_over_time" => {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| sum_over_time(w.points)), sink)?
         }
-        "stdvar_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| stdvar_over_time(w.points))
-        }, sink)?,
-        "stddev_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| {
-            nonempty(w).then(|| stdvar_over_time(w.points).sqrt())
-        }, sink)?,
+        "count_over_time" => {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(w.points.len() as f64), sink)?
+        }
+        "min_over_time" => ev.stream_range_fn(
+            arg(c, 0)?,
+            true,
+            |w, _| {
+                let mut it = w.points.iter().map(|p| p.1);
+                let first = it.next()?;
+                Some(it.fold(first, |m, v| if v < m || m.is_nan() { v } else { m }))
+            },
+            sink,
+        )?,
+        "max_over_time" => ev.stream_range_fn(
+            arg(c, 0)?,
+            true,
+            |w, _| {
+                let mut it = w.points.iter().map(|p| p.1);
+                let first = it.next()?;
+                Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
+            },
+            sink,
+        )?,
+        "last_over_time" => ev.stream_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1), sink)?,
+        "present_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0), sink)?,
+        "stdvar_over_time" => {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| stdvar_over_time(w.points)), sink)?
+        }
+        "stddev_over_time" => {
+            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| stdvar_over_time(w.points).sqrt()), sink)?
+        }
         "quantile_over_time" => {
             let q = scalar_arg(ev, c, 0)?;
-            ev.stream_range_fn(arg(c, 1)?, true, |w, k| {
-                nonempty(w).then(|| {
-                    quantile(
-                        q.get(k).copied().unwrap_or(f64::NAN),
-                        w.points.iter().map(|p| p.1).collect(),
-                    )
-                })
-            }, sink)?
+            ev.stream_range_fn(
+                arg(c, 1)?,
+                true,
+                |w, k| {
+                    nonempty(w).then(|| {
+                        quantile(q.get(k).copied().unwrap_or(f64::NAN), w.points.iter().map(|p| p.1).collect())
+                    })
+                },
+                sink,
+            )?
         }
         "double_exponential_smoothing" => {
             let sf = scalar_arg(ev, c, 1)?;
@@ -790,18 +751,15 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
                     )));
                 }
                 if t <= 0.0 || t >= 1.0 {
-                    return Err(QueryError::exec(format!(
-                        "invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}"
-                    )));
+                    return Err(QueryError::exec(format!("invalid trend factor. Expected: 0 < tf < 1, got: {t:.6}")));
                 }
             }
-            ev.stream_range_fn(arg(c, 0)?, true, |w, k| {
-                holt_winters(
-                    w.points,
-                    sf.get(k).copied().unwrap_or(0.5),
-                    tf.get(k).copied().unwrap_or(0.5),
-                )
-            }, sink)?
+            ev.stream_range_fn(
+                arg(c, 0)?,
+                true,
+                |w, k| holt_winters(w.points, sf.get(k).copied().unwrap_or(0.5), tf.get(k).copied().unwrap_or(0.5)),
+                sink,
+            )?
         }
         other => return Err(QueryError::unsupported(format!("function {other}()"))),
     }
@@ -814,15 +772,10 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let repl = string_arg(c, 2)?;
     let src = string_arg(c, 3)?;
     let re_s = string_arg(c, 4)?;
-    let re = regex::Regex::new(&format!("^(?:{re_s})$")).map_err(|e| {
-        QueryError::exec(format!(
-            "invalid regular expression in label_replace(): {re_s}: {e}"
-        ))
-    })?;
+    let re = regex::Regex::new(&format!("^(?:{re_s})$"))
+        .map_err(|e| QueryError::exec(format!("invalid regular expression in label_replace(): {re_s}: {e}")))?;
     if !is_valid_label_name(&dst) {
-        return Err(QueryError::exec(format!(
-            "invalid destination label name in label_replace(): {dst}"
-        )));
+        return Err(QueryError::exec(format!("invalid destination label name in label_replace(): {dst}")));
     }
     let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
     let mut out = Vec::with_capacity(v.len());
@@ -863,32 +816,21 @@ fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     for i in 3..c.args.args.len() {
         let s = string_arg(c, i)?;
         if !is_valid_label_name(&s) {
-            return Err(QueryError::exec(format!(
-                "invalid source label name in label_join(): {s}"
-            )));
+            return Err(QueryError::exec(format!("invalid source label name in label_join(): {s}")));
         }
         srcs.push(s);
     }
     if !is_valid_label_name(&dst) {
-        return Err(QueryError::exec(format!(
-            "invalid destination label name in label_join(): {dst}"
-        )));
+        return Err(QueryError::exec(format!("invalid destination label name in label_join(): {dst}")));
     }
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
-            let joined = srcs
-                .iter()
-                .map(|n| s.labels.get(n).unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join(&sep);
+            let joined = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect::<Vec<_>>().join(&sep);
             let mut b = LabelsBuilder::new((*s.labels).clone());
             b.set(&dst, &joined);
-            res.push(Sample {
-                labels: Arc::new(b.build()),
-                v: s.v,
-            });
+            res.push(Sample { labels: Arc::new(b.build()), v: s.v });
         }
         check_duplicates(&res)?;
         out.push(res);
@@ -989,13 +931,8 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             }
         }
         let qk = q.get(k).copied().unwrap_or(f64::NAN);
-        let res: Vec<Sample> = groups
-            .into_iter()
-            .map(|(labels, b)| Sample {
-                labels,
-                v: bucket_quantile(qk, b),
-            })
-            .collect();
+        let res: Vec<Sample> =
+            groups.into_iter().map(|(labels, b)| Sample { labels, v: bucket_quantile(qk, b) }).collect();
         check_duplicates(&res)?;
         out.push(res);
     }
@@ -1008,11 +945,7 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
     let lower = t.to_ascii_lowercase();
     let neg = s.starts_with('-');
     if lower == "inf" || lower == "infinity" {
-        return Some(if neg {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        });
+        return Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY });
     }
     if lower == "nan" {
         return Some(f64::NAN);
@@ -1031,11 +964,7 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
 
 fn parse_hex_mantissa(m: &str) -> Option<f64> {
     let (i, f) = m.split_once('.').unwrap_or((m, ""));
-    let mut v = if i.is_empty() {
-        0.0
-    } else {
-        u64::from_str_radix(i, 16).ok()? as f64
-    };
+    let mut v = if i.is_empty() { 0.0 } else { u64::from_str_radix(i, 16).ok()? as f64 };
     let mut scale = 1.0 / 16.0;
     for ch in f.chars() {
         v += f64::from(ch.to_digit(16)?) * scale;
@@ -1110,9 +1039,6 @@ mod tests {
     #[test]
     fn quantiles() {
         assert_eq!(quantile(0.5, vec![1.0, 2.0, 3.0, 4.0]), 2.5);
-        assert_eq!(
-            bucket_quantile(0.5, vec![(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 4.0)]),
-            1.5
-        );
+        assert_eq!(bucket_quantile(0.5, vec![(1.0, 1.0), (2.0, 3.0), (f64::INFINITY, 4.0)]), 1.5);
     }
 }

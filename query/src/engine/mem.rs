@@ -48,11 +48,7 @@ impl Storage for MemStorage {
         let series: Vec<MemSeries<'_>> = self
             .series
             .iter()
-            .filter(|(l, _)| {
-                matchers
-                    .iter()
-                    .all(|m| m.is_match(l.get(&m.name).unwrap_or("")))
-            })
+            .filter(|(l, _)| matchers.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or(""))))
             .filter(|(_, s)| s.iter().any(|p| p.0 >= mint && p.0 <= maxt))
             .map(|(l, s)| MemSeries { labels: l, samples: s })
             .collect();

@@ -26,8 +26,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use crate::error::{QueryError, Result};
 use stream::{Collect, SeriesSink};
 pub use value::{
-    format_float, format_time, is_stale, write_float, write_time, Labels, QueryValue, Sample,
-    Series, METRIC_NAME,
+    format_float, format_time, is_stale, write_float, write_time, Labels, QueryValue, Sample, Series, METRIC_NAME,
 };
 
 /// Engine limits and defaults (Prometheus flag names in parentheses).
@@ -153,10 +152,7 @@ impl Engine {
         let mut ev = self.evaluator(storage, t, t, 1, lookback);
         let v = ev.eval(expr)?;
         Ok(match v {
-            Val::Scalar(s) => QueryValue::Scalar {
-                t,
-                v: s.first().copied().unwrap_or(f64::NAN),
-            },
+            Val::Scalar(s) => QueryValue::Scalar { t, v: s.first().copied().unwrap_or(f64::NAN) },
             Val::Str(s) => QueryValue::String { t, s },
             Val::Vector(mut vs) => {
                 let samples = vs.pop().unwrap_or_default();
@@ -178,7 +174,9 @@ impl Engine {
         lookback: Option<Duration>,
     ) -> Result<QueryValue> {
         if step <= 0 {
-            return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
         }
         let mut ev = self.evaluator(storage, start, end, step, lookback);
         // A selector or a streamable range function at the top builds the result series directly.
@@ -228,9 +226,7 @@ impl Engine {
         step: i64,
         lookback: Option<Duration>,
     ) -> Evaluator<'a> {
-        let lookback = lookback
-            .filter(|d| !d.is_zero())
-            .unwrap_or(self.opts.lookback_delta);
+        let lookback = lookback.filter(|d| !d.is_zero()).unwrap_or(self.opts.lookback_delta);
         Evaluator {
             storage,
             start,
@@ -275,9 +271,7 @@ pub(crate) fn check_duplicates(samples: &[Sample]) -> Result<()> {
     let mut seen = std::collections::HashSet::with_capacity(samples.len());
     for s in samples {
         if !seen.insert(&*s.labels) {
-            return Err(QueryError::exec(
-                "vector cannot contain metrics with the same labelset",
-            ));
+            return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
         }
     }
     Ok(())
@@ -358,10 +352,7 @@ impl Evaluator<'_> {
                         .into_iter()
                         .map(|vec| {
                             vec.into_iter()
-                                .map(|s| Sample {
-                                    labels: drop_name_cached(&mut cache, &s.labels),
-                                    v: -s.v,
-                                })
+                                .map(|s| Sample { labels: drop_name_cached(&mut cache, &s.labels), v: -s.v })
                                 .collect::<Vec<_>>()
                         })
                         .collect::<Vec<_>>();
@@ -371,8 +362,7 @@ impl Evaluator<'_> {
                     Ok(Val::Vector(out))
                 }
                 _ => Err(QueryError::BadData(
-                    "unary expression only allowed on expressions of type scalar or instant vector"
-                        .into(),
+                    "unary expression only allowed on expressions of type scalar or instant vector".into(),
                 )),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, false)?)),
@@ -380,12 +370,7 @@ impl Evaluator<'_> {
                 let t = self.sel_time(0, &ms.vs.at, &ms.vs.offset);
                 let range = dur_ms(&ms.range);
                 let series = self.select_range(&ms.vs, t - range, t)?;
-                Ok(Val::Matrix(
-                    series
-                        .into_iter()
-                        .filter(|s| !s.points.is_empty())
-                        .collect(),
-                ))
+                Ok(Val::Matrix(series.into_iter().filter(|s| !s.points.is_empty()).collect()))
             }
             Expr::Subquery(sq) => {
                 let t = self.sel_time(0, &sq.at, &sq.offset);
@@ -416,16 +401,11 @@ impl Evaluator<'_> {
         }
         let mut ms = vs.matchers.matchers.clone();
         if let Some(name) = &vs.name {
-            if !ms.iter().any(|m| {
-                m.name == METRIC_NAME
-                    && m.op == promql_parser::label::MatchOp::Equal
-                    && &m.value == name
-            }) {
-                ms.push(Matcher::new(
-                    promql_parser::label::MatchOp::Equal,
-                    METRIC_NAME,
-                    name,
-                ));
+            if !ms
+                .iter()
+                .any(|m| m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal && &m.value == name)
+            {
+                ms.push(Matcher::new(promql_parser::label::MatchOp::Equal, METRIC_NAME, name));
             }
         }
         Ok(ms)
@@ -433,11 +413,7 @@ impl Evaluator<'_> {
 
     /// Instant vector selector: newest sample within the lookback per step; stale → absent.
     /// With `timestamps`, the values are the samples' timestamps in seconds (for `timestamp()`).
-    pub(crate) fn eval_vector_selector(
-        &mut self,
-        vs: &VectorSelector,
-        timestamps: bool,
-    ) -> Result<Vec<Vec<Sample>>> {
+    pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector, timestamps: bool) -> Result<Vec<Vec<Sample>>> {
         let mut sink = Collect::new(self.steps());
         self.stream_vector_selector(vs, timestamps, &mut sink)?;
         sink.finish()
@@ -452,9 +428,7 @@ impl Evaluator<'_> {
         sink: &mut dyn SeriesSink,
     ) -> Result<()> {
         let n = self.steps();
-        let times: Vec<i64> = (0..n)
-            .map(|k| self.sel_time(k, &vs.at, &vs.offset))
-            .collect();
+        let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, &vs.at, &vs.offset)).collect();
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
             return Ok(());
         };
@@ -515,10 +489,7 @@ impl Evaluator<'_> {
             s.samples(mint, maxt, &mut buf);
             buf.retain(|p| !is_stale(p.1));
             self.add_samples(buf.len())?;
-            out.push(Series {
-                labels: Arc::new(s.labels()),
-                points: buf,
-            });
+            out.push(Series { labels: Arc::new(s.labels()), points: buf });
         }
         Ok(out)
     }
@@ -531,12 +502,7 @@ impl Evaluator<'_> {
         lo: i64,
         hi: i64,
     ) -> Result<Vec<Series>> {
-        let step = sq
-            .step
-            .as_ref()
-            .map(dur_ms)
-            .filter(|&s| s > 0)
-            .unwrap_or(self.subquery_step);
+        let step = sq.step.as_ref().map(dur_ms).filter(|&s| s > 0).unwrap_or(self.subquery_step);
         let range = dur_ms(&sq.range);
         let first = lo - range;
         let mut start = first.div_euclid(step) * step;
@@ -553,24 +519,14 @@ impl Evaluator<'_> {
         self.start = start;
         self.end = hi;
         self.interval = step;
-        let res = if start > hi {
-            Ok(Val::Vector(Vec::new()))
-        } else {
-            self.eval(&sq.expr)
-        };
+        let res = if start > hi { Ok(Val::Vector(Vec::new())) } else { self.eval(&sq.expr) };
         let out = match res {
             Ok(Val::Vector(steps)) => self.to_series(steps, false),
             Ok(Val::Scalar(vals)) => Ok(vec![Series {
                 labels: Arc::new(Labels::empty()),
-                points: vals
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, v)| (self.ts(k), v))
-                    .collect(),
+                points: vals.into_iter().enumerate().map(|(k, v)| (self.ts(k), v)).collect(),
             }]),
-            Ok(_) => Err(QueryError::BadData(
-                "subquery is only allowed on instant vector or scalar".into(),
-            )),
+            Ok(_) => Err(QueryError::BadData("subquery is only allowed on instant vector or scalar".into())),
             Err(e) => Err(e),
         };
         self.start = saved_start;
@@ -590,18 +546,13 @@ impl Evaluator<'_> {
                     Some(&i) => i,
                     None => {
                         index.insert(Arc::clone(&s.labels), out.len());
-                        out.push(Series {
-                            labels: s.labels,
-                            points: Vec::new(),
-                        });
+                        out.push(Series { labels: s.labels, points: Vec::new() });
                         out.len() - 1
                     }
                 };
                 if let Some(series) = out.get_mut(i) {
                     if check && series.points.last().is_some_and(|p| p.0 == t) {
-                        return Err(QueryError::exec(
-                            "vector cannot contain metrics with the same labelset",
-                        ));
+                        return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
                     }
                     series.points.push((t, s.v));
                 }
@@ -648,23 +599,9 @@ impl Evaluator<'_> {
     ) -> Result<()> {
         let n = self.steps();
         let (at, offset, range, source) = match unwrap_parens(arg) {
-            Expr::MatrixSelector(ms) => (
-                &ms.vs.at,
-                &ms.vs.offset,
-                dur_ms(&ms.range),
-                RangeSource::Selector(&ms.vs),
-            ),
-            Expr::Subquery(sq) => (
-                &sq.at,
-                &sq.offset,
-                dur_ms(&sq.range),
-                RangeSource::Subquery(sq),
-            ),
-            _ => {
-                return Err(QueryError::BadData(
-                    "expected a range vector argument".into(),
-                ))
-            }
+            Expr::MatrixSelector(ms) => (&ms.vs.at, &ms.vs.offset, dur_ms(&ms.range), RangeSource::Selector(&ms.vs)),
+            Expr::Subquery(sq) => (&sq.at, &sq.offset, dur_ms(&sq.range), RangeSource::Subquery(sq)),
+            _ => return Err(QueryError::BadData("expected a range vector argument".into())),
         };
         let times: Vec<i64> = (0..n).map(|k| self.sel_time(k, at, offset)).collect();
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
@@ -781,9 +718,7 @@ const PAR_MAX_THREADS: usize = 8;
 /// [`PAR_MIN_SERIES`] series.
 fn workers_for(series: usize) -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     cores.min(PAR_MAX_THREADS).min(series / PAR_MIN_SERIES).max(1)
 }
 
@@ -811,8 +746,7 @@ fn run_split<T: Send>(
         let handles: Vec<_> = jobs.map(|(p, out)| scope.spawn(move || f(p, out))).collect();
         f(first, first_out);
         for h in handles {
-            h.join()
-                .map_err(|_| QueryError::Internal("evaluation thread panicked".into()))?;
+            h.join().map_err(|_| QueryError::Internal("evaluation thread panicked".into()))?;
         }
         Ok(())
     })
@@ -943,16 +877,9 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
 }
 
 /// `labels` without `__name__`, computed once per distinct `Arc`.
-pub(crate) fn drop_name_cached(
-    cache: &mut HashMap<*const Labels, Arc<Labels>>,
-    labels: &Arc<Labels>,
-) -> Arc<Labels> {
+pub(crate) fn drop_name_cached(cache: &mut HashMap<*const Labels, Arc<Labels>>, labels: &Arc<Labels>) -> Arc<Labels> {
     if !labels.has_name() {
         return Arc::clone(labels);
     }
-    Arc::clone(
-        cache
-            .entry(Arc::as_ptr(labels))
-            .or_insert_with(|| Arc::new(labels.without_name())),
-    )
+    Arc::clone(cache.entry(Arc::as_ptr(labels)).or_insert_with(|| Arc::new(labels.without_name())))
 }

@@ -44,11 +44,7 @@ pub(crate) struct Collect {
 impl Collect {
     /// A sink for `steps` steps.
     pub(crate) fn new(steps: usize) -> Collect {
-        Collect {
-            out: (0..steps).map(|_| Vec::new()).collect(),
-            seen: HashSet::new(),
-            distinct: true,
-        }
+        Collect { out: (0..steps).map(|_| Vec::new()).collect(), seen: HashSet::new(), distinct: true }
     }
 
     /// The per-step vectors; errors if a step holds a label set twice.
@@ -64,21 +60,15 @@ impl Collect {
 
 impl SeriesSink for Collect {
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
-        let labels = if drop_name && labels.has_name() {
-            Arc::new(labels.without_name())
-        } else {
-            Arc::new(labels.clone())
-        };
+        let labels =
+            if drop_name && labels.has_name() { Arc::new(labels.without_name()) } else { Arc::new(labels.clone()) };
         // Input series have distinct label sets; only dropping the name can make two equal.
         if drop_name && self.distinct && !self.seen.insert(Arc::clone(&labels)) {
             self.distinct = false;
         }
         for &(k, v) in points {
             if let Some(o) = self.out.get_mut(k) {
-                o.push(Sample {
-                    labels: Arc::clone(&labels),
-                    v,
-                });
+                o.push(Sample { labels: Arc::clone(&labels), v });
             }
         }
         Ok(())

@@ -93,19 +93,13 @@ impl Labels {
 
     /// A copy keeping only the given names.
     pub fn only(&self, names: &[String]) -> Labels {
-        let keep: Vec<(&str, &str)> = self
-            .iter()
-            .filter(|(n, _)| names.iter().any(|x| x == n))
-            .collect();
+        let keep: Vec<(&str, &str)> = self.iter().filter(|(n, _)| names.iter().any(|x| x == n)).collect();
         Labels::from_sorted_refs(&keep)
     }
 
     /// A copy without the given names.
     pub fn without(&self, names: &[String]) -> Labels {
-        let keep: Vec<(&str, &str)> = self
-            .iter()
-            .filter(|(n, _)| !names.iter().any(|x| x == n))
-            .collect();
+        let keep: Vec<(&str, &str)> = self.iter().filter(|(n, _)| !names.iter().any(|x| x == n)).collect();
         Labels::from_sorted_refs(&keep)
     }
 

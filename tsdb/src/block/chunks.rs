@@ -53,12 +53,23 @@ impl ChunkWriter {
     /// larger than that gets a segment of its own).
     pub fn new(dir: &Path, max_segment_size: u64) -> Result<ChunkWriter> {
         fs::create_dir_all(dir).map_err(BlockError::io("create dir", dir))?;
-        Ok(ChunkWriter { dir: dir.to_path_buf(), max_segment_size, done: Vec::new(), cur: None, pos: 0, buf: Vec::new() })
+        Ok(ChunkWriter {
+            dir: dir.to_path_buf(),
+            max_segment_size,
+            done: Vec::new(),
+            cur: None,
+            pos: 0,
+            buf: Vec::new(),
+        })
     }
 
     fn cut(&mut self) -> Result<()> {
         if let Some((path, w)) = self.cur.take() {
-            let f = w.into_inner().map_err(|e| BlockError::Io { op: "write", path: path.clone(), source: e.into_error() })?;
+            let f = w.into_inner().map_err(|e| BlockError::Io {
+                op: "write",
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
             self.done.push((path, f));
         }
         let path = self.dir.join(segment_name(self.done.len() + 1));
@@ -98,7 +109,11 @@ impl ChunkWriter {
     /// Flushes and fsyncs every segment, then the directory. Returns the segment paths.
     pub fn finish(mut self) -> Result<Vec<PathBuf>> {
         if let Some((path, w)) = self.cur.take() {
-            let f = w.into_inner().map_err(|e| BlockError::Io { op: "write", path: path.clone(), source: e.into_error() })?;
+            let f = w.into_inner().map_err(|e| BlockError::Io {
+                op: "write",
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
             self.done.push((path, f));
         }
         let mut paths = Vec::with_capacity(self.done.len());
@@ -140,7 +155,8 @@ impl ChunkReader {
         for (_, path) in names {
             let m = MappedFile::open(&path)?;
             let mut d = Dec::new(m.bytes(), 0);
-            let magic = d.be32().map_err(|_| BlockError::corrupt(&path, Corrupt::at(0, "segment shorter than its header")))?;
+            let magic =
+                d.be32().map_err(|_| BlockError::corrupt(&path, Corrupt::at(0, "segment shorter than its header")))?;
             if magic != MAGIC_CHUNKS {
                 return Err(BlockError::corrupt(&path, Corrupt::at(0, "invalid chunk segment magic")));
             }

@@ -112,7 +112,8 @@ impl BlockMeta {
     /// Serialises like Go's `json.MarshalIndent(meta, "", "\t")`.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
+        let mut ser =
+            serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
         // Serialising plain structs of numbers and strings into a Vec cannot fail.
         if self.serialize(&mut ser).is_err() {
             out.clear();
@@ -187,7 +188,13 @@ mod tests {
         m.stats.num_tombstones = 4;
         m.strata = Some(StrataMeta { wal_segment_cut: 7 });
         let json = String::from_utf8(m.to_json()).unwrap();
-        for s in ["\"parents\": [", "\"hints\": [", "\"deletable\": true", "\"numTombstones\": 4", "\"strata\": {\n\t\t\"walSegmentCut\": 7\n\t}"] {
+        for s in [
+            "\"parents\": [",
+            "\"hints\": [",
+            "\"deletable\": true",
+            "\"numTombstones\": 4",
+            "\"strata\": {\n\t\t\"walSegmentCut\": 7\n\t}",
+        ] {
             assert!(json.contains(s), "{s} missing in {json}");
         }
         assert!(!json.contains("failed"));
@@ -201,10 +208,15 @@ mod tests {
         let ok = br#"{"ulid":"01ARZ3NDEKTSV4RRFFQ69G5FAV","minTime":1,"maxTime":2,"compaction":{"level":2},"version":1,"thanos":{"labels":{}}}"#;
         let m = BlockMeta::from_json(ok, p).unwrap();
         assert_eq!((m.min_time, m.max_time, m.compaction.level, m.stats.num_samples), (1, 2, 2, 0));
-        let v2 = br#"{"ulid":"01ARZ3NDEKTSV4RRFFQ69G5FAV","minTime":1,"maxTime":2,"compaction":{"level":2},"version":2}"#;
+        let v2 =
+            br#"{"ulid":"01ARZ3NDEKTSV4RRFFQ69G5FAV","minTime":1,"maxTime":2,"compaction":{"level":2},"version":2}"#;
         assert!(BlockMeta::from_json(v2, p).unwrap_err().is_corruption());
         assert!(BlockMeta::from_json(b"{", p).is_err());
-        assert!(BlockMeta::from_json(br#"{"ulid":"bad","minTime":1,"maxTime":2,"compaction":{"level":1},"version":1}"#, p).is_err());
+        assert!(BlockMeta::from_json(
+            br#"{"ulid":"bad","minTime":1,"maxTime":2,"compaction":{"level":1},"version":1}"#,
+            p
+        )
+        .is_err());
     }
 
     #[test]

@@ -147,7 +147,9 @@ impl Block {
                 }
                 let overlaps = |iv: &&(i64, i64)| iv.0 <= m.max_t && iv.1 >= m.min_t;
                 match deleted.filter(|d| d.iter().any(|iv| overlaps(&iv))) {
-                    None => chunks.push(ChunkMeta { min_t: m.min_t, max_t: m.max_t, data: ChunkData::Xor(Arc::from(data)) }),
+                    None => {
+                        chunks.push(ChunkMeta { min_t: m.min_t, max_t: m.max_t, data: ChunkData::Xor(Arc::from(data)) })
+                    }
                     Some(d) => {
                         let kept: Vec<(i64, f64)> =
                             XorIter::new(data).filter(|s| !d.iter().any(|iv| iv.0 <= s.0 && s.0 <= iv.1)).collect();

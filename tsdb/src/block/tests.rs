@@ -49,7 +49,11 @@ fn xor(samples: &[(i64, f64)]) -> ChunkMeta {
 }
 
 fn raw(samples: &[(i64, f64)]) -> ChunkMeta {
-    ChunkMeta { min_t: samples[0].0, max_t: samples[samples.len() - 1].0, data: ChunkData::Raw(samples.to_vec().into()) }
+    ChunkMeta {
+        min_t: samples[0].0,
+        max_t: samples[samples.len() - 1].0,
+        data: ChunkData::Raw(samples.to_vec().into()),
+    }
 }
 
 /// `n` series with a mix of XOR and raw chunks; returns the input and the expected samples per series.
@@ -106,7 +110,8 @@ fn round_trip_with_every_matcher_type() {
     assert_eq!(meta.stats.num_series, 300);
     assert_eq!(meta.compaction.sources, vec![meta.ulid]);
     assert_eq!(meta.strata, Some(StrataMeta { wal_segment_cut: 3 }));
-    let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, vec![meta.ulid.to_string()]);
     let bdir = dir.path().join(meta.ulid.to_string());
     for f in ["meta.json", "index", "tombstones", "chunks/000001"] {
@@ -133,8 +138,11 @@ fn round_trip_with_every_matcher_type() {
         vec![m(MatchType::Equal, "job", "nope")],
     ];
     for ms in cases {
-        let want: BTreeMap<_, _> =
-            model.iter().filter(|(l, _)| ms.iter().all(|m| m.matches_labels(l))).map(|(l, s)| (l.clone(), s.clone())).collect();
+        let want: BTreeMap<_, _> = model
+            .iter()
+            .filter(|(l, _)| ms.iter().all(|m| m.matches_labels(l)))
+            .map(|(l, s)| (l.clone(), s.clone()))
+            .collect();
         let got = selected(&block, &ms);
         assert_eq!(got.len(), want.len(), "{ms:?}");
         assert_eq!(got, want, "{ms:?}");
@@ -142,7 +150,10 @@ fn round_trip_with_every_matcher_type() {
     assert_eq!(block.label_names(&[]).unwrap(), ["__name__", "instance", "job", "opt"]);
     assert_eq!(block.label_names(&[m(MatchType::Equal, "opt", "")]).unwrap(), ["__name__", "instance", "job"]);
     assert_eq!(block.label_values("job", &[]).unwrap(), ["api", "db", "web"]);
-    assert_eq!(block.label_values("job", &[m(MatchType::Equal, "__name__", "metric_0")]).unwrap(), ["api", "db", "web"]);
+    assert_eq!(
+        block.label_values("job", &[m(MatchType::Equal, "__name__", "metric_0")]).unwrap(),
+        ["api", "db", "web"]
+    );
     assert_eq!(block.label_values("opt", &[m(MatchType::Equal, "job", "web")]).unwrap(), ["yes"]);
     assert_eq!(block.label_values("__name__", &[m(MatchType::Equal, "instance", "host-0007")]).unwrap(), ["metric_2"]);
 }
@@ -151,9 +162,17 @@ fn round_trip_with_every_matcher_type() {
 fn chunks_split_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let (input, model) = dataset(60);
-    let meta = write_block_with(dir.path(), input, 0, RANGE, head_compaction(), None, WriteOptions { max_chunk_segment_size: 4096 })
-        .unwrap()
-        .unwrap();
+    let meta = write_block_with(
+        dir.path(),
+        input,
+        0,
+        RANGE,
+        head_compaction(),
+        None,
+        WriteOptions { max_chunk_segment_size: 4096 },
+    )
+    .unwrap()
+    .unwrap();
     let block = Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
     assert!(block.chunk_reader().segment_count() > 3);
     assert_eq!(selected(&block, &[]), model);
@@ -170,10 +189,21 @@ fn input_rules() {
     assert!(write_block(dir.path(), outside, 0, RANGE, head_compaction(), None).unwrap().is_none());
     // Unsorted series: error, no leftovers.
     let unsorted = vec![(b.clone(), vec![raw(&[(1, 1.0)])]), (a.clone(), vec![raw(&[(1, 1.0)])])];
-    assert!(matches!(write_block(dir.path(), unsorted, 0, RANGE, head_compaction(), None), Err(BlockError::InvalidInput { .. })));
+    assert!(matches!(
+        write_block(dir.path(), unsorted, 0, RANGE, head_compaction(), None),
+        Err(BlockError::InvalidInput { .. })
+    ));
     let dup = vec![(a.clone(), vec![raw(&[(1, 1.0)])]), (a.clone(), vec![raw(&[(2, 1.0)])])];
     assert!(write_block(dir.path(), dup, 0, RANGE, head_compaction(), None).is_err());
-    assert!(write_block(dir.path(), vec![(a.clone(), vec![raw(&[(2, 1.0), (1, 1.0)])])], 0, RANGE, head_compaction(), None).is_err());
+    assert!(write_block(
+        dir.path(),
+        vec![(a.clone(), vec![raw(&[(2, 1.0), (1, 1.0)])])],
+        0,
+        RANGE,
+        head_compaction(),
+        None
+    )
+    .is_err());
     assert!(write_block(dir.path(), Vec::new(), 5, 5, head_compaction(), None).is_err());
     // An input that fails while being read aborts the block.
     let failing: Vec<crate::Result<(Labels, Vec<ChunkMeta>)>> = vec![
@@ -181,7 +211,8 @@ fn input_rules() {
         Err(crate::Error::Corruption { what: "head chunk".into(), reason: "test".into() }),
         Ok((b.clone(), vec![raw(&[(1, 1.0)])])),
     ];
-    let e = write_block_fallible(dir.path(), failing, 0, RANGE, head_compaction(), None, WriteOptions::default()).unwrap_err();
+    let e = write_block_fallible(dir.path(), failing, 0, RANGE, head_compaction(), None, WriteOptions::default())
+        .unwrap_err();
     assert!(matches!(e, BlockError::Input { .. }), "{e}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
@@ -286,7 +317,12 @@ fn promtool() -> Option<PathBuf> {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -326,7 +362,9 @@ fn promtool_reads_our_blocks() {
     assert!(list.contains(&meta.ulid.to_string()), "{list}");
     // `tsdb dump` opens the directory as a read-only DB, which needs a WAL directory.
     fs::create_dir(dir.path().join("wal")).unwrap();
-    let dump = run(Command::new(&promtool).args(["tsdb", "dump", "--min-time=0", &format!("--max-time={RANGE}")]).arg(dir.path()));
+    let dump = run(Command::new(&promtool)
+        .args(["tsdb", "dump", "--min-time=0", &format!("--max-time={RANGE}")])
+        .arg(dir.path()));
     let got = parse_dump(&dump);
     assert_eq!(got.len(), model.len());
     assert_eq!(got, model);
@@ -377,7 +415,11 @@ fn we_read_promtool_blocks() {
         // reproduces its chunk segment, and our meta.json serialisation reproduces its meta.json.
         let idx = block.index();
         let mut series = Vec::new();
-        let mut cw = chunks::ChunkWriter::new(&dir.path().join("rewrite").join(p.file_name().unwrap()), chunks::DEFAULT_MAX_SEGMENT_SIZE).unwrap();
+        let mut cw = chunks::ChunkWriter::new(
+            &dir.path().join("rewrite").join(p.file_name().unwrap()),
+            chunks::DEFAULT_MAX_SEGMENT_SIZE,
+        )
+        .unwrap();
         for sref in idx.all_postings().unwrap().iter() {
             let (l, metas) = idx.series(sref).unwrap();
             for c in &metas {

@@ -142,7 +142,13 @@ mod tests {
         let u: Ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         assert_eq!(u.to_string(), "01ARZ3NDEKTSV4RRFFQ69G5FAV");
         assert_eq!("01arz3ndektsv4rrffq69g5fav".parse::<Ulid>().unwrap(), u);
-        for bad in ["", "01ARZ3NDEKTSV4RRFFQ69G5FA", "01ARZ3NDEKTSV4RRFFQ69G5FAVX", "81ARZ3NDEKTSV4RRFFQ69G5FAV", "01ARZ3NDEKTSV4RRFFQ69G5FAU"] {
+        for bad in [
+            "",
+            "01ARZ3NDEKTSV4RRFFQ69G5FA",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAVX",
+            "81ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAU",
+        ] {
             assert!(bad.parse::<Ulid>().is_err(), "{bad}");
         }
         assert!(parse_block_dir_name("01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp-for-creation").is_none());

@@ -216,8 +216,9 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
     for c in chunks {
         match &c.data {
             ChunkData::Xor(b) => {
-                let n = xor_sample_count(b)
-                    .ok_or_else(|| BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header")))?;
+                let n = xor_sample_count(b).ok_or_else(|| {
+                    BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header"))
+                })?;
                 if n == 0 || c.max_t < min_t || c.min_t >= max_t_excl {
                     continue;
                 }
@@ -231,7 +232,9 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
             ChunkData::Raw(s) => {
                 let s: Vec<_> = s.iter().copied().filter(|s| in_range(s.0)).collect();
                 if s.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
-                    return Err(BlockError::invalid(format!("series {labels}: raw chunk samples not strictly increasing")));
+                    return Err(BlockError::invalid(format!(
+                        "series {labels}: raw chunk samples not strictly increasing"
+                    )));
                 }
                 encode_samples(&s, &mut out);
             }

@@ -121,12 +121,7 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Reads `data` from its first bit.
     pub fn new(data: &'a [u8]) -> Self {
-        Self {
-            data,
-            pos: 0,
-            buf: 0,
-            valid: 0,
-        }
+        Self { data, pos: 0, buf: 0, valid: 0 }
     }
 
     /// Number of bits consumed so far.

@@ -34,9 +34,7 @@ impl TryFrom<u8> for Encoding {
     fn try_from(byte: u8) -> Result<Self, ChunkError> {
         match byte {
             1 => Ok(Self::Xor),
-            ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM => {
-                Err(ChunkError::UnsupportedEncoding { encoding: byte })
-            }
+            ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM => Err(ChunkError::UnsupportedEncoding { encoding: byte }),
             _ => Err(ChunkError::UnknownEncoding { encoding: byte }),
         }
     }
@@ -56,14 +54,8 @@ pub enum ChunkError {
     #[error("malformed varint timestamp in sample {sample}")]
     BadVarint { sample: u16 },
     /// A value block declares more than 64 leading + significant bits.
-    #[error(
-        "value of sample {sample} has {leading} leading zeros and {significant} significant bits"
-    )]
-    BadValueWindow {
-        sample: u16,
-        leading: u8,
-        significant: u8,
-    },
+    #[error("value of sample {sample} has {leading} leading zeros and {significant} significant bits")]
+    BadValueWindow { sample: u16, leading: u8, significant: u8 },
     /// A known Prometheus encoding (native histograms) that Strata does not read.
     #[error("unsupported chunk encoding {encoding} (native histograms)")]
     UnsupportedEncoding { encoding: u8 },
@@ -80,19 +72,10 @@ mod tests {
     fn encoding_byte() {
         assert_eq!(Encoding::try_from(1), Ok(Encoding::Xor));
         assert_eq!(u8::from(Encoding::Xor), 1);
-        assert_eq!(
-            Encoding::try_from(2),
-            Err(ChunkError::UnsupportedEncoding { encoding: 2 })
-        );
-        assert_eq!(
-            Encoding::try_from(3),
-            Err(ChunkError::UnsupportedEncoding { encoding: 3 })
-        );
+        assert_eq!(Encoding::try_from(2), Err(ChunkError::UnsupportedEncoding { encoding: 2 }));
+        assert_eq!(Encoding::try_from(3), Err(ChunkError::UnsupportedEncoding { encoding: 3 }));
         for b in [0u8, 4, 0x81, 255] {
-            assert_eq!(
-                Encoding::try_from(b),
-                Err(ChunkError::UnknownEncoding { encoding: b })
-            );
+            assert_eq!(Encoding::try_from(b), Err(ChunkError::UnknownEncoding { encoding: b }));
         }
     }
 }

@@ -78,11 +78,7 @@ impl XorChunk {
     /// If the chunk already holds `u16::MAX` samples (the header could not count another one);
     /// callers cut chunks long before that.
     pub fn push(&mut self, t: i64, v: f64) {
-        debug_assert!(
-            self.num_samples == 0 || t > self.t,
-            "XorChunk::push: timestamp {t} not after {}",
-            self.t
-        );
+        debug_assert!(self.num_samples == 0 || t > self.t, "XorChunk::push: timestamp {t} not after {}", self.t);
         let n = self.num_samples;
         assert!(n < u16::MAX, "XorChunk::push: chunk is full");
         let v = v.to_bits();
@@ -299,13 +295,7 @@ impl<'a> XorIter<'a> {
             total,
             read: 0,
             first_t: 0,
-            state: State {
-                t: 0,
-                v: 0,
-                t_delta: 0,
-                leading: NO_WINDOW,
-                trailing: 0,
-            },
+            state: State { t: 0, v: 0, t_delta: 0, leading: NO_WINDOW, trailing: 0 },
             err,
         }
     }
@@ -366,10 +356,7 @@ impl<'a> XorIter<'a> {
         let mut x = 0u64;
         let mut shift = 0u32;
         for i in 0..MAX_VARINT_BYTES {
-            let b = self
-                .stream
-                .read_byte()
-                .ok_or(ChunkError::Truncated { sample })?;
+            let b = self.stream.read_byte().ok_or(ChunkError::Truncated { sample })?;
             if b < 0x80 {
                 if i == MAX_VARINT_BYTES - 1 && b > 1 {
                     return Err(ChunkError::BadVarint { sample });
@@ -404,11 +391,7 @@ impl<'a> XorIter<'a> {
         }
         // Payloads above 2^(k-1) are negative numbers in k-bit two's complement.
         let half = 1u64 << (size - 1);
-        Ok(if bits > half {
-            bits as i64 - (1i64 << size)
-        } else {
-            bits as i64
-        })
+        Ok(if bits > half { bits as i64 - (1i64 << size) } else { bits as i64 })
     }
 
     /// Reads an XOR value block and applies it to `self.state.v`.
@@ -435,11 +418,7 @@ impl<'a> XorIter<'a> {
                 s => s,
             };
             if u32::from(leading) + u32::from(sig) > 64 {
-                return Err(ChunkError::BadValueWindow {
-                    sample,
-                    leading,
-                    significant: sig,
-                });
+                return Err(ChunkError::BadValueWindow { sample, leading, significant: sig });
             }
             let trailing = 64 - leading - sig;
             self.state.leading = leading;

@@ -63,20 +63,12 @@ fn golden_hand_derived() {
 /// ```
 /// (segment header 8 bytes, then uvarint length 56, encoding 1, these 56 bytes, CRC32C).
 const PROMTOOL_CHUNK: &[u8] = &[
-    0x00, 0x07, 0xd0, 0x0f, 0x3f, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe8, 0x07, 0x30, 0x97,
-    0xff, 0xe0, 0x01, 0x76, 0x83, 0xbf, 0xfb, 0xc3, 0xf7, 0xfb, 0xd9, 0x99, 0x99, 0x99, 0x99, 0x99,
-    0xbc, 0x2d, 0xe5, 0x78, 0x3f, 0xff, 0xa4, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9b, 0xdd, 0x21, 0xab,
-    0x5f, 0xf6, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x07, 0xd0, 0x0f, 0x3f, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe8, 0x07, 0x30, 0x97, 0xff, 0xe0, 0x01,
+    0x76, 0x83, 0xbf, 0xfb, 0xc3, 0xf7, 0xfb, 0xd9, 0x99, 0x99, 0x99, 0x99, 0x99, 0xbc, 0x2d, 0xe5, 0x78, 0x3f, 0xff,
+    0xa4, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9b, 0xdd, 0x21, 0xab, 0x5f, 0xf6, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
-const PROMTOOL_SAMPLES: [(i64, f64); 7] = [
-    (1000, 1.0),
-    (2000, 1.0),
-    (3000, 2.0),
-    (4005, 2.5),
-    (5005, 0.1),
-    (100_000, -7.25),
-    (101_000, f64::INFINITY),
-];
+const PROMTOOL_SAMPLES: [(i64, f64); 7] =
+    [(1000, 1.0), (2000, 1.0), (3000, 2.0), (4005, 2.5), (5005, 0.1), (100_000, -7.25), (101_000, f64::INFINITY)];
 
 #[test]
 fn golden_promtool_chunk() {
@@ -128,11 +120,7 @@ fn special_values_round_trip() {
         f64::MIN,
         f64::from_bits(STALE_NAN_BITS),
     ];
-    let samples: Vec<(i64, f64)> = values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (i as i64 * 15_000, v))
-        .collect();
+    let samples: Vec<(i64, f64)> = values.iter().enumerate().map(|(i, &v)| (i as i64 * 15_000, v)).collect();
     let c = encode(&samples);
     assert_eq!(bits(c.iter()), bits(samples));
 }
@@ -144,15 +132,7 @@ fn extreme_timestamps_round_trip() {
         &[i64::MIN, 0, i64::MAX],
         &[i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX],
         &[-1, 0, 1 << 40, (1 << 40) + 1, (1 << 41) - 3],
-        &[
-            -1_700_000_000_000,
-            -1_699_999_985_000,
-            -15_000,
-            0,
-            8192,
-            16385,
-            16385 + 8193 + 8192,
-        ],
+        &[-1_700_000_000_000, -1_699_999_985_000, -15_000, 0, 8192, 16385, 16385 + 8193 + 8192],
     ];
     for ts in cases {
         let samples: Vec<(i64, f64)> = ts.iter().map(|&t| (t, t as f64)).collect();
@@ -190,12 +170,7 @@ fn dod_bucket_edges() {
     ] {
         let base = 1_000_000_000_000i64;
         let d1 = 1i64 << 42;
-        let samples = [
-            (0, 1.0),
-            (d1, 2.0),
-            (2 * d1 + dod, 3.0),
-            (3 * d1 + 2 * dod, 4.0),
-        ];
+        let samples = [(0, 1.0), (d1, 2.0), (2 * d1 + dod, 3.0), (3 * d1 + 2 * dod, 4.0)];
         let samples = samples.map(|(t, v)| (base + t, v));
         let c = encode(&samples);
         assert_eq!(bits(c.iter()), bits(samples), "dod {dod}");
@@ -235,11 +210,7 @@ fn dod_bucket_edges() {
 #[test]
 fn leading_zeros_are_capped_at_31() {
     // xor = 1: 63 leading zeros, written as 31 with 33 significant bits.
-    let samples = [
-        (1, f64::from_bits(0)),
-        (2, f64::from_bits(1)),
-        (3, f64::from_bits(3)),
-    ];
+    let samples = [(1, f64::from_bits(0)), (2, f64::from_bits(1)), (3, f64::from_bits(3))];
     let c = encode(&samples);
     assert_eq!(bits(c.iter()), bits(samples));
     // Stream after header(2) + varint(1) + v0(8) + Δ(1): '1 1 11111 100001' + 33 bits ...
@@ -253,10 +224,7 @@ fn header_shorter_than_two_bytes() {
         let mut it = XorIter::new(bytes);
         assert_eq!(it.next(), None);
         assert_eq!(it.error(), Some(&ChunkError::TooShort { len: bytes.len() }));
-        assert_eq!(
-            XorChunk::from_bytes(bytes.to_vec()),
-            Err(ChunkError::TooShort { len: bytes.len() })
-        );
+        assert_eq!(XorChunk::from_bytes(bytes.to_vec()), Err(ChunkError::TooShort { len: bytes.len() }));
     }
 }
 
@@ -269,10 +237,7 @@ fn truncated_and_bad_bytes() {
     assert_eq!(it.next(), Some((1, 1.0)));
     assert_eq!(it.next(), None);
     assert_eq!(it.error(), Some(&ChunkError::Truncated { sample: 1 }));
-    assert_eq!(
-        XorChunk::from_bytes(bytes),
-        Err(ChunkError::Truncated { sample: 1 })
-    );
+    assert_eq!(XorChunk::from_bytes(bytes), Err(ChunkError::Truncated { sample: 1 }));
 
     // Eleven continuation bytes: varint overflow.
     let bytes = [&[0, 1][..], &[0xff; 11]].concat();
@@ -292,14 +257,7 @@ fn truncated_and_bad_bytes() {
     let bytes = w.into_bytes();
     let mut it = XorIter::new(&bytes);
     assert_eq!(it.by_ref().count(), 1);
-    assert_eq!(
-        it.error(),
-        Some(&ChunkError::BadValueWindow {
-            sample: 1,
-            leading: 31,
-            significant: 40
-        })
-    );
+    assert_eq!(it.error(), Some(&ChunkError::BadValueWindow { sample: 1, leading: 31, significant: 40 }));
 }
 
 #[test]
@@ -311,10 +269,7 @@ fn trailing_garbage_is_ignored_and_dropped_by_from_bytes() {
         *last |= 0x0f;
     }
     bytes.push(0xaa);
-    assert_eq!(
-        bits(XorIter::new(&bytes)),
-        bits(PROMTOOL_SAMPLES[..3].iter().copied())
-    );
+    assert_eq!(bits(XorIter::new(&bytes)), bits(PROMTOOL_SAMPLES[..3].iter().copied()));
     let mut reopened = XorChunk::from_bytes(bytes).map_err(|e| e.to_string());
     assert_eq!(reopened.as_ref().map(XorChunk::bytes), Ok(c.bytes()));
     if let Ok(r) = reopened.as_mut() {
@@ -335,10 +290,7 @@ fn reuse_without_window_reads_64_bits() {
     w.write_bits(0b10, 2);
     w.write_bits(STALE_NAN_BITS, 64);
     let bytes = w.into_bytes();
-    assert_eq!(
-        bits(XorIter::new(&bytes)),
-        vec![(0, 0), (1, STALE_NAN_BITS)]
-    );
+    assert_eq!(bits(XorIter::new(&bytes)), vec![(0, 0), (1, STALE_NAN_BITS)]);
 }
 
 fn seek_chunk() -> XorChunk {
@@ -414,24 +366,20 @@ fn start_strategy() -> impl Strategy<Value = i64> {
 
 /// Strictly increasing samples, stopping before the timestamps would overflow.
 fn samples_strategy() -> impl Strategy<Value = Vec<(i64, f64)>> {
-    (
-        start_strategy(),
-        prop::collection::vec((step_strategy(), value_strategy()), 0..300),
-    )
-        .prop_map(|(start, rest)| {
-            let mut t = start;
-            let mut out = Vec::with_capacity(rest.len());
-            for (i, (step, v)) in rest.into_iter().enumerate() {
-                if i > 0 {
-                    match t.checked_add(step) {
-                        Some(next) => t = next,
-                        None => break,
-                    }
+    (start_strategy(), prop::collection::vec((step_strategy(), value_strategy()), 0..300)).prop_map(|(start, rest)| {
+        let mut t = start;
+        let mut out = Vec::with_capacity(rest.len());
+        for (i, (step, v)) in rest.into_iter().enumerate() {
+            if i > 0 {
+                match t.checked_add(step) {
+                    Some(next) => t = next,
+                    None => break,
                 }
-                out.push((t, v));
             }
-            out
-        })
+            out.push((t, v));
+        }
+        out
+    })
 }
 
 proptest! {

@@ -166,7 +166,10 @@ impl<'h> Appender<'h> {
     }
 
     /// Validates and sorts `pairs` in place, then finds or creates their series.
-    fn find_or_create_checked<'a>(&mut self, pairs: &mut [(&'a str, &'a str)]) -> std::result::Result<SeriesHandle, LabelError> {
+    fn find_or_create_checked<'a>(
+        &mut self,
+        pairs: &mut [(&'a str, &'a str)],
+    ) -> std::result::Result<SeriesHandle, LabelError> {
         let maps = self.head.series_maps();
         let sorted = match validate(pairs, true) {
             Ok(s) => s,
@@ -292,7 +295,8 @@ impl<'h> Appender<'h> {
             return None;
         }
         let pending = &self.pending;
-        let index = self.pending_index.get_or_insert_with(|| pending.iter().map(|&(ph, pt, pv)| ((ph.0, pt), pv)).collect());
+        let index =
+            self.pending_index.get_or_insert_with(|| pending.iter().map(|&(ph, pt, pv)| ((ph.0, pt), pv)).collect());
         index.get(&(h.0, t)).copied()
     }
 

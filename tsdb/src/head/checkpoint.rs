@@ -44,7 +44,6 @@ fn list(wal_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     Ok(out)
 }
 
-
 impl Head {
     /// Cuts a WAL segment and writes a checkpoint at it (see [`Head::checkpoint`]).
     pub fn checkpoint_now(&self) -> Result<()> {
@@ -114,27 +113,46 @@ impl Head {
                 // buffer reused for every series: no allocation per chunk.
                 scratch.clear();
                 spans.clear();
-                let read = read_sealed(&data.sealed, &mut scratch, &mut spans)
-                    .and_then(|()| data.ooo.as_ref().map_or(Ok(()), |o| read_sealed(o.sealed(), &mut scratch, &mut spans)));
+                let read = read_sealed(&data.sealed, &mut scratch, &mut spans).and_then(|()| {
+                    data.ooo.as_ref().map_or(Ok(()), |o| read_sealed(o.sealed(), &mut scratch, &mut spans))
+                });
                 if let Err(e) = read {
                     failed = Some(e);
                     return;
                 }
-                let stored = |c: &ReadSpan| StoredChunk { min_t: c.0, max_t: c.1, bytes: scratch.get(c.2.clone()).unwrap_or_default() };
+                let stored = |c: &ReadSpan| StoredChunk {
+                    min_t: c.0,
+                    max_t: c.1,
+                    bytes: scratch.get(c.2.clone()).unwrap_or_default(),
+                };
                 let (sealed, ooo_sealed) = spans.split_at(data.sealed.len().min(spans.len()));
                 let entry = SeriesChunks {
                     sref: s.sref.0,
                     next_at: data.next_at,
                     last_value: data.last_value,
                     sealed: sealed.iter().map(stored).collect(),
-                    open: data.open.as_ref().map(|c| StoredChunk { min_t: c.min_t(), max_t: c.max_t, bytes: c.chunk.bytes() }),
+                    open: data.open.as_ref().map(|c| StoredChunk {
+                        min_t: c.min_t(),
+                        max_t: c.max_t,
+                        bytes: c.chunk.bytes(),
+                    }),
                     ooo_sealed: ooo_sealed.iter().map(stored).collect(),
                     ooo_open: data.ooo.as_ref().map(|o| o.open.samples().collect()).unwrap_or_default(),
                 };
-                if entry.sealed.is_empty() && entry.open.is_none() && entry.ooo_sealed.is_empty() && entry.ooo_open.is_empty() {
+                if entry.sealed.is_empty()
+                    && entry.open.is_none()
+                    && entry.ooo_sealed.is_empty()
+                    && entry.ooo_open.is_empty()
+                {
                     return;
                 }
-                n_samples += entry.sealed.iter().chain(&entry.open).chain(&entry.ooo_sealed).map(|c| u64::from(num_samples(c.bytes))).sum::<u64>()
+                n_samples += entry
+                    .sealed
+                    .iter()
+                    .chain(&entry.open)
+                    .chain(&entry.ooo_sealed)
+                    .map(|c| u64::from(num_samples(c.bytes)))
+                    .sum::<u64>()
                     + entry.ooo_open.len() as u64;
                 record::encode_chunks(&mut samples_rec, &entry);
                 drop(entry);

@@ -189,7 +189,8 @@ impl HeadChunks {
                     .create_new(true)
                     .open(&path)
                     .map_err(io_error("create head chunk file", &path))?;
-                let f = Arc::new(ChunkFile { file, path, flushed: AtomicU64::new(0), tail: Mutex::new(Tail::default()) });
+                let f =
+                    Arc::new(ChunkFile { file, path, flushed: AtomicU64::new(0), tail: Mutex::new(Tail::default()) });
                 cur.file = Some(Arc::clone(&f));
                 cur.size = 0;
                 f

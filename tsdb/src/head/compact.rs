@@ -83,7 +83,12 @@ impl Taken {
         let c = self.copy(mint, maxt);
         // A chunk that straddles the range (only possible if the chunk range differs from the block
         // range) is re-encoded from its in-range samples like out-of-order data.
-        let straddles = c.sealed.iter().map(|s| (s.min_t, s.max_t)).chain(c.open.as_ref().map(|o| (o.0, o.1))).any(|(lo, hi)| lo < mint || hi >= maxt);
+        let straddles = c
+            .sealed
+            .iter()
+            .map(|s| (s.min_t, s.max_t))
+            .chain(c.open.as_ref().map(|o| (o.0, o.1)))
+            .any(|(lo, hi)| lo < mint || hi >= maxt);
         if self.ooo_ts.is_empty() && !straddles {
             let mut chunks = Vec::with_capacity(c.sealed.len() + 1);
             for s in &c.sealed {
@@ -119,10 +124,7 @@ impl Taken {
         if differing > 0 {
             shadowed.fetch_add(differing, Ordering::Relaxed);
         }
-        Ok(all
-            .chunks(SAMPLES_PER_MERGED_CHUNK)
-            .filter_map(ChunkMeta::raw)
-            .collect())
+        Ok(all.chunks(SAMPLES_PER_MERGED_CHUNK).filter_map(ChunkMeta::raw).collect())
     }
 
     /// Copies what may be taken out of the series under its lock; chunk files are read after.

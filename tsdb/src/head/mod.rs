@@ -156,7 +156,11 @@ impl Head {
 
     /// Like [`Head::open`], with what the blocks on disk say.
     pub fn open_with(dir: &Path, opts: Options, hints: OpenHints) -> Result<Arc<Head>> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { op: "create directory", path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            op: "create directory",
+            path: dir.to_owned(),
+            source,
+        })?;
         let wal_dir = dir.join("wal");
         let wal = match &opts.wal {
             Some(wopts) => {

@@ -137,9 +137,21 @@ mod tests {
             (h - 2 * H, 1.0, None, lim(h, 3 * H), Ok(P::OutOfOrder)),
             (h - 4 * H, 1.0, None, lim(h, 3 * H), Err(E::TooOld)),
             // empty head accepts anything
-            (i64::MIN + 1, 1.0, None, Limits { head_max_t: i64::MIN, min_valid_t: i64::MIN, ooo_window: 0, max_future_t: i64::MAX }, Ok(P::InOrder)),
+            (
+                i64::MIN + 1,
+                1.0,
+                None,
+                Limits { head_max_t: i64::MIN, min_valid_t: i64::MIN, ooo_window: 0, max_future_t: i64::MAX },
+                Ok(P::InOrder),
+            ),
             // future bound
-            (h + 11, 1.0, tail(h, 1.0), Limits { max_future_t: h + 10, ..lim(h, 0) }, Err(E::TooFarInFuture { t: h + 11, max_t: h + 10 })),
+            (
+                h + 11,
+                1.0,
+                tail(h, 1.0),
+                Limits { max_future_t: h + 10, ..lim(h, 0) },
+                Err(E::TooFarInFuture { t: h + 11, max_t: h + 10 }),
+            ),
             (h + 10, 1.0, tail(h, 1.0), Limits { max_future_t: h + 10, ..lim(h, 0) }, Ok(P::InOrder)),
             // applying from the WAL: nothing is rejected for age
             (h - 5, 1.0, tail(h, 1.0), Limits::accept_all(h - H), Ok(P::OutOfOrder)),

@@ -281,7 +281,8 @@ impl Replay<'_> {
         data.next_at = c.next_at;
         data.last_value = c.last_value;
         if !c.ooo_sealed.is_empty() || !c.ooo_open.is_empty() {
-            let sealed = c.ooo_sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
+            let sealed =
+                c.ooo_sealed.iter().map(|ch| SealedChunk::seal(ch.min_t, ch.max_t, ch.bytes, chunks)).collect();
             let mut ooo = OooData::new(OooChunk::default(), sealed);
             for &(t, v) in &c.ooo_open {
                 ooo.insert_open(t, v, chunks);

@@ -56,7 +56,9 @@ impl SealedChunk {
     /// A chunk written to `chunks` if given (and the write succeeds), else kept in memory.
     pub(crate) fn seal(min_t: i64, max_t: i64, bytes: &[u8], chunks: Option<&HeadChunks>) -> SealedChunk {
         match chunks.and_then(|c| c.write(bytes)) {
-            Some(disk) => SealedChunk { min_t, max_t, samples: crate::chunkenc::num_samples(bytes), data: SealedData::Disk(disk) },
+            Some(disk) => {
+                SealedChunk { min_t, max_t, samples: crate::chunkenc::num_samples(bytes), data: SealedData::Disk(disk) }
+            }
             None => SealedChunk::in_memory(min_t, max_t, bytes.into()),
         }
     }
@@ -715,7 +717,12 @@ impl StripeSeries {
 
     /// Returns the existing series with these labels, or inserts the one `make` builds.
     /// The bool is true if the series was created.
-    pub fn get_or_create(&self, hash: u64, packed: &[u8], make: impl FnOnce() -> Arc<MemSeries>) -> (Arc<MemSeries>, bool) {
+    pub fn get_or_create(
+        &self,
+        hash: u64,
+        packed: &[u8],
+        make: impl FnOnce() -> Arc<MemSeries>,
+    ) -> (Arc<MemSeries>, bool) {
         let mut shard = self.hash_shard(hash).write().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = shard.get(hash, packed) {
             return (Arc::clone(s), false);

@@ -19,7 +19,11 @@ fn read_all(head: &std::sync::Arc<Head>, name: &str) -> Vec<(i64, f64)> {
 }
 
 fn wal_options(window: i64) -> Options {
-    Options { ooo_time_window_ms: window, wal: Some(wal::Options { segment_size_bytes: 1 << 20, ..Default::default() }), ..Options::default() }
+    Options {
+        ooo_time_window_ms: window,
+        wal: Some(wal::Options { segment_size_bytes: 1 << 20, ..Default::default() }),
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -61,7 +65,10 @@ fn duplicates_and_conflicts() {
     app.append_pairs(&[("__name__", "m")], 90 * MIN, 0.25).unwrap();
     let stats = app.commit().unwrap();
     assert_eq!((stats.out_of_order, stats.conflicts), (0, 1));
-    assert_eq!(read_all(&head, "m"), vec![(90 * MIN, 0.5), (100 * MIN, 1.0), (101 * MIN, 2.0), (102 * MIN, 3.0), (103 * MIN, 4.0)]);
+    assert_eq!(
+        read_all(&head, "m"),
+        vec![(90 * MIN, 0.5), (100 * MIN, 1.0), (101 * MIN, 2.0), (102 * MIN, 3.0), (103 * MIN, 4.0)]
+    );
 }
 
 #[test]
@@ -298,8 +305,11 @@ fn lazy_selection_sorted_and_unordered_agree_with_select() {
     app.commit().unwrap();
     let q = head.querier(5 * MIN, 20 * MIN);
     let ms = [Matcher::equal("__name__", "m")];
-    let snap = |s: &crate::querier::LazySeries| s.snapshot(q.mint(), q.maxt()).map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>()));
-    let selected: Vec<_> = q.select(&ms).iter().map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>())).collect();
+    let snap = |s: &crate::querier::LazySeries| {
+        s.snapshot(q.mint(), q.maxt()).map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>()))
+    };
+    let selected: Vec<_> =
+        q.select(&ms).iter().map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>())).collect();
     assert_eq!(selected.len(), 5);
     let sorted: Vec<_> = q.select_lazy(&ms).iter().filter_map(snap).collect();
     assert_eq!(sorted, selected);
@@ -326,7 +336,14 @@ fn series_left_without_samples_are_removed_unless_an_appender_holds_them() {
         app.append_pairs(&stays, i * MIN, 3.0).unwrap();
     }
     app.commit().unwrap();
-    let old_ref = head.series_maps().get_by_packed(crate::labels::Labels::from_pairs(&gone).unwrap().stable_hash(), crate::labels::Labels::from_pairs(&gone).unwrap().packed()).unwrap().sref;
+    let old_ref = head
+        .series_maps()
+        .get_by_packed(
+            crate::labels::Labels::from_pairs(&gone).unwrap().stable_hash(),
+            crate::labels::Labels::from_pairs(&gone).unwrap().packed(),
+        )
+        .unwrap()
+        .sref;
     // An appender that found `held` before the truncation commits to it after.
     let mut late = head.appender();
     let h = late.series(&mut held.to_vec()).unwrap();
@@ -362,7 +379,14 @@ fn series_left_without_samples_are_removed_unless_an_appender_holds_them() {
     assert_eq!(samples_of(&head, "a"), vec![(195 * MIN, 5.0)]);
     assert_eq!(samples_of(&head, "b"), vec![(190 * MIN, 4.0)]);
     assert_eq!(samples_of(&head, "c").len(), 200 - 120);
-    let new_ref = head.series_maps().get_by_packed(crate::labels::Labels::from_pairs(&gone).unwrap().stable_hash(), crate::labels::Labels::from_pairs(&gone).unwrap().packed()).unwrap().sref;
+    let new_ref = head
+        .series_maps()
+        .get_by_packed(
+            crate::labels::Labels::from_pairs(&gone).unwrap().stable_hash(),
+            crate::labels::Labels::from_pairs(&gone).unwrap().packed(),
+        )
+        .unwrap()
+        .sref;
     assert!(new_ref > old_ref);
 }
 
@@ -397,7 +421,11 @@ fn churning_series_lose_nothing_while_compacted_and_collected() {
     let dir = tempfile::tempdir().unwrap();
     // With a WAL: a snapshot is ordered against commits by the WAL's writer lock.
     let wal = wal::Options { sync: wal::SyncPolicy::Never, segment_size_bytes: 1 << 20 };
-    let head = Head::open(dir.path(), Options { chunk_range_ms: RANGE, ooo_time_window_ms: RANGE, wal: Some(wal), ..Options::default() }).unwrap();
+    let head = Head::open(
+        dir.path(),
+        Options { chunk_range_ms: RANGE, ooo_time_window_ms: RANGE, wal: Some(wal), ..Options::default() },
+    )
+    .unwrap();
     let mut stored: BTreeMap<(String, i64), f64> = BTreeMap::new();
     let accepted: BTreeSet<(String, i64)> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..2)
@@ -560,7 +588,10 @@ fn far_future_samples_rejected() {
     let now = crate::head::now_ms();
     let mut app = head.appender();
     assert!(matches!(app.append_pairs(&[("__name__", "f")], i64::MAX, 1.0), Err(AppendError::TooFarInFuture { .. })));
-    assert!(matches!(app.append_pairs(&[("__name__", "f")], now + 60 * MIN, 1.0), Err(AppendError::TooFarInFuture { .. })));
+    assert!(matches!(
+        app.append_pairs(&[("__name__", "f")], now + 60 * MIN, 1.0),
+        Err(AppendError::TooFarInFuture { .. })
+    ));
     app.append_pairs(&[("__name__", "f")], now + MIN, 1.0).unwrap();
     app.append_pairs(&[("__name__", "g")], now, 1.0).unwrap();
     app.commit().unwrap();

@@ -57,7 +57,14 @@ impl Toc {
     /// The 52 TOC bytes: offsets then their CRC.
     pub fn encode(&self) -> [u8; TOC_LEN] {
         let mut b = Vec::with_capacity(TOC_LEN);
-        for v in [self.symbols, self.series, self.label_indices, self.label_indices_table, self.postings, self.postings_table] {
+        for v in [
+            self.symbols,
+            self.series,
+            self.label_indices,
+            self.label_indices_table,
+            self.postings,
+            self.postings_table,
+        ] {
             b.extend_from_slice(&v.to_be_bytes());
         }
         let crc = super::encoding::crc32c(&b);

@@ -137,7 +137,8 @@ impl IndexReader {
 
     /// The symbol with number `id`.
     pub fn symbol(&self, id: u32) -> Result<&str> {
-        let off = *self.symbols.get(id as usize).ok_or_else(|| self.corrupt(Corrupt::at(0, "unknown symbol number")))?;
+        let off =
+            *self.symbols.get(id as usize).ok_or_else(|| self.corrupt(Corrupt::at(0, "unknown symbol number")))?;
         let b = self.bytes();
         let mut d = Dec::new(b.get(off as usize..).unwrap_or_default(), off as usize);
         d.uvarint_str().map_err(|c| self.corrupt(c))

@@ -40,7 +40,14 @@ fn read_all(r: &IndexReader) -> Result<Vec<(Labels, Vec<IndexChunk>)>, crate::bl
 
 #[test]
 fn toc_bytes() {
-    let toc = Toc { symbols: 5, series: 32, label_indices: 100, label_indices_table: 200, postings: 150, postings_table: 250 };
+    let toc = Toc {
+        symbols: 5,
+        series: 32,
+        label_indices: 100,
+        label_indices_table: 200,
+        postings: 150,
+        postings_table: 250,
+    };
     let b = toc.encode();
     assert_eq!(&b[..8], &5u64.to_be_bytes());
     assert_eq!(&b[40..48], &250u64.to_be_bytes());

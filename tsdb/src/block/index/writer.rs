@@ -51,7 +51,11 @@ pub fn write_index(path: &Path, series: &[(Labels, Vec<IndexChunk>)]) -> Result<
     let f = File::create(path).map_err(BlockError::io("create", path))?;
     let mut out = Out { w: BufWriter::with_capacity(1 << 20, f), pos: 0, path: path.to_path_buf() };
     write_to(&mut out, series)?;
-    let f = out.w.into_inner().map_err(|e| BlockError::Io { op: "write", path: path.to_path_buf(), source: e.into_error() })?;
+    let f = out.w.into_inner().map_err(|e| BlockError::Io {
+        op: "write",
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
     f.sync_all().map_err(BlockError::io("fsync", path))
 }
 
