@@ -70,12 +70,16 @@ fn testdata_dir() -> PathBuf {
 #[test]
 fn promql_conformance() {
     let dir = testdata_dir();
-    let dir = if dir.is_dir() { dir } else { PathBuf::from("/work/shared/promql-testdata") };
-    assert!(
-        dir.is_dir(),
-        "PromQL test data not found at {} (expected shared/ beside the repo)",
-        testdata_dir().display()
-    );
+    if !dir.is_dir() {
+        // A clone of the repository alone has no test data; CI always has it beside the repository.
+        assert!(
+            std::env::var("CI").is_err(),
+            "PromQL test data not found at {} (CI clones shared/ beside the repository)",
+            dir.display()
+        );
+        println!("skipped: PromQL test data not found at {} (shared/ beside the repository)", dir.display());
+        return;
+    }
     let known_path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/known_failures.txt");
     let known: BTreeSet<String> = std::fs::read_to_string(known_path)
         .unwrap_or_default()

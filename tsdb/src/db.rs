@@ -105,13 +105,19 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 /// Kills the process at a named point when `STRATA_CRASH_AT` names it: fault injection for the crash
-/// tests. Costs one environment lookup per compaction step.
+/// tests. Compiled only with the `crash-points` feature, which only test builds enable.
+#[cfg(feature = "crash-points")]
 pub(crate) fn crash_point(name: &str) {
     if std::env::var("STRATA_CRASH_AT").is_ok_and(|v| v == name) {
         tracing::warn!(point = name, "STRATA_CRASH_AT: aborting");
         std::process::abort();
     }
 }
+
+/// Without the `crash-points` feature the named points compile to nothing.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub(crate) fn crash_point(_name: &str) {}
 
 impl Db {
     /// Opens the database in `dir`: sets corrupt blocks aside, opens the others, replays the WAL.
