@@ -9,7 +9,7 @@ use strata_benches::workload::{chunk_inputs, Kind};
 use tsdb::chunkenc::{XorChunk, XorIter};
 
 const CHUNKS: usize = 200;
-const SAMPLES_PER_CHUNK: u32 = 120;
+const SAMPLES_PER_CHUNK: u32 = tsdb::chunk::SAMPLES_PER_CHUNK as u32;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("xor");

@@ -5,20 +5,51 @@ use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matcher};
 
-use crate::engine::{Labels, Selected, Storage, StorageSeries};
+use tsdb::querier::ReadWarnings;
+
+use crate::engine::{Labels, Selected, SeriesSet, Storage, StorageSeries};
 use crate::error::{QueryError, Result};
 
 /// Reads from the database (head and blocks).
+///
+/// What cannot be read (a damaged block, an unreadable head chunk file) fails the query with a
+/// server error naming it, unless the storage is [`TsdbStorage::partial`]: then the block or series
+/// is left out and [`TsdbStorage::warnings`] says what is missing (Prometheus's `warnings`).
 #[derive(Clone)]
 pub struct TsdbStorage {
     db: Arc<tsdb::Db>,
+    partial: Option<Arc<ReadWarnings>>,
 }
 
 impl TsdbStorage {
     /// Storage over `db`.
     pub fn new(db: Arc<tsdb::Db>) -> TsdbStorage {
-        TsdbStorage { db }
+        TsdbStorage { db, partial: None }
     }
+
+    /// Storage over `db` that leaves out what it cannot read, with a warning.
+    pub fn partial(db: Arc<tsdb::Db>) -> TsdbStorage {
+        TsdbStorage { db, partial: Some(Arc::default()) }
+    }
+
+    /// The warnings of a partial read so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.partial.as_ref().map(|w| w.take()).unwrap_or_default()
+    }
+
+    /// A querier over `[mint, maxt]` with this storage's policy for unreadable data.
+    pub fn querier(&self, mint: i64, maxt: i64) -> tsdb::Querier {
+        let q = self.db.querier(mint, maxt);
+        match &self.partial {
+            Some(w) => q.partial(Arc::clone(w)),
+            None => q,
+        }
+    }
+}
+
+/// A storage read error as a query error: a server fault (`internal`, 500) naming what failed.
+pub fn read_error(e: tsdb::Error) -> QueryError {
+    QueryError::Internal(format!("reading storage: {e}"))
 }
 
 /// Converts a parsed matcher to a tsdb matcher.
@@ -42,10 +73,8 @@ impl StorageSeries for tsdb::querier::LazySeries {
     fn labels(&self) -> Labels {
         from_tsdb_labels(self.labels())
     }
-    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        if let Some(s) = self.snapshot(mint, maxt) {
-            out.extend(s.samples(mint, maxt));
-        }
+    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        self.read_samples(mint, maxt, out).map_err(read_error)
     }
     fn prefetch(&self) {
         tsdb::querier::LazySeries::prefetch(self);
@@ -55,12 +84,36 @@ impl StorageSeries for tsdb::querier::LazySeries {
     }
 }
 
+/// The series a selector matched, with the storage's policy for series that cannot be read.
+struct TsdbSelected {
+    series: Vec<tsdb::querier::LazySeries>,
+    partial: Option<Arc<ReadWarnings>>,
+}
+
+impl SeriesSet for TsdbSelected {
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+    fn get(&self, i: usize) -> Option<&dyn StorageSeries> {
+        self.series.get(i).map(|s| s as &dyn StorageSeries)
+    }
+    fn read_failed(&self, e: QueryError) -> Result<()> {
+        match &self.partial {
+            Some(w) => {
+                w.add_message(e.to_string());
+                Ok(())
+            }
+            None => Err(e),
+        }
+    }
+}
+
 impl TsdbStorage {
     fn select_lazy(&self, matchers: &[Matcher], mint: i64, maxt: i64, sorted: bool) -> Result<Selected<'_>> {
         let ms = matchers.iter().map(to_tsdb_matcher).collect::<Result<Vec<_>>>()?;
-        let q = self.db.querier(mint, maxt);
-        let series = if sorted { q.select_lazy(&ms) } else { q.select_lazy_unordered(&ms) };
-        Ok(Box::new(series))
+        let q = self.querier(mint, maxt);
+        let series = if sorted { q.select_lazy(&ms) } else { q.select_lazy_unordered(&ms) }.map_err(read_error)?;
+        Ok(Box::new(TsdbSelected { series, partial: self.partial.clone() }))
     }
 }
 

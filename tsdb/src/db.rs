@@ -387,36 +387,15 @@ impl Db {
         let maxt = inputs.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
         let all = [Matcher::new(MatchType::Regex, "__name__", ".*")
             .map_err(|e| Error::Corruption { what: "matcher".into(), reason: e.to_string() })?];
-        let mut series: std::collections::BTreeMap<crate::labels::Labels, crate::querier::Series> =
+        // Per series, the chunks of each input in input order: the block writer merges those that
+        // overlap, and the earlier input's sample wins a timestamp tie.
+        let mut series: std::collections::BTreeMap<crate::labels::Labels, Vec<crate::chunk::ChunkMeta>> =
             std::collections::BTreeMap::new();
         for b in inputs {
             for (labels, chunks) in b.select(&all).map_err(Error::from)? {
-                match series.get_mut(&labels) {
-                    Some(s) => s.add_chunks(chunks),
-                    None => {
-                        series
-                            .insert(labels.clone(), crate::querier::Series { labels, chunks, ooo_chunks: Vec::new() });
-                    }
-                }
+                series.entry(labels).or_default().extend(chunks);
             }
         }
-        let out = series.into_values().map(|s| {
-            let chunks = if s.ooo_chunks.is_empty() {
-                s.chunks.clone()
-            } else {
-                let all: Vec<(i64, f64)> = s.samples(i64::MIN, i64::MAX).collect();
-                all.chunks(120)
-                    .filter_map(|p| {
-                        Some(crate::querier::ChunkMeta {
-                            min_t: p.first()?.0,
-                            max_t: p.last()?.0,
-                            data: crate::querier::ChunkData::Raw(p.into()),
-                        })
-                    })
-                    .collect()
-            };
-            (s.labels, chunks)
-        });
         let mut sources: Vec<block::Ulid> = inputs.iter().flat_map(|b| b.meta().compaction.sources.clone()).collect();
         sources.sort();
         sources.dedup();
@@ -426,7 +405,7 @@ impl Db {
             .map(|b| block::BlockDesc { ulid: b.meta().ulid, min_time: b.meta().min_time, max_time: b.meta().max_time })
             .collect();
         let compaction = Compaction { level, sources, parents, ..Compaction::default() };
-        let meta = block::write_block(&self.dir, out, mint, maxt, compaction, None)?;
+        let meta = block::write_block(&self.dir, series, mint, maxt, compaction, None)?;
         crash_point("after-merge-write");
         {
             let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
@@ -543,8 +522,8 @@ fn remove_merged_parents(dir: &Path, blocks: &mut Vec<Arc<Block>>) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::{ChunkData, ChunkMeta};
     use crate::labels::Labels;
-    use crate::querier::{ChunkData, ChunkMeta};
 
     const H2: i64 = 2 * 3_600_000;
 
@@ -575,7 +554,7 @@ mod tests {
 
     fn all_samples(db: &Db) -> Vec<(i64, f64)> {
         let q = db.querier(i64::MIN, i64::MAX);
-        let s = q.select(&[Matcher::equal("__name__", "m")]);
+        let s = q.select(&[Matcher::equal("__name__", "m")]).unwrap();
         s.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
     }
 

@@ -29,6 +29,9 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A chunk's bytes could not be decoded.
+    #[error("{0}")]
+    Decode(#[from] crate::chunk::DecodeError),
     /// The head is closed.
     #[error("storage is closed")]
     Closed,

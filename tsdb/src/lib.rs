@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`labels`]: validated, sorted label sets and matchers.
 //! - [`chunkenc`]: Prometheus-compatible XOR (Gorilla) chunks; no I/O, no locks.
+//! - [`chunk`]: a series' chunks as readers, compaction and the block writer pass them around.
+//! - [`merge`]: the one first-wins merge of a series' chunks into sorted samples.
 //! - [`block`]: Prometheus-compatible persisted blocks (meta.json, index, chunks, tombstones).
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
@@ -13,11 +15,13 @@
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod chunk;
 pub mod chunkenc;
 pub mod db;
 pub mod error;
 pub mod head;
 pub mod labels;
+pub mod merge;
 mod prefetch;
 pub mod querier;
 pub mod record;

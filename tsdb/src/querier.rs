@@ -5,38 +5,53 @@
 //! writers for longer than one series' snapshot, and never see a chunk change under them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::block::Block;
+use crate::chunk::{ChunkData, ChunkMeta};
 use crate::chunkenc::XorIter;
+use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::labels::{Labels, Matcher};
+use crate::merge::{Chain, Merge, Samples};
 
-/// One source of samples of a series.
-#[derive(Debug, Clone)]
-pub enum ChunkData {
-    /// XOR chunk bytes (sealed or a copy of the open chunk).
-    Xor(Arc<[u8]>),
-    /// Uncompressed sorted samples (a copy of the open out-of-order chunk).
-    Raw(Arc<[(i64, f64)]>),
+/// Reads that failed (a block's index or chunks, a head chunk file, an undecodable chunk), since
+/// the process started.
+static READ_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Number of reads that failed since the process started (`strata_storage_read_errors_total`).
+pub fn read_errors_total() -> u64 {
+    READ_ERRORS.load(Ordering::Relaxed)
 }
 
-/// A chunk with its time range.
-#[derive(Debug, Clone)]
-pub struct ChunkMeta {
-    /// First timestamp.
-    pub min_t: i64,
-    /// Last timestamp.
-    pub max_t: i64,
-    /// The samples.
-    pub data: ChunkData,
+fn count_read_error(e: Error) -> Error {
+    READ_ERRORS.fetch_add(1, Ordering::Relaxed);
+    e
 }
 
-impl ChunkMeta {
-    /// Decoded samples, sorted by time, as a chunk; `None` if there are none.
-    pub fn raw(samples: &[(i64, f64)]) -> Option<ChunkMeta> {
-        let (first, last) = (samples.first()?.0, samples.last()?.0);
-        Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(samples.into()) })
+/// The warnings of a read that was asked to leave out what it cannot read (`partial_response`)
+/// instead of failing. Shared by everything one request reads.
+#[derive(Debug, Default)]
+pub struct ReadWarnings(Mutex<Vec<String>>);
+
+impl ReadWarnings {
+    /// Records that `e` left something out of the answer.
+    pub fn add(&self, e: &Error) {
+        self.add_message(e.to_string());
+    }
+
+    /// Records a warning (each text once).
+    pub fn add_message(&self, msg: String) {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !w.contains(&msg) {
+            w.push(msg);
+        }
+    }
+
+    /// The warnings so far, each once.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -69,125 +84,31 @@ impl Series {
 
     /// All samples with `mint <= t <= maxt`, sorted by time, one per timestamp: at a timestamp held by
     /// several chunks, the one listed first wins (in-order chunks before out-of-order ones, so an
-    /// in-order sample wins over a late one, which the head stores without comparing them).
-    pub fn samples(&self, mint: i64, maxt: i64) -> SampleIter<'_> {
+    /// in-order sample wins over a late one, which the head stores without comparing them). Check
+    /// [`Samples::error`] after the last sample.
+    pub fn samples(&self, mint: i64, maxt: i64) -> Samples<'_> {
         if self.ooo_chunks.is_empty() {
-            return SampleIter::Chain(ChainIter { chunks: &self.chunks, idx: 0, cur: None, mint, maxt });
+            return Samples::Chain(Chain::new(&self.chunks, mint, maxt));
         }
-        let mut all: Vec<(i64, f64)> = Vec::new();
-        let mut push_chunk = |c: &ChunkMeta| {
-            if c.max_t < mint || c.min_t > maxt {
-                return;
-            }
-            match &c.data {
-                ChunkData::Xor(b) => all.extend(XorIter::new(b).filter(|&(t, _)| t >= mint && t <= maxt)),
-                ChunkData::Raw(s) => all.extend(s.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt)),
-            }
-        };
-        // In-order first so the stable sort keeps them ahead of out-of-order samples at equal t.
-        self.chunks.iter().for_each(&mut push_chunk);
-        self.ooo_chunks.iter().for_each(&mut push_chunk);
-        all.sort_by_key(|s| s.0);
-        all.dedup_by_key(|s| s.0);
-        SampleIter::Merged(all.into_iter())
+        Samples::Merge(Merge::new(self.chunks.iter().chain(&self.ooo_chunks), mint, maxt))
     }
-}
 
-/// Iterator over a series' samples.
-pub enum SampleIter<'a> {
-    /// Only in-order chunks: decoded one after the other.
-    Chain(ChainIter<'a>),
-    /// In-order and out-of-order data merged.
-    Merged(std::vec::IntoIter<(i64, f64)>),
-}
-
-impl Iterator for SampleIter<'_> {
-    type Item = (i64, f64);
-    fn next(&mut self) -> Option<(i64, f64)> {
-        match self {
-            SampleIter::Chain(c) => c.next(),
-            SampleIter::Merged(m) => m.next(),
+    /// Appends [`Series::samples`] to `out`; an undecodable chunk is an error.
+    pub fn read_samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        let mut it = self.samples(mint, maxt);
+        out.extend(it.by_ref());
+        match it.error() {
+            Some(e) => Err(count_read_error(Error::Decode(e.clone()))),
+            None => Ok(()),
         }
     }
 }
 
-/// Decodes non-overlapping chunks in order, skipping chunks outside the range without decoding them.
-pub struct ChainIter<'a> {
-    chunks: &'a [ChunkMeta],
-    idx: usize,
-    cur: Option<CurChunk<'a>>,
-    mint: i64,
-    maxt: i64,
-}
-
-enum CurChunk<'a> {
-    Xor(XorIter<'a>),
-    Raw(std::slice::Iter<'a, (i64, f64)>),
-}
-
-impl Iterator for ChainIter<'_> {
-    type Item = (i64, f64);
-    fn next(&mut self) -> Option<(i64, f64)> {
-        loop {
-            if let Some(cur) = &mut self.cur {
-                let next = match cur {
-                    CurChunk::Xor(it) => it.next(),
-                    CurChunk::Raw(it) => it.next().copied(),
-                };
-                match next {
-                    Some((t, _)) if t < self.mint => continue,
-                    Some((t, _)) if t > self.maxt => {
-                        self.idx = self.chunks.len();
-                        self.cur = None;
-                        return None;
-                    }
-                    Some(s) => return Some(s),
-                    None => self.cur = None,
-                }
-            }
-            let c = self.chunks.get(self.idx)?;
-            self.idx += 1;
-            if c.max_t < self.mint {
-                continue;
-            }
-            if c.min_t > self.maxt {
-                self.idx = self.chunks.len();
-                return None;
-            }
-            self.cur = Some(match &c.data {
-                ChunkData::Xor(b) => {
-                    let mut it = XorIter::new(b);
-                    if c.min_t < self.mint {
-                        // Position on the first sample >= mint and yield it next.
-                        match it.seek(self.mint) {
-                            Some(s) if s.0 <= self.maxt => {
-                                self.cur = Some(CurChunk::Xor(it));
-                                return Some(s);
-                            }
-                            Some(_) => {
-                                self.idx = self.chunks.len();
-                                return None;
-                            }
-                            None => continue,
-                        }
-                    }
-                    CurChunk::Xor(it)
-                }
-                ChunkData::Raw(s) => CurChunk::Raw(s.iter()),
-            });
-        }
-    }
-}
-
-/// A sealed head chunk as a [`ChunkMeta`]; a chunk that cannot be read is logged and left out.
-fn sealed_meta(c: &crate::head::series::SealedChunk) -> Option<ChunkMeta> {
-    match c.bytes() {
-        Ok(b) => Some(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(b) }),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read a head chunk; answering without it");
-            None
-        }
-    }
+/// A sealed head chunk as a [`ChunkMeta`] (its bytes are read from the head chunk file when the
+/// chunk has been written there).
+fn sealed_meta(c: &crate::head::series::SealedChunk) -> Result<ChunkMeta> {
+    let bytes = c.bytes().map_err(count_read_error)?;
+    Ok(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(bytes.into()) })
 }
 
 /// What a snapshot keeps of the open chunk `bytes` spanning `[min_t, max_t]` for a read of
@@ -290,8 +211,9 @@ impl LazySeries {
     }
 
     /// A snapshot of the chunks overlapping `[mint, maxt]` (normally the querier's range; block
-    /// chunks were already limited to that); `None` if there are none.
-    pub fn snapshot(&self, mint: i64, maxt: i64) -> Option<Series> {
+    /// chunks were already limited to that); `None` if there are none. Fails when a head chunk
+    /// cannot be read from its file.
+    pub fn snapshot(&self, mint: i64, maxt: i64) -> Result<Option<Series>> {
         let head_part = |s: &Arc<crate::head::series::MemSeries>| {
             let data = s.lock();
             snapshot_head(&s.labels, &data, mint, maxt)
@@ -300,20 +222,30 @@ impl LazySeries {
             LazySeries::Head(s) => return head_part(s),
             LazySeries::Blocks(b) => b,
         };
-        let mut series = b.head.as_ref().and_then(head_part).unwrap_or_else(|| Series {
-            labels: b.labels.clone(),
-            chunks: Vec::new(),
-            ooo_chunks: Vec::new(),
-        });
+        let head = match &b.head {
+            Some(h) => head_part(h)?,
+            None => None,
+        };
+        let mut series =
+            head.unwrap_or_else(|| Series { labels: b.labels.clone(), chunks: Vec::new(), ooo_chunks: Vec::new() });
         for chunks in &b.chunks {
             series.add_chunks(chunks.clone());
         }
-        Some(series)
+        Ok(Some(series))
+    }
+
+    /// Appends the series' samples in `[mint, maxt]` to `out`: sorted, one per timestamp. A chunk
+    /// that cannot be read or decoded is an error, never a shorter answer.
+    pub fn read_samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        match self.snapshot(mint, maxt)? {
+            Some(s) => s.read_samples(mint, maxt, out),
+            None => Ok(()),
+        }
     }
 }
 
 /// The head part of a series snapshot over `[mint, maxt]`; `None` if no chunk overlaps it.
-fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64, maxt: i64) -> Option<Series> {
+fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64, maxt: i64) -> Result<Option<Series>> {
     let overlaps = |a: i64, b: i64| a <= maxt && b >= mint;
     // Sealed in-order chunks are older than the open one: when it starts by `mint` (an instant
     // query's lookback, a range ending at the head's end), their list is not read at all. A head
@@ -321,7 +253,7 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     let sealed: &[crate::head::series::SealedChunk] =
         if d.open.as_ref().is_some_and(|c| c.min_t() <= mint) { &[] } else { &d.sealed };
     let mut chunks: Vec<ChunkMeta> =
-        sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).filter_map(sealed_meta).collect();
+        sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).map(sealed_meta).collect::<Result<_>>()?;
     if let Some(c) = &d.open {
         if overlaps(c.min_t(), c.max_t) {
             chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t(), c.max_t, mint, maxt));
@@ -329,34 +261,46 @@ fn snapshot_head(labels: &Labels, d: &crate::head::series::SeriesData, mint: i64
     }
     let mut ooo_chunks = Vec::new();
     if let Some(o) = &d.ooo {
-        ooo_chunks.extend(o.sealed_overlapping(mint, maxt).filter_map(sealed_meta));
+        for c in o.sealed_overlapping(mint, maxt) {
+            ooo_chunks.push(sealed_meta(c)?);
+        }
         ooo_chunks.extend(ooo_open_part(&o.open, mint, maxt));
     }
     if chunks.is_empty() && ooo_chunks.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(Series { labels: labels.clone(), chunks, ooo_chunks })
+    Ok(Some(Series { labels: labels.clone(), chunks, ooo_chunks }))
 }
 
 /// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with
 /// equal labels across them.
+///
+/// What cannot be read fails the read (an answer without it would look complete), unless the querier
+/// was made [`Querier::partial`]: then a block that cannot be read is left out and a warning says so.
 pub struct Querier {
     head: Arc<Head>,
     blocks: Vec<Arc<Block>>,
     mint: i64,
     maxt: i64,
+    partial: Option<Arc<ReadWarnings>>,
 }
 
 impl Querier {
     /// A querier over the head only.
     pub fn new(head: Arc<Head>, mint: i64, maxt: i64) -> Querier {
-        Querier { head, blocks: Vec::new(), mint, maxt }
+        Querier { head, blocks: Vec::new(), mint, maxt, partial: None }
     }
 
     /// A querier over the head and the blocks overlapping the range.
     pub fn with_blocks(head: Arc<Head>, blocks: &[Arc<Block>], mint: i64, maxt: i64) -> Querier {
         let blocks = blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint).cloned().collect();
-        Querier { head, blocks, mint, maxt }
+        Querier { head, blocks, mint, maxt, partial: None }
+    }
+
+    /// This querier leaving out blocks it cannot read, with a warning in `warnings` for each.
+    pub fn partial(mut self, warnings: Arc<ReadWarnings>) -> Querier {
+        self.partial = Some(warnings);
+        self
     }
 
     /// Start of the range.
@@ -369,28 +313,43 @@ impl Querier {
         self.maxt
     }
 
-    /// Series matching all matchers that have samples in the range, sorted by labels. A block that
-    /// fails to read is logged and left out of the answer.
-    pub fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
-        self.select_lazy(matchers).iter().filter_map(|s| s.snapshot(self.mint, self.maxt)).collect()
+    /// What a block read that failed with `e` does: fails the read, or (partial) leaves the block out.
+    fn block_failed(&self, b: &Block, e: crate::block::BlockError) -> Result<()> {
+        let e = count_read_error(Error::from(e));
+        tracing::warn!(block = %b.meta().ulid, error = %e, partial = self.partial.is_some(), "block read failed");
+        match &self.partial {
+            Some(w) => {
+                w.add(&e);
+                Ok(())
+            }
+            None => Err(e),
+        }
+    }
+
+    /// Series matching all matchers that have samples in the range, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>> {
+        let mut out = Vec::new();
+        for s in self.select_lazy(matchers)? {
+            out.extend(s.snapshot(self.mint, self.maxt)?);
+        }
+        Ok(out)
     }
 
     /// Series matching all matchers, sorted by labels, without reading their samples: a head series
     /// is snapshotted only when [`LazySeries::snapshot`] is called, so a caller that reads one series
     /// at a time holds one snapshot at a time. Unlike [`Querier::select`], head series without samples
-    /// in the range are included (their snapshot is `None`). A block that fails to read is logged and
-    /// left out of the answer.
-    pub fn select_lazy(&self, matchers: &[Matcher]) -> Vec<LazySeries> {
+    /// in the range are included (their snapshot is `None`).
+    pub fn select_lazy(&self, matchers: &[Matcher]) -> Result<Vec<LazySeries>> {
         self.select_lazy_sorted(matchers, true)
     }
 
     /// [`Querier::select_lazy`] in no particular order: with the head alone, the series are not
     /// sorted (on 100k series, sorting is most of the selection's time: cache misses on labels).
-    pub fn select_lazy_unordered(&self, matchers: &[Matcher]) -> Vec<LazySeries> {
+    pub fn select_lazy_unordered(&self, matchers: &[Matcher]) -> Result<Vec<LazySeries>> {
         self.select_lazy_sorted(matchers, false)
     }
 
-    fn select_lazy_sorted(&self, matchers: &[Matcher], sort: bool) -> Vec<LazySeries> {
+    fn select_lazy_sorted(&self, matchers: &[Matcher], sort: bool) -> Result<Vec<LazySeries>> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
         let mut out: Vec<LazySeries> = refs
@@ -402,14 +361,14 @@ impl Querier {
             if sort {
                 out.sort_unstable_by(|a, b| a.labels().cmp(b.labels()));
             }
-            return out;
+            return Ok(out);
         }
         let mut merged: BTreeMap<Labels, LazySeries> = out.into_iter().map(|s| (s.labels().clone(), s)).collect();
         for b in &self.blocks {
             let found = match b.select(matchers) {
                 Ok(f) => f,
                 Err(e) => {
-                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it");
+                    self.block_failed(b, e)?;
                     continue;
                 }
             };
@@ -428,11 +387,11 @@ impl Querier {
                 }
             }
         }
-        merged.into_values().collect()
+        Ok(merged.into_values().collect())
     }
 
     /// Label sets of the series matching the matchers with data in the range, sorted.
-    pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+    pub fn series_labels(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
         let mut out: BTreeSet<Labels> = refs
@@ -449,16 +408,14 @@ impl Querier {
                         .filter(|(_, cs)| cs.iter().any(|c| c.min_t <= self.maxt && c.max_t >= self.mint))
                         .map(|(l, _)| l),
                 ),
-                Err(e) => {
-                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it")
-                }
+                Err(e) => self.block_failed(b, e)?,
             }
         }
-        out.into_iter().collect()
+        Ok(out.into_iter().collect())
     }
 
     /// Label names of series matching the matchers (all series when `matchers` is empty), sorted.
-    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+    pub fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>> {
         let postings = self.head.postings();
         let mut out: BTreeSet<String> = if matchers.is_empty() {
             postings.label_names(None).into_iter().collect()
@@ -468,16 +425,14 @@ impl Querier {
         for b in &self.blocks {
             match b.label_names(matchers) {
                 Ok(names) => out.extend(names),
-                Err(e) => {
-                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it")
-                }
+                Err(e) => self.block_failed(b, e)?,
             }
         }
-        out.into_iter().collect()
+        Ok(out.into_iter().collect())
     }
 
     /// Values of label `name` among series matching the matchers (all when empty), sorted.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>> {
         let postings = self.head.postings();
         let mut out: BTreeSet<String> = if matchers.is_empty() {
             postings.label_values(name, None).into_iter().collect()
@@ -487,12 +442,10 @@ impl Querier {
         for b in &self.blocks {
             match b.label_values(name, matchers) {
                 Ok(values) => out.extend(values),
-                Err(e) => {
-                    tracing::error!(block = %b.meta().ulid, error = %e, "block read failed; answering without it")
-                }
+                Err(e) => self.block_failed(b, e)?,
             }
         }
-        out.into_iter().collect()
+        Ok(out.into_iter().collect())
     }
 }
 
@@ -561,6 +514,7 @@ mod tests {
             let q = Querier::new(std::sync::Arc::clone(&head), mint, maxt);
             let got: Vec<(i64, f64)> = q
                 .select(&[Matcher::equal("__name__", "m")])
+                .unwrap()
                 .iter()
                 .flat_map(|s| s.samples(mint, maxt).collect::<Vec<_>>())
                 .collect();

@@ -52,7 +52,7 @@ async fn send(state: &IngestState, req: &WriteRequest) -> (StatusCode, String) {
 fn samples(head: &Arc<tsdb::Head>, name: &str) -> Vec<(i64, f64)> {
     let q = head.querier(i64::MIN, i64::MAX);
     let mut out = Vec::new();
-    for s in q.select(&[tsdb::Matcher::equal("__name__", name)]) {
+    for s in q.select(&[tsdb::Matcher::equal("__name__", name)]).unwrap() {
         out.extend(s.samples(i64::MIN, i64::MAX));
     }
     out

@@ -16,7 +16,7 @@ use axum::Router;
 
 use crate::engine::{Engine, EngineOptions, Labels};
 use crate::error::QueryError;
-use crate::storage::{from_tsdb_labels, to_tsdb_matcher, TsdbStorage};
+use crate::storage::{from_tsdb_labels, read_error, to_tsdb_matcher, TsdbStorage};
 pub use params::Params;
 
 /// Shared state of the query API.
@@ -97,6 +97,17 @@ fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, QueryError> {
     }
 }
 
+/// The storage of one request: `partial_response=true` (Thanos's parameter) asks for an answer
+/// without the blocks or series that cannot be read, with warnings saying so, instead of an error.
+fn request_storage(st: &QueryState, p: &Params) -> Result<TsdbStorage, QueryError> {
+    let db = Arc::clone(&st.db);
+    match p.get("partial_response") {
+        "" | "false" | "0" => Ok(TsdbStorage::new(db)),
+        "true" | "1" => Ok(TsdbStorage::partial(db)),
+        s => Err(bad_param("partial_response", format!("cannot parse {s:?} to a boolean"))),
+    }
+}
+
 /// Engine options for one request: `timeout` is capped by the server's, `lookback_delta` overrides.
 fn request_options(st: &QueryState, p: &Params) -> Result<(EngineOptions, Option<Duration>), QueryError> {
     let mut opts = st.opts.clone();
@@ -144,9 +155,12 @@ async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let t = time_param(&p, "time", now_ms())?;
     let (opts, lookback) = request_options(&st, &p)?;
     let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
-    let db = Arc::clone(&st.db);
-    let v = blocking(move || Engine::new(opts).instant(&TsdbStorage::new(db), &expr, t, lookback)).await?;
-    Ok((json::query_data(&v), Vec::new()))
+    let storage = request_storage(&st, &p)?;
+    blocking(move || {
+        let v = Engine::new(opts).instant(&storage, &expr, t, lookback)?;
+        Ok((json::query_data(&v), storage.warnings()))
+    })
+    .await
 }
 
 async fn query_range(State(st): State<QueryState>, p: Params) -> Response {
@@ -175,9 +189,12 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     }
     let (opts, lookback) = request_options(&st, &p)?;
     let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
-    let db = Arc::clone(&st.db);
-    let v = blocking(move || Engine::new(opts).range(&TsdbStorage::new(db), &expr, start, end, step, lookback)).await?;
-    Ok((json::query_data(&v), Vec::new()))
+    let storage = request_storage(&st, &p)?;
+    blocking(move || {
+        let v = Engine::new(opts).range(&storage, &expr, start, end, step, lookback)?;
+        Ok((json::query_data(&v), storage.warnings()))
+    })
+    .await
 }
 
 fn group_thousands(n: usize) -> String {
@@ -242,17 +259,19 @@ async fn series_inner(st: QueryState, p: Params) -> ApiResult {
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p)?;
-    let db = Arc::clone(&st.db);
-    let mut all: Vec<Labels> = blocking(move || {
-        let q = db.querier(start, end);
-        let mut all: Vec<Labels> =
-            sets.iter().flat_map(|ms| q.series_labels(ms)).map(|l| from_tsdb_labels(&l)).collect();
+    let storage = request_storage(&st, &p)?;
+    let (mut all, mut warnings) = blocking(move || {
+        let q = storage.querier(start, end);
+        let mut all: Vec<Labels> = Vec::new();
+        for ms in &sets {
+            all.extend(q.series_labels(ms).map_err(read_error)?.iter().map(from_tsdb_labels));
+        }
         all.sort();
         all.dedup();
-        Ok(all)
+        Ok((all, storage.warnings()))
     })
     .await?;
-    let warnings = truncate(&mut all, limit);
+    warnings.extend(truncate(&mut all, limit));
     let mut out = String::from("[");
     for (i, l) in all.iter().enumerate() {
         if i > 0 {
@@ -273,19 +292,22 @@ async fn labels_inner(st: QueryState, p: Params) -> ApiResult {
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p)?;
-    let db = Arc::clone(&st.db);
-    let mut names = blocking(move || {
-        let q = db.querier(start, end);
+    let storage = request_storage(&st, &p)?;
+    let (mut names, mut warnings) = blocking(move || {
+        let q = storage.querier(start, end);
+        let mut names: Vec<String> = Vec::new();
         if sets.is_empty() {
-            return Ok(q.label_names(&[]));
+            names = q.label_names(&[]).map_err(read_error)?;
         }
-        let mut names: Vec<String> = sets.iter().flat_map(|ms| q.label_names(ms)).collect();
+        for ms in &sets {
+            names.extend(q.label_names(ms).map_err(read_error)?);
+        }
         names.sort();
         names.dedup();
-        Ok(names)
+        Ok((names, storage.warnings()))
     })
     .await?;
-    let warnings = truncate(&mut names, limit);
+    warnings.extend(truncate(&mut names, limit));
     Ok((json::string_array(&names), warnings))
 }
 
@@ -301,19 +323,22 @@ async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResul
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p)?;
-    let db = Arc::clone(&st.db);
-    let mut values = blocking(move || {
-        let q = db.querier(start, end);
+    let storage = request_storage(&st, &p)?;
+    let (mut values, mut warnings) = blocking(move || {
+        let q = storage.querier(start, end);
+        let mut values: Vec<String> = Vec::new();
         if sets.is_empty() {
-            return Ok(q.label_values(&name, &[]));
+            values = q.label_values(&name, &[]).map_err(read_error)?;
         }
-        let mut values: Vec<String> = sets.iter().flat_map(|ms| q.label_values(&name, ms)).collect();
+        for ms in &sets {
+            values.extend(q.label_values(&name, ms).map_err(read_error)?);
+        }
         values.sort();
         values.dedup();
-        Ok(values)
+        Ok((values, storage.warnings()))
     })
     .await?;
-    let warnings = truncate(&mut values, limit);
+    warnings.extend(truncate(&mut values, limit));
     Ok((json::string_array(&values), warnings))
 }
 
@@ -362,25 +387,26 @@ async fn tsdb_status_inner(st: QueryState, p: Params) -> ApiResult {
         },
     };
     let db = Arc::clone(&st.db);
-    let data = blocking(move || Ok(tsdb_stats(&db, limit))).await?;
+    let data = blocking(move || tsdb_stats(&db, limit)).await?;
     Ok((data, Vec::new()))
 }
 
 /// Cardinality statistics of the head, as Prometheus reports them.
-fn tsdb_stats(db: &Arc<tsdb::Db>, limit: usize) -> String {
+fn tsdb_stats(db: &Arc<tsdb::Db>, limit: usize) -> Result<String, QueryError> {
     let head = db.head();
     let q = head.querier(i64::MIN, i64::MAX);
-    let names = q.label_names(&[]);
+    let names = q.label_names(&[]).map_err(read_error)?;
     let mut value_counts: Vec<(String, u64)> = Vec::new();
     let mut memory: Vec<(String, u64)> = Vec::new();
     let mut pair_counts: Vec<(String, u64)> = Vec::new();
     let mut metric_counts: Vec<(String, u64)> = Vec::new();
     for n in &names {
-        let values = q.label_values(n, &[]);
+        let values = q.label_values(n, &[]).map_err(read_error)?;
         value_counts.push((n.clone(), values.len() as u64));
         let mut bytes = 0u64;
         for v in &values {
-            let count = q.series_labels(&[tsdb::Matcher::equal(n.clone(), v.clone())]).len() as u64;
+            let count =
+                q.series_labels(&[tsdb::Matcher::equal(n.clone(), v.clone())]).map_err(read_error)?.len() as u64;
             bytes += v.len() as u64 * count;
             pair_counts.push((format!("{n}={v}"), count));
             if n == "__name__" {
@@ -421,5 +447,5 @@ fn tsdb_stats(db: &Arc<tsdb::Db>, limit: usize) -> String {
         d.push(']');
     }
     d.push('}');
-    d
+    Ok(d)
 }

@@ -38,8 +38,9 @@ impl StorageSeries for MemSeries<'_> {
     fn labels(&self) -> Labels {
         self.labels.clone()
     }
-    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
         out.extend(self.samples.iter().filter(|p| p.0 >= mint && p.0 <= maxt));
+        Ok(())
     }
 }
 

@@ -58,8 +58,9 @@ impl Default for EngineOptions {
 pub trait StorageSeries: Send + Sync {
     /// The series' labels.
     fn labels(&self) -> Labels;
-    /// Appends the samples with `mint <= t <= maxt` (sorted, unique timestamps) to `out`.
-    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>);
+    /// Appends the samples with `mint <= t <= maxt` (sorted, unique timestamps) to `out`. An error
+    /// means the storage could not read all of them: see [`SeriesSet::read_failed`].
+    fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()>;
     /// A hint that the series will be read soon: the storage may start fetching its state.
     fn prefetch(&self) {}
     /// A hint given after [`StorageSeries::prefetch`], closer to the read: the storage may fetch
@@ -77,6 +78,11 @@ pub trait SeriesSet: Send + Sync {
     /// No series.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// What a series whose samples could not be read does to the query: fails it (the default), or,
+    /// where the caller asked for partial answers, leaves the series out and keeps a warning.
+    fn read_failed(&self, e: QueryError) -> Result<()> {
+        Err(e)
     }
 }
 
@@ -447,7 +453,10 @@ impl Evaluator<'_> {
             prefetch_ahead(series.as_ref(), i);
             self.check_timeout()?;
             buf.clear();
-            s.samples(mint, hi, &mut buf);
+            if let Err(e) = s.samples(mint, hi, &mut buf) {
+                series.read_failed(e)?;
+                continue;
+            }
             if buf.is_empty() {
                 continue;
             }
@@ -486,7 +495,10 @@ impl Evaluator<'_> {
         for s in series.iter() {
             self.check_timeout()?;
             let mut buf = Vec::new();
-            s.samples(mint, maxt, &mut buf);
+            if let Err(e) = s.samples(mint, maxt, &mut buf) {
+                series.read_failed(e)?;
+                continue;
+            }
             buf.retain(|p| !is_stale(p.1));
             self.add_samples(buf.len())?;
             out.push(Series { labels: Arc::new(s.labels()), points: buf });
@@ -645,6 +657,11 @@ impl Evaluator<'_> {
                         window_series_part(set, part, mint, maxt, &spec, f, deadline, buf);
                     })?;
                     for (part, done) in split_range(chunk, share).zip(&bufs) {
+                        if let Some(e) = &done.failed {
+                            // A series that could not be read: the query fails, or (partial) it
+                            // was left out of the part's output.
+                            set.read_failed(e.clone())?;
+                        }
                         if done.series.len() < part.len() {
                             return Err(QueryError::Timeout("expression evaluation"));
                         }
@@ -798,12 +815,15 @@ struct PartOutput {
     /// Per series: samples read, and where its outputs end in `outs`. Shorter than the part if
     /// the deadline passed.
     series: Vec<(usize, usize)>,
+    /// The first read error of the part (its series is there with no samples).
+    failed: Option<QueryError>,
 }
 
 impl PartOutput {
     fn clear(&mut self) {
         self.outs.clear();
         self.series.clear();
+        self.failed = None;
     }
 }
 
@@ -828,7 +848,10 @@ fn window_series_part(
         points.clear();
         prefetch_ahead(set, i);
         if let Some(s) = set.get(i) {
-            s.samples(mint, maxt, &mut points);
+            if let Err(e) = s.samples(mint, maxt, &mut points) {
+                points.clear();
+                done.failed.get_or_insert(e);
+            }
         }
         points.retain(|p| !is_stale(p.1));
         f.series(&points, spec, &mut done.outs);

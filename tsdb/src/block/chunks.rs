@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::encoding::{crc32c, put_uvarint, uvarint, Dec};
 use super::error::{BlockError, Corrupt, Result};
-use super::mmap::MappedFile;
+use super::mmap::{MappedFile, MappedSlice};
 
 /// Magic number at the start of each segment.
 pub const MAGIC_CHUNKS: u32 = 0x85BD_40DD;
@@ -179,6 +179,21 @@ impl ChunkReader {
 
     /// The chunk at `chunk_ref`: its encoding byte and data (CRC verified).
     pub fn chunk(&self, chunk_ref: u64) -> Result<(u8, &[u8])> {
+        let (m, enc, range) = self.locate(chunk_ref)?;
+        let data = m.bytes().get(range).ok_or_else(|| outside(m, chunk_ref))?;
+        Ok((enc, data))
+    }
+
+    /// [`ChunkReader::chunk`] with the data as a slice of the mapped segment that stays valid after the
+    /// reader is gone: what a query holds of a block chunk is a reference count, not a copy.
+    pub fn chunk_slice(&self, chunk_ref: u64) -> Result<(u8, MappedSlice)> {
+        let (m, enc, range) = self.locate(chunk_ref)?;
+        let data = MappedSlice::new(m, range).ok_or_else(|| outside(m, chunk_ref))?;
+        Ok((enc, data))
+    }
+
+    /// The segment holding `chunk_ref`, the chunk's encoding and the byte range of its data (CRC verified).
+    fn locate(&self, chunk_ref: u64) -> Result<(&Arc<MappedFile>, u8, std::ops::Range<usize>)> {
         let seg = (chunk_ref >> 32) as usize;
         let off = (chunk_ref & 0xFFFF_FFFF) as usize;
         let Some(m) = self.segments.get(seg) else {
@@ -188,11 +203,21 @@ impl ChunkReader {
                 reason: "chunk reference names a missing segment".into(),
             });
         };
-        read_chunk(m.bytes(), off).map_err(|c| BlockError::corrupt(m.path(), c))
+        let (enc, range) = read_chunk(m.bytes(), off).map_err(|c| BlockError::corrupt(m.path(), c))?;
+        Ok((m, enc, range))
     }
 }
 
-fn read_chunk(b: &[u8], off: usize) -> std::result::Result<(u8, &[u8]), Corrupt> {
+fn outside(m: &MappedFile, chunk_ref: u64) -> BlockError {
+    BlockError::Corruption {
+        path: m.path().to_path_buf(),
+        offset: chunk_ref,
+        reason: "chunk outside its segment".into(),
+    }
+}
+
+/// The encoding and data range of the chunk at `off` of segment bytes `b`, its CRC verified.
+fn read_chunk(b: &[u8], off: usize) -> std::result::Result<(u8, std::ops::Range<usize>), Corrupt> {
     if off < SEGMENT_HEADER_SIZE {
         return Err(Corrupt::at(off, "chunk offset inside the segment header"));
     }
@@ -206,8 +231,9 @@ fn read_chunk(b: &[u8], off: usize) -> std::result::Result<(u8, &[u8]), Corrupt>
     if crc32c(enc_and_data) != crc {
         return Err(Corrupt::at(off, "chunk checksum mismatch"));
     }
-    let (enc, data) = enc_and_data.split_first().ok_or(Corrupt::at(off, "empty chunk"))?;
-    Ok((*enc, data))
+    let enc = *enc_and_data.first().ok_or(Corrupt::at(off, "empty chunk"))?;
+    let start = off + n + 1;
+    Ok((enc, start..start + len))
 }
 
 #[cfg(test)]

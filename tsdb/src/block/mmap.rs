@@ -56,6 +56,33 @@ impl MappedFile {
     }
 }
 
+/// A byte range of a mapped file that keeps the map alive: a block's chunk handed to a reader without
+/// copying it. Cloning is one reference count.
+#[derive(Debug, Clone)]
+pub struct MappedSlice {
+    file: Arc<MappedFile>,
+    start: usize,
+    len: usize,
+}
+
+impl MappedSlice {
+    /// The bytes `range` of `file`; `None` when the range is not inside the file.
+    pub fn new(file: &Arc<MappedFile>, range: std::ops::Range<usize>) -> Option<MappedSlice> {
+        file.bytes().get(range.clone())?;
+        Some(MappedSlice { file: Arc::clone(file), start: range.start, len: range.len() })
+    }
+
+    /// The bytes (empty if the range were ever outside the file, which [`MappedSlice::new`] rules out).
+    pub fn as_slice(&self) -> &[u8] {
+        self.file.bytes().get(self.start..self.start + self.len).unwrap_or_default()
+    }
+
+    /// The mapped file the bytes are in.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +100,17 @@ mod tests {
         let m = MappedFile::open(&e).unwrap();
         assert!(m.is_empty());
         assert!(MappedFile::open(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn slices_outlive_their_other_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello world").unwrap();
+        let m = MappedFile::open(&p).unwrap();
+        let s = MappedSlice::new(&m, 6..11).unwrap();
+        assert!(MappedSlice::new(&m, 6..12).is_none());
+        drop(m);
+        assert_eq!(s.as_slice(), b"world");
     }
 }

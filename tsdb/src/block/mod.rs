@@ -28,6 +28,7 @@ pub mod writer;
 
 pub use error::{BlockError, Result};
 pub use meta::{BlockDesc, BlockMeta, BlockStats, Compaction, StrataMeta};
+pub use mmap::MappedSlice;
 pub use reader::Block;
 pub use ulid::Ulid;
 pub use writer::{write_block, write_block_fallible, write_block_with, WriteOptions};

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::*;
+use crate::chunk::{ChunkData, ChunkMeta};
 use crate::chunkenc::{XorChunk, XorIter};
 use crate::labels::{Labels, MatchType, Matcher};
-use crate::querier::{ChunkData, ChunkMeta};
 
 type Samples = Vec<(i64, f64)>;
 type Input = Vec<(Labels, Vec<ChunkMeta>)>;

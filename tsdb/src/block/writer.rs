@@ -12,12 +12,10 @@ use super::index::{write_index, IndexChunk, INDEX_FILENAME};
 use super::meta::{BlockMeta, BlockStats, Compaction, StrataMeta, META_VERSION};
 use super::tombstones;
 use super::ulid::Ulid;
-use crate::chunkenc::{Encoding, XorChunk, XorIter};
+use crate::chunk::{ChunkData, ChunkMeta, SAMPLES_PER_CHUNK};
+use crate::chunkenc::{Encoding, XorChunk};
 use crate::labels::Labels;
-use crate::querier::{ChunkData, ChunkMeta};
-
-/// Samples per chunk when the writer (re-)encodes chunks, as Prometheus's head cuts them.
-pub const SAMPLES_PER_CHUNK: usize = 120;
+use crate::merge::{Chain, Merge};
 /// Suffix of a block directory that is still being written.
 pub const TMP_FOR_CREATION_SUFFIX: &str = ".tmp-for-creation";
 
@@ -189,15 +187,6 @@ fn xor_sample_count(b: &[u8]) -> Option<u16> {
     b.first_chunk::<2>().map(|h| u16::from_be_bytes(*h))
 }
 
-fn decode_xor(labels: &Labels, b: &[u8]) -> Result<Vec<(i64, f64)>> {
-    let mut it = XorIter::new(b);
-    let samples: Vec<(i64, f64)> = it.by_ref().collect();
-    if let Some(e) = it.error() {
-        return Err(BlockError::invalid(format!("series {labels}: undecodable XOR chunk: {e}")));
-    }
-    Ok(samples)
-}
-
 fn encode_samples(samples: &[(i64, f64)], out: &mut Vec<OutChunk>) {
     for part in samples.chunks(SAMPLES_PER_CHUNK) {
         let (Some(first), Some(last)) = (part.first(), part.last()) else { continue };
@@ -209,50 +198,50 @@ fn encode_samples(samples: &[(i64, f64)], out: &mut Vec<OutChunk>) {
     }
 }
 
-/// Turns a series' chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping.
+/// Turns a series' chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping:
+/// XOR chunks inside the range as they are, the rest decoded and re-encoded; overlapping chunks are
+/// merged (the earlier-listed chunk's sample wins a timestamp tie).
 fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<OutChunk>> {
-    let in_range = |t: i64| t >= min_t && t < max_t_excl;
-    let mut out: Vec<OutChunk> = Vec::with_capacity(chunks.len());
     for c in chunks {
-        match &c.data {
-            ChunkData::Xor(b) => {
-                let n = xor_sample_count(b).ok_or_else(|| {
-                    BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header"))
-                })?;
-                if n == 0 || c.max_t < min_t || c.min_t >= max_t_excl {
-                    continue;
-                }
-                if c.min_t >= min_t && c.max_t < max_t_excl && c.min_t <= c.max_t {
-                    out.push(OutChunk { min_t: c.min_t, max_t: c.max_t, samples: u64::from(n), bytes: b.to_vec() });
-                } else {
-                    let s: Vec<_> = decode_xor(labels, b)?.into_iter().filter(|s| in_range(s.0)).collect();
-                    encode_samples(&s, &mut out);
-                }
-            }
-            ChunkData::Raw(s) => {
-                let s: Vec<_> = s.iter().copied().filter(|s| in_range(s.0)).collect();
-                if s.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
-                    return Err(BlockError::invalid(format!(
-                        "series {labels}: raw chunk samples not strictly increasing"
-                    )));
-                }
-                encode_samples(&s, &mut out);
+        if let ChunkData::Raw(s) = &c.data {
+            if s.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+                return Err(BlockError::invalid(format!("series {labels}: raw chunk samples not strictly increasing")));
             }
         }
     }
-    let ordered = out.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
-    if ordered {
+    let maxt = max_t_excl - 1;
+    let mut out: Vec<OutChunk> = Vec::with_capacity(chunks.len());
+    let disjoint = chunks.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
+    if !disjoint {
+        let mut merged = Merge::new(chunks, min_t, maxt);
+        let samples: Vec<(i64, f64)> = merged.by_ref().collect();
+        if let Some(e) = merged.error() {
+            return Err(BlockError::invalid(format!("series {labels}: {e}")));
+        }
+        encode_samples(&samples, &mut out);
         return Ok(out);
     }
-    // Overlapping or unsorted chunks: merge all samples (stable sort keeps the earlier chunk's sample
-    // first at equal timestamps) and re-encode.
-    let mut all = Vec::new();
-    for c in &out {
-        all.extend(decode_xor(labels, &c.bytes)?);
+    for c in chunks {
+        if !c.overlaps(min_t, maxt) {
+            continue;
+        }
+        if let ChunkData::Xor(b) = &c.data {
+            let n = xor_sample_count(b)
+                .ok_or_else(|| BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header")))?;
+            if n == 0 {
+                continue;
+            }
+            if c.min_t >= min_t && c.max_t <= maxt && c.min_t <= c.max_t {
+                out.push(OutChunk { min_t: c.min_t, max_t: c.max_t, samples: u64::from(n), bytes: b.to_vec() });
+                continue;
+            }
+        }
+        let mut it = Chain::new(std::slice::from_ref(c), min_t, maxt);
+        let samples: Vec<(i64, f64)> = it.by_ref().collect();
+        if let Some(e) = it.error() {
+            return Err(BlockError::invalid(format!("series {labels}: {e}")));
+        }
+        encode_samples(&samples, &mut out);
     }
-    all.sort_by_key(|s| s.0);
-    all.dedup_by_key(|s| s.0);
-    let mut merged = Vec::new();
-    encode_samples(&all, &mut merged);
-    Ok(merged)
+    Ok(out)
 }

@@ -13,14 +13,12 @@ use std::sync::Arc;
 
 use super::series::{MemSeries, SealedChunk, SeriesData};
 use super::Head;
+use crate::chunk::{ChunkData, ChunkMeta};
 use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::Result;
 
 use crate::labels::Labels;
-use crate::querier::{ChunkData, ChunkMeta};
-
-/// Samples per chunk when samples are re-encoded (Prometheus's `seriesToChunkEncoder` split).
-const SAMPLES_PER_MERGED_CHUNK: usize = 120;
+use crate::merge::Merge;
 
 /// What the head held in `[mint, maxt)` at one WAL position.
 ///
@@ -92,39 +90,46 @@ impl Taken {
         if self.ooo_ts.is_empty() && !straddles {
             let mut chunks = Vec::with_capacity(c.sealed.len() + 1);
             for s in &c.sealed {
-                chunks.push(ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?) });
+                chunks.push(ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?.into()) });
             }
-            chunks.extend(c.open.map(|(min_t, max_t, bytes)| ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes) }));
+            chunks.extend(c.open.map(|(min_t, max_t, bytes)| ChunkMeta {
+                min_t,
+                max_t,
+                data: ChunkData::Xor(bytes.into()),
+            }));
             return Ok(chunks);
         }
-        let in_range = |&(t, _): &(i64, f64)| t >= mint && t < maxt;
-        let mut all: Vec<(i64, f64)> = Vec::new();
+        // In-order chunks first: they win at equal timestamps. A late sample is not compared with
+        // the in-order ones when it arrives; a different value is counted here.
+        let mut sources: Vec<ChunkMeta> = Vec::with_capacity(c.sealed.len() + c.ooo_sealed.len() + 2);
         for s in &c.sealed {
-            all.extend(XorIter::new(&s.bytes()?).filter(in_range));
+            sources.push(ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?.into()) });
         }
-        if let Some((_, _, bytes)) = &c.open {
-            all.extend(XorIter::new(bytes).filter(in_range));
+        if let Some((min_t, max_t, bytes)) = c.open {
+            sources.push(ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes.into()) });
         }
+        // Out-of-order chunks hold only the samples the snapshot took.
         let taken = |&(t, _): &(i64, f64)| self.ooo_ts.binary_search(&t).is_ok();
         for s in &c.ooo_sealed {
-            all.extend(XorIter::new(&s.bytes()?).filter(in_range).filter(taken));
-        }
-        all.extend(c.ooo_open.iter().copied().filter(taken));
-        // Stable: in-order samples come first and win at equal timestamps. A late sample is not
-        // compared with the in-order ones when it arrives; a different value is counted here.
-        all.sort_by_key(|s| s.0);
-        let mut differing = 0u64;
-        all.dedup_by(|later, kept| {
-            let same_t = later.0 == kept.0;
-            if same_t && later.1.to_bits() != kept.1.to_bits() {
-                differing += 1;
+            let chunk = ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?.into()) };
+            let mut it = Merge::new([&chunk], mint, maxt - 1);
+            let kept: Vec<(i64, f64)> = it.by_ref().filter(taken).collect();
+            if let Some(e) = it.error() {
+                return Err(e.clone().into());
             }
-            same_t
-        });
-        if differing > 0 {
-            shadowed.fetch_add(differing, Ordering::Relaxed);
+            sources.extend(ChunkMeta::raw(&kept));
         }
-        Ok(all.chunks(SAMPLES_PER_MERGED_CHUNK).filter_map(ChunkMeta::raw).collect())
+        let ooo_open: Vec<(i64, f64)> = c.ooo_open.iter().copied().filter(taken).collect();
+        sources.extend(ChunkMeta::raw(&ooo_open));
+        let mut merged = Merge::new(&sources, mint, maxt - 1);
+        let all: Vec<(i64, f64)> = merged.by_ref().collect();
+        if let Some(e) = merged.error() {
+            return Err(e.clone().into());
+        }
+        if merged.shadowed() > 0 {
+            shadowed.fetch_add(merged.shadowed(), Ordering::Relaxed);
+        }
+        Ok(ChunkMeta::raw_chunks(&all))
     }
 
     /// Copies what may be taken out of the series under its lock; chunk files are read after.

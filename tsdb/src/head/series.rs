@@ -16,8 +16,8 @@ use crate::labels::Labels;
 use super::ooo::{Insert, OooChunk};
 use super::placement::{placement, Limits, Placement, SeriesTail};
 
-/// Prometheus's target number of samples per in-order chunk.
-pub const SAMPLES_PER_CHUNK: u16 = 120;
+/// [`crate::chunk::SAMPLES_PER_CHUNK`] as an XOR chunk's sample count.
+const SAMPLES_PER_CHUNK: u16 = crate::chunk::SAMPLES_PER_CHUNK as u16;
 
 /// Identifies a series in the head; also the series' key in the WAL. Never reused while the process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

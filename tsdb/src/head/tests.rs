@@ -13,7 +13,7 @@ const MIN: i64 = 60_000;
 
 fn read_all(head: &std::sync::Arc<Head>, name: &str) -> Vec<(i64, f64)> {
     let q = head.querier(i64::MIN, i64::MAX);
-    let series = q.select(&[Matcher::equal("__name__", name)]);
+    let series = q.select(&[Matcher::equal("__name__", name)]).unwrap();
     assert!(series.len() <= 1);
     series.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
 }
@@ -306,14 +306,20 @@ fn lazy_selection_sorted_and_unordered_agree_with_select() {
     let q = head.querier(5 * MIN, 20 * MIN);
     let ms = [Matcher::equal("__name__", "m")];
     let snap = |s: &crate::querier::LazySeries| {
-        s.snapshot(q.mint(), q.maxt()).map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>()))
+        s.snapshot(q.mint(), q.maxt())
+            .unwrap()
+            .map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>()))
     };
-    let selected: Vec<_> =
-        q.select(&ms).iter().map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>())).collect();
+    let selected: Vec<_> = q
+        .select(&ms)
+        .unwrap()
+        .iter()
+        .map(|s| (s.labels.clone(), s.samples(q.mint(), q.maxt()).collect::<Vec<_>>()))
+        .collect();
     assert_eq!(selected.len(), 5);
-    let sorted: Vec<_> = q.select_lazy(&ms).iter().filter_map(snap).collect();
+    let sorted: Vec<_> = q.select_lazy(&ms).unwrap().iter().filter_map(snap).collect();
     assert_eq!(sorted, selected);
-    let mut unordered: Vec<_> = q.select_lazy_unordered(&ms).iter().filter_map(snap).collect();
+    let mut unordered: Vec<_> = q.select_lazy_unordered(&ms).unwrap().iter().filter_map(snap).collect();
     unordered.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(unordered, selected);
 }
@@ -353,13 +359,13 @@ fn series_left_without_samples_are_removed_unless_an_appender_holds_them() {
     assert_eq!(head.num_series(), 2, "`gone` removed, `held` kept");
     assert_eq!(head.stats().series_removed.load(std::sync::atomic::Ordering::Relaxed), 1);
     let q = head.querier(i64::MIN, i64::MAX);
-    assert_eq!(q.label_values("pod", &[]), vec!["b", "c"]);
+    assert_eq!(q.label_values("pod", &[]).unwrap(), vec!["b", "c"]);
 
     late.append(h, 190 * MIN, 4.0).unwrap();
     late.commit().unwrap();
     let samples_of = |head: &std::sync::Arc<Head>, pod: &str| -> Vec<(i64, f64)> {
         let q = head.querier(i64::MIN, i64::MAX);
-        let s = q.select(&[Matcher::equal("pod", pod)]);
+        let s = q.select(&[Matcher::equal("pod", pod)]).unwrap();
         s.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
     };
     assert_eq!(samples_of(&head, "b"), vec![(190 * MIN, 4.0)]);
@@ -409,7 +415,7 @@ fn a_reference_still_named_in_the_wal_is_not_reused_after_restart() {
     let q = head.querier(i64::MIN, i64::MAX);
     let refs = head.postings().select(&[Matcher::equal("__name__", "m")]);
     assert_eq!(refs.iter().collect::<Vec<u32>>(), vec![51]);
-    assert_eq!(q.select(&[Matcher::equal("__name__", "m")]).len(), 1);
+    assert_eq!(q.select(&[Matcher::equal("__name__", "m")]).unwrap().len(), 1);
 }
 
 /// Writers append to series that come and go while the head is compacted and collected over and over:

@@ -1,0 +1,247 @@
+//! The chunks of a series as readers get them, from the head or from a block: [`ChunkMeta`] (a
+//! time range and its samples) over [`ChunkData`] (XOR bytes or decoded samples), the bytes
+//! themselves as [`ChunkBytes`] (shared heap memory, or a slice of a block's mapped chunk file kept
+//! alive by the block's map, never copied), [`ChunkIter`], which decodes one chunk's samples
+//! inside a time range, and [`DecodeError`], a chunk that could not be decoded and where it is.
+//!
+//! [`SAMPLES_PER_CHUNK`] is the one size every writer of chunks aims at: the head's in-order cut,
+//! head compaction, the block writer and block merging.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::block::MappedSlice;
+use crate::chunkenc::{ChunkError, XorIter};
+
+/// Prometheus's target number of samples per chunk.
+pub const SAMPLES_PER_CHUNK: usize = 120;
+
+/// Bytes of one chunk: shared heap memory, or a slice of a mapped block file. Cloning is cheap
+/// (one reference count).
+#[derive(Debug, Clone)]
+pub enum ChunkBytes {
+    /// Heap bytes (a head chunk, or a copy of an open chunk).
+    Shared(Arc<[u8]>),
+    /// A slice of a block's mapped chunk segment; the map lives as long as the slice.
+    Mapped(MappedSlice),
+}
+
+impl ChunkBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Shared(b) => b,
+            ChunkBytes::Mapped(m) => m.as_slice(),
+        }
+    }
+}
+
+impl ChunkBytes {
+    /// The block file the bytes are mapped from; `None` for heap bytes.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ChunkBytes::Shared(_) => None,
+            ChunkBytes::Mapped(m) => Some(m.path()),
+        }
+    }
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<Arc<[u8]>> for ChunkBytes {
+    fn from(b: Arc<[u8]>) -> ChunkBytes {
+        ChunkBytes::Shared(b)
+    }
+}
+
+impl From<Vec<u8>> for ChunkBytes {
+    fn from(b: Vec<u8>) -> ChunkBytes {
+        ChunkBytes::Shared(b.into())
+    }
+}
+
+impl From<&[u8]> for ChunkBytes {
+    fn from(b: &[u8]) -> ChunkBytes {
+        ChunkBytes::Shared(b.into())
+    }
+}
+
+/// One source of samples of a series.
+#[derive(Debug, Clone)]
+pub enum ChunkData {
+    /// XOR chunk bytes (sealed, a copy of the open chunk, or a block's chunk in place).
+    Xor(ChunkBytes),
+    /// Uncompressed samples sorted by time with unique timestamps (a part of an open chunk, of the
+    /// open out-of-order buffer, a merge's output, or a block chunk with deleted samples left out).
+    Raw(Arc<[(i64, f64)]>),
+}
+
+/// A chunk with its time range.
+#[derive(Debug, Clone)]
+pub struct ChunkMeta {
+    /// First timestamp.
+    pub min_t: i64,
+    /// Last timestamp.
+    pub max_t: i64,
+    /// The samples.
+    pub data: ChunkData,
+}
+
+impl ChunkMeta {
+    /// Decoded samples, sorted by time, as a chunk; `None` if there are none.
+    pub fn raw(samples: &[(i64, f64)]) -> Option<ChunkMeta> {
+        let (first, last) = (samples.first()?.0, samples.last()?.0);
+        Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(samples.into()) })
+    }
+
+    /// Sorted samples cut into raw chunks of [`SAMPLES_PER_CHUNK`].
+    pub fn raw_chunks(samples: &[(i64, f64)]) -> Vec<ChunkMeta> {
+        samples.chunks(SAMPLES_PER_CHUNK).filter_map(ChunkMeta::raw).collect()
+    }
+
+    /// True if the chunk holds samples in `[mint, maxt]` by its time range.
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.min_t <= maxt && self.max_t >= mint
+    }
+
+    /// The chunk's samples with `mint <= t <= maxt`.
+    pub fn iter(&self, mint: i64, maxt: i64) -> ChunkIter<'_> {
+        ChunkIter::new(self, mint, maxt)
+    }
+}
+
+/// A chunk whose bytes could not be decoded: its time range, the block file it is in (if any) and why.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct DecodeError {
+    /// First timestamp of the chunk.
+    pub min_t: i64,
+    /// Last timestamp of the chunk.
+    pub max_t: i64,
+    /// The block chunk file, for a chunk read from a block.
+    pub file: Option<PathBuf>,
+    /// What was wrong with the bytes.
+    #[source]
+    pub source: ChunkError,
+}
+
+impl DecodeError {
+    /// The error of chunk `c` failing with `source`.
+    pub fn new(c: &ChunkMeta, source: ChunkError) -> DecodeError {
+        let file = match &c.data {
+            ChunkData::Xor(b) => b.file().map(Path::to_path_buf),
+            ChunkData::Raw(_) => None,
+        };
+        DecodeError { min_t: c.min_t, max_t: c.max_t, file, source }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot decode the chunk of [{}, {}]", self.min_t, self.max_t)?;
+        if let Some(p) = &self.file {
+            write!(f, " in {}", p.display())?;
+        }
+        write!(f, ": {}", self.source)
+    }
+}
+
+/// The samples of one chunk inside `[mint, maxt]`, in time order. An XOR chunk that cannot be
+/// decoded ends early; [`ChunkIter::error`] then says why.
+pub struct ChunkIter<'a> {
+    inner: Inner<'a>,
+    maxt: i64,
+}
+
+enum Inner<'a> {
+    /// The first sample (found by seeking) is yielded before the rest of the iterator.
+    Xor(Option<(i64, f64)>, XorIter<'a>),
+    Raw(std::slice::Iter<'a, (i64, f64)>),
+    Done,
+}
+
+impl<'a> ChunkIter<'a> {
+    fn new(c: &'a ChunkMeta, mint: i64, maxt: i64) -> ChunkIter<'a> {
+        if !c.overlaps(mint, maxt) {
+            return ChunkIter { inner: Inner::Done, maxt };
+        }
+        let inner = match &c.data {
+            ChunkData::Xor(b) => {
+                let mut it = XorIter::new(b);
+                let first = if c.min_t < mint { it.seek(mint) } else { it.next() };
+                Inner::Xor(first, it)
+            }
+            ChunkData::Raw(s) => {
+                let start = s.partition_point(|&(t, _)| t < mint);
+                Inner::Raw(s.get(start..).unwrap_or_default().iter())
+            }
+        };
+        ChunkIter { inner, maxt }
+    }
+
+    /// Why an XOR chunk ended early, if it did.
+    pub fn error(&self) -> Option<&ChunkError> {
+        match &self.inner {
+            Inner::Xor(_, it) => it.error(),
+            _ => None,
+        }
+    }
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        let s = match &mut self.inner {
+            Inner::Xor(first, it) => first.take().or_else(|| it.next()),
+            Inner::Raw(it) => it.next().copied(),
+            Inner::Done => None,
+        };
+        match s {
+            Some(s) if s.0 <= self.maxt => Some(s),
+            _ => {
+                // Keep an XOR iterator's error readable after the end.
+                if !matches!(self.inner, Inner::Xor(..)) {
+                    self.inner = Inner::Done;
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunkenc::XorChunk;
+
+    #[test]
+    fn iter_keeps_exactly_the_range() {
+        let mut c = XorChunk::new();
+        let all: Vec<(i64, f64)> = (0..100i64).map(|t| (t * 10, t as f64)).collect();
+        for &(t, v) in &all {
+            c.push(t, v);
+        }
+        let xor = ChunkMeta { min_t: 0, max_t: 990, data: ChunkData::Xor(c.bytes().into()) };
+        let raw = ChunkMeta::raw(&all).unwrap();
+        for (mint, maxt) in [(0, 990), (-5, 2000), (500, 990), (505, 600), (985, 2000), (991, 2000), (-10, -1), (0, 0)]
+        {
+            let want: Vec<(i64, f64)> = all.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt).collect();
+            assert_eq!(xor.iter(mint, maxt).collect::<Vec<_>>(), want, "xor [{mint}, {maxt}]");
+            assert_eq!(raw.iter(mint, maxt).collect::<Vec<_>>(), want, "raw [{mint}, {maxt}]");
+        }
+    }
+
+    #[test]
+    fn undecodable_chunk_reports_its_error() {
+        let c = ChunkMeta { min_t: 0, max_t: 10, data: ChunkData::Xor(ChunkBytes::from(&[0u8][..])) };
+        let mut it = c.iter(0, 10);
+        assert_eq!(it.next(), None);
+        assert!(it.error().is_some());
+    }
+}
