@@ -11,7 +11,6 @@ use super::error::{BlockError, Result};
 use super::index::{write_index, IndexChunk, INDEX_FILENAME};
 use super::meta::{BlockMeta, BlockStats, Compaction, StrataMeta, META_VERSION};
 use super::tombstones;
-use super::ulid::Ulid;
 use crate::chunk::{ChunkData, ChunkMeta, SAMPLES_PER_CHUNK};
 use crate::chunkenc::{Encoding, XorChunk};
 use crate::labels::Labels;
@@ -82,7 +81,7 @@ pub fn write_block_fallible(
     if min_t >= max_t_exclusive {
         return Err(BlockError::invalid(format!("empty block range [{min_t}, {max_t_exclusive})")));
     }
-    let ulid = Ulid::new();
+    let ulid = super::ulid::new_ulid();
     let tmp = parent_dir.join(format!("{ulid}{TMP_FOR_CREATION_SUFFIX}"));
     let mut w = Writer { tmp: tmp.clone(), chunks: None, opts, index: Vec::new(), stats: BlockStats::default() };
     let res = w.write_all(series, min_t, max_t_exclusive).and_then(|()| {

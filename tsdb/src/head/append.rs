@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::placement::{placement, Limits, Placement, SeriesTail};
-use super::series::{Applied, BuildU64Hasher, MemSeries, SeriesRef};
+use super::series::{Applied, MemSeries, SeriesRef};
+use super::series_table::BuildIntHasher;
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
 use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
@@ -54,7 +55,7 @@ pub struct Appender<'h> {
     series: Vec<Arc<MemSeries>>,
     /// Handle of each series in `series`, by reference: a series repeated anywhere in the request
     /// gets the handle (and so the queued tail) it got first.
-    handles: HashMap<SeriesRef, usize, BuildU64Hasher>,
+    handles: HashMap<SeriesRef, usize, BuildIntHasher>,
     /// Newest queued in-order sample per series handle (parallel to `series`).
     pending_tails: Vec<Option<SeriesTail>>,
     /// Per handle: where its open chunk's next append lands, seen under the lock in `append`. Only a
@@ -66,7 +67,7 @@ pub struct Appender<'h> {
     pending: Vec<(SeriesHandle, i64, f64)>,
     /// Queued values by (handle, t); built only once a queued sample is out of order within this
     /// transaction, so in-order requests never pay for it.
-    pending_index: Option<HashMap<(usize, i64), f64, BuildU64Hasher>>,
+    pending_index: Option<HashMap<(usize, i64), f64, BuildIntHasher>>,
     /// Reused buffer for the packed labels of the series being looked up.
     packed: Vec<u8>,
     stats: CommitStats,

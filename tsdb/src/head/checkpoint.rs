@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::series::SealedChunk;
+use super::in_order::SealedChunk;
 use super::Head;
 use crate::chunkenc::num_samples;
 use crate::error::{io_error, Error, Result};

@@ -11,7 +11,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::series::{MemSeries, SealedChunk, SeriesData};
+use super::in_order::SealedChunk;
+use super::series::{MemSeries, SeriesData};
 use super::Head;
 use crate::chunk::{ChunkData, ChunkMeta};
 use crate::chunkenc::{XorChunk, XorIter};

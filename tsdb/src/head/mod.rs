@@ -2,7 +2,8 @@
 //!
 //! [`Head`] is a thin coordinator over the series maps ([`series`]), the postings ([`postings`]), the
 //! WAL and the head's time range. Appends go through an [`Appender`] transaction ([`append`]); startup
-//! goes through WAL replay ([`replay`]); reads go through [`crate::querier::Querier`].
+//! goes through WAL replay ([`replay`]); a series' chunks are read through a snapshot (`read`), which
+//! [`crate::querier::Querier`] merges with the blocks'.
 //!
 //! Durability: [`Appender::commit`] writes the batch to the WAL and applies it to memory in WAL order
 //! under the WAL's writer lock, then waits for the fsync the WAL's sync policy requires. When commit
@@ -13,11 +14,14 @@ pub mod checkpoint;
 pub mod chunk_file;
 pub mod compact;
 pub mod gc;
+pub mod in_order;
 pub mod ooo;
 pub mod placement;
 pub mod postings;
+mod read;
 pub mod replay;
 pub mod series;
+pub mod series_table;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -29,7 +33,8 @@ pub use series::{Applied, SeriesRef};
 
 use crate::error::{Error, Result};
 use postings::MemPostings;
-use series::{MemSeries, StripeSeries};
+use series::MemSeries;
+use series_table::StripeSeries;
 
 /// Default block / chunk range: 2h in ms.
 pub const DEFAULT_CHUNK_RANGE_MS: i64 = 2 * 3_600_000;

@@ -1,9 +1,10 @@
-//! The open out-of-order chunk of a series: a small sorted buffer of unique samples (Prometheus's
-//! `OOOChunk`), cut into an immutable XOR chunk when it reaches `out_of_order_cap_max` samples.
+//! A series' out-of-order data: [`OooChunk`], the open buffer of unique samples (Prometheus's
+//! `OOOChunk`), cut into an immutable XOR chunk when it reaches `out_of_order_cap_max` samples, and
+//! [`OooData`], the buffer with the sealed out-of-order chunks.
 
 use super::chunk_file::HeadChunks;
-use super::series::SealedChunk;
-use crate::chunkenc::XorChunk;
+use super::in_order::{push_exact, SealedChunk};
+use crate::chunkenc::{XorChunk, XorIter};
 
 /// How many of the newest samples a lookup or insert scans before a binary search of the rest.
 const TAIL_SCAN: usize = 4;
@@ -149,11 +150,111 @@ impl OooChunk {
     }
 }
 
+/// Out-of-order data of a series; allocated only once a series receives an out-of-order sample.
+pub(crate) struct OooData {
+    /// Sorted, unique samples not yet cut into a chunk (at most `ooo_cap_max`).
+    pub(super) open: OooChunk,
+    /// Sealed out-of-order chunks; may overlap each other and the in-order chunks.
+    sealed: Vec<SealedChunk>,
+    /// No sealed chunk holds a sample newer than this: a late sample newer than every sealed one
+    /// (the common case) is checked for duplicates without reading the chunk list.
+    sealed_max_t: i64,
+}
+
+impl Default for OooData {
+    fn default() -> OooData {
+        OooData { open: OooChunk::default(), sealed: Vec::new(), sealed_max_t: i64::MIN }
+    }
+}
+
+impl OooData {
+    /// Out-of-order data holding the buffered samples `open` and the chunks `sealed`.
+    pub(crate) fn new(open: OooChunk, sealed: Vec<SealedChunk>) -> OooData {
+        let mut o = OooData { open, ..OooData::default() };
+        o.set_sealed(sealed);
+        o
+    }
+
+    /// The sealed chunks.
+    pub(crate) fn sealed(&self) -> &[SealedChunk] {
+        &self.sealed
+    }
+
+    /// Adds a sealed chunk.
+    pub(crate) fn push_sealed(&mut self, c: SealedChunk) {
+        self.sealed_max_t = self.sealed_max_t.max(c.max_t);
+        push_exact(&mut self.sealed, c);
+    }
+
+    /// Replaces the sealed chunks.
+    pub(crate) fn set_sealed(&mut self, sealed: Vec<SealedChunk>) {
+        self.sealed_max_t = sealed.iter().map(|c| c.max_t).max().unwrap_or(i64::MIN);
+        self.sealed = sealed;
+    }
+
+    /// Takes the sealed chunks out, leaving none.
+    pub(crate) fn take_sealed(&mut self) -> Vec<SealedChunk> {
+        self.sealed_max_t = i64::MIN;
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// Seals the open buffer (if it holds samples) into the sealed chunks.
+    pub(crate) fn seal_open(&mut self, chunks: Option<&HeadChunks>) {
+        if let Some(chunk) = self.open.seal(chunks) {
+            self.push_sealed(chunk);
+        }
+    }
+
+    /// Inserts `(t, v)` into the open buffer (a sample already buffered at `t` is kept); if `t` is
+    /// too far from the buffered samples (see [`Insert::OutOfRange`]), they are sealed first.
+    pub(crate) fn insert_open(&mut self, t: i64, v: f64, chunks: Option<&HeadChunks>) {
+        if self.open.insert(t, v) == Insert::OutOfRange {
+            self.seal_open(chunks);
+            // Into an empty buffer: always added.
+            let _ = self.open.insert(t, v);
+        }
+    }
+
+    /// The sealed chunks overlapping `[mint, maxt]`; the list is not read when every chunk is older.
+    pub(crate) fn sealed_overlapping(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &SealedChunk> {
+        let candidates: &[SealedChunk] = if mint > self.sealed_max_t { &[] } else { &self.sealed };
+        candidates.iter().filter(move |c| c.min_t <= maxt && c.max_t >= mint)
+    }
+
+    /// The out-of-order value stored at exactly `t`. Reads neither the buffer nor the chunk list when
+    /// `t` is newer than everything in them (the common case: late samples mostly arrive oldest first).
+    pub(crate) fn value_at(&self, t: i64) -> Option<f64> {
+        if let Some(v) = self.open.get(t) {
+            return Some(v);
+        }
+        // A chunk that cannot be read counts as not holding `t` (the error is logged).
+        self.sealed_overlapping(t, t).find_map(|c| match c.bytes() {
+            Ok(b) => {
+                let mut it = XorIter::new(&b);
+                match it.seek(t) {
+                    Some((st, v)) if st == t => Some(v),
+                    _ => None,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a head chunk");
+                None
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn out_of_order_data_fits_a_128_byte_allocation() {
+        // Allocated for every series that receives a late sample; the next size class is 160 bytes.
+        assert!(std::mem::size_of::<OooData>() <= 128, "{}", std::mem::size_of::<OooData>());
+    }
 
     proptest! {
         #[test]

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::checkpoint;
+use super::in_order::{OpenChunk, SealedChunk};
 use super::ooo::OooChunk;
-use super::series::{Applied, MemSeries, OooData, OpenChunk, SealedChunk, SeriesData, SeriesRef};
+use super::ooo::OooData;
+use super::series::{Applied, MemSeries, SeriesData, SeriesRef};
 use super::{Head, ReplaySkip};
 use crate::chunkenc::{num_samples, XorChunk, XorIter};
 use crate::error::{Error, Result};
