@@ -20,7 +20,9 @@ pub fn new_ulid() -> Ulid {
 /// If `name` is a block directory name (a valid ULID and nothing else), its ULID.
 /// Temporary names such as `<ulid>.tmp-for-creation` are not block directories.
 pub fn parse_block_dir_name(name: &str) -> Option<Ulid> {
-    if name.len() != ULID_LEN {
+    // The first character carries 3 bits: above '7' the text overflows 128 bits (oklog/ulid refuses
+    // it; the `ulid` crate would wrap around).
+    if name.len() != ULID_LEN || !name.starts_with(|c: char| ('0'..='7').contains(&c)) {
         return None;
     }
     Ulid::from_string(name).ok()
