@@ -3,8 +3,8 @@
 //! remote-write and the Prometheus query API. On SIGTERM/SIGINT it stops accepting, drains requests,
 //! syncs the WAL and exits.
 //!
-//! Memory comes from the system allocator (glibc's malloc): at 100k series it held peak RSS 16–23%
-//! below mimalloc's in the tenth session's alternated loads (docs/BENCHMARKS.md). [`memory`] sets
+//! Memory comes from the system allocator (glibc's malloc): at 100k series its peak RSS is 16–23%
+//! below mimalloc's in alternated loads (docs/BENCHMARKS.md). [`memory`] sets
 //! how it gets memory from the OS before anything else runs.
 #![deny(unsafe_code)]
 

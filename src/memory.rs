@@ -2,21 +2,21 @@
 //!
 //! - **No transparent huge pages.** With huge pages the kernel backs every touched 2 MiB range of
 //!   the heap with a whole huge page. The head's memory is a few hundred thousand small allocations
-//!   spread over those ranges: when the server used mimalloc, which asks for huge pages on its arenas
-//!   (`madvise(MADV_HUGEPAGE)`), ~90 MiB of RSS became ~138 MiB at 100k series with one sample each
-//!   (measured with `strata-bench load`, see docs/BENCHMARKS.md), with no measurable gain in ingest
-//!   CPU. glibc's malloc, used now, does not ask for them, but a machine with transparent huge pages
-//!   set to `always` gives them anyway. `PR_SET_THP_DISABLE` applies to the whole process, including
-//!   mappings made before the call and `MADV_HUGEPAGE` regions.
+//!   spread over those ranges: with an allocator that asks for huge pages on its arenas
+//!   (`madvise(MADV_HUGEPAGE)`, as mimalloc does), ~90 MiB of RSS becomes ~138 MiB at 100k series
+//!   with one sample each (measured with `strata-bench load`, see docs/BENCHMARKS.md), with no
+//!   measurable gain in ingest CPU. glibc's malloc does not ask for them, but a machine with
+//!   transparent huge pages set to `always` gives them anyway. `PR_SET_THP_DISABLE` applies to the
+//!   whole process, including mappings made before the call and `MADV_HUGEPAGE` regions.
 //! - **A fixed mmap threshold for glibc's malloc.** glibc serves blocks of 128 KiB and more with
 //!   their own `mmap`, but raises that threshold to the size of each such block freed (up to
-//!   32 MiB). After the first range query over a thousand series freed its ~2 MiB output buffers,
-//!   later ones came from a thread's heap arena and stayed there: RSS grew ~12 MB over the first few
-//!   queries and never came back (eleventh session, docs/BENCHMARKS.md). A threshold fixed at
+//!   32 MiB). Left to adjust, once range queries over a thousand series free ~2 MiB output
+//!   buffers, later ones come from a thread's heap arena and stay there: RSS grows ~12 MB over the
+//!   first few queries and never comes back (docs/BENCHMARKS.md). A threshold fixed at
 //!   [`MMAP_THRESHOLD`] turns that adjustment off: a block that large that the heap's free space
 //!   cannot serve is mapped on its own and unmapped when freed, instead of growing the heap; ingest
-//!   CPU was unchanged in alternated loads. (It also fixes glibc's trim threshold at its 128 KiB
-//!   default; raising that saved page faults but not CPU, and cost ~1 MB of peak.)
+//!   CPU is the same either way in alternated loads. (It also fixes glibc's trim threshold at its
+//!   128 KiB default; raising that saves page faults but not CPU, and costs ~1 MB of peak.)
 
 /// Blocks of this size and more that the heap's free space cannot serve are mapped on their own.
 /// Above a decompressed remote-write request of 2,000 samples (~370 KiB; its buffer is reused

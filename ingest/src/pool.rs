@@ -5,8 +5,8 @@
 //! long-lived memory (series, labels, open chunks) is allocated by whichever thread appends. The
 //! allocator keeps a heap per thread, so spreading that memory over many threads leaves many
 //! partly used pages: at 100k series, ingesting through a pool of two threads instead of tokio's
-//! (six to eight threads under `strata-bench load`) lowered peak RSS from ~215 to ~185 MiB at the
-//! same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the syncer
+//! (six to eight threads under `strata-bench load`) gives a peak RSS of ~185 MiB instead of ~215
+//! at the same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the syncer
 //! thread waits), so a slow disk does not hold the pool's threads.
 
 use std::panic::AssertUnwindSafe;

@@ -7,12 +7,12 @@
 //! waits for the fsync of the first — one group-commit fsync covers everything written before it, so
 //! the others are then already durable — and runs each continuation with its ticket's result.
 //! While other requests are still being appended (a cheap in-flight count), it holds the fsync back
-//! for at most [`GROUP_WAIT`] so that their batches share it: at 500-sample requests this halved
-//! the fsyncs (and the kernel time they cost) at unchanged throughput for 2000-sample requests.
+//! for at most [`GROUP_WAIT`] so that their batches share it: at 500-sample requests this halves
+//! the fsyncs (and the kernel time they cost), at the same throughput for 2000-sample requests.
 //!
-//! Why a thread of its own: waiting on tokio's blocking pool woke a blocking thread per request and
-//! the handler's worker twice; with Prometheus agents' 500-sample requests those thread switches
-//! were a large part of the server's CPU (docs/BENCHMARKS.md). The ingest threads themselves never
+//! Why a thread of its own: waiting on tokio's blocking pool would wake a blocking thread per
+//! request and the handler's worker twice; with Prometheus agents' 500-sample requests those thread
+//! switches are a large part of the server's CPU (docs/BENCHMARKS.md). The ingest threads themselves never
 //! wait for the disk.
 
 use std::panic::AssertUnwindSafe;

@@ -131,8 +131,8 @@ fn request_options(st: &QueryState, p: &Params) -> Result<(EngineOptions, Option
 
 /// Runs an evaluation (blocking: it reads chunk files) off the async workers' duty. On the
 /// multi-threaded runtime it runs in place with `block_in_place`, which hands this worker's other
-/// tasks to another thread first: no hop to a pool thread and back, which was most of the latency of
-/// a sub-millisecond query. Elsewhere (single-threaded test runtimes) it goes to the blocking pool.
+/// tasks to another thread first: no hop to a pool thread and back, which would be most of the
+/// latency of a sub-millisecond query. Elsewhere (single-threaded test runtimes) it goes to the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {

@@ -705,10 +705,11 @@ impl Evaluator<'_> {
 
 /// Outputs per worker and batch of series a range function computes before handing them on: 16
 /// bytes each, 256 KiB (unless [`PAR_MIN_SERIES`] series have more steps). At 2 MiB per worker
-/// (the batch was 2^18 outputs for all workers together), the buffers were above the server's
-/// malloc mmap threshold (src/memory.rs): mapped and faulted in anew by every query (~950 page
-/// faults, +1–2 ms for `sum by (job) (rate(x[5m]))` over 1,000 series and 241 steps). Under it
-/// they are reused from the heap and cost no measurable time.
+/// the buffers would exceed the server's malloc mmap threshold (src/memory.rs) and be mapped and
+/// faulted in anew by every query (~950 page faults, +1–2 ms for `sum by (job) (rate(x[5m]))` over
+/// 1,000 series and 241 steps). Under it they are reused from the heap and cost no measurable time.
+/// Sized per worker, not for all workers together, so that machines with more cores do not start
+/// proportionally more threads per query.
 const PAR_WORKER_POINTS: usize = 1 << 14;
 /// How many series ahead of the one being read a selector asks the storage to fetch the series'
 /// state, and then what that state points to.

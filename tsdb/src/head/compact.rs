@@ -26,8 +26,8 @@ use crate::merge::Merge;
 /// The snapshot records only *which* data it took: per series, whether its in-order chunks in the
 /// range were taken and the timestamps of the out-of-order samples taken. The samples themselves are
 /// read from the series one at a time while the block is written ([`RangeSnapshot::series_chunks`]),
-/// so a compaction holds one series' samples at a time, not the whole range (with out-of-order data,
-/// which must be merged sample by sample, that was ~16 bytes per sample of the range). Reading later
+/// so a compaction holds one series' samples at a time, not the whole range (a copy of the range's
+/// out-of-order data, which must be merged sample by sample, would take ~16 bytes per sample). Reading later
 /// reads the same samples: from the snapshot on, in-order appends below `maxt` are refused or go out
 /// of order, so the in-order chunks in the range are frozen; out-of-order samples that arrive later
 /// are told apart by their timestamps (a stored sample's value never changes, the first one wins).

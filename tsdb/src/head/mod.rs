@@ -41,7 +41,7 @@ pub const DEFAULT_CHUNK_RANGE_MS: i64 = 2 * 3_600_000;
 /// Default capacity of an open out-of-order chunk (Prometheus's `out_of_order_cap_max`).
 pub const DEFAULT_OOO_CAP_MAX: usize = 32;
 /// Default number of stripes of the series maps: few enough that their locks stay in cache (4096
-/// measured ~15% more CPU per sample at 100k series), plenty for the writers of 2–32 cores.
+/// cost ~15% more CPU per sample at 100k series), plenty for the writers of 2–32 cores.
 pub const DEFAULT_STRIPE_SIZE: usize = 64;
 
 /// Default creation grace period: samples up to 10 minutes ahead of the wall clock are accepted.

@@ -604,7 +604,7 @@ fn far_future_samples_rejected() {
     assert_eq!(head.max_time(), now + MIN);
 }
 
-/// A far-future sample already in the WAL (acknowledged before the bound existed) is dropped at
+/// A far-future sample already in the WAL (written by a server without the bound) is dropped at
 /// startup, so the head's time is not poisoned.
 #[test]
 fn far_future_samples_dropped_at_replay() {
