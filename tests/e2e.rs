@@ -10,3 +10,4 @@ mod crash;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
+mod slow_clients;

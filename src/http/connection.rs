@@ -352,10 +352,33 @@ async fn handle(
             resp
         }
     };
-    let body = std::mem::take(resp.body_mut());
-    *resp.body_mut() = Body::new(body.map_frame(move |frame| {
-        let _answer_pending = &in_flight;
-        frame
-    }));
+    let inner = std::mem::take(resp.body_mut());
+    *resp.body_mut() = Body::new(AnswerBody { inner, _in_flight: in_flight });
     Ok(resp)
+}
+
+/// An answer's body, keeping its request counted as in flight until it is written or dropped.
+struct AnswerBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
