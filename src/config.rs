@@ -108,7 +108,8 @@ pub struct Flags {
     #[arg(long = "web.max-connections", default_value_t = 512)]
     pub max_connections: usize,
 
-    /// Time a client has to send a request's headers, from their first byte.
+    /// Time a client has to send a request's headers, from their first byte (for a connection's first
+    /// request, from connecting).
     #[arg(long = "web.read-header-timeout", default_value = "10s")]
     pub read_header_timeout: String,
 

@@ -5,7 +5,9 @@
 //! keep-alive connection after that short time. Here instead [`Activity`] records when bytes were
 //! last read or written and when the bytes of the next request's headers began, and the connection
 //! task closes the connection when the headers are not complete [`Options::read_header_timeout`]
-//! after their first byte, or when no request has begun for [`Options::idle_timeout`]. Bodies are
+//! after their first byte (for a connection's first request: after it was accepted, as Go's
+//! `ReadHeaderTimeout` does), or when no request has begun for [`Options::idle_timeout`] after the
+//! previous one. Bodies are
 //! read here too, before the router sees the request, with the stall and overall deadlines of
 //! [`Options`]; a late body is answered 408 and the connection closed.
 
@@ -43,7 +45,8 @@ const BODY_RESERVE_MAX_BYTES: usize = 1 << 20;
 struct Activity {
     born: Instant,
     last_io_ms: AtomicU64,
-    /// When the first byte of the next request's headers was read ([`UNSET`] between requests).
+    /// When the first byte of the next request's headers was read (for the first request: when the
+    /// connection was accepted); [`UNSET`] while a request is in flight and between requests.
     head_started_ms: AtomicU64,
     /// Requests whose answer is not yet completely written.
     in_flight: AtomicUsize,
@@ -58,7 +61,9 @@ impl Activity {
         Activity {
             born: Instant::now(),
             last_io_ms: AtomicU64::new(0),
-            head_started_ms: AtomicU64::new(UNSET),
+            // A new connection is waiting for its first request's headers: a client that connects
+            // and sends nothing gets the header timeout, not the (longer) idle timeout.
+            head_started_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             reason: AtomicU8::new(CloseReason::Finished as u8),
             changed: Notify::new(),

@@ -5,7 +5,8 @@
 //!   `--web.max-connections`). A slot is taken *before* `accept`, so connections beyond the limit wait
 //!   in the kernel's listen backlog and are accepted as slots free, never refused by us.
 //! - **Timeouts**, per connection ([`connection`]): request headers must arrive within
-//!   [`Options::read_header_timeout`] of their first byte; a request body that sends nothing for
+//!   [`Options::read_header_timeout`] of their first byte (of the connection's start, for its first
+//!   request); a request body that sends nothing for
 //!   [`Options::body_stall_timeout`], or is not complete [`Options::request_read_timeout`] after its
 //!   headers, is answered 408 and its connection closed; a keep-alive connection with no request for
 //!   [`Options::idle_timeout`] is closed.
@@ -40,7 +41,8 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Options {
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// Time from the first byte of a request's headers to their end.
+    /// Time from the first byte of a request's headers (a connection's first request: from its accept)
+    /// to their end.
     pub read_header_timeout: Duration,
     /// Longest pause between two pieces of a request body.
     pub body_stall_timeout: Duration,
