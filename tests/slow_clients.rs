@@ -225,10 +225,14 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
 fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path(), &["--web.max-connections=2"]);
-    let mut first = connect(&srv);
-    assert_eq!(get(&mut first, "/-/healthy").status, 200);
-    let mut second = connect(&srv);
-    assert_eq!(get(&mut second, "/-/healthy").status, 200);
+    // Two connections busy sending bodies hold both slots.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect(&srv);
+        s.write_all(write_head(1000).as_bytes()).unwrap();
+        s.write_all(&[0u8; 10]).unwrap();
+        busy.push(s);
+    }
 
     // The third connects (the kernel queues it) and sends its request, but is not served while both
     // slots are held.
@@ -243,12 +247,37 @@ fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
     );
     third.set_read_timeout(Some(READ_LIMIT)).unwrap();
 
-    drop(first);
+    // One busy client gives up: its slot goes to the waiting connection.
+    drop(busy.remove(0));
     let a = read_answer(&mut third);
     assert_eq!(a.status, 200, "{}", a.text());
-    drop(second);
+    drop(busy);
     drop(third);
     assert_eq!(metric(&srv, "strata_http_accept_errors_total"), 0.0);
+    assert_eq!(metric(&srv, "strata_http_connections_closed_total{reason=\"reclaimed\"}"), 0.0);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_makes_room_for_a_waiting_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &["--web.max-connections=2", "--web.idle-timeout=10m"]);
+    let mut idle = [connect(&srv), connect(&srv)];
+    for s in &mut idle {
+        assert_eq!(get(s, "/-/healthy").status, 200);
+    }
+    // Both slots are held by connections idle between requests: a new one is served at once...
+    let mut third = connect(&srv);
+    assert_eq!(get(&mut third, "/-/healthy").status, 200);
+    // ...because exactly one of the idle ones was closed; the other still serves.
+    let mut open = 0;
+    for s in &mut idle {
+        let alive = s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: strata\r\n\r\n").is_ok() && {
+            let mut byte = [0u8; 1];
+            matches!(s.read(&mut byte), Ok(1))
+        };
+        open += usize::from(alive);
+    }
+    assert_eq!(open, 1);
 }
 
 #[test]

@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -100,6 +100,12 @@ impl Activity {
 
     fn close_for(&self, reason: CloseReason) {
         self.reason.store(reason as u8, Ordering::Relaxed);
+    }
+
+    /// True between requests (after at least one): the connection can be closed without cutting a
+    /// request or a client that has just connected.
+    fn idle_between_requests(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.head_started_ms.load(Ordering::Acquire) == UNSET
     }
 
     /// The reason to close the connection now, if a timeout has passed.
@@ -198,6 +204,16 @@ impl AsyncWrite for ActivityIo {
     }
 }
 
+/// What the accept loop tells every connection.
+pub(super) struct Signals {
+    /// Becomes true when shutdown begins.
+    pub stopping: watch::Receiver<bool>,
+    /// Changes when a new connection waits for a slot.
+    pub reclaiming: watch::Receiver<u64>,
+    /// Set while a connection waits for a slot; the idle connection that clears it closes.
+    pub reclaim_ticket: Arc<AtomicBool>,
+}
+
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown does. Holds
 /// `_slot` (its place under the connection limit) until then.
 pub(super) async fn serve(
@@ -205,9 +221,13 @@ pub(super) async fn serve(
     app: Router,
     opts: Arc<super::Options>,
     mut open: OpenConnection,
-    mut stopping: watch::Receiver<bool>,
+    signals: Signals,
     _slot: OwnedSemaphorePermit,
 ) {
+    let Signals { mut stopping, mut reclaiming, reclaim_ticket } = signals;
+    // Only calls to make room after this connection took its slot concern it.
+    reclaiming.mark_unchanged();
+    let mut reclaim_open = true;
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(ActivityIo { stream, activity: Arc::clone(&activity) });
@@ -237,6 +257,15 @@ pub(super) async fn serve(
                 shutting_down = true;
                 // Closes the connection now if no request is in flight, else after its answer.
                 conn.as_mut().graceful_shutdown();
+            }
+            changed = reclaiming.changed(), if reclaim_open => {
+                if changed.is_err() {
+                    reclaim_open = false;
+                } else if activity.idle_between_requests()
+                    && reclaim_ticket.compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                {
+                    break CloseReason::Reclaimed;
+                }
             }
             () = tokio::time::sleep_until(activity.next_check(&opts)) => {
                 if let Some(reason) = activity.expired(&opts) {

@@ -2,8 +2,12 @@
 //! the others need.
 //!
 //! - **Connections.** At most [`Options::max_connections`] are served at once (Prometheus's
-//!   `--web.max-connections`). A slot is taken *before* `accept`, so connections beyond the limit wait
-//!   in the kernel's listen backlog and are accepted as slots free, never refused by us.
+//!   `--web.max-connections`). When all slots are taken, the accept loop holds the one connection it
+//!   has just accepted until a slot frees and accepts no more meanwhile: connections beyond the limit
+//!   wait in the kernel's listen backlog, never refused by us. While a connection waits like this,
+//!   one keep-alive connection idle between requests is closed to make room for it (as nginx reuses
+//!   its idle keep-alive connections): only connections with work in progress, or just opened, hold
+//!   their slot while others wait.
 //! - **Timeouts**, per connection ([`connection`]): request headers must arrive within
 //!   [`Options::read_header_timeout`] of their first byte (of the connection's start, for its first
 //!   request); a request body that sends nothing for
@@ -23,7 +27,7 @@
 mod connection;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,10 +81,12 @@ pub enum CloseReason {
     Shutdown = 6,
     /// A protocol or I/O error (malformed request, connection reset).
     Error = 7,
+    /// Idle between requests while a new connection waited for a slot.
+    Reclaimed = 8,
 }
 
 impl CloseReason {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
     const ALL: [CloseReason; CloseReason::COUNT] = [
         CloseReason::Finished,
         CloseReason::HeaderTimeout,
@@ -90,6 +96,7 @@ impl CloseReason {
         CloseReason::BodyTooLarge,
         CloseReason::Shutdown,
         CloseReason::Error,
+        CloseReason::Reclaimed,
     ];
 
     fn from_u8(v: u8) -> CloseReason {
@@ -107,6 +114,7 @@ impl CloseReason {
             CloseReason::BodyTooLarge => "body_too_large",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Error => "error",
+            CloseReason::Reclaimed => "reclaimed",
         }
     }
 }
@@ -175,23 +183,16 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(opts.max_connections));
     let (stop, stopping) = watch::channel(false);
+    // Bumped whenever a connection has to wait for a slot; an idle connection that takes the ticket
+    // then closes (one, not all of them).
+    let (reclaim, reclaiming) = watch::channel(0u64);
+    let reclaim_ticket = Arc::new(AtomicBool::new(false));
     let grace = opts.shutdown_grace_period;
     let opts = Arc::new(opts);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     'accept: loop {
-        // A slot first: while all are taken, new connections stay in the kernel's backlog.
-        let slot = loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break 'accept,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                slot = Arc::clone(&slots).acquire_owned() => match slot {
-                    Ok(s) => break s,
-                    Err(_) => break 'accept,
-                },
-            }
-        };
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break 'accept,
@@ -209,8 +210,35 @@ pub async fn serve(
                 }
             }
         };
+        // A slot for it; while none is free this connection waits (the next ones wait in the kernel's
+        // backlog, not accepted), and connections idle between requests are asked to close.
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                reclaim_ticket.store(true, Ordering::Release);
+                reclaim.send_modify(|n| *n = n.wrapping_add(1));
+                let slot = loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'accept,
+                        Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                        slot = Arc::clone(&slots).acquire_owned() => match slot {
+                            Ok(s) => break s,
+                            Err(_) => break 'accept,
+                        },
+                    }
+                };
+                reclaim_ticket.store(false, Ordering::Release);
+                slot
+            }
+        };
         let open = stats.opened();
-        connections.spawn(connection::serve(stream, app.clone(), Arc::clone(&opts), open, stopping.clone(), slot));
+        let signals = connection::Signals {
+            stopping: stopping.clone(),
+            reclaiming: reclaiming.clone(),
+            reclaim_ticket: Arc::clone(&reclaim_ticket),
+        };
+        connections.spawn(connection::serve(stream, app.clone(), Arc::clone(&opts), open, signals, slot));
     }
     drop(listener);
     tracing::info!(
