@@ -393,3 +393,27 @@ fn a_16_mib_label_value_is_400_with_a_short_body_and_log() {
     let longest = srv.log_text().lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a log line of {longest} bytes");
 }
+
+#[test]
+fn huge_query_parameters_are_not_echoed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &[]);
+    let long_time = "t".repeat(1 << 20);
+    let long_regex = format!("{{__name__=~\"{}\"}}", "(".repeat(100_000));
+    let long_label = format!("1{}", "l".repeat(9_999)); // not a valid label name
+    for (path, form) in [
+        ("/api/v1/query", vec![("query", "up"), ("time", long_time.as_str())]),
+        ("/api/v1/query", vec![("query", long_regex.as_str())]),
+        ("/api/v1/series", vec![("match[]", "up"), ("limit", long_time.as_str())]),
+    ] {
+        let r = ureq::post(&srv.url(path)).send_form(&form);
+        let Err(ureq::Error::Status(400, resp)) = r else { panic!("{path}: expected 400, got {r:?}") };
+        let body = resp.into_string().unwrap();
+        assert!(body.len() < 2048, "{path}: {} bytes: {}", body.len(), &body[..512]);
+        assert!(body.contains(" bytes)"), "{path}: {body}");
+    }
+    let r = ureq::get(&srv.url(&format!("/api/v1/label/{long_label}/values"))).call();
+    let Err(ureq::Error::Status(400, resp)) = r else { panic!("label values: expected 400") };
+    let body = resp.into_string().unwrap();
+    assert!(body.len() < 2048 && body.contains("(10000 bytes)"), "{} bytes: {}", body.len(), &body[..512]);
+}

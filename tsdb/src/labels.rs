@@ -71,10 +71,16 @@ pub const ECHO_MAX_BYTES: usize = 128;
 /// [`ECHO_MAX_BYTES`] (cut at a character boundary) and `… (N bytes)` with the full length, so that a
 /// huge label value sent by a client is not copied whole into answers and log lines.
 pub fn clip(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.len() <= ECHO_MAX_BYTES {
+    clip_to(s, ECHO_MAX_BYTES)
+}
+
+/// [`clip`] at `max_bytes`, for whole messages that may quote client input in ways their producer
+/// does not bound (a parser's error quoting a regular expression).
+pub fn clip_to(s: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max_bytes {
         return std::borrow::Cow::Borrowed(s);
     }
-    let mut end = ECHO_MAX_BYTES;
+    let mut end = max_bytes;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
