@@ -349,6 +349,33 @@ mod tests {
     }
 
     #[test]
+    fn http_flags() {
+        let cfg = Flags::parse_from(["strata"]).into_config().unwrap();
+        assert_eq!(cfg.http.max_connections, 512);
+        assert_eq!(cfg.http.read_header_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.http.body_stall_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.http.request_read_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.http.idle_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.http.shutdown_grace_period, Duration::from_secs(10));
+        assert_eq!(cfg.http.max_body_bytes, 32 << 20);
+        for bad in [
+            "--web.max-connections=0",
+            "--web.read-header-timeout=0s",
+            "--web.body-stall-timeout=0s",
+            "--web.read-timeout=0s",
+            "--web.idle-timeout=0s",
+            "--web.shutdown-grace-period=soon",
+        ] {
+            let err = Flags::parse_from(["strata", bad]).into_config().unwrap_err();
+            let flag = bad.split('=').next().unwrap();
+            assert!(format!("{err:#}").contains(flag), "{bad}: {err:#}");
+        }
+        // A grace period of 0 cuts requests in flight at once.
+        let cfg = Flags::parse_from(["strata", "--web.shutdown-grace-period=0s"]).into_config().unwrap();
+        assert_eq!(cfg.http.shutdown_grace_period, Duration::ZERO);
+    }
+
+    #[test]
     fn config_file_window() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strata.yml");
