@@ -247,7 +247,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
 }
 
 #[test]
-fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
+fn connections_beyond_the_limit_wait_and_are_served_when_a_slot_frees() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path(), &["--web.max-connections=2"]);
     // Two connections busy sending bodies hold both slots.
@@ -265,10 +265,15 @@ fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
     third.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: strata\r\n\r\n").unwrap();
     assert!(still_waiting(&mut third), "served beyond the limit");
 
-    // One busy client gives up: its slot goes to the waiting connection.
-    drop(busy.remove(0));
+    // One busy client finishes its request (zeros: not snappy, 400) and keeps its connection idle:
+    // it is closed to make room and the waiting connection is served.
+    busy[0].write_all(&[0u8; 990]).unwrap();
+    let a = read_answer(&mut busy[0]);
+    assert_eq!(a.status, 400, "{}", a.text());
     let a = read_answer(&mut third);
     assert_eq!(a.status, 200, "{}", a.text());
+    wait_closed(&mut busy[0]);
+    // The other busy one gives up; its slot is free for the scrape below.
     drop(busy);
     drop(third);
     assert_eq!(metric(&srv, "strata_http_accept_errors_total"), 0.0);

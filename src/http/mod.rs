@@ -40,6 +40,10 @@ use tokio::task::JoinSet;
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// While a connection waits for a slot, how often connections idle between requests are asked again
+/// to make room.
+const RECLAIM_RETRY: Duration = Duration::from_millis(500);
+
 /// Limits and timeouts of the HTTP server.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -226,6 +230,8 @@ pub async fn serve(
                             Ok(s) => break s,
                             Err(_) => break 'accept,
                         },
+                        // Connections that were busy at the last call may be idle now.
+                        () = tokio::time::sleep(RECLAIM_RETRY) => reclaim.send_modify(|n| *n = n.wrapping_add(1)),
                     }
                 };
                 reclaim_ticket.store(false, Ordering::Release);
