@@ -264,3 +264,27 @@ pub async fn serve(
         connections.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_index_their_counters() {
+        for (i, r) in CloseReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i);
+            assert_eq!(CloseReason::from_u8(r as u8), r);
+        }
+        assert_eq!(CloseReason::from_u8(CloseReason::COUNT as u8), CloseReason::Error);
+        let stats = Arc::new(ConnectionStats::default());
+        let mut open = stats.opened();
+        assert_eq!(stats.open(), 1);
+        open.reason = CloseReason::IdleTimeout;
+        drop(open);
+        // Dropped without a reason of its own: cut by shutdown.
+        drop(stats.opened());
+        assert_eq!((stats.accepted(), stats.open()), (2, 0));
+        let closed: Vec<_> = stats.closed().filter(|&(_, n)| n > 0).collect();
+        assert_eq!(closed, [(CloseReason::IdleTimeout, 1), (CloseReason::Shutdown, 1)]);
+    }
+}
