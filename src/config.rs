@@ -104,6 +104,33 @@ pub struct Flags {
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
 
+    /// Maximum number of simultaneous connections; more wait in the listen backlog until one closes.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request's headers, from their first byte (for a connection's first
+    /// request, from connecting).
+    #[arg(long = "web.read-header-timeout", default_value = "10s")]
+    pub read_header_timeout: String,
+
+    /// Longest pause allowed within a request body; a longer one is answered 408 and the connection
+    /// closed.
+    #[arg(long = "web.body-stall-timeout", default_value = "1m")]
+    pub body_stall_timeout: String,
+
+    /// Time a client has to send a request's body after its headers (408 and close after that).
+    #[arg(long = "web.read-timeout", default_value = "5m")]
+    pub read_timeout: String,
+
+    /// How long a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long = "web.idle-timeout", default_value = "2m")]
+    pub idle_timeout: String,
+
+    /// On SIGTERM/SIGINT, how long requests in flight may still run before their connections are
+    /// closed and the storage is shut down.
+    #[arg(long = "web.shutdown-grace-period", default_value = "10s")]
+    pub shutdown_grace_period: String,
+
     /// Log level: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
@@ -141,6 +168,7 @@ pub struct Config {
     pub max_concurrent_writes: usize,
     pub max_concurrent_queries: usize,
     pub engine: query::EngineOptions,
+    pub http: crate::http::Options,
 }
 
 impl Flags {
@@ -189,6 +217,26 @@ impl Flags {
         if self.ooo_cap_max == 0 || self.ooo_cap_max > 255 {
             bail!("--storage.tsdb.out-of-order-cap-max must be between 1 and 255");
         }
+        if self.max_connections == 0 {
+            bail!("--web.max-connections must be at least 1");
+        }
+        let positive = |text: &str, flag: &str| -> anyhow::Result<Duration> {
+            let d = parse_duration(text).with_context(|| flag.to_owned())?;
+            if d.is_zero() {
+                bail!("{flag} must be more than 0");
+            }
+            Ok(d)
+        };
+        let http = crate::http::Options {
+            max_connections: self.max_connections,
+            read_header_timeout: positive(&self.read_header_timeout, "--web.read-header-timeout")?,
+            body_stall_timeout: positive(&self.body_stall_timeout, "--web.body-stall-timeout")?,
+            request_read_timeout: positive(&self.read_timeout, "--web.read-timeout")?,
+            idle_timeout: positive(&self.idle_timeout, "--web.idle-timeout")?,
+            shutdown_grace_period: parse_duration(&self.shutdown_grace_period)
+                .context("--web.shutdown-grace-period")?,
+            max_body_bytes: self.max_compressed_bytes.max(crate::server::QUERY_MAX_BODY_BYTES),
+        };
         let grace = parse_duration(&self.creation_grace_period).context("--storage.tsdb.creation-grace-period")?;
         let head = tsdb::Options {
             chunk_range_ms: duration_ms(block),
@@ -234,6 +282,7 @@ impl Flags {
             max_concurrent_writes: self.max_concurrent_writes,
             max_concurrent_queries: self.query_max_concurrency,
             engine,
+            http,
         })
     }
 }
@@ -297,6 +346,33 @@ mod tests {
         assert_eq!(parse_bytes("10GB").unwrap(), 10 << 30);
         assert!(parse_bytes("10XB").is_err());
         assert!(parse_bytes("MB").is_err());
+    }
+
+    #[test]
+    fn http_flags() {
+        let cfg = Flags::parse_from(["strata"]).into_config().unwrap();
+        assert_eq!(cfg.http.max_connections, 512);
+        assert_eq!(cfg.http.read_header_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.http.body_stall_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.http.request_read_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.http.idle_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.http.shutdown_grace_period, Duration::from_secs(10));
+        assert_eq!(cfg.http.max_body_bytes, 32 << 20);
+        for bad in [
+            "--web.max-connections=0",
+            "--web.read-header-timeout=0s",
+            "--web.body-stall-timeout=0s",
+            "--web.read-timeout=0s",
+            "--web.idle-timeout=0s",
+            "--web.shutdown-grace-period=soon",
+        ] {
+            let err = Flags::parse_from(["strata", bad]).into_config().unwrap_err();
+            let flag = bad.split('=').next().unwrap();
+            assert!(format!("{err:#}").contains(flag), "{bad}: {err:#}");
+        }
+        // A grace period of 0 cuts requests in flight at once.
+        let cfg = Flags::parse_from(["strata", "--web.shutdown-grace-period=0s"]).into_config().unwrap();
+        assert_eq!(cfg.http.shutdown_grace_period, Duration::ZERO);
     }
 
     #[test]

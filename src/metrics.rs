@@ -21,6 +21,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::http::ConnectionStats;
+
 /// Everything `/metrics` renders.
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +34,7 @@ pub struct Metrics {
 struct StorageCollector {
     db: Arc<tsdb::Db>,
     ingest: Arc<ingest::IngestMetrics>,
+    connections: Arc<ConnectionStats>,
     replay_seconds: f64,
 }
 
@@ -192,6 +195,26 @@ impl Collector for StorageCollector {
             "Metadata entries received and ignored.",
             s.metadata_ignored,
         )?;
+        let c = &self.connections;
+        gauge(&mut e, "strata_http_connections_open", "HTTP connections open.", c.open() as f64)?;
+        counter(&mut e, "strata_http_connections", "HTTP connections accepted.", c.accepted())?;
+        counter(
+            &mut e,
+            "strata_http_accept_errors",
+            "Failed accepts of HTTP connections (e.g. out of file descriptors).",
+            c.accept_errors(),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "strata_http_connections_closed",
+                "HTTP connections closed, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, v) in c.closed() {
+                ConstCounter::new(v).encode(m.encode_family(&[("reason", reason.as_str())])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -205,7 +228,12 @@ fn time_gauge(ms: i64) -> f64 {
 }
 
 impl Metrics {
-    pub fn new(db: Arc<tsdb::Db>, ingest: Arc<ingest::IngestMetrics>, replay_seconds: f64) -> Metrics {
+    pub fn new(
+        db: Arc<tsdb::Db>,
+        ingest: Arc<ingest::IngestMetrics>,
+        connections: Arc<ConnectionStats>,
+        replay_seconds: f64,
+    ) -> Metrics {
         let mut registry = Registry::default();
         let http_requests = Family::<Vec<(String, String)>, Counter>::default();
         let http_duration = Family::<Vec<(String, String)>, Histogram>::new_with_constructor(|| {
@@ -217,7 +245,7 @@ impl Metrics {
             "HTTP request durations by handler (query handlers measure query evaluation).",
             http_duration.clone(),
         );
-        registry.register_collector(Box::new(StorageCollector { db, ingest, replay_seconds }));
+        registry.register_collector(Box::new(StorageCollector { db, ingest, connections, replay_seconds }));
         Metrics { registry, http_requests, http_duration }
     }
 

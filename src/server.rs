@@ -1,11 +1,12 @@
 //! Wiring: the HTTP listener, readiness gating during WAL replay, the ingest and query routers, and
-//! ordered shutdown (stop accepting → drain handlers → sync and close the WAL).
+//! ordered shutdown (stop accepting → finish or cut requests within the grace period → sync and close
+//! the WAL).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,15 +14,17 @@ use axum::Router;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::http::ConnectionStats;
 use crate::metrics::{self, Metrics};
+
+/// Largest form body of a query API request (a long PromQL expression or many `match[]`s).
+pub const QUERY_MAX_BODY_BYTES: usize = 2 << 20;
 
 /// Set once the WAL is replayed: the router serving everything but the health endpoints.
 type Ready = Arc<OnceLock<Router>>;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen_address)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen_address))?;
+    let listener = listen(cfg.listen_address).with_context(|| format!("binding {}", cfg.listen_address))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %addr, data_dir = %cfg.data_dir.display(), "listening");
 
@@ -31,8 +34,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .route("/-/ready", get(ready_handler))
         .fallback(forward)
         .with_state(Arc::clone(&ready));
+    let connections = Arc::new(ConnectionStats::default());
     let server =
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
+        tokio::spawn(crate::http::serve(listener, app, cfg.http.clone(), Arc::clone(&connections), shutdown_signal()));
 
     let started = Instant::now();
     let data_dir = cfg.data_dir.clone();
@@ -52,11 +56,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     db.start_background();
     let ingest_state =
         ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
-    let metrics = Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), replay_seconds));
+    let metrics =
+        Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds));
+    // The concurrency limits count requests whose bodies are already read (`http` reads them first):
+    // a slow sender never holds a permit.
     let api = ingest::router(ingest_state)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_writes))
         .merge(
             query::router(query::QueryState { db: Arc::clone(&db), opts: cfg.engine })
+                .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
@@ -64,13 +72,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
     let _ = ready.set(api);
 
-    let served = server.await.context("HTTP server task failed")?;
+    server.await.context("HTTP server task failed")?;
     tracing::info!("HTTP server stopped; syncing the WAL");
     let closed = tokio::task::spawn_blocking(move || db.close()).await.context("WAL close task failed")?;
-    served.context("HTTP server failed")?;
     closed.context("closing the TSDB")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Connections the kernel queues for `accept` (it caps this at `net.core.somaxconn`). Beyond
+/// `--web.max-connections` new connections wait here. `TcpListener::bind` asks for 128, like the
+/// standard library; a full queue drops connection attempts, which clients retry only after a second
+/// or more (with 1,000 clients connecting at once, some waited 11 s before their first byte).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn ready_handler(State(ready): State<Ready>) -> Response {

@@ -11,3 +11,4 @@ mod damaged_blocks;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
+mod slow_clients;

@@ -34,7 +34,7 @@ pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error>
     if raw.trim().is_empty() {
         return Ok(());
     }
-    let unsupported = || Error::UnsupportedContentType { value: raw.to_owned() };
+    let unsupported = || Error::UnsupportedContentType { value: tsdb::labels::clip(raw).into_owned() };
     let mut parts = raw.split(';');
     let media = parts.next().unwrap_or_default().trim();
     if !media.eq_ignore_ascii_case(CONTENT_TYPE_PROTOBUF) {
@@ -59,15 +59,43 @@ pub fn check_content_encoding(value: Option<&str>) -> std::result::Result<(), Er
     match value.map(str::trim) {
         None | Some("") => Ok(()),
         Some(v) if v.eq_ignore_ascii_case(CONTENT_ENCODING_SNAPPY) => Ok(()),
-        Some(v) => Err(Error::UnsupportedContentEncoding { value: v.to_owned() }),
+        Some(v) => Err(Error::UnsupportedContentEncoding { value: tsdb::labels::clip(v).into_owned() }),
     }
 }
 
-/// Decompresses a snappy block into `out` (replacing its contents), checking the length the block
-/// declares against `max_decompressed_bytes` before allocating anything. A reused `out` is only
-/// zero-filled where it has to grow.
+/// Most bytes one compressed byte of a snappy block can stand for, as a fraction
+/// (`SNAPPY_MAX_EXPANSION_NUM / SNAPPY_MAX_EXPANSION_DEN`).
+///
+/// A block is a varint (the decompressed length) followed by elements, each starting with a tag byte:
+/// - a literal (tag `00`) is the tag, 0–4 length bytes and the `n` bytes it produces: under 1 byte
+///   out per byte in;
+/// - a copy with a 1-byte offset (tag `01`) is 2 bytes producing 4–11 bytes: at most 5.5 per byte;
+/// - a copy with a 2-byte offset (tag `10`) is 3 bytes producing 1–64 bytes: at most 64/3 per byte;
+/// - a copy with a 4-byte offset (tag `11`) is 5 bytes producing 1–64 bytes: at most 12.8 per byte.
+///
+/// So no block of `c` bytes decompresses to more than `c * 64 / 3` bytes (counting the length
+/// varint as elements only loosens the bound), and a run of one repeated byte, which snappy
+/// compresses into 2-byte-offset copies of 64, comes close to it.
+pub const SNAPPY_MAX_EXPANSION_NUM: u64 = 64;
+/// See [`SNAPPY_MAX_EXPANSION_NUM`].
+pub const SNAPPY_MAX_EXPANSION_DEN: u64 = 3;
+
+/// Most bytes a snappy block of `compressed_len` bytes can decompress to ([`SNAPPY_MAX_EXPANSION_NUM`]).
+pub fn snappy_max_decompressed_len(compressed_len: usize) -> u64 {
+    (compressed_len as u64).saturating_mul(SNAPPY_MAX_EXPANSION_NUM) / SNAPPY_MAX_EXPANSION_DEN
+}
+
+/// Decompresses a snappy block into `out` (replacing its contents). The length the block declares is
+/// checked before anything is allocated: against what the block's size can possibly expand to (a
+/// block claiming more is malformed, however small the claim) and against `max_decompressed_bytes`.
+/// A reused `out` is only zero-filled where it has to grow.
 pub fn decompress(body: &[u8], max_decompressed_bytes: usize, out: &mut Vec<u8>) -> std::result::Result<(), Error> {
     let declared = snap::raw::decompress_len(body).map_err(Error::Snappy)?;
+    let possible = snappy_max_decompressed_len(body.len());
+    if declared as u64 > possible {
+        out.clear();
+        return Err(Error::SnappyLengthImpossible { declared, compressed: body.len(), possible });
+    }
     if declared > max_decompressed_bytes {
         out.clear();
         return Err(Error::DecompressedTooLarge { declared, limit: max_decompressed_bytes });

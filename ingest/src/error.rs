@@ -44,6 +44,17 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The snappy block declares a decompressed length its size cannot produce
+    /// ([`crate::decode::snappy_max_decompressed_len`]).
+    #[error("invalid snappy block: it declares {declared} decompressed bytes, but {compressed} compressed bytes can expand to at most {possible} bytes")]
+    SnappyLengthImpossible {
+        /// Length declared in the snappy header.
+        declared: usize,
+        /// Size of the compressed body.
+        compressed: usize,
+        /// Most bytes `compressed` bytes can decompress to.
+        possible: u64,
+    },
     /// The body is not a valid snappy block.
     #[error("invalid snappy block: {0}")]
     Snappy(#[source] snap::Error),
@@ -75,9 +86,11 @@ impl Error {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             Error::BodyTooLarge { .. } | Error::DecompressedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::BodyRead { .. } | Error::Snappy(_) | Error::Protobuf(_) | Error::Rejected(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::BodyRead { .. }
+            | Error::SnappyLengthImpossible { .. }
+            | Error::Snappy(_)
+            | Error::Protobuf(_)
+            | Error::Rejected(_) => StatusCode::BAD_REQUEST,
             Error::Storage(tsdb::Error::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Storage(_) | Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

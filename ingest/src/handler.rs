@@ -164,7 +164,9 @@ fn process(head: &tsdb::Head, limits: Limits, body: &[u8]) -> Result<(Outcome, O
 fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> std::result::Result<Option<&'h str>, String> {
     match headers.get(name) {
         None => Ok(None),
-        Some(v) => v.to_str().map(Some).map_err(|_| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        Some(v) => {
+            v.to_str().map(Some).map_err(|_| tsdb::labels::clip(&String::from_utf8_lossy(v.as_bytes())).into_owned())
+        }
     }
 }
 

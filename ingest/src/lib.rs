@@ -10,7 +10,7 @@
 //! | status | when |
 //! |---|---|
 //! | 204 | every sample accepted (identical re-sent samples count as accepted) |
-//! | 400 | bad snappy, bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, native histogram) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
+//! | 400 | bad snappy (including a declared length the block cannot expand to), bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, native histogram) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
 //! | 413 | compressed body over [`Limits::max_compressed_bytes`], or declared decompressed size over [`Limits::max_decompressed_bytes`] |
 //! | 415 | `Content-Encoding` other than `snappy`, or `Content-Type` other than `application/x-protobuf[;proto=prometheus.WriteRequest]` (both may be absent) |
 //! | 500 / 503 | storage failed (WAL I/O) / storage closed; nothing was acknowledged |

@@ -125,14 +125,16 @@ impl Report {
     }
 }
 
-/// Writes `{a="1", b="2"}` for label pairs (Prometheus's text form).
+/// Writes `{a="1", b="2"}` for label pairs (Prometheus's text form), each name and value clipped
+/// to [`tsdb::labels::ECHO_MAX_BYTES`] ([`tsdb::labels::clip`]).
 pub fn write_labels<N: AsRef<str>, V: AsRef<str>>(out: &mut String, pairs: impl IntoIterator<Item = (N, V)>) {
+    use tsdb::labels::clip;
     out.push('{');
     for (i, (n, v)) in pairs.into_iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{}={:?}", n.as_ref(), v.as_ref());
+        let _ = write!(out, "{}={:?}", clip(n.as_ref()), clip(v.as_ref()));
     }
     out.push('}');
 }

@@ -24,13 +24,13 @@ pub enum LabelError {
     /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
     #[error("invalid label name {name:?}")]
     InvalidName {
-        /// The offending name.
+        /// The offending name (clipped, see [`clip`]).
         name: String,
     },
     /// The same name appears twice.
     #[error("duplicate label name {name:?}")]
     DuplicateName {
-        /// The repeated name.
+        /// The repeated name (clipped, see [`clip`]).
         name: String,
     },
     /// No label with a non-empty value is left.
@@ -42,7 +42,7 @@ pub enum LabelError {
     /// `__name__` is not a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
     #[error("invalid metric name {name:?}")]
     InvalidMetricName {
-        /// The offending metric name.
+        /// The offending metric name (clipped, see [`clip`]).
         name: String,
     },
     /// A label name or value is not valid UTF-8.
@@ -54,7 +54,7 @@ pub enum LabelError {
     /// A name or value is longer than the packed encoding allows.
     #[error("label {name:?} is too long ({len} bytes)")]
     TooLong {
-        /// The name of the label (possibly truncated).
+        /// The name of the label (clipped, see [`clip`]).
         name: String,
         /// Its length in bytes.
         len: usize,
@@ -63,6 +63,29 @@ pub enum LabelError {
 
 /// Longest label name or value accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 1 << 20;
+
+/// Longest prefix of a client-supplied name or value that error messages and logs repeat.
+pub const ECHO_MAX_BYTES: usize = 128;
+
+/// `s` as error messages and logs show it: whole if at most [`ECHO_MAX_BYTES`] long, else its first
+/// [`ECHO_MAX_BYTES`] (cut at a character boundary) and `… (N bytes)` with the full length, so that a
+/// huge label value sent by a client is not copied whole into answers and log lines.
+pub fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    clip_to(s, ECHO_MAX_BYTES)
+}
+
+/// [`clip`] at `max_bytes`, for whole messages that may quote client input in ways their producer
+/// does not bound (a parser's error quoting a regular expression).
+pub fn clip_to(s: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max_bytes {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", s.get(..end).unwrap_or_default(), s.len()))
+}
 
 /// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_valid_label_name(name: &str) -> bool {
@@ -343,18 +366,17 @@ pub fn validate<'p, 'a>(
     let mut has_name = false;
     for (i, (n, v)) in pairs.iter().enumerate() {
         if n.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES {
-            let name: String = n.chars().take(64).collect();
-            return Err(LabelError::TooLong { name, len: n.len().max(v.len()) });
+            return Err(LabelError::TooLong { name: clip(n).into_owned(), len: n.len().max(v.len()) });
         }
         if !is_valid_label_name(n) {
-            return Err(LabelError::InvalidName { name: (*n).to_owned() });
+            return Err(LabelError::InvalidName { name: clip(n).into_owned() });
         }
         if i > 0 && pairs[i - 1].0 == *n {
-            return Err(LabelError::DuplicateName { name: (*n).to_owned() });
+            return Err(LabelError::DuplicateName { name: clip(n).into_owned() });
         }
         if *n == METRIC_NAME {
             if !is_valid_metric_name(v) {
-                return Err(LabelError::InvalidMetricName { name: (*v).to_owned() });
+                return Err(LabelError::InvalidMetricName { name: clip(v).into_owned() });
             }
             has_name = true;
         }
@@ -457,6 +479,18 @@ impl fmt::Display for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_marks_long_text() {
+        assert_eq!(clip("up"), "up");
+        let exact = "a".repeat(ECHO_MAX_BYTES);
+        assert_eq!(clip(&exact), exact.as_str());
+        let long = "a".repeat(ECHO_MAX_BYTES + 1);
+        assert_eq!(clip(&long), format!("{}… ({} bytes)", "a".repeat(ECHO_MAX_BYTES), ECHO_MAX_BYTES + 1));
+        // A multi-byte character across the cut is left out whole.
+        let wide = format!("{}é", "a".repeat(ECHO_MAX_BYTES - 1));
+        assert_eq!(clip(&wide), format!("{}… ({} bytes)", "a".repeat(ECHO_MAX_BYTES - 1), ECHO_MAX_BYTES + 1));
+    }
 
     #[test]
     fn from_pairs_sorts_and_drops_empty() {

@@ -120,17 +120,42 @@ fn decompress_round_trip_and_buffer_reuse() {
 
 #[test]
 fn declared_length_over_limit_is_refused_before_allocating() {
-    // Header only: uvarint 1 GiB, no data.
-    let body = [0x80, 0x80, 0x80, 0x80, 0x04];
+    // A run of zeros: snappy's densest output, declaring 1 MiB from a few hundred bytes.
+    let body = snappy(&vec![0u8; 1 << 20]);
     let mut buf = Vec::new();
-    let e = decompress(&body, 256 << 20, &mut buf).unwrap_err();
-    assert!(matches!(e, Error::DecompressedTooLarge { declared: 1_073_741_824, limit: 268_435_456 }), "{e}");
+    let e = decompress(&body, 1 << 19, &mut buf).unwrap_err();
+    assert!(matches!(e, Error::DecompressedTooLarge { declared: 1_048_576, limit: 524_288 }), "{e}");
     assert_eq!(e.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(buf.capacity(), 0);
     // Exactly at the limit is fine as far as the limit goes.
     let ok = snappy(&[7u8; 100]);
     decompress(&ok, 100, &mut buf).unwrap();
     assert!(matches!(decompress(&ok, 99, &mut buf), Err(Error::DecompressedTooLarge { declared: 100, limit: 99 })));
+}
+
+#[test]
+fn declared_length_beyond_what_the_block_can_hold_is_400_before_allocating() {
+    // 7 bytes: uvarint 255 MiB and three bytes of elements, far below the 256 MiB limit.
+    let body = [0x80, 0x80, 0xc0, 0x7f, 0x00, 0x00, 0x00];
+    let mut buf = Vec::new();
+    let e = decompress(&body, 256 << 20, &mut buf).unwrap_err();
+    assert!(matches!(e, Error::SnappyLengthImpossible { declared: 267_386_880, compressed: 7, possible: 149 }), "{e}");
+    assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+    assert!(e.to_string().contains("267386880") && e.to_string().contains("at most 149 bytes"), "{e}");
+    assert_eq!(buf.capacity(), 0);
+}
+
+#[test]
+fn snappy_expansion_bound_holds_for_the_densest_blocks() {
+    // Runs of one byte compress to 2-byte-offset copies of 64 bytes, the densest element: the
+    // encoder's output must stay within the bound and decompress.
+    let mut buf = Vec::new();
+    for len in [1usize, 4, 64, 65, 1000, 4096, 65_536, 65_537, 1 << 20, (1 << 20) + 13] {
+        let body = snappy(&vec![0u8; len]);
+        assert!(len as u64 <= snappy_max_decompressed_len(body.len()), "{len} from {} bytes", body.len());
+        decompress(&body, 1 << 21, &mut buf).unwrap();
+        assert_eq!(buf.len(), len);
+    }
 }
 
 #[test]
@@ -148,7 +173,10 @@ fn bad_snappy_is_a_snappy_error() {
         },
     ] {
         let e = decompress(&body, 1 << 20, &mut buf).unwrap_err();
-        assert!(matches!(e, Error::Snappy(_) | Error::DecompressedTooLarge { .. }), "{e}");
+        assert!(
+            matches!(e, Error::Snappy(_) | Error::SnappyLengthImpossible { .. } | Error::DecompressedTooLarge { .. }),
+            "{e}"
+        );
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST.max(e.status()));
     }
     let e = decompress(&payload, 1 << 20, &mut buf).unwrap_err();

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use tsdb::labels::{clip, clip_to};
+
 use crate::engine::{Engine, EngineOptions, Labels};
 use crate::error::QueryError;
 use crate::storage::{from_tsdb_labels, read_error, to_tsdb_matcher, TsdbStorage};
@@ -71,11 +73,18 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
 type ApiResult = Result<(String, Vec<String>), QueryError>;
 
+/// Longest error message answered: messages quote parts of the query (the parser's quote a whole
+/// regular expression, for one), which a client can make as long as the request.
+const ERROR_MESSAGE_MAX_BYTES: usize = 1024;
+
 fn respond(r: ApiResult) -> Response {
     let ct = [(header::CONTENT_TYPE, "application/json")];
     match r {
         Ok((data, warnings)) => (StatusCode::OK, ct, json::success(&data, &warnings)).into_response(),
-        Err(e) => (e.status(), ct, json::error(e.error_type(), &e.to_string())).into_response(),
+        Err(e) => {
+            let msg = e.to_string();
+            (e.status(), ct, json::error(e.error_type(), &clip_to(&msg, ERROR_MESSAGE_MAX_BYTES))).into_response()
+        }
     }
 }
 
@@ -215,7 +224,7 @@ fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
     for s in p.all("match[]") {
         let expr = crate::parser::parse(s).map_err(|e| bad_param("match[]", e))?;
         let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-            return Err(bad_param("match[]", format!("expected vector selector, got {s:?}")));
+            return Err(bad_param("match[]", format!("expected vector selector, got {:?}", clip(s))));
         };
         if !vs.matchers.or_matchers.is_empty() {
             return Err(QueryError::unsupported("\"or\" inside label matchers"));
@@ -234,7 +243,7 @@ fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
 fn limit_param(p: &Params) -> Result<usize, QueryError> {
     match p.get("limit") {
         "" => Ok(0),
-        s => s.parse::<usize>().map_err(|_| bad_param("limit", format!("cannot parse {s:?} to a valid limit"))),
+        s => s.parse::<usize>().map_err(|_| bad_param("limit", format!("cannot parse {:?} to a valid limit", clip(s)))),
     }
 }
 
@@ -317,7 +326,7 @@ async fn label_values(State(st): State<QueryState>, Path(name): Path<String>, p:
 
 async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResult {
     if !crate::engine::aggregate::is_valid_label_name(&name) {
-        return Err(QueryError::BadData(format!("invalid label name: {name:?}")));
+        return Err(QueryError::BadData(format!("invalid label name: {:?}", clip(&name))));
     }
     let start = time_param(&p, "start", params::MIN_TIME_MS)?;
     let end = time_param(&p, "end", params::MAX_TIME_MS)?;

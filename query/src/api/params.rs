@@ -44,7 +44,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     match s {
         MIN_TIME_FORMATTED => Ok(MIN_TIME_MS),
         MAX_TIME_FORMATTED => Ok(MAX_TIME_MS),
-        _ => Err(format!("cannot parse {s:?} to a valid timestamp")),
+        _ => Err(format!("cannot parse {:?} to a valid timestamp", tsdb::labels::clip(s))),
     }
 }
 
@@ -53,11 +53,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     if let Some(f) = parse_go_float(s) {
         let ms = f * 1000.0;
         if ms.is_nan() || ms.abs() > 9.2e15 {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+            return Err(format!("cannot parse {:?} to a valid duration. It overflows int64", tsdb::labels::clip(s)));
         }
         return Ok(ms as i64);
     }
-    parse_prom_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+    parse_prom_duration(s).ok_or_else(|| format!("cannot parse {:?} to a valid duration", tsdb::labels::clip(s)))
 }
 
 /// Go's `strconv.ParseFloat` subset for API parameters (decimal, exponent, inf/nan).
