@@ -10,9 +10,21 @@ pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Zig-zag encoding: small negative and positive numbers become small unsigned ones (Go's varint).
+#[inline]
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+#[inline]
+pub(crate) fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
 /// Appends `v` zig-zag encoded (Go's `PutVarint`).
 pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+    put_uvarint(out, zigzag(v));
 }
 
 /// Decodes a uvarint at the start of `b`: `(value, bytes used)`. `None` if truncated or over 64 bits.
@@ -40,7 +52,7 @@ pub(crate) fn take_uvarint(rest: &mut &[u8]) -> Option<u64> {
 /// Reads a zig-zag varint from the front of `rest` and advances it.
 pub(crate) fn take_varint(rest: &mut &[u8]) -> Option<i64> {
     let u = take_uvarint(rest)?;
-    Some(((u >> 1) as i64) ^ -((u & 1) as i64))
+    Some(unzigzag(u))
 }
 
 #[cfg(test)]

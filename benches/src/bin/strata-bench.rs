@@ -34,20 +34,12 @@ enum Cmd {
     Parse(WorkloadArgs),
 }
 
-/// Parses `500ms`, `15s`, `5m`, `4h`, `1d`.
+/// Parses a Prometheus duration (`500ms`, `15s`, `5m`, `4h`, `1d`, `1h30m`).
 fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h, d)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    query::api::params::parse_prom_duration(s.trim())
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("bad duration {s:?} (e.g. 500ms, 15s, 5m, 4h, 1d)"))
 }
 
 #[derive(Args, Clone)]

@@ -500,14 +500,7 @@ fn cmp_nan_high(a: f64, b: f64) -> std::cmp::Ordering {
     }
 }
 
-/// Prometheus's label name rule: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn is_valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        _ => false,
-    }
-}
+pub(crate) use tsdb::labels::is_valid_label_name;
 
 #[cfg(test)]
 mod tests {

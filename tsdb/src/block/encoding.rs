@@ -96,7 +96,7 @@ impl<'a> Dec<'a> {
 
     pub(crate) fn varint(&mut self) -> Result<i64, Corrupt> {
         let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        Ok(crate::varint::unzigzag(u))
     }
 
     pub(crate) fn uvarint_bytes(&mut self) -> Result<&'a [u8], Corrupt> {

@@ -14,6 +14,7 @@
 
 use super::bstream::{self, mask};
 use super::ChunkError;
+use crate::varint::{unzigzag, zigzag};
 
 /// Bytes of the sample-count header.
 const HEADER_BYTES: usize = 2;
@@ -241,16 +242,6 @@ impl<'a> IntoIterator for &'a XorChunk {
 fn bit_range(x: i64, nbits: u32) -> bool {
     let half = 1i64 << (nbits - 1);
     -(half - 1) <= x && x <= half
-}
-
-#[inline]
-fn zigzag(x: i64) -> u64 {
-    ((x << 1) ^ (x >> 63)) as u64
-}
-
-#[inline]
-fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
 /// Decoder state after a sample; mirrors the appender fields of [`XorChunk`].
