@@ -6,7 +6,7 @@ pub mod json;
 pub mod params;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::engine::{Engine, EngineOptions, Labels};
+use crate::engine::{Engine, EngineOptions, Labels, QueryValue};
 use crate::error::QueryError;
 use crate::storage::{from_tsdb_labels, to_tsdb_matcher, TsdbStorage};
 pub use params::Params;
@@ -122,18 +122,50 @@ fn request_options(st: &QueryState, p: &Params) -> Result<(EngineOptions, Option
 /// multi-threaded runtime it runs in place with `block_in_place`, which hands this worker's other
 /// tasks to another thread first: no hop to a pool thread and back, which was most of the latency of
 /// a sub-millisecond query. Elsewhere (single-threaded test runtimes) it goes to the blocking pool.
+///
+/// Parsing and evaluation recurse as deep as [`crate::complexity::MAX_DEPTH`]: the runtime's
+/// threads must have stacks of [`crate::complexity::EVAL_STACK_BYTES`]
+/// (`tokio::runtime::Builder::thread_stack_size`). A panic in `f` answers 500 (`internal`) for this
+/// request only; it does not unwind into the connection's task.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {
+    let guarded = move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %msg, "query evaluation panicked");
+            Err(QueryError::Internal(format!("query evaluation panicked: {msg}")))
+        })
+    };
     if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-        // A panic becomes a 500, as a failed blocking-pool task does, instead of unwinding into the
-        // connection's task.
-        return tokio::task::block_in_place(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .unwrap_or_else(|_| Err(QueryError::Internal("evaluation panicked".into())))
-        });
+        return tokio::task::block_in_place(guarded);
     }
-    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+    tokio::task::spawn_blocking(guarded)
+        .await
+        .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+}
+
+/// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now).
+async fn run_query(
+    st: &QueryState,
+    opts: EngineOptions,
+    query: String,
+    eval: impl FnOnce(&Engine, &TsdbStorage, &promql_parser::parser::Expr) -> Result<QueryValue, QueryError>
+        + Send
+        + 'static,
+) -> Result<String, QueryError> {
+    let deadline = Instant::now() + opts.timeout;
+    let db = Arc::clone(&st.db);
+    blocking(move || {
+        let expr = crate::parser::parse(&query).map_err(|e| bad_param("query", e))?;
+        let v = eval(&Engine::new(opts).with_deadline(deadline), &TsdbStorage::new(db), &expr)?;
+        json::query_data(&v, deadline)
+    })
+    .await
 }
 
 async fn query(State(st): State<QueryState>, p: Params) -> Response {
@@ -143,10 +175,11 @@ async fn query(State(st): State<QueryState>, p: Params) -> Response {
 async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let t = time_param(&p, "time", now_ms())?;
     let (opts, lookback) = request_options(&st, &p)?;
-    let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
-    let db = Arc::clone(&st.db);
-    let v = blocking(move || Engine::new(opts).instant(&TsdbStorage::new(db), &expr, t, lookback)).await?;
-    Ok((json::query_data(&v), Vec::new()))
+    let data = run_query(&st, opts, p.get("query").to_owned(), move |engine, storage, expr| {
+        engine.instant(storage, expr, t, lookback)
+    })
+    .await?;
+    Ok((data, Vec::new()))
 }
 
 async fn query_range(State(st): State<QueryState>, p: Params) -> Response {
@@ -174,10 +207,11 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
         )));
     }
     let (opts, lookback) = request_options(&st, &p)?;
-    let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
-    let db = Arc::clone(&st.db);
-    let v = blocking(move || Engine::new(opts).range(&TsdbStorage::new(db), &expr, start, end, step, lookback)).await?;
-    Ok((json::query_data(&v), Vec::new()))
+    let data = run_query(&st, opts, p.get("query").to_owned(), move |engine, storage, expr| {
+        engine.range(storage, expr, start, end, step, lookback)
+    })
+    .await?;
+    Ok((data, Vec::new()))
 }
 
 fn group_thousands(n: usize) -> String {
