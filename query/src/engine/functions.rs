@@ -520,15 +520,12 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let v = vector_arg(ev, c, 0)?;
             let desc = name == "sort_desc";
             let mut out = Vec::with_capacity(v.len());
+            // As Prometheus: Go's (unstable) sort, reversing the order of its value heaps; NaN
+            // last either way, equal values in the order Go's sort leaves them.
+            let less = |x: &Sample, y: &Sample| y.v.is_nan() || if desc { y.v < x.v } else { y.v > x.v };
             for mut vec in v {
                 ev.check_timeout()?;
-                vec.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
-                    _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
-                });
+                super::gosort::sort(&mut vec, &less);
                 out.push(vec);
             }
             Ok(Val::Vector(out))

@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod binary;
 pub mod functions;
+pub(crate) mod gosort;
 #[doc(hidden)]
 pub mod mem;
 pub(crate) mod stream;
