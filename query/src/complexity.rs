@@ -35,7 +35,7 @@ pub enum TooComplex {
         limit: usize,
     },
     /// Brackets nest deeper than [`MAX_DEPTH`].
-    #[error("query nests brackets more than {limit} levels deep (at byte {offset}); the limit is {limit}")]
+    #[error("query nests brackets deeper than the limit of {limit} levels (at byte {offset})")]
     Nesting {
         /// Byte offset of the first bracket over the limit.
         offset: usize,
@@ -43,7 +43,7 @@ pub enum TooComplex {
         limit: usize,
     },
     /// More operators than [`MAX_OPERATORS`].
-    #[error("query has more than {limit} operators (at byte {offset}); the limit is {limit}")]
+    #[error("query has more operators than the limit of {limit} (at byte {offset})")]
     Operators {
         /// Byte offset of the first operator over the limit.
         offset: usize,
@@ -51,7 +51,7 @@ pub enum TooComplex {
         limit: usize,
     },
     /// The expression tree is deeper than [`MAX_DEPTH`].
-    #[error("query expression is nested {depth} levels deep; the limit is {limit} levels")]
+    #[error("query expression is nested {depth} levels deep, over the limit of {limit} levels")]
     Depth {
         /// Depth of the tree.
         depth: usize,
