@@ -85,6 +85,29 @@ fn killer_queries_are_refused_and_the_server_goes_on() {
     assert_alive(&srv, 3);
 }
 
+/// A panic inside one query's evaluation (injected) answers 500 `internal` for that query; the
+/// server goes on serving, the same query again and others.
+#[test]
+fn panic_in_evaluation_answers_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_env(dir.path(), &[], &[("STRATA_PANIC_ON_QUERY", "sum(x) * 2")]);
+    write_all(&srv, &dataset("x", 3));
+    let end = format_time(T0 + (SAMPLES - 1) * STEP_MS);
+    for _ in 0..3 {
+        let (code, json) = instant(&srv, "sum(x) * 2");
+        assert_eq!(code, 500, "{json}");
+        assert_eq!(json["errorType"], "internal", "{json}");
+        assert!(json["error"].as_str().unwrap().contains("panicked"), "{json}");
+        let (code, json) = srv.post_form_json(
+            "/api/v1/query_range",
+            &[("query", "sum(x) * 2"), ("start", &format_time(T0)), ("end", &end), ("step", "60")],
+        );
+        assert_eq!(code, 500, "{json}");
+        assert_alive(&srv, 3);
+    }
+    assert!(srv.log_text().contains("query evaluation panicked"), "{}", srv.log_text());
+}
+
 #[test]
 fn queries_at_the_depth_limit_evaluate() {
     let limit = query::complexity::MAX_DEPTH;

@@ -149,6 +149,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
 }
 
+/// Panics when the query's text is the value of `STRATA_PANIC_ON_QUERY`: fault injection for the
+/// tests that a panic in one evaluation answers 500 and leaves the server serving. The variable is
+/// read once.
+fn panic_point(query: &str) {
+    static PANIC_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if PANIC_ON.get_or_init(|| std::env::var("STRATA_PANIC_ON_QUERY").ok()).as_deref() == Some(query) {
+        panic!("STRATA_PANIC_ON_QUERY: {query}");
+    }
+}
+
 /// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now).
 async fn run_query(
     st: &QueryState,
@@ -162,6 +172,7 @@ async fn run_query(
     let db = Arc::clone(&st.db);
     blocking(move || {
         let expr = crate::parser::parse(&query).map_err(|e| bad_param("query", e))?;
+        panic_point(&query);
         let v = eval(&Engine::new(opts).with_deadline(deadline), &TsdbStorage::new(db), &expr)?;
         json::query_data(&v, deadline)
     })
