@@ -179,7 +179,9 @@ fn too_many_samples_answers_422_like_prometheus() {
         p
     });
     let (start, end) = (format_time(T0), format_time(T0 + (SAMPLES - 1) * STEP_MS));
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+    /// API path, parameters, expected status.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case<'_>> = vec![
         // 100 series × 240 steps.
         ("/api/v1/query_range", vec![("query", "x"), ("start", &start), ("end", &end), ("step", "15")], 422),
         ("/api/v1/query_range", vec![("query", "sort_desc(x)"), ("start", &start), ("end", &end), ("step", "15")], 422),
