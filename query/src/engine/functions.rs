@@ -778,6 +778,7 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
+        ev.check_timeout()?;
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             let labels = match cache.get(&Arc::as_ptr(&s.labels)) {
@@ -823,6 +824,7 @@ fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     }
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
+        ev.check_timeout()?;
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             let joined = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect::<Vec<_>>().join(&sep);
@@ -905,6 +907,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let mut out = Vec::with_capacity(v.len());
     let le = ["le".to_string()];
     for (k, vec) in v.into_iter().enumerate() {
+        ev.check_timeout()?;
         let mut groups: Vec<BucketGroup> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for s in vec {
