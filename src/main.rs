@@ -53,7 +53,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("strata-worker").build() {
+    // Queries are parsed and evaluated on the runtime's threads (recursively, as deep as the
+    // query's nesting, which the query crate bounds): their stacks are sized for that bound.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .thread_stack_size(query::complexity::EVAL_STACK_BYTES)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

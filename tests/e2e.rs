@@ -8,6 +8,7 @@ mod bad_input;
 mod blocks;
 mod crash;
 mod damaged_blocks;
+mod hostile_queries;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;

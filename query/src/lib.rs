@@ -1,6 +1,7 @@
 //! PromQL evaluation and the Prometheus HTTP query API.
 //!
 //! Layout:
+//! - [`complexity`]: bounds on a query's size and nesting (the parser and evaluator recurse).
 //! - [`parser`]: PromQL text → AST (wrapper over the `promql-parser` crate).
 //! - [`engine`]: the evaluator (Prometheus 2.x semantics) over a [`engine::Storage`].
 //! - [`storage`]: the engine's storage over `tsdb::Head`.
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod complexity;
 pub mod engine;
 pub mod error;
 pub mod parser;

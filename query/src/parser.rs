@@ -1,7 +1,8 @@
 //! PromQL text → AST: a thin wrapper over the `promql-parser` crate with one error type.
 //!
 //! The crate follows Prometheus 3.x; the only 2.x construct it lacks is `holt_winters`, which is
-//! rewritten to its 3.x name before parsing (the evaluator gives it 2.x semantics).
+//! rewritten to its 3.x name before parsing (the evaluator gives it 2.x semantics). Queries are
+//! held to the bounds of [`crate::complexity`] before and after parsing.
 
 pub use promql_parser::parser::Expr;
 
@@ -13,8 +14,23 @@ pub struct ParseError {
     pub msg: String,
 }
 
-/// Parses a PromQL expression.
+impl From<crate::complexity::TooComplex> for ParseError {
+    fn from(e: crate::complexity::TooComplex) -> Self {
+        ParseError { msg: e.to_string() }
+    }
+}
+
+/// Parses a PromQL expression within the bounds of [`crate::complexity`]. The parser recurses on
+/// nesting: call it on a thread with a stack of [`crate::complexity::EVAL_STACK_BYTES`].
 pub fn parse(input: &str) -> Result<Expr, ParseError> {
+    crate::complexity::prescan(input)?;
+    let expr = parse_unchecked(input)?;
+    crate::complexity::check_ast(&expr)?;
+    Ok(expr)
+}
+
+/// Parses a PromQL expression without bounding its size.
+pub(crate) fn parse_unchecked(input: &str) -> Result<Expr, ParseError> {
     let rewritten = rewrite_holt_winters(input);
     promql_parser::parser::parse(&rewritten).map_err(|msg| ParseError { msg })
 }

@@ -122,6 +122,18 @@ impl Server {
         (code, json)
     }
 
+    /// POST an API path with a form body (for queries too long for a URL); returns (status, JSON).
+    pub fn post_form_json(&self, path: &str, params: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let r = ureq::post(&self.url(path)).send_form(params);
+        let (code, text) = match r {
+            Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+            Err(e) => panic!("POST {path}: {e}"),
+        };
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: not JSON ({e}): {text}"));
+        (code, json)
+    }
+
     /// Raw samples of every series matching `selector` in (end - range, end], via a range selector in an
     /// instant query, as `(labels-string, [(t_ms, value-string)])`.
     pub fn raw_samples(&self, selector: &str, range: &str, end_ms: i64) -> Vec<(String, Vec<(i64, String)>)> {
@@ -280,6 +292,30 @@ impl PromServer {
             std::thread::sleep(Duration::from_millis(100));
         }
         srv
+    }
+
+    /// Sends a remote-write request (Prometheus needs `--web.enable-remote-write-receiver`).
+    pub fn write(&self, req: &WriteRequest) {
+        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+        let r = ureq::post(&format!("http://{}/api/v1/write", self.addr))
+            .set("Content-Encoding", "snappy")
+            .set("Content-Type", "application/x-protobuf")
+            .send_bytes(&body);
+        assert!(r.is_ok(), "prometheus write: {r:?}");
+    }
+
+    /// GET an API path; returns (status, JSON).
+    pub fn get_status_json(&self, path: &str, params: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let mut req = ureq::get(&format!("http://{}{}", self.addr, path));
+        for (k, v) in params {
+            req = req.query(k, v);
+        }
+        let (code, text) = match req.call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        };
+        (code, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
     }
 
     pub fn get_json(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {

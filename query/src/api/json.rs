@@ -1,7 +1,32 @@
 //! Prometheus's JSON envelope and result encoding, written by hand so that sample values are
 //! Go-formatted strings and timestamps are `sec.mmm` numbers exactly as Prometheus emits them.
 
+use std::time::Instant;
+
 use crate::engine::{write_float, write_time, Labels, QueryValue};
+use crate::error::QueryError;
+
+/// Samples encoded between two looks at the clock.
+const SAMPLES_PER_DEADLINE_CHECK: usize = 4096;
+
+/// Counts encoded samples and errors once the deadline has passed.
+struct Clock {
+    deadline: Instant,
+    since_check: usize,
+}
+
+impl Clock {
+    fn tick(&mut self, samples: usize) -> Result<(), QueryError> {
+        self.since_check += samples;
+        if self.since_check >= SAMPLES_PER_DEADLINE_CHECK {
+            self.since_check = 0;
+            if Instant::now() > self.deadline {
+                return Err(QueryError::Timeout("result encoding"));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Appends `s` as a JSON string.
 pub fn push_str(out: &mut String, s: &str) {
@@ -47,8 +72,9 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
-/// `{"resultType":…,"result":…}` of a query result.
-pub fn query_data(v: &QueryValue) -> String {
+/// `{"resultType":…,"result":…}` of a query result; a timeout error once `deadline` has passed.
+pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryError> {
+    let mut clock = Clock { deadline, since_check: 0 };
     let mut out = String::with_capacity(256);
     match v {
         QueryValue::Scalar { t, v } => {
@@ -65,6 +91,7 @@ pub fn query_data(v: &QueryValue) -> String {
         QueryValue::Vector { t, samples } => {
             out.push_str("{\"resultType\":\"vector\",\"result\":[");
             for (i, s) in samples.iter().enumerate() {
+                clock.tick(1)?;
                 if i > 0 {
                     out.push(',');
                 }
@@ -79,6 +106,7 @@ pub fn query_data(v: &QueryValue) -> String {
         QueryValue::Matrix(series) => {
             out.push_str("{\"resultType\":\"matrix\",\"result\":[");
             for (i, s) in series.iter().enumerate() {
+                clock.tick(s.points.len().max(1))?;
                 if i > 0 {
                     out.push(',');
                 }
@@ -97,7 +125,7 @@ pub fn query_data(v: &QueryValue) -> String {
         }
     }
     out.push('}');
-    out
+    Ok(out)
 }
 
 /// A success envelope around already-encoded `data`.

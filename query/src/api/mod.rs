@@ -6,7 +6,7 @@ pub mod json;
 pub mod params;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -16,7 +16,7 @@ use axum::Router;
 
 use tsdb::labels::{clip, clip_to};
 
-use crate::engine::{Engine, EngineOptions, Labels};
+use crate::engine::{Engine, EngineOptions, Labels, QueryValue};
 use crate::error::QueryError;
 use crate::storage::{from_tsdb_labels, read_error, to_tsdb_matcher, TsdbStorage};
 pub use params::Params;
@@ -142,18 +142,66 @@ fn request_options(st: &QueryState, p: &Params) -> Result<(EngineOptions, Option
 /// multi-threaded runtime it runs in place with `block_in_place`, which hands this worker's other
 /// tasks to another thread first: no hop to a pool thread and back, which would be most of the
 /// latency of a sub-millisecond query. Elsewhere (single-threaded test runtimes) it goes to the blocking pool.
+///
+/// Parsing and evaluation recurse as deep as [`crate::complexity::MAX_DEPTH`]: the runtime's
+/// threads must have stacks of [`crate::complexity::EVAL_STACK_BYTES`]
+/// (`tokio::runtime::Builder::thread_stack_size`). A panic in `f` answers 500 (`internal`) for this
+/// request only; it does not unwind into the connection's task.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {
+    let guarded = move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %msg, "query evaluation panicked");
+            Err(QueryError::Internal(format!("query evaluation panicked: {msg}")))
+        })
+    };
     if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-        // A panic becomes a 500, as a failed blocking-pool task does, instead of unwinding into the
-        // connection's task.
-        return tokio::task::block_in_place(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .unwrap_or_else(|_| Err(QueryError::Internal("evaluation panicked".into())))
-        });
+        return tokio::task::block_in_place(guarded);
     }
-    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+    tokio::task::spawn_blocking(guarded)
+        .await
+        .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+}
+
+/// Panics when the query's text is the value of `STRATA_PANIC_ON_QUERY`: fault injection for the
+/// tests that a panic in one evaluation answers 500 and leaves the server serving. The variable is
+/// read once. Compiled only with the `fault-injection` feature, which only test builds enable.
+#[cfg(feature = "fault-injection")]
+fn panic_point(query: &str) {
+    static PANIC_ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if PANIC_ON.get_or_init(|| std::env::var("STRATA_PANIC_ON_QUERY").ok()).as_deref() == Some(query) {
+        panic!("STRATA_PANIC_ON_QUERY: {query}");
+    }
+}
+
+/// Without the `fault-injection` feature there is no panic point.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn panic_point(_query: &str) {}
+
+/// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now).
+async fn run_query(
+    opts: EngineOptions,
+    storage: TsdbStorage,
+    query: String,
+    eval: impl FnOnce(&Engine, &TsdbStorage, &promql_parser::parser::Expr) -> Result<QueryValue, QueryError>
+        + Send
+        + 'static,
+) -> ApiResult {
+    let deadline = Instant::now() + opts.timeout;
+    blocking(move || {
+        let expr = crate::parser::parse(&query).map_err(|e| bad_param("query", e))?;
+        panic_point(&query);
+        let v = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
+        Ok((json::query_data(&v, deadline)?, storage.warnings()))
+    })
+    .await
 }
 
 async fn query(State(st): State<QueryState>, p: Params) -> Response {
@@ -163,11 +211,9 @@ async fn query(State(st): State<QueryState>, p: Params) -> Response {
 async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let t = time_param(&p, "time", now_ms())?;
     let (opts, lookback) = request_options(&st, &p)?;
-    let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
     let storage = request_storage(&st, &p)?;
-    blocking(move || {
-        let v = Engine::new(opts).instant(&storage, &expr, t, lookback)?;
-        Ok((json::query_data(&v), storage.warnings()))
+    run_query(opts, storage, p.get("query").to_owned(), move |engine, storage, expr| {
+        engine.instant(storage, expr, t, lookback)
     })
     .await
 }
@@ -197,11 +243,9 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
         )));
     }
     let (opts, lookback) = request_options(&st, &p)?;
-    let expr = crate::parser::parse(p.get("query")).map_err(|e| bad_param("query", e))?;
     let storage = request_storage(&st, &p)?;
-    blocking(move || {
-        let v = Engine::new(opts).range(&storage, &expr, start, end, step, lookback)?;
-        Ok((json::query_data(&v), storage.warnings()))
+    run_query(opts, storage, p.get("query").to_owned(), move |engine, storage, expr| {
+        engine.range(storage, expr, start, end, step, lookback)
     })
     .await
 }

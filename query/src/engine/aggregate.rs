@@ -10,6 +10,7 @@ use promql_parser::parser::AggregateExpr;
 use promql_parser::parser::Expr;
 
 use super::functions::{self, quantile};
+use super::gosort;
 use super::stream::{Collect, SeriesSink};
 use super::value::{format_float_plain, LabelsBuilder};
 use super::{unwrap_parens, Evaluator, Labels, Sample, Val, METRIC_NAME};
@@ -112,6 +113,35 @@ struct Group {
     labels: Arc<Labels>,
     cell: Cell,
     items: Vec<Sample>,
+}
+
+/// The order of Prometheus's `topk` heap (`vectorByValueHeap`: least on top, NaN below all) or
+/// `bottomk` heap (`reverse`, `vectorByReverseValueHeap`: greatest on top, NaN above all).
+fn heap_less(reverse: bool) -> impl Fn(&Sample, &Sample) -> bool {
+    move |a, b| a.v.is_nan() || if reverse { a.v > b.v } else { a.v < b.v }
+}
+
+/// Offers `s` to a group's `topk`/`bottomk` heap of at most `k` samples, as Prometheus 2.42
+/// does: it enters if the heap is not full, or if it beats the top (or the top is NaN), and then
+/// the top leaves (replaced in place when `k` is 1). Which of equal values stay, and their order,
+/// follows from these steps.
+fn heap_offer(heap: &mut Vec<Sample>, s: Sample, k: usize, reverse: bool) {
+    let less = heap_less(reverse);
+    let Some(top) = heap.first().map(|t| t.v) else {
+        heap.push(s);
+        return;
+    };
+    let beats = if reverse { top > s.v } else { top < s.v };
+    if heap.len() < k || beats || top.is_nan() {
+        if heap.len() >= k {
+            if k == 1 {
+                heap[0] = s;
+                return;
+            }
+            gosort::heap_pop(heap, &less);
+        }
+        gosort::heap_push(heap, s, &less);
+    }
 }
 
 pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Val> {
@@ -439,7 +469,9 @@ fn aggregate_step(
             }
             Some(i) => {
                 let Some(g) = groups.get_mut(i) else { continue };
-                if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
+                if matches!(op, Agg::Topk | Agg::Bottomk) {
+                    heap_offer(&mut g.items, s, k, op == Agg::Bottomk);
+                } else if op == Agg::Quantile {
                     g.items.push(s);
                 } else {
                     g.cell.add(op, s.v);
@@ -459,17 +491,10 @@ fn aggregate_step(
                 let vals: Vec<f64> = g.items.iter().map(|s| s.v).collect();
                 quantile(param, vals)
             }
-            Agg::Topk => {
-                // Largest first; NaN counts as the smallest.
-                g.items.sort_by(|a, b| cmp_nan_low(b.v, a.v));
-                g.items.truncate(k);
-                out.extend(g.items);
-                continue;
-            }
-            Agg::Bottomk => {
-                // Smallest first; NaN counts as the largest.
-                g.items.sort_by(|a, b| cmp_nan_high(a.v, b.v));
-                g.items.truncate(k);
+            Agg::Topk | Agg::Bottomk => {
+                // The heap, reversed by Go's sort: largest (topk) or smallest (bottomk) first.
+                let less = heap_less(op == Agg::Bottomk);
+                gosort::sort(&mut g.items, &|a, b| less(b, a));
                 out.extend(g.items);
                 continue;
             }
@@ -478,26 +503,6 @@ fn aggregate_step(
         out.push(Sample { labels: g.labels, v });
     }
     Ok(out)
-}
-
-/// Orders with NaN below every number.
-fn cmp_nan_low(a: f64, b: f64) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-    }
-}
-
-/// Orders with NaN above every number.
-fn cmp_nan_high(a: f64, b: f64) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Greater,
-        (false, true) => std::cmp::Ordering::Less,
-        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-    }
 }
 
 pub(crate) use tsdb::labels::is_valid_label_name;
@@ -552,6 +557,26 @@ mod tests {
         let v = Engine::new(EngineOptions::default()).instant(st, &expr, t, None).unwrap();
         let QueryValue::Vector { samples, .. } = v else { panic!("{q}: not a vector") };
         samples.into_iter().map(|s| (s.labels.to_string(), s.v.to_bits())).collect()
+    }
+
+    /// `topk`/`bottomk` keep and order equal values as Prometheus 2.42's heaps and sort do
+    /// (answers taken from Prometheus 2.42 on the same series).
+    #[test]
+    fn topk_bottomk_ties_follow_prometheus_heaps() {
+        let mut st = MemStorage::default();
+        for (n, v) in [("a", 5.0), ("b", 5.0), ("c", 7.0), ("d", 1.0)] {
+            st.add(Labels::from_pairs(&[("__name__", "t"), ("n", n)]), 0, v);
+        }
+        let names = |q: &str| -> Vec<String> {
+            let expr = crate::parser::parse(q).unwrap();
+            let v = Engine::new(EngineOptions::default()).instant(&st, &expr, 0, None).unwrap();
+            let QueryValue::Vector { samples, .. } = v else { panic!("{q}: not a vector") };
+            samples.iter().map(|s| s.labels.get("n").unwrap_or_default().to_string()).collect()
+        };
+        assert_eq!(names("topk(2, t)"), ["c", "b"]);
+        assert_eq!(names("bottomk(2, t)"), ["d", "b"]);
+        assert_eq!(names("topk(1, t)"), ["c"]);
+        assert_eq!(names("bottomk(1, t)"), ["d"]);
     }
 
     /// The fused path (selector or range function straight into the aggregation) gives the same

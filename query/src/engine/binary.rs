@@ -118,8 +118,8 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Val>
                 })
                 .collect(),
         )),
-        (Val::Vector(l), Val::Scalar(r)) => vector_scalar(op, l, &r, false, return_bool),
-        (Val::Scalar(l), Val::Vector(r)) => vector_scalar(op, r, &l, true, return_bool),
+        (Val::Vector(l), Val::Scalar(r)) => vector_scalar(ev, op, l, &r, false, return_bool),
+        (Val::Scalar(l), Val::Vector(r)) => vector_scalar(ev, op, r, &l, true, return_bool),
         (Val::Vector(l), Val::Vector(r)) => {
             let matching = match &b.modifier {
                 None => Matching { card: VectorMatchCardinality::OneToOne, on: false, names: Vec::new() },
@@ -151,11 +151,19 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Val>
     }
 }
 
-fn vector_scalar(op: Op, vecs: Vec<Vec<Sample>>, scalars: &[f64], swap: bool, return_bool: bool) -> Result<Val> {
+fn vector_scalar(
+    ev: &Evaluator<'_>,
+    op: Op,
+    vecs: Vec<Vec<Sample>>,
+    scalars: &[f64],
+    swap: bool,
+    return_bool: bool,
+) -> Result<Val> {
     let mut cache = HashMap::new();
     let drop = !op.is_comparison() || return_bool;
     let mut out = Vec::with_capacity(vecs.len());
     for (vec, &s) in vecs.into_iter().zip(scalars) {
+        ev.check_timeout()?;
         let mut res = Vec::with_capacity(vec.len());
         for smp in vec {
             let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use promql_parser::parser::{Call, Expr};
 
@@ -11,8 +12,8 @@ use super::aggregate::is_valid_label_name;
 use super::stream::{Collect, SeriesSink};
 use super::value::LabelsBuilder;
 use super::{
-    check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window, WindowFn, WindowSpec,
-    METRIC_NAME,
+    check_deadline, check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
+    WindowFn, WindowSpec, METRIC_NAME,
 };
 use crate::error::{QueryError, Result};
 
@@ -305,10 +306,11 @@ fn vector_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<Vec<Samp
 }
 
 /// Applies `f` to every element, dropping `__name__`; `None` drops the element.
-fn map_values(steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64, usize) -> Option<f64>) -> Result<Val> {
+fn map_values(deadline: Instant, steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64, usize) -> Option<f64>) -> Result<Val> {
     let mut cache = HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
     for (k, vec) in steps.into_iter().enumerate() {
+        check_deadline(deadline)?;
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             if let Some(v) = f(s.v, k) {
@@ -446,7 +448,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let n = ev.steps();
     if let Some(f) = math_fn(name) {
         let v = vector_arg(ev, c, 0)?;
-        return map_values(v, |x, _| Some(f(x)));
+        return map_values(ev.deadline(), v, |x, _| Some(f(x)));
     }
     match name {
         "time" => Ok(Val::Scalar((0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect())),
@@ -463,16 +465,16 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unwrap_parens(arg(c, 0)?) {
                 let v = ev.eval_vector_selector(vs, true)?;
-                return map_values(v, |x, _| Some(x));
+                return map_values(ev.deadline(), v, |x, _| Some(x));
             }
             let v = vector_arg(ev, c, 0)?;
             let times: Vec<f64> = (0..n).map(|k| ev.ts(k) as f64 / 1000.0).collect();
-            map_values(v, |_, k| times.get(k).copied())
+            map_values(ev.deadline(), v, |_, k| times.get(k).copied())
         }
         "round" => {
             let v = vector_arg(ev, c, 0)?;
             let to = if c.args.args.len() > 1 { scalar_arg(ev, c, 1)? } else { vec![1.0; n] };
-            map_values(v, |x, k| {
+            map_values(ev.deadline(), v, |x, k| {
                 let inv = 1.0 / to.get(k).copied().unwrap_or(1.0);
                 Some((x * inv + 0.5).floor() / inv)
             })
@@ -481,7 +483,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let v = vector_arg(ev, c, 0)?;
             let lo = scalar_arg(ev, c, 1)?;
             let hi = scalar_arg(ev, c, 2)?;
-            map_values(v, |x, k| {
+            map_values(ev.deadline(), v, |x, k| {
                 let (a, b) = (lo.get(k).copied().unwrap_or(f64::NAN), hi.get(k).copied().unwrap_or(f64::NAN));
                 if b < a {
                     None
@@ -493,12 +495,12 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "clamp_min" => {
             let v = vector_arg(ev, c, 0)?;
             let lo = scalar_arg(ev, c, 1)?;
-            map_values(v, |x, k| Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN))))
+            map_values(ev.deadline(), v, |x, k| Some(go_max(x, lo.get(k).copied().unwrap_or(f64::NAN))))
         }
         "clamp_max" => {
             let v = vector_arg(ev, c, 0)?;
             let hi = scalar_arg(ev, c, 1)?;
-            map_values(v, |x, k| Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN))))
+            map_values(ev.deadline(), v, |x, k| Some(go_min(x, hi.get(k).copied().unwrap_or(f64::NAN))))
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
             if c.args.args.is_empty() {
@@ -512,25 +514,21 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                 ));
             }
             let v = vector_arg(ev, c, 0)?;
-            map_values(v, |x, _| Some(date_fn(name, x)))
+            map_values(ev.deadline(), v, |x, _| Some(date_fn(name, x)))
         }
         "sort" | "sort_desc" => {
             let v = vector_arg(ev, c, 0)?;
             let desc = name == "sort_desc";
-            Ok(Val::Vector(
-                v.into_iter()
-                    .map(|mut vec| {
-                        vec.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                            (true, true) => std::cmp::Ordering::Equal,
-                            (true, false) => std::cmp::Ordering::Greater,
-                            (false, true) => std::cmp::Ordering::Less,
-                            _ if desc => b.v.partial_cmp(&a.v).unwrap_or(std::cmp::Ordering::Equal),
-                            _ => a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal),
-                        });
-                        vec
-                    })
-                    .collect(),
-            ))
+            let mut out = Vec::with_capacity(v.len());
+            // As Prometheus: Go's (unstable) sort, reversing the order of its value heaps; NaN
+            // last either way, equal values in the order Go's sort leaves them.
+            let less = |x: &Sample, y: &Sample| y.v.is_nan() || if desc { y.v < x.v } else { y.v > x.v };
+            for mut vec in v {
+                ev.check_timeout()?;
+                super::gosort::sort(&mut vec, &less);
+                out.push(vec);
+            }
+            Ok(Val::Vector(out))
         }
         "label_replace" => label_replace(ev, c),
         "label_join" => label_join(ev, c),
@@ -780,6 +778,7 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
+        ev.check_timeout()?;
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             let labels = match cache.get(&Arc::as_ptr(&s.labels)) {
@@ -825,6 +824,7 @@ fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     }
     let mut out = Vec::with_capacity(v.len());
     for vec in v {
+        ev.check_timeout()?;
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
             let joined = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect::<Vec<_>>().join(&sep);
@@ -907,6 +907,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let mut out = Vec::with_capacity(v.len());
     let le = ["le".to_string()];
     for (k, vec) in v.into_iter().enumerate() {
+        ev.check_timeout()?;
         let mut groups: Vec<BucketGroup> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for s in vec {

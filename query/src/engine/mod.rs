@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod binary;
 pub mod functions;
+pub(crate) mod gosort;
 #[doc(hidden)]
 pub mod mem;
 pub(crate) mod stream;
@@ -134,12 +135,20 @@ pub(crate) enum Val {
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    deadline: Option<Instant>,
 }
 
 impl Engine {
-    /// An engine with these options.
+    /// An engine with these options; each evaluation may run for `opts.timeout` from its start.
     pub fn new(opts: EngineOptions) -> Engine {
-        Engine { opts }
+        Engine { opts, deadline: None }
+    }
+
+    /// The engine with a fixed deadline for its evaluations (instead of `timeout` from each
+    /// evaluation's start): a request's deadline counts from its arrival.
+    pub fn with_deadline(mut self, deadline: Instant) -> Engine {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// The options.
@@ -157,7 +166,7 @@ impl Engine {
     ) -> Result<QueryValue> {
         let mut ev = self.evaluator(storage, t, t, 1, lookback);
         let v = ev.eval(expr)?;
-        Ok(match v {
+        let v = match v {
             Val::Scalar(s) => QueryValue::Scalar { t, v: s.first().copied().unwrap_or(f64::NAN) },
             Val::Str(s) => QueryValue::String { t, s },
             Val::Vector(mut vs) => {
@@ -166,7 +175,9 @@ impl Engine {
                 QueryValue::Vector { t, samples }
             }
             Val::Matrix(m) => QueryValue::Matrix(m),
-        })
+        };
+        self.check_result_size(&v)?;
+        Ok(v)
     }
 
     /// Evaluates `expr` at `start, start+step, … <= end` (ms); the result is a matrix.
@@ -201,17 +212,21 @@ impl Engine {
         };
         if let Some(sink) = streamed {
             let mut m = sink.finish();
+            ev.check_timeout()?;
             m.sort_by(|a, b| a.labels.cmp(&b.labels));
-            return Ok(QueryValue::Matrix(m));
+            let v = QueryValue::Matrix(m);
+            self.check_result_size(&v)?;
+            return Ok(v);
         }
         let v = ev.eval(expr)?;
-        match v {
+        let v = match v {
             Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series {
                 labels: Arc::new(Labels::empty()),
                 points: s.into_iter().enumerate().map(|(k, v)| (ev.ts(k), v)).collect(),
             }])),
             Val::Vector(steps) => {
                 let mut m = ev.to_series(steps, true)?;
+                ev.check_timeout()?;
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Ok(QueryValue::Matrix(m))
             }
@@ -221,7 +236,23 @@ impl Engine {
             Val::Str(_) => Err(QueryError::BadData(
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
             )),
+        }?;
+        self.check_result_size(&v)?;
+        Ok(v)
+    }
+
+    /// Errors if a result holds more samples than `max_samples` (as Prometheus, which counts a
+    /// query's result among the samples it holds): the limit also bounds the response's size.
+    fn check_result_size(&self, v: &QueryValue) -> Result<()> {
+        let n = match v {
+            QueryValue::Vector { samples, .. } => samples.len(),
+            QueryValue::Matrix(m) => m.iter().map(|s| s.points.len()).fold(0usize, usize::saturating_add),
+            QueryValue::Scalar { .. } | QueryValue::String { .. } => 1,
+        };
+        if n > self.opts.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
         }
+        Ok(())
     }
 
     fn evaluator<'a>(
@@ -241,12 +272,20 @@ impl Engine {
             query_start: start,
             query_end: end,
             lookback: dur_ms(&lookback),
-            deadline: Instant::now() + self.opts.timeout,
+            deadline: self.deadline.unwrap_or_else(|| Instant::now() + self.opts.timeout),
             max_samples: self.opts.max_samples,
             cur_samples: 0,
             subquery_step: 60_000,
         }
     }
+}
+
+/// Errors with Prometheus's timeout message once `deadline` has passed.
+pub(crate) fn check_deadline(deadline: Instant) -> Result<()> {
+    if Instant::now() > deadline {
+        return Err(QueryError::Timeout("expression evaluation"));
+    }
+    Ok(())
 }
 
 /// Milliseconds of a duration.
@@ -319,10 +358,12 @@ impl Evaluator<'_> {
     }
 
     pub(crate) fn check_timeout(&self) -> Result<()> {
-        if Instant::now() > self.deadline {
-            return Err(QueryError::Timeout("expression evaluation"));
-        }
-        Ok(())
+        check_deadline(self.deadline)
+    }
+
+    /// When the evaluation must end.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     pub(crate) fn add_samples(&mut self, n: usize) -> Result<()> {
@@ -354,16 +395,15 @@ impl Evaluator<'_> {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
                 Val::Vector(steps) => {
                     let mut cache: HashMap<*const Labels, Arc<Labels>> = HashMap::new();
-                    let out = steps
-                        .into_iter()
-                        .map(|vec| {
-                            vec.into_iter()
-                                .map(|s| Sample { labels: drop_name_cached(&mut cache, &s.labels), v: -s.v })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect::<Vec<_>>();
-                    for v in &out {
-                        check_duplicates(v)?;
+                    let mut out = Vec::with_capacity(steps.len());
+                    for vec in steps {
+                        self.check_timeout()?;
+                        let v: Vec<Sample> = vec
+                            .into_iter()
+                            .map(|s| Sample { labels: drop_name_cached(&mut cache, &s.labels), v: -s.v })
+                            .collect();
+                        check_duplicates(&v)?;
+                        out.push(v);
                     }
                     Ok(Val::Vector(out))
                 }
@@ -552,6 +592,7 @@ impl Evaluator<'_> {
         let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
         for (k, vec) in steps.into_iter().enumerate() {
+            self.check_timeout()?;
             let t = self.ts(k);
             for s in vec {
                 let i = match index.get(&s.labels) {
