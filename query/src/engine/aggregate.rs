@@ -323,8 +323,9 @@ struct GroupKeys {
     /// Names whose values form the key (`by`), or are left out of it (`without`, plus `__name__`).
     names: Vec<String>,
     grouping: Vec<String>,
-    /// Group id of an input label set, by `Arc` address; the `Arc` kept here pins the address.
-    by_ptr: HashMap<*const Labels, (Arc<Labels>, usize), BuildPtrHasher>,
+    /// Group id of an input label set, by `Arc` address (unique, so Fx hashing suffices); the `Arc`
+    /// kept here pins the address.
+    by_ptr: HashMap<*const Labels, (Arc<Labels>, usize), rustc_hash::FxBuildHasher>,
     /// Group id by key.
     ids: HashMap<String, usize>,
     /// Output labels per group id.
@@ -396,33 +397,6 @@ impl GroupKeys {
             }
         };
         id
-    }
-}
-
-/// Hashes pointer keys with one multiply (Fibonacci hashing); addresses are already unique.
-#[derive(Default, Clone, Copy)]
-struct BuildPtrHasher;
-
-impl std::hash::BuildHasher for BuildPtrHasher {
-    type Hasher = PtrHasher;
-    fn build_hasher(&self) -> PtrHasher {
-        PtrHasher(0)
-    }
-}
-
-struct PtrHasher(u64);
-
-impl std::hash::Hasher for PtrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
     }
 }
 
