@@ -158,6 +158,15 @@ impl Iterator for Merge<'_> {
     type Item = (i64, f64);
 
     fn next(&mut self) -> Option<(i64, f64)> {
+        // One chunk being read and none due to start before its next sample: no comparison needed
+        // (the usual case between the late samples of a series).
+        if let [only] = self.active.as_slice() {
+            let out = only.next;
+            if self.pending.last().is_none_or(|(_, c)| c.min_t > out.0) {
+                self.advance(0);
+                return if self.error.is_some() { None } else { Some(out) };
+            }
+        }
         self.activate();
         let (out, win_rank) = self.active.iter().min_by_key(|s| (s.next.0, s.rank)).map(|s| (s.next, s.rank))?;
         // Every other source at the same timestamp loses its sample there.
