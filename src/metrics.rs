@@ -125,6 +125,18 @@ impl Collector for StorageCollector {
         gauge(&mut e, "strata_wal_replay_duration_seconds", "Time the last WAL replay took.", self.replay_seconds)?;
         if let Some(wal) = head.wal() {
             counter(&mut e, "strata_wal_written_bytes", "Bytes written to the WAL since start.", wal.bytes_written())?;
+            gauge(
+                &mut e,
+                "strata_wal_writable",
+                "1 while the WAL accepts writes, 0 after a failed write or fsync until it recovers.",
+                if wal.failure().is_none() { 1.0 } else { 0.0 },
+            )?;
+            counter(
+                &mut e,
+                "strata_wal_failures",
+                "Failed WAL writes, fsyncs and recovery attempts since start.",
+                wal.failures(),
+            )?;
             let h = wal.fsync_durations();
             // prometheus-client wants per-bucket counts; the snapshot is cumulative.
             let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(h.buckets.len() + 1);

@@ -176,8 +176,8 @@ impl Db {
         Querier::with_blocks(Arc::clone(&self.head), &self.blocks(), mint, maxt)
     }
 
-    /// Starts the background thread: compaction every `compaction_interval`, and a checkpoint whenever
-    /// the WAL grows past `checkpoint_wal_bytes`.
+    /// Starts the background thread: compaction every `compaction_interval`, a checkpoint whenever
+    /// the WAL grows past `checkpoint_wal_bytes`, and recovery of a failed WAL.
     pub fn start_background(self: &Arc<Self>) {
         let db = Arc::clone(self);
         let stop = Arc::clone(&self.stop);
@@ -198,6 +198,13 @@ impl Db {
                     last_compaction = std::time::Instant::now();
                     if let Err(e) = db.compact() {
                         tracing::error!(error = %e, "compaction failed; will retry");
+                    }
+                }
+                // A WAL failed by a full disk or an I/O error recovers here once the disk accepts
+                // writes again, also when no write comes to recover it.
+                if let Some(wal) = db.head.wal() {
+                    if wal.failure().is_some() && wal.recover().is_ok() {
+                        tracing::info!("wal accepts writes again");
                     }
                 }
                 if let Err(e) = db.checkpoint_if_large() {

@@ -40,9 +40,12 @@
 //!
 //! # Recovery
 //!
-//! [`Wal::open`] scans all segments; at the first invalid fragment it truncates that segment
-//! to the start of the unreadable record and deletes every later segment, then starts a new
-//! segment. [`Reader`] then replays what is left. No byte sequence on disk makes either panic.
+//! [`Wal::open`] scans all segments. A torn tail (nothing readable after the damage in its
+//! segment) is cut, also in a segment followed by newer ones, as a failed write leaves it. Other
+//! damage cuts its segment at the unreadable record and deletes every later segment. Then a new
+//! segment is started. [`Reader`] replays what is left. No byte sequence on disk makes either
+//! panic. A [`Wal`] whose write or fsync failed (full disk, I/O error) recovers without a restart
+//! once the disk accepts writes again (see `writer`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

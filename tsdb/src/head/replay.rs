@@ -102,10 +102,8 @@ impl Replay<'_> {
             let (segment, rec) = match reader.next_record_in_segment() {
                 None => break,
                 Some(Ok(r)) => r,
-                Some(Err(wal::Error::Corruption { segment, offset, reason })) => {
-                    // open() repaired the tail; damage here is in an earlier segment and was not cut
-                    // because data follows it. Refuse to start rather than drop acknowledged data.
-                    return Err(Error::Corruption { what: format!("wal segment {segment} offset {offset}"), reason });
+                Some(Err(wal::Error::Corruption { path, offset, reason, .. })) => {
+                    return Err(Error::Corruption { what: format!("{} offset {offset}", path.display()), reason });
                 }
                 Some(Err(e)) => return Err(e.into()),
             };
