@@ -7,6 +7,7 @@ mod agent;
 mod bad_input;
 mod blocks;
 mod crash;
+mod disk_faults;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
