@@ -8,6 +8,9 @@
 //! - `writer`: [`Wal`], group commit, rotation, [`SyncPolicy`].
 //! - `reader`: [`Reader`], records across segments in order.
 //! - `repair`: cutting a torn or corrupt tail at open ([`RepairReport`]).
+//! - `waiter`: [`SyncWaiter`], one thread waiting for group-commit fsyncs on behalf of writers.
+//! - [`checkpoint`]: the checkpoint directories inside a WAL directory: names, listing, committing
+//!   a new one, setting a damaged one aside.
 //!
 //! # On-disk format
 //!
@@ -50,12 +53,14 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod checkpoint;
 pub mod error;
 pub mod histogram;
 mod reader;
 pub mod record;
 mod repair;
 mod segment;
+mod waiter;
 mod writer;
 
 #[cfg(test)]
@@ -64,5 +69,6 @@ mod tests;
 pub use error::{Error, Result};
 pub use reader::Reader;
 pub use repair::RepairReport;
-pub use segment::SegmentIndex;
+pub use segment::{is_segment_name, sync_dir, SegmentIndex};
+pub use waiter::{Continuation, InFlight, SyncWaiter};
 pub use writer::{Options, SyncPolicy, SyncTicket, Wal, DEFAULT_SEGMENT_SIZE_BYTES};

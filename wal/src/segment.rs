@@ -34,8 +34,14 @@ pub(crate) fn segment_path(dir: &Path, index: SegmentIndex) -> PathBuf {
     dir.join(segment_name(index))
 }
 
+/// Whether `name` is a segment file name (8 ASCII digits). Everything else in a WAL directory
+/// (checkpoints, temporary files) is not a segment.
+pub fn is_segment_name(name: &str) -> bool {
+    parse_name(name).is_some()
+}
+
 /// Parses a segment file name: exactly 8 ASCII digits.
-fn parse_name(name: &str) -> Option<SegmentIndex> {
+pub(crate) fn parse_name(name: &str) -> Option<SegmentIndex> {
     if name.len() != 8 || !name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -99,14 +105,23 @@ pub(crate) fn truncate(dir: &Path, index: SegmentIndex, len: u64) -> Result<()> 
     file.sync_all().map_err(|e| Error::io(&path, e))
 }
 
+/// Total size in bytes of the segment files in `dir` (0 for a missing directory).
+pub(crate) fn total_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for index in list(dir)? {
+        total += size(dir, index)?;
+    }
+    Ok(total)
+}
+
 /// Deletes segment `index`.
 pub(crate) fn remove(dir: &Path, index: SegmentIndex) -> Result<()> {
     let path = segment_path(dir, index);
     fs::remove_file(&path).map_err(|e| Error::io(path, e))
 }
 
-/// Fsyncs the directory itself so that created/removed entries are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+/// Fsyncs the directory itself so that created, renamed and removed entries are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 

@@ -396,6 +396,12 @@ impl Wal {
         Ok(segments.first().copied().zip(segments.last().copied()))
     }
 
+    /// Total size in bytes of the segment files on disk (checkpoints not included): what a
+    /// restart would replay record by record.
+    pub fn segments_bytes(&self) -> Result<u64> {
+        segment::total_size(&self.shared.dir)
+    }
+
     /// The WAL directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

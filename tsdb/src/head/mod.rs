@@ -135,7 +135,7 @@ pub struct Head {
     dir: PathBuf,
     series: StripeSeries,
     postings: MemPostings,
-    wal: Option<wal::Wal>,
+    wal: Option<Arc<wal::Wal>>,
     /// Where sealed in-order chunks go (with a WAL only; without one they stay in memory).
     chunks: Option<chunk_file::HeadChunks>,
     next_ref: AtomicU64,
@@ -174,7 +174,7 @@ impl Head {
                         "wal repaired: dropped a torn or corrupt tail"
                     );
                 }
-                Some(wal)
+                Some(Arc::new(wal))
             }
             None => None,
         };
@@ -247,6 +247,11 @@ impl Head {
 
     /// The WAL, if any.
     pub fn wal(&self) -> Option<&wal::Wal> {
+        self.wal.as_deref()
+    }
+
+    /// The WAL as a shared handle, for a [`wal::SyncWaiter`] (which holds it weakly).
+    pub fn shared_wal(&self) -> Option<&Arc<wal::Wal>> {
         self.wal.as_ref()
     }
 

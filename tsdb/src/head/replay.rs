@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::checkpoint;
 use super::ooo::OooChunk;
 use super::series::{Applied, MemSeries, OooData, OpenChunk, SealedChunk, SeriesData, SeriesRef};
 use super::{Head, ReplaySkip};
@@ -45,13 +44,28 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         max_future_t: head.max_future_time(),
         future_dropped: 0,
     };
-    let mut from = 0;
-    if let Some((n, dir)) = checkpoint::newest(wal_dir)? {
-        tracing::info!(checkpoint = n, "replaying wal checkpoint");
-        st.read_all(wal::Reader::open(&dir)?, Some(n))?;
-        from = n;
+    let mut from = wal::SegmentIndex(0);
+    if let Some(cp) = wal::checkpoint::newest(wal_dir)? {
+        tracing::info!(checkpoint = %cp.dir.display(), "replaying wal checkpoint");
+        let read = wal::Reader::open(&cp.dir).map_err(Error::from).and_then(|r| st.read_all(r, Some(cp.index.0)));
+        match read {
+            Ok(()) => from = cp.index,
+            Err(Error::Corruption { what, reason }) => {
+                // What was read before the damage stays; every segment still on disk is replayed
+                // (those before the checkpoint, if a crash left any, hold part of what it lost).
+                let aside = wal::checkpoint::set_aside(wal_dir, &cp)?;
+                tracing::error!(
+                    checkpoint = %cp.dir.display(),
+                    moved_to = %aside.display(),
+                    damage = %what,
+                    reason,
+                    "wal checkpoint is damaged: set aside; replaying the wal segments that remain"
+                );
+            }
+            Err(e) => return Err(e),
+        }
     }
-    st.read_all(wal::Reader::open_range(wal_dir, wal::SegmentIndex(from))?, None)?;
+    st.read_all(wal::Reader::open_range(wal_dir, from)?, None)?;
     head.next_ref.fetch_max(st.max_ref + 1, Ordering::AcqRel);
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -263,7 +277,7 @@ impl Replay<'_> {
             return Ok(());
         }
         let corrupt = |e: crate::chunkenc::ChunkError| Error::Corruption {
-            what: format!("checkpoint chunk of series {}", c.sref),
+            what: format!("checkpoint chunk of series {} (checkpoint of segment {position:08})", c.sref),
             reason: e.to_string(),
         };
         let chunks = self.head.head_chunks();
