@@ -122,6 +122,12 @@ impl Collector for StorageCollector {
         gauge(&mut e, "strata_head_min_time_seconds", "Oldest sample in the head.", time_gauge(head.min_time()))?;
         gauge(&mut e, "strata_head_max_time_seconds", "Newest sample in the head.", time_gauge(head.max_time()))?;
         gauge(&mut e, "strata_blocks_loaded", "Persisted blocks.", self.db.blocks().len() as f64)?;
+        gauge(
+            &mut e,
+            "strata_blocks_quarantined",
+            "Blocks found damaged (unreadable, or a checksum mismatch in the index or a chunk) and set aside as <ulid>.corrupted at startup.",
+            self.db.quarantined_blocks() as f64,
+        )?;
         gauge(&mut e, "strata_wal_replay_duration_seconds", "Time the last WAL replay took.", self.replay_seconds)?;
         if let Some(wal) = head.wal() {
             counter(&mut e, "strata_wal_written_bytes", "Bytes written to the WAL since start.", wal.bytes_written())?;

@@ -80,6 +80,8 @@ pub struct Db {
     compacting: Mutex<()>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     background: Mutex<Option<JoinHandle<()>>>,
+    /// Blocks set aside as damaged when the database was opened.
+    quarantined: u64,
     /// Held for the Db's lifetime: one process per data directory.
     _lock: std::fs::File,
 }
@@ -118,7 +120,7 @@ impl Db {
     pub fn open(dir: &Path, opts: DbOptions) -> Result<Arc<Db>> {
         std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let lock = lock_dir(dir)?;
-        let mut blocks = open_blocks(dir)?;
+        let (mut blocks, quarantined) = open_blocks(dir)?;
         remove_merged_parents(dir, &mut blocks)?;
         let hints = OpenHints {
             skips: blocks
@@ -152,6 +154,7 @@ impl Db {
             compacting: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             background: Mutex::new(None),
+            quarantined,
             _lock: lock,
         }))
     }
@@ -164,6 +167,11 @@ impl Db {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Number of blocks found damaged and set aside (`<ulid>.corrupted`) when the database was opened.
+    pub fn quarantined_blocks(&self) -> u64 {
+        self.quarantined
     }
 
     /// The blocks, sorted by min time.
@@ -498,10 +506,12 @@ fn delete_block_dir(dir: &Path, ulid: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens every block directory; a block that fails to open is renamed `<ulid>.corrupted` and logged.
-/// Leftover temporary directories from an interrupted write or delete are removed.
-fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+/// Opens every block directory and checks its checksums ([`Block::verify`]); a block that fails
+/// either is renamed `<ulid>.corrupted` and logged with the damaged file, and counted in the
+/// returned number. Leftover temporary directories from an interrupted write or delete are removed.
+fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64)> {
     let mut blocks = Vec::new();
+    let mut quarantined = 0;
     let entries = std::fs::read_dir(dir).map_err(io_error("list", dir))?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -514,17 +524,18 @@ fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
         if !path.is_dir() || block::ulid::parse_block_dir_name(&name).is_none() {
             continue;
         }
-        match Block::open(&path) {
+        match Block::open(&path).and_then(|b| b.verify().map(|()| b)) {
             Ok(b) => blocks.push(Arc::new(b)),
             Err(e) => {
                 let aside = dir.join(format!("{name}.corrupted"));
                 tracing::error!(block = %name, error = %e, moved_to = %aside.display(), "block is unreadable; set aside");
                 std::fs::rename(&path, &aside).map_err(io_error("rename", &path))?;
+                quarantined += 1;
             }
         }
     }
     blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
-    Ok(blocks)
+    Ok((blocks, quarantined))
 }
 
 /// Deletes blocks that a newer block lists as parents (a crash between writing a merge and deleting
@@ -599,6 +610,41 @@ mod tests {
         let db = Db::open(dir.path(), opts()).unwrap();
         assert_eq!(db.blocks().len(), 1);
         assert!(dir.path().join(format!("{bad}.corrupted")).is_dir());
+        assert_eq!(all_samples(&db), vec![(1000, 1.0)]);
+    }
+
+    #[test]
+    fn blocks_with_a_checksum_mismatch_in_a_chunk_or_series_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        block_with(dir.path(), 0, H2, &[(1000, 1.0)]);
+        let samples: Vec<(i64, f64)> = (0..50).map(|i| (H2 + i * 1000, i as f64)).collect();
+        let bad_chunk = block_with(dir.path(), H2, 2 * H2, &samples);
+        let bad_series = block_with(dir.path(), 2 * H2, 3 * H2, &[(2 * H2 + 1000, 3.0)]);
+        // A data byte of the chunk (the file ends with the chunk's 4-byte CRC).
+        let chunk_file = dir.path().join(&bad_chunk).join("chunks").join("000001");
+        let mut b = std::fs::read(&chunk_file).unwrap();
+        let at = b.len() - 8;
+        b[at] ^= 0x10;
+        std::fs::write(&chunk_file, &b).unwrap();
+        // A byte inside the first series entry of the index (its offset is the TOC's second entry).
+        let index_file = dir.path().join(&bad_series).join("index");
+        let mut b = std::fs::read(&index_file).unwrap();
+        let toc = b.len() - 52;
+        let series = u64::from_be_bytes(b[toc + 8..toc + 16].try_into().unwrap()) as usize;
+        let series = series.next_multiple_of(16);
+        b[series + 3] ^= 0x01;
+        std::fs::write(&index_file, &b).unwrap();
+        // Both still open: only the checksum pass finds the damage.
+        for ulid in [&bad_series, &bad_chunk] {
+            let block = Block::open(&dir.path().join(ulid)).unwrap();
+            let err = block.verify().expect_err(ulid);
+            assert!(err.to_string().contains(&**ulid), "the error names the file: {err}");
+        }
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert_eq!(db.blocks().len(), 1);
+        assert_eq!(db.quarantined_blocks(), 2);
+        assert!(dir.path().join(format!("{bad_chunk}.corrupted")).is_dir());
+        assert!(dir.path().join(format!("{bad_series}.corrupted")).is_dir());
         assert_eq!(all_samples(&db), vec![(1000, 1.0)]);
     }
 

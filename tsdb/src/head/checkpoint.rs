@@ -21,8 +21,16 @@ impl Head {
     /// Cuts a WAL segment and writes a checkpoint at it (see [`Head::checkpoint`]).
     pub fn checkpoint_now(&self) -> Result<()> {
         let Some(wal) = self.wal() else { return Ok(()) };
-        let cut = wal.cut_segment()?;
+        let (cut, ()) = wal.cut_segment_with(|_| self.relog_series())?;
         self.checkpoint(cut.0)
+    }
+
+    /// Makes the next commit of every series write its series record again. Called at a segment cut
+    /// that a checkpoint follows, and after replay: the segments from then on name every series
+    /// they hold samples of, so a checkpoint found damaged at startup loses only what it alone held.
+    /// Costs one series record per active series per checkpoint.
+    pub(crate) fn relog_series(&self) {
+        self.series_maps().for_each(|s| s.logged.store(false, std::sync::atomic::Ordering::Release));
     }
 
     /// Bytes of WAL segments on disk: what a restart would replay sample by sample.

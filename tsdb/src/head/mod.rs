@@ -198,6 +198,7 @@ impl Head {
         });
         if head.wal.is_some() {
             replay::replay(&head, &wal_dir, &hints.skips)?;
+            head.relog_series();
             // Series whose samples all went into blocks before a crash that came ahead of the
             // checkpoint are back from the WAL, empty: the checkpoint written next leaves them out.
             head.gc_series();
