@@ -6,6 +6,7 @@ mod util;
 mod agent;
 mod bad_input;
 mod blocks;
+mod corruption;
 mod crash;
 mod disk_faults;
 mod ingest_query;
