@@ -1,7 +1,9 @@
 //! A full disk: the data directory is a small tmpfs filled up with a filler file. Writes fail with
 //! 5xx, `/-/ready` answers 503 and `/metrics` shows the WAL as not writable; once the filler is
 //! deleted writes succeed again without a restart, every acknowledged sample is readable, no
-//! sample of a failed write is, and the same holds after `kill -9` and a restart.
+//! sample of a failed write is, and the same holds after `kill -9` and a restart. A `kill -9` while
+//! the disk is still full (the WAL's last segment ends in a half-written batch) loses no
+//! acknowledged sample either.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -177,4 +179,42 @@ fn a_full_disk_fails_writes_and_they_resume_once_space_returns() {
     assert_eq!(stored(&srv), expected(&acked), "after kill -9: acknowledged and only acknowledged samples");
     assert!(!failed.is_empty());
     drop(srv);
+}
+
+/// Sends batches from `b` on until one fails; returns the first batch not acknowledged.
+fn write_until_refused(srv: &Server, mut b: i64, acked: &mut BTreeSet<i64>) -> i64 {
+    loop {
+        assert!(b < MAX_WRITES_UNTIL_FULL, "writes still succeed on a full disk");
+        let code = write_batch(srv, b);
+        if code != 204 {
+            assert!((500..600).contains(&code), "status {code}");
+            return b;
+        }
+        acked.insert(b);
+        b += 1;
+    }
+}
+
+#[test]
+fn a_kill_while_the_disk_is_full_loses_no_acknowledged_sample() {
+    let Some(fs) = Tmpfs::mount("32m") else { return };
+    let data: PathBuf = fs.path().join("data");
+    let filler = fs.path().join("filler");
+    let mut srv = Server::start(&data, &[]);
+    let mut acked = BTreeSet::new();
+    for b in 0..10 {
+        assert_eq!(write_batch(&srv, b), 204);
+        acked.insert(b);
+    }
+    fill(&filler);
+    let refused = write_until_refused(&srv, 10, &mut acked);
+    assert_eq!(srv.metric("strata_wal_writable"), Some(0.0));
+    srv.kill9();
+
+    std::fs::remove_file(&filler).unwrap();
+    let srv = Server::start(&data, &[]);
+    assert_eq!(stored(&srv), expected(&acked), "acknowledged and only acknowledged samples");
+    assert_eq!(write_batch(&srv, refused + 1), 204);
+    acked.insert(refused + 1);
+    assert_eq!(stored(&srv), expected(&acked));
 }

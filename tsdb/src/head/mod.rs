@@ -171,6 +171,7 @@ impl Head {
                         offset = report.offset,
                         bytes_dropped = report.bytes_dropped,
                         segments_removed = report.segments_removed,
+                        torn_tails_before_newer_segments = report.torn_tails.len(),
                         "wal repaired: dropped a torn or corrupt tail"
                     );
                 }
