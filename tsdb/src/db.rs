@@ -512,6 +512,7 @@ fn delete_block_dir(dir: &Path, ulid: &str) -> Result<()> {
 fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64)> {
     let mut blocks = Vec::new();
     let mut quarantined = 0;
+    let started = std::time::Instant::now();
     let entries = std::fs::read_dir(dir).map_err(io_error("list", dir))?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -535,6 +536,13 @@ fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64)> {
         }
     }
     blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
+    tracing::info!(
+        blocks = blocks.len(),
+        bytes = blocks.iter().map(|b| b.size_bytes()).sum::<u64>(),
+        quarantined,
+        duration_secs = started.elapsed().as_secs_f64(),
+        "blocks opened and their checksums verified"
+    );
     Ok((blocks, quarantined))
 }
 

@@ -69,6 +69,6 @@ mod tests;
 pub use error::{Error, Result};
 pub use reader::Reader;
 pub use repair::RepairReport;
-pub use segment::{is_segment_name, sync_dir, SegmentIndex};
+pub use segment::SegmentIndex;
 pub use waiter::{Continuation, InFlight, SyncWaiter};
 pub use writer::{Options, SyncPolicy, SyncTicket, Wal, DEFAULT_SEGMENT_SIZE_BYTES};

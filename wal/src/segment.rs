@@ -34,12 +34,6 @@ pub(crate) fn segment_path(dir: &Path, index: SegmentIndex) -> PathBuf {
     dir.join(segment_name(index))
 }
 
-/// Whether `name` is a segment file name (8 ASCII digits). Everything else in a WAL directory
-/// (checkpoints, temporary files) is not a segment.
-pub fn is_segment_name(name: &str) -> bool {
-    parse_name(name).is_some()
-}
-
 /// Parses a segment file name: exactly 8 ASCII digits.
 pub(crate) fn parse_name(name: &str) -> Option<SegmentIndex> {
     if name.len() != 8 || !name.bytes().all(|b| b.is_ascii_digit()) {
@@ -121,7 +115,7 @@ pub(crate) fn remove(dir: &Path, index: SegmentIndex) -> Result<()> {
 }
 
 /// Fsyncs the directory itself so that created, renamed and removed entries are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
