@@ -477,7 +477,7 @@ fn a_failed_write_is_cut_and_the_next_write_recovers_in_a_new_segment() {
     let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
     wal.log(&[b"one"], || ()).unwrap();
     let failed_segment = wal.current_segment();
-    wal.fail_next_write();
+    wal.fail_write_in(1);
     let applied = AtomicUsize::new(0);
     let big = pattern(50_000, 9);
     let res = wal.log(&[&big], || applied.fetch_add(1, Ordering::SeqCst));
@@ -497,6 +497,27 @@ fn a_failed_write_is_cut_and_the_next_write_recovers_in_a_new_segment() {
     assert_eq!(read_ok(dir.path()), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
     let (_, report) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
     assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn a_batch_that_failed_after_cutting_a_segment_is_cut_from_both_segments() {
+    let dir = fast_tempdir();
+    let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
+    let first = pattern(40_000, 1);
+    wal.log(&[&first], || ()).unwrap();
+    let start = wal.current_segment();
+    // Record a fits in the first segment, b does not: the batch writes a, cuts a segment, and its
+    // second write (b) fails half way.
+    let (a, b) = (pattern(10_000, 2), pattern(30_000, 3));
+    wal.fail_write_in(2);
+    let res = wal.log(&[&a, &b], || ());
+    assert!(matches!(res, Err(Error::Io { .. })), "{res:?}");
+    assert_eq!(wal.current_segment(), start.next(), "the batch had cut a segment");
+    let c = pattern(100, 4);
+    wal.log(&[&c], || ()).unwrap();
+    assert_eq!(wal.current_segment(), start.next(), "the emptied segment is written to");
+    drop(wal);
+    assert_eq!(read_ok(dir.path()), vec![first, c], "nothing of the failed batch is replayed");
 }
 
 #[test]

@@ -134,9 +134,10 @@ struct Shared {
     /// Test hook: make the next fsync fail.
     #[cfg(test)]
     fail_next_fsync: AtomicBool,
-    /// Test hook: the next `write(2)` writes half the batch, then fails like a full disk.
+    /// Test hook: the n-th next `write(2)` (1 = the next) writes half its bytes, then fails like
+    /// a full disk; 0 = off.
     #[cfg(test)]
-    fail_next_write: AtomicBool,
+    fail_write_in: AtomicU64,
 }
 
 /// Everything guarded by the writer lock.
@@ -234,7 +235,7 @@ impl Wal {
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
             #[cfg(test)]
-            fail_next_write: AtomicBool::new(false),
+            fail_write_in: AtomicU64::new(0),
         });
         let syncer = match opts.sync {
             SyncPolicy::Periodic(interval) => {
@@ -461,10 +462,11 @@ impl Wal {
         self.shared.fail_next_fsync.store(true, Ordering::SeqCst);
     }
 
-    /// Test hook: the next `write(2)` writes half its bytes, then fails with `ENOSPC`.
+    /// Test hook: the `n`-th next `write(2)` (1 = the next) writes half its bytes, then fails
+    /// with `ENOSPC`.
     #[cfg(test)]
-    pub(crate) fn fail_next_write(&self) {
-        self.shared.fail_next_write.store(true, Ordering::SeqCst);
+    pub(crate) fn fail_write_in(&self, n: u64) {
+        self.shared.fail_write_in.store(n, Ordering::SeqCst);
     }
 
     /// Whether the background syncer thread is running.
@@ -517,7 +519,7 @@ impl Writer {
             return Ok(());
         }
         #[cfg(test)]
-        if s.fail_next_write.swap(false, Ordering::SeqCst) {
+        if s.fail_write_in.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) == Ok(1) {
             let half = self.buf.get(..self.buf.len() / 2).unwrap_or_default();
             let source = match (&*self.file).write_all(half) {
                 Ok(()) => std::io::Error::from_raw_os_error(28),
