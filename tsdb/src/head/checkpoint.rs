@@ -33,9 +33,12 @@ impl Head {
         self.series_maps().for_each(|s| s.logged.store(false, std::sync::atomic::Ordering::Release));
     }
 
-    /// Bytes of WAL segments on disk: what a restart would replay sample by sample.
+    /// Bytes of WAL segments on disk, less what re-logging the series after the last checkpoint
+    /// added: about what a restart would replay sample by sample. Without the deduction, a head
+    /// whose series records outweigh the size limit would checkpoint again right after each one.
     pub fn wal_bytes_since_checkpoint(&self) -> u64 {
-        self.wal().and_then(|w| w.segments_bytes().ok()).unwrap_or(0)
+        let bytes = self.wal().and_then(|w| w.segments_bytes().ok()).unwrap_or(0);
+        bytes.saturating_sub(self.relog_bytes.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Writes `checkpoint.<cut>` from memory, then deletes WAL segments before `cut` and older
@@ -72,6 +75,7 @@ impl Head {
                 }
             });
             flush(&mut series_rec, &mut failed);
+            let series_bytes = cp.bytes_written();
             let mut scratch: Vec<u8> = Vec::new();
             let mut spans: Vec<ReadSpan> = Vec::new();
             self.series_maps().for_each(|s| {
@@ -136,6 +140,7 @@ impl Head {
                 return Err(e);
             }
             cp.close()?;
+            self.relog_bytes.store(series_bytes, std::sync::atomic::Ordering::Relaxed);
             (n_series, n_samples)
         };
         wal::checkpoint::commit(&wal_dir, wal::SegmentIndex(cut))?;

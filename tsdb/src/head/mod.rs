@@ -144,6 +144,9 @@ pub struct Head {
     /// In-order appends must not be older than this (the newest block's max time).
     min_valid_floor: AtomicI64,
     num_series: AtomicU64,
+    /// Bytes of series records in the last checkpoint written: about what re-logging every series
+    /// after its cut adds to the WAL (see `Head::relog_series`).
+    relog_bytes: AtomicU64,
     stats: HeadStats,
 }
 
@@ -193,6 +196,7 @@ impl Head {
             max_t: AtomicI64::new(i64::MIN),
             min_valid_floor: AtomicI64::new(hints.min_valid_floor),
             num_series: AtomicU64::new(0),
+            relog_bytes: AtomicU64::new(0),
             stats: HeadStats::default(),
             dir: dir.to_owned(),
             opts,
