@@ -158,6 +158,10 @@ fn a_full_disk_fails_writes_and_they_resume_once_space_returns() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("WAL cannot accept writes"), "{body}");
     assert_eq!(srv.metric("strata_wal_writable"), Some(0.0));
+    // The background recovery attempts (every 2 s) find the disk still full.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(ready(&srv).0, 503);
+    assert_eq!(srv.metric("strata_wal_writable"), Some(0.0));
     assert!(srv.metric("strata_wal_failures_total").unwrap_or(0.0) >= 2.0);
     // Reads go on.
     assert_eq!(stored(&srv), expected(&acked));
@@ -172,7 +176,9 @@ fn a_full_disk_fails_writes_and_they_resume_once_space_returns() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(srv.metric("strata_wal_writable"), Some(1.0));
     assert_eq!(stored(&srv), expected(&acked), "acknowledged and only acknowledged samples");
-    assert!(srv.log_text().contains("wal recovered"), "log:\n{}", srv.log_text());
+    let log = srv.log_text();
+    assert!(log.contains("wal recovered: accepting writes again"), "log:\n{log}");
+    assert!(log.contains("No space left on device"), "the failure is logged with its cause:\n{log}");
 
     srv.kill9();
     let srv = Server::start(&data, &[]);

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::record::PAGE_SIZE_BYTES;
 
 /// Number of a segment file; the file is named with this number zero-padded to 8 digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -106,6 +108,23 @@ pub(crate) fn total_size(dir: &Path) -> Result<u64> {
         total += size(dir, index)?;
     }
     Ok(total)
+}
+
+/// Name of the file [`probe_write`] writes and deletes; never a segment name.
+const PROBE_NAME: &str = "write-probe.tmp";
+
+/// Checks that the file system takes a page of new data: writes [`PAGE_SIZE_BYTES`] to a probe
+/// file in `dir`, fsyncs it and deletes it (also a leftover of an interrupted probe). Truncating
+/// or fsyncing a segment needs no free space; this does.
+pub(crate) fn probe_write(dir: &Path) -> Result<()> {
+    let path = dir.join(PROBE_NAME);
+    let written = File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; PAGE_SIZE_BYTES])?;
+        f.sync_data()
+    });
+    let removed = fs::remove_file(&path);
+    written.map_err(|e| Error::io(&path, e))?;
+    removed.map_err(|e| Error::io(&path, e))
 }
 
 /// Deletes segment `index`.

@@ -10,7 +10,8 @@
 //! state; the call that hit it and every batch waiting for an fsync get an error. The next write
 //! (or [`Wal::recover`]) tries to leave that state: it cuts the tail of every segment back to the
 //! end of the last batch written whole (so a batch whose write failed is never replayed), fsyncs
-//! what is left, and starts a new segment after the failed one. Batches written but not fsynced
+//! what is left, checks that the disk takes a page of new data (a probe file written, fsynced and
+//! deleted), and starts a new segment after the failed one. Batches written but not fsynced
 //! when the failure came are never reported durable afterwards: their callers already got the
 //! error. If any recovery step fails the WAL stays failed, and the next write tries again.
 //!
@@ -153,6 +154,9 @@ struct Writer {
     buf: Vec<u8>,
     /// Segment and length at the end of the last batch written whole: where recovery cuts.
     good: (SegmentIndex, u64),
+    /// Set by a recovery until the next write succeeds (logged then as recovered) or fails (then
+    /// the disk still refuses writes and the failure is not logged again).
+    recovered_from: Option<String>,
 }
 
 impl SyncState {
@@ -213,6 +217,7 @@ impl Wal {
                 seq: 0,
                 buf: Vec::new(),
                 good: (next, 0),
+                recovered_from: None,
             }),
             sync: Mutex::new(SyncState {
                 written_seq: 0,
@@ -510,6 +515,9 @@ impl Writer {
         self.seq += 1;
         self.good = (self.segment, self.segment_bytes);
         lock(&s.sync).written_seq = self.seq;
+        if let Some(reason) = self.recovered_from.take() {
+            info!(segment = self.segment.0, error = %reason, "wal recovered: accepting writes again");
+        }
         Ok(rotated)
     }
 
@@ -526,12 +534,12 @@ impl Writer {
                 Err(e) => e,
             };
             let err = Error::io(&self.path, source);
-            s.fail(&err);
+            self.fail(s, &err);
             return Err(err);
         }
         if let Err(e) = (&*self.file).write_all(&self.buf) {
             let err = Error::io(&self.path, e);
-            s.fail(&err);
+            self.fail(s, &err);
             return Err(err);
         }
         self.segment_bytes += self.buf.len() as u64;
@@ -547,7 +555,7 @@ impl Writer {
         let file = match segment::create(&s.dir, next) {
             Ok(f) => Arc::new(f),
             Err(err) => {
-                s.fail(&err);
+                self.fail(s, &err);
                 return Err(err);
             }
         };
@@ -606,18 +614,20 @@ impl Writer {
         st.dir_dirty = false;
         let reason = st.failed.take().unwrap_or_default();
         drop(st);
-        let failed_segment = self.segment;
+        let (failed_segment, kept_bytes) = (self.segment, self.segment_bytes);
         // Later writes go to a new segment; an empty segment is reused as it is.
         if self.segment_bytes > 0 {
             self.rotate(s)?;
         }
-        info!(
-            failed_segment = failed_segment.0,
-            kept_bytes = self.good.1,
-            segment = self.segment.0,
-            error = %reason,
-            "wal recovered after a failed write or fsync; accepting writes again"
-        );
+        if self.recovered_from.is_none() {
+            info!(
+                failed_segment = failed_segment.0,
+                kept_bytes,
+                segment = self.segment.0,
+                "wal cut back to the last batch written whole after a failure; trying writes again"
+            );
+        }
+        self.recovered_from = Some(reason);
         Ok(())
     }
 
@@ -633,7 +643,23 @@ impl Writer {
             }
         }
         self.segment_bytes = if self.segment == good_segment { good_len } else { 0 };
-        s.fsync_files(files, true)
+        s.fsync_files(files, true)?;
+        segment::probe_write(&s.dir)
+    }
+}
+
+impl Writer {
+    /// Fails the WAL after a failed write. Right after a recovery, the disk still refusing is
+    /// logged at debug level only: the failure was logged when it first happened.
+    fn fail(&mut self, s: &Shared, err: &Error) {
+        if self.recovered_from.is_some() {
+            s.failures.fetch_add(1, Ordering::Relaxed);
+            debug!(error = %err, "wal write failed again after recovery");
+            lock(&s.sync).failed.get_or_insert_with(|| err.to_string());
+            s.synced.notify_all();
+            return;
+        }
+        s.fail(err);
     }
 }
 
