@@ -48,6 +48,12 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
     if let Some(cp) = wal::checkpoint::newest(wal_dir)? {
         tracing::info!(checkpoint = %cp.dir.display(), "replaying wal checkpoint");
         let read = wal::Reader::open(&cp.dir).map_err(Error::from).and_then(|r| st.read_all(r, Some(cp.index.0)));
+        let read = match read {
+            Err(Error::Wal(e @ wal::Error::NonSequentialSegments { .. })) => {
+                Err(Error::Corruption { what: cp.dir.display().to_string(), reason: e.to_string() })
+            }
+            other => other,
+        };
         match read {
             Ok(()) => from = cp.index,
             Err(Error::Corruption { what, reason }) => {
