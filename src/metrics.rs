@@ -131,9 +131,27 @@ impl Collector for StorageCollector {
             "Reads that failed: a block's index or chunks, a head chunk file, an undecodable chunk. Each failed its query, or was left out of a partial_response answer with a warning.",
             tsdb::querier::read_errors_total(),
         )?;
+        gauge(
+            &mut e,
+            "strata_blocks_quarantined",
+            "Blocks found damaged (unreadable, or a checksum mismatch in the index or a chunk) and set aside as <ulid>.corrupted at startup.",
+            self.db.quarantined_blocks() as f64,
+        )?;
         gauge(&mut e, "strata_wal_replay_duration_seconds", "Time the last WAL replay took.", self.replay_seconds)?;
         if let Some(wal) = head.wal() {
             counter(&mut e, "strata_wal_written_bytes", "Bytes written to the WAL since start.", wal.bytes_written())?;
+            gauge(
+                &mut e,
+                "strata_wal_writable",
+                "1 while the WAL accepts writes, 0 after a failed write or fsync until it recovers.",
+                if wal.failure().is_none() { 1.0 } else { 0.0 },
+            )?;
+            counter(
+                &mut e,
+                "strata_wal_failures",
+                "Failed WAL writes, fsyncs and recovery attempts since start.",
+                wal.failures(),
+            )?;
             let h = wal.fsync_durations();
             // prometheus-client wants per-bucket counts; the snapshot is cumulative.
             let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(h.buckets.len() + 1);

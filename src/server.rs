@@ -20,8 +20,9 @@ use crate::metrics::{self, Metrics};
 /// Largest form body of a query API request (a long PromQL expression or many `match[]`s).
 pub const QUERY_MAX_BODY_BYTES: usize = 2 << 20;
 
-/// Set once the WAL is replayed: the router serving everything but the health endpoints.
-type Ready = Arc<OnceLock<Router>>;
+/// Set once the WAL is replayed: the router serving everything but the health endpoints, and the
+/// database (for readiness).
+type Ready = Arc<OnceLock<(Router, Arc<tsdb::Db>)>>;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listener = listen(cfg.listen_address).with_context(|| format!("binding {}", cfg.listen_address))?;
@@ -56,6 +57,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     db.start_background();
     let ingest_state =
         ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
+    let ready_db = Arc::clone(&db);
     let metrics =
         Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds));
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
@@ -70,7 +72,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
-    let _ = ready.set(api);
+    let _ = ready.set((api, ready_db));
 
     server.await.context("HTTP server task failed")?;
     tracing::info!("HTTP server stopped; syncing the WAL");
@@ -93,18 +95,24 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// 200 once the WAL is replayed and while it accepts writes; 503 with the reason otherwise.
 async fn ready_handler(State(ready): State<Ready>) -> Response {
-    if ready.get().is_some() {
-        (StatusCode::OK, "Strata is Ready.\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    let Some((_, db)) = ready.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: replaying the WAL\n").into_response();
+    };
+    match db.head().wal().and_then(|w| w.failure()) {
+        None => (StatusCode::OK, "Strata is Ready.\n").into_response(),
+        Some(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("Service Unavailable: the WAL cannot accept writes: {reason}\n"))
+                .into_response()
+        }
     }
 }
 
 /// Routes a request to the API once replay is done; 503 before.
 async fn forward(State(ready): State<Ready>, req: Request) -> Response {
     match ready.get() {
-        Some(api) => match api.clone().oneshot(req).await {
+        Some((api, _)) => match api.clone().oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
         },

@@ -2,7 +2,7 @@
 //!
 //! Checks the headers before doing any work, takes the body (bounded by the router's
 //! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the ingest pool; the
-//! answer comes back once the batch is fsynced (through the syncer thread if the fsync was not
+//! answer comes back once the batch is fsynced (through the sync waiter thread if the fsync was not
 //! already done), so a 2xx always means the samples are durable.
 //! Every outcome goes through [`Error`]'s one `IntoResponse`. Logs one summary line per request:
 //! debug on success, info for partial rejections, warn for undecodable requests, error for server
@@ -116,29 +116,33 @@ async fn handle(
     let head = Arc::clone(&state.head);
     let limits = state.limits;
     let syncer = state.syncer.clone();
-    let in_flight = syncer.begin();
+    let in_flight = syncer.as_ref().map(wal::SyncWaiter::begin);
     let (answer, answered) = tokio::sync::oneshot::channel::<Result<Outcome>>();
     // Acknowledge (even a partial rejection) only once the stored samples are durable: the pool
-    // thread answers at once only if there is nothing to wait for, else the syncer answers after
+    // thread answers at once only if there is nothing to wait for, else the sync waiter answers after
     // the fsync. Either way the pool thread goes on to the next request.
     state.pool.submit(move || {
         let processed = process(&head, limits, &body);
-        // The batch is written: the syncer need not hold an fsync back for this request any more
-        // (dropped before the ticket is queued, so the syncer never waits for its own ticket).
+        // The batch is written: the sync waiter need not hold an fsync back for this request any more
+        // (dropped before the ticket is queued, so the sync waiter never waits for its own ticket).
         drop(in_flight);
         match processed {
-            Ok((outcome, Some(ticket))) => syncer.after_sync(
-                ticket,
-                Box::new(move |synced| {
-                    let _ = answer.send(synced.map(|()| outcome).map_err(Error::from));
-                }),
-            ),
+            Ok((outcome, Some(ticket))) => {
+                let then: wal::Continuation = Box::new(move |synced| {
+                    let _ = answer.send(synced.map(|()| outcome).map_err(storage_error));
+                });
+                match (&syncer, head.shared_wal()) {
+                    (Some(s), _) => s.after_sync(ticket, then),
+                    (None, Some(w)) => then(w.wait_synced(ticket)),
+                    (None, None) => then(Ok(())),
+                }
+            }
             other => {
                 let _ = answer.send(other.map(|(outcome, _)| outcome));
             }
         }
     });
-    // A dropped sender means the job panicked (the pool or the syncer caught it).
+    // A dropped sender means the job panicked (the pool or the sync waiter caught it).
     let outcome = answered.await.map_err(|_| Error::Internal { reason: "remote-write task panicked".into() })??;
     state.metrics().decoded(&outcome);
     if outcome.report.is_empty() {
@@ -146,6 +150,14 @@ async fn handle(
     } else {
         Err(Error::Rejected(Box::new(outcome.report)))
     }
+}
+
+/// A WAL that could not make a batch durable: 503 once closed, else 500.
+fn storage_error(e: wal::Error) -> Error {
+    Error::from(match e {
+        wal::Error::Closed => tsdb::Error::Closed,
+        e => tsdb::Error::from(e),
+    })
 }
 
 /// Decompress, decode, append, commit (without waiting for the fsync). Blocking.

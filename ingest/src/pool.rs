@@ -6,7 +6,7 @@
 //! allocator keeps a heap per thread, so spreading that memory over many threads leaves many
 //! partly used pages: at 100k series, ingesting through a pool of two threads instead of tokio's
 //! (six to eight threads under `strata-bench load`) gives a peak RSS of ~185 MiB instead of ~215
-//! at the same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the syncer
+//! at the same CPU (docs/BENCHMARKS.md). The fsync wait of a commit does not happen here (the sync waiter
 //! thread waits), so a slow disk does not hold the pool's threads.
 
 use std::panic::AssertUnwindSafe;

@@ -80,6 +80,8 @@ pub struct Db {
     compacting: Mutex<()>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     background: Mutex<Option<JoinHandle<()>>>,
+    /// Blocks set aside as damaged when the database was opened.
+    quarantined: u64,
     /// Held for the Db's lifetime: one process per data directory.
     _lock: std::fs::File,
 }
@@ -124,7 +126,7 @@ impl Db {
     pub fn open(dir: &Path, opts: DbOptions) -> Result<Arc<Db>> {
         std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let lock = lock_dir(dir)?;
-        let mut blocks = open_blocks(dir)?;
+        let (mut blocks, quarantined) = open_blocks(dir)?;
         remove_merged_parents(dir, &mut blocks)?;
         let hints = OpenHints {
             skips: blocks
@@ -158,6 +160,7 @@ impl Db {
             compacting: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             background: Mutex::new(None),
+            quarantined,
             _lock: lock,
         }))
     }
@@ -172,6 +175,11 @@ impl Db {
         &self.dir
     }
 
+    /// Number of blocks found damaged and set aside (`<ulid>.corrupted`) when the database was opened.
+    pub fn quarantined_blocks(&self) -> u64 {
+        self.quarantined
+    }
+
     /// The blocks, sorted by min time.
     pub fn blocks(&self) -> Vec<Arc<Block>> {
         self.blocks.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -182,8 +190,8 @@ impl Db {
         Querier::with_blocks(Arc::clone(&self.head), &self.blocks(), mint, maxt)
     }
 
-    /// Starts the background thread: compaction every `compaction_interval`, and a checkpoint whenever
-    /// the WAL grows past `checkpoint_wal_bytes`.
+    /// Starts the background thread: compaction every `compaction_interval`, a checkpoint whenever
+    /// the WAL grows past `checkpoint_wal_bytes`, and recovery of a failed WAL.
     pub fn start_background(self: &Arc<Self>) {
         let db = Arc::clone(self);
         let stop = Arc::clone(&self.stop);
@@ -204,6 +212,13 @@ impl Db {
                     last_compaction = std::time::Instant::now();
                     if let Err(e) = db.compact() {
                         tracing::error!(error = %e, "compaction failed; will retry");
+                    }
+                }
+                // A WAL failed by a full disk or an I/O error recovers here once the disk accepts
+                // writes again, also when no write comes to recover it.
+                if let Some(wal) = db.head.wal() {
+                    if wal.failure().is_some() && wal.recover().is_ok() {
+                        tracing::info!("wal accepts writes again");
                     }
                 }
                 if let Err(e) = db.checkpoint_if_large() {
@@ -476,10 +491,13 @@ fn delete_block_dir(dir: &Path, ulid: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens every block directory; a block that fails to open is renamed `<ulid>.corrupted` and logged.
-/// Leftover temporary directories from an interrupted write or delete are removed.
-fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+/// Opens every block directory and checks its checksums ([`Block::verify`]); a block that fails
+/// either is renamed `<ulid>.corrupted` and logged with the damaged file, and counted in the
+/// returned number. Leftover temporary directories from an interrupted write or delete are removed.
+fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, u64)> {
     let mut blocks = Vec::new();
+    let mut quarantined = 0;
+    let started = std::time::Instant::now();
     let entries = std::fs::read_dir(dir).map_err(io_error("list", dir))?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -492,17 +510,25 @@ fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
         if !path.is_dir() || block::ulid::parse_block_dir_name(&name).is_none() {
             continue;
         }
-        match Block::open(&path) {
+        match Block::open(&path).and_then(|b| b.verify().map(|()| b)) {
             Ok(b) => blocks.push(Arc::new(b)),
             Err(e) => {
                 let aside = dir.join(format!("{name}.corrupted"));
                 tracing::error!(block = %name, error = %e, moved_to = %aside.display(), "block is unreadable; set aside");
                 std::fs::rename(&path, &aside).map_err(io_error("rename", &path))?;
+                quarantined += 1;
             }
         }
     }
     blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
-    Ok(blocks)
+    tracing::info!(
+        blocks = blocks.len(),
+        bytes = blocks.iter().map(|b| b.size_bytes()).sum::<u64>(),
+        quarantined,
+        duration_secs = started.elapsed().as_secs_f64(),
+        "blocks opened and their checksums verified"
+    );
+    Ok((blocks, quarantined))
 }
 
 /// Deletes blocks that a newer block lists as parents (a crash between writing a merge and deleting
@@ -577,6 +603,41 @@ mod tests {
         let db = Db::open(dir.path(), opts()).unwrap();
         assert_eq!(db.blocks().len(), 1);
         assert!(dir.path().join(format!("{bad}.corrupted")).is_dir());
+        assert_eq!(all_samples(&db), vec![(1000, 1.0)]);
+    }
+
+    #[test]
+    fn blocks_with_a_checksum_mismatch_in_a_chunk_or_series_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        block_with(dir.path(), 0, H2, &[(1000, 1.0)]);
+        let samples: Vec<(i64, f64)> = (0..50).map(|i| (H2 + i * 1000, i as f64)).collect();
+        let bad_chunk = block_with(dir.path(), H2, 2 * H2, &samples);
+        let bad_series = block_with(dir.path(), 2 * H2, 3 * H2, &[(2 * H2 + 1000, 3.0)]);
+        // A data byte of the chunk (the file ends with the chunk's 4-byte CRC).
+        let chunk_file = dir.path().join(&bad_chunk).join("chunks").join("000001");
+        let mut b = std::fs::read(&chunk_file).unwrap();
+        let at = b.len() - 8;
+        b[at] ^= 0x10;
+        std::fs::write(&chunk_file, &b).unwrap();
+        // A byte inside the first series entry of the index (its offset is the TOC's second entry).
+        let index_file = dir.path().join(&bad_series).join("index");
+        let mut b = std::fs::read(&index_file).unwrap();
+        let toc = b.len() - 52;
+        let series = u64::from_be_bytes(b[toc + 8..toc + 16].try_into().unwrap()) as usize;
+        let series = series.next_multiple_of(16);
+        b[series + 3] ^= 0x01;
+        std::fs::write(&index_file, &b).unwrap();
+        // Both still open: only the checksum pass finds the damage.
+        for ulid in [&bad_series, &bad_chunk] {
+            let block = Block::open(&dir.path().join(ulid)).unwrap();
+            let err = block.verify().expect_err(ulid);
+            assert!(err.to_string().contains(&**ulid), "the error names the file: {err}");
+        }
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert_eq!(db.blocks().len(), 1);
+        assert_eq!(db.quarantined_blocks(), 2);
+        assert!(dir.path().join(format!("{bad_chunk}.corrupted")).is_dir());
+        assert!(dir.path().join(format!("{bad_series}.corrupted")).is_dir());
         assert_eq!(all_samples(&db), vec![(1000, 1.0)]);
     }
 

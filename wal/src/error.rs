@@ -22,8 +22,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The bytes on disk are not a valid WAL at `segment`/`offset`.
-    #[error("wal corruption in segment {segment} at offset {offset}: {reason}")]
+    #[error("wal corruption in {} at offset {offset}: {reason}", path.display())]
     Corruption {
+        /// The segment file.
+        path: PathBuf,
         /// Segment index the corruption was found in.
         segment: u32,
         /// Byte offset inside the segment: the start of the record that could not be read.
@@ -34,9 +36,9 @@ pub enum Error {
     /// The WAL was closed; no more writes are accepted.
     #[error("wal is closed")]
     Closed,
-    /// An earlier write or fsync failed. The WAL refuses all further writes because it can no
-    /// longer know what is durable (see "fsyncgate"); reopen it to repair and continue.
-    #[error("wal is in a failed state after an earlier error: {reason}")]
+    /// An earlier write or fsync failed and the WAL could not recover yet (see
+    /// [`Wal`](crate::Wal)'s failure handling); it refuses writes until it does.
+    #[error("wal cannot accept writes after an earlier error: {reason}")]
     Failed {
         /// The error that put the WAL in the failed state.
         reason: String,

@@ -8,6 +8,9 @@
 //! - `writer`: [`Wal`], group commit, rotation, [`SyncPolicy`].
 //! - `reader`: [`Reader`], records across segments in order.
 //! - `repair`: cutting a torn or corrupt tail at open ([`RepairReport`]).
+//! - `waiter`: [`SyncWaiter`], one thread waiting for group-commit fsyncs on behalf of writers.
+//! - [`checkpoint`]: the checkpoint directories inside a WAL directory: names, listing, committing
+//!   a new one, setting a damaged one aside.
 //!
 //! # On-disk format
 //!
@@ -40,19 +43,24 @@
 //!
 //! # Recovery
 //!
-//! [`Wal::open`] scans all segments; at the first invalid fragment it truncates that segment
-//! to the start of the unreadable record and deletes every later segment, then starts a new
-//! segment. [`Reader`] then replays what is left. No byte sequence on disk makes either panic.
+//! [`Wal::open`] scans all segments. A torn tail (nothing readable after the damage in its
+//! segment) is cut, also in a segment followed by newer ones, as a failed write leaves it. Other
+//! damage cuts its segment at the unreadable record and deletes every later segment. Then a new
+//! segment is started. [`Reader`] replays what is left. No byte sequence on disk makes either
+//! panic. A [`Wal`] whose write or fsync failed (full disk, I/O error) recovers without a restart
+//! once the disk accepts writes again (see `writer`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod checkpoint;
 pub mod error;
 pub mod histogram;
 mod reader;
 pub mod record;
 mod repair;
 mod segment;
+mod waiter;
 mod writer;
 
 #[cfg(test)]
@@ -62,4 +70,5 @@ pub use error::{Error, Result};
 pub use reader::Reader;
 pub use repair::RepairReport;
 pub use segment::SegmentIndex;
+pub use waiter::{Continuation, InFlight, SyncWaiter};
 pub use writer::{Options, SyncPolicy, SyncTicket, Wal, DEFAULT_SEGMENT_SIZE_BYTES};

@@ -76,7 +76,7 @@ impl SegmentScanner {
     }
 
     fn corruption(&self, offset: u64, reason: String) -> Error {
-        Error::Corruption { segment: self.index.0, offset, reason }
+        Error::Corruption { path: self.path.clone(), segment: self.index.0, offset, reason }
     }
 
     /// Reads the next record into `rec` (cleared first). Returns `Ok(true)` when a record was

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::record::PAGE_SIZE_BYTES;
 
 /// Number of a segment file; the file is named with this number zero-padded to 8 digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -35,7 +37,7 @@ pub(crate) fn segment_path(dir: &Path, index: SegmentIndex) -> PathBuf {
 }
 
 /// Parses a segment file name: exactly 8 ASCII digits.
-fn parse_name(name: &str) -> Option<SegmentIndex> {
+pub(crate) fn parse_name(name: &str) -> Option<SegmentIndex> {
     if name.len() != 8 || !name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -99,13 +101,39 @@ pub(crate) fn truncate(dir: &Path, index: SegmentIndex, len: u64) -> Result<()> 
     file.sync_all().map_err(|e| Error::io(&path, e))
 }
 
+/// Total size in bytes of the segment files in `dir` (0 for a missing directory).
+pub(crate) fn total_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for index in list(dir)? {
+        total += size(dir, index)?;
+    }
+    Ok(total)
+}
+
+/// Name of the file [`probe_write`] writes and deletes; never a segment name.
+const PROBE_NAME: &str = "write-probe.tmp";
+
+/// Checks that the file system takes a page of new data: writes [`PAGE_SIZE_BYTES`] to a probe
+/// file in `dir`, fsyncs it and deletes it (also a leftover of an interrupted probe). Truncating
+/// or fsyncing a segment needs no free space; this does.
+pub(crate) fn probe_write(dir: &Path) -> Result<()> {
+    let path = dir.join(PROBE_NAME);
+    let written = File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; PAGE_SIZE_BYTES])?;
+        f.sync_data()
+    });
+    let removed = fs::remove_file(&path);
+    written.map_err(|e| Error::io(&path, e))?;
+    removed.map_err(|e| Error::io(&path, e))
+}
+
 /// Deletes segment `index`.
 pub(crate) fn remove(dir: &Path, index: SegmentIndex) -> Result<()> {
     let path = segment_path(dir, index);
     fs::remove_file(&path).map_err(|e| Error::io(path, e))
 }
 
-/// Fsyncs the directory itself so that created/removed entries are durable.
+/// Fsyncs the directory itself so that created, renamed and removed entries are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }

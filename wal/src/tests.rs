@@ -243,7 +243,7 @@ fn log_unsynced_hands_the_fsync_to_a_ticket() {
 }
 
 #[test]
-fn failed_fsync_fails_the_wal() {
+fn failed_fsync_fails_the_batch_and_the_next_write_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
     wal.log(&[b"ok"], || ()).unwrap();
@@ -252,11 +252,14 @@ fn failed_fsync_fails_the_wal() {
     let res = wal.log(&[b"not durable"], || applied.fetch_add(1, Ordering::SeqCst));
     assert!(matches!(res, Err(Error::Io { .. })), "{res:?}");
     assert_eq!(applied.load(Ordering::SeqCst), 1, "apply ran before the fsync");
+    assert!(matches!(wal.sync(), Err(Error::Failed { .. })), "failed until a write or recover()");
+    let failed_segment = wal.current_segment();
     let res = wal.log(&[b"later"], || applied.fetch_add(1, Ordering::SeqCst));
-    assert!(matches!(res, Err(Error::Failed { .. })), "{res:?}");
-    assert_eq!(applied.load(Ordering::SeqCst), 1, "apply not called once failed");
-    assert!(matches!(wal.sync(), Err(Error::Failed { .. })));
-    assert!(matches!(wal.cut_segment(), Err(Error::Failed { .. })));
+    assert!(matches!(res, Ok(1)), "{res:?}");
+    assert_eq!(applied.load(Ordering::SeqCst), 2);
+    assert_eq!(wal.current_segment(), failed_segment.next(), "writes go on in a new segment");
+    wal.sync().unwrap();
+    wal.cut_segment().unwrap();
 }
 
 #[test]
@@ -409,36 +412,132 @@ fn garbage_after_valid_log() {
     }
 }
 
+/// Six records of exactly one page each: segments 0, 1 and 2 hold two each, and every record
+/// starts a page.
+fn page_records(dir: &Path) -> Vec<Vec<u8>> {
+    let recs: Vec<Vec<u8>> = (0..6).map(|i| pattern(PAGE_SIZE_BYTES - 7, i)).collect();
+    write_records(dir, opts(SMALL_SEGMENT, SyncPolicy::Never), &recs);
+    recs
+}
+
 #[test]
 fn corruption_in_earlier_segment_removes_later_segments() {
     let dir = fast_tempdir();
-    let recs: Vec<Vec<u8>> = (0..6).map(|i| pattern(30_000, i)).collect();
-    write_records(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Never), &recs);
-    // 64 KiB segments hold two 30 KB records each: segments 0, 1, 2.
+    let recs = page_records(dir.path());
     let seg1 = segment_path(dir.path(), SegmentIndex(1));
     let mut b = fs::read(&seg1).unwrap();
     let seg1_len = b.len() as u64;
     let seg2_len = fs::metadata(segment_path(dir.path(), SegmentIndex(2))).unwrap().len();
-    b[30_100] ^= 0x55; // inside the second record of segment 1
+    b[100] ^= 0x55; // inside the first record of segment 1; a valid record follows it
     fs::write(&seg1, &b).unwrap();
 
-    // The reader reports the corruption with its position, without panicking.
+    // The reader reports the corruption with its file and position, without panicking.
     let (got, err) = read_all(dir.path());
-    assert_eq!(got, recs[..3].to_vec());
-    let first_len = encoded_len(0, 30_000) as u64;
+    assert_eq!(got, recs[..2].to_vec());
     match err {
-        Some(Error::Corruption { segment: 1, offset, .. }) => assert_eq!(offset, first_len),
+        Some(Error::Corruption { segment: 1, offset: 0, path, .. }) => assert_eq!(path, seg1),
         other => panic!("expected corruption, got {other:?}"),
     }
 
     let (wal, report) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Never)).unwrap();
     assert_eq!(report.segment, Some(SegmentIndex(1)));
-    assert_eq!(report.offset, first_len);
+    assert_eq!(report.offset, 0);
     assert_eq!(report.segments_removed, 1, "segment 2");
-    assert_eq!(report.bytes_dropped, seg1_len - first_len + seg2_len);
+    assert_eq!(report.bytes_dropped, seg1_len + seg2_len);
     assert_eq!(wal.current_segment(), SegmentIndex(2));
     drop(wal);
-    assert_eq!(read_ok(dir.path()), recs[..3].to_vec());
+    assert_eq!(read_ok(dir.path()), recs[..2].to_vec());
+}
+
+#[test]
+fn torn_tail_before_newer_segments_is_cut_and_they_are_kept() {
+    let dir = fast_tempdir();
+    let recs = page_records(dir.path());
+    let seg1 = segment_path(dir.path(), SegmentIndex(1));
+    let mut b = fs::read(&seg1).unwrap();
+    // The second record of segment 1 is half written, as a write interrupted by a full disk.
+    b.truncate(PAGE_SIZE_BYTES + PAGE_SIZE_BYTES / 2);
+    fs::write(&seg1, &b).unwrap();
+
+    let (wal, report) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Never)).unwrap();
+    assert_eq!(report.segment, None);
+    assert_eq!(report.segments_removed, 0);
+    assert_eq!(report.torn_tails, vec![(SegmentIndex(1), PAGE_SIZE_BYTES as u64)]);
+    assert_eq!(report.bytes_dropped, (PAGE_SIZE_BYTES / 2) as u64);
+    assert_eq!(wal.current_segment(), SegmentIndex(3));
+    drop(wal);
+    let mut want = recs[..3].to_vec();
+    want.extend_from_slice(&recs[4..]);
+    assert_eq!(read_ok(dir.path()), want);
+}
+
+#[test]
+fn a_failed_write_is_cut_and_the_next_write_recovers_in_a_new_segment() {
+    let dir = fast_tempdir();
+    let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
+    wal.log(&[b"one"], || ()).unwrap();
+    let failed_segment = wal.current_segment();
+    wal.fail_write_in(1);
+    let applied = AtomicUsize::new(0);
+    let big = pattern(50_000, 9);
+    let res = wal.log(&[&big], || applied.fetch_add(1, Ordering::SeqCst));
+    assert!(matches!(res, Err(Error::Io { .. })), "{res:?}");
+    assert_eq!(applied.load(Ordering::SeqCst), 0, "apply not run for a batch that was not written");
+    assert!(wal.failure().is_some());
+    assert_eq!(wal.failures(), 1);
+    assert!(fs::metadata(segment_path(dir.path(), failed_segment)).unwrap().len() > 1000, "half written");
+
+    // The next write recovers: the half-written batch is cut, a new segment started.
+    wal.log(&[b"two"], || applied.fetch_add(1, Ordering::SeqCst)).unwrap();
+    assert_eq!(applied.load(Ordering::SeqCst), 1);
+    assert!(wal.failure().is_none());
+    assert_eq!(wal.current_segment(), failed_segment.next());
+    wal.log(&[b"three"], || ()).unwrap();
+    drop(wal);
+    assert_eq!(read_ok(dir.path()), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    let (_, report) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn a_batch_that_failed_after_cutting_a_segment_is_cut_from_both_segments() {
+    let dir = fast_tempdir();
+    let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
+    let first = pattern(40_000, 1);
+    wal.log(&[&first], || ()).unwrap();
+    let start = wal.current_segment();
+    // Record a fits in the first segment, b does not: the batch writes a, cuts a segment, and its
+    // second write (b) fails half way.
+    let (a, b) = (pattern(10_000, 2), pattern(30_000, 3));
+    wal.fail_write_in(2);
+    let res = wal.log(&[&a, &b], || ());
+    assert!(matches!(res, Err(Error::Io { .. })), "{res:?}");
+    assert_eq!(wal.current_segment(), start.next(), "the batch had cut a segment");
+    let c = pattern(100, 4);
+    wal.log(&[&c], || ()).unwrap();
+    assert_eq!(wal.current_segment(), start.next(), "the emptied segment is written to");
+    drop(wal);
+    assert_eq!(read_ok(dir.path()), vec![first, c], "nothing of the failed batch is replayed");
+}
+
+#[test]
+fn after_a_failed_fsync_recovery_never_reports_the_unsynced_batch_durable() {
+    let dir = fast_tempdir();
+    let (wal, _) = Wal::open(dir.path(), opts(SMALL_SEGMENT, SyncPolicy::Always)).unwrap();
+    wal.log(&[b"one"], || ()).unwrap();
+    let (_, ticket) = wal.log_unsynced(&[b"unsynced"], || ()).unwrap();
+    let ticket = ticket.unwrap();
+    wal.fail_next_fsync();
+    assert!(wal.wait_synced(ticket).is_err());
+    assert!(matches!(wal.sync(), Err(Error::Failed { .. })));
+    wal.recover().unwrap();
+    assert!(wal.failure().is_none());
+    assert!(!wal.is_synced(ticket), "its caller was told it failed");
+    assert!(wal.wait_synced(ticket).is_err());
+    let (_, later) = wal.log_unsynced(&[b"later"], || ()).unwrap();
+    wal.wait_synced(later.unwrap()).unwrap();
+    wal.cut_segment().unwrap();
+    assert_eq!(wal.failures(), 1);
 }
 
 #[test]

@@ -6,6 +6,15 @@
 //! only in process memory. Pages are not rewritten: a partial last page simply continues with
 //! the next batch.
 //!
+//! Failure and recovery: a failed `write(2)` or fsync (`ENOSPC`, `EIO`) puts the WAL in a failed
+//! state; the call that hit it and every batch waiting for an fsync get an error. The next write
+//! (or [`Wal::recover`]) tries to leave that state: it cuts the tail of every segment back to the
+//! end of the last batch written whole (so a batch whose write failed is never replayed), fsyncs
+//! what is left, checks that the disk takes a page of new data (a probe file written, fsynced and
+//! deleted), and starts a new segment after the failed one. Batches written but not fsynced
+//! when the failure came are never reported durable afterwards: their callers already got the
+//! error. If any recovery step fails the WAL stays failed, and the next write tries again.
+//!
 //! Locking: `Shared::writer` (the writer lock) serializes appends and rotation; it is never
 //! held across an fsync. `Shared::sync` (the sync state) is only ever taken briefly, and may be
 //! taken while holding the writer lock, never the other way round. At most one thread fsyncs at a
@@ -118,12 +127,18 @@ struct Shared {
     bytes_written: AtomicU64,
     fsync_count: AtomicU64,
     fsync_durations: crate::histogram::DurationHistogram,
+    /// Number of failed writes, fsyncs and recovery attempts since open.
+    failures: AtomicU64,
     /// Stop flag for the background syncer.
     stop: Mutex<bool>,
     stop_signal: Condvar,
     /// Test hook: make the next fsync fail.
     #[cfg(test)]
     fail_next_fsync: AtomicBool,
+    /// Test hook: the n-th next `write(2)` (1 = the next) writes half its bytes, then fails like
+    /// a full disk; 0 = off.
+    #[cfg(test)]
+    fail_write_in: AtomicU64,
 }
 
 /// Everything guarded by the writer lock.
@@ -137,6 +152,17 @@ struct Writer {
     seq: u64,
     /// Reused buffer holding the encoded batch before the `write(2)`.
     buf: Vec<u8>,
+    /// Segment and length at the end of the last batch written whole: where recovery cuts.
+    good: (SegmentIndex, u64),
+    /// Set by a recovery until the next write succeeds (logged then as recovered) or fails (then
+    /// the disk still refuses writes and the failure is not logged again).
+    recovered_from: Option<String>,
+}
+
+impl SyncState {
+    fn is_doubtful(&self, seq: u64) -> bool {
+        seq > self.doubtful.0 && seq <= self.doubtful.1
+    }
 }
 
 /// Group-commit state.
@@ -153,8 +179,11 @@ struct SyncState {
     pending: Vec<(Arc<File>, PathBuf)>,
     /// A segment was created since the directory was last fsynced.
     dir_dirty: bool,
-    /// Set when a write or fsync failed: the WAL refuses all further writes.
+    /// Set when a write or fsync failed: the WAL refuses writes until a recovery succeeds.
     failed: Option<String>,
+    /// Batches `(after, upto]` were written before a failure and not fsynced: never reported
+    /// durable, even once a later fsync covers them (their callers were told they failed).
+    doubtful: (u64, u64),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -187,6 +216,8 @@ impl Wal {
                 segment_bytes: 0,
                 seq: 0,
                 buf: Vec::new(),
+                good: (next, 0),
+                recovered_from: None,
             }),
             sync: Mutex::new(SyncState {
                 written_seq: 0,
@@ -196,16 +227,20 @@ impl Wal {
                 pending: Vec::new(),
                 dir_dirty: false,
                 failed: None,
+                doubtful: (0, 0),
             }),
             synced: Condvar::new(),
             closed: AtomicBool::new(false),
             bytes_written: AtomicU64::new(0),
             fsync_count: AtomicU64::new(0),
             fsync_durations: crate::histogram::DurationHistogram::default(),
+            failures: AtomicU64::new(0),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
             #[cfg(test)]
             fail_next_fsync: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_write_in: AtomicU64::new(0),
         });
         let syncer = match opts.sync {
             SyncPolicy::Periodic(interval) => {
@@ -230,8 +265,9 @@ impl Wal {
     /// covering the batch (group commit). If that fsync fails, `apply` has already run but the
     /// error is returned and the WAL is failed: the caller must treat the batch as not durable.
     ///
-    /// If a write or fsync ever fails, the WAL enters a failed state and every later call
-    /// returns an error ([`Error::Failed`]); `apply` is then not called.
+    /// If a write or fsync fails, the WAL enters a failed state (see the module docs); each later
+    /// call first tries to recover and, while that fails, returns [`Error::Failed`] without
+    /// calling `apply`.
     pub fn log<R>(&self, records: &[&[u8]], apply: impl FnOnce() -> R) -> Result<R> {
         let (out, ticket) = self.log_unsynced(records, apply)?;
         if let Some(t) = ticket {
@@ -250,7 +286,7 @@ impl Wal {
             if s.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            s.check_failed()?;
+            w.recover_if_failed(s)?;
             let rotated = w.write_batch(s, records)?;
             (apply(), w.seq, rotated)
         };
@@ -273,7 +309,28 @@ impl Wal {
     /// True if the batch of `ticket` is already fsynced ([`Wal::wait_synced`] would return at once).
     pub fn is_synced(&self, ticket: SyncTicket) -> bool {
         let st = lock(&self.shared.sync);
-        st.failed.is_none() && st.synced_seq >= ticket.seq
+        st.failed.is_none() && st.synced_seq >= ticket.seq && !st.is_doubtful(ticket.seq)
+    }
+
+    /// Why the WAL cannot accept writes right now, or `None` when it can.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.sync).failed.clone()
+    }
+
+    /// Number of failed writes, fsyncs and recovery attempts since open.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// Leaves the failed state if the disk lets it (see the module docs); does nothing when the
+    /// WAL is not failed. Writes do the same on their own; this lets a caller recover without one.
+    pub fn recover(&self) -> Result<()> {
+        let s = &*self.shared;
+        let mut w = lock(&s.writer);
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        w.recover_if_failed(s)
     }
 
     /// Fsyncs everything written so far (the current segment, any unsynced earlier segment and
@@ -291,7 +348,7 @@ impl Wal {
             if s.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            s.check_failed()?;
+            w.recover_if_failed(s)?;
             w.rotate(s)?;
             (w.segment, w.seq)
         };
@@ -309,7 +366,7 @@ impl Wal {
             if s.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            s.check_failed()?;
+            w.recover_if_failed(s)?;
             w.rotate(s)?;
             let out = f(w.segment);
             (w.segment, w.seq, out)
@@ -343,6 +400,12 @@ impl Wal {
     pub fn segment_range(&self) -> Result<Option<(SegmentIndex, SegmentIndex)>> {
         let segments = segment::list(&self.shared.dir)?;
         Ok(segments.first().copied().zip(segments.last().copied()))
+    }
+
+    /// Total size in bytes of the segment files on disk (checkpoints not included): what a
+    /// restart would replay record by record.
+    pub fn segments_bytes(&self) -> Result<u64> {
+        segment::total_size(&self.shared.dir)
     }
 
     /// The WAL directory.
@@ -404,6 +467,13 @@ impl Wal {
         self.shared.fail_next_fsync.store(true, Ordering::SeqCst);
     }
 
+    /// Test hook: the `n`-th next `write(2)` (1 = the next) writes half its bytes, then fails
+    /// with `ENOSPC`.
+    #[cfg(test)]
+    pub(crate) fn fail_write_in(&self, n: u64) {
+        self.shared.fail_write_in.store(n, Ordering::SeqCst);
+    }
+
     /// Whether the background syncer thread is running.
     #[cfg(test)]
     pub(crate) fn has_syncer(&self) -> bool {
@@ -443,7 +513,11 @@ impl Writer {
         }
         self.flush(s)?;
         self.seq += 1;
+        self.good = (self.segment, self.segment_bytes);
         lock(&s.sync).written_seq = self.seq;
+        if let Some(reason) = self.recovered_from.take() {
+            info!(segment = self.segment.0, error = %reason, "wal recovered: accepting writes again");
+        }
         Ok(rotated)
     }
 
@@ -452,9 +526,20 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
+        #[cfg(test)]
+        if s.fail_write_in.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) == Ok(1) {
+            let half = self.buf.get(..self.buf.len() / 2).unwrap_or_default();
+            let source = match (&*self.file).write_all(half) {
+                Ok(()) => std::io::Error::from_raw_os_error(28),
+                Err(e) => e,
+            };
+            let err = Error::io(&self.path, source);
+            self.fail(s, &err);
+            return Err(err);
+        }
         if let Err(e) = (&*self.file).write_all(&self.buf) {
             let err = Error::io(&self.path, e);
-            s.fail(&err);
+            self.fail(s, &err);
             return Err(err);
         }
         self.segment_bytes += self.buf.len() as u64;
@@ -470,7 +555,7 @@ impl Writer {
         let file = match segment::create(&s.dir, next) {
             Ok(f) => Arc::new(f),
             Err(err) => {
-                s.fail(&err);
+                self.fail(s, &err);
                 return Err(err);
             }
         };
@@ -478,6 +563,9 @@ impl Writer {
         let old = (mem::replace(&mut self.file, Arc::clone(&file)), mem::replace(&mut self.path, path.clone()));
         let old_index = mem::replace(&mut self.segment, next);
         let old_bytes = mem::replace(&mut self.segment_bytes, 0);
+        if self.good.0 == old_index && self.good.1 == old_bytes {
+            self.good = (next, 0);
+        }
         self.seq += 1;
         {
             let mut st = lock(&s.sync);
@@ -491,18 +579,96 @@ impl Writer {
     }
 }
 
-impl Shared {
-    fn check_failed(&self) -> Result<()> {
-        match &lock(&self.sync).failed {
-            Some(reason) => Err(Error::Failed { reason: reason.clone() }),
-            None => Ok(()),
+impl Writer {
+    /// If the WAL is failed, tries to recover (see the module docs). Called with the writer lock
+    /// held, so no batch is written meanwhile.
+    fn recover_if_failed(&mut self, s: &Shared) -> Result<()> {
+        let mut st = lock(&s.sync);
+        if st.failed.is_none() {
+            return Ok(());
         }
+        // A sync round that started before the failure may still be running on its files.
+        while st.syncing {
+            st = s.synced.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        let mut files = mem::take(&mut st.pending);
+        drop(st);
+        files.push((Arc::clone(&self.file), self.path.clone()));
+        let result = self.cut_back_and_sync(s, &files);
+        let mut st = lock(&s.sync);
+        if let Err(err) = result {
+            // Keep the files for the next attempt.
+            files.pop();
+            st.pending.extend(files);
+            let reason = err.to_string();
+            drop(st);
+            s.failures.fetch_add(1, Ordering::Relaxed);
+            debug!(error = %reason, "wal recovery failed; still refusing writes");
+            return Err(Error::Failed { reason });
+        }
+        // Everything written is on disk now except what was not fsynced before the failure: those
+        // batches' callers got an error and must not see them as durable later.
+        let lost_from = st.synced_seq;
+        st.doubtful = (lost_from, st.written_seq.max(lost_from));
+        st.synced_seq = st.written_seq;
+        st.dir_dirty = false;
+        let reason = st.failed.take().unwrap_or_default();
+        drop(st);
+        let (failed_segment, kept_bytes) = (self.segment, self.segment_bytes);
+        // Later writes go to a new segment; an empty segment is reused as it is.
+        if self.segment_bytes > 0 {
+            self.rotate(s)?;
+        }
+        if self.recovered_from.is_none() {
+            info!(
+                failed_segment = failed_segment.0,
+                kept_bytes,
+                segment = self.segment.0,
+                "wal cut back to the last batch written whole after a failure; trying writes again"
+            );
+        }
+        self.recovered_from = Some(reason);
+        Ok(())
     }
 
+    /// Truncates the segments back to the end of the last whole batch and fsyncs `files` and the
+    /// directory.
+    fn cut_back_and_sync(&mut self, s: &Shared, files: &[(Arc<File>, PathBuf)]) -> Result<()> {
+        let (good_segment, good_len) = self.good;
+        for index in segment::list(&s.dir)? {
+            if index == good_segment {
+                segment::truncate(&s.dir, index, good_len)?;
+            } else if index > good_segment {
+                segment::truncate(&s.dir, index, 0)?;
+            }
+        }
+        self.segment_bytes = if self.segment == good_segment { good_len } else { 0 };
+        s.fsync_files(files, true)?;
+        segment::probe_write(&s.dir)
+    }
+}
+
+impl Writer {
+    /// Fails the WAL after a failed write. Right after a recovery, the disk still refusing is
+    /// logged at debug level only: the failure was logged when it first happened.
+    fn fail(&mut self, s: &Shared, err: &Error) {
+        if self.recovered_from.is_some() {
+            s.failures.fetch_add(1, Ordering::Relaxed);
+            debug!(error = %err, "wal write failed again after recovery");
+            lock(&s.sync).failed.get_or_insert_with(|| err.to_string());
+            s.synced.notify_all();
+            return;
+        }
+        s.fail(err);
+    }
+}
+
+impl Shared {
     fn fail(&self, err: &Error) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
         let mut st = lock(&self.sync);
         if st.failed.is_none() {
-            warn!(error = %err, "wal failed: refusing further writes");
+            warn!(error = %err, "wal failed: refusing writes until the disk accepts them again");
             st.failed = Some(err.to_string());
         }
         drop(st);
@@ -522,6 +688,9 @@ impl Shared {
         loop {
             if let Some(reason) = &st.failed {
                 return Err(Error::Failed { reason: reason.clone() });
+            }
+            if st.is_doubtful(seq) {
+                return Err(Error::Failed { reason: "the batch was written before an earlier failure".into() });
             }
             if st.synced_seq >= seq {
                 return Ok(());
@@ -545,12 +714,12 @@ impl Shared {
             match res {
                 Ok(()) => st.synced_seq = st.synced_seq.max(target),
                 Err(err) => {
-                    if st.failed.is_none() {
-                        warn!(error = %err, "wal fsync failed: refusing further writes");
-                        st.failed = Some(err.to_string());
-                    }
+                    // The files go back to be fsynced by the recovery.
+                    files.pop();
+                    st.pending.extend(files);
+                    st.dir_dirty |= dir_dirty;
                     drop(st);
-                    self.synced.notify_all();
+                    self.fail(&err);
                     return Err(err);
                 }
             }
@@ -593,9 +762,12 @@ impl Shared {
                     break;
                 }
             }
+            // While the WAL is failed there is nothing to sync; the next write recovers it.
+            if lock(&self.sync).failed.is_some() {
+                continue;
+            }
             if let Err(e) = self.sync() {
-                warn!(error = %e, "wal periodic sync failed; stopping background syncer");
-                break;
+                warn!(error = %e, "wal periodic sync failed");
             }
         }
         debug!("wal background syncer stopped");

@@ -1,67 +1,44 @@
-//! WAL checkpoints: `wal/checkpoint.NNNNNNNN/` (itself a small WAL) holds a series record for every
-//! series and a chunks record with every chunk still in the head, so WAL segments before `NNNNNNNN`
-//! can be deleted and a restart loads chunks instead of re-appending samples. Written after each head
-//! compaction, when the WAL since the last checkpoint grows past a size, and at shutdown. Written into `checkpoint.NNNNNNNN.tmp`, synced, then renamed: a crash leaves either the
-//! old checkpoint and segments, or the new checkpoint.
-
-use std::path::{Path, PathBuf};
+//! What goes into a WAL checkpoint: a series record for every series and a chunks record with every
+//! chunk still in the head, so WAL segments before the checkpoint can be deleted and a restart loads
+//! chunks instead of re-appending samples. Written after each head compaction, when the WAL since the
+//! last checkpoint grows past a size, and at shutdown. Where a checkpoint lives and how it is put in
+//! place (written aside, synced, renamed: a crash leaves either the old checkpoint and segments, or
+//! the new checkpoint) is the `wal` crate's [`wal::checkpoint`].
 
 use super::in_order::SealedChunk;
 use super::Head;
 use crate::chunkenc::num_samples;
-use crate::error::{io_error, Error, Result};
+use crate::error::{Error, Result};
 use crate::record::{self, SeriesChunks, StoredChunk};
 
-const PREFIX: &str = "checkpoint.";
 const SERIES_PER_RECORD: usize = 1_000;
 /// A sealed chunk read back for a checkpoint: min time, max time, where its bytes are in the buffer.
 type ReadSpan = (i64, i64, std::ops::Range<usize>);
 /// A chunks record is flushed once it holds this many bytes.
 const CHUNK_RECORD_BYTES: usize = 1 << 20;
 
-/// The newest complete checkpoint in `wal_dir`, as (segment index, path).
-pub(crate) fn newest(wal_dir: &Path) -> Result<Option<(u32, PathBuf)>> {
-    Ok(list(wal_dir)?.into_iter().max_by_key(|c| c.0))
-}
-
-fn list(wal_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
-    let entries = match std::fs::read_dir(wal_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::Io { op: "list", path: wal_dir.to_owned(), source }),
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(num) = name.strip_prefix(PREFIX) else { continue };
-        if num.len() == 8 && num.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = num.parse::<u32>() {
-                out.push((n, entry.path()));
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl Head {
     /// Cuts a WAL segment and writes a checkpoint at it (see [`Head::checkpoint`]).
     pub fn checkpoint_now(&self) -> Result<()> {
         let Some(wal) = self.wal() else { return Ok(()) };
-        let cut = wal.cut_segment()?;
+        let (cut, ()) = wal.cut_segment_with(|_| self.relog_series())?;
         self.checkpoint(cut.0)
     }
 
-    /// Bytes of WAL segments on disk: what a restart would replay sample by sample.
+    /// Makes the next commit of every series write its series record again. Called at a segment cut
+    /// that a checkpoint follows, and after replay: the segments from then on name every series
+    /// they hold samples of, so a checkpoint found damaged at startup loses only what it alone held.
+    /// Costs one series record per active series per checkpoint.
+    pub(crate) fn relog_series(&self) {
+        self.series_maps().for_each(|s| s.logged.store(false, std::sync::atomic::Ordering::Release));
+    }
+
+    /// Bytes of WAL segments on disk, less what re-logging the series after the last checkpoint
+    /// added: about what a restart would replay sample by sample. Without the deduction, a head
+    /// whose series records outweigh the size limit would checkpoint again right after each one.
     pub fn wal_bytes_since_checkpoint(&self) -> u64 {
-        let Some(wal) = self.wal() else { return 0 };
-        let Ok(entries) = std::fs::read_dir(wal.dir()) else { return 0 };
-        entries
-            .flatten()
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
+        let bytes = self.wal().and_then(|w| w.segments_bytes().ok()).unwrap_or(0);
+        bytes.saturating_sub(self.relog_bytes.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Writes `checkpoint.<cut>` from memory, then deletes WAL segments before `cut` and older
@@ -70,11 +47,7 @@ impl Head {
     pub fn checkpoint(&self, cut: u32) -> Result<()> {
         let Some(wal) = self.wal() else { return Ok(()) };
         let wal_dir = wal.dir().to_owned();
-        let final_dir = wal_dir.join(format!("{PREFIX}{cut:08}"));
-        let tmp_dir = wal_dir.join(format!("{PREFIX}{cut:08}.tmp"));
-        if tmp_dir.exists() {
-            std::fs::remove_dir_all(&tmp_dir).map_err(io_error("remove", &tmp_dir))?;
-        }
+        let tmp_dir = wal::checkpoint::tmp_dir(&wal_dir, wal::SegmentIndex(cut))?;
         let started = std::time::Instant::now();
         let (n_series, n_samples) = {
             let opts = wal::Options { sync: wal::SyncPolicy::Never, ..wal::Options::default() };
@@ -102,6 +75,7 @@ impl Head {
                 }
             });
             flush(&mut series_rec, &mut failed);
+            let series_bytes = cp.bytes_written();
             let mut scratch: Vec<u8> = Vec::new();
             let mut spans: Vec<ReadSpan> = Vec::new();
             self.series_maps().for_each(|s| {
@@ -166,16 +140,12 @@ impl Head {
                 return Err(e);
             }
             cp.close()?;
+            self.relog_bytes.store(series_bytes, std::sync::atomic::Ordering::Relaxed);
             (n_series, n_samples)
         };
-        std::fs::rename(&tmp_dir, &final_dir).map_err(io_error("rename", &tmp_dir))?;
-        sync_dir(&wal_dir)?;
+        wal::checkpoint::commit(&wal_dir, wal::SegmentIndex(cut))?;
         let removed = wal.truncate_before(wal::SegmentIndex(cut))?;
-        for (n, path) in list(&wal_dir)? {
-            if n < cut {
-                std::fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
-            }
-        }
+        wal::checkpoint::remove_before(&wal_dir, wal::SegmentIndex(cut))?;
         tracing::info!(
             checkpoint = cut,
             series = n_series,
@@ -196,8 +166,4 @@ fn read_sealed(chunks: &[SealedChunk], buf: &mut Vec<u8>, spans: &mut Vec<ReadSp
         spans.push((c.min_t, c.max_t, at..buf.len()));
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io_error("fsync", dir))
 }

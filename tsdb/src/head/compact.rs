@@ -171,7 +171,14 @@ impl Head {
             (cut, taken, failed)
         };
         let (wal_cut, mut taken, failed) = match self.wal() {
-            Some(wal) => wal.cut_segment_with(|seg| take(Some(seg.0)))?.1,
+            Some(wal) => {
+                wal.cut_segment_with(|seg| {
+                    // A checkpoint at this cut follows the block.
+                    self.relog_series();
+                    take(Some(seg.0))
+                })?
+                .1
+            }
             None => take(None),
         };
         if let Some(e) = failed {

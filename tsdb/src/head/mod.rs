@@ -140,7 +140,7 @@ pub struct Head {
     dir: PathBuf,
     series: StripeSeries,
     postings: MemPostings,
-    wal: Option<wal::Wal>,
+    wal: Option<Arc<wal::Wal>>,
     /// Where sealed in-order chunks go (with a WAL only; without one they stay in memory).
     chunks: Option<chunk_file::HeadChunks>,
     next_ref: AtomicU64,
@@ -149,6 +149,9 @@ pub struct Head {
     /// In-order appends must not be older than this (the newest block's max time).
     min_valid_floor: AtomicI64,
     num_series: AtomicU64,
+    /// Bytes of series records in the last checkpoint written: about what re-logging every series
+    /// after its cut adds to the WAL (see `Head::relog_series`).
+    relog_bytes: AtomicU64,
     stats: HeadStats,
 }
 
@@ -176,10 +179,11 @@ impl Head {
                         offset = report.offset,
                         bytes_dropped = report.bytes_dropped,
                         segments_removed = report.segments_removed,
+                        torn_tails_before_newer_segments = report.torn_tails.len(),
                         "wal repaired: dropped a torn or corrupt tail"
                     );
                 }
-                Some(wal)
+                Some(Arc::new(wal))
             }
             None => None,
         };
@@ -197,12 +201,14 @@ impl Head {
             max_t: AtomicI64::new(i64::MIN),
             min_valid_floor: AtomicI64::new(hints.min_valid_floor),
             num_series: AtomicU64::new(0),
+            relog_bytes: AtomicU64::new(0),
             stats: HeadStats::default(),
             dir: dir.to_owned(),
             opts,
         });
         if head.wal.is_some() {
             replay::replay(&head, &wal_dir, &hints.skips)?;
+            head.relog_series();
             // Series whose samples all went into blocks before a crash that came ahead of the
             // checkpoint are back from the WAL, empty: the checkpoint written next leaves them out.
             head.gc_series();
@@ -252,6 +258,11 @@ impl Head {
 
     /// The WAL, if any.
     pub fn wal(&self) -> Option<&wal::Wal> {
+        self.wal.as_deref()
+    }
+
+    /// The WAL as a shared handle, for a [`wal::SyncWaiter`] (which holds it weakly).
+    pub fn shared_wal(&self) -> Option<&Arc<wal::Wal>> {
         self.wal.as_ref()
     }
 

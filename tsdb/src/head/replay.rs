@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::checkpoint;
 use super::in_order::{OpenChunk, SealedChunk};
 use super::ooo::OooChunk;
 use super::ooo::OooData;
@@ -47,13 +46,34 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         max_future_t: head.max_future_time(),
         future_dropped: 0,
     };
-    let mut from = 0;
-    if let Some((n, dir)) = checkpoint::newest(wal_dir)? {
-        tracing::info!(checkpoint = n, "replaying wal checkpoint");
-        st.read_all(wal::Reader::open(&dir)?, Some(n))?;
-        from = n;
+    let mut from = wal::SegmentIndex(0);
+    if let Some(cp) = wal::checkpoint::newest(wal_dir)? {
+        tracing::info!(checkpoint = %cp.dir.display(), "replaying wal checkpoint");
+        let read = wal::Reader::open(&cp.dir).map_err(Error::from).and_then(|r| st.read_all(r, Some(cp.index.0)));
+        let read = match read {
+            Err(Error::Wal(e @ wal::Error::NonSequentialSegments { .. })) => {
+                Err(Error::Corruption { what: cp.dir.display().to_string(), reason: e.to_string() })
+            }
+            other => other,
+        };
+        match read {
+            Ok(()) => from = cp.index,
+            Err(Error::Corruption { what, reason }) => {
+                // What was read before the damage stays; every segment still on disk is replayed
+                // (those before the checkpoint, if a crash left any, hold part of what it lost).
+                let aside = wal::checkpoint::set_aside(wal_dir, &cp)?;
+                tracing::error!(
+                    checkpoint = %cp.dir.display(),
+                    moved_to = %aside.display(),
+                    damage = %what,
+                    reason,
+                    "wal checkpoint is damaged: set aside; replaying the wal segments that remain"
+                );
+            }
+            Err(e) => return Err(e),
+        }
     }
-    st.read_all(wal::Reader::open_range(wal_dir, wal::SegmentIndex(from))?, None)?;
+    st.read_all(wal::Reader::open_range(wal_dir, from)?, None)?;
     head.next_ref.fetch_max(st.max_ref + 1, Ordering::AcqRel);
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -104,10 +124,8 @@ impl Replay<'_> {
             let (segment, rec) = match reader.next_record_in_segment() {
                 None => break,
                 Some(Ok(r)) => r,
-                Some(Err(wal::Error::Corruption { segment, offset, reason })) => {
-                    // open() repaired the tail; damage here is in an earlier segment and was not cut
-                    // because data follows it. Refuse to start rather than drop acknowledged data.
-                    return Err(Error::Corruption { what: format!("wal segment {segment} offset {offset}"), reason });
+                Some(Err(wal::Error::Corruption { path, offset, reason, .. })) => {
+                    return Err(Error::Corruption { what: format!("{} offset {offset}", path.display()), reason });
                 }
                 Some(Err(e)) => return Err(e.into()),
             };
@@ -267,7 +285,7 @@ impl Replay<'_> {
             return Ok(());
         }
         let corrupt = |e: crate::chunkenc::ChunkError| Error::Corruption {
-            what: format!("checkpoint chunk of series {}", c.sref),
+            what: format!("checkpoint chunk of series {} (checkpoint of segment {position:08})", c.sref),
             reason: e.to_string(),
         };
         let chunks = self.head.head_chunks();

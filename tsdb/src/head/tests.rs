@@ -627,3 +627,35 @@ fn far_future_samples_dropped_at_replay() {
     app.append_pairs(&[("__name__", "q")], now + 1000, 4.0).unwrap();
     app.commit().unwrap();
 }
+
+#[test]
+fn a_damaged_checkpoint_is_set_aside_and_the_segments_after_it_name_their_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = wal_options(0);
+    {
+        let head = Head::open(dir.path(), opts.clone()).unwrap();
+        let mut app = head.appender();
+        app.append_pairs(&[("__name__", "m")], 100 * MIN, 1.0).unwrap();
+        app.commit().unwrap();
+        head.checkpoint_now().unwrap();
+        // After the cut the series is logged again with its next sample.
+        let mut app = head.appender();
+        app.append_pairs(&[("__name__", "m")], 101 * MIN, 2.0).unwrap();
+        app.commit().unwrap();
+        // The re-logged series record does not count towards the next size-triggered checkpoint.
+        let on_disk = head.wal().unwrap().segments_bytes().unwrap();
+        assert!(head.wal_bytes_since_checkpoint() < on_disk, "{on_disk}");
+        head.close().unwrap();
+    }
+    let wal_dir = dir.path().join("wal");
+    let cp = wal::checkpoint::newest(&wal_dir).unwrap().unwrap();
+    let seg = cp.dir.join("00000000");
+    let mut b = std::fs::read(&seg).unwrap();
+    b[10] ^= 0xFF;
+    std::fs::write(&seg, &b).unwrap();
+
+    let head = Head::open(dir.path(), opts).unwrap();
+    assert_eq!(read_all(&head, "m"), vec![(101 * MIN, 2.0)], "what the segments after the checkpoint hold");
+    assert!(wal::checkpoint::newest(&wal_dir).unwrap().is_none());
+    assert!(wal_dir.join(format!("{}.corrupted", cp.dir.file_name().unwrap().to_str().unwrap())).is_dir());
+}
