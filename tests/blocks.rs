@@ -3,11 +3,11 @@
 //! at every compaction phase lose and duplicate nothing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{format_time, prometheus, promtool, request, series, PromServer, Server};
+use crate::util::{block_dirs, format_time, prometheus, promtool, request, series, PromServer, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
@@ -28,17 +28,6 @@ fn send(srv: &Server, from: i64, to: i64, held_back: bool) -> Samples {
     let (acked, all) = try_send_filtered(srv, from, to, held_back);
     assert!(all, "a remote-write request failed\n{}", srv.log_text());
     acked
-}
-
-fn block_dirs(data: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(data)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.join("meta.json").is_file() && p.file_name().is_some_and(|n| n.len() == 26))
-        .collect();
-    out.sort();
-    out
 }
 
 fn metas(data: &Path) -> Vec<(i64, i64)> {

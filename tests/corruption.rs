@@ -64,13 +64,9 @@ fn stored(srv: &Server, from: i64, to: i64) -> Samples {
     out
 }
 
+/// The block directories, oldest data first.
 fn block_dirs(data: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(data)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").is_file() && p.file_name().is_some_and(|n| n.len() == 26))
-        .collect();
+    let mut out = crate::util::block_dirs(data);
     out.sort_by_key(|p| {
         let m: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(p.join("meta.json")).unwrap()).unwrap();

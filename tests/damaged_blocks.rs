@@ -3,25 +3,14 @@
 //! block with a warning, queries that do not touch it are unaffected, and `/metrics` counts it.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::{format_time, request, series, Server};
+use crate::util::{block_dirs, format_time, request, series, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
 const MIN: i64 = 60_000;
-
-fn block_dirs(data: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(data)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").is_file() && p.file_name().is_some_and(|n| n.len() == 26))
-        .collect();
-    out.sort();
-    out
-}
 
 /// Flips one byte in the middle of `path` (the file stays the same length, as a bad disk sector would).
 fn flip_middle_byte(path: &Path) {

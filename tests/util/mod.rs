@@ -338,3 +338,16 @@ impl Drop for PromServer {
         let _ = self.child.wait();
     }
 }
+
+/// The block directories under a data directory (named by a 26-character ULID, with a meta.json),
+/// sorted by name, i.e. by creation.
+pub fn block_dirs(data: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.join("meta.json").is_file() && p.file_name().is_some_and(|n| n.len() == 26))
+        .collect();
+    out.sort();
+    out
+}
