@@ -1,0 +1,168 @@
+//! `wal-record`: the tsdb's WAL record decoder ([`tsdb::record::decode`], with the XOR chunks of
+//! chunk records iterated) and the wal crate's segment reading ([`wal::Reader`]) and tail repair
+//! ([`wal::Wal::open`]) over arbitrary segment bytes.
+//!
+//! Input: a mode byte, then the bytes. Mode bit 0 clear: one record. Set: the contents of segment
+//! `00000000` of a WAL directory, whose records are read and decoded. Then the WAL is opened (which
+//! repairs a damaged tail) and read again: the repaired WAL must read without error and hold exactly
+//! the records that could be read before the damage.
+
+use std::path::{Path, PathBuf};
+
+use tsdb::chunkenc::XorIter;
+use tsdb::record::{self, RefSample, SamplesRecord, SeriesChunks, StoredChunk};
+use tsdb::Labels;
+use wal::record::encode_record;
+
+use super::{scratch_dir, SetupError, Target};
+
+const NAME: &str = "wal-record";
+
+pub(crate) struct WalRecord {
+    dir: tempfile::TempDir,
+    samples: Vec<RefSample>,
+}
+
+impl WalRecord {
+    pub(crate) fn new() -> Result<WalRecord, SetupError> {
+        Ok(WalRecord { dir: scratch_dir(NAME)?, samples: Vec::new() })
+    }
+}
+
+fn xor_bytes(n: i64, start: i64) -> Vec<u8> {
+    let mut c = tsdb::chunkenc::XorChunk::new();
+    for i in 0..n {
+        c.push(start + i * 15_000 + (i % 3), (i as f64).sin() * 100.0);
+    }
+    c.into_bytes()
+}
+
+/// Valid records: series, samples (a small one and one spanning pages), chunks.
+fn records() -> Vec<Vec<u8>> {
+    let mut series = Vec::new();
+    for i in 0..4u64 {
+        let labels = Labels::from_pairs(&[("__name__", "up"), ("job", "node"), ("i", &i.to_string())]);
+        if let Ok(labels) = labels {
+            record::encode_series(&mut series, i + 1, &labels);
+        }
+    }
+    let samples = |n: u64| {
+        let mut r = SamplesRecord::with_capacity(n as usize);
+        for i in 0..n {
+            r.push(RefSample { sref: 1 + i % 4, t: 1_700_000_000_000 + (i as i64) * 1000, v: i as f64 });
+        }
+        r.as_bytes().to_vec()
+    };
+    let (sealed, open, ooo) = (xor_bytes(120, 0), xor_bytes(7, 1_800_000), xor_bytes(5, -1000));
+    let mut chunks = Vec::new();
+    record::encode_chunks(
+        &mut chunks,
+        &SeriesChunks {
+            sref: 1,
+            next_at: 3_600_000,
+            last_value: 2.5,
+            sealed: vec![StoredChunk { min_t: 0, max_t: 1_785_000, bytes: &sealed }],
+            open: Some(StoredChunk { min_t: 1_800_000, max_t: 1_890_000, bytes: &open }),
+            ooo_sealed: vec![StoredChunk { min_t: -1000, max_t: 59_000, bytes: &ooo }],
+            ooo_open: vec![(5, 1.0), (6, f64::NAN)],
+        },
+    );
+    record::encode_chunks(&mut chunks, &SeriesChunks { sref: 2, ..SeriesChunks::default() });
+    vec![series, samples(3), samples(4000), chunks]
+}
+
+fn decode_record(rec: &[u8], samples: &mut Vec<RefSample>) {
+    samples.clear();
+    if let Ok(record::Record::Chunks(series)) = record::decode(rec, samples) {
+        for c in &series {
+            let all = c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);
+            for ch in all {
+                let mut it = XorIter::new(ch.bytes);
+                for _ in it.by_ref() {}
+                let _ = it.error();
+            }
+        }
+    }
+}
+
+/// Every record of the WAL in `dir`, up to the first error; and whether there was one.
+fn read_all(dir: &Path, samples: &mut Vec<RefSample>) -> (Vec<Vec<u8>>, bool) {
+    let Ok(mut reader) = wal::Reader::open(dir) else {
+        return (Vec::new(), true);
+    };
+    let mut out = Vec::new();
+    while let Some(rec) = reader.next_record() {
+        match rec {
+            Ok(rec) => {
+                decode_record(rec, samples);
+                out.push(rec.to_vec());
+            }
+            Err(_) => return (out, true),
+        }
+    }
+    (out, false)
+}
+
+impl WalRecord {
+    fn reset_dir(&self) -> Option<PathBuf> {
+        let wal_dir = self.dir.path().join("wal");
+        let _ = std::fs::remove_dir_all(&wal_dir);
+        std::fs::create_dir(&wal_dir).ok()?;
+        Some(wal_dir)
+    }
+}
+
+impl Target for WalRecord {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn corpus(&mut self) -> Vec<Vec<u8>> {
+        let recs = records();
+        let mut out: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|r| {
+                let mut v = vec![0u8];
+                v.extend_from_slice(r);
+                v
+            })
+            .collect();
+        // One segment with all records (the large one spans pages), one with just the small ones.
+        for set in [&recs[..], &recs[..2]] {
+            let mut seg = vec![1u8];
+            let mut pos = 0;
+            for r in set {
+                let mut frag = Vec::new();
+                pos = encode_record(&mut frag, pos, r);
+                seg.extend_from_slice(&frag);
+            }
+            out.push(seg);
+        }
+        out
+    }
+
+    fn run(&mut self, input: &[u8]) {
+        let Some((&mode, bytes)) = input.split_first() else {
+            return;
+        };
+        if mode & 1 == 0 {
+            decode_record(bytes, &mut self.samples);
+            return;
+        }
+        let Some(wal_dir) = self.reset_dir() else {
+            return;
+        };
+        if std::fs::write(wal_dir.join("00000000"), bytes).is_err() {
+            return;
+        }
+        let (before, _) = read_all(&wal_dir, &mut self.samples);
+        let opts = wal::Options { segment_size_bytes: 1 << 20, sync: wal::SyncPolicy::Never };
+        let Ok((w, _report)) = wal::Wal::open(&wal_dir, opts) else {
+            return;
+        };
+        drop(w);
+        let (after, failed) = read_all(&wal_dir, &mut self.samples);
+        assert!(!failed, "the WAL reads with an error after its tail was repaired");
+        assert!(after == before, "repair kept {} records, {} were readable before it", after.len(), before.len());
+    }
+}

@@ -1,0 +1,45 @@
+//! Every fuzz target for a fixed number of iterations with a fixed seed: fails on any panic, so the
+//! workspace's tests run the decoders on a few thousand mutated inputs each.
+
+use strata_fuzz::runner::{self, Limit, Options};
+use strata_fuzz::targets;
+
+const ITERATIONS: u64 = 2_000;
+const SEED: u64 = 0x5742_4154_4146_555A;
+
+fn smoke(name: &'static str) {
+    let summary = strata_fuzz::on_fuzz_thread(move || {
+        let mut t = targets::by_name(name).expect("target set up");
+        let opts = Options { seed: SEED, limit: Limit::Iterations(ITERATIONS), out_dir: None };
+        runner::run(t.as_mut(), &opts, |_| {}, |_, _| {})
+    })
+    .expect("fuzz thread started");
+    assert_eq!(summary.iterations, ITERATIONS);
+    let report: Vec<String> = summary.findings.iter().map(ToString::to_string).collect();
+    assert!(report.is_empty(), "{name}: {} panics:\n{}", summary.panics, report.join("\n"));
+}
+
+#[test]
+fn remote_write() {
+    smoke("remote-write");
+}
+
+#[test]
+fn wal_record() {
+    smoke("wal-record");
+}
+
+#[test]
+fn xor_chunk() {
+    smoke("xor-chunk");
+}
+
+#[test]
+fn block() {
+    smoke("block");
+}
+
+#[test]
+fn promql() {
+    smoke("promql");
+}
