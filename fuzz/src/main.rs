@@ -92,11 +92,12 @@ fn execute(cmd: Cmd) -> ExitCode {
                 |n, el| println!("  {n} iterations, {:.0}/s", n as f64 / el.as_secs_f64().max(1e-9)),
             );
             println!(
-                "{}: {} iterations in {:.1}s ({:.0}/s), {} panics at {} distinct locations; slowest input {:.1} ms (iteration {})",
+                "{}: {} iterations in {:.1}s ({:.0}/s), {:.1}% accepted, {} panics at {} distinct locations; slowest input {:.1} ms (iteration {})",
                 summary.target,
                 summary.iterations,
                 summary.elapsed.as_secs_f64(),
                 summary.per_second(),
+                100.0 * summary.accepted as f64 / summary.iterations.max(1) as f64,
                 summary.panics,
                 summary.findings.len(),
                 summary.slowest.0.as_secs_f64() * 1000.0,
@@ -126,7 +127,10 @@ fn execute(cmd: Cmd) -> ExitCode {
                     }
                 };
                 match runner::run_one(t.as_mut(), &input) {
-                    Ok(()) => println!("{}: ok", f.display()),
+                    Ok(accepted) => {
+                        let what = if accepted { "accepted" } else { "rejected" };
+                        println!("{}: ok ({what})", f.display());
+                    }
                     Err(msg) => {
                         failed = true;
                         println!("{}: panic: {msg}", f.display());

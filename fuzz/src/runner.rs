@@ -88,6 +88,8 @@ pub struct Summary {
     pub target: &'static str,
     /// Inputs run.
     pub iterations: u64,
+    /// Inputs the target accepted (decoded without error all the way).
+    pub accepted: u64,
     /// Wall time of the loop (setup excluded).
     pub elapsed: Duration,
     /// The first finding at each distinct panic location.
@@ -135,8 +137,9 @@ fn install_hook() {
 }
 
 /// Runs `target` on `input` once; `Err` carries the panic's message and location.
-pub fn run_one(target: &mut dyn Target, input: &[u8]) -> Result<(), String> {
+pub fn run_one(target: &mut dyn Target, input: &[u8]) -> Result<bool, String> {
     install_hook();
+    CAPTURED.with(|c| c.borrow_mut().take());
     CAPTURING.with(|c| c.set(true));
     let result = panic::catch_unwind(AssertUnwindSafe(|| target.run(input)));
     CAPTURING.with(|c| c.set(false));
@@ -179,7 +182,7 @@ pub fn run(
     let name = target.name();
     let mut findings = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let (mut panics, mut slowest) = (0u64, (Duration::ZERO, 0u64));
+    let (mut panics, mut accepted, mut slowest) = (0u64, 0u64, (Duration::ZERO, 0u64));
     let start = Instant::now();
     let mut last_progress = start;
     let mut iteration = 0u64;
@@ -199,18 +202,22 @@ pub fn run(
         if took > slowest.0 {
             slowest = (took, iteration);
         }
-        if let Err(message) = result {
-            panics += 1;
-            if seen.insert(location(&message).to_string()) {
-                let mut f = Finding { target: name, seed: opts.seed, iteration, message, input, saved: None };
-                if let Some(dir) = &opts.out_dir {
-                    match save(dir, &f) {
-                        Ok(p) => f.saved = Some(p),
-                        Err(e) => eprintln!("could not save the finding to {}: {e}", dir.display()),
+        match result {
+            Ok(true) => accepted += 1,
+            Ok(false) => {}
+            Err(message) => {
+                panics += 1;
+                if seen.insert(location(&message).to_string()) {
+                    let mut f = Finding { target: name, seed: opts.seed, iteration, message, input, saved: None };
+                    if let Some(dir) = &opts.out_dir {
+                        match save(dir, &f) {
+                            Ok(p) => f.saved = Some(p),
+                            Err(e) => eprintln!("could not save the finding to {}: {e}", dir.display()),
+                        }
                     }
+                    on_finding(&f);
+                    findings.push(f);
                 }
-                on_finding(&f);
-                findings.push(f);
             }
         }
         iteration += 1;
@@ -219,7 +226,7 @@ pub fn run(
             on_progress(iteration, start.elapsed());
         }
     }
-    Summary { target: name, iterations: iteration, elapsed: start.elapsed(), findings, panics, slowest }
+    Summary { target: name, iterations: iteration, accepted, elapsed: start.elapsed(), findings, panics, slowest }
 }
 
 #[cfg(test)]
@@ -236,8 +243,9 @@ mod tests {
         fn corpus(&mut self) -> Vec<Vec<u8>> {
             vec![b"abcdefgh".to_vec()]
         }
-        fn run(&mut self, input: &[u8]) {
+        fn run(&mut self, input: &[u8]) -> bool {
             assert!(!input.contains(&0xFF), "found 0xff");
+            true
         }
     }
 

@@ -2,10 +2,11 @@
 //! reader, tombstones, meta.json) after one of its files was replaced by mutated bytes.
 //!
 //! A small valid block (a few series, several chunks each, tombstones on two series) is written
-//! once into a scratch directory. Input: a byte choosing the file (index, chunk segment, meta.json,
-//! tombstones), then that file's contents. Each run writes the file, opens the block, lists label
-//! names and values, selects all series and a regex-matched subset, and iterates every sample of
-//! every chunk; then it restores the file.
+//! once into a scratch directory. Input: a byte choosing the file (bits 0–1: index, chunk segment,
+//! meta.json, tombstones) and whether to recompute its checksums (bit 2; see [`super::crc`]), then
+//! that file's contents. Each run writes the file, opens the block, lists label names and values,
+//! selects all series and a regex-matched subset, and iterates every sample of every chunk; then it
+//! restores the file.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use tsdb::block::{write_block, Block, Compaction};
 use tsdb::chunk::ChunkMeta;
 use tsdb::{Labels, MatchType, Matcher};
 
+use super::crc::{self, Section};
 use super::{scratch_dir, SetupError, Target};
 
 const NAME: &str = "block";
@@ -26,6 +28,9 @@ pub(crate) struct BlockFiles {
     block_dir: PathBuf,
     /// The valid contents of each of [`FILES`].
     pristine: Vec<Vec<u8>>,
+    /// Checksummed sections of the pristine index and chunk segment.
+    index_sections: Vec<Section>,
+    chunk_sections: Vec<Section>,
     matchers: Vec<Matcher>,
 }
 
@@ -74,13 +79,17 @@ impl BlockFiles {
             Matcher::new(MatchType::Regex, "job", "a.*|db").map_err(build_err)?,
             Matcher::new(MatchType::NotEqual, "instance", "host-03").map_err(build_err)?,
         ];
-        Ok(BlockFiles { _scratch: scratch, block_dir, pristine, matchers })
+        let index_sections = crc::index_sections(&pristine[0]);
+        let chunk_sections = crc::chunk_sections(&pristine[1]);
+        Ok(BlockFiles { _scratch: scratch, block_dir, pristine, index_sections, chunk_sections, matchers })
     }
 
-    fn read_block(&self) {
+    /// Reads everything; true if every read succeeded.
+    fn read_block(&self) -> bool {
         let Ok(block) = Block::open(&self.block_dir) else {
-            return;
+            return false;
         };
+        let mut ok = true;
         let _ = block.series_count();
         if let Ok(names) = block.label_names(&[]) {
             for n in &names {
@@ -91,18 +100,20 @@ impl BlockFiles {
         let _ = block.label_names(&self.matchers);
         for ms in [&[][..], &self.matchers[..]] {
             let Ok(series) = block.select(ms) else {
+                ok = false;
                 continue;
             };
             for (_labels, chunks) in &series {
                 for c in chunks {
                     let mut it = c.iter(i64::MIN, i64::MAX);
                     for _ in it.by_ref() {}
-                    let _ = it.error();
+                    ok &= it.error().is_none();
                     let mut it = c.iter(c.min_t.saturating_add(1), c.max_t.saturating_sub(1));
                     for _ in it.by_ref() {}
                 }
             }
         }
+        ok
     }
 }
 
@@ -112,28 +123,39 @@ impl Target for BlockFiles {
     }
 
     fn corpus(&mut self) -> Vec<Vec<u8>> {
-        (0u8..)
-            .zip(&self.pristine)
-            .map(|(i, bytes)| {
-                let mut v = vec![i];
+        let mut out = Vec::new();
+        for fix in [0u8, 4] {
+            for (i, bytes) in (0u8..).zip(&self.pristine) {
+                let mut v = vec![i | fix];
                 v.extend_from_slice(bytes);
-                v
-            })
-            .collect()
+                out.push(v);
+            }
+        }
+        out
     }
 
     fn dictionary(&self) -> &'static [&'static [u8]] {
         &[b"\xBA\xAA\xD7\x00", b"\x85\xBD\x40\xDD", b"\x01\x30\xBA\x30", b"\"version\"", b"\"minTime\"", b"null", b"-1"]
     }
 
-    fn run(&mut self, input: &[u8]) {
+    fn run(&mut self, input: &[u8]) -> bool {
         let Some((&which, bytes)) = input.split_first() else {
-            return;
+            return false;
         };
-        let which = usize::from(which) % FILES.len();
+        let (fix, which) = (which & 4 != 0, usize::from(which) % FILES.len());
         let path = self.block_dir.join(FILES[which]);
-        if std::fs::write(&path, bytes).is_err() {
-            return;
+        let mut bytes = bytes.to_vec();
+        if fix {
+            let same_len = bytes.len() == self.pristine[which].len();
+            match which {
+                0 if same_len => crc::fix(&mut bytes, &self.index_sections),
+                1 if same_len => crc::fix(&mut bytes, &self.chunk_sections),
+                3 => crc::fix_tombstones(&mut bytes),
+                _ => {}
+            }
+        }
+        if std::fs::write(&path, &bytes).is_err() {
+            return false;
         }
         // Restore the file even when reading panics, so that later runs start from a valid block.
         struct Restore<'a>(&'a Path, &'a [u8]);
@@ -143,6 +165,34 @@ impl Target for BlockFiles {
             }
         }
         let _restore = Restore(&path, &self.pristine[which]);
-        self.read_block();
+        self.read_block()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_sections_are_found_and_fixed() {
+        let b = BlockFiles::new().unwrap();
+        // Symbols, series entries, postings lists, the postings offset table, the TOC.
+        assert!(b.index_sections.len() > 12 + 4, "{} index sections", b.index_sections.len());
+        assert!(!b.chunk_sections.is_empty());
+        for (which, sections) in [(0, &b.index_sections), (1, &b.chunk_sections)] {
+            let pristine = &b.pristine[which];
+            let mut zeroed = pristine.clone();
+            for s in sections.iter() {
+                zeroed[s.crc_at..s.crc_at + 4].fill(0);
+            }
+            assert_ne!(&zeroed, pristine);
+            crc::fix(&mut zeroed, sections);
+            assert_eq!(&zeroed, pristine, "file {which}");
+        }
+        let mut t = b.pristine[3].clone();
+        let n = t.len();
+        t[n - 1] ^= 1;
+        crc::fix_tombstones(&mut t);
+        assert_eq!(t, b.pristine[3]);
     }
 }

@@ -3,6 +3,7 @@
 //! panic of the decoder itself, a failed assertion is a finding.
 
 mod block;
+mod crc;
 mod promql;
 mod remote_write;
 mod wal_record;
@@ -23,9 +24,10 @@ pub trait Target {
         &[]
     }
 
-    /// Runs the code under test on `input`. Returning normally means the input was handled
-    /// (decoded or rejected); a panic is a finding.
-    fn run(&mut self, input: &[u8]);
+    /// Runs the code under test on `input`. Returning normally means the input was handled; the
+    /// result says whether it was accepted (decoded without error all the way), which the runner
+    /// counts to show how far mutated inputs get. A panic is a finding.
+    fn run(&mut self, input: &[u8]) -> bool;
 }
 
 /// Names of all targets, in the order `list` prints them.

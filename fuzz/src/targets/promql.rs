@@ -196,12 +196,13 @@ impl Target for Promql {
         ]
     }
 
-    fn run(&mut self, input: &[u8]) {
+    fn run(&mut self, input: &[u8]) -> bool {
         let text = String::from_utf8_lossy(&input[..input.len().min(MAX_QUERY_BYTES)]);
         let Ok(expr) = query::parser::parse(&text) else {
-            return;
+            return false;
         };
-        let _ = self.engine.instant(&self.storage, &expr, END_MS, None);
-        let _ = self.engine.range(&self.storage, &expr, END_MS - RANGE_MS, END_MS, STEP_MS, None);
+        let instant = self.engine.instant(&self.storage, &expr, END_MS, None);
+        let range = self.engine.range(&self.storage, &expr, END_MS - RANGE_MS, END_MS, STEP_MS, None);
+        instant.is_ok() && range.is_ok()
     }
 }

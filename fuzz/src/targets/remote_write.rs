@@ -80,10 +80,11 @@ fn walk(payload: &[u8]) -> Option<Decoded> {
     Some(out)
 }
 
-fn check_against_prost(payload: &[u8]) {
+/// Walks `payload`, checks the walk against prost; true if the walk succeeded.
+fn check_against_prost(payload: &[u8]) -> bool {
     let walked = walk(payload);
     let Ok(req) = WriteRequest::decode(payload) else {
-        return;
+        return walked.is_some();
     };
     let expected: Decoded = req
         .timeseries
@@ -96,6 +97,7 @@ fn check_against_prost(payload: &[u8]) {
         })
         .collect();
     assert_eq!(walked.as_ref(), Some(&expected), "walk disagrees with prost on a payload prost decodes");
+    true
 }
 
 impl Target for RemoteWrite {
@@ -117,23 +119,27 @@ impl Target for RemoteWrite {
         out
     }
 
-    fn run(&mut self, input: &[u8]) {
+    fn run(&mut self, input: &[u8]) -> bool {
         let Some((&mode, bytes)) = input.split_first() else {
-            return;
+            return false;
         };
         if mode & 1 == 0 {
-            check_against_prost(bytes);
+            let walked = check_against_prost(bytes);
             let Ok(body) = snap::raw::Encoder::new().compress_vec(bytes) else {
-                return;
+                return false;
             };
             match decode::decompress(&body, MAX_DECOMPRESSED_BYTES, &mut self.buf) {
                 Ok(()) => assert_eq!(self.buf, bytes, "snappy round trip changed the payload"),
                 Err(e) => assert!(bytes.len() > MAX_DECOMPRESSED_BYTES, "valid snappy body rejected: {e}"),
             }
+            walked
         } else if decode::decompress(bytes, MAX_DECOMPRESSED_BYTES, &mut self.buf).is_ok() {
             let payload = std::mem::take(&mut self.buf);
-            check_against_prost(&payload);
+            let walked = check_against_prost(&payload);
             self.buf = payload;
+            walked
+        } else {
+            false
         }
     }
 }

@@ -71,36 +71,44 @@ fn records() -> Vec<Vec<u8>> {
     vec![series, samples(3), samples(4000), chunks]
 }
 
-fn decode_record(rec: &[u8], samples: &mut Vec<RefSample>) {
+/// Decodes a record and iterates its chunks; true if all of it decoded.
+fn decode_record(rec: &[u8], samples: &mut Vec<RefSample>) -> bool {
     samples.clear();
-    if let Ok(record::Record::Chunks(series)) = record::decode(rec, samples) {
-        for c in &series {
-            let all = c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);
-            for ch in all {
-                let mut it = XorIter::new(ch.bytes);
-                for _ in it.by_ref() {}
-                let _ = it.error();
+    let mut ok = true;
+    match record::decode(rec, samples) {
+        Err(_) => return false,
+        Ok(record::Record::Chunks(series)) => {
+            for c in &series {
+                let all = c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);
+                for ch in all {
+                    let mut it = XorIter::new(ch.bytes);
+                    for _ in it.by_ref() {}
+                    ok &= it.error().is_none();
+                }
             }
         }
+        Ok(_) => {}
     }
+    ok
 }
 
-/// Every record of the WAL in `dir`, up to the first error; and whether there was one.
-fn read_all(dir: &Path, samples: &mut Vec<RefSample>) -> (Vec<Vec<u8>>, bool) {
+/// Every record of the WAL in `dir`, up to the first error; whether the WAL read without error;
+/// whether every record decoded.
+fn read_all(dir: &Path, samples: &mut Vec<RefSample>) -> (Vec<Vec<u8>>, bool, bool) {
     let Ok(mut reader) = wal::Reader::open(dir) else {
-        return (Vec::new(), true);
+        return (Vec::new(), false, false);
     };
-    let mut out = Vec::new();
+    let (mut out, mut decoded) = (Vec::new(), true);
     while let Some(rec) = reader.next_record() {
         match rec {
             Ok(rec) => {
-                decode_record(rec, samples);
+                decoded &= decode_record(rec, samples);
                 out.push(rec.to_vec());
             }
-            Err(_) => return (out, true),
+            Err(_) => return (out, false, decoded),
         }
     }
-    (out, false)
+    (out, true, decoded)
 }
 
 impl WalRecord {
@@ -141,28 +149,28 @@ impl Target for WalRecord {
         out
     }
 
-    fn run(&mut self, input: &[u8]) {
+    fn run(&mut self, input: &[u8]) -> bool {
         let Some((&mode, bytes)) = input.split_first() else {
-            return;
+            return false;
         };
         if mode & 1 == 0 {
-            decode_record(bytes, &mut self.samples);
-            return;
+            return decode_record(bytes, &mut self.samples);
         }
         let Some(wal_dir) = self.reset_dir() else {
-            return;
+            return false;
         };
         if std::fs::write(wal_dir.join("00000000"), bytes).is_err() {
-            return;
+            return false;
         }
-        let (before, _) = read_all(&wal_dir, &mut self.samples);
+        let (before, read_ok, decoded) = read_all(&wal_dir, &mut self.samples);
         let opts = wal::Options { segment_size_bytes: 1 << 20, sync: wal::SyncPolicy::Never };
         let Ok((w, _report)) = wal::Wal::open(&wal_dir, opts) else {
-            return;
+            return false;
         };
         drop(w);
-        let (after, failed) = read_all(&wal_dir, &mut self.samples);
-        assert!(!failed, "the WAL reads with an error after its tail was repaired");
+        let (after, read_ok_after, _) = read_all(&wal_dir, &mut self.samples);
+        assert!(read_ok_after, "the WAL reads with an error after its tail was repaired");
         assert!(after == before, "repair kept {} records, {} were readable before it", after.len(), before.len());
+        read_ok && decoded
     }
 }

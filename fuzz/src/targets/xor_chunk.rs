@@ -35,7 +35,7 @@ impl Target for XorChunk {
         ]
     }
 
-    fn run(&mut self, input: &[u8]) {
+    fn run(&mut self, input: &[u8]) -> bool {
         let mut it = XorIter::new(input);
         let all: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
         let failed = it.error().is_some();
@@ -69,5 +69,6 @@ impl Target for XorChunk {
                 );
             }
         }
+        !failed
     }
 }
