@@ -190,7 +190,7 @@ pub fn run(
         let done = match opts.limit {
             Limit::Iterations(n) => iteration >= n,
             // Checking the clock every 16 iterations keeps its cost out of fast targets.
-            Limit::Time(d) => iteration % 16 == 0 && start.elapsed() >= d,
+            Limit::Time(d) => iteration.is_multiple_of(16) && start.elapsed() >= d,
         };
         if done {
             break;

@@ -7,6 +7,7 @@ use strata_fuzz::targets;
 const ITERATIONS: u64 = 2_000;
 const SEED: u64 = 0x5742_4154_4146_555A;
 
+#[allow(clippy::expect_used, reason = "a test helper: a failed setup fails the test")]
 fn smoke(name: &'static str) {
     let summary = strata_fuzz::on_fuzz_thread(move || {
         let mut t = targets::by_name(name).expect("target set up");
