@@ -62,7 +62,7 @@ pub enum SetupError {
 /// The target named `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Target>, SetupError> {
     Ok(match name {
-        "remote-write" => Box::new(remote_write::RemoteWrite::new()),
+        "remote-write" => Box::new(remote_write::RemoteWrite::new()?),
         "wal-record" => Box::new(wal_record::WalRecord::new()?),
         "xor-chunk" => Box::new(xor_chunk::XorChunk),
         "block" => Box::new(block::BlockFiles::new()?),

@@ -6,12 +6,22 @@
 //! the walk). Bit 0 set: the bytes are the request body itself (mutations land in the snappy block).
 //! Besides never panicking, the walk must agree with prost: every payload prost decodes is walked
 //! without error into the same series, labels and samples.
+//!
+//! Every payload that walks is also appended to a head ([`ingest::convert::append_request_unsynced`]:
+//! label checks, series creation, in-order and out-of-order appends, the WAL), which must not call it
+//! malformed. Every [`HEAD_RESET_INPUTS`] inputs the head is closed and reopened from its WAL (the
+//! replay must succeed), then started afresh so that its memory stays bounded.
 
 use ingest::decode;
 use ingest::proto::{self, Exemplar, Histogram, Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 
-use super::Target;
+use super::{scratch_dir, SetupError, Target};
+
+const NAME: &str = "remote-write";
+
+/// Inputs appended to one head before it is replayed and replaced.
+const HEAD_RESET_INPUTS: u64 = 5_000;
 
 /// Decompressed-size limit of the fuzzed requests (the server's default is larger; a smaller one
 /// keeps iterations fast and still exercises the check).
@@ -19,11 +29,52 @@ const MAX_DECOMPRESSED_BYTES: usize = 4 << 20;
 
 pub(crate) struct RemoteWrite {
     buf: Vec<u8>,
+    dir: tempfile::TempDir,
+    head: Option<std::sync::Arc<tsdb::Head>>,
+    appended: u64,
+}
+
+fn head_options() -> tsdb::Options {
+    tsdb::Options {
+        ooo_time_window_ms: 3_600_000,
+        creation_grace_period_ms: None,
+        wal: Some(wal::Options { segment_size_bytes: 4 << 20, sync: wal::SyncPolicy::Never }),
+        ..tsdb::Options::default()
+    }
 }
 
 impl RemoteWrite {
-    pub(crate) fn new() -> RemoteWrite {
-        RemoteWrite { buf: Vec::new() }
+    pub(crate) fn new() -> Result<RemoteWrite, SetupError> {
+        let dir = scratch_dir(NAME)?;
+        let head = tsdb::Head::open(&dir.path().join("head"), head_options())
+            .map_err(|e| SetupError::Build { target: NAME, msg: e.to_string() })?;
+        Ok(RemoteWrite { buf: Vec::new(), dir, head: Some(head), appended: 0 })
+    }
+
+    /// Appends a payload that walked without error to the head.
+    fn append(&mut self, payload: &[u8]) {
+        let Some(head) = &self.head else {
+            return;
+        };
+        let result = ingest::convert::append_request_unsynced(head, payload);
+        assert!(!matches!(result, Err(ingest::Error::Protobuf(_))), "a walked payload is malformed for the appender");
+        self.appended += 1;
+        if self.appended.is_multiple_of(HEAD_RESET_INPUTS) {
+            self.reset_head();
+        }
+    }
+
+    /// Replays the head's WAL into a new head (which must succeed), then starts an empty one.
+    fn reset_head(&mut self) {
+        let dir = self.dir.path().join("head");
+        if let Some(head) = self.head.take() {
+            let _ = head.close();
+            drop(head);
+            let replayed = tsdb::Head::open(&dir, head_options());
+            assert!(replayed.is_ok(), "replaying the WAL the head wrote failed: {:?}", replayed.err());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        self.head = tsdb::Head::open(&dir, head_options()).ok();
     }
 }
 
@@ -102,7 +153,7 @@ fn check_against_prost(payload: &[u8]) -> bool {
 
 impl Target for RemoteWrite {
     fn name(&self) -> &'static str {
-        "remote-write"
+        NAME
     }
 
     fn corpus(&mut self) -> Vec<Vec<u8>> {
@@ -125,6 +176,9 @@ impl Target for RemoteWrite {
         };
         if mode & 1 == 0 {
             let walked = check_against_prost(bytes);
+            if walked {
+                self.append(bytes);
+            }
             let Ok(body) = snap::raw::Encoder::new().compress_vec(bytes) else {
                 return false;
             };
@@ -136,6 +190,9 @@ impl Target for RemoteWrite {
         } else if decode::decompress(bytes, MAX_DECOMPRESSED_BYTES, &mut self.buf).is_ok() {
             let payload = std::mem::take(&mut self.buf);
             let walked = check_against_prost(&payload);
+            if walked {
+                self.append(&payload);
+            }
             self.buf = payload;
             walked
         } else {
