@@ -9,7 +9,7 @@
 //!
 //! Every payload that walks is also appended to a head ([`ingest::convert::append_request_unsynced`]:
 //! label checks, series creation, in-order and out-of-order appends, the WAL), which must not call it
-//! malformed. Every [`HEAD_RESET_INPUTS`] inputs the head is closed and reopened from its WAL (the
+//! malformed. Every [`HEAD_RESET_INPUTS`] appended payloads the head is closed and reopened from its WAL (the
 //! replay must succeed), then started afresh so that its memory stays bounded.
 
 use ingest::decode;
@@ -20,8 +20,8 @@ use super::{scratch_dir, SetupError, Target};
 
 const NAME: &str = "remote-write";
 
-/// Inputs appended to one head before it is replayed and replaced.
-const HEAD_RESET_INPUTS: u64 = 5_000;
+/// Payloads appended to one head before it is replayed and replaced.
+const HEAD_RESET_INPUTS: u64 = 1_000;
 
 /// Decompressed-size limit of the fuzzed requests (the server's default is larger; a smaller one
 /// keeps iterations fast and still exercises the check).
