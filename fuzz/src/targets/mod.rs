@@ -74,14 +74,11 @@ pub fn by_name(name: &str) -> Result<Box<dyn Target>, SetupError> {
 /// A scratch directory, on tmpfs when the system has one (the targets write files on every
 /// iteration), removed on drop.
 pub(crate) fn scratch_dir(target: &'static str) -> Result<tempfile::TempDir, SetupError> {
-    let shm = std::path::Path::new("/dev/shm");
-    let builder = || tempfile::Builder::new().prefix("strata-fuzz-").tempdir_in(shm);
-    match builder() {
-        Ok(d) => Ok(d),
-        Err(_) => tempfile::Builder::new().prefix("strata-fuzz-").tempdir().map_err(|source| SetupError::Io {
-            target,
-            path: std::env::temp_dir(),
-            source,
-        }),
-    }
+    let mut b = tempfile::Builder::new();
+    b.prefix("strata-fuzz-");
+    b.tempdir_in("/dev/shm").or_else(|_| b.tempdir()).map_err(|source| SetupError::Io {
+        target,
+        path: std::env::temp_dir(),
+        source,
+    })
 }

@@ -1,11 +1,12 @@
 //! `wal-record`: the tsdb's WAL record decoder ([`tsdb::record::decode`], with the XOR chunks of
-//! chunk records iterated) and the wal crate's segment reading ([`wal::Reader`]) and tail repair
-//! ([`wal::Wal::open`]) over arbitrary segment bytes.
+//! chunk records iterated), the wal crate's segment reading ([`wal::Reader`]) and tail repair
+//! ([`wal::Wal::open`]) over arbitrary segment bytes, and the head's replay of them
+//! ([`tsdb::Head::open`]).
 //!
 //! Input: a mode byte, then the bytes. Mode bit 0 clear: one record. Set: the contents of segment
 //! `00000000` of a WAL directory, whose records are read and decoded. Then the WAL is opened (which
 //! repairs a damaged tail) and read again: the repaired WAL must read without error and hold exactly
-//! the records that could be read before the damage.
+//! the records that could be read before the damage. Last, a head is opened on it, replaying it.
 
 use std::path::{Path, PathBuf};
 
@@ -112,10 +113,12 @@ fn read_all(dir: &Path, samples: &mut Vec<RefSample>) -> (Vec<Vec<u8>>, bool, bo
 }
 
 impl WalRecord {
+    /// An empty data directory with an empty `wal/`; returns the WAL directory.
     fn reset_dir(&self) -> Option<PathBuf> {
-        let wal_dir = self.dir.path().join("wal");
-        let _ = std::fs::remove_dir_all(&wal_dir);
-        std::fs::create_dir(&wal_dir).ok()?;
+        let data = self.dir.path().join("data");
+        let _ = std::fs::remove_dir_all(&data);
+        let wal_dir = data.join("wal");
+        std::fs::create_dir_all(&wal_dir).ok()?;
         Some(wal_dir)
     }
 }
@@ -164,13 +167,23 @@ impl Target for WalRecord {
         }
         let (before, read_ok, decoded) = read_all(&wal_dir, &mut self.samples);
         let opts = wal::Options { segment_size_bytes: 1 << 20, sync: wal::SyncPolicy::Never };
-        let Ok((w, _report)) = wal::Wal::open(&wal_dir, opts) else {
+        let Ok((w, _report)) = wal::Wal::open(&wal_dir, opts.clone()) else {
             return false;
         };
         drop(w);
         let (after, read_ok_after, _) = read_all(&wal_dir, &mut self.samples);
         assert!(read_ok_after, "the WAL reads with an error after its tail was repaired");
         assert!(after == before, "repair kept {} records, {} were readable before it", after.len(), before.len());
-        read_ok && decoded
+        let head_opts = tsdb::Options {
+            ooo_time_window_ms: 3_600_000,
+            creation_grace_period_ms: None,
+            wal: Some(opts),
+            ..tsdb::Options::default()
+        };
+        let replayed = match tsdb::Head::open(&self.dir.path().join("data"), head_opts) {
+            Ok(head) => head.close().is_ok(),
+            Err(_) => false,
+        };
+        read_ok && decoded && replayed
     }
 }
