@@ -15,6 +15,9 @@ use clap::{Parser, Subcommand};
 use strata_fuzz::runner::{self, Limit, Options};
 use strata_fuzz::targets;
 
+/// A run whose slowest input took this long prints that input (hex, first 512 bytes).
+const SLOW_INPUT: Duration = Duration::from_millis(100);
+
 #[derive(Parser)]
 #[command(name = "strata-fuzz", about = "Mutation fuzzing of Strata's decoders")]
 struct Cli {
@@ -103,6 +106,10 @@ fn execute(cmd: Cmd) -> ExitCode {
                 summary.slowest.0.as_secs_f64() * 1000.0,
                 summary.slowest.1,
             );
+            if summary.slowest.0 >= SLOW_INPUT {
+                let shown = &summary.slowest.2[..summary.slowest.2.len().min(512)];
+                println!("  slowest input ({} bytes): {}", summary.slowest.2.len(), runner::hex(shown));
+            }
             if summary.findings.is_empty() {
                 ExitCode::SUCCESS
             } else {

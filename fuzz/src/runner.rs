@@ -96,8 +96,8 @@ pub struct Summary {
     pub findings: Vec<Finding>,
     /// Panics in all, including those at a location already reported.
     pub panics: u64,
-    /// The slowest input's run time and iteration.
-    pub slowest: (Duration, u64),
+    /// The slowest input's run time, iteration and bytes.
+    pub slowest: (Duration, u64, Vec<u8>),
 }
 
 impl Summary {
@@ -182,7 +182,7 @@ pub fn run(
     let name = target.name();
     let mut findings = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let (mut panics, mut accepted, mut slowest) = (0u64, 0u64, (Duration::ZERO, 0u64));
+    let (mut panics, mut accepted, mut slowest) = (0u64, 0u64, (Duration::ZERO, 0u64, Vec::new()));
     let start = Instant::now();
     let mut last_progress = start;
     let mut iteration = 0u64;
@@ -200,7 +200,7 @@ pub fn run(
         let result = run_one(target, &input);
         let took = t0.elapsed();
         if took > slowest.0 {
-            slowest = (took, iteration);
+            slowest = (took, iteration, input.clone());
         }
         match result {
             Ok(true) => accepted += 1,
