@@ -1,6 +1,7 @@
 //! Queries built to exhaust the server: deep nesting, long operator chains, slow evaluations and
 //! huge results. Each is answered with an error for that query alone (4xx, or 503 on timeout) and
-//! the server goes on answering; a query at the nesting limit still evaluates. Where Prometheus
+//! the server goes on answering; a query at the nesting limit still evaluates; edge cases found by
+//! fuzzing are answered (400 or an empty result, never 500). Where Prometheus
 //! 2.42 is installed, its answers to the sample limit are compared.
 
 use crate::util::{format_time, prometheus, request, series, PromServer, Server};
@@ -106,6 +107,31 @@ fn panic_in_evaluation_answers_500() {
         assert_alive(&srv, 3);
     }
     assert!(srv.log_text().contains("query evaluation panicked"), "{}", srv.log_text());
+}
+
+/// Queries found by fuzzing: a number no duration can hold (the PromQL parser panics on it) is a
+/// parse error, and `@`/offset at the ends of the i64 range evaluate (to nothing) instead of
+/// overflowing.
+#[test]
+fn fuzzed_edge_queries_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &[]);
+    write_all(&srv, &dataset("x", 3));
+    for q in ["x offset -Inf", "rate(x[1m] @ 1700000300 offset-Inf)"] {
+        let (code, json) = instant(&srv, q);
+        assert_eq!(code, 400, "{q}: {json}");
+        assert_eq!(json["errorType"], "bad_data", "{q}: {json}");
+    }
+    for q in [
+        "rate(x[1m] @ 144444444444700000300 offset -1m)",
+        "x @ -9000000000000000 offset 1y",
+        "max_over_time(x[5m:1m] @ -9000000000000000 offset 1y)",
+    ] {
+        let (code, json) = instant(&srv, q);
+        assert_eq!(code, 200, "{q}: {json}");
+        assert_eq!(json["data"]["result"], serde_json::json!([]), "{q}: {json}");
+    }
+    assert_alive(&srv, 3);
 }
 
 #[test]

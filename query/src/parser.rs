@@ -30,9 +30,21 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
 }
 
 /// Parses a PromQL expression without bounding its size.
+///
+/// The `promql-parser` crate panics on some inputs instead of returning an error: a number used as a
+/// duration that no `Duration` can hold (`x[Inf]`, `x offset -NaN`, `x[1e30]`). The parser is pure
+/// (the panic leaves no state behind), so such a panic is caught here and answered as a parse error.
 pub(crate) fn parse_unchecked(input: &str) -> Result<Expr, ParseError> {
     let rewritten = rewrite_holt_winters(input);
-    promql_parser::parser::parse(&rewritten).map_err(|msg| ParseError { msg })
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(&rewritten)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("invalid query: {why}"))
+    });
+    parsed.map_err(|msg| ParseError { msg })
 }
 
 /// Replaces the identifier `holt_winters` outside string literals.
@@ -92,5 +104,23 @@ mod tests {
         assert_eq!(rewrite_holt_winters("holt_winters_x"), "holt_winters_x");
         assert!(parse("holt_winters(x[1m], 0.1, 0.2)").is_ok());
         assert!(parse("1 +").is_err());
+    }
+
+    #[test]
+    fn numbers_no_duration_can_hold_are_parse_errors() {
+        for q in [
+            "rate(x[1m] @ 1700000300 offset-Inf)",
+            "x[Inf]",
+            "x[NaN]",
+            "x[1e30]",
+            "x[5m:Inf]",
+            "x offset 0xFFFFFFFFFFFFFFFFFFFF",
+        ] {
+            assert!(parse(q).is_err(), "{q}");
+        }
+        let err = parse("rate(x[1m] offset -Inf)").expect_err("a duration of -Inf");
+        assert!(err.msg.contains("Duration"), "{}", err.msg);
+        assert!(parse("x[300]").is_ok());
+        assert!(parse("x > 1e30").is_ok());
     }
 }

@@ -88,7 +88,7 @@ impl RateBase {
                 prev = p.1;
             }
         }
-        let sampled = (last.0 - first.0) as f64 / 1000.0;
+        let sampled = secs_between(last.0, first.0);
         let avg = sampled / (pts.len() - 1) as f64;
         let dur_to_zero = (is_counter && result > 0.0 && first.1 >= 0.0).then(|| sampled * (first.1 / result));
         Some(RateBase { first_t: first.0, last_t: last.0, result, sampled, avg, dur_to_zero })
@@ -96,8 +96,8 @@ impl RateBase {
 
     /// The extrapolated increase (per second if `is_rate`) over `[range_start, range_end]`.
     fn at(&self, range_start: i64, range_end: i64, is_rate: bool) -> f64 {
-        let mut dur_to_start = (self.first_t - range_start) as f64 / 1000.0;
-        let dur_to_end = (range_end - self.last_t) as f64 / 1000.0;
+        let mut dur_to_start = secs_between(self.first_t, range_start);
+        let dur_to_end = secs_between(range_end, self.last_t);
         if let Some(dur_to_zero) = self.dur_to_zero {
             if dur_to_zero < dur_to_start {
                 dur_to_start = dur_to_zero;
@@ -161,6 +161,12 @@ pub fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     Some(v)
 }
 
+/// `later - earlier` ms in seconds, exact in i128 (timestamps at the ends of the i64 range are
+/// more than an i64 apart).
+fn secs_between(later: i64, earlier: i64) -> f64 {
+    (i128::from(later) - i128::from(earlier)) as f64 / 1000.0
+}
+
 /// Least-squares slope and intercept (at `intercept_t`, ms).
 pub fn linear_regression(pts: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
     let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
@@ -172,7 +178,7 @@ pub fn linear_regression(pts: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_t) as f64 / 1e3;
+        let x = secs_between(t, intercept_t);
         (sx, cx) = kahan_sum_inc(x, sx, cx);
         (sy, cy) = kahan_sum_inc(v, sy, cy);
         (sxy, cxy) = kahan_sum_inc(x * v, sxy, cxy);
@@ -978,6 +984,40 @@ fn parse_hex_mantissa(m: &str) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::engine::PerWindow;
+
+    /// `@` and offsets at the ends of the i64 range, ranges longer than it, and samples at its ends
+    /// evaluate (to data or an error) without overflowing.
+    #[test]
+    fn times_at_the_ends_of_the_i64_range_do_not_overflow() {
+        let mut st = crate::engine::mem::MemStorage::default();
+        let up = crate::engine::Labels::from_pairs(&[("__name__", "up")]);
+        let far = crate::engine::Labels::from_pairs(&[("__name__", "far")]);
+        for t in 0..20 {
+            st.add(up.clone(), t * 15_000, t as f64);
+        }
+        for (t, v) in [(i64::MIN, 1.0), (i64::MIN + 1, 2.0), (0, 3.0), (i64::MAX - 1, 4.0), (i64::MAX, 5.0)] {
+            st.add(far.clone(), t, v);
+        }
+        let engine = crate::engine::Engine::default();
+        for q in [
+            "rate(up[1m] @ 144444444444700000300 offset -1m)",
+            "up @ 9000000000000000 offset -1y",
+            "up @ -9000000000000000 offset 1y",
+            "up[5m] @ -9000000000000000 offset 1y",
+            "max_over_time(up[5m:1m] @ -9000000000000000 offset 1y)",
+            "rate(far[300000000y])",
+            "deriv(far[300000000y] @ 9000000000000000)",
+            "predict_linear(far[300000000y], 60)",
+            "increase(far[300000000y] @ -9000000000000000)",
+            "far offset -300000000y",
+        ] {
+            let e = crate::parser::parse(q).unwrap();
+            let _ = engine.instant(&st, &e, 300_000, None);
+            let _ = engine.instant(&st, &e, i64::MAX, None);
+            let _ = engine.instant(&st, &e, i64::MIN, None);
+            let _ = engine.range(&st, &e, 0, 300_000, 15_000, None);
+        }
+    }
 
     /// [`ExtrapolatedRate`] reuses a window's sample-only part across steps and gives the same
     /// bits as [`extrapolated_rate`] window by window, for steps finer and coarser than the

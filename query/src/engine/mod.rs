@@ -382,7 +382,9 @@ impl Evaluator<'_> {
             Some(AtModifier::End) => self.query_end,
             Some(AtModifier::At(t)) => system_time_ms(t),
         };
-        base - offset_ms(offset)
+        // `@` takes any timestamp and offsets any duration: at the ends of the i64 range the
+        // selector's time saturates instead of overflowing (as do the window starts below).
+        base.saturating_sub(offset_ms(offset))
     }
 
     pub(crate) fn eval(&mut self, expr: &Expr) -> Result<Val> {
@@ -415,7 +417,7 @@ impl Evaluator<'_> {
             Expr::MatrixSelector(ms) => {
                 let t = self.sel_time(0, &ms.vs.at, &ms.vs.offset);
                 let range = dur_ms(&ms.range);
-                let series = self.select_range(&ms.vs, t - range, t)?;
+                let series = self.select_range(&ms.vs, t.saturating_sub(range), t)?;
                 Ok(Val::Matrix(series.into_iter().filter(|s| !s.points.is_empty()).collect()))
             }
             Expr::Subquery(sq) => {
@@ -425,7 +427,7 @@ impl Evaluator<'_> {
                 let mut out: Vec<Series> = series
                     .into_iter()
                     .map(|mut s| {
-                        s.points.retain(|&(pt, _)| pt >= t - range && pt <= t);
+                        s.points.retain(|&(pt, _)| pt >= t.saturating_sub(range) && pt <= t);
                         s
                     })
                     .filter(|s| !s.points.is_empty())
@@ -514,7 +516,7 @@ impl Evaluator<'_> {
                 let Some(&(st, sv)) = idx.checked_sub(1).and_then(|i| buf.get(i)) else {
                     continue;
                 };
-                if st < t - self.lookback || is_stale(sv) {
+                if st < t.saturating_sub(self.lookback) || is_stale(sv) {
                     continue;
                 }
                 outs.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
@@ -556,10 +558,10 @@ impl Evaluator<'_> {
     ) -> Result<Vec<Series>> {
         let step = sq.step.as_ref().map(dur_ms).filter(|&s| s > 0).unwrap_or(self.subquery_step);
         let range = dur_ms(&sq.range);
-        let first = lo - range;
-        let mut start = first.div_euclid(step) * step;
+        let first = lo.saturating_sub(range);
+        let mut start = first.div_euclid(step).saturating_mul(step);
         if start < first {
-            start += step;
+            start = start.saturating_add(step);
         }
         // Every step costs memory even without samples: a subquery like `x[100y:1ms]` must fail
         // with the sample limit's error instead of allocating trillions of steps.
@@ -672,7 +674,7 @@ impl Evaluator<'_> {
                 // Decode only [lo - range, hi] of each series, window it, drop it.
                 let matchers = Self::matchers(vs)?;
                 let storage = self.storage;
-                let (mint, maxt) = (lo - range, hi);
+                let (mint, maxt) = (lo.saturating_sub(range), hi);
                 let series = if sink.needs_order() {
                     storage.select(&matchers, mint, maxt)?
                 } else {
@@ -910,7 +912,7 @@ impl WindowSpec<'_> {
         }
         let (mut a, mut b) = (0usize, 0usize);
         for (k, &t) in self.times.iter().enumerate() {
-            let mint = t - self.range;
+            let mint = t.saturating_sub(self.range);
             if self.monotonic {
                 while a < points.len() && points[a].0 < mint {
                     a += 1;
