@@ -16,9 +16,10 @@ use super::value::{format_float_plain, LabelsBuilder};
 use super::{unwrap_parens, Evaluator, Labels, Sample, Val, METRIC_NAME};
 use crate::error::{QueryError, Result};
 
-/// Most `(group, step)` accumulators a fused aggregation allocates (24 bytes each); beyond
-/// `selected series × steps` of this, the input is collected per step instead.
-const FUSED_MAX_CELLS: usize = 1 << 22;
+/// Most `(group, step)` accumulators a fused aggregation allocates (24 bytes each); the series of
+/// groups beyond that are collected per step instead. Unit tests use a handful, so that every
+/// aggregation they evaluate also runs the mixed path.
+const FUSED_MAX_CELLS: usize = if cfg!(test) { 8 } else { 1 << 22 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Agg {
@@ -229,6 +230,10 @@ fn stream_input(ev: &mut Evaluator<'_>, expr: &Expr, sink: &mut dyn SeriesSink) 
 /// A folding aggregation fed one input series at a time: one [`Cell`] per group and step, so the
 /// input's per-step vectors are never built. Values reach a cell in input order, as they would
 /// through [`aggregate_step`], and each step lists its groups in order of first appearance.
+///
+/// Memory is bounded by the groups, not the input: when a new group would take the cells past
+/// [`FUSED_MAX_CELLS`], the series of that group and of every later new group are collected per step
+/// and aggregated as usual, while series of groups that already have cells are still folded into them.
 struct Fused<'k> {
     op: Agg,
     steps: usize,
@@ -237,27 +242,21 @@ struct Fused<'k> {
     cells: Vec<Vec<Cell>>,
     /// Group ids per step, in order of first appearance.
     order: Vec<Vec<usize>>,
-    /// Set by [`SeriesSink::begin`] when cells could take too much memory: the input is then
-    /// collected per step and aggregated as usual.
+    /// Groups that have cells.
+    cell_groups: usize,
+    /// The series of groups without cells, once cells would take too much memory.
     collect: Option<Collect>,
 }
 
 impl<'k> Fused<'k> {
     fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys) -> Fused<'k> {
-        Fused { op, steps, keys, cells: Vec::new(), order: (0..steps).map(|_| Vec::new()).collect(), collect: None }
+        let order = (0..steps).map(|_| Vec::new()).collect();
+        Fused { op, steps, keys, cells: Vec::new(), order, cell_groups: 0, collect: None }
     }
 
     fn finish(self) -> Result<Val> {
-        let Fused { op, steps, keys, cells, order, collect } = self;
-        if let Some(c) = collect {
-            let cache = steps > 1;
-            let mut out = Vec::with_capacity(steps);
-            for vec in c.finish()? {
-                out.push(aggregate_step(op, vec, f64::NAN, "", cache, keys)?);
-            }
-            return Ok(Val::Vector(out));
-        }
-        let out = order
+        let Fused { op, steps, keys, cells, order, collect, .. } = self;
+        let mut out: Vec<Vec<Sample>> = order
             .into_iter()
             .enumerate()
             .map(|(k, ids)| {
@@ -269,6 +268,13 @@ impl<'k> Fused<'k> {
                     .collect()
             })
             .collect();
+        if let Some(c) = collect {
+            // The collected series belong to groups without cells: their results follow.
+            let cache = steps > 1;
+            for (step, vec) in out.iter_mut().zip(c.finish()?) {
+                step.extend(aggregate_step(op, vec, f64::NAN, "", cache, keys)?);
+            }
+        }
         Ok(Val::Vector(out))
     }
 }
@@ -280,27 +286,28 @@ impl SeriesSink for Fused<'_> {
         !(matches!(self.op, Agg::Count | Agg::Group) && self.keys.single_group())
     }
 
-    fn begin(&mut self, series: usize) {
-        if series.saturating_mul(self.steps) > FUSED_MAX_CELLS {
-            self.collect = Some(Collect::new(self.steps));
-        }
-    }
+    fn begin(&mut self, _series: usize) {}
 
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
-        if let Some(c) = &mut self.collect {
-            return c.series(labels, drop_name, points);
-        }
         // `__name__` is never part of the key here (see `eval_aggregate`), dropped or not.
         let id = self.keys.id_of(labels);
-        if self.cells.len() <= id {
-            self.cells.resize_with(id + 1, Vec::new);
+        let has_cells = self.cells.get(id).is_some_and(|c| !c.is_empty());
+        if !has_cells {
+            let full = (self.cell_groups + 1).saturating_mul(self.steps) > FUSED_MAX_CELLS;
+            if full || self.collect.is_some() {
+                return self.collect.get_or_insert_with(|| Collect::new(self.steps)).series(labels, drop_name, points);
+            }
+            if self.cells.len() <= id {
+                self.cells.resize_with(id + 1, Vec::new);
+            }
+            if let Some(cells) = self.cells.get_mut(id) {
+                *cells = vec![Cell::EMPTY; self.steps];
+                self.cell_groups += 1;
+            }
         }
         let Some(cells) = self.cells.get_mut(id) else {
             return Ok(());
         };
-        if cells.is_empty() {
-            *cells = vec![Cell::EMPTY; self.steps];
-        }
         for &(k, v) in points {
             let Some(cell) = cells.get_mut(k) else { continue };
             if cell.count == 0 {
