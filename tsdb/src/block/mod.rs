@@ -1,5 +1,6 @@
 //! Persisted blocks in Prometheus's on-disk format, readable by Prometheus, `promtool` and Thanos, and
-//! blocks written by them readable here. See `docs/prometheus-formats.md` §1–5.
+//! blocks written by them readable here. See Prometheus's `tsdb/docs/format/`
+//! (`index.md`, `chunks.md`, `tombstones.md`) and `tsdb/block.go`.
 //!
 //! ```text
 //! <data>/<ULID>/                 one block, covering [minTime, maxTime)

@@ -1,8 +1,8 @@
-//! Chunk encodings. Only XOR (float samples) for now, bit-compatible with Prometheus.
+//! Chunk encodings: XOR (float samples), bit-compatible with Prometheus.
 //!
 //! This module owns the bytes of a chunk (`data` in Prometheus's chunk file records) and nothing
-//! else: no I/O, no locks, no chunk cutting policy. See `docs/prometheus-formats.md` §6 and
-//! Prometheus's `tsdb/chunkenc/xor.go`.
+//! else: no I/O, no locks, no chunk cutting policy. See Prometheus's
+//! `tsdb/docs/format/chunks.md` and `tsdb/chunkenc/xor.go`.
 
 pub mod bstream;
 pub mod xor;

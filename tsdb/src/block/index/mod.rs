@@ -1,5 +1,5 @@
-//! The block `index` file, format v2 (see `docs/prometheus-formats.md` §4 and Prometheus's
-//! `tsdb/index/index.go`).
+//! The block `index` file, format v2 (see Prometheus's
+//! `tsdb/docs/format/index.md` and `tsdb/index/index.go`).
 //!
 //! ```text
 //! header  := magic u32 = 0xBAAAD700 | version u8 = 2
