@@ -75,6 +75,11 @@ pub struct Flags {
     #[arg(long = "web.page-title")]
     pub page_title: Option<String>,
 
+    /// Prometheus's TLS and authentication file. Strata has neither: only a file that configures
+    /// nothing is accepted; one that sets TLS or users is an error.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Accepted for Prometheus compatibility (Strata does not compress the WAL).
     #[arg(long = "storage.tsdb.wal-compression")]
     pub wal_compression: bool,
@@ -409,6 +414,10 @@ impl Flags {
             if !prefix.trim_matches('/').is_empty() {
                 bail!("--web.route-prefix={prefix:?}: Strata serves its endpoints at \"/\" only");
             }
+        }
+        if let Some(path) = &self.web_config_file {
+            crate::config_file::check_web_config(path).context("--web.config.file (TLS and authentication)")?;
+            notes.push(format!("--web.config.file={}: configures nothing; accepted", path.display()));
         }
         let flag = |on: bool, name: &str, why: &str, notes: &mut Vec<String>| {
             if on {

@@ -66,6 +66,34 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
     parse(&shown, &text)
 }
 
+/// Checks a Prometheus web configuration file (`--web.config.file`, TLS and authentication): Strata
+/// has neither, so only a file that configures nothing (empty, or keys without values, as the
+/// Prometheus operator writes by default) is accepted; a configured key is an error naming it.
+pub fn check_web_config(path: &Path) -> Result<(), ConfigFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
+    let docs = MarkedYaml::load_from_str(&text).map_err(|e| ConfigFileError::Yaml {
+        path: shown.clone(),
+        line: e.marker().line(),
+        col: e.marker().col() + 1,
+        msg: e.info().to_owned(),
+    })?;
+    let walk = Walk { path: &shown, out: FileConfig::default() };
+    for doc in &docs {
+        for (key, value, line) in walk.mapping(doc, "")? {
+            let empty = match &value.data {
+                YamlData::Value(Scalar::Null) => true,
+                YamlData::Mapping(m) => m.is_empty(),
+                _ => false,
+            };
+            if !empty {
+                return Err(ConfigFileError::NotImplemented { path: shown, line, key });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks the YAML `text`; `path` is only used in messages.
 pub fn parse(path: &str, text: &str) -> Result<FileConfig, ConfigFileError> {
     let docs = MarkedYaml::load_from_str(text).map_err(|e| ConfigFileError::Yaml {
@@ -289,6 +317,19 @@ mod tests {
         assert_eq!(ignored, ["global.scrape_interval", "storage.exemplars.max_exemplars", "scrape_configs"]);
         assert_eq!(parse("p.yml", "").unwrap(), FileConfig::default());
         assert_eq!(parse("p.yml", "storage:\n").unwrap(), FileConfig::default());
+    }
+
+    #[test]
+    fn web_config_only_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        for ok in ["", "tls_server_config:\n", "http_server_config: {}\n"] {
+            std::fs::write(&path, ok).unwrap();
+            check_web_config(&path).unwrap();
+        }
+        std::fs::write(&path, "tls_server_config: {}\nbasic_auth_users:\n  admin: $2y$10$x\n").unwrap();
+        let e = check_web_config(&path).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("basic_auth_users") && e.contains("not implemented"), "{e}");
     }
 
     #[test]

@@ -167,11 +167,16 @@ fn prometheus_command_line_is_accepted_and_quit_exits_cleanly() {
     let config = dir.path().join("prometheus.yml");
     write_config(&config, "30m");
     let data = dir.path().join("data");
+    // The Prometheus operator's web config when no TLS is configured.
+    let web_config = dir.path().join("web-config.yaml");
+    std::fs::write(&web_config, "").unwrap();
     // The flags of a typical Prometheus deployment (Helm chart / operator).
     let mut server = Server::start(
         &data,
         &[
             &format!("--config.file={}", config.display()),
+            &format!("--web.config.file={}", web_config.display()),
+            "--storage.tsdb.wal-compression",
             "--storage.tsdb.retention.time=15d",
             "--web.enable-lifecycle",
             "--web.enable-admin-api",
@@ -196,6 +201,8 @@ fn prometheus_command_line_is_accepted_and_quit_exits_cleanly() {
         "--enable-feature=exemplar-storage",
         "--enable-feature=no-such-feature: unknown feature",
         "global.scrape_interval has no effect",
+        "--storage.tsdb.wal-compression has no effect",
+        "--web.config.file=",
     ] {
         assert!(log.contains(expected), "no {expected:?} in the log:\n{log}");
     }
@@ -214,7 +221,7 @@ fn prometheus_command_line_is_accepted_and_quit_exits_cleanly() {
 }
 
 #[test]
-fn version_and_unsupported_route_prefix() {
+fn version_and_unsupported_prometheus_settings() {
     let out = Command::new(env!("CARGO_BIN_EXE_strata")).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("strata {}", env!("CARGO_PKG_VERSION")));
@@ -226,4 +233,16 @@ fn version_and_unsupported_route_prefix() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--web.route-prefix"));
+    // TLS or users in the web config: refused, not silently served in plain text without auth.
+    let web_config = dir.path().join("web-config.yaml");
+    std::fs::write(&web_config, "tls_server_config:\n  cert_file: /tls/cert.pem\n  key_file: /tls/key.pem\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg(format!("--storage.tsdb.path={}", dir.path().display()))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg(format!("--web.config.file={}", web_config.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("tls_server_config") && stderr.contains("line 1"), "{stderr}");
 }
