@@ -80,6 +80,34 @@ pub struct Flags {
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
 
+    /// Accepted for Prometheus compatibility (Strata does not evaluate rules).
+    #[arg(long = "rules.alert.for-outage-tolerance")]
+    pub rules_alert_for_outage_tolerance: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not evaluate rules).
+    #[arg(long = "rules.alert.for-grace-period")]
+    pub rules_alert_for_grace_period: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not evaluate rules).
+    #[arg(long = "rules.alert.resend-delay")]
+    pub rules_alert_resend_delay: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata sends no alerts).
+    #[arg(long = "alertmanager.notification-queue-capacity")]
+    pub alertmanager_queue_capacity: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not scrape).
+    #[arg(long = "scrape.timestamp-tolerance")]
+    pub scrape_timestamp_tolerance: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no remote-write client).
+    #[arg(long = "storage.remote.flush-deadline")]
+    pub remote_flush_deadline: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    #[arg(long = "web.user-assets")]
+    pub user_assets: Option<String>,
+
     /// Accepted for Prometheus compatibility (Strata does not compress the WAL).
     #[arg(long = "storage.tsdb.wal-compression")]
     pub wal_compression: bool,
@@ -442,6 +470,43 @@ impl Flags {
             "Strata always handles overlapping blocks",
             &mut notes,
         );
+        flag(
+            self.rules_alert_for_outage_tolerance.is_some(),
+            "--rules.alert.for-outage-tolerance",
+            "Strata does not evaluate rules",
+            &mut notes,
+        );
+        flag(
+            self.rules_alert_for_grace_period.is_some(),
+            "--rules.alert.for-grace-period",
+            "Strata does not evaluate rules",
+            &mut notes,
+        );
+        flag(
+            self.rules_alert_resend_delay.is_some(),
+            "--rules.alert.resend-delay",
+            "Strata does not evaluate rules",
+            &mut notes,
+        );
+        flag(
+            self.alertmanager_queue_capacity.is_some(),
+            "--alertmanager.notification-queue-capacity",
+            "Strata sends no alerts",
+            &mut notes,
+        );
+        flag(
+            self.scrape_timestamp_tolerance.is_some(),
+            "--scrape.timestamp-tolerance",
+            "Strata does not scrape",
+            &mut notes,
+        );
+        flag(
+            self.remote_flush_deadline.is_some(),
+            "--storage.remote.flush-deadline",
+            "Strata has no remote-write client",
+            &mut notes,
+        );
+        flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
         flag(self.enable_admin_api, "--web.enable-admin-api", "Strata has no admin endpoints", &mut notes);
         for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
             match FEATURES.iter().find(|(name, _)| *name == feature) {

@@ -190,6 +190,8 @@ fn prometheus_command_line_is_accepted_and_quit_exits_cleanly() {
             "--web.console.templates=/etc/prometheus/consoles",
             "--web.console.libraries=/etc/prometheus/console_libraries",
             "--query.max-concurrency=20",
+            "--rules.alert.for-grace-period=10m",
+            "--web.page-title=Prometheus",
         ],
     );
     let log = server.log_text();
@@ -198,6 +200,7 @@ fn prometheus_command_line_is_accepted_and_quit_exits_cleanly() {
         "--storage.tsdb.no-lockfile has no effect",
         "--web.cors.origin has no effect",
         "--web.console.templates has no effect",
+        "--rules.alert.for-grace-period has no effect",
         "--enable-feature=exemplar-storage",
         "--enable-feature=no-such-feature: unknown feature",
         "global.scrape_interval has no effect",
