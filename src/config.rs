@@ -1,5 +1,6 @@
-//! Command-line flags (named like Prometheus's) and the `storage: tsdb:` section of the YAML config file,
-//! turned into the libraries' option structs. Everything is checked once, here, at startup.
+//! Command-line flags (named like Prometheus's, including the ones Prometheus deployments pass that
+//! Strata has no use for) and the YAML config file ([`crate::config_file`]), turned into the
+//! libraries' option structs. Everything is checked once, here, at startup.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use serde::Deserialize;
 
 /// Strata: a Prometheus-compatible time-series database with out-of-order ingestion.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 pub struct Flags {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Base path for metrics storage (WAL and blocks).
     #[arg(long = "storage.tsdb.path", default_value = "data/")]
     pub tsdb_path: PathBuf,
@@ -21,9 +24,97 @@ pub struct Flags {
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
     pub listen_address: SocketAddr,
 
-    /// Optional Prometheus-style YAML configuration file (only `storage.tsdb` is read).
+    /// Optional Prometheus-style YAML configuration file: `global.external_labels` and
+    /// `storage.tsdb.out_of_order_time_window` are read; re-read on SIGHUP and `POST /-/reload`.
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
+
+    /// Enable `POST /-/reload` and `POST /-/quit`.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Enable the admin API (Prometheus's flag; recorded, Strata has no admin endpoints yet).
+    #[arg(long = "web.enable-admin-api")]
+    pub enable_admin_api: bool,
+
+    /// The URL under which Strata is reached from outside (recorded; Strata generates no links).
+    #[arg(long = "web.external-url")]
+    pub external_url: Option<String>,
+
+    /// Prefix of the HTTP endpoints' paths (Prometheus's flag). Strata serves at `/`; any other
+    /// prefix is refused rather than silently ignored.
+    #[arg(long = "web.route-prefix")]
+    pub route_prefix: Option<String>,
+
+    /// Accepted for Prometheus compatibility: Strata's remote-write receiver is always on.
+    #[arg(long = "web.enable-remote-write-receiver")]
+    pub enable_remote_write_receiver: bool,
+
+    /// Prometheus feature flags, comma separated. Strata logs which of them it implements anyway and
+    /// warns about unknown ones.
+    #[arg(long = "enable-feature", value_delimiter = ',')]
+    pub enable_feature: Vec<String>,
+
+    /// Accepted for Prometheus compatibility (Strata takes no lock file).
+    #[arg(long = "storage.tsdb.no-lockfile")]
+    pub no_lockfile: bool,
+
+    /// Accepted for Prometheus compatibility (Strata sends no CORS headers).
+    #[arg(long = "web.cors.origin")]
+    pub cors_origin: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no consoles).
+    #[arg(long = "web.console.templates")]
+    pub console_templates: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no consoles).
+    #[arg(long = "web.console.libraries")]
+    pub console_libraries: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    #[arg(long = "web.page-title")]
+    pub page_title: Option<String>,
+
+    /// Prometheus's TLS and authentication file. Strata has neither: only a file that configures
+    /// nothing is accepted; one that sets TLS or users is an error.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Accepted for Prometheus compatibility (Strata does not evaluate rules).
+    #[arg(long = "rules.alert.for-outage-tolerance")]
+    pub rules_alert_for_outage_tolerance: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not evaluate rules).
+    #[arg(long = "rules.alert.for-grace-period")]
+    pub rules_alert_for_grace_period: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not evaluate rules).
+    #[arg(long = "rules.alert.resend-delay")]
+    pub rules_alert_resend_delay: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata sends no alerts).
+    #[arg(long = "alertmanager.notification-queue-capacity")]
+    pub alertmanager_queue_capacity: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not scrape).
+    #[arg(long = "scrape.timestamp-tolerance")]
+    pub scrape_timestamp_tolerance: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no remote-write client).
+    #[arg(long = "storage.remote.flush-deadline")]
+    pub remote_flush_deadline: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    #[arg(long = "web.user-assets")]
+    pub user_assets: Option<String>,
+
+    /// Accepted for Prometheus compatibility (Strata does not compress the WAL).
+    #[arg(long = "storage.tsdb.wal-compression")]
+    pub wal_compression: bool,
+
+    /// Accepted for Prometheus compatibility (Strata always handles overlapping blocks).
+    #[arg(long = "storage.tsdb.allow-overlapping-blocks")]
+    pub allow_overlapping_blocks: bool,
 
     /// Accept samples up to this far behind the newest sample in the head (e.g. 30m). Overrides the
     /// config file's `storage.tsdb.out_of_order_time_window`. 0s disables out-of-order ingestion.
@@ -140,23 +231,44 @@ pub struct Flags {
     pub log_format: String,
 }
 
-/// The part of Prometheus's configuration file Strata reads.
-#[derive(Debug, Default, Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    storage: StorageSection,
+/// Subcommands; without one, `strata` runs the server.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check without starting the server.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct StorageSection {
-    #[serde(default)]
-    tsdb: TsdbSection,
+#[derive(Debug, clap::Subcommand)]
+pub enum CheckCommand {
+    /// Check configuration files: exit 0 if all are valid, 1 with the first error of each otherwise.
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct TsdbSection {
-    out_of_order_time_window: Option<String>,
-}
+/// Feature names of Prometheus's `--enable-feature` and what Strata does about each.
+const FEATURES: &[(&str, &str)] = &[
+    ("memory-snapshot-on-shutdown", "Strata writes a WAL checkpoint at shutdown instead"),
+    ("exemplar-storage", "Strata does not store exemplars; remote-write exemplars are dropped"),
+    ("native-histograms", "Strata does not store native histograms"),
+    ("expand-external-labels", "external labels are used as written"),
+    ("promql-at-modifier", "always on in Strata"),
+    ("promql-negative-offset", "always on in Strata"),
+    ("remote-write-receiver", "always on in Strata"),
+    ("new-service-discovery-manager", "Strata does not scrape"),
+    ("agent", "Strata has no agent mode"),
+    ("extra-scrape-metrics", "Strata does not scrape"),
+    ("auto-gomaxprocs", "not applicable to Strata"),
+    ("no-default-scrape-port", "Strata does not scrape"),
+    ("otlp-write-receiver", "Strata has no OTLP receiver"),
+    ("created-timestamp-zero-ingestion", "Strata does not scrape"),
+    ("concurrent-rule-eval", "Strata does not evaluate rules"),
+    ("promql-experimental-functions", "Strata implements the standard PromQL functions"),
+];
 
 /// Everything the server needs, checked.
 #[derive(Debug)]
@@ -169,26 +281,57 @@ pub struct Config {
     pub max_concurrent_queries: usize,
     pub engine: query::EngineOptions,
     pub http: crate::http::Options,
+    /// What can change at runtime, and where to re-read it from.
+    pub reloadable: Reloadable,
+    /// `--web.enable-lifecycle`: `POST /-/reload` and `POST /-/quit` work.
+    pub enable_lifecycle: bool,
+    /// `--web.enable-admin-api`.
+    #[allow(dead_code, reason = "recorded for the admin endpoints")]
+    pub enable_admin_api: bool,
+    /// `--web.external-url`.
+    #[allow(dead_code, reason = "recorded for generated links")]
+    pub external_url: Option<String>,
+    /// One line each about flags and file keys accepted without effect, logged at startup.
+    pub notes: Vec<String>,
+}
+
+/// The configuration a reload can change, and how to produce it again.
+#[derive(Debug, Clone)]
+pub struct Reloadable {
+    /// The file to re-read (`--config.file`).
+    pub file: Option<PathBuf>,
+    /// `--storage.tsdb.out-of-order-time-window`, which wins over the file's window.
+    pub window_flag: Option<Duration>,
+    /// The file's contents as last loaded.
+    pub current: crate::config_file::FileConfig,
+}
+
+impl Reloadable {
+    /// The out-of-order window in effect: the flag's, else the file's, else 0.
+    pub fn window(&self) -> Duration {
+        self.window_flag.or(self.current.ooo_time_window).unwrap_or(Duration::ZERO)
+    }
 }
 
 impl Flags {
     /// Reads the config file (if any) and checks every value.
     pub fn into_config(self) -> anyhow::Result<Config> {
-        let file: ConfigFile = match &self.config_file {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-                if text.trim().is_empty() {
-                    ConfigFile::default()
-                } else {
-                    serde_yaml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
-                }
-            }
-            None => ConfigFile::default(),
+        let file = match &self.config_file {
+            Some(path) => crate::config_file::load(path)?,
+            None => crate::config_file::FileConfig::default(),
         };
-        let window_text =
-            self.ooo_time_window.or(file.storage.tsdb.out_of_order_time_window).unwrap_or_else(|| "0s".into());
-        let window = parse_duration(&window_text).context("out_of_order_time_window")?;
+        let window_flag = match &self.ooo_time_window {
+            Some(w) => Some(parse_duration(w).context("--storage.tsdb.out-of-order-time-window")?),
+            None => None,
+        };
+        let mut notes: Vec<String> = file
+            .ignored
+            .iter()
+            .map(|(key, line)| format!("config file line {line}: {key} has no effect in Strata"))
+            .collect();
+        notes.extend(self.compat_notes()?);
+        let reloadable = Reloadable { file: self.config_file.clone(), window_flag, current: file };
+        let window = reloadable.window();
         let block = parse_duration(&self.min_block_duration).context("--storage.tsdb.min-block-duration")?;
         if block < Duration::from_secs(60) {
             bail!("--storage.tsdb.min-block-duration must be at least 1m, got {}", self.min_block_duration);
@@ -283,7 +426,95 @@ impl Flags {
             max_concurrent_queries: self.query_max_concurrency,
             engine,
             http,
+            reloadable,
+            enable_lifecycle: self.enable_lifecycle,
+            enable_admin_api: self.enable_admin_api,
+            external_url: self.external_url,
+            notes,
         })
+    }
+
+    /// One line for each Prometheus flag given that has no effect in Strata; an error for a route
+    /// prefix Strata cannot serve under.
+    fn compat_notes(&self) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
+        if let Some(prefix) = &self.route_prefix {
+            if !prefix.trim_matches('/').is_empty() {
+                bail!("--web.route-prefix={prefix:?}: Strata serves its endpoints at \"/\" only");
+            }
+        }
+        if let Some(path) = &self.web_config_file {
+            crate::config_file::check_web_config(path).context("--web.config.file (TLS and authentication)")?;
+            notes.push(format!("--web.config.file={}: configures nothing; accepted", path.display()));
+        }
+        let flag = |on: bool, name: &str, why: &str, notes: &mut Vec<String>| {
+            if on {
+                notes.push(format!("{name} has no effect: {why}"));
+            }
+        };
+        flag(
+            self.enable_remote_write_receiver,
+            "--web.enable-remote-write-receiver",
+            "the receiver is always on",
+            &mut notes,
+        );
+        flag(self.no_lockfile, "--storage.tsdb.no-lockfile", "Strata takes no lock file", &mut notes);
+        flag(self.cors_origin.is_some(), "--web.cors.origin", "Strata sends no CORS headers", &mut notes);
+        flag(self.console_templates.is_some(), "--web.console.templates", "Strata has no consoles", &mut notes);
+        flag(self.console_libraries.is_some(), "--web.console.libraries", "Strata has no consoles", &mut notes);
+        flag(self.page_title.is_some(), "--web.page-title", "Strata has no web UI", &mut notes);
+        flag(self.wal_compression, "--storage.tsdb.wal-compression", "Strata does not compress the WAL", &mut notes);
+        flag(
+            self.allow_overlapping_blocks,
+            "--storage.tsdb.allow-overlapping-blocks",
+            "Strata always handles overlapping blocks",
+            &mut notes,
+        );
+        flag(
+            self.rules_alert_for_outage_tolerance.is_some(),
+            "--rules.alert.for-outage-tolerance",
+            "Strata does not evaluate rules",
+            &mut notes,
+        );
+        flag(
+            self.rules_alert_for_grace_period.is_some(),
+            "--rules.alert.for-grace-period",
+            "Strata does not evaluate rules",
+            &mut notes,
+        );
+        flag(
+            self.rules_alert_resend_delay.is_some(),
+            "--rules.alert.resend-delay",
+            "Strata does not evaluate rules",
+            &mut notes,
+        );
+        flag(
+            self.alertmanager_queue_capacity.is_some(),
+            "--alertmanager.notification-queue-capacity",
+            "Strata sends no alerts",
+            &mut notes,
+        );
+        flag(
+            self.scrape_timestamp_tolerance.is_some(),
+            "--scrape.timestamp-tolerance",
+            "Strata does not scrape",
+            &mut notes,
+        );
+        flag(
+            self.remote_flush_deadline.is_some(),
+            "--storage.remote.flush-deadline",
+            "Strata has no remote-write client",
+            &mut notes,
+        );
+        flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
+        flag(self.enable_admin_api, "--web.enable-admin-api", "Strata has no admin endpoints", &mut notes);
+        for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+            match FEATURES.iter().find(|(name, _)| *name == feature) {
+                Some((name, what)) => notes.push(format!("--enable-feature={name}: {what}")),
+                None => notes.push(format!("--enable-feature={feature}: unknown feature, ignored")),
+            }
+        }
+        Ok(notes)
     }
 }
 

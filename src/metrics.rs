@@ -267,6 +267,11 @@ impl Metrics {
         Metrics { registry, http_requests, http_duration }
     }
 
+    /// Adds a collector owned elsewhere (the configuration reload's outcome).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
+    }
+
     fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;

@@ -1,6 +1,6 @@
-//! Wiring: the HTTP listener, readiness gating during WAL replay, the ingest and query routers, and
-//! ordered shutdown (stop accepting → finish or cut requests within the grace period → sync and close
-//! the WAL).
+//! Wiring: the HTTP listener, readiness gating during WAL replay, the ingest and query routers, the
+//! lifecycle endpoints and SIGHUP reloads, and ordered shutdown (stop accepting → finish or cut
+//! requests within the grace period → sync and close the WAL).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -9,13 +9,14 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::http::ConnectionStats;
 use crate::metrics::{self, Metrics};
+use crate::reload::Reloader;
 
 /// Largest form body of a query API request (a long PromQL expression or many `match[]`s).
 pub const QUERY_MAX_BODY_BYTES: usize = 2 << 20;
@@ -29,15 +30,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %addr, data_dir = %cfg.data_dir.display(), "listening");
 
+    // Installed before the WAL replay so that a SIGHUP then does not end the process; handled once
+    // the storage is open.
+    let hangups = hangup_signals();
+    let quit = Arc::new(tokio::sync::Notify::new());
     let ready: Ready = Arc::new(OnceLock::new());
+    let lifecycle = Lifecycle { enabled: cfg.enable_lifecycle, quit: Arc::clone(&quit) };
     let app = Router::new()
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready_handler))
+        .route("/-/quit", post(quit_handler).put(quit_handler).with_state(lifecycle.clone()))
         .fallback(forward)
         .with_state(Arc::clone(&ready));
     let connections = Arc::new(ConnectionStats::default());
-    let server =
-        tokio::spawn(crate::http::serve(listener, app, cfg.http.clone(), Arc::clone(&connections), shutdown_signal()));
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        app,
+        cfg.http.clone(),
+        Arc::clone(&connections),
+        shutdown_signal(quit),
+    ));
 
     let started = Instant::now();
     let data_dir = cfg.data_dir.clone();
@@ -58,8 +70,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ingest_state =
         ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
     let ready_db = Arc::clone(&db);
-    let metrics =
-        Arc::new(Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds));
+    let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone()));
+    if let Some(hangups) = hangups {
+        tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
+    }
+    let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
+    metrics.register_collector(reloader.collector());
+    let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.
     let api = ingest::router(ingest_state)
@@ -70,6 +87,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
+        .route("/-/reload", post(reload_handler).put(reload_handler).with_state((lifecycle, Arc::clone(&reloader))))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
     let _ = ready.set((api, ready_db));
@@ -120,7 +138,72 @@ async fn forward(State(ready): State<Ready>, req: Request) -> Response {
     }
 }
 
-async fn shutdown_signal() {
+/// What the lifecycle endpoints need.
+#[derive(Clone)]
+struct Lifecycle {
+    /// `--web.enable-lifecycle`.
+    enabled: bool,
+    /// Notified by `POST /-/quit`; ends the server like SIGTERM.
+    quit: Arc<tokio::sync::Notify>,
+}
+
+fn lifecycle_disabled() -> Response {
+    (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response()
+}
+
+/// `POST /-/quit`: graceful shutdown, like SIGTERM (with `--web.enable-lifecycle` only).
+async fn quit_handler(State(lifecycle): State<Lifecycle>) -> Response {
+    if !lifecycle.enabled {
+        return lifecycle_disabled();
+    }
+    tracing::info!("shutdown requested by POST /-/quit");
+    lifecycle.quit.notify_one();
+    (StatusCode::OK, "Requesting termination... Goodbye!").into_response()
+}
+
+/// `POST /-/reload`: reloads the config file; 500 with the reason if the new one is refused (with
+/// `--web.enable-lifecycle` only).
+async fn reload_handler(State((lifecycle, reloader)): State<(Lifecycle, Arc<Reloader>)>) -> Response {
+    if !lifecycle.enabled {
+        return lifecycle_disabled();
+    }
+    match reloader.reload().await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}")).into_response(),
+    }
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Listens for SIGHUP; `None` (logged) if that is not possible.
+fn hangup_signals() -> Option<Hangups> {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
+            None
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn reload_on_hangup(mut hangups: Hangups, reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    while hangups.recv().await.is_some() {
+        tracing::info!("received SIGHUP, reloading the configuration");
+        // A failure is logged and counted by the reloader.
+        let _ = reloader.reload().await;
+    }
+    #[cfg(not(unix))]
+    let _ = (hangups, reloader);
+}
+
+async fn shutdown_signal(quit: Arc<tokio::sync::Notify>) {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");
@@ -144,5 +227,6 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
         () = term => tracing::info!("received SIGTERM, shutting down"),
+        () = quit.notified() => tracing::info!("shutting down on request"),
     }
 }

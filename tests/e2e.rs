@@ -6,6 +6,7 @@ mod util;
 mod agent;
 mod bad_input;
 mod blocks;
+mod config_reload;
 mod corruption;
 mod crash;
 mod damaged_blocks;

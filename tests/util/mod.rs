@@ -173,6 +173,11 @@ impl Server {
         self.wait_exit(Duration::from_secs(60))
     }
 
+    /// Sends SIGHUP (a configuration reload).
+    pub fn sighup(&self) {
+        signal(&self.child, libc::SIGHUP);
+    }
+
     pub fn kill9(&mut self) {
         signal(&self.child, libc::SIGKILL);
         let _ = self.wait_exit(Duration::from_secs(30));

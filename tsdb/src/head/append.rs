@@ -78,7 +78,7 @@ impl<'h> Appender<'h> {
         let limits = Limits {
             head_max_t: head.max_time(),
             min_valid_t: head.min_valid_time(),
-            ooo_window: head.opts.ooo_time_window_ms,
+            ooo_window: head.ooo_time_window_ms(),
             max_future_t: head.max_future_time(),
         };
         Appender {

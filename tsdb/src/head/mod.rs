@@ -152,6 +152,9 @@ pub struct Head {
     /// Bytes of series records in the last checkpoint written: about what re-logging every series
     /// after its cut adds to the WAL (see `Head::relog_series`).
     relog_bytes: AtomicU64,
+    /// The out-of-order time window appends use, in ms: starts as `Options::ooo_time_window_ms` and
+    /// changes at runtime with [`Head::set_ooo_time_window_ms`] (a configuration reload).
+    ooo_window_ms: AtomicI64,
     stats: HeadStats,
 }
 
@@ -202,6 +205,7 @@ impl Head {
             min_valid_floor: AtomicI64::new(hints.min_valid_floor),
             num_series: AtomicU64::new(0),
             relog_bytes: AtomicU64::new(0),
+            ooo_window_ms: AtomicI64::new(opts.ooo_time_window_ms),
             stats: HeadStats::default(),
             dir: dir.to_owned(),
             opts,
@@ -249,6 +253,18 @@ impl Head {
     /// Number of series.
     pub fn num_series(&self) -> u64 {
         self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// The out-of-order time window appends use now, in ms (0: out-of-order samples are rejected).
+    pub fn ooo_time_window_ms(&self) -> i64 {
+        self.ooo_window_ms.load(Ordering::Relaxed)
+    }
+
+    /// Changes the out-of-order time window. Appenders created afterwards use the new window; one
+    /// already open keeps the window it started with, so a batch is judged by a single window.
+    /// Samples already in the head stay where they are.
+    pub fn set_ooo_time_window_ms(&self, ms: i64) {
+        self.ooo_window_ms.store(ms.max(0), Ordering::Relaxed);
     }
 
     /// Counters.

@@ -72,6 +72,34 @@ fn duplicates_and_conflicts() {
 }
 
 #[test]
+fn out_of_order_window_changes_at_runtime() {
+    let (_d, head) = temp_head(memory_options(0));
+    let m = [("__name__", "m")];
+    let mut app = head.appender();
+    app.append_pairs(&m, 100 * MIN, 1.0).unwrap();
+    app.commit().unwrap();
+    let mut app = head.appender();
+    assert_eq!(app.append_pairs(&m, 90 * MIN, 2.0), Err(AppendError::OutOfOrder));
+    app.commit().unwrap();
+    // An appender opened before the change keeps the window it started with.
+    let mut before = head.appender();
+    head.set_ooo_time_window_ms(30 * MIN);
+    assert_eq!(head.ooo_time_window_ms(), 30 * MIN);
+    assert_eq!(before.append_pairs(&m, 90 * MIN, 2.0), Err(AppendError::OutOfOrder));
+    before.commit().unwrap();
+    let mut app = head.appender();
+    app.append_pairs(&m, 90 * MIN, 2.0).unwrap();
+    assert_eq!(app.append_pairs(&m, 60 * MIN, 3.0), Err(AppendError::TooOld));
+    app.commit().unwrap();
+    head.set_ooo_time_window_ms(0);
+    let mut app = head.appender();
+    assert_eq!(app.append_pairs(&m, 95 * MIN, 4.0), Err(AppendError::OutOfOrder));
+    app.commit().unwrap();
+    // Samples taken under the wider window stay.
+    assert_eq!(read_all(&head, "m"), vec![(90 * MIN, 2.0), (100 * MIN, 1.0)]);
+}
+
+#[test]
 fn special_values_are_kept_exactly() {
     let (_d, head) = temp_head(memory_options(0));
     let stale = f64::from_bits(0x7ff0_0000_0000_0002);
