@@ -15,13 +15,20 @@ mod memory;
 mod metrics;
 mod rlimit;
 mod server;
+mod status;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
     let thp = memory::disable_transparent_huge_pages();
     let mmap_threshold_fixed = memory::fix_mmap_threshold();
-    let flags = config::Flags::parse();
+    let command = config::Flags::command();
+    let matches = command.clone().get_matches();
+    let flags = match config::Flags::from_arg_matches(&matches) {
+        Ok(f) => f,
+        Err(e) => e.exit(),
+    };
+    let flag_values = status::flag_values(&command, &matches);
     if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
         eprintln!("strata: {e:#}");
         return std::process::ExitCode::from(2);
@@ -46,6 +53,7 @@ fn main() -> std::process::ExitCode {
             "cannot raise the open file limit to the hard limit"
         ),
     }
+    let config_yaml = flags.config_file.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     let cfg = match flags.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -67,7 +75,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(cfg)) {
+    match runtime.block_on(server::run(cfg, status::server_status(flag_values, config_yaml))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "strata stopped with an error");
