@@ -13,6 +13,7 @@ mod config;
 mod http;
 mod memory;
 mod metrics;
+mod process;
 mod rlimit;
 mod server;
 mod status;
