@@ -11,6 +11,7 @@
 
 mod config;
 mod http;
+mod logging;
 mod memory;
 mod metrics;
 mod process;
@@ -30,7 +31,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => e.exit(),
     };
     let flag_values = status::flag_values(&command, &matches);
-    if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
+    if let Err(e) = logging::init(&flags.log_level, &flags.log_format) {
         eprintln!("strata: {e:#}");
         return std::process::ExitCode::from(2);
     }
@@ -83,17 +84,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .map_err(|e| anyhow::anyhow!("invalid --log.level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    match format {
-        "logfmt" => builder.init(),
-        "json" => builder.json().init(),
-        other => anyhow::bail!("invalid --log.format {other:?} (logfmt or json)"),
-    }
-    Ok(())
 }
