@@ -71,7 +71,8 @@ pub async fn run(cfg: Config, status: query::status::ServerStatus) -> anyhow::Re
         )
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: Arc::new(status) }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
-        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
+        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn(crate::http::gzip::compress));
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
     let _ = ready.set((api, ready_db));
 
