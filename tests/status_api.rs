@@ -97,6 +97,13 @@ fn status_endpoints_answer_prometheus_shapes() {
     assert_eq!(bi["data"]["version"], "2.42.0", "the Prometheus API version Grafana reads");
 
     if let Some(p) = &prom {
+        for path in ["/api/v1/status/runtimeinfo", "/api/v1/status/walreplay", "/api/v1/status/buildinfo"] {
+            let (ours, theirs) = (raw_text(&srv.url(path)), raw_text(&format!("http://{}{path}", p.addr)));
+            let their_keys = key_order(&theirs);
+            assert!(their_keys.len() >= 3, "{theirs}");
+            let our_keys: Vec<String> = key_order(&ours).into_iter().filter(|k| k != "strataVersion").collect();
+            assert_eq!(their_keys, our_keys, "{path}: field order");
+        }
         for path in ["/api/v1/status/runtimeinfo", "/api/v1/status/walreplay"] {
             assert_eq!(shape(&srv.get_json(path, &[]).1), shape(&p.get_json(path, &[])), "{path}");
         }
@@ -112,6 +119,37 @@ fn status_endpoints_answer_prometheus_shapes() {
             assert_eq!(flags[name], their_flags["data"][name], "flag {name}");
         }
     }
+}
+
+fn raw_text(url: &str) -> String {
+    ureq::get(url).call().unwrap().into_string().unwrap()
+}
+
+/// The keys of a flat `data` object in the order the answer's text lists them.
+fn key_order(text: &str) -> Vec<String> {
+    let body = &text[text.find("\"data\":{").expect("a data object") + 8..];
+    let mut keys = Vec::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '}' => break,
+            '"' => {
+                let mut s = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => s.extend(chars.next()),
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                if chars.peek() == Some(&':') {
+                    keys.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    keys
 }
 
 /// Queries `format_query` is compared on: promql-parser's printer answers what Prometheus 2.42 does.

@@ -74,6 +74,21 @@ fn ok(v: Value) -> Response {
     respond(Ok((v.to_string(), Vec::new())))
 }
 
+/// A JSON object with its keys in the order given (Prometheus's field order), not sorted.
+fn ordered(fields: &[(&str, Value)]) -> Response {
+    let mut out = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        super::json::push_str(&mut out, k);
+        out.push(':');
+        out.push_str(&v.to_string());
+    }
+    out.push('}');
+    respond(Ok((out, Vec::new())))
+}
+
 async fn config(State(st): State<StatusState>) -> Response {
     let yaml = match st.server.config.read() {
         Ok(c) => c.yaml.clone(),
@@ -96,18 +111,18 @@ async fn runtimeinfo(State(st): State<StatusState>) -> Response {
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    ok(json!({
-        "startTime": rfc3339(st.server.start_time, true),
-        "CWD": st.server.cwd,
-        "reloadConfigSuccess": cfg.reload_success,
-        "lastConfigTime": rfc3339(cfg.last_config_time, false),
-        "corruptionCount": st.db.quarantined_blocks(),
-        "goroutineCount": thread_count(),
-        "GOMAXPROCS": cores,
-        "GOGC": "",
-        "GODEBUG": "",
-        "storageRetention": st.server.storage_retention,
-    }))
+    ordered(&[
+        ("startTime", json!(rfc3339(st.server.start_time, true))),
+        ("CWD", json!(st.server.cwd)),
+        ("reloadConfigSuccess", json!(cfg.reload_success)),
+        ("lastConfigTime", json!(rfc3339(cfg.last_config_time, false))),
+        ("corruptionCount", json!(st.db.quarantined_blocks())),
+        ("goroutineCount", json!(thread_count())),
+        ("GOMAXPROCS", json!(cores)),
+        ("GOGC", json!("")),
+        ("GODEBUG", json!("")),
+        ("storageRetention", json!(st.server.storage_retention)),
+    ])
 }
 
 /// Threads of this process (`Threads:` in `/proc/self/status`), 0 where that cannot be read.
@@ -123,8 +138,10 @@ async fn walreplay(State(st): State<StatusState>) -> Response {
     let range = st.db.head().wal().map(|w| w.segment_range());
     match range {
         Some(Err(e)) => respond(Err(QueryError::Internal(format!("listing WAL segments: {e}")))),
-        Some(Ok(Some((min, max)))) => ok(json!({ "min": min.0, "max": max.0, "current": max.0 })),
-        None | Some(Ok(None)) => ok(json!({ "min": 0, "max": 0, "current": 0 })),
+        Some(Ok(Some((min, max)))) => {
+            ordered(&[("min", json!(min.0)), ("max", json!(max.0)), ("current", json!(max.0))])
+        }
+        None | Some(Ok(None)) => ordered(&[("min", json!(0)), ("max", json!(0)), ("current", json!(0))]),
     }
 }
 
@@ -132,15 +149,15 @@ async fn walreplay(State(st): State<StatusState>) -> Response {
 /// implements (what Grafana reads) and Strata's own version in `strataVersion`. Strata is not built
 /// with Go and carries no build stamp: those fields are empty.
 pub(super) async fn buildinfo() -> Response {
-    ok(json!({
-        "version": PROMETHEUS_VERSION,
-        "revision": "",
-        "branch": "",
-        "buildUser": "",
-        "buildDate": "",
-        "goVersion": "",
-        "strataVersion": STRATA_VERSION,
-    }))
+    ordered(&[
+        ("version", json!(PROMETHEUS_VERSION)),
+        ("revision", json!("")),
+        ("branch", json!("")),
+        ("buildUser", json!("")),
+        ("buildDate", json!("")),
+        ("goVersion", json!("")),
+        ("strataVersion", json!(STRATA_VERSION)),
+    ])
 }
 
 /// `format_query`: the query pretty-printed (promql-parser's printer).
