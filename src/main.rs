@@ -77,7 +77,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(cfg, status::server_status(flag_values, config_yaml))) {
+    match runtime.block_on(server::run(cfg, std::sync::Arc::new(status::server_status(flag_values, config_yaml)))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "strata stopped with an error");

@@ -24,7 +24,9 @@ pub const QUERY_MAX_BODY_BYTES: usize = 2 << 20;
 /// database (for readiness).
 type Ready = Arc<OnceLock<(Router, Arc<tsdb::Db>)>>;
 
-pub async fn run(cfg: Config, status: query::status::ServerStatus) -> anyhow::Result<()> {
+/// Serves until SIGTERM/SIGINT. `status` is what the status endpoints report; whoever holds it may
+/// update its config part (a reload).
+pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyhow::Result<()> {
     let listener = listen(cfg.listen_address).with_context(|| format!("binding {}", cfg.listen_address))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %addr, data_dir = %cfg.data_dir.display(), "listening");
@@ -69,7 +71,7 @@ pub async fn run(cfg: Config, status: query::status::ServerStatus) -> anyhow::Re
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
-        .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: Arc::new(status) }))
+        .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn(crate::http::gzip::compress));
