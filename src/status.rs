@@ -51,3 +51,24 @@ pub fn server_status(flags: Vec<(String, String)>, config_yaml: String) -> Serve
         flags,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retention(time: &str, size: &str) -> String {
+        let flags = vec![
+            ("storage.tsdb.retention.size".to_owned(), size.to_owned()),
+            ("storage.tsdb.retention.time".to_owned(), time.to_owned()),
+        ];
+        server_status(flags, String::new()).storage_retention
+    }
+
+    #[test]
+    fn storage_retention_reads_like_prometheus() {
+        assert_eq!(retention("15d", "0"), "15d");
+        assert_eq!(retention("0s", "10GB"), "10GB");
+        assert_eq!(retention("30d", "10GB"), "30d or 10GB");
+        assert_eq!(retention("0", "0"), "");
+    }
+}
