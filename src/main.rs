@@ -13,22 +13,31 @@
 mod config;
 mod config_file;
 mod http;
+mod logging;
 mod memory;
 mod metrics;
+mod process;
 mod reload;
 mod rlimit;
 mod server;
+mod status;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
     let thp = memory::disable_transparent_huge_pages();
     let mmap_threshold_fixed = memory::fix_mmap_threshold();
-    let flags = config::Flags::parse();
+    let command = config::Flags::command();
+    let matches = command.clone().get_matches();
+    let flags = match config::Flags::from_arg_matches(&matches) {
+        Ok(f) => f,
+        Err(e) => e.exit(),
+    };
     if let Some(config::Command::Check { what: config::CheckCommand::Config { files } }) = &flags.command {
         return check_config(files);
     }
-    if let Err(e) = init_logging(&flags.log_level, &flags.log_format) {
+    let flag_values = status::flag_values(&command, &matches);
+    if let Err(e) = logging::init(&flags.log_level, &flags.log_format) {
         eprintln!("strata: {e:#}");
         return std::process::ExitCode::from(2);
     }
@@ -52,6 +61,7 @@ fn main() -> std::process::ExitCode {
             "cannot raise the open file limit to the hard limit"
         ),
     }
+    let config_yaml = flags.config_file.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     let cfg = match flags.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -76,7 +86,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(cfg)) {
+    match runtime.block_on(server::run(cfg, std::sync::Arc::new(status::server_status(flag_values, config_yaml)))) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "strata stopped with an error");
@@ -107,17 +117,4 @@ fn check_config(files: &[std::path::PathBuf]) -> std::process::ExitCode {
     } else {
         std::process::ExitCode::FAILURE
     }
-}
-
-fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .map_err(|e| anyhow::anyhow!("invalid --log.level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    match format {
-        "logfmt" => builder.init(),
-        "json" => builder.json().init(),
-        other => anyhow::bail!("invalid --log.format {other:?} (logfmt or json)"),
-    }
-    Ok(())
 }

@@ -2,7 +2,12 @@
 //!
 //! Components keep their own counters (the head's `HeadStats`, the WAL's fsync histogram, the
 //! ingest crate's `IngestMetrics`); a [`Collector`] reads them at scrape time. HTTP request counts and
-//! durations are recorded here by a middleware, labelled by route and status code.
+//! durations are recorded here by a middleware, labelled by route and status code. The `process_*`
+//! metrics come from [`crate::process`].
+//!
+//! `prometheus-client` writes OpenMetrics; `/metrics` answers Prometheus's text format 0.0.4, which
+//! names a counter family with its `_total` suffix in `# HELP`/`# TYPE` and has no `# EOF`
+//! ([`to_text_format`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -213,6 +218,7 @@ impl Collector for StorageCollector {
             "Metadata entries received and ignored.",
             s.metadata_ignored,
         )?;
+        encode_process(&mut e, &crate::process::ProcessStats::read())?;
         let c = &self.connections;
         gauge(&mut e, "strata_http_connections_open", "HTTP connections open.", c.open() as f64)?;
         counter(&mut e, "strata_http_connections", "HTTP connections accepted.", c.accepted())?;
@@ -237,6 +243,58 @@ impl Collector for StorageCollector {
     }
 }
 
+fn encode_process(e: &mut DescriptorEncoder, p: &crate::process::ProcessStats) -> std::fmt::Result {
+    if let Some(v) = p.cpu_seconds {
+        let c = ConstCounter::new(v);
+        c.encode(e.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            c.metric_type(),
+        )?)?;
+    }
+    for (name, help, v) in [
+        ("process_open_fds", "Number of open file descriptors.", p.open_fds),
+        ("process_max_fds", "Maximum number of open file descriptors.", p.max_fds),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_memory_bytes),
+        ("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_memory_bytes),
+        ("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", p.start_time_seconds),
+        ("process_threads", "Number of OS threads in the process.", p.threads),
+    ] {
+        if let Some(v) = v {
+            gauge(e, name, help, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites `prometheus-client`'s OpenMetrics output into the text format 0.0.4: a counter family's
+/// `# HELP` and `# TYPE` lines carry the `_total` name of its samples, and the `# EOF` line goes.
+fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .filter(|name| !name.ends_with("_total"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + counters.len() * 12);
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(l.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn time_gauge(ms: i64) -> f64 {
     if ms == i64::MIN || ms == i64::MAX {
         f64::NAN
@@ -257,10 +315,10 @@ impl Metrics {
         let http_duration = Family::<Vec<(String, String)>, Histogram>::new_with_constructor(|| {
             Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0].into_iter())
         });
-        registry.register("strata_http_requests", "HTTP requests by handler and status code.", http_requests.clone());
+        registry.register("strata_http_requests", "HTTP requests by handler and status code", http_requests.clone());
         registry.register(
             "strata_http_request_duration_seconds",
-            "HTTP request durations by handler (query handlers measure query evaluation).",
+            "HTTP request durations by handler (query handlers measure query evaluation)",
             http_duration.clone(),
         );
         registry.register_collector(Box::new(StorageCollector { db, ingest, connections, replay_seconds }));
@@ -275,7 +333,7 @@ impl Metrics {
     fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        Ok(to_text_format(&out))
     }
 }
 
@@ -296,4 +354,20 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     m.http_requests.get_or_create(&vec![("handler".to_owned(), route.clone()), ("code".to_owned(), code)]).inc();
     m.http_duration.get_or_create(&vec![("handler".to_owned(), route)]).observe(started.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_families_are_named_with_total_and_eof_is_dropped() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 3\n\
+                  # HELP b Gauge.\n# TYPE b gauge\nb 1\n# EOF\n";
+        assert_eq!(
+            to_text_format(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 3\n\
+             # HELP b Gauge.\n# TYPE b gauge\nb 1\n"
+        );
+    }
 }

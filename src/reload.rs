@@ -28,6 +28,8 @@ pub enum ReloadError {
 /// endpoint and `/metrics`.
 pub struct Reloader {
     head: Arc<tsdb::Head>,
+    /// What `status/config` and `status/runtimeinfo` report; updated by every reload.
+    status: Arc<query::status::ServerStatus>,
     /// Serialises reloads; holds the configuration in effect.
     state: Mutex<Reloadable>,
     external_labels: RwLock<Arc<BTreeMap<String, String>>>,
@@ -47,10 +49,11 @@ fn now_seconds() -> i64 {
 
 impl Reloader {
     /// Starts from the configuration loaded at startup (already applied to the head).
-    pub fn new(head: Arc<tsdb::Head>, initial: Reloadable) -> Reloader {
+    pub fn new(head: Arc<tsdb::Head>, initial: Reloadable, status: Arc<query::status::ServerStatus>) -> Reloader {
         let labels = Arc::new(initial.current.external_labels.clone());
         Reloader {
             head,
+            status,
             state: Mutex::new(initial),
             external_labels: RwLock::new(labels),
             last_ok: AtomicBool::new(true),
@@ -72,27 +75,37 @@ impl Reloader {
         let this = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || this.reload_blocking()).await.map_err(ReloadError::from);
         let result = result.and_then(|r| r);
-        match &result {
-            Ok(()) => {
+        let mut shown = match self.status.config.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        shown.reload_success = result.is_ok();
+        match result {
+            Ok(yaml) => {
                 self.last_ok.store(true, Ordering::Relaxed);
                 self.last_ok_seconds.store(now_seconds(), Ordering::Relaxed);
+                shown.yaml = yaml;
+                shown.last_config_time = SystemTime::now();
+                Ok(())
             }
             Err(e) => {
                 self.last_ok.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, "configuration reload failed; keeping the previous configuration");
+                Err(e)
             }
         }
-        result
     }
 
-    fn reload_blocking(&self) -> Result<(), ReloadError> {
+    /// Applies the config file; returns its text for `status/config`.
+    fn reload_blocking(&self) -> Result<String, ReloadError> {
         let mut state = match self.state.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let loaded = match &state.file {
-            Some(path) => crate::config_file::load(path)?,
-            None => FileConfig::default(),
+        let (loaded, yaml) = match &state.file {
+            // The text shown is read after the file was loaded: a write in between shows the newer text.
+            Some(path) => (crate::config_file::load(path)?, std::fs::read_to_string(path).unwrap_or_default()),
+            None => (FileConfig::default(), String::new()),
         };
         for (key, line) in &loaded.ignored {
             tracing::warn!(key, line, "config file key has no effect in Strata");
@@ -117,7 +130,7 @@ impl Reloader {
             external_labels = ?state.current.external_labels,
             "configuration reloaded"
         );
-        Ok(())
+        Ok(yaml)
     }
 
     /// Makes `/metrics` report the last reload's outcome.

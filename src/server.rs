@@ -25,7 +25,9 @@ pub const QUERY_MAX_BODY_BYTES: usize = 2 << 20;
 /// database (for readiness).
 type Ready = Arc<OnceLock<(Router, Arc<tsdb::Db>)>>;
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+/// Serves until SIGTERM/SIGINT. `status` is what the status endpoints report; whoever holds it may
+/// update its config part (a reload).
+pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyhow::Result<()> {
     let listener = listen(cfg.listen_address).with_context(|| format!("binding {}", cfg.listen_address))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %addr, data_dir = %cfg.data_dir.display(), "listening");
@@ -70,7 +72,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ingest_state =
         ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
     let ready_db = Arc::clone(&db);
-    let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone()));
+    let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone(), Arc::clone(&status)));
     if let Some(hangups) = hangups {
         tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
     }
@@ -86,9 +88,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
+        .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
         .route("/-/reload", post(reload_handler).put(reload_handler).with_state((lifecycle, Arc::clone(&reloader))))
-        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
+        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn(crate::http::gzip::compress));
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
     let _ = ready.set((api, ready_db));
 

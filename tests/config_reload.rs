@@ -122,6 +122,11 @@ fn sighup_changes_the_window_and_a_bad_config_keeps_the_old_one() {
     assert_eq!(code, 204, "the old 1h window was not kept: {body}");
     assert_eq!(server.metric("strata_config_last_reload_successful"), Some(0.0));
     assert_eq!(server.metric("strata_config_last_reload_success_timestamp_seconds"), Some(good_at));
+    // The status API shows the configuration in effect and that the last reload failed.
+    let (_, shown) = server.get_json("/api/v1/status/config", &[]);
+    assert!(shown["data"]["yaml"].as_str().is_some_and(|y| y.contains("1h")), "{shown}");
+    let (_, info) = server.get_json("/api/v1/status/runtimeinfo", &[]);
+    assert_eq!(info["data"]["reloadConfigSuccess"], false, "{info}");
     // Still serving queries, with the samples accepted under the reloaded window.
     let got = server.raw_samples("late_metric", "1h", now);
     assert_eq!(got.len(), 1, "{got:?}");

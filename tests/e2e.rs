@@ -16,3 +16,4 @@ mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
 mod slow_clients;
+mod status_api;

@@ -18,6 +18,6 @@ pub mod parser;
 pub mod promqltest;
 pub mod storage;
 
-pub use api::{router, QueryState};
+pub use api::{router, status, QueryState};
 pub use engine::{Engine, EngineOptions};
 pub use error::QueryError;

@@ -25,6 +25,7 @@
 //! [`ConnectionStats`] counts connections for `/metrics`.
 
 mod connection;
+pub mod gzip;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

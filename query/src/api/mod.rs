@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod params;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +31,6 @@ pub struct QueryState {
     pub opts: EngineOptions,
 }
 
-/// Version reported by `/api/v1/status/buildinfo` (Grafana detects features from it).
-pub const PROMETHEUS_VERSION: &str = "2.42.0";
-
 /// All query API routes, GET and form POST.
 pub fn router(state: QueryState) -> Router {
     Router::new()
@@ -41,7 +39,13 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/:name/values", get(label_values))
-        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/format_query", get(status::format_query).post(status::format_query))
+        .route("/api/v1/rules", get(status::rules))
+        .route("/api/v1/alerts", get(status::alerts))
+        .route("/api/v1/targets", get(status::targets))
+        .route("/api/v1/targets/metadata", get(status::targets_metadata))
+        .route("/api/v1/alertmanagers", get(status::alertmanagers))
         .route("/api/v1/status/tsdb", get(tsdb_status))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
@@ -393,30 +397,6 @@ async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResul
     .await?;
     warnings.extend(truncate(&mut values, limit));
     Ok((json::string_array(&values), warnings))
-}
-
-async fn buildinfo() -> Response {
-    let mut d = String::from("{");
-    for (i, (k, v)) in [
-        ("version", PROMETHEUS_VERSION),
-        ("revision", "strata"),
-        ("branch", "HEAD"),
-        ("buildUser", "strata"),
-        ("buildDate", "20230101-00:00:00"),
-        ("goVersion", "go1.19.5"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            d.push(',');
-        }
-        json::push_str(&mut d, k);
-        d.push(':');
-        json::push_str(&mut d, v);
-    }
-    d.push('}');
-    respond(Ok((d, Vec::new())))
 }
 
 async fn metadata() -> Response {
