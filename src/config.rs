@@ -33,7 +33,7 @@ pub struct Flags {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
-    /// Enable the admin API (Prometheus's flag; recorded, Strata has no admin endpoints yet).
+    /// Enable the admin API (TSDB snapshots; delete_series and clean_tombstones are not served).
     #[arg(long = "web.enable-admin-api")]
     pub enable_admin_api: bool,
 
@@ -285,8 +285,7 @@ pub struct Config {
     pub reloadable: Reloadable,
     /// `--web.enable-lifecycle`: `POST /-/reload` and `POST /-/quit` work.
     pub enable_lifecycle: bool,
-    /// `--web.enable-admin-api`.
-    #[allow(dead_code, reason = "recorded for the admin endpoints")]
+    /// `--web.enable-admin-api`: the TSDB snapshot endpoint works.
     pub enable_admin_api: bool,
     /// `--web.external-url`.
     #[allow(dead_code, reason = "recorded for generated links")]
@@ -507,7 +506,12 @@ impl Flags {
             &mut notes,
         );
         flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
-        flag(self.enable_admin_api, "--web.enable-admin-api", "Strata has no admin endpoints", &mut notes);
+        flag(
+            self.enable_admin_api,
+            "--web.enable-admin-api",
+            "only the snapshot endpoint; delete_series and clean_tombstones are not served",
+            &mut notes,
+        );
         for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
             match FEATURES.iter().find(|(name, _)| *name == feature) {
                 Some((name, what)) => notes.push(format!("--enable-feature={name}: {what}")),

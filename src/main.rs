@@ -10,6 +10,7 @@
 //! how it gets memory from the OS before anything else runs.
 #![deny(unsafe_code)]
 
+mod admin;
 mod config;
 mod config_file;
 mod http;

@@ -88,6 +88,7 @@ pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyho
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
+        .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
         .route("/-/reload", post(reload_handler).put(reload_handler).with_state((lifecycle, Arc::clone(&reloader))))

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod admin_snapshot;
 mod agent;
 mod bad_input;
 mod blocks;

@@ -262,6 +262,15 @@ impl Db {
         self.head.close()
     }
 
+    /// Creates a snapshot under `<data dir>/snapshots/` (see [`crate::snapshot`]): hard links of
+    /// every block's files and, with `with_head`, the head's current data as one more block. The
+    /// head and the WAL are left as they are. Returns the snapshot's directory name.
+    pub fn snapshot(&self, with_head: bool) -> Result<String> {
+        // Compaction and retention neither delete a block nor truncate the head meanwhile.
+        let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        crate::snapshot::create(&self.dir, &self.blocks(), with_head.then_some(&*self.head))
+    }
+
     /// Does all compaction work that is due: head → blocks, overlapping blocks merged, level
     /// compaction, retention.
     pub fn compact(&self) -> Result<()> {

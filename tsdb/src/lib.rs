@@ -9,6 +9,7 @@
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
 //! - [`db`]: the data directory as a whole: head, blocks, compaction, retention.
+//! - [`snapshot`]: snapshots of the data directory (hard-linked blocks plus the head as a block).
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
 //! - [`error`]: server faults ([`Error`]) apart from per-sample rejections ([`AppendError`]).
 #![deny(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod merge;
 mod prefetch;
 pub mod querier;
 pub mod record;
+pub mod snapshot;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod varint;

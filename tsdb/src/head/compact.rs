@@ -188,6 +188,38 @@ impl Head {
         Ok(RangeSnapshot { mint, maxt, wal_cut, taken, shadowed: AtomicU64::new(0) })
     }
 
+    /// Snapshots everything the head holds now (in-order and out-of-order) without changing the head
+    /// or the WAL: no segment is cut and the in-order floor stays. Returns None for an empty head.
+    /// The samples are read while the block is written, so samples appended meanwhile inside the range
+    /// may be included; the caller keeps the head from being truncated until then.
+    pub fn snapshot_all(&self) -> Result<Option<RangeSnapshot>> {
+        let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+        self.series_maps().for_each(|s| {
+            if let Some((lo, hi)) = s.lock().time_range() {
+                mint = mint.min(lo);
+                maxt = maxt.max(hi);
+            }
+        });
+        if mint > maxt {
+            return Ok(None);
+        }
+        let maxt = maxt.saturating_add(1);
+        let mut taken = Vec::new();
+        let mut failed = None;
+        self.series_maps().for_each(|s| {
+            let data = s.lock();
+            match taken_from(s, &data, mint, maxt) {
+                Ok(t) => taken.extend(t),
+                Err(e) => failed = Some(e),
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        taken.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
+        Ok(Some(RangeSnapshot { mint, maxt, wal_cut: None, taken, shadowed: AtomicU64::new(0) }))
+    }
+
     /// Drops from memory exactly what `snap` took (call after its block is durable), removes the
     /// series left without samples (see [`Head::gc_series`]), and recomputes the head's min time.
     pub fn truncate_snapshot(&self, snap: RangeSnapshot) {
