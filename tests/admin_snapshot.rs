@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{block_dirs, promtool, request, series, Server};
+use crate::util::{block_dirs, format_time, prometheus, promtool, request, series, PromServer, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
@@ -194,4 +194,16 @@ fn snapshot_holds_blocks_and_head_and_reads_back() {
         }
     }
     assert_eq!(dumped, want, "promtool tsdb dump differs from what was sent");
+
+    // Prometheus 2.42 started on another copy answers what the original answers for the same window.
+    let Some(prom) = prometheus() else { return };
+    let copy3 = dir.path().join("copy3");
+    copy_dir(&full, &copy3);
+    std::fs::create_dir_all(copy3.join("wal")).unwrap();
+    let prom_srv = PromServer::start(&prom, &copy3, &["--storage.tsdb.retention.time=100y"]);
+    let params = [("query", "snap[2d]"), ("time", &format_time(T0 + 7 * H - 1) as &str)];
+    let (_, ours) = srv.get_json("/api/v1/query", &params);
+    let theirs = prom_srv.get_json("/api/v1/query", &params);
+    assert_eq!(ours["status"], "success", "{ours}");
+    assert_eq!(ours["data"], theirs["data"], "Prometheus on the snapshot answers differently");
 }
