@@ -95,4 +95,47 @@ mod tests {
         assert_eq!(snapshot_name(t, 0x2a9ce9f86934f0f), "20261207T021244Z-02a9ce9f86934f0f");
         assert_eq!(snapshot_name(UNIX_EPOCH, u64::MAX), "19700101T000000Z-ffffffffffffffff");
     }
+
+    fn samples(db: &crate::Db) -> Vec<(i64, f64)> {
+        let q = db.querier(i64::MIN, i64::MAX);
+        let s = q.select(&[crate::Matcher::equal("__name__", "m")]).unwrap();
+        s.first().map(|s| s.samples(i64::MIN, i64::MAX).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn head_block_holds_in_order_and_late_samples_and_leaves_head_and_wal_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::DbOptions {
+            head: crate::head::Options { ooo_time_window_ms: 3_600_000, ..Default::default() },
+            ..Default::default()
+        };
+        let db = crate::Db::open(dir.path(), opts).unwrap();
+        let mut app = db.head().appender();
+        for i in 10..100 {
+            app.append_pairs(&[("__name__", "m")], i * 1000, i as f64).unwrap();
+        }
+        // Late: before the in-order samples and between them.
+        for t in [1000, 55_500] {
+            app.append_pairs(&[("__name__", "m")], t, -1.0).unwrap();
+        }
+        app.commit().unwrap();
+        let before = samples(&db);
+        assert_eq!(before.len(), 92);
+        let wal_before = db.head().wal().unwrap().segment_range().unwrap();
+
+        let name = db.snapshot(true).unwrap();
+        let snap = dir.path().join(SNAPSHOTS_DIR).join(&name);
+        assert_eq!(db.head().wal().unwrap().segment_range().unwrap(), wal_before, "the WAL was cut");
+        assert!(db.blocks().is_empty(), "the snapshot added a block to the database");
+        assert_eq!(samples(&db), before, "the head changed");
+        // More in-order samples are still taken.
+        let mut app = db.head().appender();
+        app.append_pairs(&[("__name__", "m")], 100_000, 100.0).unwrap();
+        app.commit().unwrap();
+
+        let copy = crate::Db::open(&snap, crate::DbOptions::default()).unwrap();
+        assert_eq!(copy.blocks().len(), 1);
+        assert_eq!(samples(&copy), before);
+        assert_eq!(copy.head().num_series(), 0);
+    }
 }
