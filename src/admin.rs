@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -48,12 +48,18 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-async fn snapshot(State(st): State<AdminState>, Query(params): Query<Vec<(String, String)>>) -> Response {
+/// `skip_head` comes from a form body first, then from the URL; the first value counts and an empty
+/// one means false (Go's `FormValue`).
+async fn snapshot(
+    State(st): State<AdminState>,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Option<Form<Vec<(String, String)>>>,
+) -> Response {
     if !st.enabled {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "unavailable", "admin APIs disabled");
     }
-    // The first value counts; an empty one means false (Go's `FormValue`).
-    let skip_head = match params.iter().find(|(k, _)| k == "skip_head").map(|(_, v)| v.as_str()) {
+    let form = body.map(|Form(f)| f).unwrap_or_default();
+    let skip_head = match form.iter().chain(&query).find(|(k, _)| k == "skip_head").map(|(_, v)| v.as_str()) {
         None | Some("") => false,
         Some(v) => match parse_bool(v) {
             Some(b) => b,
