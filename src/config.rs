@@ -506,12 +506,12 @@ impl Flags {
             &mut notes,
         );
         flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
-        flag(
-            self.enable_admin_api,
-            "--web.enable-admin-api",
-            "only the snapshot endpoint; delete_series and clean_tombstones are not served",
-            &mut notes,
-        );
+        if self.enable_admin_api {
+            notes.push(
+                "--web.enable-admin-api: only the TSDB snapshot is served; delete_series and clean_tombstones are not"
+                    .to_string(),
+            );
+        }
         for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
             match FEATURES.iter().find(|(name, _)| *name == feature) {
                 Some((name, what)) => notes.push(format!("--enable-feature={name}: {what}")),

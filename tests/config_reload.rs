@@ -211,6 +211,7 @@ fn prometheus_command_line_is_accepted_and_quit_exits_cleanly() {
         "global.scrape_interval has no effect",
         "--storage.tsdb.wal-compression has no effect",
         "--web.config.file=",
+        "--web.enable-admin-api: only the TSDB snapshot is served",
     ] {
         assert!(log.contains(expected), "no {expected:?} in the log:\n{log}");
     }
