@@ -4,6 +4,7 @@
 mod util;
 
 mod agent;
+mod api_extras;
 mod bad_input;
 mod blocks;
 mod config_reload;

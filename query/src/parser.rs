@@ -44,7 +44,109 @@ pub(crate) fn parse_unchecked(input: &str) -> Result<Expr, ParseError> {
             .unwrap_or_default();
         Err(format!("invalid query: {why}"))
     });
-    parsed.map_err(|msg| ParseError { msg })
+    parsed.map_err(|msg| ParseError { msg: prometheus_message(input, &msg) })
+}
+
+/// Rewrites a `promql-parser` message as Prometheus words it: `line:col: parse error: ` followed by
+/// Prometheus's text. The crate reports no positions, so the position is derived from the input and
+/// the kind of error: the end of the input for an unterminated expression, the offending token
+/// otherwise. Messages whose position cannot be derived keep the `parse error: ` prefix only.
+fn prometheus_message(input: &str, msg: &str) -> String {
+    let at_end = || position(input, input.len());
+    let (pos, text) = if msg.contains("end of input") || msg == "unclosed left parenthesis" {
+        (Some(at_end()), msg.to_owned())
+    } else if msg == "unexpected right parenthesis ')'" {
+        (unbalanced_close(input).map(|i| position(input, i + 1)), msg.to_owned())
+    } else if let Some(name) = quoted_tail(msg, "unknown function with name ") {
+        (find_call(input, name).map(|i| position(input, i)), format!("unknown function with name {name:?}"))
+    } else if let Some(rest) = msg.strip_prefix("expected type ") {
+        call_type_error(input, rest).unwrap_or((None, msg.to_owned()))
+    } else if msg.starts_with("unterminated quoted string") {
+        (input.find(['"', '\'', '`']).map(|i| position(input, i)), "unterminated quoted string".to_owned())
+    } else {
+        (None, msg.to_owned())
+    };
+    match pos {
+        Some((line, col)) => format!("{line}:{col}: parse error: {text}"),
+        None => format!("parse error: {text}"),
+    }
+}
+
+/// Prometheus's 1-based `(line, column)` of the byte offset `at` (columns count characters).
+fn position(input: &str, at: usize) -> (usize, usize) {
+    let before = input.get(..at).unwrap_or(input);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before.get(line_start..).map_or(0, |l| l.chars().count()) + 1)
+}
+
+/// Byte offset of the first `)` closing no `(` (outside string literals).
+fn unbalanced_close(input: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in input.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' => depth += 1,
+            ')' if depth == 0 => return Some(i),
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The name in `prefix'name'` (the crate quotes names with single quotes).
+fn quoted_tail<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
+    msg.strip_prefix(prefix)?.strip_prefix('\'')?.strip_suffix('\'')
+}
+
+/// Byte offset of `name(` as a call in the input (not part of a longer identifier).
+fn find_call(input: &str, name: &str) -> Option<usize> {
+    input.match_indices(name).map(|(i, _)| i).find(|&i| {
+        let before_ok = input
+            .get(..i)
+            .and_then(|b| b.chars().last())
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
+        let after = input.get(i + name.len()..).unwrap_or("").trim_start();
+        before_ok && after.starts_with('(')
+    })
+}
+
+/// `expected type matrix in call to function 'rate', got vector` → Prometheus's wording, positioned
+/// at the call's first argument.
+fn call_type_error(input: &str, rest: &str) -> Option<(Option<(usize, usize)>, String)> {
+    let (want, rest) = rest.split_once(" in call to function ")?;
+    let (name, got) = rest.split_once(", got ")?;
+    let name = name.strip_prefix('\'')?.strip_suffix('\'')?;
+    let pos = find_call(input, name).and_then(|i| {
+        let open = i + input.get(i..)?.find('(')? + 1;
+        let arg = open + input.get(open..)?.len() - input.get(open..)?.trim_start().len();
+        Some(position(input, arg))
+    });
+    let text =
+        format!("expected type {} in call to function {name:?}, got {}", value_type_name(want), value_type_name(got));
+    Some((pos, text))
+}
+
+/// Prometheus's name of a value type (`range vector`, `instant vector`) for the crate's.
+fn value_type_name(t: &str) -> &str {
+    match t {
+        "matrix" => "range vector",
+        "vector" => "instant vector",
+        other => other,
+    }
 }
 
 /// Replaces the identifier `holt_winters` outside string literals.

@@ -194,13 +194,14 @@ async fn run_query(
     opts: EngineOptions,
     storage: TsdbStorage,
     query: String,
+    parse_error: fn(crate::parser::ParseError) -> QueryError,
     eval: impl FnOnce(&Engine, &TsdbStorage, &promql_parser::parser::Expr) -> Result<QueryValue, QueryError>
         + Send
         + 'static,
 ) -> ApiResult {
     let deadline = Instant::now() + opts.timeout;
     blocking(move || {
-        let expr = crate::parser::parse(&query).map_err(|e| bad_param("query", e))?;
+        let expr = crate::parser::parse(&query).map_err(parse_error)?;
         panic_point(&query);
         let v = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
         Ok((json::query_data(&v, deadline)?, storage.warnings()))
@@ -216,7 +217,9 @@ async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let t = time_param(&p, "time", now_ms())?;
     let (opts, lookback) = request_options(&st, &p)?;
     let storage = request_storage(&st, &p)?;
-    run_query(opts, storage, p.get("query").to_owned(), move |engine, storage, expr| {
+    // Like Prometheus, an instant query names the parameter in a parse error and a range query does not.
+    let parse_error = |e| bad_param("query", e);
+    run_query(opts, storage, p.get("query").to_owned(), parse_error, move |engine, storage, expr| {
         engine.instant(storage, expr, t, lookback)
     })
     .await
@@ -248,7 +251,8 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     }
     let (opts, lookback) = request_options(&st, &p)?;
     let storage = request_storage(&st, &p)?;
-    run_query(opts, storage, p.get("query").to_owned(), move |engine, storage, expr| {
+    let parse_error = |e: crate::parser::ParseError| QueryError::BadData(e.to_string());
+    run_query(opts, storage, p.get("query").to_owned(), parse_error, move |engine, storage, expr| {
         engine.range(storage, expr, start, end, step, lookback)
     })
     .await
