@@ -12,6 +12,7 @@
 
 mod config;
 mod config_file;
+mod cors;
 mod http;
 mod logging;
 mod memory;

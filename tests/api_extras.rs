@@ -55,3 +55,60 @@ fn parse_errors_carry_prometheus_positions() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// The CORS headers of a response (lower-cased names, sorted), and its status.
+fn cors_headers(addr: &str, method: &str, path: &str, origin: Option<&str>) -> (u16, Vec<(String, String)>) {
+    let mut req = ureq::request(method, &format!("http://{addr}{path}"));
+    if let Some(o) = origin {
+        req = req.set("Origin", o).set("Access-Control-Request-Method", "POST");
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let mut h: Vec<(String, String)> = resp
+        .headers_names()
+        .into_iter()
+        .filter(|n| n.starts_with("access-control-") || n == "vary")
+        .flat_map(|n| resp.all(&n).into_iter().map(|v| (n.clone(), v.to_owned())).collect::<Vec<_>>())
+        .collect();
+    h.sort();
+    (resp.status(), h)
+}
+
+#[test]
+fn cors_headers_follow_the_origin_regex() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = r"--web.cors.origin=https?://foo\.com";
+    let srv = Server::start(&dir.path().join("strata"), &[flag]);
+    let (code, h) = cors_headers(&srv.addr, "GET", "/api/v1/query?query=1", Some("https://foo.com"));
+    assert_eq!(code, 200);
+    assert!(h.contains(&("access-control-allow-origin".into(), "https://foo.com".into())), "{h:?}");
+    assert!(h.contains(&("access-control-allow-methods".into(), "GET, POST, OPTIONS".into())), "{h:?}");
+    let (code, h) = cors_headers(&srv.addr, "OPTIONS", "/api/v1/query_range", Some("http://foo.com.evil"));
+    assert_eq!(code, 204);
+    assert!(!h.iter().any(|(n, _)| n == "access-control-allow-origin"), "an unanchored match: {h:?}");
+    let (_, h) = cors_headers(&srv.addr, "GET", "/api/v1/query?query=1", None);
+    assert!(h.is_empty(), "CORS headers without an Origin: {h:?}");
+    let default = Server::start(&dir.path().join("default"), &[]);
+    let (_, h) = cors_headers(&default.addr, "GET", "/api/v1/labels", Some("http://anywhere.example"));
+    assert!(h.contains(&("access-control-allow-origin".into(), "http://anywhere.example".into())), "{h:?}");
+
+    let Some(prom_bin) = prometheus() else { return };
+    let prom = PromServer::start(&prom_bin, &dir.path().join("prom"), &[flag]);
+    let mut mismatches = Vec::new();
+    for (method, path) in [("GET", "/api/v1/query?query=1"), ("OPTIONS", "/api/v1/query"), ("GET", "/api/v1/labels")] {
+        for origin in
+            [Some("http://foo.com"), Some("https://foo.com"), Some("http://foo.com.evil"), Some("http://bar.com"), None]
+        {
+            let ours = cors_headers(&srv.addr, method, path, origin);
+            let theirs = cors_headers(&prom.addr, method, path, origin);
+            if ours != theirs {
+                mismatches
+                    .push(format!("{method} {path} {origin:?}:\n  strata:     {ours:?}\n  prometheus: {theirs:?}"));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
