@@ -1,7 +1,7 @@
 //! Prometheus API details beyond the answers themselves: parse-error positions, `stats=all`, and CORS,
 //! each compared with Prometheus 2.42 where it is installed.
 
-use crate::util::{prometheus, PromServer, Server};
+use crate::util::{prometheus, request, series, PromServer, Server};
 
 /// Malformed queries whose parse errors Strata words and positions like Prometheus.
 const MALFORMED: &[&str] = &[
@@ -108,6 +108,93 @@ fn cors_headers_follow_the_origin_regex() {
                 mismatches
                     .push(format!("{method} {path} {origin:?}:\n  strata:     {ours:?}\n  prometheus: {theirs:?}"));
             }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Three series with a sample every 15 s over ten minutes from t = 0.
+fn stats_data() -> ingest::proto::WriteRequest {
+    let samples: Vec<(i64, f64)> = (0..40).map(|i| (i * 15_000, i as f64)).collect();
+    request(["a", "b", "c"].iter().map(|j| series("stats_metric", &[("job", j)], &samples)).collect())
+}
+
+/// The object's keys, recursively, as `a.b.c` paths.
+fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(m) = v {
+        for (k, v) in m {
+            let p = format!("{prefix}{k}");
+            out.push(p.clone());
+            key_paths(v, &format!("{p}."), out);
+        }
+    }
+}
+
+fn stats_of(body: &serde_json::Value) -> &serde_json::Value {
+    assert_eq!(body["status"], "success", "{body}");
+    &body["data"]["stats"]
+}
+
+#[test]
+fn stats_report_timings_and_samples_like_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("strata"), &[]);
+    let (code, body) = srv.write(&stats_data());
+    assert_eq!(code, 204, "{body}");
+
+    let (_, body) = srv.get_json("/api/v1/query", &[("query", "stats_metric"), ("time", "300")]);
+    assert!(body["data"].get("stats").is_none(), "stats without asking: {body}");
+    let (_, body) = srv.get_json("/api/v1/query", &[("query", "stats_metric"), ("time", "300"), ("stats", "all")]);
+    let stats = stats_of(&body);
+    assert_eq!(stats["samples"]["totalQueryableSamples"], 3, "{stats}");
+    assert_eq!(stats["samples"]["peakSamples"], 3, "{stats}");
+    let t = &stats["timings"];
+    let secs = |k: &str| t[k].as_f64().unwrap_or_else(|| panic!("{k}: {t}"));
+    assert!(secs("execTotalTime") > 0.0 && secs("innerEvalTime") > 0.0, "{t}");
+    assert!(secs("execTotalTime") >= secs("evalTotalTime") && secs("evalTotalTime") >= secs("innerEvalTime"), "{t}");
+    // A range selector reads each sample of its range: 5 m at 15 s holds 20 per series.
+    let (_, body) = srv.get_json("/api/v1/query", &[("query", "stats_metric[5m]"), ("time", "299"), ("stats", "all")]);
+    assert_eq!(stats_of(&body)["samples"]["totalQueryableSamples"], 60, "{body}");
+    let range = [("query", "sum(stats_metric)"), ("start", "60"), ("end", "300"), ("step", "60"), ("stats", "all")];
+    let (_, body) = srv.get_json("/api/v1/query_range", &range);
+    assert_eq!(stats_of(&body)["samples"]["totalQueryableSamples"], 15, "{body}");
+
+    let Some(prom_bin) = prometheus() else { return };
+    let prom = PromServer::start(&prom_bin, &dir.path().join("prom"), &["--web.enable-remote-write-receiver"]);
+    prom.write(&stats_data());
+    let queries: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/api/v1/query", vec![("query", "stats_metric"), ("time", "300"), ("stats", "all")]),
+        ("/api/v1/query", vec![("query", "sum by (job) (stats_metric)"), ("time", "300"), ("stats", "true")]),
+        ("/api/v1/query", vec![("query", "stats_metric[5m]"), ("time", "299"), ("stats", "all")]),
+        ("/api/v1/query", vec![("query", "1"), ("stats", "all")]),
+        ("/api/v1/query_range", range.to_vec()),
+        (
+            "/api/v1/query_range",
+            vec![("query", "stats_metric"), ("start", "0"), ("end", "600"), ("step", "30"), ("stats", "all")],
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (path, params) in &queries {
+        let (_, ours) = srv.get_json(path, params);
+        let theirs = prom.get_json(path, params);
+        let (mut ours_keys, mut their_keys) = (Vec::new(), Vec::new());
+        key_paths(&ours, "", &mut ours_keys);
+        key_paths(&theirs, "", &mut their_keys);
+        ours_keys.sort();
+        their_keys.sort();
+        // `peakSamples` counts what the evaluation holds, which depends on the evaluator's own
+        // intermediate results: compared only for being at least the result's size.
+        let total = |b: &serde_json::Value| stats_of(b)["samples"]["totalQueryableSamples"].clone();
+        let peak = stats_of(&ours)["samples"]["peakSamples"].as_u64().unwrap_or(0);
+        let result_size = match &ours["data"]["result"] {
+            serde_json::Value::Array(r) if ours["data"]["resultType"] == "matrix" => {
+                r.iter().map(|s| s["values"].as_array().map_or(0, Vec::len) as u64).sum()
+            }
+            serde_json::Value::Array(r) if ours["data"]["resultType"] == "vector" => r.len() as u64,
+            _ => 1,
+        };
+        if ours_keys != their_keys || total(&ours) != total(&theirs) || peak < result_size {
+            mismatches.push(format!("{path} {params:?}:\n  strata:     {ours}\n  prometheus: {theirs}"));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

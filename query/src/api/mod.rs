@@ -189,24 +189,49 @@ fn panic_point(query: &str) {
 #[inline(always)]
 fn panic_point(_query: &str) {}
 
-/// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now).
+/// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now);
+/// with `stats`, the data carries Prometheus's `stats` object.
 async fn run_query(
     opts: EngineOptions,
     storage: TsdbStorage,
     query: String,
+    stats: bool,
     parse_error: fn(crate::parser::ParseError) -> QueryError,
-    eval: impl FnOnce(&Engine, &TsdbStorage, &promql_parser::parser::Expr) -> Result<QueryValue, QueryError>
+    eval: impl FnOnce(
+            &Engine,
+            &TsdbStorage,
+            &promql_parser::parser::Expr,
+        ) -> Result<(QueryValue, crate::engine::EvalStats), QueryError>
         + Send
         + 'static,
 ) -> ApiResult {
-    let deadline = Instant::now() + opts.timeout;
+    let arrived = Instant::now();
+    let deadline = arrived + opts.timeout;
     blocking(move || {
+        let started = Instant::now();
         let expr = crate::parser::parse(&query).map_err(parse_error)?;
         panic_point(&query);
-        let v = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
-        Ok((json::query_data(&v, deadline)?, storage.warnings()))
+        let parsed = Instant::now();
+        let (v, eval_stats) = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
+        let evaluated = Instant::now();
+        let mut data = json::query_data(&v, deadline)?;
+        if stats {
+            let timings = json::Timings {
+                queue: started - arrived,
+                preparation: parsed - started,
+                inner_eval: (evaluated - parsed).saturating_sub(eval_stats.sort_time),
+                sort: eval_stats.sort_time,
+            };
+            json::push_stats(&mut data, &timings, &eval_stats);
+        }
+        Ok((data, storage.warnings()))
     })
     .await
+}
+
+/// Whether the request asks for query statistics (`stats` set to anything, as Prometheus).
+fn wants_stats(p: &Params) -> bool {
+    !p.get("stats").is_empty()
 }
 
 async fn query(State(st): State<QueryState>, p: Params) -> Response {
@@ -219,8 +244,9 @@ async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let storage = request_storage(&st, &p)?;
     // Like Prometheus, an instant query names the parameter in a parse error and a range query does not.
     let parse_error = |e| bad_param("query", e);
-    run_query(opts, storage, p.get("query").to_owned(), parse_error, move |engine, storage, expr| {
-        engine.instant(storage, expr, t, lookback)
+    let stats = wants_stats(&p);
+    run_query(opts, storage, p.get("query").to_owned(), stats, parse_error, move |engine, storage, expr| {
+        engine.instant_stats(storage, expr, t, lookback)
     })
     .await
 }
@@ -252,8 +278,9 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     let (opts, lookback) = request_options(&st, &p)?;
     let storage = request_storage(&st, &p)?;
     let parse_error = |e: crate::parser::ParseError| QueryError::BadData(e.to_string());
-    run_query(opts, storage, p.get("query").to_owned(), parse_error, move |engine, storage, expr| {
-        engine.range(storage, expr, start, end, step, lookback)
+    let stats = wants_stats(&p);
+    run_query(opts, storage, p.get("query").to_owned(), stats, parse_error, move |engine, storage, expr| {
+        engine.range_stats(storage, expr, start, end, step, lookback)
     })
     .await
 }

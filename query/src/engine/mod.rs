@@ -131,6 +131,19 @@ pub(crate) enum Val {
     Str(String),
 }
 
+/// What an evaluation measured, for the query API's `stats` parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EvalStats {
+    /// Samples the selectors took from storage: one per series and step with a value for an instant
+    /// selector, every sample of the selected range for a range selector (read once, however many
+    /// steps' windows hold it).
+    pub queryable_samples: usize,
+    /// The most samples the evaluation held, as counted toward `max_samples`, or in its result.
+    pub peak_samples: usize,
+    /// Time spent sorting the result's series.
+    pub sort_time: Duration,
+}
+
 /// Evaluates PromQL expressions with given options.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
@@ -164,6 +177,17 @@ impl Engine {
         t: i64,
         lookback: Option<Duration>,
     ) -> Result<QueryValue> {
+        self.instant_stats(storage, expr, t, lookback).map(|(v, _)| v)
+    }
+
+    /// [`Engine::instant`] with what the evaluation measured.
+    pub fn instant_stats(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        t: i64,
+        lookback: Option<Duration>,
+    ) -> Result<(QueryValue, EvalStats)> {
         let mut ev = self.evaluator(storage, t, t, 1, lookback);
         let v = ev.eval(expr)?;
         let v = match v {
@@ -176,8 +200,8 @@ impl Engine {
             }
             Val::Matrix(m) => QueryValue::Matrix(m),
         };
-        self.check_result_size(&v)?;
-        Ok(v)
+        let n = self.check_result_size(&v)?;
+        Ok((v, ev.stats(n, Duration::ZERO)))
     }
 
     /// Evaluates `expr` at `start, start+step, … <= end` (ms); the result is a matrix.
@@ -190,6 +214,19 @@ impl Engine {
         step: i64,
         lookback: Option<Duration>,
     ) -> Result<QueryValue> {
+        self.range_stats(storage, expr, start, end, step, lookback).map(|(v, _)| v)
+    }
+
+    /// [`Engine::range`] with what the evaluation measured.
+    pub fn range_stats(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: Option<Duration>,
+    ) -> Result<(QueryValue, EvalStats)> {
         if step <= 0 {
             return Err(QueryError::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -213,12 +250,15 @@ impl Engine {
         if let Some(sink) = streamed {
             let mut m = sink.finish();
             ev.check_timeout()?;
+            let sorting = Instant::now();
             m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let sort_time = sorting.elapsed();
             let v = QueryValue::Matrix(m);
-            self.check_result_size(&v)?;
-            return Ok(v);
+            let n = self.check_result_size(&v)?;
+            return Ok((v, ev.stats(n, sort_time)));
         }
         let v = ev.eval(expr)?;
+        let mut sort_time = Duration::ZERO;
         let v = match v {
             Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series {
                 labels: Arc::new(Labels::empty()),
@@ -227,7 +267,9 @@ impl Engine {
             Val::Vector(steps) => {
                 let mut m = ev.to_series(steps, true)?;
                 ev.check_timeout()?;
+                let sorting = Instant::now();
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                sort_time = sorting.elapsed();
                 Ok(QueryValue::Matrix(m))
             }
             Val::Matrix(_) => Err(QueryError::BadData(
@@ -237,13 +279,14 @@ impl Engine {
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
             )),
         }?;
-        self.check_result_size(&v)?;
-        Ok(v)
+        let n = self.check_result_size(&v)?;
+        Ok((v, ev.stats(n, sort_time)))
     }
 
     /// Errors if a result holds more samples than `max_samples` (as Prometheus, which counts a
     /// query's result among the samples it holds): the limit also bounds the response's size.
-    fn check_result_size(&self, v: &QueryValue) -> Result<()> {
+    /// Returns the result's size.
+    fn check_result_size(&self, v: &QueryValue) -> Result<usize> {
         let n = match v {
             QueryValue::Vector { samples, .. } => samples.len(),
             QueryValue::Matrix(m) => m.iter().map(|s| s.points.len()).fold(0usize, usize::saturating_add),
@@ -252,7 +295,7 @@ impl Engine {
         if n > self.opts.max_samples {
             return Err(QueryError::TooManySamples("query execution"));
         }
-        Ok(())
+        Ok(n)
     }
 
     fn evaluator<'a>(
@@ -275,6 +318,7 @@ impl Engine {
             deadline: self.deadline.unwrap_or_else(|| Instant::now() + self.opts.timeout),
             max_samples: self.opts.max_samples,
             cur_samples: 0,
+            queryable_samples: 0,
             subquery_step: 60_000,
         }
     }
@@ -345,6 +389,8 @@ pub(crate) struct Evaluator<'a> {
     deadline: Instant,
     max_samples: usize,
     cur_samples: usize,
+    /// See [`EvalStats::queryable_samples`].
+    queryable_samples: usize,
     subquery_step: i64,
 }
 
@@ -364,6 +410,15 @@ impl Evaluator<'_> {
     /// When the evaluation must end.
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// What the evaluation measured, given its result's size.
+    fn stats(&self, result_samples: usize, sort_time: Duration) -> EvalStats {
+        EvalStats {
+            queryable_samples: self.queryable_samples,
+            peak_samples: self.cur_samples.max(result_samples),
+            sort_time,
+        }
     }
 
     pub(crate) fn add_samples(&mut self, n: usize) -> Result<()> {
@@ -521,6 +576,7 @@ impl Evaluator<'_> {
                 }
                 outs.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
             }
+            self.queryable_samples = self.queryable_samples.saturating_add(outs.len());
             self.add_samples(outs.len())?;
             if !outs.is_empty() {
                 sink.series(&s.labels(), false, &outs)?;
@@ -542,6 +598,7 @@ impl Evaluator<'_> {
                 continue;
             }
             buf.retain(|p| !is_stale(p.1));
+            self.queryable_samples = self.queryable_samples.saturating_add(buf.len());
             self.add_samples(buf.len())?;
             out.push(Series { labels: Arc::new(s.labels()), points: buf });
         }
@@ -716,6 +773,7 @@ impl Evaluator<'_> {
                             }
                             let outs = done.outs.get(from..to).unwrap_or_default();
                             from = to;
+                            self.queryable_samples = self.queryable_samples.saturating_add(samples);
                             self.add_samples(outs.len())?;
                             if outs.is_empty() {
                                 continue;
