@@ -15,6 +15,13 @@ const MALFORMED: &[&str] = &[
     "foo offset",
     "\"abc",
     "up +\n  rate(",
+    "foo[",
+    "foo[5m",
+    "foo[5m:1m",
+    "sum(foo[5m",
+    "rate(foo[5m])[",
+    "1 +",
+    "foo and",
 ];
 
 fn range_params(q: &str) -> [(&str, &str); 4] {
