@@ -63,7 +63,7 @@ fn parse_errors_carry_prometheus_positions() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
-/// The CORS headers of a response (lower-cased names, sorted), and its status.
+/// The CORS headers (and `Allow`) of a response (lower-cased names, sorted), and its status.
 fn cors_headers(addr: &str, method: &str, path: &str, origin: Option<&str>) -> (u16, Vec<(String, String)>) {
     let mut req = ureq::request(method, &format!("http://{addr}{path}"));
     if let Some(o) = origin {
@@ -77,7 +77,7 @@ fn cors_headers(addr: &str, method: &str, path: &str, origin: Option<&str>) -> (
     let mut h: Vec<(String, String)> = resp
         .headers_names()
         .into_iter()
-        .filter(|n| n.starts_with("access-control-") || n == "vary")
+        .filter(|n| n.starts_with("access-control-") || n == "vary" || n == "allow")
         .flat_map(|n| resp.all(&n).into_iter().map(|v| (n.clone(), v.to_owned())).collect::<Vec<_>>())
         .collect();
     h.sort();
