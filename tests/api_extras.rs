@@ -177,6 +177,26 @@ fn stats_report_timings_and_samples_like_prometheus() {
         ("/api/v1/query_range", range.to_vec()),
         (
             "/api/v1/query_range",
+            vec![
+                ("query", "rate(stats_metric[5m])"),
+                ("start", "300"),
+                ("end", "600"),
+                ("step", "60"),
+                ("stats", "all"),
+            ],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "sum(rate(stats_metric[2m]))"),
+                ("start", "0"),
+                ("end", "600"),
+                ("step", "45"),
+                ("stats", "all"),
+            ],
+        ),
+        (
+            "/api/v1/query_range",
             vec![("query", "stats_metric"), ("start", "0"), ("end", "600"), ("step", "30"), ("stats", "all")],
         ),
     ];

@@ -134,9 +134,10 @@ pub(crate) enum Val {
 /// What an evaluation measured, for the query API's `stats` parameter.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EvalStats {
-    /// Samples the selectors took from storage: one per series and step with a value for an instant
-    /// selector, every sample of the selected range for a range selector (read once, however many
-    /// steps' windows hold it).
+    /// Samples the selectors took from storage, as Prometheus counts them: one per series and step
+    /// with a value for an instant selector, and for a range function the samples in each step's
+    /// window (a sample counts once per window holding it). A range selector evaluated whole (a
+    /// matrix result, or a range function outside the windowed path) counts each sample once.
     pub queryable_samples: usize,
     /// The most samples the evaluation held, as counted toward `max_samples`, or in its result.
     pub peak_samples: usize,
@@ -766,14 +767,14 @@ impl Evaluator<'_> {
                             return Err(QueryError::Timeout("expression evaluation"));
                         }
                         let mut from = 0;
-                        for (i, &(samples, to)) in part.zip(&done.series) {
+                        for (i, &(samples, windowed, to)) in part.zip(&done.series) {
                             self.check_timeout()?;
                             if self.cur_samples.saturating_add(samples) > self.max_samples {
                                 return Err(QueryError::TooManySamples("query execution"));
                             }
                             let outs = done.outs.get(from..to).unwrap_or_default();
                             from = to;
-                            self.queryable_samples = self.queryable_samples.saturating_add(samples);
+                            self.queryable_samples = self.queryable_samples.saturating_add(windowed);
                             self.add_samples(outs.len())?;
                             if outs.is_empty() {
                                 continue;
@@ -914,9 +915,10 @@ pub(crate) struct WindowSpec<'t> {
 struct PartOutput {
     /// `(step, value)` of every series, one after the other.
     outs: Vec<(usize, f64)>,
-    /// Per series: samples read, and where its outputs end in `outs`. Shorter than the part if
-    /// the deadline passed.
-    series: Vec<(usize, usize)>,
+    /// Per series: samples read, the sum over steps of the samples in each step's window (see
+    /// [`EvalStats::queryable_samples`]), and where its outputs end in `outs`. Shorter than the part
+    /// if the deadline passed.
+    series: Vec<(usize, usize, usize)>,
     /// The first read error of the part (its series is there with no samples).
     failed: Option<QueryError>,
 }
@@ -957,7 +959,9 @@ fn window_series_part(
         }
         points.retain(|p| !is_stale(p.1));
         f.series(&points, spec, &mut done.outs);
-        done.series.push((points.len(), done.outs.len()));
+        let mut windowed = 0usize;
+        spec.for_each_window(&points, |_, (a, b), _, _| windowed = windowed.saturating_add(b - a));
+        done.series.push((points.len(), windowed, done.outs.len()));
     }
 }
 
