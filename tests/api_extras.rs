@@ -175,6 +175,27 @@ fn stats_report_timings_and_samples_like_prometheus() {
         ("/api/v1/query", vec![("query", "stats_metric[5m]"), ("time", "299"), ("stats", "all")]),
         ("/api/v1/query", vec![("query", "1"), ("stats", "all")]),
         ("/api/v1/query_range", range.to_vec()),
+        ("/api/v1/query", vec![("query", "rate(stats_metric[5m])"), ("time", "400"), ("stats", "all")]),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "rate(stats_metric[1m]) / rate(stats_metric[2m])"),
+                ("start", "300"),
+                ("end", "600"),
+                ("step", "60"),
+                ("stats", "all"),
+            ],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "max_over_time(stats_metric[3m])"),
+                ("start", "300"),
+                ("end", "600"),
+                ("step", "60"),
+                ("stats", "all"),
+            ],
+        ),
         (
             "/api/v1/query_range",
             vec![
