@@ -268,6 +268,7 @@ const FEATURES: &[(&str, &str)] = &[
     ("created-timestamp-zero-ingestion", "Strata does not scrape"),
     ("concurrent-rule-eval", "Strata does not evaluate rules"),
     ("promql-experimental-functions", "Strata implements the standard PromQL functions"),
+    ("promql-per-step-stats", "stats=all reports the queryable samples of each step"),
 ];
 
 /// Everything the server needs, checked.
@@ -414,6 +415,7 @@ impl Flags {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
             timeout: parse_duration(&self.query_timeout).context("--query.timeout")?,
             max_samples: self.query_max_samples,
+            per_step_stats: self.enable_feature.iter().any(|f| f.trim() == "promql-per-step-stats"),
             ..query::EngineOptions::default()
         };
         Ok(Config {

@@ -247,3 +247,48 @@ fn stats_report_timings_and_samples_like_prometheus() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+#[test]
+fn per_step_stats_match_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let feature = "--enable-feature=promql-per-step-stats";
+    let srv = Server::start(&dir.path().join("strata"), &[feature]);
+    let (code, body) = srv.write(&stats_data());
+    assert_eq!(code, 204, "{body}");
+    let range = |q: &'static str, stats: &'static str| {
+        vec![("query", q), ("start", "300"), ("end", "600"), ("step", "60"), ("stats", stats)]
+    };
+    let (_, body) = srv.get_json("/api/v1/query_range", &range("stats_metric", "all"));
+    let samples = &stats_of(&body)["samples"];
+    let steps = samples["totalQueryableSamplesPerStep"].as_array().unwrap_or_else(|| panic!("{samples}"));
+    assert_eq!(steps.len(), 6, "{samples}");
+    assert_eq!(steps[0], serde_json::json!([300, 3]), "{samples}");
+    let sum: u64 = steps.iter().map(|s| s[1].as_u64().unwrap()).sum();
+    assert_eq!(samples["totalQueryableSamples"], sum, "{samples}");
+    // Only stats=all has the per-step counts.
+    let (_, body) = srv.get_json("/api/v1/query_range", &range("stats_metric", "true"));
+    assert!(stats_of(&body)["samples"].get("totalQueryableSamplesPerStep").is_none(), "{body}");
+
+    let Some(prom_bin) = prometheus() else { return };
+    let prom = PromServer::start(&prom_bin, &dir.path().join("prom"), &["--web.enable-remote-write-receiver", feature]);
+    prom.write(&stats_data());
+    let queries: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/api/v1/query_range", range("stats_metric", "all")),
+        ("/api/v1/query_range", range("rate(stats_metric[5m])", "all")),
+        ("/api/v1/query_range", range("sum by (job) (rate(stats_metric[2m]))", "all")),
+        ("/api/v1/query_range", range("stats_metric", "true")),
+        ("/api/v1/query", vec![("query", "stats_metric"), ("time", "300"), ("stats", "all")]),
+        ("/api/v1/query", vec![("query", "stats_metric[5m]"), ("time", "299"), ("stats", "all")]),
+    ];
+    let mut mismatches = Vec::new();
+    for (path, params) in &queries {
+        let (_, ours) = srv.get_json(path, params);
+        let theirs = prom.get_json(path, params);
+        let per_step = |b: &serde_json::Value| stats_of(b)["samples"]["totalQueryableSamplesPerStep"].clone();
+        let total = |b: &serde_json::Value| stats_of(b)["samples"]["totalQueryableSamples"].clone();
+        if per_step(&ours) != per_step(&theirs) || total(&ours) != total(&theirs) {
+            mismatches.push(format!("{path} {params:?}:\n  strata:     {ours}\n  prometheus: {theirs}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

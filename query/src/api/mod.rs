@@ -195,7 +195,7 @@ async fn run_query(
     opts: EngineOptions,
     storage: TsdbStorage,
     query: String,
-    stats: bool,
+    stats: Option<StatsLevel>,
     parse_error: fn(crate::parser::ParseError) -> QueryError,
     eval: impl FnOnce(
             &Engine,
@@ -215,23 +215,36 @@ async fn run_query(
         let (v, eval_stats) = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
         let evaluated = Instant::now();
         let mut data = json::query_data(&v, deadline)?;
-        if stats {
+        if let Some(level) = stats {
             let timings = json::Timings {
                 queue: started - arrived,
                 preparation: parsed - started,
                 inner_eval: (evaluated - parsed).saturating_sub(eval_stats.sort_time),
                 sort: eval_stats.sort_time,
             };
-            json::push_stats(&mut data, &timings, &eval_stats);
+            json::push_stats(&mut data, &timings, &eval_stats, level == StatsLevel::All);
         }
         Ok((data, storage.warnings()))
     })
     .await
 }
 
-/// Whether the request asks for query statistics (`stats` set to anything, as Prometheus).
-fn wants_stats(p: &Params) -> bool {
-    !p.get("stats").is_empty()
+/// How much of the query statistics a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatsLevel {
+    /// `stats=all`: with the per-step counts (when the engine counts them).
+    All,
+    /// `stats` set to anything else.
+    Summary,
+}
+
+/// The `stats` parameter: any value asks for statistics, as in Prometheus.
+fn wants_stats(p: &Params) -> Option<StatsLevel> {
+    match p.get("stats") {
+        "" => None,
+        "all" => Some(StatsLevel::All),
+        _ => Some(StatsLevel::Summary),
+    }
 }
 
 async fn query(State(st): State<QueryState>, p: Params) -> Response {

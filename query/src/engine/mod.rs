@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Maximum points per series of a range query (11 000).
     pub max_points_per_series: usize,
+    /// Count queryable samples per step for [`EvalStats::per_step`]
+    /// (`--enable-feature=promql-per-step-stats`).
+    pub per_step_stats: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +53,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
             max_points_per_series: 11_000,
+            per_step_stats: false,
         }
     }
 }
@@ -132,7 +136,7 @@ pub(crate) enum Val {
 }
 
 /// What an evaluation measured, for the query API's `stats` parameter.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvalStats {
     /// Samples the selectors took from storage, as Prometheus counts them: one per series and step
     /// with a value for an instant selector, and for a range function the samples in each step's
@@ -143,6 +147,10 @@ pub struct EvalStats {
     pub peak_samples: usize,
     /// Time spent sorting the result's series.
     pub sort_time: Duration,
+    /// With [`EngineOptions::per_step_stats`]: `(step time in ms, queryable samples)` of each step.
+    /// Samples of subqueries, and of range selectors evaluated whole in a range query, are counted
+    /// in the total only.
+    pub per_step: Option<Vec<(i64, usize)>>,
 }
 
 /// Evaluates PromQL expressions with given options.
@@ -320,6 +328,8 @@ impl Engine {
             max_samples: self.opts.max_samples,
             cur_samples: 0,
             queryable_samples: 0,
+            per_step: self.opts.per_step_stats.then(|| vec![0; usize::try_from((end - start) / step + 1).unwrap_or(0)]),
+            query_interval: step,
             subquery_step: 60_000,
         }
     }
@@ -392,6 +402,9 @@ pub(crate) struct Evaluator<'a> {
     cur_samples: usize,
     /// See [`EvalStats::queryable_samples`].
     queryable_samples: usize,
+    /// See [`EvalStats::per_step`]: indexed by the query's steps.
+    per_step: Option<Vec<usize>>,
+    query_interval: i64,
     subquery_step: i64,
 }
 
@@ -419,6 +432,28 @@ impl Evaluator<'_> {
             queryable_samples: self.queryable_samples,
             peak_samples: self.cur_samples.max(result_samples),
             sort_time,
+            per_step: self.per_step.as_ref().map(|counts| {
+                counts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &n)| (self.query_start + self.query_interval * k as i64, n))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The per-step counts, when wanted and the evaluator is on the query's own steps (not a
+    /// subquery's).
+    fn per_step_counts(&mut self) -> Option<&mut Vec<usize>> {
+        let own_steps =
+            self.start == self.query_start && self.end == self.query_end && self.interval == self.query_interval;
+        self.per_step.as_mut().filter(|_| own_steps)
+    }
+
+    /// Adds `n` queryable samples at step `k`.
+    fn count_at_step(&mut self, k: usize, n: usize) {
+        if let Some(c) = self.per_step_counts().and_then(|c| c.get_mut(k)) {
+            *c = c.saturating_add(n);
         }
     }
 
@@ -578,6 +613,11 @@ impl Evaluator<'_> {
                 outs.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
             }
             self.queryable_samples = self.queryable_samples.saturating_add(outs.len());
+            if self.per_step.is_some() {
+                for &(k, _) in &outs {
+                    self.count_at_step(k, 1);
+                }
+            }
             self.add_samples(outs.len())?;
             if !outs.is_empty() {
                 sink.series(&s.labels(), false, &outs)?;
@@ -600,6 +640,9 @@ impl Evaluator<'_> {
             }
             buf.retain(|p| !is_stale(p.1));
             self.queryable_samples = self.queryable_samples.saturating_add(buf.len());
+            if self.steps() == 1 {
+                self.count_at_step(0, buf.len());
+            }
             self.add_samples(buf.len())?;
             out.push(Series { labels: Arc::new(s.labels()), points: buf });
         }
@@ -748,6 +791,11 @@ impl Evaluator<'_> {
                 let deadline = self.deadline;
                 // Output buffers come from this (long-lived) thread and are reused by every batch.
                 let mut bufs: Vec<PartOutput> = (0..workers).map(|_| PartOutput::default()).collect();
+                if self.per_step_counts().is_some() {
+                    for buf in &mut bufs {
+                        buf.per_step = vec![0; spec.times.len()];
+                    }
+                }
                 for chunk in split_range(0..total, batch) {
                     let share = chunk.len().div_ceil(workers);
                     for buf in &mut bufs {
@@ -782,6 +830,9 @@ impl Evaluator<'_> {
                             if let Some(s) = set.get(i) {
                                 sink.series(&s.labels(), drop_name, outs)?;
                             }
+                        }
+                        for (k, &n) in done.per_step.iter().enumerate() {
+                            self.count_at_step(k, n);
                         }
                     }
                 }
@@ -921,6 +972,9 @@ struct PartOutput {
     series: Vec<(usize, usize, usize)>,
     /// The first read error of the part (its series is there with no samples).
     failed: Option<QueryError>,
+    /// Samples in each step's window, summed over the part's series; empty unless per-step
+    /// statistics are wanted.
+    per_step: Vec<usize>,
 }
 
 impl PartOutput {
@@ -928,6 +982,7 @@ impl PartOutput {
         self.outs.clear();
         self.series.clear();
         self.failed = None;
+        self.per_step.fill(0);
     }
 }
 
@@ -960,7 +1015,13 @@ fn window_series_part(
         points.retain(|p| !is_stale(p.1));
         f.series(&points, spec, &mut done.outs);
         let mut windowed = 0usize;
-        spec.for_each_window(&points, |_, (a, b), _, _| windowed = windowed.saturating_add(b - a));
+        let per_step = &mut done.per_step;
+        spec.for_each_window(&points, |k, (a, b), _, _| {
+            windowed = windowed.saturating_add(b - a);
+            if let Some(c) = per_step.get_mut(k) {
+                *c = c.saturating_add(b - a);
+            }
+        });
         done.series.push((points.len(), windowed, done.outs.len()));
     }
 }
