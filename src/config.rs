@@ -59,9 +59,9 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.no-lockfile")]
     pub no_lockfile: bool,
 
-    /// Accepted for Prometheus compatibility (Strata sends no CORS headers).
-    #[arg(long = "web.cors.origin")]
-    pub cors_origin: Option<String>,
+    /// Regex of the origins API responses allow (`Access-Control-Allow-Origin`), anchored at both ends.
+    #[arg(long = "web.cors.origin", default_value = crate::cors::DEFAULT_ORIGIN)]
+    pub cors_origin: String,
 
     /// Accepted for Prometheus compatibility (Strata has no consoles).
     #[arg(long = "web.console.templates")]
@@ -268,6 +268,7 @@ const FEATURES: &[(&str, &str)] = &[
     ("created-timestamp-zero-ingestion", "Strata does not scrape"),
     ("concurrent-rule-eval", "Strata does not evaluate rules"),
     ("promql-experimental-functions", "Strata implements the standard PromQL functions"),
+    ("promql-per-step-stats", "stats=all reports the queryable samples of each step"),
 ];
 
 /// Everything the server needs, checked.
@@ -285,6 +286,8 @@ pub struct Config {
     pub reloadable: Reloadable,
     /// `--web.enable-lifecycle`: `POST /-/reload` and `POST /-/quit` work.
     pub enable_lifecycle: bool,
+    /// `--web.cors.origin`.
+    pub cors: crate::cors::Cors,
     /// `--web.enable-admin-api`: the TSDB snapshot endpoint works.
     pub enable_admin_api: bool,
     /// `--web.external-url`.
@@ -411,6 +414,7 @@ impl Flags {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
             timeout: parse_duration(&self.query_timeout).context("--query.timeout")?,
             max_samples: self.query_max_samples,
+            per_step_stats: self.enable_feature.iter().any(|f| f.trim() == "promql-per-step-stats"),
             ..query::EngineOptions::default()
         };
         Ok(Config {
@@ -427,6 +431,7 @@ impl Flags {
             http,
             reloadable,
             enable_lifecycle: self.enable_lifecycle,
+            cors: crate::cors::Cors::new(&self.cors_origin)?,
             enable_admin_api: self.enable_admin_api,
             external_url: self.external_url,
             notes,
@@ -458,7 +463,6 @@ impl Flags {
             &mut notes,
         );
         flag(self.no_lockfile, "--storage.tsdb.no-lockfile", "Strata takes no lock file", &mut notes);
-        flag(self.cors_origin.is_some(), "--web.cors.origin", "Strata sends no CORS headers", &mut notes);
         flag(self.console_templates.is_some(), "--web.console.templates", "Strata has no consoles", &mut notes);
         flag(self.console_libraries.is_some(), "--web.console.libraries", "Strata has no consoles", &mut notes);
         flag(self.page_title.is_some(), "--web.page-title", "Strata has no web UI", &mut notes);

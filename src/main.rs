@@ -13,6 +13,7 @@
 mod admin;
 mod config;
 mod config_file;
+mod cors;
 mod http;
 mod logging;
 mod memory;

@@ -94,6 +94,10 @@ pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyho
         .route("/-/reload", post(reload_handler).put(reload_handler).with_state((lifecycle, Arc::clone(&reloader))))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn(crate::http::gzip::compress));
+    // Around the whole router (not each route), so that a preflight `OPTIONS` answer is not given the
+    // `Allow` header of a method the route lacks.
+    let cors = axum::middleware::from_fn_with_state(Arc::new(cfg.cors.clone()), crate::cors::layer);
+    let api = Router::new().fallback_service(tower::Layer::layer(&cors, api));
     // Only this task sets it; a failure would mean a second initialisation, which cannot happen.
     let _ = ready.set((api, ready_db));
 

@@ -5,6 +5,7 @@ mod util;
 
 mod admin_snapshot;
 mod agent;
+mod api_extras;
 mod bad_input;
 mod blocks;
 mod config_reload;

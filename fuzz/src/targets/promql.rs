@@ -66,6 +66,7 @@ impl Promql {
             timeout: Duration::from_millis(250),
             max_samples: 20_000,
             max_points_per_series: 200,
+            per_step_stats: false,
         };
         Promql { storage, engine: Engine::new(opts) }
     }

@@ -128,6 +128,54 @@ pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryErro
     Ok(out)
 }
 
+/// Where a query's time went, for its `stats`.
+pub struct Timings {
+    /// From the request's arrival to the start of its evaluation (waiting for an evaluation thread).
+    pub queue: std::time::Duration,
+    /// Parsing and checking the query.
+    pub preparation: std::time::Duration,
+    /// Evaluating, apart from sorting the result.
+    pub inner_eval: std::time::Duration,
+    /// Sorting the result's series.
+    pub sort: std::time::Duration,
+}
+
+/// Adds Prometheus's `"stats"` object (timings in seconds, sample counts, and with `per_step` the
+/// counts of each step) to encoded query `data` (an object ending in `}`).
+pub fn push_stats(data: &mut String, t: &Timings, s: &crate::engine::EvalStats, per_step: bool) {
+    if data.pop() != Some('}') {
+        return;
+    }
+    let eval_total = t.preparation + t.inner_eval + t.sort;
+    let secs = |d: std::time::Duration| serde_json::Value::from(d.as_secs_f64()).to_string();
+    let mut steps = String::new();
+    if let Some(counts) = s.per_step.as_ref().filter(|_| per_step) {
+        steps.push_str("\"totalQueryableSamplesPerStep\":[");
+        for (i, &(t, n)) in counts.iter().enumerate() {
+            if i > 0 {
+                steps.push(',');
+            }
+            steps.push('[');
+            write_time(&mut steps, t);
+            steps.push_str(&format!(",{n}]"));
+        }
+        steps.push_str("],");
+    }
+    data.push_str(&format!(
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\
+         \"innerEvalTime\":{},\"execQueueTime\":{},\"execTotalTime\":{}}},\"samples\":{{{steps}\"totalQueryableSamples\":{},\
+         \"peakSamples\":{}}}}}}}",
+        secs(eval_total),
+        secs(t.sort),
+        secs(t.preparation),
+        secs(t.inner_eval),
+        secs(t.queue),
+        secs(t.queue + eval_total),
+        s.queryable_samples,
+        s.peak_samples,
+    ));
+}
+
 /// A success envelope around already-encoded `data`.
 pub fn success(data: &str, warnings: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 64);

@@ -189,23 +189,62 @@ fn panic_point(query: &str) {
 #[inline(always)]
 fn panic_point(_query: &str) {}
 
-/// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now).
+/// Parses, evaluates and encodes a query within the request's deadline (`opts.timeout` from now);
+/// with `stats`, the data carries Prometheus's `stats` object.
 async fn run_query(
     opts: EngineOptions,
     storage: TsdbStorage,
     query: String,
-    eval: impl FnOnce(&Engine, &TsdbStorage, &promql_parser::parser::Expr) -> Result<QueryValue, QueryError>
+    stats: Option<StatsLevel>,
+    parse_error: fn(crate::parser::ParseError) -> QueryError,
+    eval: impl FnOnce(
+            &Engine,
+            &TsdbStorage,
+            &promql_parser::parser::Expr,
+        ) -> Result<(QueryValue, crate::engine::EvalStats), QueryError>
         + Send
         + 'static,
 ) -> ApiResult {
-    let deadline = Instant::now() + opts.timeout;
+    let arrived = Instant::now();
+    let deadline = arrived + opts.timeout;
     blocking(move || {
-        let expr = crate::parser::parse(&query).map_err(|e| bad_param("query", e))?;
+        let started = Instant::now();
+        let expr = crate::parser::parse(&query).map_err(parse_error)?;
         panic_point(&query);
-        let v = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
-        Ok((json::query_data(&v, deadline)?, storage.warnings()))
+        let parsed = Instant::now();
+        let (v, eval_stats) = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
+        let evaluated = Instant::now();
+        let mut data = json::query_data(&v, deadline)?;
+        if let Some(level) = stats {
+            let timings = json::Timings {
+                queue: started - arrived,
+                preparation: parsed - started,
+                inner_eval: (evaluated - parsed).saturating_sub(eval_stats.sort_time),
+                sort: eval_stats.sort_time,
+            };
+            json::push_stats(&mut data, &timings, &eval_stats, level == StatsLevel::All);
+        }
+        Ok((data, storage.warnings()))
     })
     .await
+}
+
+/// How much of the query statistics a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatsLevel {
+    /// `stats=all`: with the per-step counts (when the engine counts them).
+    All,
+    /// `stats` set to anything else.
+    Summary,
+}
+
+/// The `stats` parameter: any value asks for statistics, as in Prometheus.
+fn wants_stats(p: &Params) -> Option<StatsLevel> {
+    match p.get("stats") {
+        "" => None,
+        "all" => Some(StatsLevel::All),
+        _ => Some(StatsLevel::Summary),
+    }
 }
 
 async fn query(State(st): State<QueryState>, p: Params) -> Response {
@@ -216,8 +255,11 @@ async fn query_inner(st: QueryState, p: Params) -> ApiResult {
     let t = time_param(&p, "time", now_ms())?;
     let (opts, lookback) = request_options(&st, &p)?;
     let storage = request_storage(&st, &p)?;
-    run_query(opts, storage, p.get("query").to_owned(), move |engine, storage, expr| {
-        engine.instant(storage, expr, t, lookback)
+    // Like Prometheus, an instant query names the parameter in a parse error and a range query does not.
+    let parse_error = |e| bad_param("query", e);
+    let stats = wants_stats(&p);
+    run_query(opts, storage, p.get("query").to_owned(), stats, parse_error, move |engine, storage, expr| {
+        engine.instant_stats(storage, expr, t, lookback)
     })
     .await
 }
@@ -248,8 +290,10 @@ async fn query_range_inner(st: QueryState, p: Params) -> ApiResult {
     }
     let (opts, lookback) = request_options(&st, &p)?;
     let storage = request_storage(&st, &p)?;
-    run_query(opts, storage, p.get("query").to_owned(), move |engine, storage, expr| {
-        engine.range(storage, expr, start, end, step, lookback)
+    let parse_error = |e: crate::parser::ParseError| QueryError::BadData(e.to_string());
+    let stats = wants_stats(&p);
+    run_query(opts, storage, p.get("query").to_owned(), stats, parse_error, move |engine, storage, expr| {
+        engine.range_stats(storage, expr, start, end, step, lookback)
     })
     .await
 }

@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Maximum points per series of a range query (11 000).
     pub max_points_per_series: usize,
+    /// Count queryable samples per step for [`EvalStats::per_step`]
+    /// (`--enable-feature=promql-per-step-stats`).
+    pub per_step_stats: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +53,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
             max_points_per_series: 11_000,
+            per_step_stats: false,
         }
     }
 }
@@ -131,6 +135,24 @@ pub(crate) enum Val {
     Str(String),
 }
 
+/// What an evaluation measured, for the query API's `stats` parameter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalStats {
+    /// Samples the selectors took from storage, as Prometheus counts them: one per series and step
+    /// with a value for an instant selector, and for a range function the samples in each step's
+    /// window (a sample counts once per window holding it). A range selector evaluated whole (a
+    /// matrix result, or a range function outside the windowed path) counts each sample once.
+    pub queryable_samples: usize,
+    /// The most samples the evaluation held, as counted toward `max_samples`, or in its result.
+    pub peak_samples: usize,
+    /// Time spent sorting the result's series.
+    pub sort_time: Duration,
+    /// With [`EngineOptions::per_step_stats`]: `(step time in ms, queryable samples)` of each step.
+    /// Samples of subqueries, and of range selectors evaluated whole in a range query, are counted
+    /// in the total only.
+    pub per_step: Option<Vec<(i64, usize)>>,
+}
+
 /// Evaluates PromQL expressions with given options.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
@@ -164,6 +186,17 @@ impl Engine {
         t: i64,
         lookback: Option<Duration>,
     ) -> Result<QueryValue> {
+        self.instant_stats(storage, expr, t, lookback).map(|(v, _)| v)
+    }
+
+    /// [`Engine::instant`] with what the evaluation measured.
+    pub fn instant_stats(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        t: i64,
+        lookback: Option<Duration>,
+    ) -> Result<(QueryValue, EvalStats)> {
         let mut ev = self.evaluator(storage, t, t, 1, lookback);
         let v = ev.eval(expr)?;
         let v = match v {
@@ -176,8 +209,8 @@ impl Engine {
             }
             Val::Matrix(m) => QueryValue::Matrix(m),
         };
-        self.check_result_size(&v)?;
-        Ok(v)
+        let n = self.check_result_size(&v)?;
+        Ok((v, ev.stats(n, Duration::ZERO)))
     }
 
     /// Evaluates `expr` at `start, start+step, … <= end` (ms); the result is a matrix.
@@ -190,6 +223,19 @@ impl Engine {
         step: i64,
         lookback: Option<Duration>,
     ) -> Result<QueryValue> {
+        self.range_stats(storage, expr, start, end, step, lookback).map(|(v, _)| v)
+    }
+
+    /// [`Engine::range`] with what the evaluation measured.
+    pub fn range_stats(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        lookback: Option<Duration>,
+    ) -> Result<(QueryValue, EvalStats)> {
         if step <= 0 {
             return Err(QueryError::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -213,12 +259,15 @@ impl Engine {
         if let Some(sink) = streamed {
             let mut m = sink.finish();
             ev.check_timeout()?;
+            let sorting = Instant::now();
             m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let sort_time = sorting.elapsed();
             let v = QueryValue::Matrix(m);
-            self.check_result_size(&v)?;
-            return Ok(v);
+            let n = self.check_result_size(&v)?;
+            return Ok((v, ev.stats(n, sort_time)));
         }
         let v = ev.eval(expr)?;
+        let mut sort_time = Duration::ZERO;
         let v = match v {
             Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series {
                 labels: Arc::new(Labels::empty()),
@@ -227,7 +276,9 @@ impl Engine {
             Val::Vector(steps) => {
                 let mut m = ev.to_series(steps, true)?;
                 ev.check_timeout()?;
+                let sorting = Instant::now();
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                sort_time = sorting.elapsed();
                 Ok(QueryValue::Matrix(m))
             }
             Val::Matrix(_) => Err(QueryError::BadData(
@@ -237,13 +288,14 @@ impl Engine {
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
             )),
         }?;
-        self.check_result_size(&v)?;
-        Ok(v)
+        let n = self.check_result_size(&v)?;
+        Ok((v, ev.stats(n, sort_time)))
     }
 
     /// Errors if a result holds more samples than `max_samples` (as Prometheus, which counts a
     /// query's result among the samples it holds): the limit also bounds the response's size.
-    fn check_result_size(&self, v: &QueryValue) -> Result<()> {
+    /// Returns the result's size.
+    fn check_result_size(&self, v: &QueryValue) -> Result<usize> {
         let n = match v {
             QueryValue::Vector { samples, .. } => samples.len(),
             QueryValue::Matrix(m) => m.iter().map(|s| s.points.len()).fold(0usize, usize::saturating_add),
@@ -252,7 +304,7 @@ impl Engine {
         if n > self.opts.max_samples {
             return Err(QueryError::TooManySamples("query execution"));
         }
-        Ok(())
+        Ok(n)
     }
 
     fn evaluator<'a>(
@@ -275,6 +327,9 @@ impl Engine {
             deadline: self.deadline.unwrap_or_else(|| Instant::now() + self.opts.timeout),
             max_samples: self.opts.max_samples,
             cur_samples: 0,
+            queryable_samples: 0,
+            per_step: self.opts.per_step_stats.then(|| vec![0; usize::try_from((end - start) / step + 1).unwrap_or(0)]),
+            query_interval: step,
             subquery_step: 60_000,
         }
     }
@@ -345,6 +400,11 @@ pub(crate) struct Evaluator<'a> {
     deadline: Instant,
     max_samples: usize,
     cur_samples: usize,
+    /// See [`EvalStats::queryable_samples`].
+    queryable_samples: usize,
+    /// See [`EvalStats::per_step`]: indexed by the query's steps.
+    per_step: Option<Vec<usize>>,
+    query_interval: i64,
     subquery_step: i64,
 }
 
@@ -364,6 +424,37 @@ impl Evaluator<'_> {
     /// When the evaluation must end.
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// What the evaluation measured, given its result's size.
+    fn stats(&self, result_samples: usize, sort_time: Duration) -> EvalStats {
+        EvalStats {
+            queryable_samples: self.queryable_samples,
+            peak_samples: self.cur_samples.max(result_samples),
+            sort_time,
+            per_step: self.per_step.as_ref().map(|counts| {
+                counts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &n)| (self.query_start + self.query_interval * k as i64, n))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The per-step counts, when wanted and the evaluator is on the query's own steps (not a
+    /// subquery's).
+    fn per_step_counts(&mut self) -> Option<&mut Vec<usize>> {
+        let own_steps =
+            self.start == self.query_start && self.end == self.query_end && self.interval == self.query_interval;
+        self.per_step.as_mut().filter(|_| own_steps)
+    }
+
+    /// Adds `n` queryable samples at step `k`.
+    fn count_at_step(&mut self, k: usize, n: usize) {
+        if let Some(c) = self.per_step_counts().and_then(|c| c.get_mut(k)) {
+            *c = c.saturating_add(n);
+        }
     }
 
     pub(crate) fn add_samples(&mut self, n: usize) -> Result<()> {
@@ -521,6 +612,12 @@ impl Evaluator<'_> {
                 }
                 outs.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
             }
+            self.queryable_samples = self.queryable_samples.saturating_add(outs.len());
+            if self.per_step.is_some() {
+                for &(k, _) in &outs {
+                    self.count_at_step(k, 1);
+                }
+            }
             self.add_samples(outs.len())?;
             if !outs.is_empty() {
                 sink.series(&s.labels(), false, &outs)?;
@@ -542,6 +639,10 @@ impl Evaluator<'_> {
                 continue;
             }
             buf.retain(|p| !is_stale(p.1));
+            self.queryable_samples = self.queryable_samples.saturating_add(buf.len());
+            if self.steps() == 1 {
+                self.count_at_step(0, buf.len());
+            }
             self.add_samples(buf.len())?;
             out.push(Series { labels: Arc::new(s.labels()), points: buf });
         }
@@ -690,6 +791,11 @@ impl Evaluator<'_> {
                 let deadline = self.deadline;
                 // Output buffers come from this (long-lived) thread and are reused by every batch.
                 let mut bufs: Vec<PartOutput> = (0..workers).map(|_| PartOutput::default()).collect();
+                if self.per_step_counts().is_some() {
+                    for buf in &mut bufs {
+                        buf.per_step = vec![0; spec.times.len()];
+                    }
+                }
                 for chunk in split_range(0..total, batch) {
                     let share = chunk.len().div_ceil(workers);
                     for buf in &mut bufs {
@@ -709,13 +815,14 @@ impl Evaluator<'_> {
                             return Err(QueryError::Timeout("expression evaluation"));
                         }
                         let mut from = 0;
-                        for (i, &(samples, to)) in part.zip(&done.series) {
+                        for (i, &(samples, windowed, to)) in part.zip(&done.series) {
                             self.check_timeout()?;
                             if self.cur_samples.saturating_add(samples) > self.max_samples {
                                 return Err(QueryError::TooManySamples("query execution"));
                             }
                             let outs = done.outs.get(from..to).unwrap_or_default();
                             from = to;
+                            self.queryable_samples = self.queryable_samples.saturating_add(windowed);
                             self.add_samples(outs.len())?;
                             if outs.is_empty() {
                                 continue;
@@ -723,6 +830,9 @@ impl Evaluator<'_> {
                             if let Some(s) = set.get(i) {
                                 sink.series(&s.labels(), drop_name, outs)?;
                             }
+                        }
+                        for (k, &n) in done.per_step.iter().enumerate() {
+                            self.count_at_step(k, n);
                         }
                     }
                 }
@@ -856,11 +966,15 @@ pub(crate) struct WindowSpec<'t> {
 struct PartOutput {
     /// `(step, value)` of every series, one after the other.
     outs: Vec<(usize, f64)>,
-    /// Per series: samples read, and where its outputs end in `outs`. Shorter than the part if
-    /// the deadline passed.
-    series: Vec<(usize, usize)>,
+    /// Per series: samples read, the sum over steps of the samples in each step's window (see
+    /// [`EvalStats::queryable_samples`]), and where its outputs end in `outs`. Shorter than the part
+    /// if the deadline passed.
+    series: Vec<(usize, usize, usize)>,
     /// The first read error of the part (its series is there with no samples).
     failed: Option<QueryError>,
+    /// Samples in each step's window, summed over the part's series; empty unless per-step
+    /// statistics are wanted.
+    per_step: Vec<usize>,
 }
 
 impl PartOutput {
@@ -868,6 +982,7 @@ impl PartOutput {
         self.outs.clear();
         self.series.clear();
         self.failed = None;
+        self.per_step.fill(0);
     }
 }
 
@@ -899,7 +1014,15 @@ fn window_series_part(
         }
         points.retain(|p| !is_stale(p.1));
         f.series(&points, spec, &mut done.outs);
-        done.series.push((points.len(), done.outs.len()));
+        let mut windowed = 0usize;
+        let per_step = &mut done.per_step;
+        spec.for_each_window(&points, |k, (a, b), _, _| {
+            windowed = windowed.saturating_add(b - a);
+            if let Some(c) = per_step.get_mut(k) {
+                *c = c.saturating_add(b - a);
+            }
+        });
+        done.series.push((points.len(), windowed, done.outs.len()));
     }
 }
 
