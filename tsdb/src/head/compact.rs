@@ -46,6 +46,11 @@ pub struct RangeSnapshot {
 }
 
 impl RangeSnapshot {
+    fn new(mint: i64, maxt: i64, wal_cut: Option<u32>, mut taken: Vec<Taken>) -> RangeSnapshot {
+        taken.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
+        RangeSnapshot { mint, maxt, wal_cut, taken, shadowed: AtomicU64::new(0) }
+    }
+
     /// Number of series in the snapshot.
     pub fn num_series(&self) -> usize {
         self.taken.len()
@@ -159,18 +164,9 @@ impl Head {
     pub fn snapshot_range(&self, mint: i64, maxt: i64) -> Result<RangeSnapshot> {
         let take = |cut: Option<u32>| {
             self.raise_min_valid_floor(maxt);
-            let mut taken = Vec::new();
-            let mut failed = None;
-            self.series_maps().for_each(|s| {
-                let data = s.lock();
-                match taken_from(s, &data, mint, maxt) {
-                    Ok(t) => taken.extend(t),
-                    Err(e) => failed = Some(e),
-                }
-            });
-            (cut, taken, failed)
+            (cut, self.take_range(mint, maxt))
         };
-        let (wal_cut, mut taken, failed) = match self.wal() {
+        let (wal_cut, taken) = match self.wal() {
             Some(wal) => {
                 wal.cut_segment_with(|seg| {
                     // A checkpoint at this cut follows the block.
@@ -181,11 +177,26 @@ impl Head {
             }
             None => take(None),
         };
-        if let Some(e) = failed {
-            return Err(e);
+        // Sorted after the WAL lock is released.
+        Ok(RangeSnapshot::new(mint, maxt, wal_cut, taken?))
+    }
+
+    /// What every series holds in `[mint, maxt)`, in no order; the first series that cannot be read
+    /// fails it.
+    fn take_range(&self, mint: i64, maxt: i64) -> Result<Vec<Taken>> {
+        let mut taken = Vec::new();
+        let mut failed = None;
+        self.series_maps().for_each(|s| {
+            let data = s.lock();
+            match taken_from(s, &data, mint, maxt) {
+                Ok(t) => taken.extend(t),
+                Err(e) => failed = Some(e),
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(taken),
         }
-        taken.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
-        Ok(RangeSnapshot { mint, maxt, wal_cut, taken, shadowed: AtomicU64::new(0) })
     }
 
     /// Snapshots everything the head holds now (in-order and out-of-order) without changing the head
@@ -204,20 +215,7 @@ impl Head {
             return Ok(None);
         }
         let maxt = maxt.saturating_add(1);
-        let mut taken = Vec::new();
-        let mut failed = None;
-        self.series_maps().for_each(|s| {
-            let data = s.lock();
-            match taken_from(s, &data, mint, maxt) {
-                Ok(t) => taken.extend(t),
-                Err(e) => failed = Some(e),
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        taken.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
-        Ok(Some(RangeSnapshot { mint, maxt, wal_cut: None, taken, shadowed: AtomicU64::new(0) }))
+        Ok(Some(RangeSnapshot::new(mint, maxt, None, self.take_range(mint, maxt)?)))
     }
 
     /// Drops from memory exactly what `snap` took (call after its block is durable), removes the
