@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{block_dirs, format_time, prometheus, promtool, request, series, PromServer, Server};
+use crate::util::{block_dirs, copy_dir, format_time, prometheus, promtool, request, series, PromServer, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
@@ -78,18 +78,6 @@ fn snapshot(srv: &Server, query: &str) -> std::path::PathBuf {
     let dir = srv.dir.join("snapshots").join(name);
     assert!(dir.is_dir(), "{dir:?} missing");
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{block_dirs, format_time, prometheus, promtool, request, series, PromServer, Server};
+use crate::util::{block_dirs, copy_dir, format_time, prometheus, promtool, request, series, PromServer, Server};
 
 /// 2h-aligned start.
 const T0: i64 = 1_699_999_200_000;
@@ -87,18 +87,6 @@ fn copy_blocks(data: &Path, to: &Path) {
     for b in block_dirs(data) {
         let dst = to.join(b.file_name().unwrap());
         copy_dir(&b, &dst);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
     }
 }
 
