@@ -75,8 +75,9 @@ pub struct Flags {
     #[arg(long = "web.page-title")]
     pub page_title: Option<String>,
 
-    /// Prometheus's TLS and authentication file. Strata has neither: only a file that configures
-    /// nothing is accepted; one that sets TLS or users is an error.
+    /// Prometheus's web configuration file (exporter-toolkit format): TLS (`tls_server_config`),
+    /// basic authentication (`basic_auth_users`, bcrypt hashes) and response headers. Re-read, with
+    /// the certificate files it names, when they change.
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
 
@@ -248,6 +249,11 @@ pub enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check web configuration files (`--web.config.file`), including the certificates they name.
+    WebConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Feature names of Prometheus's `--enable-feature` and what Strata does about each.
@@ -288,6 +294,8 @@ pub struct Config {
     pub enable_lifecycle: bool,
     /// `--web.cors.origin`.
     pub cors: crate::cors::Cors,
+    /// `--web.config.file`, read and checked.
+    pub web: Option<crate::http::security::Loaded>,
     /// `--web.enable-admin-api`: the TSDB snapshot endpoint works.
     pub enable_admin_api: bool,
     /// `--web.external-url`.
@@ -432,6 +440,10 @@ impl Flags {
             reloadable,
             enable_lifecycle: self.enable_lifecycle,
             cors: crate::cors::Cors::new(&self.cors_origin)?,
+            web: match &self.web_config_file {
+                Some(path) => Some(crate::http::security::Loaded::load(path).context("--web.config.file")?),
+                None => None,
+            },
             enable_admin_api: self.enable_admin_api,
             external_url: self.external_url,
             notes,
@@ -446,10 +458,6 @@ impl Flags {
             if !prefix.trim_matches('/').is_empty() {
                 bail!("--web.route-prefix={prefix:?}: Strata serves its endpoints at \"/\" only");
             }
-        }
-        if let Some(path) = &self.web_config_file {
-            crate::config_file::check_web_config(path).context("--web.config.file (TLS and authentication)")?;
-            notes.push(format!("--web.config.file={}: configures nothing; accepted", path.display()));
         }
         let flag = |on: bool, name: &str, why: &str, notes: &mut Vec<String>| {
             if on {

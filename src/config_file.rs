@@ -66,42 +66,9 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
     parse(&shown, &text)
 }
 
-/// Checks a Prometheus web configuration file (`--web.config.file`, TLS and authentication): Strata
-/// has neither, so only a file that configures nothing (empty, or keys without values, as the
-/// Prometheus operator writes by default) is accepted; a configured key is an error naming it.
-pub fn check_web_config(path: &Path) -> Result<(), ConfigFileError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
-    let docs = MarkedYaml::load_from_str(&text).map_err(|e| ConfigFileError::Yaml {
-        path: shown.clone(),
-        line: e.marker().line(),
-        col: e.marker().col() + 1,
-        msg: e.info().to_owned(),
-    })?;
-    let walk = Walk { path: &shown, out: FileConfig::default() };
-    for doc in &docs {
-        for (key, value, line) in walk.mapping(doc, "")? {
-            let empty = match &value.data {
-                YamlData::Value(Scalar::Null) => true,
-                YamlData::Mapping(m) => m.is_empty(),
-                _ => false,
-            };
-            if !empty {
-                return Err(ConfigFileError::NotImplemented { path: shown, line, key });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Checks the YAML `text`; `path` is only used in messages.
 pub fn parse(path: &str, text: &str) -> Result<FileConfig, ConfigFileError> {
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| ConfigFileError::Yaml {
-        path: path.to_owned(),
-        line: e.marker().line(),
-        col: e.marker().col() + 1,
-        msg: e.info().to_owned(),
-    })?;
+    let docs = load_yaml(path, text)?;
     let mut walk = Walk { path, out: FileConfig::default() };
     let Some(root) = docs.first() else { return Ok(walk.out) };
     if docs.len() > 1 {
@@ -111,15 +78,28 @@ pub fn parse(path: &str, text: &str) -> Result<FileConfig, ConfigFileError> {
     Ok(walk.out)
 }
 
-struct Walk<'a> {
-    path: &'a str,
-    out: FileConfig,
+/// Walks a YAML tree with the file's path for messages, filling `out`; the helpers name keys and
+/// lines the same way for every file Strata reads (this module's and [`crate::web_config`]'s).
+pub(crate) struct Walk<'a, T> {
+    pub path: &'a str,
+    pub out: T,
 }
 
-type Entries<'n, 'i> = Vec<(String, &'n MarkedYaml<'i>, usize)>;
+/// A mapping's entries: the key with its prefix (`a.b.c`), the value, the key's line.
+pub(crate) type Entries<'n, 'i> = Vec<(String, &'n MarkedYaml<'i>, usize)>;
 
-impl Walk<'_> {
-    fn bad(&self, node: &MarkedYaml<'_>, key: &str, msg: &str) -> ConfigFileError {
+/// Parses `text` into YAML documents, a syntax error naming its line and column.
+pub(crate) fn load_yaml<'i>(path: &str, text: &'i str) -> Result<Vec<MarkedYaml<'i>>, ConfigFileError> {
+    MarkedYaml::load_from_str(text).map_err(|e| ConfigFileError::Yaml {
+        path: path.to_owned(),
+        line: e.marker().line(),
+        col: e.marker().col() + 1,
+        msg: e.info().to_owned(),
+    })
+}
+
+impl<T> Walk<'_, T> {
+    pub fn bad(&self, node: &MarkedYaml<'_>, key: &str, msg: &str) -> ConfigFileError {
         ConfigFileError::BadValue {
             path: self.path.to_owned(),
             line: node.span.start.line(),
@@ -128,7 +108,7 @@ impl Walk<'_> {
         }
     }
 
-    fn unknown(&self, key: String, line: usize, known: &[&str]) -> ConfigFileError {
+    pub fn unknown(&self, key: String, line: usize, known: &[&str]) -> ConfigFileError {
         let last = key.rsplit('.').next().unwrap_or(&key);
         let hint = known
             .iter()
@@ -141,7 +121,7 @@ impl Walk<'_> {
 
     /// The entries of a mapping at `prefix`, keys as strings with their line; `null` (a key with
     /// nothing under it) is an empty mapping.
-    fn mapping<'n, 'i>(&self, node: &'n MarkedYaml<'i>, prefix: &str) -> Result<Entries<'n, 'i>, ConfigFileError> {
+    pub fn mapping<'n, 'i>(&self, node: &'n MarkedYaml<'i>, prefix: &str) -> Result<Entries<'n, 'i>, ConfigFileError> {
         match &node.data {
             YamlData::Mapping(m) => m
                 .iter()
@@ -158,6 +138,13 @@ impl Walk<'_> {
         }
     }
 
+    /// An error for a key Strata knows but does not implement.
+    pub fn not_implemented(&self, key: String, line: usize) -> ConfigFileError {
+        ConfigFileError::NotImplemented { path: self.path.to_owned(), line, key }
+    }
+}
+
+impl Walk<'_, FileConfig> {
     fn root(&mut self, node: &MarkedYaml<'_>) -> Result<(), ConfigFileError> {
         for (key, value, line) in self.mapping(node, "")? {
             match key.as_str() {
@@ -264,7 +251,7 @@ impl Walk<'_> {
 }
 
 /// A scalar's text (strings as they are; numbers and booleans as written), `None` for anything else.
-fn scalar_text(node: &MarkedYaml<'_>) -> Option<String> {
+pub(crate) fn scalar_text(node: &MarkedYaml<'_>) -> Option<String> {
     match &node.data {
         YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
         YamlData::Value(Scalar::Integer(n)) => Some(n.to_string()),
@@ -317,19 +304,6 @@ mod tests {
         assert_eq!(ignored, ["global.scrape_interval", "storage.exemplars.max_exemplars", "scrape_configs"]);
         assert_eq!(parse("p.yml", "").unwrap(), FileConfig::default());
         assert_eq!(parse("p.yml", "storage:\n").unwrap(), FileConfig::default());
-    }
-
-    #[test]
-    fn web_config_only_when_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("web.yml");
-        for ok in ["", "tls_server_config:\n", "http_server_config: {}\n"] {
-            std::fs::write(&path, ok).unwrap();
-            check_web_config(&path).unwrap();
-        }
-        std::fs::write(&path, "tls_server_config: {}\nbasic_auth_users:\n  admin: $2y$10$x\n").unwrap();
-        let e = check_web_config(&path).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("basic_auth_users") && e.contains("not implemented"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! remote-write and the Prometheus query API. On SIGHUP (and `POST /-/reload`) it reloads the config
 //! file. On SIGTERM/SIGINT (and `POST /-/quit`) it stops accepting, lets requests in flight finish
 //! within the shutdown grace period (closing the connections of the rest), syncs the WAL and exits.
-//! `strata check config FILE` checks a config file without starting.
+//! `strata check config FILE` checks a config file without starting, `strata check web-config FILE`
+//! a web config file.
 //!
 //! Memory comes from the system allocator (glibc's malloc): at 100k series its peak RSS is 16–23%
 //! below mimalloc's in alternated loads (docs/BENCHMARKS.md). [`memory`] sets
@@ -23,6 +24,7 @@ mod reload;
 mod rlimit;
 mod server;
 mod status;
+mod web_config;
 
 use clap::{CommandFactory, FromArgMatches};
 
@@ -35,8 +37,12 @@ fn main() -> std::process::ExitCode {
         Ok(f) => f,
         Err(e) => e.exit(),
     };
-    if let Some(config::Command::Check { what: config::CheckCommand::Config { files } }) = &flags.command {
-        return check_config(files);
+    match &flags.command {
+        Some(config::Command::Check { what: config::CheckCommand::Config { files } }) => return check_config(files),
+        Some(config::Command::Check { what: config::CheckCommand::WebConfig { files } }) => {
+            return check_web_config(files)
+        }
+        None => {}
     }
     let flag_values = status::flag_values(&command, &matches);
     if let Err(e) = logging::init(&flags.log_level, &flags.log_format) {
@@ -94,6 +100,26 @@ fn main() -> std::process::ExitCode {
             tracing::error!(error = format!("{e:#}"), "strata stopped with an error");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `strata check web-config FILE...`: reads each web config file and the certificates it names and
+/// builds its TLS configuration, as the server would.
+fn check_web_config(files: &[std::path::PathBuf]) -> std::process::ExitCode {
+    let mut ok = true;
+    for file in files {
+        match http::security::Loaded::load(file) {
+            Ok(loaded) => println!("{} SUCCESS ({})", file.display(), loaded.summary()),
+            Err(e) => {
+                ok = false;
+                eprintln!("{} FAILED: {e}", file.display());
+            }
+        }
+    }
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
     }
 }
 

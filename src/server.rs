@@ -27,10 +27,22 @@ type Ready = Arc<OnceLock<(Router, Arc<tsdb::Db>)>>;
 
 /// Serves until SIGTERM/SIGINT. `status` is what the status endpoints report; whoever holds it may
 /// update its config part (a reload).
-pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> anyhow::Result<()> {
     let listener = listen(cfg.listen_address).with_context(|| format!("binding {}", cfg.listen_address))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(address = %addr, data_dir = %cfg.data_dir.display(), "listening");
+    let web = cfg.web.take();
+    let tls = web.as_ref().is_some_and(|w| w.tls());
+    if let Some(w) = &web {
+        tracing::info!(settings = %w.summary(), "web config in force");
+    }
+    let bcrypt_concurrency = std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
+    let auth = crate::http::auth::Authenticator::new(bcrypt_concurrency)
+        .map_err(|_| anyhow::anyhow!("cannot draw a random key for the password cache"))?;
+    let (security, watcher) = crate::http::security::Security::new(web, auth);
+    if let Some(w) = watcher {
+        tokio::spawn(w.run());
+    }
+    tracing::info!(address = %addr, tls, data_dir = %cfg.data_dir.display(), "listening");
 
     // Installed before the WAL replay so that a SIGHUP then does not end the process; handled once
     // the storage is open.
@@ -49,6 +61,7 @@ pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyho
         listener,
         app,
         cfg.http.clone(),
+        Arc::new(security),
         Arc::clone(&connections),
         shutdown_signal(quit),
     ));

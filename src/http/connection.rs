@@ -32,6 +32,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::security::Security;
 use super::{CloseReason, OpenConnection, Options};
 
 /// "Not set" for the millisecond offsets in [`Activity`].
@@ -57,9 +58,10 @@ struct Activity {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    /// A connection accepted at `born`.
+    fn new(born: Instant) -> Activity {
         Activity {
-            born: Instant::now(),
+            born,
             last_io_ms: AtomicU64::new(0),
             // A new connection is waiting for its first request's headers: a client that connects
             // and sends nothing gets the header timeout, not the (longer) idle timeout.
@@ -153,13 +155,14 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, recording reads and writes in [`Activity`].
-struct ActivityIo {
-    stream: TcpStream,
+/// The connection's byte stream (the socket, or the TLS session over it), recording reads and
+/// writes in [`Activity`].
+struct ActivityIo<S> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for ActivityIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
@@ -170,7 +173,7 @@ impl AsyncRead for ActivityIo {
     }
 }
 
-impl AsyncWrite for ActivityIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
@@ -215,26 +218,68 @@ pub(super) struct Signals {
 }
 
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown does. Holds
-/// `_slot` (its place under the connection limit) until then.
+/// `_slot` (its place under the connection limit) until then. With TLS in force the handshake
+/// comes first, and must end, like the first request's headers, within the header timeout of the
+/// accept: a client that connects and stalls the handshake holds its slot no longer than one that
+/// stalls its headers.
 pub(super) async fn serve(
     stream: TcpStream,
     app: Router,
     opts: Arc<super::Options>,
     mut open: OpenConnection,
     signals: Signals,
+    security: Arc<Security>,
     _slot: OwnedSemaphorePermit,
 ) {
+    let accepted_at = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = security.current().tls.clone() else {
+        return serve_http(stream, accepted_at, app, opts, open, signals, security).await;
+    };
+    let mut stopping = signals.stopping.clone();
+    let deadline = accepted_at + opts.read_header_timeout;
+    let handshake = tokio::select! {
+        done = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => done,
+        _ = stopping.wait_for(|stop| *stop) => {
+            open.reason = CloseReason::Shutdown;
+            return;
+        }
+    };
+    match handshake {
+        Ok(Ok(tls)) => serve_http(tls, accepted_at, app, opts, open, signals, security).await,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            open.reason = CloseReason::TlsHandshake;
+        }
+        Err(_) => open.reason = CloseReason::HeaderTimeout,
+    }
+}
+
+/// Serves HTTP/1.1 on `stream` (accepted at `accepted_at`) until the client closes it, a timeout
+/// closes it, or shutdown does.
+async fn serve_http<S>(
+    stream: S,
+    accepted_at: Instant,
+    app: Router,
+    opts: Arc<super::Options>,
+    mut open: OpenConnection,
+    signals: Signals,
+    security: Arc<Security>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Signals { mut stopping, mut reclaiming, reclaim_ticket } = signals;
     // Only calls to make room after this connection took its slot concern it.
     reclaiming.mark_unchanged();
     let mut reclaim_open = true;
-    let _ = stream.set_nodelay(true);
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(accepted_at));
     let io = TokioIo::new(ActivityIo { stream, activity: Arc::clone(&activity) });
     let service = {
         let activity = Arc::clone(&activity);
         let opts = Arc::clone(&opts);
-        hyper::service::service_fn(move |req| handle(req, app.clone(), Arc::clone(&opts), Arc::clone(&activity)))
+        hyper::service::service_fn(move |req| {
+            handle(req, app.clone(), Arc::clone(&opts), Arc::clone(&activity), Arc::clone(&security))
+        })
     };
     let conn = hyper::server::conn::http1::Builder::new().header_read_timeout(None).serve_connection(io, service);
     tokio::pin!(conn);
@@ -348,17 +393,50 @@ async fn read_body(mut body: Incoming, opts: &Options) -> Result<ReadBody, BodyE
     Ok(ReadBody { bytes: first.unwrap_or_else(|| Bytes::from(buf)), cut: false })
 }
 
-/// One request: read its body, then hand it to the router. The answer's body carries the
-/// [`InFlight`] marker, so the request counts as in flight until its answer is written.
+/// One request: check its credentials when users are configured (before its body is read), read its
+/// body, then hand it to the router; the web config's headers are set on the answer. The answer's
+/// body carries the [`InFlight`] marker, so the request counts as in flight until its answer is
+/// written.
 async fn handle(
     req: Request<Incoming>,
     app: Router,
     opts: Arc<Options>,
     activity: Arc<Activity>,
+    security: Arc<Security>,
 ) -> Result<Response<Body>, Infallible> {
     let in_flight = activity.request_started();
+    let policy = security.current();
     let (parts, body) = req.into_parts();
-    let mut resp = match read_body(body, &opts).await {
+    let authorized =
+        policy.users.is_empty() || security.auth.check(&policy.users, parts.headers.get(header::AUTHORIZATION)).await;
+    let mut resp = if !authorized {
+        let mut resp = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        if !hyper::body::Body::is_end_stream(&body) {
+            // The body is never read: the connection cannot carry another request.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    } else {
+        answer(parts, body, app, &opts, &activity).await
+    };
+    for (name, value) in &policy.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    let inner = std::mem::take(resp.body_mut());
+    *resp.body_mut() = Body::new(AnswerBody { inner, _in_flight: in_flight });
+    Ok(resp)
+}
+
+/// Reads the body and asks the router for the answer.
+async fn answer(
+    parts: axum::http::request::Parts,
+    body: Incoming,
+    app: Router,
+    opts: &Options,
+    activity: &Activity,
+) -> Response<Body> {
+    match read_body(body, opts).await {
         Ok(read) => {
             let cut = read.cut;
             let resp = match app.oneshot(Request::from_parts(parts, Body::from(read.bytes))).await {
@@ -385,10 +463,7 @@ async fn handle(
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp
         }
-    };
-    let inner = std::mem::take(resp.body_mut());
-    *resp.body_mut() = Body::new(AnswerBody { inner, _in_flight: in_flight });
-    Ok(resp)
+    }
 }
 
 /// An answer's body, keeping its request counted as in flight until it is written or dropped.

@@ -24,8 +24,11 @@
 //!
 //! [`ConnectionStats`] counts connections for `/metrics`.
 
+pub mod auth;
 mod connection;
 pub mod gzip;
+pub mod security;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,10 +91,12 @@ pub enum CloseReason {
     Error = 7,
     /// Idle between requests while a new connection waited for a slot.
     Reclaimed = 8,
+    /// The TLS handshake failed (plain HTTP to the TLS port, no acceptable client certificate...).
+    TlsHandshake = 9,
 }
 
 impl CloseReason {
-    const COUNT: usize = 9;
+    const COUNT: usize = 10;
     const ALL: [CloseReason; CloseReason::COUNT] = [
         CloseReason::Finished,
         CloseReason::HeaderTimeout,
@@ -102,6 +107,7 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::Error,
         CloseReason::Reclaimed,
+        CloseReason::TlsHandshake,
     ];
 
     fn from_u8(v: u8) -> CloseReason {
@@ -120,6 +126,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Error => "error",
             CloseReason::Reclaimed => "reclaimed",
+            CloseReason::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -183,6 +190,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     opts: Options,
+    security: Arc<security::Security>,
     stats: Arc<ConnectionStats>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -245,7 +253,15 @@ pub async fn serve(
             reclaiming: reclaiming.clone(),
             reclaim_ticket: Arc::clone(&reclaim_ticket),
         };
-        connections.spawn(connection::serve(stream, app.clone(), Arc::clone(&opts), open, signals, slot));
+        connections.spawn(connection::serve(
+            stream,
+            app.clone(),
+            Arc::clone(&opts),
+            open,
+            signals,
+            Arc::clone(&security),
+            slot,
+        ));
     }
     drop(listener);
     tracing::info!(
