@@ -39,6 +39,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let auth = crate::http::auth::Authenticator::new(bcrypt_concurrency)
         .map_err(|_| anyhow::anyhow!("cannot draw a random key for the password cache"))?;
     let (security, watcher) = crate::http::security::Security::new(web, auth);
+    let security = Arc::new(security);
     if let Some(w) = watcher {
         tokio::spawn(w.run());
     }
@@ -61,7 +62,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         listener,
         app,
         cfg.http.clone(),
-        Arc::new(security),
+        Arc::clone(&security),
         Arc::clone(&connections),
         shutdown_signal(quit),
     ));
@@ -91,6 +92,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     }
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
+    metrics.register_collector(security.collector());
     let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.

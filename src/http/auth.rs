@@ -11,6 +11,7 @@
 //! timing does not reveal which users exist.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::HeaderValue;
@@ -29,6 +30,19 @@ pub struct Authenticator {
     verified: Mutex<Verified>,
     bcrypt_slots: Arc<Semaphore>,
     dummy_hash: Arc<OnceLock<String>>,
+    stats: AuthStats,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    /// Requests let through by their credentials.
+    pub allowed: AtomicU64,
+    /// Requests refused (no, malformed or wrong credentials).
+    pub denied: AtomicU64,
+    /// bcrypt comparisons computed (each allowed request not answered from the cache, each denied one
+    /// with credentials).
+    pub bcrypt_checks: AtomicU64,
 }
 
 #[derive(Default)]
@@ -64,11 +78,24 @@ impl Authenticator {
             verified: Mutex::new(Verified::default()),
             bcrypt_slots: Arc::new(Semaphore::new(bcrypt_concurrency.max(1))),
             dummy_hash: Arc::new(OnceLock::new()),
+            stats: AuthStats::default(),
         })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &AuthStats {
+        &self.stats
     }
 
     /// Whether `authorization` carries a user of `users` with their password.
     pub async fn check(&self, users: &BTreeMap<String, String>, authorization: Option<&HeaderValue>) -> bool {
+        let allowed = self.verify(users, authorization).await;
+        let counter = if allowed { &self.stats.allowed } else { &self.stats.denied };
+        counter.fetch_add(1, Ordering::Relaxed);
+        allowed
+    }
+
+    async fn verify(&self, users: &BTreeMap<String, String>, authorization: Option<&HeaderValue>) -> bool {
         let Some((user, password)) = authorization.and_then(parse_basic) else { return false };
         let hash = std::str::from_utf8(&user).ok().and_then(|u| users.get(u));
         let cache_key = hash.map(|h| self.cache_key(&user, h, &password));
@@ -78,6 +105,7 @@ impl Authenticator {
             }
         }
         let Ok(slot) = Arc::clone(&self.bcrypt_slots).acquire_owned().await else { return false };
+        self.stats.bcrypt_checks.fetch_add(1, Ordering::Relaxed);
         let hash = hash.cloned();
         let dummy = Arc::clone(&self.dummy_hash);
         // The permit moves into the task: a client that goes away does not free its slot before the

@@ -8,10 +8,15 @@
 //! Whether TLS is on at all is fixed at startup: a change that turns it on or off is refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -137,6 +142,36 @@ impl Security {
     /// The policy in force now.
     pub fn current(&self) -> Arc<Policy> {
         Arc::clone(&self.current.borrow())
+    }
+
+    /// Renders the authentication counters on `/metrics`.
+    pub fn collector(self: &Arc<Self>) -> Box<dyn Collector> {
+        Box::new(AuthCollector(Arc::clone(self)))
+    }
+}
+
+#[derive(Debug)]
+struct AuthCollector(Arc<Security>);
+
+impl Collector for AuthCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let s = self.0.auth.stats();
+        let mut m = e.encode_descriptor(
+            "strata_http_basic_auth_requests",
+            "Requests checked against basic_auth_users, by outcome.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, c) in [("allowed", &s.allowed), ("denied", &s.denied)] {
+            ConstCounter::new(c.load(Ordering::Relaxed)).encode(m.encode_family(&[("outcome", outcome)])?)?;
+        }
+        let c = ConstCounter::new(s.bcrypt_checks.load(Ordering::Relaxed));
+        c.encode(e.encode_descriptor(
+            "strata_http_basic_auth_bcrypt_checks",
+            "Passwords compared with bcrypt (not answered from the cache of verified credentials).",
+            None,
+            c.metric_type(),
+        )?)
     }
 }
 

@@ -7,6 +7,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod tls;
+
 use ingest::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 
@@ -16,6 +18,23 @@ pub struct Server {
     pub addr: String,
     pub dir: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// How requests reach it: plain HTTP, or HTTPS with basic auth ([`Server::start_secure`]).
+    client: Client,
+}
+
+/// What the test's requests use to reach a server.
+#[derive(Clone)]
+pub struct Client {
+    pub scheme: &'static str,
+    pub agent: ureq::Agent,
+    /// `Authorization` header value sent with every request.
+    pub authorization: Option<String>,
+}
+
+impl Default for Client {
+    fn default() -> Client {
+        Client { scheme: "http", agent: ureq::agent(), authorization: None }
+    }
 }
 
 impl Server {
@@ -26,6 +45,16 @@ impl Server {
 
     /// Like [`Server::start`], with extra environment variables (e.g. fault injection).
     pub fn start_with_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::start_full(dir, args, envs, Client::default())
+    }
+
+    /// Like [`Server::start`] for a server whose web config asks for TLS or users: every request of
+    /// the helpers, readiness included, goes through `client`.
+    pub fn start_secure(dir: &Path, args: &[&str], client: Client) -> Server {
+        Server::start_full(dir, args, &[], client)
+    }
+
+    fn start_full(dir: &Path, args: &[&str], envs: &[(&str, &str)], client: Client) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg(format!("--storage.tsdb.path={}", dir.display()))
             .arg("--web.listen-address=127.0.0.1:0")
@@ -57,7 +86,7 @@ impl Server {
                 panic!("strata did not log its address; log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        let server = Server { child, addr, dir: dir.to_owned(), log };
+        let server = Server { child, addr, dir: dir.to_owned(), log, client };
         server.wait_ready(Duration::from_secs(120));
         server
     }
@@ -68,7 +97,16 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.client.scheme, self.addr, path)
+    }
+
+    /// A request to `path` through the server's client (TLS and credentials as configured).
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let req = self.client.agent.request(method, &self.url(path));
+        match &self.client.authorization {
+            Some(a) => req.set("Authorization", a),
+            None => req,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -78,7 +116,7 @@ impl Server {
     fn wait_ready(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Ok(r) = ureq::get(&self.url("/-/ready")).call() {
+            if let Ok(r) = self.request("GET", "/-/ready").call() {
                 if r.status() == 200 {
                     return;
                 }
@@ -95,7 +133,8 @@ impl Server {
     }
 
     pub fn post_raw(&self, body: &[u8], encoding: &str, content_type: &str) -> (u16, String) {
-        let r = ureq::post(&self.url("/api/v1/write"))
+        let r = self
+            .request("POST", "/api/v1/write")
             .set("Content-Encoding", encoding)
             .set("Content-Type", content_type)
             .set("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -109,7 +148,7 @@ impl Server {
 
     /// GET an API path with query parameters; returns (status, JSON).
     pub fn get_json(&self, path: &str, params: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let mut req = ureq::get(&self.url(path));
+        let mut req = self.request("GET", path);
         for (k, v) in params {
             req = req.query(k, v);
         }
@@ -124,7 +163,7 @@ impl Server {
 
     /// POST an API path with a form body (for queries too long for a URL); returns (status, JSON).
     pub fn post_form_json(&self, path: &str, params: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let r = ureq::post(&self.url(path)).send_form(params);
+        let r = self.request("POST", path).send_form(params);
         let (code, text) = match r {
             Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
             Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
@@ -162,7 +201,7 @@ impl Server {
 
     /// The value of an unlabelled metric on `/metrics`.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let text = ureq::get(&self.url("/metrics")).call().ok()?.into_string().ok()?;
+        let text = self.request("GET", "/metrics").call().ok()?.into_string().ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
