@@ -63,7 +63,8 @@ fn users_yaml(users: &[(&str, &str)]) -> String {
 /// Status, `WWW-Authenticate` and `X-Frame-Options` of a GET with `client`; `Err` for a transport
 /// failure (e.g. a failed handshake).
 fn get(srv: &Server, client: &Client, path: &str) -> Result<(u16, Option<String>, Option<String>), String> {
-    let mut req = client.agent.get(&format!("https://{}{path}", srv.addr));
+    let agent = client.agent.as_ref().unwrap();
+    let mut req = agent.get(&format!("https://{}{path}", srv.addr));
     if let Some(a) = &client.authorization {
         req = req.set("Authorization", a);
     }
@@ -154,6 +155,8 @@ fn tls_with_basic_auth_guards_every_endpoint() {
     // A refused remote-write is not stored.
     let r = anonymous
         .agent
+        .as_ref()
+        .unwrap()
         .post(&format!("https://{}/api/v1/write", srv.addr))
         .set("Content-Encoding", "snappy")
         .send_bytes(b"not even snappy");

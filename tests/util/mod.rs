@@ -26,14 +26,16 @@ pub struct Server {
 #[derive(Clone)]
 pub struct Client {
     pub scheme: &'static str,
-    pub agent: ureq::Agent,
+    /// Keeps its connections open between requests; `None`: a new agent (and connection) per
+    /// request, so no connection of the helpers lingers idle on the server.
+    pub agent: Option<ureq::Agent>,
     /// `Authorization` header value sent with every request.
     pub authorization: Option<String>,
 }
 
 impl Default for Client {
     fn default() -> Client {
-        Client { scheme: "http", agent: ureq::agent(), authorization: None }
+        Client { scheme: "http", agent: None, authorization: None }
     }
 }
 
@@ -102,7 +104,10 @@ impl Server {
 
     /// A request to `path` through the server's client (TLS and credentials as configured).
     pub fn request(&self, method: &str, path: &str) -> ureq::Request {
-        let req = self.client.agent.request(method, &self.url(path));
+        let req = match &self.client.agent {
+            Some(agent) => agent.request(method, &self.url(path)),
+            None => ureq::request(method, &self.url(path)),
+        };
         match &self.client.authorization {
             Some(a) => req.set("Authorization", a),
             None => req,

@@ -98,7 +98,7 @@ pub fn client_config(ca_pem: &str, client: Option<&Issued>) -> Arc<rustls::Clien
 pub fn https_client(ca_pem: &str, client: Option<&Issued>, credentials: Option<(&str, &str)>) -> Client {
     let agent =
         ureq::AgentBuilder::new().tls_config(client_config(ca_pem, client)).timeout(Duration::from_secs(30)).build();
-    Client { scheme: "https", agent, authorization: credentials.map(|(u, p)| basic(u, p)) }
+    Client { scheme: "https", agent: Some(agent), authorization: credentials.map(|(u, p)| basic(u, p)) }
 }
 
 /// An `Authorization: Basic` header value.
