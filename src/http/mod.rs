@@ -22,6 +22,11 @@
 //!   closed, requests in flight get [`Options::shutdown_grace_period`] to finish, and whatever is still
 //!   open then is dropped (its socket closed). [`serve`] always returns.
 //!
+//! - **Web config** ([`security`]): with TLS in force, each connection's handshake ([`tls`]) runs
+//!   in its own task, holding its slot, and must finish within the header timeout of the accept;
+//!   with users configured, every request's credentials are checked ([`auth`]) before its body is
+//!   read. The configured response headers are set on every answer.
+//!
 //! [`ConnectionStats`] counts connections for `/metrics`.
 
 pub mod auth;
