@@ -191,6 +191,54 @@ fn tls_with_basic_auth_guards_every_endpoint() {
 }
 
 #[test]
+fn a_flood_of_wrong_passwords_is_bounded_and_verified_clients_are_served() {
+    let setup = Setup::new();
+    // A costlier hash than the other tests' so that checks overlap.
+    let hash = bcrypt::hash("wonderland", 8).unwrap();
+    setup.write_web_config("", &format!("basic_auth_users:\n  alice: '{hash}'\n"));
+    let ca = setup.ca.pem();
+    let srv = setup.start(https_client(&ca, None, Some(("alice", "wonderland"))), &[]);
+    // Verified once (by the start's readiness check): cached from now on.
+    let alice = https_client(&ca, None, Some(("alice", "wonderland")));
+    assert_eq!(get(&srv, &alice, "/-/healthy").unwrap().0, 200);
+
+    // More wrong passwords at once than may wait for the bcrypt slots (half the cores, 16 waiting
+    // per slot): the excess is answered 503 at once, the rest 401; none is let through.
+    let slots = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+    let flood = slots * 16 + 32;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(flood + 1));
+    let statuses: Vec<_> = (0..flood)
+        .map(|i| {
+            let (start, ca, addr) = (std::sync::Arc::clone(&start), ca.clone(), srv.addr.clone());
+            std::thread::spawn(move || {
+                let client = https_client(&ca, None, Some(("alice", &format!("guess-{i}"))));
+                start.wait();
+                let agent = client.agent.unwrap();
+                match agent
+                    .get(&format!("https://{addr}/-/healthy"))
+                    .set("Authorization", &client.authorization.unwrap())
+                    .call()
+                {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(code, _)) => code,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    // Meanwhile the verified client is answered from the cache.
+    for _ in 0..5 {
+        assert_eq!(get(&srv, &alice, "/-/healthy").unwrap().0, 200);
+    }
+    let statuses: Vec<u16> = statuses.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 401 || s == 503), "{statuses:?}");
+    assert!(statuses.contains(&503), "no check was turned away: {statuses:?}");
+    let busy = metrics_line(&srv, "strata_http_basic_auth_requests_total{outcome=\"busy\"}");
+    assert_eq!(busy, statuses.iter().filter(|&&s| s == 503).count() as f64);
+}
+
+#[test]
 fn client_certificates_by_client_auth_type() {
     let setup = Setup::new();
     let client_ca = Ca::new(setup.dir.path(), "clients");

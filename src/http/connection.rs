@@ -7,9 +7,9 @@
 //! task closes the connection when the headers are not complete [`Options::read_header_timeout`]
 //! after their first byte (for a connection's first request: after it was accepted, as Go's
 //! `ReadHeaderTimeout` does), or when no request has begun for [`Options::idle_timeout`] after the
-//! previous one. Bodies are
-//! read here too, before the router sees the request, with the stall and overall deadlines of
-//! [`Options`]; a late body is answered 408 and the connection closed.
+//! previous one. With TLS in force the handshake runs first, under the same deadline as the first
+//! request's headers. Bodies are read here too, before the router sees the request, with the stall
+//! and overall deadlines of [`Options`]; a late body is answered 408 and the connection closed.
 
 use std::convert::Infallible;
 use std::io;
@@ -32,6 +32,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::auth::Verdict;
 use super::security::Security;
 use super::{CloseReason, OpenConnection, Options};
 
@@ -407,18 +408,34 @@ async fn handle(
     let in_flight = activity.request_started();
     let policy = security.current();
     let (parts, body) = req.into_parts();
-    let authorized =
-        policy.users.is_empty() || security.auth.check(&policy.users, parts.headers.get(header::AUTHORIZATION)).await;
-    let mut resp = if !authorized {
-        let mut resp = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
-        if !hyper::body::Body::is_end_stream(&body) {
-            // The body is never read: the connection cannot carry another request.
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        resp
+    let verdict = if policy.users.is_empty() {
+        Verdict::Allowed
     } else {
-        answer(parts, body, app, &opts, &activity).await
+        security.auth.check(&policy.users, parts.headers.get(header::AUTHORIZATION)).await
+    };
+    let refused = match verdict {
+        Verdict::Allowed => None,
+        Verdict::Denied => {
+            let mut resp = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            Some(resp)
+        }
+        Verdict::Busy => {
+            let mut resp =
+                (StatusCode::SERVICE_UNAVAILABLE, "too many password checks in progress; retry\n").into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Some(resp)
+        }
+    };
+    let mut resp = match refused {
+        Some(mut resp) => {
+            if !hyper::body::Body::is_end_stream(&body) {
+                // The body is never read: the connection cannot carry another request.
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
+        None => answer(parts, body, app, &opts, &activity).await,
     };
     for (name, value) in &policy.headers {
         resp.headers_mut().insert(name.clone(), value.clone());

@@ -162,7 +162,7 @@ impl Collector for AuthCollector {
             None,
             MetricType::Counter,
         )?;
-        for (outcome, c) in [("allowed", &s.allowed), ("denied", &s.denied)] {
+        for (outcome, c) in [("allowed", &s.allowed), ("denied", &s.denied), ("busy", &s.busy)] {
             ConstCounter::new(c.load(Ordering::Relaxed)).encode(m.encode_family(&[("outcome", outcome)])?)?;
         }
         let c = ConstCounter::new(s.bcrypt_checks.load(Ordering::Relaxed));
