@@ -279,7 +279,11 @@ fn tls<T>(
         .iter()
         .any(|k| get(k).is_some());
     if !enabled {
-        if !cipher_suites.is_empty() || !curves.is_empty() || get("min_version").is_some() {
+        if !cipher_suites.is_empty()
+            || !curves.is_empty()
+            || get("min_version").is_some()
+            || get("max_version").is_some()
+        {
             let msg = "TLS settings given without cert_file and key_file";
             return Err(ConfigFileError::BadValue {
                 path: walk.path.to_owned(),
@@ -510,6 +514,7 @@ mod tests {
             ("basic_auth_users:\n  alice: plaintext\n", "line 2", "not a bcrypt hash"),
             ("basic_auth_user:\n  alice: x\n", "line 1", "did you mean \"basic_auth_users\""),
             ("rate_limit:\n  burst: 10\n", "line 1", "not implemented"),
+            ("tls_server_config:\n  max_version: TLS12\n", "line 1", "without cert_file"),
         ];
         for (text, line, what) in cases {
             let e = parse_text(text).unwrap_err().to_string();
