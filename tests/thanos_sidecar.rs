@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{block_dirs, promtool, request, series, Server};
+use crate::util::{block_dirs, prometheus, promtool, request, series, PromServer, Server};
 
 /// The sidecar's `promclient.Flags`: the fields it decodes from `status/flags`.
 #[derive(Debug, PartialEq)]
@@ -295,6 +295,37 @@ fn equal_block_durations_pass_the_sidecar_check_without_the_delay_compact_file()
         text_format_gauge(&text, "prometheus_tsdb_lowest_timestamp_seconds"),
         Some(("gauge".to_owned(), (i64::MAX / 1000) as f64))
     );
+}
+
+#[test]
+fn flags_read_as_the_kinds_prometheus_reports() {
+    let Some(bin) = prometheus() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("data"), &[]);
+    let prom = PromServer::start(&bin, &dir.path().join("prom"), &[]);
+    let ours = sidecar_get(&srv, "/api/v1/status/flags", &[]);
+    let theirs = prom.get_json("/api/v1/status/flags", &[])["data"].clone();
+    let mut compared = Vec::new();
+    for (name, their) in theirs.as_object().unwrap() {
+        let (Some(our), Some(their)) = (ours.get(name).and_then(Value::as_str), their.as_str()) else { continue };
+        if go_parse_bool(their).is_ok() && their.parse::<i64>().is_err() {
+            assert!(go_parse_bool(our).is_ok(), "{name}: Prometheus reports a switch ({their:?}), Strata {our:?}");
+        } else if their != "0" && go_parse_duration(their).is_ok() {
+            assert!(
+                go_parse_duration(our).is_ok(),
+                "{name}: Prometheus reports a duration ({their:?}), Strata {our:?}"
+            );
+        } else {
+            continue;
+        }
+        compared.push(name.clone());
+    }
+    for name in ["storage.tsdb.max-block-duration", "rules.alert.resend-delay", "web.enable-lifecycle"] {
+        assert!(compared.iter().any(|c| c == name), "{name} compared: {compared:?}");
+    }
+    // Both compute the default max block duration the same way (10% of the 15d retention).
+    assert_eq!(ours["storage.tsdb.max-block-duration"], theirs["storage.tsdb.max-block-duration"]);
+    assert_eq!(ours["web.route-prefix"], theirs["web.route-prefix"]);
 }
 
 /// 2h-aligned start.

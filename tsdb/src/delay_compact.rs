@@ -153,6 +153,26 @@ mod tests {
         assert!(matches!(Uploaded::read(&path).unwrap_err(), ReadError::Parse { .. }));
     }
 
+    /// Equal min and max block durations turn level compaction off, not the merge of overlapping
+    /// blocks: without the file a late block is merged before a shipper could upload it.
+    #[test]
+    fn equal_block_durations_still_merge_overlapping_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        block(dir.path(), 0, 1);
+        block(dir.path(), 5, 1);
+        let opts = crate::DbOptions {
+            head: crate::head::Options { wal: None, ..crate::head::Options::default() },
+            max_block_duration_ms: crate::head::Options::default().chunk_range_ms,
+            ..crate::DbOptions::default()
+        };
+        let db = crate::Db::open(dir.path(), opts).unwrap();
+        db.compact().unwrap();
+        let blocks = db.blocks();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].meta().compaction.level, 2);
+        assert_eq!(db.blocks_awaiting_upload(), 0);
+    }
+
     #[test]
     fn a_database_merges_overlapping_blocks_only_once_they_are_uploaded() {
         let dir = tempfile::tempdir().unwrap();
