@@ -565,7 +565,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     let mut out = String::new();
     for (unit, size, exact) in UNITS {
-        if exact && ms % size != 0 {
+        if exact && !ms.is_multiple_of(size) {
             continue;
         }
         let n = ms / size;
