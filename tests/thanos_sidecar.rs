@@ -6,7 +6,7 @@
 //!
 //! And the shipper's side of the data directory: with `--storage.tsdb.delay-compact-file.path`,
 //! level-1 blocks (out-of-order ones included) are compacted only once `thanos.shipper.json` lists
-//! them as uploaded.
+//! them as uploaded, and the sidecar's files in the data directory survive a restart untouched.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -466,4 +466,20 @@ fn blocks_are_compacted_only_once_the_shipper_lists_them_as_uploaded() {
     assert!(!data.join(&late.ulid).exists());
     assert_eq!(query_all(&srv), sent);
     assert!(data.join("thanos/upload").is_dir(), "the sidecar's directory is left alone");
+
+    // A restart in the middle of an upload: the sidecar's staging copy (hard links of a block's
+    // files) and its half-written meta file are not blocks.
+    let staged = data.join("thanos/upload").join(&last[0].ulid);
+    std::fs::create_dir_all(staged.join("chunks")).unwrap();
+    let block = data.join(&last[0].ulid);
+    for f in ["index", "meta.json", "chunks/000001"] {
+        std::fs::hard_link(block.join(f), staged.join(f)).unwrap();
+    }
+    std::fs::write(data.join("thanos.shipper.json.tmp"), "{\"version\": 1, \"upl").unwrap();
+    let mut srv = srv;
+    assert!(srv.sigterm().success());
+    let srv = Server::start(&data, &[&format!("--storage.tsdb.delay-compact-file.path={}", shipper_file.display())]);
+    assert_eq!(metas(&data), last, "the same blocks after a restart");
+    assert_eq!(query_all(&srv), sent);
+    assert!(staged.join("index").is_file(), "the staging copy is the sidecar's to remove");
 }
