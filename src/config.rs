@@ -148,6 +148,13 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.max-block-duration")]
     pub max_block_duration: Option<String>,
 
+    /// JSON file in which a block shipper lists the blocks it has uploaded (the Thanos sidecar's
+    /// `<storage.tsdb.path>/thanos.shipper.json`). When set, compaction (merging overlapping blocks
+    /// included) leaves a level-1 block, and every block created after it, alone until the file lists
+    /// it as uploaded; an unreadable or missing file lists nothing.
+    #[arg(long = "storage.tsdb.delay-compact-file.path")]
+    pub delay_compact_file: Option<PathBuf>,
+
     /// How often background compaction looks for work.
     #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", hide = true)]
     pub compaction_interval: String,
@@ -417,6 +424,7 @@ impl Flags {
             compaction_interval,
             checkpoint_wal_bytes: parse_bytes(&self.wal_checkpoint_size)
                 .context("--storage.tsdb.wal-checkpoint-size")?,
+            delay_compact_file: self.delay_compact_file.clone(),
         };
         let engine = query::EngineOptions {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
@@ -547,6 +555,36 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Formats a duration as Prometheus writes one (`model.Duration`): the largest units first, years and
+/// weeks only when they divide it exactly (`2h`, `1d12h`, `31d`, `2w`, `1s500ms`; `0s` for zero).
+pub fn format_duration(d: Duration) -> String {
+    const UNITS: [(&str, u128, bool); 7] = [
+        ("y", 365 * 86_400_000, true),
+        ("w", 7 * 86_400_000, true),
+        ("d", 86_400_000, false),
+        ("h", 3_600_000, false),
+        ("m", 60_000, false),
+        ("s", 1000, false),
+        ("ms", 1, false),
+    ];
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, size, exact) in UNITS {
+        if exact && !ms.is_multiple_of(size) {
+            continue;
+        }
+        let n = ms / size;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            ms -= n * size;
+        }
+    }
+    out
+}
+
 /// Parses a byte size like Prometheus's: a number with an optional unit B, KB, MB, GB, TB, PB, EB
 /// (powers of 1024).
 pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
@@ -584,6 +622,26 @@ mod tests {
         assert!(parse_duration("30m1h").is_err());
         assert!(parse_duration("-5m").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_are_written_as_prometheus_writes_them() {
+        let h = 3600;
+        for (secs, want) in [
+            (0, "0s"),
+            (2 * h, "2h"),
+            (36 * h, "1d12h"),
+            (31 * 24 * h, "31d"),
+            (14 * 24 * h, "2w"),
+            (365 * 24 * h, "1y"),
+            (90 * 24 * h, "90d"),
+            (h + 61, "1h1m1s"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(format_duration(d), want);
+            assert_eq!(parse_duration(want).unwrap(), d, "{want} reads back");
+        }
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
     }
 
     #[test]

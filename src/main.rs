@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
         }
         None => {}
     }
-    let flag_values = status::flag_values(&command, &matches);
+    let mut flag_values = status::flag_values(&command, &matches);
     if let Err(e) = logging::init(&flags.log_level, &flags.log_format) {
         eprintln!("strata: {e:#}");
         return std::process::ExitCode::from(2);
@@ -79,6 +79,13 @@ fn main() -> std::process::ExitCode {
     };
     for note in &cfg.notes {
         tracing::warn!("{note}");
+    }
+    status::report_computed(&mut flag_values, &cfg);
+    if let Some(path) = &cfg.db.delay_compact_file {
+        tracing::info!(
+            path = %path.display(),
+            "level-1 blocks are compacted only once the delay-compact file lists them as uploaded"
+        );
     }
     // Queries are parsed and evaluated on the runtime's threads (recursively, as deep as the
     // query's nesting, which the query crate bounds): their stacks are sized for that bound.

@@ -129,7 +129,35 @@ impl Collector for StorageCollector {
         )?;
         gauge(&mut e, "strata_head_min_time_seconds", "Oldest sample in the head.", time_gauge(head.min_time()))?;
         gauge(&mut e, "strata_head_max_time_seconds", "Newest sample in the head.", time_gauge(head.max_time()))?;
-        gauge(&mut e, "strata_blocks_loaded", "Persisted blocks.", self.db.blocks().len() as f64)?;
+        let blocks = self.db.blocks();
+        gauge(&mut e, "strata_blocks_loaded", "Persisted blocks.", blocks.len() as f64)?;
+        gauge(
+            &mut e,
+            "strata_blocks_awaiting_upload",
+            "Blocks the last compaction left alone because the delay-compact file does not list them as uploaded (a level-1 block and every block created after it).",
+            self.db.blocks_awaiting_upload() as f64,
+        )?;
+        // Prometheus's own names and values (whole seconds, from ms by integer division; an empty
+        // head reports ±MaxInt64/1000), which the Thanos sidecar reads.
+        let lowest = blocks.first().map_or_else(|| head.min_time(), |b| b.meta().min_time);
+        gauge(
+            &mut e,
+            "prometheus_tsdb_lowest_timestamp_seconds",
+            "Lowest timestamp value stored in the database.",
+            (lowest / 1000) as f64,
+        )?;
+        gauge(
+            &mut e,
+            "prometheus_tsdb_head_min_time_seconds",
+            "Minimum time bound of the head block.",
+            (head.min_time() / 1000) as f64,
+        )?;
+        gauge(
+            &mut e,
+            "prometheus_tsdb_head_max_time_seconds",
+            "Maximum timestamp of the head block.",
+            (head.max_time() / 1000) as f64,
+        )?;
         counter(
             &mut e,
             "strata_storage_read_errors",

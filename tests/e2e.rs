@@ -19,4 +19,5 @@ mod promql_vs_prometheus;
 mod queue_shaped_writes;
 mod slow_clients;
 mod status_api;
+mod thanos_sidecar;
 mod tls_auth;

@@ -14,11 +14,13 @@
 //! left behind by a crash is recognised at open (its ULID is in a newer block's `parents`) and deleted.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::block::{self, Block, Compaction};
+use crate::delay_compact::Uploaded;
 use crate::error::{io_error, Error, Result};
 use crate::head::{self, Head, OpenHints, ReplaySkip};
 use crate::labels::{MatchType, Matcher};
@@ -42,6 +44,9 @@ pub struct DbOptions {
     /// A checkpoint is written when the WAL segments (what a restart replays sample by sample) grow
     /// past this many bytes. 0 disables size-triggered checkpoints.
     pub checkpoint_wal_bytes: u64,
+    /// A block shipper's list of uploaded blocks (`--storage.tsdb.delay-compact-file.path`): when
+    /// set, compaction leaves level-1 blocks alone until the file lists them ([`crate::delay_compact`]).
+    pub delay_compact_file: Option<PathBuf>,
 }
 
 /// Default for [`DbOptions::checkpoint_wal_bytes`]: about 4.5M samples to replay at most.
@@ -59,6 +64,7 @@ impl Default for DbOptions {
             max_block_duration_ms: default_max_block_duration(retention_ms),
             compaction_interval: Duration::from_secs(60),
             checkpoint_wal_bytes: DEFAULT_CHECKPOINT_WAL_BYTES,
+            delay_compact_file: None,
         }
     }
 }
@@ -82,6 +88,8 @@ pub struct Db {
     background: Mutex<Option<JoinHandle<()>>>,
     /// Blocks set aside as damaged when the database was opened.
     quarantined: u64,
+    /// Blocks the last compaction left alone because the delay-compact file does not list them.
+    awaiting_upload: AtomicU64,
     /// Held for the Db's lifetime: one process per data directory.
     _lock: std::fs::File,
 }
@@ -161,6 +169,7 @@ impl Db {
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             background: Mutex::new(None),
             quarantined,
+            awaiting_upload: AtomicU64::new(0),
             _lock: lock,
         }))
     }
@@ -178,6 +187,12 @@ impl Db {
     /// Number of blocks found damaged and set aside (`<ulid>.corrupted`) when the database was opened.
     pub fn quarantined_blocks(&self) -> u64 {
         self.quarantined
+    }
+
+    /// Blocks the last compaction left alone because the delay-compact file does not list them as
+    /// uploaded (a level-1 block and every block created after it); 0 without the file.
+    pub fn blocks_awaiting_upload(&self) -> u64 {
+        self.awaiting_upload.load(Ordering::Relaxed)
     }
 
     /// The blocks, sorted by min time.
@@ -276,10 +291,31 @@ impl Db {
     pub fn compact(&self) -> Result<()> {
         let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
         self.compact_head()?;
-        self.merge_overlapping()?;
-        self.compact_levels()?;
+        let uploaded = self.uploaded_blocks();
+        self.merge_overlapping(uploaded.as_ref())?;
+        self.compact_levels(uploaded.as_ref())?;
         self.apply_retention()?;
         Ok(())
+    }
+
+    /// With a delay-compact file, the blocks it lists as uploaded (none when it cannot be read).
+    fn uploaded_blocks(&self) -> Option<Uploaded> {
+        let path = self.opts.delay_compact_file.as_ref()?;
+        Some(Uploaded::read(path).unwrap_or_else(|e| {
+            if !self.blocks().is_empty() {
+                tracing::warn!(error = %e, "delay-compact file unusable: level-1 blocks are not compacted until it lists them");
+            }
+            Uploaded::default()
+        }))
+    }
+
+    /// The blocks compaction may take as inputs: all of them, or those the delay-compact file allows.
+    fn compaction_inputs(&self, uploaded: Option<&Uploaded>) -> Vec<Arc<Block>> {
+        let blocks = self.blocks();
+        let Some(uploaded) = uploaded else { return blocks };
+        let inputs = uploaded.compactable(&blocks);
+        self.awaiting_upload.store((blocks.len() - inputs.len()) as u64, Ordering::Relaxed);
+        inputs
     }
 
     /// Writes the head's oldest block range to a block while the head spans more than 1.5 ranges.
@@ -340,10 +376,11 @@ impl Db {
     }
 
     /// Merges every group of overlapping blocks into one (vertical compaction), so the data directory
-    /// handed to Thanos or Mimir has no overlaps.
-    fn merge_overlapping(&self) -> Result<()> {
+    /// handed to Thanos or Mimir has no overlaps; with a delay-compact file, only among the blocks it
+    /// allows (the shipper's bucket then holds the overlaps, for Thanos's vertical compaction).
+    fn merge_overlapping(&self, uploaded: Option<&Uploaded>) -> Result<()> {
         loop {
-            let blocks = self.blocks();
+            let blocks = self.compaction_inputs(uploaded);
             let mut group: Vec<Arc<Block>> = Vec::new();
             let mut group_max = i64::MIN;
             for b in &blocks {
@@ -369,17 +406,16 @@ impl Db {
     /// Prometheus-style level compaction (`LeveledCompactor.selectDirs`): leaving out the newest block,
     /// blocks inside one aligned window of 3×, 9×, … the block range (up to the max block duration) are
     /// merged when they span the whole window or end before the newest block starts.
-    fn compact_levels(&self) -> Result<()> {
+    fn compact_levels(&self, uploaded: Option<&Uploaded>) -> Result<()> {
         let base = self.opts.head.chunk_range_ms;
         let max = self.opts.max_block_duration_ms.max(base);
-        while let Some(group) = self.plan_level_compaction(base, max) {
+        while let Some(group) = Self::plan_level_compaction(self.compaction_inputs(uploaded), base, max) {
             self.merge(&group, "level")?;
         }
         Ok(())
     }
 
-    fn plan_level_compaction(&self, base: i64, max: i64) -> Option<Vec<Arc<Block>>> {
-        let mut blocks = self.blocks();
+    fn plan_level_compaction(mut blocks: Vec<Arc<Block>>, base: i64, max: i64) -> Option<Vec<Arc<Block>>> {
         let newest = blocks.iter().map(|b| b.meta().min_time).max()?;
         let pos = blocks.iter().rposition(|b| b.meta().min_time == newest)?;
         blocks.remove(pos);

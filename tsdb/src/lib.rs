@@ -9,6 +9,7 @@
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
 //! - [`db`]: the data directory as a whole: head, blocks, compaction, retention.
+//! - [`delay_compact`]: which blocks compaction may use while a shipper has not uploaded them.
 //! - [`snapshot`]: snapshots of the data directory (hard-linked blocks plus the head as a block).
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
 //! - [`error`]: server faults ([`Error`]) apart from per-sample rejections ([`AppendError`]).
@@ -19,6 +20,7 @@ pub mod block;
 pub mod chunk;
 pub mod chunkenc;
 pub mod db;
+pub mod delay_compact;
 pub mod error;
 pub mod head;
 pub mod labels;
