@@ -71,7 +71,7 @@ pub struct Flags {
     #[arg(long = "web.console.libraries")]
     pub console_libraries: Option<String>,
 
-    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    /// Accepted for Prometheus compatibility (the web UI's title is fixed).
     #[arg(long = "web.page-title")]
     pub page_title: Option<String>,
 
@@ -104,7 +104,7 @@ pub struct Flags {
     #[arg(long = "storage.remote.flush-deadline")]
     pub remote_flush_deadline: Option<String>,
 
-    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    /// Accepted for Prometheus compatibility (the web UI serves only its embedded files).
     #[arg(long = "web.user-assets")]
     pub user_assets: Option<String>,
 
@@ -465,7 +465,7 @@ impl Flags {
         flag(self.no_lockfile, "--storage.tsdb.no-lockfile", "Strata takes no lock file", &mut notes);
         flag(self.console_templates.is_some(), "--web.console.templates", "Strata has no consoles", &mut notes);
         flag(self.console_libraries.is_some(), "--web.console.libraries", "Strata has no consoles", &mut notes);
-        flag(self.page_title.is_some(), "--web.page-title", "Strata has no web UI", &mut notes);
+        flag(self.page_title.is_some(), "--web.page-title", "the web UI's title is fixed", &mut notes);
         flag(self.wal_compression, "--storage.tsdb.wal-compression", "Strata does not compress the WAL", &mut notes);
         flag(
             self.allow_overlapping_blocks,
@@ -509,7 +509,7 @@ impl Flags {
             "Strata has no remote-write client",
             &mut notes,
         );
-        flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
+        flag(self.user_assets.is_some(), "--web.user-assets", "the web UI serves only its embedded files", &mut notes);
         if self.enable_admin_api {
             notes.push(
                 "--web.enable-admin-api: only the TSDB snapshot is served; delete_series and clean_tombstones are not"

@@ -23,6 +23,7 @@ mod reload;
 mod rlimit;
 mod server;
 mod status;
+mod ui;
 
 use clap::{CommandFactory, FromArgMatches};
 
