@@ -19,3 +19,4 @@ mod promql_vs_prometheus;
 mod queue_shaped_writes;
 mod slow_clients;
 mod status_api;
+mod web_ui;
