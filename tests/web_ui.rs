@@ -179,6 +179,27 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (be(&bytes[16..20]), be(&bytes[20..24]))
 }
 
+/// The pages' pure functions (completion contexts, ranking, step alignment, stacking, parsing) under
+/// Node's test runner.
+#[test]
+fn javascript_unit_tests_pass_under_node() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(node) = std::env::split_paths(&path).map(|p| p.join("node")).find(|p| p.is_file()) else {
+        assert!(std::env::var("CI").is_err(), "node is required in CI (apt-get install npm)");
+        eprintln!("skipping the JavaScript unit tests: node not installed");
+        return;
+    };
+    let out = Command::new(node)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--test", "web/test/units.test.js"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "node --test failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("# fail 0") && !text.contains("# pass 0"), "{text}");
+}
+
 #[test]
 fn pages_and_assets_are_served_with_types_and_revalidation() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +263,16 @@ fn expression_browser_status_pages_render_in_chromium() {
     let names = element(&dom, "select", "metric-names");
     assert_has(names, r#"<option value="ui_test_requests_total">"#);
     assert_has(names, r#"<option value="ui_test_temperature_celsius">"#);
+
+    // A range vector: each series' samples with their timestamps (2.42 includes the range's start).
+    let dom = browser.dom(&graph_url(
+        &srv,
+        &[("g0.expr", "ui_test_temperature_celsius[30s]"), ("g0.tab", "1"), ("g0.moment_input", LAST)],
+    ));
+    assert_has(
+        element(&dom, "div", "table-result"),
+        r#"<td class="series">ui_test_temperature_celsius{room="lab"}</td><td class="value">21.5 @1700001755<br>21.5 @1700001770<br>21.5 @1700001785</td>"#,
+    );
 
     // Graph: a range query drawn by uPlot, a legend entry per series named by its labels.
     let uplot = ureq::get(&srv.url("/assets/vendor/uPlot.iife.min.js")).call().is_ok();
