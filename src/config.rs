@@ -71,7 +71,7 @@ pub struct Flags {
     #[arg(long = "web.console.libraries")]
     pub console_libraries: Option<String>,
 
-    /// Accepted for Prometheus compatibility (the web UI's title is fixed).
+    /// The name the web UI's pages show (default "Strata").
     #[arg(long = "web.page-title")]
     pub page_title: Option<String>,
 
@@ -293,6 +293,8 @@ pub struct Config {
     /// `--web.external-url`.
     #[allow(dead_code, reason = "recorded for generated links")]
     pub external_url: Option<String>,
+    /// `--web.page-title`.
+    pub page_title: Option<String>,
     /// One line each about flags and file keys accepted without effect, logged at startup.
     pub notes: Vec<String>,
 }
@@ -433,6 +435,7 @@ impl Flags {
             enable_lifecycle: self.enable_lifecycle,
             cors: crate::cors::Cors::new(&self.cors_origin)?,
             enable_admin_api: self.enable_admin_api,
+            page_title: self.page_title.clone(),
             external_url: self.external_url,
             notes,
         })
@@ -465,7 +468,6 @@ impl Flags {
         flag(self.no_lockfile, "--storage.tsdb.no-lockfile", "Strata takes no lock file", &mut notes);
         flag(self.console_templates.is_some(), "--web.console.templates", "Strata has no consoles", &mut notes);
         flag(self.console_libraries.is_some(), "--web.console.libraries", "Strata has no consoles", &mut notes);
-        flag(self.page_title.is_some(), "--web.page-title", "the web UI's title is fixed", &mut notes);
         flag(self.wal_compression, "--storage.tsdb.wal-compression", "Strata does not compress the WAL", &mut notes);
         flag(
             self.allow_overlapping_blocks,

@@ -5,14 +5,17 @@
 //! embedded when the build found it installed by npm (see build.rs); without it `/graph` serves the
 //! table view and says how to get the graph.
 //!
+//! `--web.page-title` replaces "Strata" in the pages' titles and headers.
+//!
 //! Every answer carries a weak `ETag` (a hash of the content) and `Cache-Control: no-cache`: browsers
 //! keep the files and revalidate them with `If-None-Match` (304), so an upgraded binary's UI is
 //! picked up on the next load.
 
 use std::hash::{Hash, Hasher};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use axum::extract::Path;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,15 +33,16 @@ const UPLOT_CSS_PATH: &str = "vendor/uPlot.min.css";
 /// One embedded file.
 struct Asset {
     content_type: &'static str,
-    body: &'static [u8],
+    body: Bytes,
     /// Weak entity tag: the same bytes may be sent gzip-compressed or not.
     etag: HeaderValue,
 }
 
 impl Asset {
-    fn new(content_type: &'static str, body: &'static [u8]) -> Asset {
+    fn new(content_type: &'static str, body: impl Into<Bytes>) -> Asset {
+        let body = body.into();
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        body.hash(&mut h);
+        body.as_ref().hash(&mut h);
         let etag = HeaderValue::from_str(&format!("W/\"{:016x}\"", h.finish()))
             .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
         Asset { content_type, body, etag }
@@ -55,14 +59,47 @@ macro_rules! web_file {
     };
 }
 
-/// The pages, by URL path.
-static PAGES: LazyLock<Vec<(&'static str, Asset)>> = LazyLock::new(|| {
-    vec![
-        ("/graph", Asset::new(HTML, web_file!("graph.html"))),
-        ("/tsdb-status", Asset::new(HTML, web_file!("tsdb-status.html"))),
-        ("/status", Asset::new(HTML, web_file!("status.html"))),
-    ]
-});
+/// The pages' sources, by URL path.
+const PAGES: [(&str, &[u8]); 3] = [
+    ("/graph", web_file!("graph.html")),
+    ("/tsdb-status", web_file!("tsdb-status.html")),
+    ("/status", web_file!("status.html")),
+];
+
+/// The name the pages carry unless `--web.page-title` gives another.
+const DEFAULT_TITLE: &str = "Strata";
+
+/// The pages with `title` in their `<title>` and header.
+fn pages(title: &str) -> Vec<(&'static str, Asset)> {
+    let title = escape_html(title);
+    PAGES
+        .iter()
+        .map(|&(path, html)| {
+            let html = String::from_utf8_lossy(html)
+                .replace(&format!("<title>{DEFAULT_TITLE} · "), &format!("<title>{title} · "))
+                .replace(
+                    &format!("<span class=\"brand\">{DEFAULT_TITLE}</span>"),
+                    &format!("<span class=\"brand\">{title}</span>"),
+                );
+            (path, Asset::new(HTML, html))
+        })
+        .collect()
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// The files under `/assets/`, by path below it.
 static ASSETS: LazyLock<Vec<(&'static str, Asset)>> = LazyLock::new(|| {
@@ -87,14 +124,14 @@ static ASSETS: LazyLock<Vec<(&'static str, Asset)>> = LazyLock::new(|| {
     assets
 });
 
-/// The UI's routes.
-pub fn router() -> Router {
-    Router::new()
-        .route("/", get(root))
-        .route("/graph", get(page))
-        .route("/tsdb-status", get(page))
-        .route("/status", get(page))
-        .route("/assets/*path", get(asset))
+/// The UI's routes; `title` is `--web.page-title` (None: "Strata").
+pub fn router(title: Option<&str>) -> Router {
+    let pages = Arc::new(pages(title.unwrap_or(DEFAULT_TITLE)));
+    let mut r = Router::new();
+    for (path, _) in PAGES {
+        r = r.route(path, get(page).with_state(Arc::clone(&pages)));
+    }
+    r.route("/", get(root)).route("/assets/*path", get(asset))
 }
 
 /// `/` leads to the expression browser, as in Prometheus. The target is relative, so it stays
@@ -103,8 +140,12 @@ async fn root() -> Response {
     (StatusCode::FOUND, [(header::LOCATION, "graph")]).into_response()
 }
 
-async fn page(uri: axum::http::Uri, headers: HeaderMap) -> Response {
-    match PAGES.iter().find(|(p, _)| *p == uri.path()) {
+async fn page(
+    State(pages): State<Arc<Vec<(&'static str, Asset)>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    match pages.iter().find(|(p, _)| *p == uri.path()) {
         Some((_, a)) => serve(a, &headers),
         None => not_found(uri.path()),
     }
@@ -138,7 +179,7 @@ fn serve(a: &Asset, req: &HeaderMap) -> Response {
     if fresh {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    (StatusCode::OK, headers, [(header::CONTENT_TYPE, a.content_type)], a.body).into_response()
+    (StatusCode::OK, headers, [(header::CONTENT_TYPE, a.content_type)], a.body.clone()).into_response()
 }
 
 /// `If-None-Match` compares entity tags weakly (RFC 9110 13.1.2).
@@ -161,8 +202,7 @@ mod tests {
 
     #[test]
     fn every_embedded_file_is_found_and_typed() {
-        assert_eq!(PAGES.len(), 3);
-        for (path, a) in PAGES.iter().chain(ASSETS.iter()) {
+        for (path, a) in pages(DEFAULT_TITLE).iter().chain(ASSETS.iter()) {
             assert!(!a.body.is_empty(), "{path} is empty");
             let ext = path.rsplit('.').next().unwrap_or("");
             let want = match ext {
@@ -178,12 +218,23 @@ mod tests {
     /// wherever a proxy mounts Strata.
     #[test]
     fn urls_are_relative() {
-        for (path, a) in PAGES.iter().chain(ASSETS.iter()).filter(|(p, _)| !p.starts_with("vendor/")) {
-            let text = std::str::from_utf8(a.body).unwrap_or_default();
+        for (path, a) in pages(DEFAULT_TITLE).iter().chain(ASSETS.iter()).filter(|(p, _)| !p.starts_with("vendor/")) {
+            let text = std::str::from_utf8(&a.body).unwrap_or_default();
             for absolute in ["href=\"/", "src=\"/", "'/api", "\"/api", "`/api", "'/assets", "\"/assets"] {
                 assert!(!text.contains(absolute), "{path} has an absolute URL ({absolute}…)");
             }
         }
+    }
+
+    #[test]
+    fn page_title_replaces_the_name_escaped() {
+        for (path, a) in pages("Lab <metrics> & co") {
+            let text = std::str::from_utf8(&a.body).unwrap_or_default();
+            assert!(text.contains("<title>Lab &lt;metrics&gt; &amp; co · "), "{path}");
+            assert!(text.contains("<span class=\"brand\">Lab &lt;metrics&gt; &amp; co</span>"), "{path}");
+            assert!(!text.contains(">Strata<") && !text.contains("<title>Strata"), "{path}");
+        }
+        assert_ne!(pages("a")[0].1.etag, pages("b")[0].1.etag);
     }
 
     #[test]

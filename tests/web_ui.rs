@@ -242,12 +242,13 @@ fn pages_and_assets_are_served_with_types_and_revalidation() {
 fn expression_browser_status_pages_render_in_chromium() {
     let Some(browser) = Browser::find() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), &["--storage.tsdb.out-of-order-time-window=1h"]);
+    let srv = Server::start(dir.path(), &["--storage.tsdb.out-of-order-time-window=1h", "--web.page-title=Lab <TSDB>"]);
     load(&srv);
 
     // Table: an instant query at the last sample's time, run on load from the URL.
     let dom = browser
         .dom(&graph_url(&srv, &[("g0.expr", "ui_test_requests_total"), ("g0.tab", "1"), ("g0.moment_input", LAST)]));
+    assert_has(&dom, "<title>Lab &lt;TSDB&gt; · Graph</title>");
     let table = element(&dom, "div", "table-result");
     assert_has(
         table,
@@ -356,4 +357,15 @@ fn expression_browser_status_pages_render_in_chromium() {
         "<tr><td>--storage.tsdb.out-of-order-time-window</td><td>1h</td></tr>",
     );
     assert_has(element(&dom, "pre", "config-yaml"), "# no configuration file");
+}
+
+#[test]
+#[ignore]
+fn manual_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &["--storage.tsdb.out-of-order-time-window=1h"]);
+    load(&srv);
+    std::fs::write("/tmp/ui_addr", &srv.addr).unwrap();
+    std::fs::write("/tmp/ui_pid", srv.pid().to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1200));
 }

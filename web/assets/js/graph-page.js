@@ -8,7 +8,7 @@
 import { apiPost } from './api.js';
 import { Autocomplete } from './autocomplete.js';
 import { chartAvailable, MAX_SERIES, renderChart } from './chart.js';
-import { el, formatDuration, parseDuration, parseTime, showAlert } from './format.js';
+import { el, formatDuration, formatTime, parseDuration, parseTime, showAlert } from './format.js';
 import { renderTable } from './table.js';
 
 const $ = (id) => document.getElementById(id);
@@ -31,7 +31,8 @@ function readUrl() {
   $('stacked').checked = p.get('g0.stacked') === '1';
 }
 
-function writeUrl() {
+// The view's state as URL parameters.
+function stateParams() {
   const p = new URLSearchParams();
   p.set('g0.expr', expr.value);
   p.set('g0.tab', String(tab));
@@ -43,7 +44,15 @@ function writeUrl() {
   } else if ($('moment').value) {
     p.set('g0.moment_input', $('moment').value);
   }
-  history.replaceState(null, '', `?${p}`);
+  return p.toString();
+}
+
+// The state last executed (an input's `change` after Enter runs nothing new).
+let lastRun = null;
+
+function writeUrl() {
+  lastRun = stateParams();
+  history.replaceState(null, '', `?${lastRun}`);
 }
 
 function showTab(t) {
@@ -130,6 +139,27 @@ async function execute() {
   }
 }
 
+// The ranges the − and + buttons step through, in seconds.
+const RANGE_STEPS = [60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800, 1209600, 2419200, 4838400, 31536000];
+
+function stepRange(direction) {
+  const current = parseDuration($('range').value) || 3600;
+  const next = direction < 0
+    ? [...RANGE_STEPS].reverse().find((r) => r < current) ?? RANGE_STEPS[0]
+    : RANGE_STEPS.find((r) => r > current) ?? RANGE_STEPS[RANGE_STEPS.length - 1];
+  $('range').value = formatDuration(next);
+  execute();
+}
+
+function stepEnd(direction) {
+  const range = parseDuration($('range').value) || 3600;
+  const end = parseTime($('end').value) ?? Date.now() / 1000;
+  if (Number.isNaN(end)) return;
+  const moved = end + (direction * range) / 2;
+  $('end').value = moved >= Date.now() / 1000 ? '' : formatTime(Math.round(moved));
+  execute();
+}
+
 function insertAtCursor(text) {
   const s = expr.selectionStart;
   expr.value = expr.value.slice(0, s) + text + expr.value.slice(expr.selectionEnd);
@@ -161,13 +191,20 @@ async function init() {
       execute();
     });
   }
+  // Enter runs the query; so does leaving an input after an edit (`change`), unless Enter did.
   for (const id of ['range', 'end', 'step', 'moment']) {
     $(id).addEventListener('keydown', (e) => {
       if (e.key === 'Enter') execute();
     });
-    $(id).addEventListener('change', execute);
+    $(id).addEventListener('change', () => {
+      if (stateParams() !== lastRun) execute();
+    });
   }
   $('stacked').addEventListener('change', execute);
+  $('range-less').addEventListener('click', () => stepRange(-1));
+  $('range-more').addEventListener('click', () => stepRange(1));
+  $('end-earlier').addEventListener('click', () => stepEnd(-1));
+  $('end-later').addEventListener('click', () => stepEnd(1));
   $('metric-names').addEventListener('change', (e) => {
     if (e.target.value) insertAtCursor(e.target.value);
     e.target.value = '';
