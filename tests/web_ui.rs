@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{request, series, Server};
+use serde_json::json;
+
+use crate::util::{devtools, request, series, Server};
 
 /// 2023-11-14 22:13:20 UTC.
 const T0: i64 = 1_700_000_000_000;
@@ -359,13 +361,56 @@ fn expression_browser_status_pages_render_in_chromium() {
     assert_has(element(&dom, "pre", "config-yaml"), "# no configuration file");
 }
 
+/// The expression box driven by keyboard events through the DevTools protocol: completion of a
+/// metric name (Tab), a label value (arrow, Enter), Ctrl+Enter executing, and the Graph tab.
 #[test]
-#[ignore]
-fn manual_serve() {
+fn expression_box_completes_and_executes_from_the_keyboard() {
+    let Some(browser) = Browser::find() else { return };
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path(), &["--storage.tsdb.out-of-order-time-window=1h"]);
     load(&srv);
-    std::fs::write("/tmp/ui_addr", &srv.addr).unwrap();
-    std::fs::write("/tmp/ui_pid", srv.pid().to_string()).unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(1200));
+    let mut page = devtools::Page::open(&browser.bin, &browser.dir.path().join("profile-devtools"));
+    page.navigate(&graph_url(&srv, &[("g0.tab", "1"), ("g0.moment_input", LAST)]));
+    page.wait_for("document.body?.dataset.ready === 'true'", |v| v == true);
+    const SUGGESTIONS: &str = "[...document.querySelectorAll('#suggestions li .name')].map((e) => e.textContent)";
+    const VALUE: &str = "document.getElementById('expr').value";
+    page.eval("document.getElementById('expr').focus()");
+
+    page.type_text("ui_test_re");
+    page.wait_for(SUGGESTIONS, |v| v == &json!(["ui_test_requests_total"]));
+    page.press("Tab", 0);
+    assert_eq!(page.eval(VALUE), json!("ui_test_requests_total"));
+    assert_eq!(page.eval("document.getElementById('suggestions').hidden"), json!(true));
+
+    page.type_text("{job=\"");
+    page.wait_for(SUGGESTIONS, |v| v == &json!(["api", "db"]));
+    page.press("ArrowDown", 0);
+    page.press("Enter", 0);
+    assert_eq!(page.eval(VALUE), json!("ui_test_requests_total{job=\"db\""), "the closing quote is added");
+    page.type_text("}");
+    page.wait_for("document.getElementById('suggestions').hidden", |v| v == true);
+    assert_eq!(page.eval("document.querySelectorAll('#table-result tr').length"), json!(0), "nothing ran yet");
+
+    page.press("Enter", 2);
+    let rows = page.wait_for(
+        "[...document.querySelectorAll('#table-result tbody tr')].map((r) => r.innerText.split('\\t'))",
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    );
+    assert_eq!(rows, json!([["ui_test_requests_total{instance=\"b:9100\", job=\"db\"}", "595"]]));
+    let search = page.eval("decodeURIComponent(location.search)");
+    assert!(search.as_str().unwrap().contains("g0.expr=ui_test_requests_total{job=\"db\"}"), "{search}");
+
+    // The Graph tab runs the range query; with uPlot the legend names the one series.
+    page.eval(
+        "document.getElementById('range').value = '1h'; document.getElementById('end').value = '2023-11-14 22:43:05'",
+    );
+    page.eval("document.getElementById('tab-graph').click()");
+    let stats = page.wait_for("document.getElementById('graph-stats').textContent", |v| v != "");
+    assert!(stats.as_str().unwrap().starts_with("1 series"), "{stats}");
+    if ureq::get(&srv.url("/assets/vendor/uPlot.iife.min.js")).call().is_ok() {
+        let labels =
+            page.eval("[...document.querySelectorAll('#graph-result .u-legend .u-label')].map((e) => e.textContent)");
+        assert_eq!(labels, json!(["Time", "ui_test_requests_total{instance=\"b:9100\", job=\"db\"}"]));
+    }
+    assert!(page.eval("location.search").as_str().unwrap().contains("g0.tab=0"));
 }

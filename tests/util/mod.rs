@@ -7,6 +7,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod devtools;
+
 use ingest::proto::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 
