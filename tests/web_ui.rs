@@ -411,6 +411,28 @@ fn expression_box_completes_and_executes_from_the_keyboard() {
         let labels =
             page.eval("[...document.querySelectorAll('#graph-result .u-legend .u-label')].map((e) => e.textContent)");
         assert_eq!(labels, json!(["Time", "ui_test_requests_total{instance=\"b:9100\", job=\"db\"}"]));
+        // Selecting the last part of the graph with the mouse queries that span.
+        let rect = page.eval(
+            "(() => { const r = document.querySelector('#graph-result .u-over').getBoundingClientRect(); \
+             return [r.left, r.top, r.width, r.height]; })()",
+        );
+        let [left, top, width, height] = [0, 1, 2, 3].map(|i| rect[i].as_f64().unwrap());
+        let y = top + height / 2.0;
+        page.mouse("mousePressed", left + width * 0.5, y);
+        page.mouse("mouseMoved", left + width * 0.75, y);
+        page.mouse("mouseReleased", left + width * 0.75, y);
+        let range = page.wait_for("document.getElementById('range').value", |v| v != "1h");
+        let range = range.as_str().unwrap().to_owned();
+        assert!(range.starts_with("14m") || range.starts_with("15m"), "a quarter of the hour: {range}");
+        let end = page.eval("document.getElementById('end').value");
+        assert!(
+            end.as_str().unwrap() < "2023-11-14 22:43:05" && end.as_str().unwrap() > "2023-11-14 22:13:05",
+            "{end}"
+        );
+        page.wait_for("decodeURIComponent(location.search)", |v| {
+            v.as_str().unwrap().contains(&format!("g0.range_input={range}"))
+        });
+        page.wait_for("document.querySelectorAll('#graph-result .u-legend .u-label').length", |v| v == 2);
     }
     assert!(page.eval("location.search").as_str().unwrap().contains("g0.tab=0"));
 }

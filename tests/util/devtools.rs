@@ -152,6 +152,18 @@ impl Page {
     }
 }
 
+impl Page {
+    /// A left-button mouse event (`mousePressed`, `mouseMoved`, `mouseReleased`) at a point of
+    /// the viewport.
+    pub fn mouse(&mut self, kind: &str, x: f64, y: f64) {
+        let buttons = if kind == "mouseReleased" { 0 } else { 1 };
+        self.call(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1}),
+        );
+    }
+}
+
 impl Drop for Page {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -61,7 +61,9 @@ export function stack(ys) {
 }
 
 // Draws the chart into `container` (replacing what was there); returns an object with destroy().
-export function renderChart(container, result, { start, end, step, stacked }) {
+// Selecting a time span with the mouse calls `onZoom(from, to)` (Unix seconds) instead of
+// stretching the drawn points, so that the caller can query the span at a finer resolution.
+export function renderChart(container, result, { start, end, step, stacked, onZoom }) {
   const shown = result.slice(0, MAX_SERIES);
   const { xs, ys } = align(shown, start, end, step);
   const drawn = stacked ? stack(ys) : ys;
@@ -87,8 +89,19 @@ export function renderChart(container, result, { start, end, step, stacked }) {
     series,
     bands,
     legend: { live: true },
-    cursor: { focus: { prox: 16 } },
+    cursor: { focus: { prox: 16 }, drag: { x: true, y: false, setScale: false } },
     focus: { alpha: 0.3 },
+    hooks: {
+      setSelect: [
+        (u) => {
+          if (u.select.width < 2 || !onZoom) return;
+          const from = u.posToVal(u.select.left, 'x');
+          const to = u.posToVal(u.select.left + u.select.width, 'x');
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          onZoom(from, to);
+        },
+      ],
+    },
   };
   container.replaceChildren();
   const plot = new window.uPlot(opts, [xs, ...drawn], container);

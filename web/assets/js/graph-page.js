@@ -110,7 +110,7 @@ async function runGraph(query, seq) {
     $('graph-result').replaceChildren(el('p', { class: 'empty-result' }, 'Empty query result'));
   } else {
     if (data.result.length > MAX_SERIES) notes.push(`Showing ${MAX_SERIES} of ${data.result.length} series.`);
-    chart = renderChart($('graph-result'), data.result, { start, end, step, stacked: $('stacked').checked });
+    chart = renderChart($('graph-result'), data.result, { start, end, step, stacked: $('stacked').checked, onZoom: zoom });
   }
   showAlert(warningsBox, notes.join('\n'));
 }
@@ -157,6 +157,13 @@ function stepEnd(direction) {
   if (Number.isNaN(end)) return;
   const moved = end + (direction * range) / 2;
   $('end').value = moved >= Date.now() / 1000 ? '' : formatTime(Math.round(moved));
+  execute();
+}
+
+// Shows the span [from, to] (Unix seconds) selected on the graph, at the resolution it gets.
+function zoom(from, to) {
+  $('range').value = formatDuration(Math.max(Math.round(to - from), 1));
+  $('end').value = formatTime(Math.round(to));
   execute();
 }
 
