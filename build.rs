@@ -16,7 +16,6 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
     let dist = manifest.join(UPLOT_DIST);
     println!("cargo:rerun-if-changed=web/package-lock.json");
-    println!("cargo:rerun-if-changed={UPLOT_DIST}");
     println!("cargo:rerun-if-env-changed=STRATA_WEB_NPM");
 
     let installed = || FILES.iter().all(|(_, f)| dist.join(f).is_file());
@@ -27,6 +26,13 @@ fn main() {
             Ok(()) => format!("`npm ci` did not produce {UPLOT_DIST}"),
             Err(e) => e,
         };
+    }
+    // A path that does not exist would rerun this script (and rebuild the binary) on every build:
+    // without uPlot, watch web/, where an install adds files.
+    if why_missing.is_empty() {
+        println!("cargo:rerun-if-changed={UPLOT_DIST}");
+    } else {
+        println!("cargo:rerun-if-changed=web");
     }
     let mut code = String::new();
     for (name, file) in FILES {
