@@ -110,6 +110,9 @@ export class Autocomplete {
     this.generation = 0;
     input.addEventListener('input', () => this.update());
     input.addEventListener('click', () => this.update());
+    input.addEventListener('keyup', (e) => {
+      if (['ArrowLeft', 'ArrowRight', 'Home', 'End'].includes(e.key)) this.update();
+    });
     input.addEventListener('blur', () => setTimeout(() => this.close(), 150));
     input.addEventListener('keydown', (e) => this.onKey(e));
   }
@@ -247,7 +250,7 @@ export class Autocomplete {
   // Keys while suggestions are shown: arrows move, Tab and Enter accept, Escape closes. Returns
   // nothing; Enter with a modifier is left to the page (execute).
   onKey(e) {
-    if (!this.isOpen()) return;
+    if (!this.isOpen() || e.isComposing) return;
     if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
       e.preventDefault();
       this.move(e.key === 'ArrowDown' ? 1 : -1);

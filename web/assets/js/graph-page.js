@@ -181,7 +181,7 @@ async function init() {
   showTab(tab);
   const complete = new Autocomplete(expr, $('suggestions'), $('autocomplete-status'));
   expr.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.altKey) {
+    if (e.key === 'Enter' && !e.altKey && !e.isComposing) {
       e.preventDefault();
       complete.close();
       execute();
