@@ -71,7 +71,7 @@ pub struct Flags {
     #[arg(long = "web.console.libraries")]
     pub console_libraries: Option<String>,
 
-    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    /// The name the web UI's pages show (default "Strata").
     #[arg(long = "web.page-title")]
     pub page_title: Option<String>,
 
@@ -105,7 +105,7 @@ pub struct Flags {
     #[arg(long = "storage.remote.flush-deadline")]
     pub remote_flush_deadline: Option<String>,
 
-    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    /// Accepted for Prometheus compatibility (the web UI serves only its embedded files).
     #[arg(long = "web.user-assets")]
     pub user_assets: Option<String>,
 
@@ -308,6 +308,8 @@ pub struct Config {
     /// `--web.external-url`.
     #[allow(dead_code, reason = "recorded for generated links")]
     pub external_url: Option<String>,
+    /// `--web.page-title`.
+    pub page_title: Option<String>,
     /// One line each about flags and file keys accepted without effect, logged at startup.
     pub notes: Vec<String>,
 }
@@ -453,6 +455,7 @@ impl Flags {
                 None => None,
             },
             enable_admin_api: self.enable_admin_api,
+            page_title: self.page_title.clone(),
             external_url: self.external_url,
             notes,
         })
@@ -481,7 +484,6 @@ impl Flags {
         flag(self.no_lockfile, "--storage.tsdb.no-lockfile", "Strata takes no lock file", &mut notes);
         flag(self.console_templates.is_some(), "--web.console.templates", "Strata has no consoles", &mut notes);
         flag(self.console_libraries.is_some(), "--web.console.libraries", "Strata has no consoles", &mut notes);
-        flag(self.page_title.is_some(), "--web.page-title", "Strata has no web UI", &mut notes);
         flag(self.wal_compression, "--storage.tsdb.wal-compression", "Strata does not compress the WAL", &mut notes);
         flag(
             self.allow_overlapping_blocks,
@@ -525,7 +527,7 @@ impl Flags {
             "Strata has no remote-write client",
             &mut notes,
         );
-        flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
+        flag(self.user_assets.is_some(), "--web.user-assets", "the web UI serves only its embedded files", &mut notes);
         if self.enable_admin_api {
             notes.push(
                 "--web.enable-admin-api: only the TSDB snapshot is served; delete_series and clean_tombstones are not"

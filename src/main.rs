@@ -24,6 +24,7 @@ mod reload;
 mod rlimit;
 mod server;
 mod status;
+mod ui;
 mod web_config;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -123,6 +123,12 @@ impl Collector for StorageCollector {
         gauge(&mut e, "strata_head_series", "Series in the head.", head.num_series() as f64)?;
         gauge(
             &mut e,
+            "strata_head_out_of_order_time_window_seconds",
+            "The out-of-order time window in effect: how far behind its series' newest sample a sample is accepted.",
+            head.ooo_time_window_ms() as f64 / 1000.0,
+        )?;
+        gauge(
+            &mut e,
             "strata_head_chunks",
             "Chunks in the head (in-order and out-of-order).",
             head.num_chunks() as f64,

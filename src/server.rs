@@ -106,6 +106,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
+        .merge(crate::ui::router(cfg.page_title.as_deref()))
         .route("/-/reload", post(reload_handler).put(reload_handler).with_state((lifecycle, Arc::clone(&reloader))))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn(crate::http::gzip::compress));

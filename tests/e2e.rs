@@ -21,3 +21,4 @@ mod slow_clients;
 mod status_api;
 mod thanos_sidecar;
 mod tls_auth;
+mod web_ui;

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod devtools;
 pub mod tls;
 
 use ingest::proto::{Label, Sample, TimeSeries, WriteRequest};
