@@ -271,6 +271,103 @@ impl Db {
         crate::snapshot::create(&self.dir, &self.blocks(), with_head.then_some(&*self.head))
     }
 
+    /// Deletes the samples in `[mint, maxt]` (ms, inclusive) of the series matching `matchers`, as
+    /// Prometheus's `DB.Delete`: every block overlapping the range gets tombstones (its
+    /// `tombstones` file and `meta.json` replaced atomically, then the block is reopened), and the
+    /// head logs them in the WAL and keeps them on its series. Runs under the compaction lock, so a
+    /// head compaction never writes a block from a snapshot taken before the deletion. Returns the
+    /// number of (block or head) series that got an interval.
+    pub fn delete_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<u64> {
+        if mint > maxt {
+            return Ok(0);
+        }
+        let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut deleted = 0u64;
+        for b in self.blocks() {
+            let m = b.meta();
+            if m.min_time > maxt || m.max_time <= mint {
+                continue;
+            }
+            let before = b.tombstones().total();
+            let Some((reopened, series)) = b.delete(matchers, mint, maxt)? else { continue };
+            deleted += series;
+            tracing::info!(
+                block = %m.ulid,
+                tombstones = reopened.tombstones().total(),
+                series,
+                tombstones_before = before,
+                "tombstones written"
+            );
+            self.replace_block(&b, Arc::new(reopened));
+        }
+        deleted += self.head.delete(matchers, mint, maxt)?;
+        Ok(deleted)
+    }
+
+    /// Rewrites every block that has tombstones into a new block without the deleted samples
+    /// (Prometheus's `DB.CleanTombstones`): a new ULID, the same time range, level, sources and
+    /// hints, and the old block as its one parent. The new block is complete and fsynced before
+    /// the old one is deleted; a crash in between leaves both, and the next open deletes the old
+    /// one (a newer block names it as a parent). Were both read, the first-wins merge of
+    /// overlapping blocks would answer the same samples: the old one hides the same samples
+    /// through its tombstones. A block whose samples are all deleted is removed without a
+    /// successor. The head's tombstones are applied by head compaction. Returns the number of
+    /// blocks rewritten.
+    pub fn clean_tombstones(&self) -> Result<u64> {
+        let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cleaned = 0u64;
+        for b in self.blocks() {
+            if b.tombstones().is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let all = [Matcher::new(MatchType::Regex, "__name__", ".*")
+                .map_err(|e| Error::Corruption { what: "matcher".into(), reason: e.to_string() })?];
+            let m = b.meta();
+            let compaction = Compaction {
+                level: m.compaction.level,
+                sources: m.compaction.sources.clone(),
+                parents: vec![block::BlockDesc { ulid: m.ulid, min_time: m.min_time, max_time: m.max_time }],
+                hints: m.compaction.hints.clone(),
+                ..Compaction::default()
+            };
+            let series = b.select(&all).map_err(Error::from)?;
+            let meta = block::write_block(
+                &self.dir,
+                series,
+                m.min_time,
+                m.max_time,
+                compaction,
+                m.strata.map(|s| s.wal_segment_cut),
+            )?;
+            crash_point("after-clean-tombstones-write");
+            match &meta {
+                Some(new) => self.replace_block(&b, Arc::new(Block::open(&self.dir.join(new.ulid.to_string()))?)),
+                None => self.blocks.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.meta().ulid != m.ulid),
+            }
+            delete_block_dir(&self.dir, &m.ulid.to_string())?;
+            tracing::info!(
+                old = %m.ulid,
+                new = meta.as_ref().map_or_else(|| "(all deleted)".to_string(), |n| n.ulid.to_string()),
+                tombstones = b.tombstones().total(),
+                samples_before = m.stats.num_samples,
+                samples_after = meta.as_ref().map_or(0, |n| n.stats.num_samples),
+                duration_secs = started.elapsed().as_secs_f64(),
+                "block rewritten without its deleted samples"
+            );
+            cleaned += 1;
+        }
+        Ok(cleaned)
+    }
+
+    /// Puts `new` in place of `old` in the block list.
+    fn replace_block(&self, old: &Arc<Block>, new: Arc<Block>) {
+        let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+        blocks.retain(|b| b.meta().ulid != old.meta().ulid);
+        blocks.push(new);
+        blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
+    }
+
     /// Does all compaction work that is due: head → blocks, overlapping blocks merged, level
     /// compaction, retention.
     pub fn compact(&self) -> Result<()> {
@@ -569,11 +666,8 @@ mod tests {
     /// Writes a level-1 block with one series `m{s="x"}` holding the given samples.
     fn block_with(dir: &Path, mint: i64, maxt: i64, samples: &[(i64, f64)]) -> String {
         let labels = Labels::from_pairs(&[("__name__", "m"), ("s", "x")]).unwrap();
-        let chunk = ChunkMeta {
-            min_t: samples.first().unwrap().0,
-            max_t: samples.last().unwrap().0,
-            data: ChunkData::Raw(samples.into()),
-        };
+        let chunk =
+            ChunkMeta::new(samples.first().unwrap().0, samples.last().unwrap().0, ChunkData::Raw(samples.into()));
         let meta = block::write_block(
             dir,
             [(labels, vec![chunk])],
