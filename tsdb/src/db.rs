@@ -871,6 +871,113 @@ mod tests {
         assert_eq!(all_samples(&db), want, "after restart");
     }
 
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn deleted_samples_stay_deleted_through_restart_compaction_and_clean_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = DbOptions {
+            head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() },
+            ..DbOptions::default()
+        };
+        let min = 60_000;
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut want = std::collections::BTreeMap::new();
+        let mut app = db.head().appender();
+        for i in 0..(4 * H2 / min) {
+            app.append_pairs(&[("__name__", "m"), ("s", "x")], i * min, i as f64).unwrap();
+            app.append_pairs(&[("__name__", "other"), ("s", "x")], i * min, i as f64).unwrap();
+            want.insert(i * min, i as f64);
+        }
+        app.commit().unwrap();
+        let forget =
+            |want: &mut std::collections::BTreeMap<i64, f64>, a: i64, b: i64| want.retain(|&t, _| t < a || t > b);
+        let check = |db: &Db, want: &std::collections::BTreeMap<i64, f64>, what: &str| {
+            assert_eq!(all_samples(db), want.iter().map(|(&t, &v)| (t, v)).collect::<Vec<_>>(), "{what}");
+            let q = db.querier(i64::MIN, i64::MAX);
+            let other = q.select(&[Matcher::equal("__name__", "other")]).unwrap();
+            assert_eq!(other[0].samples(i64::MIN, i64::MAX).count() as i64, 4 * H2 / min, "{what}: other series");
+        };
+        let m = [Matcher::equal("__name__", "m")];
+        // In the head: [30m, 60m] and one single sample.
+        assert_eq!(db.delete_series(&m, 30 * min, 60 * min).unwrap(), 1);
+        assert_eq!(db.delete_series(&m, 100 * min, 100 * min).unwrap(), 1);
+        assert_eq!(db.delete_series(&m, 10 * H2, 11 * H2).unwrap(), 0, "no samples there");
+        forget(&mut want, 30 * min, 60 * min);
+        forget(&mut want, 100 * min, 100 * min);
+        check(&db, &want, "head");
+        // A late sample inside a deleted interval is hidden too (as in Prometheus).
+        let mut app = db.head().appender();
+        app.append_pairs(&[("__name__", "m"), ("s", "x")], 45 * min + 1, -1.0).unwrap();
+        app.commit().unwrap();
+        check(&db, &want, "late sample");
+        // Restart without a checkpoint: the WAL's tombstones record is replayed.
+        drop(db);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        check(&db, &want, "after WAL replay");
+        // Restart from a checkpoint.
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        check(&db, &want, "after checkpoint");
+        // Head compaction leaves the deleted samples out of the blocks.
+        db.compact().unwrap();
+        assert!(!db.blocks().is_empty());
+        check(&db, &want, "after compaction");
+        let in_blocks: u64 = db.blocks().iter().map(|b| b.meta().stats.num_samples).sum();
+        let blocks_end = db.blocks().iter().map(|b| b.meta().max_time).max().unwrap();
+        let m_in_blocks = want.keys().filter(|&&t| t < blocks_end).count() as u64;
+        assert_eq!(in_blocks, m_in_blocks + (blocks_end / min) as u64, "deleted samples went into a block");
+        // Deleting block data: tombstones, then clean_tombstones rewrites the block.
+        assert_eq!(db.delete_series(&m, 10 * min, 20 * min).unwrap(), 1);
+        forget(&mut want, 10 * min, 20 * min);
+        check(&db, &want, "block tombstones");
+        let old = db.blocks()[0].clone();
+        assert_eq!(old.meta().stats.num_tombstones, 1);
+        let saved = dir.path().join("saved");
+        copy_dir(old.dir(), &saved);
+        drop(db);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        check(&db, &want, "block tombstones after restart");
+        assert_eq!(db.clean_tombstones().unwrap(), 1);
+        assert_eq!(db.clean_tombstones().unwrap(), 0, "nothing left to clean");
+        check(&db, &want, "after clean_tombstones");
+        let new = db.blocks()[0].clone();
+        assert_ne!(new.meta().ulid, old.meta().ulid);
+        assert!(new.tombstones().is_empty() && new.meta().stats.num_tombstones == 0);
+        assert_eq!((new.meta().min_time, new.meta().max_time), (old.meta().min_time, old.meta().max_time));
+        assert_eq!(new.meta().compaction.sources, old.meta().compaction.sources);
+        assert_eq!(new.meta().compaction.level, old.meta().compaction.level);
+        assert_eq!(new.meta().compaction.parents.iter().map(|p| p.ulid).collect::<Vec<_>>(), [old.meta().ulid]);
+        assert_eq!(new.meta().stats.num_samples, old.meta().stats.num_samples - 11);
+        assert!(!old.dir().exists());
+        // A crash between writing the new block and deleting the old one leaves both: the old one
+        // is deleted at open, and the two would answer the same anyway.
+        let old_dir = dir.path().join(old.meta().ulid.to_string());
+        copy_dir(&saved, &old_dir);
+        {
+            let both = vec![Arc::new(Block::open(&old_dir).unwrap()), Arc::new(Block::open(new.dir()).unwrap())];
+            let q = Querier::with_blocks(Arc::clone(db.head()), &both, i64::MIN, old.meta().max_time - 1);
+            let got: Vec<(i64, f64)> = q.select(&m).unwrap()[0].samples(i64::MIN, old.meta().max_time - 1).collect();
+            let expect: Vec<(i64, f64)> =
+                want.iter().filter(|(&t, _)| t < old.meta().max_time).map(|(&t, &v)| (t, v)).collect();
+            assert_eq!(got, expect, "old and new block read together");
+        }
+        drop(db);
+        let db = Db::open(dir.path(), o).unwrap();
+        assert!(!old_dir.exists(), "the cleaned block's parent was not removed at open");
+        check(&db, &want, "after the interrupted clean");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 
