@@ -33,7 +33,7 @@ pub struct Flags {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
-    /// Enable the admin API (TSDB snapshots; delete_series and clean_tombstones are not served).
+    /// Enable the TSDB admin API (snapshot, delete_series, clean_tombstones).
     #[arg(long = "web.enable-admin-api")]
     pub enable_admin_api: bool,
 
@@ -288,7 +288,8 @@ pub struct Config {
     pub enable_lifecycle: bool,
     /// `--web.cors.origin`.
     pub cors: crate::cors::Cors,
-    /// `--web.enable-admin-api`: the TSDB snapshot endpoint works.
+    /// `--web.enable-admin-api`: the TSDB admin endpoints (snapshot, delete_series,
+    /// clean_tombstones) work.
     pub enable_admin_api: bool,
     /// `--web.external-url`.
     #[allow(dead_code, reason = "recorded for generated links")]
@@ -510,12 +511,6 @@ impl Flags {
             &mut notes,
         );
         flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
-        if self.enable_admin_api {
-            notes.push(
-                "--web.enable-admin-api: only the TSDB snapshot is served; delete_series and clean_tombstones are not"
-                    .to_string(),
-            );
-        }
         for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
             match FEATURES.iter().find(|(name, _)| *name == feature) {
                 Some((name, what)) => notes.push(format!("--enable-feature={name}: {what}")),
