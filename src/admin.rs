@@ -90,14 +90,13 @@ async fn snapshot(
     }
 }
 
-/// Parses `start` or `end` of `delete_series` like Prometheus's `parseTimeParam` (empty: `default`).
-fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, Response> {
+/// Parses `start` or `end` of `delete_series` like Prometheus's `parseTimeParam` (empty: `default`);
+/// the error is the message of the 400 answer.
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, String> {
     match p.get(name) {
         "" => Ok(default),
-        v => query::api::params::parse_time(v).map_err(|e| {
-            let msg = format!("invalid parameter {name:?}: Invalid time value for '{name}': {e}");
-            error(StatusCode::BAD_REQUEST, "bad_data", &msg)
-        }),
+        v => query::api::params::parse_time(v)
+            .map_err(|e| format!("invalid parameter {name:?}: Invalid time value for '{name}': {e}")),
     }
 }
 
@@ -110,13 +109,11 @@ async fn delete_series(State(st): State<AdminState>, p: Params) -> Response {
     if p.all("match[]").is_empty() {
         return error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided");
     }
-    let start = match time_param(&p, "start", query::api::params::MIN_TIME_MS) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let end = match time_param(&p, "end", query::api::params::MAX_TIME_MS) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let range = time_param(&p, "start", query::api::params::MIN_TIME_MS)
+        .and_then(|start| Ok((start, time_param(&p, "end", query::api::params::MAX_TIME_MS)?)));
+    let (start, end) = match range {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_data", &msg),
     };
     let sets = match query::api::matcher_sets(&p) {
         Ok(s) => s,
