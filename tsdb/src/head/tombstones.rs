@@ -41,26 +41,32 @@ impl Head {
         if stones.is_empty() {
             return Ok(0);
         }
-        let apply = || {
+        let Some(wal) = self.wal() else {
             for (s, iv) in &stones {
-                s.set_logged();
                 s.lock().add_deleted(*iv);
             }
-        };
-        let Some(wal) = self.wal() else {
-            apply();
             return Ok(stones.len() as u64);
         };
         // Series not yet named in the segments since the last checkpoint are named first, so a
         // replay without that checkpoint still knows them.
         let mut series_rec = Vec::new();
         let mut stones_rec = Vec::new();
+        let mut named = Vec::new();
         for (s, iv) in &stones {
             if !s.is_logged() {
                 record::encode_series(&mut series_rec, s.sref.0, &s.labels);
+                named.push(s);
             }
             record::encode_tombstone(&mut stones_rec, s.sref.0, *iv);
         }
+        let apply = || {
+            for s in &named {
+                s.set_logged();
+            }
+            for (s, iv) in &stones {
+                s.lock().add_deleted(*iv);
+            }
+        };
         let recs: Vec<&[u8]> =
             [series_rec.as_slice(), stones_rec.as_slice()].into_iter().filter(|r| !r.is_empty()).collect();
         wal.log(&recs, apply).map_err(Error::from)?;
