@@ -981,6 +981,57 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 
+        /// Appends, deletions of random ranges, compactions, tombstone cleaning and reopening in
+        /// random order read back what a map with the deleted keys removed holds. Appends are in
+        /// order, so no sample ever lands in an interval deleted before it arrived.
+        #[test]
+        fn deletions_at_random_points_match_a_model(
+            ops in proptest::collection::vec((0u8..5, 0i64..(12 * 60), 0i64..(3 * 60)), 1..24),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let o = DbOptions {
+                head: head::Options {
+                    wal: Some(wal::Options { segment_size_bytes: 1 << 20, ..wal::Options::default() }),
+                    ..head::Options::default()
+                },
+                ..DbOptions::default()
+            };
+            let mut db = Db::open(dir.path(), o.clone()).unwrap();
+            let mut model = std::collections::BTreeMap::new();
+            let mut next = 0i64;
+            let m = [Matcher::equal("__name__", "m")];
+            for &(op, a, len) in &ops {
+                match op {
+                    0 | 1 => {
+                        let mut app = db.head().appender();
+                        for _ in 0..=len {
+                            app.append_pairs(&[("__name__", "m"), ("s", "x")], next * 60_000, next as f64).unwrap();
+                            model.insert(next * 60_000, next as f64);
+                            next += 1;
+                        }
+                        app.commit().unwrap();
+                    }
+                    2 => {
+                        let (from, to) = (a * 60_000, (a + len) * 60_000);
+                        db.delete_series(&m, from, to).unwrap();
+                        model.retain(|&t, _| t < from || t > to);
+                    }
+                    3 => {
+                        db.compact().unwrap();
+                        db.clean_tombstones().unwrap();
+                    }
+                    _ => {
+                        db.close().unwrap();
+                        drop(db);
+                        db = Db::open(dir.path(), o.clone()).unwrap();
+                        db.compact().unwrap();
+                    }
+                }
+                let want: Vec<(i64, f64)> = model.iter().map(|(&t, &v)| (t, v)).collect();
+                proptest::prop_assert_eq!(all_samples(&db), want, "after op {}", op);
+            }
+        }
+
         /// Random in-order and out-of-order streams, compacted at random points (and reopened),
         /// read back equal to the sorted, deduplicated input.
         #[test]
