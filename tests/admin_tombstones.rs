@@ -302,25 +302,15 @@ fn prometheus_blocks_with_tombstones_are_read() {
         .output()
         .unwrap();
     assert!(out.status.success(), "promtool create-blocks-from: {}", String::from_utf8_lossy(&out.stderr));
-    {
-        let p = PromServer::start(&prom, &prom_data, &["--web.enable-admin-api", "--storage.tsdb.retention.time=100y"]);
-        for form in [
-            vec![("match[]", r#"tomb{s="0"}"#.to_string())],
-            vec![
-                ("match[]", r#"tomb{s="1"}"#.to_string()),
-                ("start", secs(T0 + 10 * MIN)),
-                ("end", secs(T0 + 20 * MIN)),
-            ],
-            vec![
-                ("match[]", r#"tomb{s="1"}"#.to_string()),
-                ("start", secs(T0 + 50 * MIN)),
-                ("end", secs(T0 + 50 * MIN)),
-            ],
-        ] {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let r = ureq::post(&format!("http://{}/api/v1/admin/tsdb/delete_series", p.addr)).send_form(&form);
-            assert_eq!(r.map(|r| r.status()).ok(), Some(204), "Prometheus delete_series {form:?}");
-        }
+    let p = PromServer::start(&prom, &prom_data, &["--web.enable-admin-api", "--storage.tsdb.retention.time=100y"]);
+    for form in [
+        vec![("match[]", r#"tomb{s="0"}"#.to_string())],
+        vec![("match[]", r#"tomb{s="1"}"#.to_string()), ("start", secs(T0 + 10 * MIN)), ("end", secs(T0 + 20 * MIN))],
+        vec![("match[]", r#"tomb{s="1"}"#.to_string()), ("start", secs(T0 + 50 * MIN)), ("end", secs(T0 + 50 * MIN))],
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = ureq::post(&format!("http://{}/api/v1/admin/tsdb/delete_series", p.addr)).send_form(&form);
+        assert_eq!(r.map(|r| r.status()).ok(), Some(204), "Prometheus delete_series {form:?}");
     }
     forget(&mut want, 0, i64::MIN, i64::MAX);
     forget(&mut want, 1, T0 + 10 * MIN, T0 + 20 * MIN);
@@ -335,6 +325,20 @@ fn prometheus_blocks_with_tombstones_are_read() {
     copy_dir(&blocks[0], &data.join(blocks[0].file_name().unwrap()));
     let srv = Server::start(&data, &["--web.enable-admin-api", "--storage.tsdb.retention.time=100y"]);
     assert_eq!(query_all(&srv, T0 + 3 * H), want, "Strata reads Prometheus's tombstones");
+    // Both answer the same for the series, label values and a range query over the deletions.
+    let range = [("query", "tomb"), ("start", &secs(T0) as &str), ("end", &secs(T0 + 2 * H)), ("step", "60")];
+    let checks: [(&str, &[(&str, &str)]); 4] = [
+        ("/api/v1/series", &[("match[]", "tomb")]),
+        ("/api/v1/series", &[("match[]", "tomb"), ("start", &secs(T0 + 10 * MIN)), ("end", &secs(T0 + 20 * MIN))]),
+        ("/api/v1/label/s/values", &[]),
+        ("/api/v1/query_range", &range),
+    ];
+    for (path, params) in checks {
+        let (code, ours) = srv.get_json(path, params);
+        assert_eq!(code, 200, "{path}: {ours}");
+        assert_eq!(ours["data"], p.get_json(path, params)["data"], "{path} {params:?} differs from Prometheus");
+    }
+    drop(p);
     let (code, _) = call(&srv, "POST", "/api/v1/admin/tsdb/clean_tombstones", &[]);
     assert_eq!(code, 204);
     assert!(block_list(&data).iter().all(|b| b.1 == 0));
