@@ -306,7 +306,8 @@ impl Db {
 
     /// Rewrites every block that has tombstones into a new block without the deleted samples
     /// (Prometheus's `DB.CleanTombstones`): a new ULID, the same time range, level, sources and
-    /// hints, and the old block as its one parent. The new block is complete and fsynced before
+    /// hints, and the old block as its one parent (Prometheus 2.42 writes level 1 with the new
+    /// block as its only source; keeping them keeps the lineage that Thanos and Mimir read). The new block is complete and fsynced before
     /// the old one is deleted; a crash in between leaves both, and the next open deletes the old
     /// one (a newer block names it as a parent). Were both read, the first-wins merge of
     /// overlapping blocks would answer the same samples: the old one hides the same samples
