@@ -33,7 +33,7 @@ pub struct Flags {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
-    /// Enable the admin API (TSDB snapshots; delete_series and clean_tombstones are not served).
+    /// Enable the TSDB admin API (snapshot, delete_series, clean_tombstones).
     #[arg(long = "web.enable-admin-api")]
     pub enable_admin_api: bool,
 
@@ -303,7 +303,8 @@ pub struct Config {
     pub cors: crate::cors::Cors,
     /// `--web.config.file`, read and checked.
     pub web: Option<crate::http::security::Loaded>,
-    /// `--web.enable-admin-api`: the TSDB snapshot endpoint works.
+    /// `--web.enable-admin-api`: the TSDB admin endpoints (snapshot, delete_series,
+    /// clean_tombstones) work.
     pub enable_admin_api: bool,
     /// `--web.external-url`.
     #[allow(dead_code, reason = "recorded for generated links")]
@@ -528,12 +529,6 @@ impl Flags {
             &mut notes,
         );
         flag(self.user_assets.is_some(), "--web.user-assets", "the web UI serves only its embedded files", &mut notes);
-        if self.enable_admin_api {
-            notes.push(
-                "--web.enable-admin-api: only the TSDB snapshot is served; delete_series and clean_tombstones are not"
-                    .to_string(),
-            );
-        }
         for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
             match FEATURES.iter().find(|(name, _)| *name == feature) {
                 Some((name, what)) => notes.push(format!("--enable-feature={name}: {what}")),

@@ -4,6 +4,7 @@
 mod util;
 
 mod admin_snapshot;
+mod admin_tombstones;
 mod agent;
 mod api_extras;
 mod bad_input;
