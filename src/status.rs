@@ -64,6 +64,12 @@ pub fn report_computed(flags: &mut [(String, String)], cfg: &crate::config::Conf
         match name.as_str() {
             "storage.tsdb.max-block-duration" => *value = crate::config::format_duration(max_block),
             "web.route-prefix" if value.is_empty() => *value = "/".to_owned(),
+            // The built-in shipper's state file, when shipping is on.
+            "storage.tsdb.delay-compact-file.path" => {
+                if let Some(path) = &cfg.db.delay_compact_file {
+                    *value = path.display().to_string();
+                }
+            }
             _ => {}
         }
     }

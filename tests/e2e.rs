@@ -7,6 +7,7 @@ mod admin_snapshot;
 mod agent;
 mod api_extras;
 mod bad_input;
+mod block_shipping;
 mod blocks;
 mod config_reload;
 mod corruption;
