@@ -183,6 +183,7 @@ pub fn parse(path: &str, text: &str) -> Result<BucketConfig, BucketError> {
                 walk.out.kind = Some(t.to_ascii_uppercase());
             }
             "config" => config_node = Some(value),
+            "prefix" if matches!(value.data, YamlData::Value(Scalar::Null)) => {}
             "prefix" => {
                 let Some(p) = scalar_text(value) else {
                     return Err(walk.bad(value, "prefix", "expected a string").into());
