@@ -224,4 +224,31 @@ mod tests {
         assert!(bucket_meta(b"{\"version\": 2}", Path::new("m"), &labels, &files).is_err());
         assert!(bucket_meta(b"[", Path::new("m"), &labels, &files).is_err());
     }
+
+    /// A chunk file larger than a part goes up as a multipart upload and arrives byte for byte.
+    #[tokio::test]
+    async fn large_files_are_uploaded_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ulid = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        let block = dir.path().join(ulid);
+        std::fs::create_dir_all(block.join("chunks")).unwrap();
+        let big: Vec<u8> = (0..(2 * PART_BYTES + 12_345)).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(block.join("chunks/000001"), &big).unwrap();
+        std::fs::write(block.join("chunks/000002"), b"small").unwrap();
+        std::fs::write(block.join("index"), b"index bytes").unwrap();
+        std::fs::write(block.join("meta.json"), format!("{{\"ulid\":\"{ulid}\",\"version\":1}}")).unwrap();
+        let root = dir.path().join("bucket");
+        let text = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", root.display());
+        let bucket = super::super::bucket::parse("b.yml", &text).unwrap().build("b.yml").unwrap();
+        let labels: BTreeMap<String, String> = [("a".to_string(), "b".to_string())].into();
+        let sent = upload_block(&bucket, &block, ulid, &labels).await.unwrap();
+        assert_eq!(sent.files, 4);
+        assert_eq!(std::fs::read(root.join(ulid).join("chunks/000001")).unwrap(), big);
+        assert_eq!(std::fs::read(root.join(ulid).join("chunks/000002")).unwrap(), b"small");
+        let meta: Value = serde_json::from_slice(&std::fs::read(root.join(ulid).join("meta.json")).unwrap()).unwrap();
+        assert_eq!(meta["thanos"]["segment_files"], json!(["000001", "000002"]));
+        assert_eq!(meta["thanos"]["files"][0]["size_bytes"], big.len() as u64);
+        let empty = BTreeMap::new();
+        assert!(matches!(upload_block(&bucket, &block, ulid, &empty).await, Err(UploadError::NoExternalLabels)));
+    }
 }
