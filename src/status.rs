@@ -123,10 +123,11 @@ mod tests {
     }
 
     /// Flags whose value is text, and may be empty.
-    const TEXT_FLAGS: [&str; 9] = [
+    const TEXT_FLAGS: [&str; 10] = [
         "config.file",
         "enable-feature",
         "storage.tsdb.delay-compact-file.path",
+        "storage.tsdb.upload.config",
         "web.config.file",
         "web.console.libraries",
         "web.console.templates",
