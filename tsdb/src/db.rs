@@ -116,7 +116,8 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 /// Kills the process at a named point when `STRATA_CRASH_AT` names it: fault injection for the crash
-/// tests. Compiled only with the `crash-points` feature, which only test builds enable.
+/// tests (public for the binary's own points, e.g. its block shipper). Compiled only with the
+/// `crash-points` feature, which only test builds enable.
 #[cfg(feature = "crash-points")]
 pub fn crash_point(name: &str) {
     if std::env::var("STRATA_CRASH_AT").is_ok_and(|v| v == name) {
