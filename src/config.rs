@@ -155,6 +155,17 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.delay-compact-file.path")]
     pub delay_compact_file: Option<PathBuf>,
 
+    /// Bucket configuration file in Thanos's objstore format (`type: S3|GCS|AZURE|FILESYSTEM`,
+    /// `config: {...}`, `prefix`). When set, every new level-1 block is uploaded in Thanos's layout
+    /// with the external labels of the config file, recorded in `<storage.tsdb.path>/thanos.shipper.json`,
+    /// and neither compacted nor deleted by retention before it is uploaded.
+    #[arg(long = "storage.tsdb.upload.config")]
+    pub upload_config: Option<PathBuf>,
+
+    /// How often the block shipper looks for blocks to upload.
+    #[arg(long = "storage.tsdb.upload.interval", default_value = "30s")]
+    pub upload_interval: String,
+
     /// How often background compaction looks for work.
     #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", hide = true)]
     pub compaction_interval: String,
@@ -313,6 +324,8 @@ pub struct Config {
     pub page_title: Option<String>,
     /// One line each about flags and file keys accepted without effect, logged at startup.
     pub notes: Vec<String>,
+    /// `--storage.tsdb.upload.config`: the bucket blocks are shipped to, and how often.
+    pub upload: Option<(crate::shipper::bucket::Bucket, Duration)>,
 }
 
 /// The configuration a reload can change, and how to produce it again.
@@ -419,6 +432,28 @@ impl Flags {
         let compaction_interval = parse_duration(&self.compaction_interval)
             .context("--storage.tsdb.compaction-interval")?
             .max(Duration::from_millis(100));
+        let upload = match &self.upload_config {
+            Some(path) => {
+                let state = self.tsdb_path.join(crate::shipper::state::FILE_NAME);
+                if self.delay_compact_file.as_ref().is_some_and(|d| *d != state) {
+                    bail!(
+                        "--storage.tsdb.delay-compact-file.path must be {} (or unset) with --storage.tsdb.upload.config: \
+                         the built-in shipper records its uploads there",
+                        state.display()
+                    );
+                }
+                if reloadable.current.external_labels.is_empty() {
+                    bail!(
+                        "--storage.tsdb.upload.config needs global.external_labels in --config.file: \
+                         Thanos's store and compactor tell block streams apart by them"
+                    );
+                }
+                let bucket = crate::shipper::bucket::Bucket::open(path).context("--storage.tsdb.upload.config")?;
+                let interval = positive(&self.upload_interval, "--storage.tsdb.upload.interval")?;
+                Some((bucket, interval, state))
+            }
+            None => None,
+        };
         let db = tsdb::DbOptions {
             head,
             retention_ms,
@@ -427,7 +462,10 @@ impl Flags {
             compaction_interval,
             checkpoint_wal_bytes: parse_bytes(&self.wal_checkpoint_size)
                 .context("--storage.tsdb.wal-checkpoint-size")?,
-            delay_compact_file: self.delay_compact_file.clone(),
+            delay_compact_file: match &upload {
+                Some((_, _, state)) => Some(state.clone()),
+                None => self.delay_compact_file.clone(),
+            },
         };
         let engine = query::EngineOptions {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
@@ -459,6 +497,7 @@ impl Flags {
             page_title: self.page_title.clone(),
             external_url: self.external_url,
             notes,
+            upload: upload.map(|(bucket, interval, _)| (bucket, interval)),
         })
     }
 

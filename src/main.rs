@@ -23,6 +23,7 @@ mod process;
 mod reload;
 mod rlimit;
 mod server;
+mod shipper;
 mod status;
 mod ui;
 mod web_config;

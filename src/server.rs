@@ -93,6 +93,11 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
     metrics.register_collector(security.collector());
+    let shipper = cfg.upload.take().map(|(bucket, interval)| {
+        let shipper = crate::shipper::Shipper::new(bucket, Arc::clone(&db), Arc::clone(&reloader), interval);
+        metrics.register_collector(shipper.collector());
+        tokio::spawn(shipper.run())
+    });
     let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.
@@ -118,6 +123,12 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let _ = ready.set((api, ready_db));
 
     server.await.context("HTTP server task failed")?;
+    if let Some(shipper) = shipper {
+        // An upload cut short here is redone after the restart: the state file lists a block only
+        // once its meta.json is in the bucket.
+        shipper.abort();
+        let _ = shipper.await;
+    }
     tracing::info!("HTTP server stopped; syncing the WAL");
     let closed = tokio::task::spawn_blocking(move || db.close()).await.context("WAL close task failed")?;
     closed.context("closing the TSDB")?;

@@ -8,6 +8,7 @@ mod admin_tombstones;
 mod agent;
 mod api_extras;
 mod bad_input;
+mod block_shipping;
 mod blocks;
 mod config_reload;
 mod corruption;

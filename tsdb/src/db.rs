@@ -45,7 +45,8 @@ pub struct DbOptions {
     /// past this many bytes. 0 disables size-triggered checkpoints.
     pub checkpoint_wal_bytes: u64,
     /// A block shipper's list of uploaded blocks (`--storage.tsdb.delay-compact-file.path`): when
-    /// set, compaction leaves level-1 blocks alone until the file lists them ([`crate::delay_compact`]).
+    /// set, compaction leaves level-1 blocks alone until the file lists them ([`crate::delay_compact`]),
+    /// and retention does not delete a level-1 block the file does not list.
     pub delay_compact_file: Option<PathBuf>,
 }
 
@@ -115,9 +116,10 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 /// Kills the process at a named point when `STRATA_CRASH_AT` names it: fault injection for the crash
-/// tests. Compiled only with the `crash-points` feature, which only test builds enable.
+/// tests (public for the binary's own points, e.g. its block shipper). Compiled only with the
+/// `crash-points` feature, which only test builds enable.
 #[cfg(feature = "crash-points")]
-pub(crate) fn crash_point(name: &str) {
+pub fn crash_point(name: &str) {
     if std::env::var("STRATA_CRASH_AT").is_ok_and(|v| v == name) {
         tracing::warn!(point = name, "STRATA_CRASH_AT: aborting");
         std::process::abort();
@@ -127,7 +129,7 @@ pub(crate) fn crash_point(name: &str) {
 /// Without the `crash-points` feature the named points compile to nothing.
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
-pub(crate) fn crash_point(_name: &str) {}
+pub fn crash_point(_name: &str) {}
 
 impl Db {
     /// Opens the database in `dir`: sets corrupt blocks aside, opens the others, replays the WAL.
@@ -392,7 +394,7 @@ impl Db {
         let uploaded = self.uploaded_blocks();
         self.merge_overlapping(uploaded.as_ref())?;
         self.compact_levels(uploaded.as_ref())?;
-        self.apply_retention()?;
+        self.apply_retention(uploaded.as_ref())?;
         Ok(())
     }
 
@@ -587,8 +589,9 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes blocks beyond the time or size retention.
-    fn apply_retention(&self) -> Result<()> {
+    /// Deletes blocks beyond the time or size retention; with a delay-compact file, never a level-1
+    /// block the file does not list as uploaded (it is deleted once listed, if still beyond).
+    fn apply_retention(&self, uploaded: Option<&Uploaded>) -> Result<()> {
         let blocks = self.blocks();
         let Some(newest_end) = blocks.iter().map(|b| b.meta().max_time).max() else { return Ok(()) };
         let mut doomed: Vec<Arc<Block>> = Vec::new();
@@ -609,6 +612,16 @@ impl Db {
                 }
                 total = total.saturating_sub(b.size_bytes());
             }
+        }
+        if let Some(uploaded) = uploaded {
+            doomed.retain(|b| {
+                let m = b.meta();
+                let pending = m.compaction.level <= 1 && !uploaded.contains(&m.ulid);
+                if pending {
+                    tracing::warn!(ulid = %m.ulid, mint = m.min_time, maxt = m.max_time, "block beyond retention kept: not uploaded yet");
+                }
+                !pending
+            });
         }
         if doomed.is_empty() {
             return Ok(());
@@ -830,6 +843,29 @@ mod tests {
         );
         let o = DbOptions { retention_bytes: one_block + one_block / 2, ..o };
         let db = Db::open(dir.path(), o).unwrap();
+        db.compact().unwrap();
+        assert_eq!(all_samples(&db), vec![(20 * day + 1, 3.0)]);
+    }
+
+    #[test]
+    fn retention_keeps_level_one_blocks_not_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000;
+        let old = block_with(dir.path(), 0, H2, &[(1, 1.0)]);
+        let old2 = block_with(dir.path(), 2 * day, 2 * day + H2, &[(2 * day + 1, 2.0)]);
+        block_with(dir.path(), 20 * day, 20 * day + H2, &[(20 * day + 1, 3.0)]);
+        let file = dir.path().join("thanos.shipper.json");
+        std::fs::write(&file, format!("{{\"version\": 1, \"uploaded\": [\"{old2}\"]}}")).unwrap();
+        let o = DbOptions {
+            retention_ms: 15 * day,
+            max_block_duration_ms: H2,
+            delay_compact_file: Some(file.clone()),
+            ..opts()
+        };
+        let db = Db::open(dir.path(), o).unwrap();
+        db.compact().unwrap();
+        assert_eq!(all_samples(&db), vec![(1, 1.0), (20 * day + 1, 3.0)], "only the uploaded old block goes");
+        std::fs::write(&file, format!("{{\"version\": 1, \"uploaded\": [\"{old}\"]}}")).unwrap();
         db.compact().unwrap();
         assert_eq!(all_samples(&db), vec![(20 * day + 1, 3.0)]);
     }
