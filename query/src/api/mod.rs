@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod params;
+pub mod remote_read;
 pub mod status;
 
 use std::sync::Arc;
