@@ -76,8 +76,12 @@ pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyho
     if let Some(hangups) = hangups {
         tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
     }
+    let labels_source = Arc::clone(&reloader);
+    let external_labels: query::api::remote_read::ExternalLabels = Arc::new(move || labels_source.external_labels());
+    let read_state = query::api::remote_read::RemoteReadState::new(Arc::clone(&db), cfg.remote_read, external_labels);
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
+    metrics.register_collector(Box::new(metrics::RemoteReadCollector(Arc::clone(read_state.metrics()))));
     let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.
@@ -88,6 +92,7 @@ pub async fn run(cfg: Config, status: Arc<query::status::ServerStatus>) -> anyho
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
+        .merge(query::api::remote_read::router(read_state))
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))

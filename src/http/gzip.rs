@@ -23,7 +23,7 @@ const BLOCKING_FROM_BYTES: usize = 64 << 10;
 pub async fn compress(req: Request, next: Next) -> Response {
     let wants_gzip = accepts_gzip(req.headers());
     let resp = next.run(req).await;
-    if !wants_gzip || resp.headers().contains_key(header::CONTENT_ENCODING) {
+    if !wants_gzip || resp.headers().contains_key(header::CONTENT_ENCODING) || is_stream(resp.headers()) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -55,6 +55,14 @@ pub async fn compress(req: Request, next: Next) -> Response {
             Response::from_parts(parts, Body::from(bytes))
         }
     }
+}
+
+/// A streamed answer (remote read's framed chunks) is sent as it is produced, never collected.
+fn is_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-streamed-protobuf"))
 }
 
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -1,0 +1,420 @@
+//! Prometheus remote read (`POST /api/v1/read`) through the real binary: `SAMPLES` and
+//! `STREAMED_XOR_CHUNKS` answers decoded and compared with what the query API reads (in-order,
+//! out-of-order and block data, duplicates removed), matchers, hints, the sample limit, the external
+//! labels and their reload, errors, a client that goes away; and a Prometheus 2.42 server reading two
+//! Strata shards through `remote_read`, answering PromQL like one Prometheus holding all the data.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use ingest::proto::{
+    self, label_matcher::Type, read_request::ResponseType, ChunkedReadResponse, LabelMatcher, Query, ReadHints,
+    ReadRequest, ReadResponse,
+};
+use prost::Message;
+use query::api::remote_read::framing;
+
+use crate::util::{format_time, prometheus, request, series, PromServer, Server};
+
+/// 2h-aligned start.
+const T0: i64 = 1_699_999_200_000;
+const H: i64 = 3_600_000;
+const STEP: i64 = 15_000;
+const SERIES: usize = 4;
+
+/// A series' labels as sorted pairs.
+type Key = Vec<(String, String)>;
+/// Series → samples.
+type Answer = BTreeMap<Key, Vec<(i64, f64)>>;
+
+fn value(s: usize, t: i64) -> f64 {
+    (s * 100_000) as f64 + ((t - T0) / STEP) as f64
+}
+
+fn rr_labels(s: usize) -> [(&'static str, String); 2] {
+    [("job", format!("j{}", s % 2)), ("s", s.to_string())]
+}
+
+fn rr_series(s: usize, samples: &[(i64, f64)]) -> proto::TimeSeries {
+    let l = rr_labels(s);
+    let l: Vec<(&str, &str)> = l.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    series("rr", &l, samples)
+}
+
+/// Sends `[from, to)` for every series: every step but each 10th, or (`held_back`) only each 10th.
+fn send(srv: &Server, from: i64, to: i64, held_back: bool, model: &mut BTreeMap<(usize, i64), f64>) {
+    let mut t = from;
+    while t < to {
+        let end = (t + 40 * STEP).min(to);
+        let mut ts = Vec::new();
+        for s in 0..SERIES {
+            let samples: Vec<(i64, f64)> = (0..)
+                .map(|k| t + k * STEP)
+                .take_while(|&u| u < end)
+                .filter(|&u| (((u - T0) / STEP) % 10 == 9) == held_back)
+                .map(|u| (u, value(s, u)))
+                .collect();
+            for &(u, v) in &samples {
+                model.entry((s, u)).or_insert(v);
+            }
+            if !samples.is_empty() {
+                ts.push(rr_series(s, &samples));
+            }
+        }
+        let (code, body) = srv.write(&request(ts));
+        assert_eq!(code, 204, "write: {body}\n{}", srv.log_text());
+        t = end;
+    }
+}
+
+fn matcher(t: Type, name: &str, value: &str) -> LabelMatcher {
+    LabelMatcher { r#type: t as i32, name: name.into(), value: value.into() }
+}
+
+fn query(start: i64, end: i64, matchers: Vec<LabelMatcher>) -> Query {
+    Query { start_timestamp_ms: start, end_timestamp_ms: end, matchers, hints: None }
+}
+
+/// Posts a remote-read request; returns (status, Content-Type, Content-Encoding, body).
+fn post_read(addr: &str, body: &[u8]) -> (u16, String, String, Vec<u8>) {
+    let r = ureq::post(&format!("http://{addr}/api/v1/read"))
+        .set("Content-Encoding", "snappy")
+        .set("Content-Type", "application/x-protobuf")
+        .set("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .send_bytes(body);
+    let resp = match r {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("remote read: {e}"),
+    };
+    let (code, ct, ce) = (
+        resp.status(),
+        resp.header("Content-Type").unwrap_or_default().to_owned(),
+        resp.header("Content-Encoding").unwrap_or_default().to_owned(),
+    );
+    let mut bytes = Vec::new();
+    resp.into_reader().read_to_end(&mut bytes).unwrap();
+    (code, ct, ce, bytes)
+}
+
+fn encode(req: &ReadRequest) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+}
+
+fn read_samples(srv: &Server, queries: Vec<Query>) -> ReadResponse {
+    let (code, ct, ce, body) = post_read(&srv.addr, &encode(&ReadRequest { queries, accepted_response_types: vec![] }));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!((ct.as_str(), ce.as_str()), ("application/x-protobuf", "snappy"));
+    ReadResponse::decode(snap::raw::Decoder::new().decompress_vec(&body).unwrap().as_slice()).unwrap()
+}
+
+/// A `STREAMED_XOR_CHUNKS` answer as its frames.
+fn read_streamed(addr: &str, queries: Vec<Query>) -> Vec<ChunkedReadResponse> {
+    let types = vec![ResponseType::StreamedXorChunks as i32, ResponseType::Samples as i32];
+    let (code, ct, ce, body) = post_read(addr, &encode(&ReadRequest { queries, accepted_response_types: types }));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(ct, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse");
+    assert_eq!(ce, "");
+    let mut rest = &body[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (msg, n) = framing::read_frame(rest, 1 << 24).unwrap().expect("a whole frame");
+        out.push(ChunkedReadResponse::decode(msg).unwrap());
+        rest = &rest[n..];
+    }
+    out
+}
+
+fn key(labels: &[proto::Label]) -> Key {
+    let k: Key = labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+    assert!(k.windows(2).all(|w| w[0].0 < w[1].0), "labels not sorted: {k:?}");
+    k
+}
+
+fn samples_answer(r: &proto::QueryResult) -> Answer {
+    let mut out = Answer::new();
+    for ts in &r.timeseries {
+        let samples: Vec<(i64, f64)> = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+        assert!(samples.windows(2).all(|w| w[0].0 < w[1].0), "samples not sorted and unique");
+        assert!(out.insert(key(&ts.labels), samples).is_none(), "a series twice");
+    }
+    out
+}
+
+/// The samples in `[mint, maxt]` of the frames of query `index`; checks that series come sorted,
+/// each in consecutive frames, with chunks in time order that do not overlap.
+fn streamed_answer(frames: &[ChunkedReadResponse], index: i64, mint: i64, maxt: i64) -> Answer {
+    let mut out = Answer::new();
+    let mut order: Vec<Key> = Vec::new();
+    let mut last_max = i64::MIN;
+    for f in frames.iter().filter(|f| f.query_index == index) {
+        assert_eq!(f.chunked_series.len(), 1, "one series per frame");
+        let cs = &f.chunked_series[0];
+        assert!(!cs.chunks.is_empty(), "a frame without chunks");
+        let k = key(&cs.labels);
+        if order.last() != Some(&k) {
+            assert!(!out.contains_key(&k), "series {k:?} split over non-consecutive frames");
+            order.push(k.clone());
+            last_max = i64::MIN;
+        }
+        let samples = out.entry(k).or_default();
+        for c in &cs.chunks {
+            assert_eq!(c.r#type, proto::chunk::Encoding::Xor as i32);
+            assert!(c.min_time_ms > last_max && c.min_time_ms <= c.max_time_ms, "chunks overlap or out of order");
+            last_max = c.max_time_ms;
+            let mut it = tsdb::chunkenc::XorIter::new(&c.data);
+            let decoded: Vec<(i64, f64)> = it.by_ref().collect();
+            assert!(it.error().is_none(), "undecodable chunk");
+            assert_eq!(decoded.first().map(|s| s.0), Some(c.min_time_ms));
+            assert_eq!(decoded.last().map(|s| s.0), Some(c.max_time_ms));
+            samples.extend(decoded.into_iter().filter(|&(t, _)| t >= mint && t <= maxt));
+        }
+    }
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "series not sorted");
+    out.retain(|_, v| !v.is_empty());
+    out
+}
+
+/// The raw samples the query API reads for `selector` over `[mint, maxt]`, keyed like remote read's
+/// answers with the external labels added.
+fn api_answer(srv: &Server, selector: &str, mint: i64, maxt: i64, external: &[(&str, &str)]) -> Answer {
+    let range_s = (maxt - mint) / 1000 + 1;
+    let mut out = Answer::new();
+    for (metric, values) in srv.raw_samples(selector, &format!("{range_s}s"), maxt) {
+        let m: BTreeMap<String, String> = serde_json::from_str(&metric).unwrap();
+        let mut k: BTreeMap<String, String> = m;
+        for (n, v) in external {
+            k.entry((*n).to_owned()).or_insert_with(|| (*v).to_owned());
+        }
+        let samples: Vec<(i64, f64)> =
+            values.into_iter().filter(|&(t, _)| t >= mint).map(|(t, v)| (t, v.parse().unwrap())).collect();
+        if !samples.is_empty() {
+            out.insert(k.into_iter().collect(), samples);
+        }
+    }
+    out
+}
+
+fn model_answer(model: &BTreeMap<(usize, i64), f64>, keep: impl Fn(usize) -> bool, shard: &str) -> Answer {
+    let mut out = Answer::new();
+    for (&(s, t), &v) in model {
+        if !keep(s) {
+            continue;
+        }
+        let mut k: Key = vec![("__name__".into(), "rr".into())];
+        k.extend(rr_labels(s).iter().map(|(n, v)| ((*n).to_owned(), v.clone())));
+        k.push(("shard".into(), shard.into()));
+        k.sort();
+        out.entry(k).or_default().push((t, v));
+    }
+    out
+}
+
+#[test]
+fn remote_read_answers_what_the_query_api_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("strata.yml");
+    std::fs::write(&cfg, "global:\n  external_labels:\n    shard: a\n").unwrap();
+    let cfg_arg = format!("--config.file={}", cfg.display());
+    let args = [
+        "--storage.tsdb.out-of-order-time-window=6h",
+        "--storage.tsdb.compaction-interval=200ms",
+        "--storage.remote.read-sample-limit=2000",
+        "--storage.remote.read-max-bytes-in-frame=512",
+        "--web.enable-lifecycle",
+        cfg_arg.as_str(),
+    ];
+    let srv = Server::start(&dir.path().join("data"), &args);
+    let mut model = BTreeMap::new();
+    send(&srv, T0, T0 + 8 * H, false, &mut model);
+    // Blocks for the first hours, then late samples: into blocks (merged with the existing ones) and
+    // into the head's out-of-order chunks.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while crate::util::block_dirs(&srv.dir).is_empty()
+        || srv.metric("strata_head_min_time_seconds").unwrap_or(0.0) * 1000.0 < (T0 + 4 * H) as f64
+    {
+        assert!(Instant::now() < deadline, "no blocks were cut\n{}", srv.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    send(&srv, T0 + 2 * H + STEP, T0 + 8 * H, true, &mut model);
+    // Late samples at timestamps the in-order data holds, with other values: acknowledged, and never
+    // read (the sample stored first wins).
+    let dups: Vec<(i64, f64)> =
+        (1..20).map(|k| (T0 + 7 * H + k * STEP, -1.0)).filter(|&(t, _)| ((t - T0) / STEP) % 10 != 9).collect();
+    let (code, body) = srv.write(&request(vec![rr_series(0, &dups)]));
+    assert_eq!(code, 204, "{body}");
+
+    let (mint, maxt) = (T0, T0 + 8 * H);
+    let all = || vec![matcher(Type::Eq, "__name__", "rr")];
+    let want = model_answer(&model, |_| true, "a");
+    assert_eq!(want.values().map(Vec::len).sum::<usize>(), SERIES * (8 * 240 - 48));
+    let api = api_answer(&srv, "rr", mint, maxt, &[("shard", "a")]);
+    assert_eq!(api, want, "the query API disagrees with what was written");
+
+    // SAMPLES: one query per series (each under the limit of 2000), answered in order.
+    let queries: Vec<Query> = (0..SERIES)
+        .rev()
+        .map(|s| query(mint, maxt, vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Eq, "s", &s.to_string())]))
+        .collect();
+    let resp = read_samples(&srv, queries);
+    assert_eq!(resp.results.len(), SERIES);
+    for (i, r) in resp.results.iter().enumerate() {
+        let s = SERIES - 1 - i;
+        assert_eq!(samples_answer(r), model_answer(&model, |x| x == s, "a"), "SAMPLES query {i}");
+    }
+
+    // STREAMED: every series in one query, in frames of about 512 bytes.
+    let frames = read_streamed(&srv.addr, vec![query(mint, maxt, all())]);
+    assert_eq!(streamed_answer(&frames, 0, mint, maxt), want, "STREAMED answer");
+    assert!(frames.len() > 2 * SERIES, "series were not split over frames: {} frames", frames.len());
+
+    // The sample limit applies per query of a SAMPLES answer: all series at once are over it.
+    let (code, _, _, body) = post_read(
+        &srv.addr,
+        &encode(&ReadRequest { queries: vec![query(mint, maxt, all())], accepted_response_types: vec![] }),
+    );
+    assert_eq!((code, String::from_utf8_lossy(&body).as_ref()), (400, "exceeded sample limit (2000)\n"));
+
+    // Matchers of every type, compared with the series API; an equality on the external label with
+    // its value matches every series, with another value none.
+    let cases: Vec<(Vec<LabelMatcher>, &str)> = vec![
+        (vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Re, "s", "1|2")], r#"rr{s=~"1|2"}"#),
+        (vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Neq, "s", "0")], r#"rr{s!="0"}"#),
+        (vec![matcher(Type::Re, "__name__", "r+"), matcher(Type::Nre, "job", "j0")], r#"{__name__=~"r+",job!~"j0"}"#),
+        (vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Eq, "shard", "a")], "rr"),
+        (vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Eq, "shard", "b")], "nothing_at_all"),
+    ];
+    for (ms, selector) in cases {
+        let q = query(T0 + 6 * H, maxt, ms);
+        let got = streamed_answer(&read_streamed(&srv.addr, vec![q.clone()]), 0, T0 + 6 * H, maxt);
+        let want = api_answer(&srv, selector, T0 + 6 * H, maxt, &[("shard", "a")]);
+        assert_eq!(got, want, "STREAMED {selector}");
+        assert!(selector == "nothing_at_all" || !want.is_empty(), "{selector} matches nothing");
+        let got = samples_answer(&read_samples(&srv, vec![q]).results[0]);
+        assert_eq!(got, want, "SAMPLES {selector}");
+    }
+
+    // Hints narrow the samples read to their range.
+    let hinted = Query {
+        hints: Some(ReadHints {
+            start_ms: T0 + 7 * H,
+            end_ms: T0 + 7 * H + 10 * STEP,
+            step_ms: 60_000,
+            func: "rate".into(),
+            ..Default::default()
+        }),
+        ..query(mint, maxt, all())
+    };
+    let got = samples_answer(&read_samples(&srv, vec![hinted.clone()]).results[0]);
+    let want_hinted = api_answer(&srv, "rr", T0 + 7 * H, T0 + 7 * H + 10 * STEP, &[("shard", "a")]);
+    assert_eq!(got, want_hinted);
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), SERIES * 11);
+    assert_eq!(
+        streamed_answer(&read_streamed(&srv.addr, vec![hinted]), 0, T0 + 7 * H, T0 + 7 * H + 10 * STEP),
+        want_hinted
+    );
+
+    // Bad requests: 400 with the reason.
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not snappy".to_vec(), "snappy"),
+        (snap::raw::Encoder::new().compress_vec(b"\xff\xff\xff").unwrap(), "invalid protobuf ReadRequest"),
+        (
+            encode(&ReadRequest { queries: vec![], accepted_response_types: vec![5, 6] }),
+            "server does not support any of the requested response types: [5 6]",
+        ),
+        (
+            encode(&ReadRequest {
+                queries: vec![query(mint, maxt, vec![matcher(Type::Re, "s", "(")])],
+                accepted_response_types: vec![],
+            }),
+            "query 0:",
+        ),
+        (
+            encode(&ReadRequest {
+                queries: vec![query(mint, maxt, vec![LabelMatcher { r#type: 7, name: "a".into(), value: "b".into() }])],
+                accepted_response_types: vec![],
+            }),
+            "invalid matcher type 7",
+        ),
+    ];
+    for (body, text) in cases {
+        let (code, ct, _, answer) = post_read(&srv.addr, &body);
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(code, 400, "{answer}");
+        assert!(ct.starts_with("text/plain"), "{ct}");
+        assert!(answer.contains(text) && answer.ends_with('\n'), "{answer:?} should say {text:?}");
+    }
+
+    // A reload changes the external labels.
+    std::fs::write(&cfg, "global:\n  external_labels:\n    shard: b\n    region: eu\n").unwrap();
+    let r = ureq::post(&srv.url("/-/reload")).call();
+    assert!(r.is_ok(), "reload: {r:?}");
+    let got = samples_answer(
+        &read_samples(
+            &srv,
+            vec![query(
+                T0 + 7 * H,
+                maxt,
+                vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Eq, "shard", "b"), matcher(Type::Eq, "s", "1")],
+            )],
+        )
+        .results[0],
+    );
+    let want = api_answer(&srv, r#"rr{s="1"}"#, T0 + 7 * H, maxt, &[("shard", "b"), ("region", "eu")]);
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 1);
+    assert_eq!(srv.metric("strata_remote_read_queries"), Some(0.0));
+}
+
+/// A client that stops reading a streamed answer and disconnects ends the read on the server:
+/// counted as cancelled, and the request no longer counted as in flight.
+#[test]
+fn a_client_that_goes_away_stops_a_streamed_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("data"), &[]);
+    // About 1.5 million samples with values that do not compress (~9 bytes each): far more than the
+    // socket buffers of a client that reads nothing hold.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for part in 0..30 {
+        let mut ts = Vec::new();
+        for s in 0..300 {
+            let samples: Vec<(i64, f64)> = (0..170).map(|k| (T0 + (part * 170 + k) * 1000, next())).collect();
+            ts.push(series("big", &[("s", &s.to_string())], &samples));
+        }
+        let (code, body) = srv.write(&request(ts));
+        assert_eq!(code, 204, "{body}");
+    }
+    let req = encode(&ReadRequest {
+        queries: vec![query(T0, T0 + H, vec![matcher(Type::Eq, "__name__", "big")])],
+        accepted_response_types: vec![ResponseType::StreamedXorChunks as i32],
+    });
+    let mut conn = std::net::TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        conn,
+        "POST /api/v1/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\n\r\n",
+        req.len()
+    )
+    .unwrap();
+    conn.write_all(&req).unwrap();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert_eq!(srv.metric("strata_remote_read_queries"), Some(1.0), "the read is still being answered");
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while srv.metric("strata_remote_read_cancelled_total") != Some(1.0)
+        || srv.metric("strata_remote_read_queries") != Some(0.0)
+    {
+        assert!(Instant::now() < deadline, "the read did not stop\n{}", srv.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
