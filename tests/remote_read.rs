@@ -418,3 +418,109 @@ fn a_client_that_goes_away_stops_a_streamed_read() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A Prometheus 2.42 server with `remote_read` to two Strata shards, each holding its own series
+/// (one label set on both), answers PromQL over the union as a Prometheus holding all the data does,
+/// each series carrying its shard's external label.
+#[test]
+fn prometheus_reads_two_strata_shards_like_one_prometheus() {
+    let Some(prom_bin) = prometheus() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut shards = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = dir.path().join(format!("shard-{name}.yml"));
+        std::fs::write(&cfg, format!("global:\n  external_labels:\n    shard: {name}\n")).unwrap();
+        let args = [format!("--config.file={}", cfg.display()), "--storage.tsdb.out-of-order-time-window=2h".into()];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        shards.push(Server::start(&dir.path().join(format!("shard-{name}")), &args));
+    }
+    let reference =
+        PromServer::start(&prom_bin, &dir.path().join("reference"), &["--web.enable-remote-write-receiver"]);
+    // (shard, instance): instance i0 is on both shards, with different values.
+    let placement = [("a", "i0"), ("a", "i1"), ("b", "i0"), ("b", "i2")];
+    let span = H;
+    let steps: Vec<i64> = (0..span / STEP).collect();
+    let counter = |p: usize, k: i64| (k * (p as i64 + 2)) as f64 + if p == 3 && k >= 100 { -50.0 } else { 0.0 };
+    let gauge = |p: usize, k: i64| ((k * (p as i64 + 5)) % 37) as f64 - 10.0;
+    for part in steps.chunks(60) {
+        for (late, shard_ts) in [(false, true), (true, true), (false, false)] {
+            // Shards first get every step but each 7th, then those late (out of order); the reference
+            // gets each step once, in order, with the shard label written.
+            let mut by_shard: BTreeMap<&str, Vec<proto::TimeSeries>> = BTreeMap::new();
+            for (p, &(shard, inst)) in placement.iter().enumerate() {
+                let keep = |k: &&i64| !shard_ts || ((**k % 7 == 6) == late);
+                let c: Vec<(i64, f64)> = part.iter().filter(keep).map(|&k| (T0 + k * STEP, counter(p, k))).collect();
+                let g: Vec<(i64, f64)> = part.iter().filter(keep).map(|&k| (T0 + k * STEP, gauge(p, k))).collect();
+                let mut l = vec![("job", "api"), ("instance", inst)];
+                if !shard_ts {
+                    l.push(("shard", shard));
+                }
+                let out = by_shard.entry(if shard_ts { shard } else { "reference" }).or_default();
+                out.push(series("rr_req_total", &l, &c));
+                out.push(series("rr_temp", &l, &g));
+            }
+            for (target, ts) in by_shard {
+                match target {
+                    "a" => assert_eq!(shards[0].write(&request(ts)).0, 204),
+                    "b" => assert_eq!(shards[1].write(&request(ts)).0, 204),
+                    _ => reference.write(&request(ts)),
+                }
+            }
+        }
+    }
+    let remote_read: String =
+        shards.iter().map(|s| format!("  - url: http://{}/api/v1/read\n    read_recent: true\n", s.addr)).collect();
+    let reader = PromServer::start_with_config(
+        &prom_bin,
+        &dir.path().join("reader"),
+        &format!("global:\n  scrape_interval: 1h\nremote_read:\n{remote_read}"),
+        &[],
+    );
+
+    let queries = [
+        "rr_req_total",
+        r#"rr_req_total{shard="a"}"#,
+        r#"rr_req_total{instance="i0"}"#,
+        "sum(rate(rr_req_total[5m]))",
+        "sum by (shard) (rate(rr_req_total[5m]))",
+        r#"rate(rr_req_total{job="api"}[5m])"#,
+        "max by (instance) (rr_temp)",
+        "count(rr_temp > 0)",
+        "rr_temp[2m]",
+    ];
+    let mut last_bit = 0;
+    let mut mismatches = Vec::new();
+    for q in queries {
+        for t in [T0 + 20 * 60_000, T0 + span - STEP] {
+            let params = [("query", q), ("time", &format_time(t) as &str)];
+            let (ours, theirs) =
+                (reader.get_json("/api/v1/query", &params), reference.get_json("/api/v1/query", &params));
+            assert_eq!(theirs["status"], "success", "{q}: {theirs}");
+            assert!(!theirs["data"]["result"].as_array().unwrap().is_empty(), "{q} answers nothing");
+            if !crate::promql_vs_prometheus::same(&ours, &theirs, &mut last_bit) {
+                mismatches.push(format!("instant {q} @ {t}:\n  via remote read: {ours}\n  one prometheus:  {theirs}"));
+            }
+        }
+        if q.ends_with(']') {
+            continue;
+        }
+        let (start, end) = (format_time(T0 + 10 * 60_000), format_time(T0 + span));
+        let params = [("query", q), ("start", start.as_str()), ("end", end.as_str()), ("step", "60")];
+        let (ours, theirs) =
+            (reader.get_json("/api/v1/query_range", &params), reference.get_json("/api/v1/query_range", &params));
+        if !crate::promql_vs_prometheus::same(&ours, &theirs, &mut last_bit) {
+            mismatches.push(format!("range {q}:\n  via remote read: {ours}\n  one prometheus:  {theirs}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert_eq!(last_bit, 0, "the same engine over the same samples differs in the last bit");
+    // Each shard's series carry its external label.
+    let params = [("query", "rr_req_total"), ("time", &format_time(T0 + span - STEP) as &str)];
+    let shards_seen: std::collections::BTreeSet<String> = reader.get_json("/api/v1/query", &params)["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["shard"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shards_seen, ["a".to_owned(), "b".to_owned()].into());
+}
