@@ -1,7 +1,8 @@
 //! Gzip-compressed responses for clients that send `Accept-Encoding: gzip` (Prometheus compresses
 //! its API answers and `/metrics` the same way). Bodies are whole strings by the time they leave a
 //! handler, so the response body is collected and compressed at once; compression of large bodies
-//! runs on the blocking pool.
+//! runs on the blocking pool. Streamed answers (remote read's framed chunks) and answers that are
+//! already encoded (remote read's snappy) are passed on untouched.
 
 use axum::body::Body;
 use axum::extract::Request;
