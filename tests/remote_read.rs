@@ -369,10 +369,11 @@ fn remote_read_answers_what_the_query_api_reads() {
     assert_eq!(srv.metric("strata_remote_read_queries"), Some(0.0));
 }
 
-/// A client that stops reading a streamed answer and disconnects ends the read on the server:
+/// A client that stops reading a streamed answer and disconnects, or disconnects while a SAMPLES
+/// answer is being built, ends the read on the server:
 /// counted as cancelled, and the request no longer counted as in flight.
 #[test]
-fn a_client_that_goes_away_stops_a_streamed_read() {
+fn a_client_that_goes_away_stops_the_read() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(&dir.path().join("data"), &[]);
     // About 1.5 million samples with values that do not compress (~9 bytes each): far more than the
@@ -410,11 +411,42 @@ fn a_client_that_goes_away_stops_a_streamed_read() {
     assert_eq!(&head, b"HTTP/1.1 200");
     assert_eq!(srv.metric("strata_remote_read_queries"), Some(1.0), "the read is still being answered");
     drop(conn);
+    wait_cancelled(&srv, 1);
+    // A SAMPLES answer is built whole before it is sent: the read stops at the next series once the
+    // connection is found closed (the handler is dropped).
+    let req = encode(&ReadRequest {
+        queries: vec![query(T0, T0 + H, vec![matcher(Type::Eq, "__name__", "big")])],
+        accepted_response_types: vec![],
+    });
+    let mut conn = std::net::TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        conn,
+        "POST /api/v1/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: {}\r\n\r\n",
+        req.len()
+    )
+    .unwrap();
+    conn.write_all(&req).unwrap();
+    // Once the read has begun (1.5 million samples take a while to read and encode).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while srv.metric("strata_remote_read_cancelled_total") != Some(1.0)
+    while srv.metric("strata_remote_read_queries") != Some(1.0) {
+        assert!(Instant::now() < deadline, "the SAMPLES read did not begin");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(conn);
+    wait_cancelled(&srv, 2);
+}
+
+fn wait_cancelled(srv: &Server, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while srv.metric("strata_remote_read_cancelled_total") != Some(n as f64)
         || srv.metric("strata_remote_read_queries") != Some(0.0)
     {
-        assert!(Instant::now() < deadline, "the read did not stop\n{}", srv.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "read {n} did not stop: cancelled {:?}, in flight {:?}",
+            srv.metric("strata_remote_read_cancelled_total"),
+            srv.metric("strata_remote_read_queries")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
