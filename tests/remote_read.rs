@@ -371,11 +371,12 @@ fn remote_read_answers_what_the_query_api_reads() {
 
 /// A client that stops reading a streamed answer and disconnects, or disconnects while a SAMPLES
 /// answer is being built, ends the read on the server:
-/// counted as cancelled, and the request no longer counted as in flight.
+/// counted as cancelled, and the request no longer counted as in flight. Requests beyond the
+/// concurrency limit wait for a place.
 #[test]
 fn a_client_that_goes_away_stops_the_read() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(&dir.path().join("data"), &[]);
+    let srv = Server::start(&dir.path().join("data"), &["--storage.remote.read-concurrent-limit=1"]);
     // About 1.5 million samples with values that do not compress (~9 bytes each): far more than the
     // socket buffers of a client that reads nothing hold.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -410,8 +411,26 @@ fn a_client_that_goes_away_stops_the_read() {
     conn.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
     assert_eq!(srv.metric("strata_remote_read_queries"), Some(1.0), "the read is still being answered");
+    // With a limit of one request at a time, another read waits for the stalled one.
+    let small = encode(&ReadRequest {
+        queries: vec![query(T0, T0 + 2000, vec![matcher(Type::Eq, "__name__", "big"), matcher(Type::Eq, "s", "7")])],
+        accepted_response_types: vec![],
+    });
+    let addr = srv.addr.clone();
+    let waiting = std::thread::spawn(move || post_read(&addr, &small));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while srv.metric("strata_remote_read_queries") != Some(2.0) {
+        assert!(Instant::now() < deadline, "the second read did not arrive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!waiting.is_finished(), "a second read was answered while the limit of one was taken");
     drop(conn);
     wait_cancelled(&srv, 1);
+    let (code, _, _, body) = waiting.join().unwrap();
+    assert_eq!(code, 200);
+    let r = ReadResponse::decode(snap::raw::Decoder::new().decompress_vec(&body).unwrap().as_slice()).unwrap();
+    assert_eq!(r.results[0].timeseries.len(), 1);
+    assert_eq!(r.results[0].timeseries[0].samples.len(), 3, "samples at T0, T0+1s, T0+2s");
     // A SAMPLES answer is built whole before it is sent: the read stops at the next series once the
     // connection is found closed (the handler is dropped).
     let req = encode(&ReadRequest {
