@@ -575,3 +575,77 @@ fn prometheus_reads_two_strata_shards_like_one_prometheus() {
         .collect();
     assert_eq!(shards_seen, ["a".to_owned(), "b".to_owned()].into());
 }
+
+/// Prometheus 2.42's own read handler, given the same samples (in order; Strata gets a seventh of
+/// them late) and the same external label, answers the same requests with the same samples, headers
+/// and errors.
+#[test]
+fn answers_like_prometheus_2_42_read_handler() {
+    let Some(prom_bin) = prometheus() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = "global:\n  scrape_interval: 1h\n  external_labels:\n    shard: a\n";
+    let cfg = dir.path().join("strata.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let cfg_arg = format!("--config.file={}", cfg.display());
+    let limit = "--storage.remote.read-sample-limit=500";
+    let srv = Server::start(
+        &dir.path().join("strata"),
+        &[cfg_arg.as_str(), limit, "--storage.tsdb.out-of-order-time-window=2h"],
+    );
+    let prom = PromServer::start_with_config(
+        &prom_bin,
+        &dir.path().join("prom"),
+        config,
+        &["--web.enable-remote-write-receiver", limit],
+    );
+    let steps: Vec<i64> = (0..240).collect();
+    for part in steps.chunks(60) {
+        let make = |keep: &dyn Fn(i64) -> bool| {
+            let ts: Vec<proto::TimeSeries> = (0..SERIES)
+                .map(|s| {
+                    let samples: Vec<(i64, f64)> = part
+                        .iter()
+                        .filter(|&&k| keep(k))
+                        .map(|&k| (T0 + k * STEP, value(s, T0 + k * STEP) * 0.5))
+                        .collect();
+                    rr_series(s, &samples)
+                })
+                .collect();
+            request(ts)
+        };
+        prom.write(&make(&|_| true));
+        assert_eq!(srv.write(&make(&|k| k % 7 != 3)).0, 204);
+        assert_eq!(srv.write(&make(&|k| k % 7 == 3)).0, 204);
+    }
+    let (mint, maxt) = (T0 + 10 * STEP, T0 + 200 * STEP);
+    let requests = [
+        vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Re, "s", "[01]")],
+        vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Eq, "shard", "a"), matcher(Type::Neq, "job", "j1")],
+        vec![matcher(Type::Eq, "__name__", "rr"), matcher(Type::Eq, "shard", "b")],
+    ];
+    for (i, ms) in requests.into_iter().enumerate() {
+        let q = query(mint, maxt, ms);
+        let ours = samples_answer(&read_samples(&srv, vec![q.clone()]).results[0]);
+        assert_eq!(ours.len(), [2, 2, 0][i], "series of request {i}");
+        let (code, ct, ce, body) =
+            post_read(&prom.addr, &encode(&ReadRequest { queries: vec![q.clone()], accepted_response_types: vec![] }));
+        assert_eq!((code, ct.as_str(), ce.as_str()), (200, "application/x-protobuf", "snappy"));
+        let theirs = ReadResponse::decode(snap::raw::Decoder::new().decompress_vec(&body).unwrap().as_slice()).unwrap();
+        assert_eq!(ours, samples_answer(&theirs.results[0]), "SAMPLES {q:?}");
+        let ours = streamed_answer(&read_streamed(&srv.addr, vec![q.clone()]), 0, mint, maxt);
+        let theirs = streamed_answer(&read_streamed(&prom.addr, vec![q.clone()]), 0, mint, maxt);
+        assert_eq!(ours, theirs, "STREAMED {q:?}");
+    }
+    // The same errors: status and text.
+    let over = ReadRequest {
+        queries: vec![query(mint, maxt, vec![matcher(Type::Eq, "__name__", "rr")])],
+        accepted_response_types: vec![],
+    };
+    let unsupported = ReadRequest { queries: vec![], accepted_response_types: vec![5, 6] };
+    for req in [over, unsupported] {
+        let (code, _, _, ours) = post_read(&srv.addr, &encode(&req));
+        let (their_code, _, _, theirs) = post_read(&prom.addr, &encode(&req));
+        assert_eq!(code, 400, "{}", String::from_utf8_lossy(&ours));
+        assert_eq!((code, String::from_utf8_lossy(&ours)), (their_code, String::from_utf8_lossy(&theirs)));
+    }
+}

@@ -257,7 +257,15 @@ async fn read(State(st): State<RemoteReadState>, body: Result<Bytes, BytesReject
     };
     let held = Held { _in_flight: in_flight, _permit: permit };
     let result = match decode_request(&st.opts, body) {
-        Ok(req) => serve(st, req, held).await,
+        Ok(req) => {
+            let (queries, types) = (req.queries.len(), req.accepted_response_types.len());
+            let result = serve(st, req, held).await;
+            if let Ok(resp) = &result {
+                let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                tracing::debug!(queries, accepted_types = types, content_type, "remote-read request answered");
+            }
+            result
+        }
         Err(e) => Err(e),
     };
     match result {
