@@ -224,6 +224,7 @@ fn remote_read_answers_what_the_query_api_reads() {
         "--storage.tsdb.compaction-interval=200ms",
         "--storage.remote.read-sample-limit=2000",
         "--storage.remote.read-max-bytes-in-frame=512",
+        "--storage.remote.write.max-decompressed-bytes=4096",
         "--web.enable-lifecycle",
         cfg_arg.as_str(),
     ];
@@ -340,10 +341,22 @@ fn remote_read_answers_what_the_query_api_reads() {
             "invalid matcher type 7",
         ),
     ];
-    for (body, text) in cases {
+    // Bodies are bounded like remote-write bodies: a snappy block declaring more than it can expand
+    // to, or more than the decompressed limit, is refused before anything is allocated.
+    let mut impossible = vec![0xff, 0xff, 0xff, 0x7f];
+    impossible.extend_from_slice(&[0; 8]);
+    let cases: Vec<(Vec<u8>, &str, u16)> = cases
+        .into_iter()
+        .map(|(b, t)| (b, t, 400))
+        .chain([
+            (impossible, "invalid snappy block: it declares 268435455 decompressed bytes", 400),
+            (snap::raw::Encoder::new().compress_vec(&[0; 5000]).unwrap(), "over the limit of 4096 bytes", 413),
+        ])
+        .collect();
+    for (body, text, status) in cases {
         let (code, ct, _, answer) = post_read(&srv.addr, &body);
         let answer = String::from_utf8_lossy(&answer);
-        assert_eq!(code, 400, "{answer}");
+        assert_eq!(code, status, "{answer}");
         assert!(ct.starts_with("text/plain"), "{ct}");
         assert!(answer.contains(text) && answer.ends_with('\n'), "{answer:?} should say {text:?}");
     }
