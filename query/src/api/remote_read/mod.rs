@@ -256,13 +256,12 @@ async fn read(State(st): State<RemoteReadState>, body: Result<Bytes, BytesReject
         None => None,
     };
     let held = Held { _in_flight: in_flight, _permit: permit };
-    let result = match decode_request(&st.opts, body) {
-        Ok(req) => {
-            let (queries, types) = (req.queries.len(), req.accepted_response_types.len());
-            let result = serve(st, req, held).await;
-            if let Ok(resp) = &result {
-                let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-                tracing::debug!(queries, accepted_types = types, content_type, "remote-read request answered");
+    let result = match read_body(&st.opts, body).and_then(|b| plan(&b, st.opts.body, &(st.external_labels)())) {
+        Ok(plan) => {
+            let (queries, response_type) = (plan.queries.len(), plan.response_type);
+            let result = serve(st, plan, held).await;
+            if result.is_ok() {
+                tracing::debug!(queries, ?response_type, "remote-read request answered");
             }
             result
         }
@@ -281,34 +280,56 @@ async fn read(State(st): State<RemoteReadState>, body: Result<Bytes, BytesReject
     }
 }
 
-async fn serve(st: RemoteReadState, req: proto::ReadRequest, held: Held) -> Result<Response, Error> {
-    let external = (st.external_labels)();
-    let response_type = negotiate(&req.accepted_response_types)?;
-    let queries = req
-        .queries
-        .iter()
-        .enumerate()
-        .map(|(i, q)| PreparedQuery::new(i, q, &external))
-        .collect::<Result<Vec<_>, _>>()?;
-    let external: Vec<(String, String)> = external.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-    match response_type {
-        ResponseType::Samples => samples(st, queries, external, held).await,
-        ResponseType::StreamedXorChunks => streamed(st, queries, external, held).await,
+async fn serve(st: RemoteReadState, plan: ReadPlan, held: Held) -> Result<Response, Error> {
+    // The labels in effect now: a reload between planning and reading changes nothing of this request.
+    let external: Vec<(String, String)> = plan.external.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    match plan.response_type {
+        ResponseType::Samples => samples(st, plan.queries, external, held).await,
+        ResponseType::StreamedXorChunks => streamed(st, plan.queries, external, held).await,
     }
 }
 
-/// Checks the body and decodes the `ReadRequest`.
-fn decode_request(opts: &Options, body: Result<Bytes, BytesRejection>) -> Result<proto::ReadRequest, Error> {
-    let body = body.map_err(|rejection| {
+/// The request body, or why it could not be read.
+fn read_body(opts: &Options, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Error> {
+    body.map_err(|rejection| {
         Error::Body(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ingest::Error::BodyTooLarge { limit: opts.body.max_compressed_bytes }
         } else {
             ingest::Error::BodyRead { reason: rejection.body_text() }
         })
-    })?;
+    })
+}
+
+/// A request decoded and checked, ready to be read.
+pub struct ReadPlan {
+    /// How the answer is sent.
+    pub response_type: ResponseType,
+    queries: Vec<PreparedQuery>,
+    external: BTreeMap<String, String>,
+}
+
+impl ReadPlan {
+    /// The matchers each query selects with (external labels already accounted for).
+    pub fn matchers(&self) -> impl Iterator<Item = &[tsdb::Matcher]> {
+        self.queries.iter().map(|q| q.matchers.as_slice())
+    }
+}
+
+/// Decompresses a request body (its declared size checked against `limits` before anything is
+/// allocated), decodes the `ReadRequest`, picks the response type and checks every query's
+/// matchers against the external labels in effect. Pure: no storage, no I/O.
+pub fn plan(body: &[u8], limits: ingest::Limits, external: &BTreeMap<String, String>) -> Result<ReadPlan, Error> {
     let mut buf = Vec::new();
-    ingest::decode::decompress(&body, opts.body.max_decompressed_bytes, &mut buf).map_err(Error::Body)?;
-    Ok(proto::ReadRequest::decode(buf.as_slice())?)
+    ingest::decode::decompress(body, limits.max_decompressed_bytes, &mut buf).map_err(Error::Body)?;
+    let req = proto::ReadRequest::decode(buf.as_slice())?;
+    let response_type = negotiate(&req.accepted_response_types)?;
+    let queries = req
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| PreparedQuery::new(i, q, external))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReadPlan { response_type, queries, external: external.clone() })
 }
 
 /// The first accepted response type Strata serves; `SAMPLES` when none is listed.
