@@ -198,6 +198,22 @@ fn api_answer(srv: &Server, selector: &str, mint: i64, maxt: i64, external: &[(&
     out
 }
 
+/// The samples that differ between two answers, for failure messages.
+fn diff(got: &Answer, want: &Answer) -> String {
+    let mut out = Vec::new();
+    for (k, w) in want {
+        let g = got.get(k).cloned().unwrap_or_default();
+        let (gs, ws): (BTreeMap<i64, f64>, BTreeMap<i64, f64>) = (g.into_iter().collect(), w.iter().copied().collect());
+        let missing: Vec<_> = ws.iter().filter(|(t, v)| gs.get(t) != Some(v)).take(5).collect();
+        let extra: Vec<_> = gs.iter().filter(|(t, v)| ws.get(t) != Some(v)).take(5).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            out.push(format!("{k:?}: want {missing:?} got {extra:?}"));
+        }
+    }
+    out.extend(got.keys().filter(|k| !want.contains_key(*k)).map(|k| format!("unexpected series {k:?}")));
+    out.join("\n")
+}
+
 fn model_answer(model: &BTreeMap<(usize, i64), f64>, keep: impl Fn(usize) -> bool, shard: &str) -> Answer {
     let mut out = Answer::new();
     for (&(s, t), &v) in model {
@@ -219,25 +235,28 @@ fn remote_read_answers_what_the_query_api_reads() {
     let cfg = dir.path().join("strata.yml");
     std::fs::write(&cfg, "global:\n  external_labels:\n    shard: a\n").unwrap();
     let cfg_arg = format!("--config.file={}", cfg.display());
-    let args = [
-        "--storage.tsdb.out-of-order-time-window=6h",
-        "--storage.tsdb.compaction-interval=200ms",
-        "--storage.remote.read-sample-limit=2000",
-        "--storage.remote.read-max-bytes-in-frame=512",
-        "--storage.remote.write.max-decompressed-bytes=4096",
-        "--web.enable-lifecycle",
-        cfg_arg.as_str(),
-    ];
-    let srv = Server::start(&dir.path().join("data"), &args);
+    let args = |compaction_interval: &'static str| {
+        [
+            "--storage.tsdb.out-of-order-time-window=6h",
+            compaction_interval,
+            "--storage.remote.read-sample-limit=2000",
+            "--storage.remote.read-max-bytes-in-frame=512",
+            "--storage.remote.write.max-decompressed-bytes=4096",
+            "--web.enable-lifecycle",
+        ]
+        .into_iter()
+        .chain([cfg_arg.as_str()])
+        .collect::<Vec<_>>()
+    };
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, &args("--storage.tsdb.compaction-interval=200ms"));
     let mut model = BTreeMap::new();
     send(&srv, T0, T0 + 8 * H, false, &mut model);
-    // Blocks for the first hours, then late samples: into blocks (merged with the existing ones) and
-    // into the head's out-of-order chunks.
+    // Blocks for the first 6 hours (the head keeps at most 1.5 block ranges), then late samples: for
+    // the blocks' range (they become blocks of their own, merged with the others) and for the head's.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while crate::util::block_dirs(&srv.dir).is_empty()
-        || srv.metric("strata_head_min_time_seconds").unwrap_or(0.0) * 1000.0 < (T0 + 4 * H) as f64
-    {
-        assert!(Instant::now() < deadline, "no blocks were cut\n{}", srv.log_text());
+    while srv.metric("strata_head_min_time_seconds").unwrap_or(0.0) * 1000.0 < (T0 + 6 * H) as f64 {
+        assert!(Instant::now() < deadline, "the head was not compacted\n{}", srv.log_text());
         std::thread::sleep(Duration::from_millis(200));
     }
     send(&srv, T0 + 2 * H + STEP, T0 + 8 * H, true, &mut model);
@@ -247,13 +266,19 @@ fn remote_read_answers_what_the_query_api_reads() {
         (1..20).map(|k| (T0 + 7 * H + k * STEP, -1.0)).filter(|&(t, _)| ((t - T0) / STEP) % 10 != 9).collect();
     let (code, body) = srv.write(&request(vec![rr_series(0, &dups)]));
     assert_eq!(code, 204, "{body}");
+    // Read from a restarted server that does not compact meanwhile, so every read sees one state:
+    // blocks (overlapping ones if the late samples' blocks were not merged yet), the head's in-order
+    // and out-of-order chunks, maybe late samples for the blocks' range still in the head.
+    assert!(srv.sigterm().success());
+    let srv = Server::start(&data, &args("--storage.tsdb.compaction-interval=1h"));
+    assert!(!crate::util::block_dirs(&data).is_empty());
 
     let (mint, maxt) = (T0, T0 + 8 * H);
     let all = || vec![matcher(Type::Eq, "__name__", "rr")];
     let want = model_answer(&model, |_| true, "a");
     assert_eq!(want.values().map(Vec::len).sum::<usize>(), SERIES * (8 * 240 - 48));
     let api = api_answer(&srv, "rr", mint, maxt, &[("shard", "a")]);
-    assert_eq!(api, want, "the query API disagrees with what was written");
+    assert!(api == want, "the query API disagrees with what was written: {}", diff(&api, &want));
 
     // SAMPLES: one query per series (each under the limit of 2000), answered in order.
     let queries: Vec<Query> = (0..SERIES)
@@ -264,12 +289,14 @@ fn remote_read_answers_what_the_query_api_reads() {
     assert_eq!(resp.results.len(), SERIES);
     for (i, r) in resp.results.iter().enumerate() {
         let s = SERIES - 1 - i;
-        assert_eq!(samples_answer(r), model_answer(&model, |x| x == s, "a"), "SAMPLES query {i}");
+        let (got, want) = (samples_answer(r), model_answer(&model, |x| x == s, "a"));
+        assert!(got == want, "SAMPLES query {i}: {}", diff(&got, &want));
     }
 
     // STREAMED: every series in one query, in frames of about 512 bytes.
     let frames = read_streamed(&srv.addr, vec![query(mint, maxt, all())]);
-    assert_eq!(streamed_answer(&frames, 0, mint, maxt), want, "STREAMED answer");
+    let got = streamed_answer(&frames, 0, mint, maxt);
+    assert!(got == want, "STREAMED answer: {}", diff(&got, &want));
     assert!(frames.len() > 2 * SERIES, "series were not split over frames: {} frames", frames.len());
 
     // The sample limit applies per query of a SAMPLES answer: all series at once are over it.
