@@ -194,6 +194,18 @@ pub struct Flags {
     #[arg(long = "storage.remote.write.max-decompressed-bytes", default_value_t = 256 << 20)]
     pub max_decompressed_bytes: usize,
 
+    /// Most samples one remote-read query may return in a `SAMPLES` answer; 0 for no limit.
+    #[arg(long = "storage.remote.read-sample-limit", default_value_t = query::api::remote_read::DEFAULT_SAMPLE_LIMIT)]
+    pub remote_read_sample_limit: usize,
+
+    /// Remote-read requests served at once (more wait); 0 for no limit.
+    #[arg(long = "storage.remote.read-concurrent-limit", default_value_t = query::api::remote_read::DEFAULT_CONCURRENT_LIMIT)]
+    pub remote_read_concurrent_limit: usize,
+
+    /// Bytes of chunks after which a streamed remote-read frame is cut (a frame may exceed it by one chunk).
+    #[arg(long = "storage.remote.read-max-bytes-in-frame", default_value_t = query::api::remote_read::DEFAULT_MAX_BYTES_IN_FRAME)]
+    pub remote_read_max_bytes_in_frame: usize,
+
     /// Remote-write requests processed at once; more wait their turn (bounds memory and threads).
     #[arg(long = "storage.remote.write.max-concurrent-requests", default_value_t = 32)]
     pub max_concurrent_writes: usize,
@@ -304,6 +316,7 @@ pub struct Config {
     pub ingest: ingest::Limits,
     pub max_concurrent_writes: usize,
     pub max_concurrent_queries: usize,
+    pub remote_read: query::api::remote_read::Options,
     pub engine: query::EngineOptions,
     pub http: crate::http::Options,
     /// What can change at runtime, and where to re-read it from.
@@ -386,6 +399,9 @@ impl Flags {
         }
         if self.query_max_concurrency == 0 {
             bail!("--query.max-concurrency must be at least 1");
+        }
+        if self.remote_read_max_bytes_in_frame == 0 {
+            bail!("--storage.remote.read-max-bytes-in-frame must be at least 1");
         }
         if self.max_concurrent_writes == 0 {
             bail!("--storage.remote.write.max-concurrent-requests must be at least 1");
@@ -474,13 +490,20 @@ impl Flags {
             per_step_stats: self.enable_feature.iter().any(|f| f.trim() == "promql-per-step-stats"),
             ..query::EngineOptions::default()
         };
+        let ingest = ingest::Limits {
+            max_compressed_bytes: self.max_compressed_bytes,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+        };
         Ok(Config {
             data_dir: self.tsdb_path,
             listen_address: self.listen_address,
             db,
-            ingest: ingest::Limits {
-                max_compressed_bytes: self.max_compressed_bytes,
-                max_decompressed_bytes: self.max_decompressed_bytes,
+            ingest,
+            remote_read: query::api::remote_read::Options {
+                sample_limit: self.remote_read_sample_limit,
+                concurrent_limit: self.remote_read_concurrent_limit,
+                max_bytes_in_frame: self.remote_read_max_bytes_in_frame,
+                body: ingest,
             },
             max_concurrent_writes: self.max_concurrent_writes,
             max_concurrent_queries: self.query_max_concurrency,

@@ -59,6 +59,27 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt:
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// The remote-read endpoint's counters.
+#[derive(Debug)]
+pub struct RemoteReadCollector(pub Arc<query::api::remote_read::ReadMetrics>);
+
+impl Collector for RemoteReadCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        gauge(
+            &mut e,
+            "strata_remote_read_queries",
+            "Remote-read requests being served or waiting for their turn.",
+            self.0.queries() as f64,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_read_cancelled",
+            "Remote-read requests whose client went away before the answer was complete.",
+            self.0.cancelled(),
+        )
+    }
+}
+
 impl Collector for StorageCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let head = self.db.head();

@@ -90,6 +90,9 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     if let Some(hangups) = hangups {
         tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
     }
+    let labels_source = Arc::clone(&reloader);
+    let external_labels: query::api::remote_read::ExternalLabels = Arc::new(move || labels_source.external_labels());
+    let read_state = query::api::remote_read::RemoteReadState::new(Arc::clone(&db), cfg.remote_read, external_labels);
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
     metrics.register_collector(security.collector());
@@ -98,6 +101,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         metrics.register_collector(shipper.collector());
         tokio::spawn(shipper.run())
     });
+    metrics.register_collector(Box::new(metrics::RemoteReadCollector(Arc::clone(read_state.metrics()))));
     let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.
@@ -108,6 +112,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
+        .merge(query::api::remote_read::router(read_state))
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))

@@ -28,6 +28,11 @@ fn remote_write() {
 }
 
 #[test]
+fn remote_read() {
+    smoke("remote-read", ITERATIONS);
+}
+
+#[test]
 fn wal_record() {
     smoke("wal-record", ITERATIONS);
 }

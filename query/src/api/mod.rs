@@ -1,9 +1,10 @@
 //! The Prometheus HTTP query API (`/api/v1/…`): parameter handling, evaluation on the blocking
 //! pool, and Prometheus's exact JSON. Handlers only parse and format; all PromQL semantics are
-//! in [`crate::engine`].
+//! in [`crate::engine`]. [`remote_read`] serves Prometheus's remote read over the same storage.
 
 pub mod json;
 pub mod params;
+pub mod remote_read;
 pub mod status;
 
 use std::sync::Arc;
