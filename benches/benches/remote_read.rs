@@ -23,7 +23,7 @@ fn xor_meta(samples: &[(i64, f64)]) -> Option<ChunkMeta> {
     for &(t, v) in samples {
         c.push(t, v);
     }
-    Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Xor(c.into_bytes().into()) })
+    Some(ChunkMeta::new(first, last, ChunkData::Xor(c.into_bytes().into())))
 }
 
 /// One series: a counter with scrape jitter; `held_back` of its samples (every n-th) out of order.

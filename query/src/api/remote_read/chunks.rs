@@ -3,7 +3,7 @@
 //!
 //! A series snapshot may hold chunks that overlap (out-of-order head chunks beside in-order ones,
 //! blocks that overlap). The chunks are grouped into runs whose time ranges touch; a run of one XOR
-//! chunk is passed on as its bytes are stored, and every other run (overlapping chunks, or decoded
+//! chunk without deleted samples is passed on as its bytes are stored, and every other run (overlapping chunks, or decoded
 //! samples such as a copy of the head's open out-of-order buffer) is merged with [`tsdb::merge::Merge`]
 //! — first wins at a timestamp held twice, as everywhere in Strata — and encoded into new XOR chunks
 //! of [`tsdb::chunk::SAMPLES_PER_CHUNK`] samples. A client decoding the chunks therefore reads exactly
@@ -44,8 +44,9 @@ fn emit_run(
     maxt: i64,
     out: &mut Vec<proto::Chunk>,
 ) -> Result<(), tsdb::Error> {
+    // A chunk with deleted samples (tombstones) is re-encoded without them.
     if let [(_, c)] = run.as_slice() {
-        if let ChunkData::Xor(bytes) = &c.data {
+        if let (ChunkData::Xor(bytes), None) = (&c.data, &c.deleted) {
             out.push(xor_chunk(c.min_t, c.max_t, bytes.to_vec()));
             run.clear();
             return Ok(());
@@ -94,11 +95,7 @@ mod tests {
         for &(t, v) in samples {
             c.push(t, v);
         }
-        ChunkMeta {
-            min_t: samples[0].0,
-            max_t: samples[samples.len() - 1].0,
-            data: ChunkData::Xor(c.into_bytes().into()),
-        }
+        ChunkMeta::new(samples[0].0, samples[samples.len() - 1].0, ChunkData::Xor(c.into_bytes().into()))
     }
 
     fn decode(chunks: &[proto::Chunk]) -> Vec<(i64, f64)> {
@@ -124,6 +121,15 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].data, bytes.to_vec());
         assert_eq!((out[0].min_time_ms, out[0].max_time_ms), (10, 30));
+    }
+
+    #[test]
+    fn deleted_samples_are_not_sent() {
+        let mut deleted = tsdb::intervals::Intervals::new();
+        deleted.add(tsdb::intervals::Interval::new(15, 20));
+        let c = xor(&[(10, 1.0), (20, 2.0), (30, 3.0)]).without_deleted(Some(&std::sync::Arc::new(deleted))).unwrap();
+        let s = tsdb::Series { labels: tsdb::Labels::empty(), chunks: vec![c], ooo_chunks: Vec::new() };
+        assert_eq!(decode(&xor_chunks(&s, 0, 100).unwrap()), [(10, 1.0), (30, 3.0)]);
     }
 
     #[test]
