@@ -19,6 +19,7 @@ mod hostile_queries;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
+mod read_during_compaction;
 mod remote_read;
 mod slow_clients;
 mod status_api;

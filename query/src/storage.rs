@@ -86,7 +86,9 @@ impl StorageSeries for tsdb::querier::LazySeries {
 
 /// The series a selector matched, with the storage's policy for series that cannot be read.
 struct TsdbSelected {
-    series: Vec<tsdb::querier::LazySeries>,
+    /// Holds the querier's pending read: the head keeps what the querier's blocks lack until the
+    /// selector is done.
+    series: tsdb::querier::Selection,
     partial: Option<Arc<ReadWarnings>>,
 }
 

@@ -24,6 +24,7 @@ use crate::delay_compact::Uploaded;
 use crate::error::{io_error, Error, Result};
 use crate::head::{self, Head, OpenHints, ReplaySkip};
 use crate::labels::{MatchType, Matcher};
+use crate::pending_reads::PendingReads;
 use crate::querier::Querier;
 
 /// Database options.
@@ -81,8 +82,12 @@ pub struct Db {
     dir: PathBuf,
     opts: DbOptions,
     head: Arc<Head>,
-    /// Persisted blocks, sorted by (min time, ulid). Readers clone the Arcs.
+    /// Persisted blocks, sorted by (min time, ulid). Readers clone the Arcs. Every change replaces
+    /// blocks in one write: a reader sees the inputs of a merge or its output, never neither.
     blocks: RwLock<Vec<Arc<Block>>>,
+    /// Queriers still reading, and which block list each took: head truncation waits for those that
+    /// lack the new block.
+    pending_reads: Arc<PendingReads>,
     /// Serialises compactions.
     compacting: Mutex<()>,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -167,6 +172,7 @@ impl Db {
             opts,
             head,
             blocks: RwLock::new(blocks),
+            pending_reads: Arc::default(),
             compacting: Mutex::new(()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             background: Mutex::new(None),
@@ -202,9 +208,14 @@ impl Db {
         self.blocks.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// A querier over the head and the blocks for `[mint, maxt]`.
+    /// A querier over the head and the blocks for `[mint, maxt]`: a consistent view while it and the
+    /// series it selects live. It takes the block list and registers as a pending read at once (under
+    /// the list's lock), and head compaction drops a range from memory only after every reader whose
+    /// list lacks the range's new block is done, so each sample is found in the head or in a block.
     pub fn querier(&self, mint: i64, maxt: i64) -> Querier {
-        Querier::with_blocks(Arc::clone(&self.head), &self.blocks(), mint, maxt)
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        let pending = self.pending_reads.register(mint, maxt);
+        Querier::with_blocks(Arc::clone(&self.head), &blocks, mint, maxt).with_pending(pending)
     }
 
     /// Starts the background thread: compaction every `compaction_interval`, a checkpoint whenever
@@ -361,7 +372,9 @@ impl Db {
             crash_point("after-clean-tombstones-write");
             match &meta {
                 Some(new) => self.replace_block(&b, Arc::new(Block::open(&self.dir.join(new.ulid.to_string()))?)),
-                None => self.blocks.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.meta().ulid != m.ulid),
+                None => {
+                    self.swap_blocks(std::slice::from_ref(&b), None);
+                }
             }
             delete_block_dir(&self.dir, &m.ulid.to_string())?;
             tracing::info!(
@@ -380,10 +393,7 @@ impl Db {
 
     /// Puts `new` in place of `old` in the block list.
     fn replace_block(&self, old: &Arc<Block>, new: Arc<Block>) {
-        let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-        blocks.retain(|b| b.meta().ulid != old.meta().ulid);
-        blocks.push(new);
-        blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
+        self.swap_blocks(std::slice::from_ref(old), Some(new));
     }
 
     /// Does all compaction work that is due: head → blocks, overlapping blocks merged, level
@@ -445,9 +455,11 @@ impl Db {
         let meta =
             block::write_block_fallible(&self.dir, series, mint, maxt, compaction, snap.wal_cut, Default::default())?;
         crash_point("after-block-write");
+        // Readers registered before this number may hold a block list without the new block.
+        let mut epoch = self.pending_reads.epoch();
         if let Some(meta) = &meta {
             let b = Block::open(&self.dir.join(meta.ulid.to_string()))?;
-            self.add_block(Arc::new(b));
+            epoch = self.add_block(Arc::new(b));
             tracing::info!(
                 ulid = %meta.ulid,
                 mint,
@@ -460,6 +472,9 @@ impl Db {
             );
         }
         let cut = snap.wal_cut;
+        // The block is visible to every new reader; the head keeps the range until the readers that
+        // took the list before it (and read the range) are done.
+        self.pending_reads.wait_for(epoch, mint, maxt);
         self.head.truncate_snapshot(snap);
         crash_point("after-head-truncate");
         if let Some(cut) = cut {
@@ -469,10 +484,19 @@ impl Db {
         Ok(())
     }
 
-    fn add_block(&self, b: Arc<Block>) {
+    /// Publishes `b`; returns the pending-read epoch from which on readers see it.
+    fn add_block(&self, b: Arc<Block>) -> u64 {
+        self.swap_blocks(&[], Some(b))
+    }
+
+    /// Removes `old` and adds `new` in one change of the block list, so no reader ever takes a list
+    /// with neither. Returns the pending-read epoch from which on readers see the change.
+    fn swap_blocks(&self, old: &[Arc<Block>], new: Option<Arc<Block>>) -> u64 {
         let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-        blocks.push(b);
+        blocks.retain(|b| !old.iter().any(|o| o.meta().ulid == b.meta().ulid));
+        blocks.extend(new);
         blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
+        self.pending_reads.epoch()
     }
 
     /// Merges every group of overlapping blocks into one (vertical compaction), so the data directory
@@ -567,13 +591,13 @@ impl Db {
         let compaction = Compaction { level, sources, parents, ..Compaction::default() };
         let meta = block::write_block(&self.dir, series, mint, maxt, compaction, None)?;
         crash_point("after-merge-write");
-        {
-            let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-            blocks.retain(|b| !inputs.iter().any(|i| i.meta().ulid == b.meta().ulid));
-        }
-        if let Some(meta) = &meta {
-            self.add_block(Arc::new(Block::open(&self.dir.join(meta.ulid.to_string()))?));
-        }
+        // Opened before the swap: readers see the inputs until the merged block replaces them. Readers
+        // that took the inputs keep their files (open and mapped) after they are deleted.
+        let merged = match &meta {
+            Some(meta) => Some(Arc::new(Block::open(&self.dir.join(meta.ulid.to_string()))?)),
+            None => None,
+        };
+        self.swap_blocks(inputs, merged);
         for b in inputs {
             delete_block_dir(&self.dir, &b.meta().ulid.to_string())?;
         }
@@ -1049,6 +1073,113 @@ mod tests {
         let db = Db::open(dir.path(), o).unwrap();
         assert!(!old_dir.exists(), "the cleaned block's parent was not removed at open");
         check(&db, &want, "after the interrupted clean");
+    }
+
+    /// Every read sees every sample acknowledged before it started, while head compaction writes
+    /// blocks and drops their ranges from memory and late samples for ranges already in blocks are
+    /// written as blocks and merged with the existing ones. Readers pause between series, as a
+    /// query evaluating series one by one does, so a compaction publishes and truncates meanwhile.
+    #[test]
+    fn reads_during_compaction_see_every_acknowledged_sample() {
+        use std::sync::atomic::AtomicBool;
+        const MIN: i64 = 60_000;
+        const SERIES: usize = 4;
+        const BATCHES: i64 = 150;
+        const LATE_LAG: i64 = 24;
+        // Batch `b` appends minutes [10b, 10b+10) in order except those ending in 9, which are sent
+        // `LATE_LAG` batches later (4h late: their range is in a block by then).
+        let expected = |batches: i64| -> Vec<i64> {
+            (0..batches * 10).filter(|m| m % 10 != 9 || m / 10 + LATE_LAG < batches).map(|m| m * MIN).collect()
+        };
+        let value = |s: usize, t: i64| (t / MIN) as f64 * 10.0 + s as f64;
+        let dir = tempfile::tempdir().unwrap();
+        let o = DbOptions {
+            head: head::Options { ooo_time_window_ms: 24 * H2, wal: None, ..head::Options::default() },
+            ..DbOptions::default()
+        };
+        let db = Db::open(dir.path(), o).unwrap();
+        let acked = AtomicU64::new(0);
+        let passes = AtomicU64::new(0);
+        let done = AtomicBool::new(false);
+        let labels: Vec<String> = (0..SERIES).map(|s| s.to_string()).collect();
+        // One reader pauses between series, one reads as fast as it can (a querier taken while a
+        // merge swaps blocks).
+        let read = |pause: bool| {
+            let mut reads = 0;
+            while !done.load(Ordering::Acquire) || reads == 0 {
+                let batches = acked.load(Ordering::Acquire) as i64;
+                let want = expected(batches);
+                let q = db.querier(i64::MIN, i64::MAX);
+                let selected = q.select_lazy(&[Matcher::equal("__name__", "m")]).unwrap();
+                drop(q);
+                let mut seen = 0;
+                for series in selected.iter() {
+                    if pause {
+                        std::thread::sleep(Duration::from_micros(300));
+                    }
+                    let s: usize = series.labels().get("s").unwrap().parse().unwrap();
+                    let mut got = Vec::new();
+                    series.read_samples(i64::MIN, i64::MAX, &mut got).unwrap();
+                    for &(t, v) in &got {
+                        assert_eq!(v, value(s, t), "series {s} at {t}");
+                    }
+                    let have: std::collections::HashSet<i64> = got.iter().map(|&(t, _)| t).collect();
+                    let missing: Vec<i64> = want.iter().copied().filter(|t| !have.contains(t)).collect();
+                    assert!(
+                        missing.is_empty(),
+                        "read {reads} (pause {pause}): series {s} lacks {} of {} acknowledged samples, \
+                         first at minute {}, last at minute {}; blocks now: {:?}",
+                        missing.len(),
+                        want.len(),
+                        missing[0] / MIN,
+                        missing[missing.len() - 1] / MIN,
+                        db.blocks()
+                            .iter()
+                            .map(|b| (b.meta().min_time / MIN, b.meta().max_time / MIN))
+                            .collect::<Vec<_>>()
+                    );
+                    seen += 1;
+                }
+                assert!(batches == 0 || seen == SERIES, "read {reads}: {seen} series of {SERIES}");
+                reads += 1;
+            }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for b in 0..BATCHES {
+                    let mut app = db.head().appender();
+                    for (s, l) in labels.iter().enumerate() {
+                        for m in (b * 10..b * 10 + 10).filter(|m| m % 10 != 9) {
+                            app.append_pairs(&[("__name__", "m"), ("s", l)], m * MIN, value(s, m * MIN)).unwrap();
+                        }
+                        if b >= LATE_LAG {
+                            let t = ((b - LATE_LAG) * 10 + 9) * MIN;
+                            app.append_pairs(&[("__name__", "m"), ("s", l)], t, value(s, t)).unwrap();
+                        }
+                    }
+                    app.commit().unwrap();
+                    acked.store(b as u64 + 1, Ordering::Release);
+                    // Every simulated hour, a whole compaction pass (head, merges) runs meanwhile.
+                    if b % 6 == 5 {
+                        let pass = passes.load(Ordering::Acquire);
+                        while passes.load(Ordering::Acquire) < pass + 2 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                }
+                done.store(true, Ordering::Release);
+            });
+            scope.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    db.compact().unwrap();
+                    passes.fetch_add(1, Ordering::Release);
+                }
+                db.compact().unwrap();
+            });
+            scope.spawn(|| read(true));
+            read(false);
+        });
+        assert!(!db.blocks().is_empty(), "no compaction ran");
     }
 
     proptest::proptest! {

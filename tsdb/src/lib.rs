@@ -12,6 +12,7 @@
 //! - [`db`]: the data directory as a whole: head, blocks, compaction, retention.
 //! - [`delay_compact`]: which blocks compaction may use while a shipper has not uploaded them.
 //! - [`snapshot`]: snapshots of the data directory (hard-linked blocks plus the head as a block).
+//! - `pending_reads`: the open readers and the block list each took, which head truncation waits for.
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
 //! - [`error`]: server faults ([`Error`]) apart from per-sample rejections ([`AppendError`]).
 #![deny(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod head;
 pub mod intervals;
 pub mod labels;
 pub mod merge;
+mod pending_reads;
 mod prefetch;
 pub mod querier;
 pub mod record;

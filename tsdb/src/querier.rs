@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::labels::{Labels, Matcher};
 use crate::merge::{Chain, Merge, Samples};
+use crate::pending_reads::PendingRead;
 
 /// Reads that failed (a block's index or chunks, a head chunk file, an undecodable chunk), since
 /// the process started.
@@ -208,18 +209,66 @@ pub struct Querier {
     mint: i64,
     maxt: i64,
     partial: Option<Arc<ReadWarnings>>,
+    /// Keeps head compaction from dropping from memory what this querier's block list lacks, as long
+    /// as the querier or a [`Selection`] of it lives ([`crate::pending_reads`]).
+    pending: Option<PendingRead>,
+}
+
+/// The series a [`Querier::select_lazy`] selected. Holds the querier's registration as a pending
+/// read, so the head keeps every range the querier's block list lacks until the selection is
+/// dropped, also when the querier is dropped first.
+pub struct Selection {
+    series: Vec<LazySeries>,
+    pending: Option<PendingRead>,
+}
+
+impl std::ops::Deref for Selection {
+    type Target = [LazySeries];
+    fn deref(&self) -> &[LazySeries] {
+        &self.series
+    }
+}
+
+impl IntoIterator for Selection {
+    type Item = LazySeries;
+    type IntoIter = SelectionIter;
+    fn into_iter(self) -> SelectionIter {
+        SelectionIter { series: self.series.into_iter(), _pending: self.pending }
+    }
+}
+
+/// The series of a [`Selection`] by value; holds its pending read until dropped.
+pub struct SelectionIter {
+    series: std::vec::IntoIter<LazySeries>,
+    _pending: Option<PendingRead>,
+}
+
+impl Iterator for SelectionIter {
+    type Item = LazySeries;
+    fn next(&mut self) -> Option<LazySeries> {
+        self.series.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.series.size_hint()
+    }
 }
 
 impl Querier {
     /// A querier over the head only.
     pub fn new(head: Arc<Head>, mint: i64, maxt: i64) -> Querier {
-        Querier { head, blocks: Vec::new(), mint, maxt, partial: None }
+        Querier { head, blocks: Vec::new(), mint, maxt, partial: None, pending: None }
     }
 
     /// A querier over the head and the blocks overlapping the range.
     pub fn with_blocks(head: Arc<Head>, blocks: &[Arc<Block>], mint: i64, maxt: i64) -> Querier {
         let blocks = blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint).cloned().collect();
-        Querier { head, blocks, mint, maxt, partial: None }
+        Querier { head, blocks, mint, maxt, partial: None, pending: None }
+    }
+
+    /// This querier registered as `pending` for as long as it or a selection of it lives.
+    pub(crate) fn with_pending(mut self, pending: PendingRead) -> Querier {
+        self.pending = Some(pending);
+        self
     }
 
     /// This querier leaving out blocks it cannot read, with a warning in `warnings` for each.
@@ -264,17 +313,21 @@ impl Querier {
     /// is snapshotted only when [`LazySeries::snapshot`] is called, so a caller that reads one series
     /// at a time holds one snapshot at a time. Unlike [`Querier::select`], head series without samples
     /// in the range are included (their snapshot is `None`).
-    pub fn select_lazy(&self, matchers: &[Matcher]) -> Result<Vec<LazySeries>> {
+    pub fn select_lazy(&self, matchers: &[Matcher]) -> Result<Selection> {
         self.select_lazy_sorted(matchers, true)
     }
 
     /// [`Querier::select_lazy`] in no particular order: with the head alone, the series are not
     /// sorted (on 100k series, sorting is most of the selection's time: cache misses on labels).
-    pub fn select_lazy_unordered(&self, matchers: &[Matcher]) -> Result<Vec<LazySeries>> {
+    pub fn select_lazy_unordered(&self, matchers: &[Matcher]) -> Result<Selection> {
         self.select_lazy_sorted(matchers, false)
     }
 
-    fn select_lazy_sorted(&self, matchers: &[Matcher], sort: bool) -> Result<Vec<LazySeries>> {
+    fn select_lazy_sorted(&self, matchers: &[Matcher], sort: bool) -> Result<Selection> {
+        Ok(Selection { series: self.select_series(matchers, sort)?, pending: self.pending.clone() })
+    }
+
+    fn select_series(&self, matchers: &[Matcher], sort: bool) -> Result<Vec<LazySeries>> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
         let mut out: Vec<LazySeries> = refs

@@ -3,7 +3,7 @@
 //!
 //! A series snapshot may hold chunks that overlap (out-of-order head chunks beside in-order ones,
 //! blocks that overlap). The chunks are grouped into runs whose time ranges touch; a run of one XOR
-//! chunk without deleted samples (tombstones) is passed on as its bytes are stored, and every other run (overlapping chunks, or decoded
+//! chunk without deleted samples is passed on as its bytes are stored, and every other run (overlapping chunks, or decoded
 //! samples such as a copy of the head's open out-of-order buffer) is merged with [`tsdb::merge::Merge`]
 //! — first wins at a timestamp held twice, as everywhere in Strata — and encoded into new XOR chunks
 //! of [`tsdb::chunk::SAMPLES_PER_CHUNK`] samples. A client decoding the chunks therefore reads exactly
@@ -44,8 +44,8 @@ fn emit_run(
     maxt: i64,
     out: &mut Vec<proto::Chunk>,
 ) -> Result<(), tsdb::Error> {
+    // A chunk with deleted samples (tombstones) is re-encoded without them.
     if let [(_, c)] = run.as_slice() {
-        // A chunk with deleted samples in it is re-encoded without them.
         if let (ChunkData::Xor(bytes), None) = (&c.data, &c.deleted) {
             out.push(xor_chunk(c.min_t, c.max_t, bytes.to_vec()));
             run.clear();
@@ -124,9 +124,9 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_chunk_with_deleted_samples_is_sent_without_them() {
+    fn deleted_samples_are_not_sent() {
         let mut deleted = tsdb::intervals::Intervals::new();
-        deleted.add(tsdb::intervals::Interval::new(20, 20));
+        deleted.add(tsdb::intervals::Interval::new(15, 20));
         let c = xor(&[(10, 1.0), (20, 2.0), (30, 3.0)]).without_deleted(Some(&std::sync::Arc::new(deleted))).unwrap();
         let s = tsdb::Series { labels: tsdb::Labels::empty(), chunks: vec![c], ooo_chunks: Vec::new() };
         assert_eq!(decode(&xor_chunks(&s, 0, 100).unwrap()), [(10, 1.0), (30, 3.0)]);
