@@ -3,10 +3,11 @@
 //!
 //! A series snapshot may hold chunks that overlap (out-of-order head chunks beside in-order ones,
 //! blocks that overlap). The chunks are grouped into runs whose time ranges touch; a run of one XOR
-//! chunk without deleted samples is passed on as its bytes are stored, and every other run (overlapping chunks, or decoded
-//! samples such as a copy of the head's open out-of-order buffer) is merged with [`tsdb::merge::Merge`]
-//! — first wins at a timestamp held twice, as everywhere in Strata — and encoded into new XOR chunks
-//! of [`tsdb::chunk::SAMPLES_PER_CHUNK`] samples. A client decoding the chunks therefore reads exactly
+//! chunk without deleted samples is passed on as its bytes are stored, and every other run
+//! (overlapping chunks, a chunk with deleted samples, or decoded samples such as a copy of the head's
+//! open out-of-order buffer) is merged with [`tsdb::merge::Merge`] — first wins at a timestamp held
+//! twice, as everywhere in Strata — and encoded into new XOR chunks of
+//! [`tsdb::chunk::SAMPLES_PER_CHUNK`] samples. A client decoding the chunks therefore reads exactly
 //! the samples `/api/v1/query_range` reads.
 
 use ingest::proto;
