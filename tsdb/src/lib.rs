@@ -9,6 +9,7 @@
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
 //! - [`db`]: the data directory as a whole: head, blocks, compaction, retention.
+//! - [`metadata`]: the latest type/help/unit per metric family, persisted beside the blocks.
 //! - [`delay_compact`]: which blocks compaction may use while a shipper has not uploaded them.
 //! - [`snapshot`]: snapshots of the data directory (hard-linked blocks plus the head as a block).
 //! - [`querier`]: reading series and samples back, merged, sorted and deduplicated.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod head;
 pub mod labels;
 pub mod merge;
+pub mod metadata;
 mod prefetch;
 pub mod querier;
 pub mod record;
