@@ -523,5 +523,7 @@ fn histogram_timestamp(mut r: Reader<'_>) -> Option<i64> {
     t
 }
 
+pub mod v2;
+
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,7 @@ mod handler;
 pub mod metrics;
 mod pool;
 pub mod proto;
+pub mod proto_v2;
 pub mod report;
 
 use std::sync::Arc;
