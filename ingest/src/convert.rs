@@ -179,18 +179,18 @@ fn append_series(
 }
 
 /// The pairs as sent, invalid UTF-8 replaced.
-fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
+pub(crate) fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
     write_labels(out, pairs.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))));
 }
 
 /// The label set of a stored series, as the storage keeps it: sorted by name, empty values dropped.
-fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
+pub(crate) fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
     let mut sorted: Vec<(&[u8], &[u8])> = pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect();
     sorted.sort_by_key(|(n, _)| *n);
     write_labels_lossy(out, &sorted);
 }
 
-fn describe_count(out: &mut String, n: u64, first_t: Option<i64>) {
+pub(crate) fn describe_count(out: &mut String, n: u64, first_t: Option<i64>) {
     match (n, first_t) {
         (1, Some(t)) => {
             let _ = write!(out, " @{t}");

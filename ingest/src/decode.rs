@@ -1,6 +1,7 @@
 //! Pure request decoding: header checks, size limits, snappy, and a borrowing protobuf walk.
 //!
-//! Nothing here touches storage or async. The walk ([`walk`]) reads a `prometheus.WriteRequest`
+//! Nothing here touches storage or async. [`check_content_type`] picks the protocol; [`v2`] walks
+//! 2.0 requests and [`metadata`] the metadata of 1.0 ones. The walk ([`walk`]) reads a `prometheus.WriteRequest`
 //! straight from the decompressed buffer and hands out, per `TimeSeries`, borrowed `(&[u8], &[u8])`
 //! label pairs (in a caller-reused `Vec`) and an iterator of `(t, v)` samples — no label `String`s, no
 //! per-sample allocation. It accepts every byte string that prost accepts for [`crate::proto::WriteRequest`]
@@ -27,12 +28,23 @@ pub const CONTENT_ENCODING_SNAPPY: &str = "snappy";
 /// Prost's recursion limit, kept so that both decoders accept and reject the same nesting.
 const RECURSION_LIMIT: u32 = 100;
 
-/// Checks `Content-Type`: absent/empty, `application/x-protobuf`, or
-/// `application/x-protobuf;proto=prometheus.WriteRequest` (other parameters are ignored).
-pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error> {
-    let Some(raw) = value else { return Ok(()) };
+/// The remote-write protocol a request is in, chosen by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Remote-write 1.0: `prometheus.WriteRequest`.
+    V1,
+    /// Remote-write 2.0: `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+/// Picks the protocol from `Content-Type`: absent/empty or `application/x-protobuf` without a
+/// `proto` parameter, or with `proto=prometheus.WriteRequest`, is 1.0; with
+/// `proto=io.prometheus.write.v2.Request` it is 2.0 (other parameters are ignored). Anything else
+/// is refused (415).
+pub fn check_content_type(value: Option<&str>) -> std::result::Result<Protocol, Error> {
+    let Some(raw) = value else { return Ok(Protocol::V1) };
     if raw.trim().is_empty() {
-        return Ok(());
+        return Ok(Protocol::V1);
     }
     let unsupported = || Error::UnsupportedContentType { value: tsdb::labels::clip(raw).into_owned() };
     let mut parts = raw.split(';');
@@ -45,13 +57,14 @@ pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error>
             continue;
         };
         if key.trim().eq_ignore_ascii_case("proto") {
-            let val = val.trim().trim_matches('"');
-            if val != PROTO_WRITE_REQUEST_V1 {
-                return Err(unsupported());
-            }
+            return match val.trim().trim_matches('"') {
+                PROTO_WRITE_REQUEST_V1 => Ok(Protocol::V1),
+                v2::PROTO_REQUEST_V2 => Ok(Protocol::V2),
+                _ => Err(unsupported()),
+            };
         }
     }
-    Ok(())
+    Ok(Protocol::V1)
 }
 
 /// Checks `Content-Encoding`: absent/empty (assumed snappy, as Prometheus does) or `snappy`.
@@ -523,6 +536,7 @@ fn histogram_timestamp(mut r: Reader<'_>) -> Option<i64> {
     t
 }
 
+pub mod metadata;
 pub mod v2;
 
 #[cfg(test)]

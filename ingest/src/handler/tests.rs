@@ -240,7 +240,7 @@ async fn unsupported_encoding_or_type_is_415() {
     let (status, text) = send_with(
         &state,
         body(&req),
-        &[("content-type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")],
+        &[("content-type", "application/x-protobuf;proto=io.prometheus.write.v3.Request")],
     )
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);

@@ -1,0 +1,179 @@
+//! One decoded remote-write 2.0 request → one appender transaction, like [`crate::convert`] for 1.0.
+//!
+//! Each series' label references are resolved by the walk into the same borrowed pairs a 1.0 series
+//! has, so lookup, validation and sorting are the 1.0 path's. Per series, in the order of Prometheus's
+//! 2.0 receiver: a series with a bad symbol reference is rejected whole; native histograms are
+//! rejected (not supported); with [`Options::created_timestamp_zero_ingestion`] a zero sample is
+//! appended at the created timestamp (see [`created_zero_sample`]); then the float samples. Exemplars
+//! are counted, not stored. Metadata is gathered and recorded once the commit succeeded, in one batch.
+//!
+//! A series without samples (metadata only) writes nothing to the head. Blocking, like
+//! [`crate::convert`].
+
+use std::fmt::Write as _;
+
+use tsdb::head::{Appender, PreparedSeries};
+use tsdb::metadata::{MetadataStore, MetricType, Update};
+use tsdb::{AppendError, Head};
+
+use crate::convert::{describe_count, write_labels_lossy, write_series_labels, Outcome};
+use crate::decode::v2::{self, SeriesV2};
+use crate::error::Result;
+use crate::report::{Reason, Report, NATIVE_HISTOGRAMS_UNSUPPORTED};
+
+/// What the 2.0 path does beyond the samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'m> {
+    /// Prometheus's `created-timestamp-zero-ingestion` feature (see [`created_zero_sample`]).
+    pub created_timestamp_zero_ingestion: bool,
+    /// Where series metadata goes; `None` drops it.
+    pub metadata: Option<&'m MetadataStore>,
+}
+
+/// Whether a series' created timestamp `ct` yields a zero sample before its first sample at
+/// `first_t`, given the series' newest timestamp: Prometheus's rule (`AppendCTZeroSample`, used by
+/// its 2.0 receiver for the first sample of each series) — a created timestamp and a first sample
+/// timestamp are both set, the created one is older than the first sample, and it would be in order
+/// (newer than anything the series holds). A created timestamp that fails this is ignored, never an
+/// error: a sender cannot know whether an earlier request already carried it.
+pub fn created_zero_sample(ct: i64, first_t: i64, newest: Option<i64>) -> bool {
+    ct != 0 && first_t != 0 && ct < first_t && newest.is_none_or(|n| ct > n)
+}
+
+/// Appends every valid sample of a decompressed 2.0 `Request` payload to `head` and commits without
+/// waiting for the fsync (see [`crate::convert::append_request_unsynced`]; same `Err` cases, with
+/// [`crate::Error::ProtobufV2`] for a malformed payload).
+pub fn append_request_unsynced(
+    head: &Head,
+    payload: &[u8],
+    opts: Options<'_>,
+) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
+    let mut app = head.appender();
+    let (mut symbols, mut labels) = (Vec::new(), Vec::new());
+    let mut report = Report::default();
+    let mut accepted = 0u64;
+    let mut prepared = PreparedSeries::default();
+    let mut updates: Vec<Update<'_>> = Vec::new();
+    let mut index = 0u64;
+    let walked = v2::walk(payload, &mut symbols, &mut labels, |pairs, series| {
+        accepted += append_series(&mut app, pairs, &mut prepared, series, index, opts, &mut report);
+        if series.invalid.is_none() && opts.metadata.is_some() {
+            if let Some(u) = metadata_update(pairs, series) {
+                updates.push(u);
+            }
+        }
+        index += 1;
+    });
+    let summary = match walked {
+        Ok(s) => s,
+        Err(e) => {
+            app.rollback();
+            return Err(e.into());
+        }
+    };
+    report.set_received(summary.samples + summary.histograms);
+    let (commit, ticket) = app.commit_unsynced()?;
+    if let Some(store) = opts.metadata {
+        if !updates.is_empty() {
+            store.update(updates);
+        }
+    }
+    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit };
+    Ok((outcome, ticket))
+}
+
+/// The metadata update a series carries, keyed by its metric family (its `__name__`, without a
+/// classic histogram's or summary's series suffix).
+fn metadata_update<'a>(pairs: &[(&'a [u8], &'a [u8])], series: &SeriesV2<'a>) -> Option<Update<'a>> {
+    let m = series.metadata?;
+    let name = pairs.iter().find(|(n, _)| *n == b"__name__").map(|(_, v)| *v)?;
+    let kind = MetricType::from_proto(m.kind);
+    Some(Update { family: kind.family_name(name), kind, help: m.help, unit: m.unit })
+}
+
+/// Appends one series; returns how many float samples were accepted.
+fn append_series(
+    app: &mut Appender<'_>,
+    pairs: &[(&[u8], &[u8])],
+    prepared: &mut PreparedSeries,
+    series: &SeriesV2<'_>,
+    index: u64,
+    opts: Options<'_>,
+    report: &mut Report,
+) -> u64 {
+    let view = &series.view;
+    if let Some(invalid) = series.invalid {
+        let n = view.num_samples + view.num_histograms;
+        report.reject(Reason::InvalidReference, n, |out| {
+            let _ = write!(out, "series #{index} ");
+            write_labels_lossy(out, pairs);
+            let _ = write!(out, ": {invalid}");
+        });
+        return 0;
+    }
+    if view.num_histograms > 0 {
+        report.reject(Reason::NativeHistogram, view.num_histograms, |out| {
+            write_labels_lossy(out, pairs);
+            describe_count(out, view.num_histograms, view.first_histogram_t);
+            let _ = write!(out, ": {NATIVE_HISTOGRAMS_UNSUPPORTED}");
+        });
+    }
+    let n = view.num_samples;
+    if n == 0 {
+        return 0;
+    }
+    app.prepare_series(pairs, prepared);
+    let h = match app.series_prepared(prepared, pairs) {
+        Ok(h) => h,
+        Err(e) => {
+            report.reject(Reason::InvalidLabels, n, |out| {
+                write_labels_lossy(out, pairs);
+                describe_count(out, n, view.samples().next().map(|(t, _)| t));
+                let _ = write!(out, ": {}", AppendError::InvalidLabels(e));
+            });
+            return 0;
+        }
+    };
+    if opts.created_timestamp_zero_ingestion && series.created_t != 0 {
+        if let Some((first_t, _)) = view.samples().next() {
+            if created_zero_sample(series.created_t, first_t, app.newest_t(h)) {
+                // Rejections of the zero sample are ignored (see `created_zero_sample`).
+                let _ = app.append(h, series.created_t, 0.0);
+            }
+        }
+    }
+    let mut accepted = 0;
+    for (t, v) in view.samples() {
+        match app.append(h, t, v) {
+            Ok(()) => accepted += 1,
+            Err(e) => report.reject(e.reason().into(), 1, |out| {
+                write_series_labels(out, pairs);
+                let _ = write!(out, " @{t}: {e}");
+            }),
+        }
+    }
+    accepted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_zero_sample_rule() {
+        // (ct, first_t, newest, expected)
+        let cases = [
+            (0, 100, None, false),
+            (50, 0, None, false),
+            (50, 100, None, true),
+            (100, 100, None, false),
+            (150, 100, None, false),
+            (50, 100, Some(40), true),
+            (50, 100, Some(50), false),
+            (50, 100, Some(60), false),
+        ];
+        for (ct, first, newest, want) in cases {
+            assert_eq!(created_zero_sample(ct, first, newest), want, "{ct} {first} {newest:?}");
+        }
+    }
+}
