@@ -266,7 +266,7 @@ pub enum CheckCommand {
 /// Feature names of Prometheus's `--enable-feature` and what Strata does about each.
 const FEATURES: &[(&str, &str)] = &[
     ("memory-snapshot-on-shutdown", "Strata writes a WAL checkpoint at shutdown instead"),
-    ("exemplar-storage", "Strata does not store exemplars; remote-write exemplars are dropped"),
+    ("exemplar-storage", "Strata does not store exemplars; remote-write exemplars are counted and dropped"),
     ("native-histograms", "Strata does not store native histograms"),
     ("expand-external-labels", "external labels are used as written"),
     ("promql-at-modifier", "always on in Strata"),
@@ -278,7 +278,10 @@ const FEATURES: &[(&str, &str)] = &[
     ("auto-gomaxprocs", "not applicable to Strata"),
     ("no-default-scrape-port", "Strata does not scrape"),
     ("otlp-write-receiver", "Strata has no OTLP receiver"),
-    ("created-timestamp-zero-ingestion", "Strata does not scrape"),
+    (
+        "created-timestamp-zero-ingestion",
+        "remote-write 2.0 created timestamps add a zero sample before a series' first sample",
+    ),
     ("concurrent-rule-eval", "Strata does not evaluate rules"),
     ("promql-experimental-functions", "Strata implements the standard PromQL functions"),
     ("promql-per-step-stats", "stats=all reports the queryable samples of each step"),
@@ -291,6 +294,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub db: tsdb::DbOptions,
     pub ingest: ingest::Limits,
+    /// `--enable-feature=created-timestamp-zero-ingestion` (remote-write 2.0 created timestamps).
+    pub created_timestamp_zero_ingestion: bool,
     pub max_concurrent_writes: usize,
     pub max_concurrent_queries: usize,
     pub engine: query::EngineOptions,
@@ -441,6 +446,10 @@ impl Flags {
                 max_compressed_bytes: self.max_compressed_bytes,
                 max_decompressed_bytes: self.max_decompressed_bytes,
             },
+            created_timestamp_zero_ingestion: self
+                .enable_feature
+                .iter()
+                .any(|f| f.trim() == "created-timestamp-zero-ingestion"),
             max_concurrent_writes: self.max_concurrent_writes,
             max_concurrent_queries: self.query_max_concurrency,
             engine,

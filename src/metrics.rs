@@ -242,9 +242,9 @@ impl Collector for StorageCollector {
         )?;
         counter(
             &mut e,
-            "strata_remote_write_metadata_ignored",
-            "Metadata entries received and ignored.",
-            s.metadata_ignored,
+            "strata_remote_write_metadata_received",
+            "Metric metadata entries received (1.0 metadata entries, 2.0 series carrying metadata).",
+            s.metadata_received,
         )?;
         encode_process(&mut e, &crate::process::ProcessStats::read())?;
         let c = &self.connections;

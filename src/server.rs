@@ -83,8 +83,17 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         "TSDB ready"
     );
     db.start_background();
-    let ingest_state =
-        ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
+    let metadata_dir = cfg.data_dir.clone();
+    let metadata = tokio::task::spawn_blocking(move || tsdb::metadata::MetadataStore::open(&metadata_dir))
+        .await
+        .context("metadata load task failed")?
+        .context("loading the metric metadata")?;
+    let metadata = Arc::new(metadata);
+    metadata.start_flusher();
+    let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest)
+        .context("cannot start the ingest threads")?
+        .with_metadata(Arc::clone(&metadata))
+        .with_created_timestamp_zero_ingestion(cfg.created_timestamp_zero_ingestion);
     let ready_db = Arc::clone(&db);
     let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone(), Arc::clone(&status)));
     if let Some(hangups) = hangups {
@@ -103,6 +112,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
+        .merge(query::api::metadata::router(Arc::clone(&metadata)))
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
@@ -118,7 +128,14 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
 
     server.await.context("HTTP server task failed")?;
     tracing::info!("HTTP server stopped; syncing the WAL");
-    let closed = tokio::task::spawn_blocking(move || db.close()).await.context("WAL close task failed")?;
+    let closed = tokio::task::spawn_blocking(move || {
+        if let Err(e) = metadata.close() {
+            tracing::error!(error = %e, "cannot save the metric metadata");
+        }
+        db.close()
+    })
+    .await
+    .context("WAL close task failed")?;
     closed.context("closing the TSDB")?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -17,7 +17,7 @@ pub struct IngestMetrics {
     samples_accepted: AtomicU64,
     histograms_received: AtomicU64,
     exemplars_ignored: AtomicU64,
-    metadata_ignored: AtomicU64,
+    metadata_received: AtomicU64,
     rejected: [AtomicU64; Reason::COUNT],
 }
 
@@ -42,8 +42,8 @@ pub struct MetricsSnapshot {
     pub histograms_received: u64,
     /// Exemplars received and ignored.
     pub exemplars_ignored: u64,
-    /// Metadata entries received and ignored.
-    pub metadata_ignored: u64,
+    /// Metric metadata entries received (1.0 entries, 2.0 series with metadata).
+    pub metadata_received: u64,
     /// Samples rejected, indexed by [`Reason::index`].
     pub rejected: [u64; Reason::COUNT],
 }
@@ -72,7 +72,7 @@ impl IngestMetrics {
         add(&self.samples_accepted, o.accepted);
         add(&self.histograms_received, o.summary.histograms);
         add(&self.exemplars_ignored, o.summary.exemplars);
-        add(&self.metadata_ignored, o.summary.metadata);
+        add(&self.metadata_received, o.summary.metadata);
         self.rejections(&o.report);
     }
 
@@ -102,7 +102,7 @@ impl IngestMetrics {
             samples_accepted: l(&self.samples_accepted),
             histograms_received: l(&self.histograms_received),
             exemplars_ignored: l(&self.exemplars_ignored),
-            metadata_ignored: l(&self.metadata_ignored),
+            metadata_received: l(&self.metadata_received),
             rejected: std::array::from_fn(|i| self.rejected.get(i).map_or(0, l)),
         }
     }

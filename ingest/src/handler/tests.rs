@@ -84,7 +84,7 @@ async fn valid_request_is_stored_and_answered_204() {
     assert_eq!(samples(&head, "up").len(), 3);
 
     let m = state.metrics().snapshot();
-    assert_eq!((m.requests, m.samples_received, m.samples_accepted, m.metadata_ignored), (2, 8, 8, 2));
+    assert_eq!((m.requests, m.samples_received, m.samples_accepted, m.metadata_received), (2, 8, 8, 2));
     assert_eq!(m.requests_client_error + m.requests_server_error, 0);
 }
 
