@@ -17,6 +17,7 @@ mod hostile_queries;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
+mod remote_write_v2;
 mod slow_clients;
 mod status_api;
 mod thanos_sidecar;
