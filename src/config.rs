@@ -175,6 +175,10 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.wal-fsync", default_value = "always")]
     pub wal_fsync: String,
 
+    /// Exemplars kept in memory (a circular buffer over all series; 0 turns exemplar storage off).
+    #[arg(long = "storage.exemplars.exemplars-limit", default_value_t = tsdb::exemplars::DEFAULT_CAPACITY)]
+    pub exemplars_limit: usize,
+
     /// Largest accepted compressed remote-write body, in bytes.
     #[arg(long = "storage.remote.write.max-compressed-bytes", default_value_t = 32 << 20)]
     pub max_compressed_bytes: usize,
@@ -266,7 +270,7 @@ pub enum CheckCommand {
 /// Feature names of Prometheus's `--enable-feature` and what Strata does about each.
 const FEATURES: &[(&str, &str)] = &[
     ("memory-snapshot-on-shutdown", "Strata writes a WAL checkpoint at shutdown instead"),
-    ("exemplar-storage", "Strata does not store exemplars; remote-write exemplars are counted and dropped"),
+    ("exemplar-storage", "always on in Strata (--storage.exemplars.exemplars-limit)"),
     ("native-histograms", "Strata does not store native histograms"),
     ("expand-external-labels", "external labels are used as written"),
     ("promql-at-modifier", "always on in Strata"),
@@ -294,6 +298,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub db: tsdb::DbOptions,
     pub ingest: ingest::Limits,
+    /// `--storage.exemplars.exemplars-limit`: exemplars held in memory (0: none).
+    pub exemplars_limit: usize,
     /// `--enable-feature=created-timestamp-zero-ingestion` (remote-write 2.0 created timestamps).
     pub created_timestamp_zero_ingestion: bool,
     pub max_concurrent_writes: usize,
@@ -446,6 +452,7 @@ impl Flags {
                 max_compressed_bytes: self.max_compressed_bytes,
                 max_decompressed_bytes: self.max_decompressed_bytes,
             },
+            exemplars_limit: self.exemplars_limit,
             created_timestamp_zero_ingestion: self
                 .enable_feature
                 .iter()

@@ -90,9 +90,11 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         .context("loading the metric metadata")?;
     let metadata = Arc::new(metadata);
     metadata.start_flusher();
+    let exemplars = Arc::new(tsdb::exemplars::ExemplarStore::new(cfg.exemplars_limit));
     let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest)
         .context("cannot start the ingest threads")?
         .with_metadata(Arc::clone(&metadata))
+        .with_exemplars(Arc::clone(&exemplars))
         .with_created_timestamp_zero_ingestion(cfg.created_timestamp_zero_ingestion);
     let ready_db = Arc::clone(&db);
     let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone(), Arc::clone(&status)));
@@ -113,6 +115,7 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
         .merge(query::api::metadata::router(Arc::clone(&metadata)))
+        .merge(query::api::exemplars::router(exemplars))
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))

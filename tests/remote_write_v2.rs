@@ -303,6 +303,66 @@ fn check_after_crash(srv: &Server) {
 }
 
 #[test]
+fn exemplars_from_1_0_and_2_0_are_served_by_query_exemplars() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path(), &["--storage.exemplars.exemplars-limit=3"]);
+    let t0 = (now_ms() - 120_000) / 1000 * 1000;
+    // 1.0: TimeSeries.exemplars.
+    let mut s1 = crate::util::series("rw_ex_total", &[("job", "api")], &[(t0, 1.0)]);
+    s1.exemplars = vec![ingest::proto::Exemplar {
+        labels: vec![ingest::proto::Label { name: "trace_id".into(), value: "one".into() }],
+        value: 0.25,
+        timestamp: t0,
+    }];
+    assert_eq!(srv.write(&crate::util::request(vec![s1])).0, 204);
+    // 2.0: one stored, one out of order (not stored, not an error), one for another series.
+    let mut t = SymbolTable::default();
+    let mut a = series(&mut t, &[("__name__", "rw_ex_total"), ("job", "api")], &[(t0 + 1000, 2.0)]);
+    let refs = t.label_refs([("trace_id", "two")]);
+    let old = t.label_refs([("trace_id", "old")]);
+    a.exemplars = vec![
+        v2::Exemplar { labels_refs: refs, value: 0.5, timestamp: t0 + 1000 },
+        v2::Exemplar { labels_refs: old, value: 0.5, timestamp: t0 - 1000 },
+    ];
+    let mut b = series(&mut t, &[("__name__", "rw_ex_other")], &[(t0, 1.0)]);
+    b.exemplars = vec![v2::Exemplar { labels_refs: t.label_refs([("span", "s")]), value: 3.0, timestamp: t0 }];
+    let ans = post_v2(&srv, &v2::Request { timeseries: vec![a, b], symbols: t.into_symbols() });
+    assert_eq!(ans.status, 204, "{}", ans.body);
+    assert_eq!(ans.written, [Some(2), Some(0), Some(2)]);
+
+    let q = |query: &str, start: i64, end: i64| {
+        let (code, json) = srv.get_json(
+            "/api/v1/query_exemplars",
+            &[("query", query), ("start", &format_time(start)), ("end", &format_time(end))],
+        );
+        assert_eq!(code, 200, "{json}");
+        json["data"].clone()
+    };
+    // Whole seconds: Prometheus writes them without a fraction.
+    let t0s = t0 / 1000;
+    assert_eq!(
+        q("rate(rw_ex_total[5m])", t0 - 60_000, t0 + 60_000),
+        serde_json::json!([{
+            "seriesLabels": {"__name__": "rw_ex_total", "job": "api"},
+            "exemplars": [
+                {"labels": {"trace_id": "one"}, "value": "0.25", "timestamp": t0s},
+                {"labels": {"trace_id": "two"}, "value": "0.5", "timestamp": t0s + 1},
+            ],
+        }])
+    );
+    assert_eq!(q("rw_ex_total", t0 + 500, t0 + 60_000)[0]["exemplars"].as_array().unwrap().len(), 1);
+    assert_eq!(q("rw_ex_total or rw_ex_other", t0 - 60_000, t0 + 60_000).as_array().unwrap().len(), 2);
+    // Capacity 3: the next exemplar overwrites the oldest (trace "one").
+    let mut t = SymbolTable::default();
+    let mut c = series(&mut t, &[("__name__", "rw_ex_other")], &[(t0 + 2000, 1.0)]);
+    c.exemplars = vec![v2::Exemplar { labels_refs: t.label_refs([("span", "t")]), value: 4.0, timestamp: t0 + 2000 }];
+    assert_eq!(post_v2(&srv, &v2::Request { timeseries: vec![c], symbols: t.into_symbols() }).written[2], Some(1));
+    let total = q("rw_ex_total", t0 - 60_000, t0 + 60_000);
+    assert_eq!(total[0]["exemplars"].as_array().unwrap().len(), 1, "{total}");
+    assert_eq!(total[0]["exemplars"][0]["labels"]["trace_id"], "two");
+}
+
+#[test]
 fn created_timestamp_zero_ingestion_flag() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path(), &["--enable-feature=created-timestamp-zero-ingestion"]);
@@ -470,8 +530,13 @@ fn cases() -> Vec<Case> {
         status: 204,
         written: [3, 0, 0],
     });
-    // Exemplars (Strata counts and drops them: Exemplars-Written is 0).
-    cases.push(ok1("sample with exemplar (not stored)", vec![CaseSeries { exemplar: true, ..up(&job, 1.0) }]));
+    // TestExemplar-like: a sample with an exemplar.
+    cases.push(Case {
+        name: "sample with exemplar",
+        series: vec![CaseSeries { exemplar: true, ..up(&job, 1.0) }],
+        status: 204,
+        written: [1, 0, 1],
+    });
     cases
 }
 

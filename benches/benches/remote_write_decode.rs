@@ -40,7 +40,7 @@ fn walk_v1(payload: &[u8]) -> u64 {
 fn walk_v2(payload: &[u8]) -> u64 {
     let (mut symbols, mut labels) = (Vec::new(), Vec::new());
     let mut n = 0u64;
-    ingest::decode::v2::walk(payload, &mut symbols, &mut labels, |pairs, s| {
+    ingest::decode::v2::walk(payload, &mut symbols, &mut labels, |pairs, s, _| {
         n += s.view.samples().count() as u64 + (pairs.len() as u64 >> 8);
     })
     .unwrap_or_else(|e| panic!("walk: {e}"));

@@ -31,6 +31,8 @@ pub struct Outcome {
     pub report: Report,
     /// What the commit did.
     pub commit: CommitStats,
+    /// Exemplars stored (see [`tsdb::exemplars`]); set by the caller that stores them.
+    pub exemplars_stored: u64,
 }
 
 impl From<RejectReason> for Reason {
@@ -94,7 +96,7 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     };
     report.set_received(summary.samples + summary.histograms);
     let (commit, ticket) = app.commit_unsynced()?;
-    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit };
+    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit, exemplars_stored: 0 };
     Ok((outcome, ticket))
 }
 

@@ -5,16 +5,19 @@
 //! 2.0 receiver: a series with a bad symbol reference is rejected whole; native histograms are
 //! rejected (not supported); with [`Options::created_timestamp_zero_ingestion`] a zero sample is
 //! appended at the created timestamp (see [`created_zero_sample`]); then the float samples. Exemplars
-//! are counted, not stored. Metadata is gathered and recorded once the commit succeeded, in one batch.
+//! of series whose samples were accepted go to the [`ExemplarStore`] after the commit; an exemplar it
+//! refuses (out of order, duplicate) does not fail the request. Metadata is gathered and recorded
+//! once the commit succeeded, in one batch.
 //!
 //! A series without samples (metadata only) writes nothing to the head. Blocking, like
 //! [`crate::convert`].
 
 use std::fmt::Write as _;
 
+use tsdb::exemplars::{Exemplar, ExemplarStore};
 use tsdb::head::{Appender, PreparedSeries};
 use tsdb::metadata::{MetadataStore, MetricType, Update};
-use tsdb::{AppendError, Head};
+use tsdb::{AppendError, Head, Labels};
 
 use crate::convert::{describe_count, write_labels_lossy, write_series_labels, Outcome};
 use crate::decode::v2::{self, SeriesV2};
@@ -28,6 +31,8 @@ pub struct Options<'m> {
     pub created_timestamp_zero_ingestion: bool,
     /// Where series metadata goes; `None` drops it.
     pub metadata: Option<&'m MetadataStore>,
+    /// Where exemplars go; `None` drops them.
+    pub exemplars: Option<&'m ExemplarStore>,
 }
 
 /// Whether a series' created timestamp `ct` yields a zero sample before its first sample at
@@ -55,8 +60,15 @@ pub fn append_request_unsynced(
     let mut prepared = PreparedSeries::default();
     let mut updates: Vec<Update<'_>> = Vec::new();
     let mut index = 0u64;
-    let walked = v2::walk(payload, &mut symbols, &mut labels, |pairs, series| {
-        accepted += append_series(&mut app, pairs, &mut prepared, series, index, opts, &mut report);
+    let mut exemplars: Vec<(Labels, Vec<Exemplar>)> = Vec::new();
+    let walked = v2::walk(payload, &mut symbols, &mut labels, |pairs, series, symbols| {
+        let n = append_series(&mut app, pairs, &mut prepared, series, index, opts, &mut report);
+        accepted += n;
+        if n > 0 && series.view.num_exemplars > 0 && opts.exemplars.is_some() {
+            if let Some(l) = series_labels(pairs) {
+                exemplars.push((l, series.view.exemplars_v2(symbols)));
+            }
+        }
         if series.invalid.is_none() && opts.metadata.is_some() {
             if let Some(u) = metadata_update(pairs, series) {
                 updates.push(u);
@@ -78,8 +90,31 @@ pub fn append_request_unsynced(
             store.update(updates);
         }
     }
-    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit };
+    let exemplars_stored = match opts.exemplars {
+        Some(store) => store_exemplars(store, exemplars),
+        None => 0,
+    };
+    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit, exemplars_stored };
     Ok((outcome, ticket))
+}
+
+/// The label set of a series whose samples were accepted (so its pairs are valid).
+pub(crate) fn series_labels(pairs: &[(&[u8], &[u8])]) -> Option<Labels> {
+    let strs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
+        .collect::<Option<_>>()?;
+    Labels::from_pairs(&strs).ok()
+}
+
+/// Stores exemplars, per series; returns how many were stored. An exemplar that is refused (out of
+/// order, a duplicate, labels too long) never fails the request, as in Prometheus's 1.0 receiver.
+pub(crate) fn store_exemplars(store: &ExemplarStore, per_series: Vec<(Labels, Vec<Exemplar>)>) -> u64 {
+    let mut stored = 0;
+    for (labels, es) in per_series {
+        stored += store.append(&labels, es).iter().filter(|r| r.is_ok()).count() as u64;
+    }
+    stored
 }
 
 /// The metadata update a series carries, keyed by its metric family (its `__name__`, without a

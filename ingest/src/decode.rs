@@ -351,6 +351,8 @@ pub struct WalkSummary {
 pub struct SeriesView<'a> {
     /// The series' message from its first sample on (the whole message if it has none).
     msg: Reader<'a>,
+    /// The whole series message (exemplars are read from it, see [`exemplars`]).
+    whole: Reader<'a>,
     depth: u32,
     /// Float samples in the series.
     pub num_samples: u64,
@@ -435,8 +437,15 @@ where
 
 fn parse_series<'a>(msg: Reader<'a>, depth: u32, labels: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SeriesView<'a>> {
     labels.clear();
-    let mut view =
-        SeriesView { msg, depth, num_samples: 0, num_histograms: 0, num_exemplars: 0, first_histogram_t: None };
+    let mut view = SeriesView {
+        msg,
+        whole: msg,
+        depth,
+        num_samples: 0,
+        num_histograms: 0,
+        num_exemplars: 0,
+        first_histogram_t: None,
+    };
     let mut r = msg;
     while r.has_more() {
         let at = r.pos;
@@ -536,6 +545,7 @@ fn histogram_timestamp(mut r: Reader<'_>) -> Option<i64> {
     t
 }
 
+pub mod exemplars;
 pub mod metadata;
 pub mod v2;
 

@@ -17,10 +17,11 @@
 //! | 500 / 503 | storage failed (WAL I/O) / storage closed; nothing was acknowledged |
 //!
 //! 2.0 answers (2xx and 4xx after negotiation, 5xx too) carry `X-Prometheus-Remote-Write-Samples-Written`,
-//! `-Histograms-Written` and `-Exemplars-Written`: the float samples accepted, and 0 for histograms
-//! and exemplars, which are not stored. Metric metadata (1.0 `metadata`, 2.0 series metadata) goes
-//! to the [`tsdb::metadata::MetadataStore`] given with [`IngestState::with_metadata`]. Exemplars are
-//! accepted and counted in [`IngestMetrics`].
+//! `-Histograms-Written` and `-Exemplars-Written`: the float samples accepted, 0 histograms (not
+//! stored) and the exemplars stored. Metric metadata (1.0 `metadata`, 2.0 series metadata) goes
+//! to the [`tsdb::metadata::MetadataStore`] given with [`IngestState::with_metadata`], exemplars of
+//! series whose samples were accepted to the [`tsdb::exemplars::ExemplarStore`] given with
+//! [`IngestState::with_exemplars`] (a refused exemplar never fails a request).
 //!
 //! Layout:
 //! - [`proto`]: prost structs, the reference definition of the messages (used to encode in tests/benches).
@@ -106,6 +107,8 @@ pub struct IngestState {
     metadata: Option<Arc<tsdb::metadata::MetadataStore>>,
     /// Prometheus's `created-timestamp-zero-ingestion` feature (remote-write 2.0 only).
     created_timestamp_zero_ingestion: bool,
+    /// Where exemplars from requests go; `None` drops them.
+    exemplars: Option<Arc<tsdb::exemplars::ExemplarStore>>,
 }
 
 impl IngestState {
@@ -120,7 +123,15 @@ impl IngestState {
             pool: Arc::new(pool::IngestPool::per_core()?),
             metadata: None,
             created_timestamp_zero_ingestion: false,
+            exemplars: None,
         })
+    }
+
+    /// Stores the exemplars of requests (1.0 and 2.0) in `store`.
+    #[must_use]
+    pub fn with_exemplars(mut self, store: Arc<tsdb::exemplars::ExemplarStore>) -> IngestState {
+        self.exemplars = Some(store);
+        self
     }
 
     /// Records the metric metadata of requests (1.0 `metadata`, 2.0 series metadata) in `store`.

@@ -140,8 +140,9 @@ pub fn symbols<'a>(payload: &'a [u8], symbols: &mut Vec<&'a [u8]>) -> Result<(),
     }
 }
 
-/// Walks a 2.0 `Request`, calling `on_series(labels, series)` for every `TimeSeries` once it has been
-/// checked, with `labels` cleared and refilled from the symbol table (the callback may reorder it).
+/// Walks a 2.0 `Request`, calling `on_series(labels, series, symbols)` for every `TimeSeries` once it
+/// has been checked, with `labels` cleared and refilled from the symbol table (the callback may
+/// reorder it).
 /// `symbols` is a caller-reused buffer for the table.
 ///
 /// On `Err` the payload is malformed and the callback may already have seen earlier series: the
@@ -153,7 +154,7 @@ pub fn walk<'a, F>(
     mut on_series: F,
 ) -> Result<WalkSummary, RequestError>
 where
-    F: FnMut(&mut Vec<(&'a [u8], &'a [u8])>, &SeriesV2<'a>),
+    F: FnMut(&mut Vec<(&'a [u8], &'a [u8])>, &SeriesV2<'a>, &[&'a [u8]]),
 {
     self::symbols(payload, symbols)?;
     let mut r = Reader::new(payload);
@@ -172,7 +173,7 @@ where
             summary.histograms += series.view.num_histograms;
             summary.exemplars += series.view.num_exemplars;
             summary.metadata += u64::from(series.metadata.is_some());
-            on_series(labels, &series);
+            on_series(labels, &series, symbols);
         } else {
             r.skip(wt, field, depth)?;
         }
@@ -235,8 +236,15 @@ fn parse_series<'a>(
     labels: &mut Vec<(&'a [u8], &'a [u8])>,
 ) -> Result<SeriesV2<'a>, ProtoError> {
     labels.clear();
-    let mut view =
-        SeriesView { msg, depth, num_samples: 0, num_histograms: 0, num_exemplars: 0, first_histogram_t: None };
+    let mut view = SeriesView {
+        msg,
+        whole: msg,
+        depth,
+        num_samples: 0,
+        num_histograms: 0,
+        num_exemplars: 0,
+        first_histogram_t: None,
+    };
     let mut res = Resolver { symbols, invalid: None };
     let mut n_refs = 0u64;
     let mut pending_name: &[u8] = b"";

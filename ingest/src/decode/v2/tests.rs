@@ -18,7 +18,7 @@ fn s(b: &[u8]) -> String {
 
 fn walk_owned(payload: &[u8]) -> Result<Vec<Series>, RequestError> {
     let (mut symbols, mut labels, mut out) = (Vec::new(), Vec::new(), Vec::new());
-    let summary = walk(payload, &mut symbols, &mut labels, |pairs, series| {
+    let summary = walk(payload, &mut symbols, &mut labels, |pairs, series, _| {
         let samples = series.view.samples().map(|(t, v)| (t, v.to_bits())).collect::<Vec<_>>();
         assert_eq!(samples.len() as u64, series.view.num_samples);
         out.push((
@@ -156,7 +156,7 @@ fn bad_references_invalidate_only_their_series() {
     req.timeseries = vec![odd, out_of_range, good, bad_help, bad_exemplar];
     let n = req.symbols.len();
     let (mut symbols, mut labels, mut seen) = (Vec::new(), Vec::new(), Vec::new());
-    walk(&req.encode_to_vec(), &mut symbols, &mut labels, |_, series| seen.push(series.invalid)).unwrap();
+    walk(&req.encode_to_vec(), &mut symbols, &mut labels, |_, series, _| seen.push(series.invalid)).unwrap();
     assert_eq!(
         seen,
         [
@@ -282,6 +282,6 @@ proptest! {
 fn walk_owned_lossy(payload: &[u8]) -> Result<u64, RequestError> {
     let (mut symbols, mut labels) = (Vec::new(), Vec::new());
     let mut n = 0u64;
-    walk(payload, &mut symbols, &mut labels, |_, series| n += series.view.samples().count() as u64)?;
+    walk(payload, &mut symbols, &mut labels, |_, series, _| n += series.view.samples().count() as u64)?;
     Ok(n)
 }
