@@ -258,7 +258,7 @@ fn parse_series<'a>(
         match field {
             1 => refs(&mut r, at, "TimeSeries", field, wt, |reference| {
                 let s = res.get(RefField::Labels, reference);
-                if n_refs % 2 == 0 {
+                if n_refs.is_multiple_of(2) {
                     pending_name = s;
                 } else {
                     labels.push((pending_name, s));
@@ -315,7 +315,7 @@ fn parse_series<'a>(
         _ => None,
     };
     let mut invalid = res.invalid;
-    if n_refs % 2 == 1 && invalid.is_none() {
+    if !n_refs.is_multiple_of(2) && invalid.is_none() {
         invalid = Some(InvalidSeries::OddLabelRefs { count: n_refs });
     }
     let created_t = if created_t != 0 { created_t } else { first_start_t };
