@@ -236,9 +236,9 @@ impl Collector for StorageCollector {
         }
         counter(
             &mut e,
-            "strata_remote_write_exemplars_ignored",
-            "Exemplars received and ignored.",
-            s.exemplars_ignored,
+            "strata_remote_write_exemplars_received",
+            "Exemplars received by remote-write.",
+            s.exemplars_received,
         )?;
         counter(
             &mut e,

@@ -77,7 +77,7 @@ pub(crate) async fn write(
                 out_of_order = o.commit.out_of_order,
                 deduplicated = o.commit.deduplicated,
                 series_created = o.commit.series_created,
-                exemplars_ignored = o.summary.exemplars,
+                exemplars_received = o.summary.exemplars,
                 metadata = o.summary.metadata,
                 elapsed_us,
                 "remote-write request stored"

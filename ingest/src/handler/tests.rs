@@ -202,7 +202,7 @@ async fn native_histograms_are_rejected_after_storing_floats() {
     assert_eq!(samples(&head, "f"), vec![(1000, 1.0)]);
     assert!(samples(&head, "h").is_empty());
     let m = state.metrics().snapshot();
-    assert_eq!((m.histograms_received, m.exemplars_ignored), (2 + 1, 1));
+    assert_eq!((m.histograms_received, m.exemplars_received), (2 + 1, 1));
 }
 
 #[tokio::test]

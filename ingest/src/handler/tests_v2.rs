@@ -103,7 +103,7 @@ async fn floats_metadata_and_exemplars_are_accepted_with_exact_headers() {
         ]
     );
     let m = st.metrics().snapshot();
-    assert_eq!((m.samples_received, m.samples_accepted, m.exemplars_ignored), (3, 3, 1));
+    assert_eq!((m.samples_received, m.samples_accepted, m.exemplars_received), (3, 3, 1));
 }
 
 #[tokio::test]
@@ -218,4 +218,20 @@ async fn remote_write_1_0_metadata_is_recorded() {
         (m[0].1.kind, m[0].1.help.as_str(), m[0].1.unit.as_str()),
         (MetricType::Summary, "RPC latency.", "seconds")
     );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_with_zero_counts() {
+    let (_dir, head) = tsdb::testing::temp_head(tsdb::Options::default());
+    let limits = Limits { max_compressed_bytes: 64, ..Limits::default() };
+    let st = IngestState::new(Arc::clone(&head), limits).unwrap();
+    let mut t = SymbolTable::default();
+    let big = series(&mut t, &[("__name__", "x"), ("padding", &"p".repeat(200))], &[(1, 1.0)]);
+    let req = v2::Request { timeseries: vec![big], symbols: t.into_symbols() };
+    // Not compressible below the limit: the padding is random-looking.
+    let mut payload = req.encode_to_vec();
+    payload.extend((0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let (status, headers, text) = post(&st, &payload, V2_TYPE).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert_eq!(written(&headers), counts(0, 0, 0));
 }
