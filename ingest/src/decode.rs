@@ -1,14 +1,16 @@
 //! Pure request decoding: header checks, size limits, snappy, and a borrowing protobuf walk.
 //!
 //! Nothing here touches storage or async. [`check_content_type`] picks the protocol; [`v2`] walks
-//! 2.0 requests and [`metadata`] the metadata of 1.0 ones. The walk ([`walk`]) reads a `prometheus.WriteRequest`
+//! 2.0 requests, [`metadata`] reads the metadata of 1.0 ones and [`exemplars`] the exemplars of
+//! either. The walk ([`walk`]) reads a `prometheus.WriteRequest`
 //! straight from the decompressed buffer and hands out, per `TimeSeries`, borrowed `(&[u8], &[u8])`
 //! label pairs (in a caller-reused `Vec`) and an iterator of `(t, v)` samples — no label `String`s, no
 //! per-sample allocation. It accepts every byte string that prost accepts for [`crate::proto::WriteRequest`]
 //! and yields the same series and samples (property-tested), with two deliberate leniencies:
 //! label bytes are not checked for UTF-8 here (the storage checks them only for a label set it does not
 //! hold yet, so a series that is not UTF-8 is rejected on its own instead of failing the request), and
-//! the contents of exemplars, histograms and metadata (which are ignored) are only length-checked.
+//! the contents of exemplars, histograms and metadata are only length-checked (exemplars and
+//! metadata are read by a second pass, [`exemplars`] and [`metadata`], when they are stored).
 //!
 //! Every read is bounds-checked; the only recursion (skipping nested groups of unknown fields) is
 //! limited to prost's depth of 100. Any input yields `Ok` or `Err`, never a panic.
@@ -18,7 +20,7 @@ use std::fmt;
 
 use crate::error::Error;
 
-/// The media type of remote-write 1.0 bodies.
+/// The media type of remote-write bodies (1.0 and 2.0).
 pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
 /// The `proto` parameter that names remote-write 1.0's message.
 pub const PROTO_WRITE_REQUEST_V1: &str = "prometheus.WriteRequest";
