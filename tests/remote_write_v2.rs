@@ -601,3 +601,49 @@ fn compliance_receiver_cases() {
     assert_eq!(metadata_of(&srv, "build_info"), meta("info", "Build information", ""));
     assert_eq!(metadata_of(&srv, "unknown_metric"), meta("unknown", "Unknown metric type", ""));
 }
+
+/// The same 1.0 request with exemplars to Strata and to Prometheus 2.42 (exemplar storage on):
+/// `/api/v1/query_exemplars` answers the same JSON, and both answer `/api/v1/metadata` with an object.
+#[test]
+fn query_exemplars_answers_like_prometheus() {
+    let Some(prom_bin) = crate::util::prometheus() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(&dir.path().join("strata"), &[]);
+    let prom = crate::util::PromServer::start(
+        &prom_bin,
+        &dir.path().join("prom"),
+        &["--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage"],
+    );
+    let t0 = (now_ms() - 120_000) / 1000 * 1000;
+    let ex = |trace: &str, v: f64, t: i64| ingest::proto::Exemplar {
+        labels: vec![ingest::proto::Label { name: "trace_id".into(), value: trace.into() }],
+        value: v,
+        timestamp: t,
+    };
+    let mut a = crate::util::series("cmp_ex_total", &[("job", "api")], &[(t0, 1.0), (t0 + 15_000, 2.0)]);
+    a.exemplars = vec![ex("aaa", 0.125, t0), ex("bbb", 7.0, t0 + 15_250)];
+    let mut b = crate::util::series("cmp_ex_total", &[("job", "web")], &[(t0, 1.0)]);
+    b.exemplars = vec![ex("ccc", 3.5, t0 + 5)];
+    let req = crate::util::request(vec![a, b]);
+    assert_eq!(srv.write(&req).0, 204);
+    prom.write(&req);
+    // (query, start, end, series with exemplars)
+    for (query, start, end, n) in [
+        ("cmp_ex_total", t0 - 60_000, t0 + 60_000, 2),
+        ("sum(rate(cmp_ex_total{job=\"api\"}[5m]))", t0 - 60_000, t0 + 60_000, 1),
+        ("cmp_ex_total", t0 + 10_000, t0 + 60_000, 1),
+        ("no_such_metric", t0 - 60_000, t0 + 60_000, 0),
+    ] {
+        let params = [("query", query), ("start", &format_time(start)), ("end", &format_time(end))];
+        let ours = srv.get_json("/api/v1/query_exemplars", &params).1;
+        let theirs = prom.get_json("/api/v1/query_exemplars", &params);
+        assert_eq!(theirs["data"].as_array().map(Vec::len), Some(n), "{query}: {theirs}");
+        assert_eq!(ours, theirs, "{query}");
+    }
+    let theirs = prom.get_json("/api/v1/metadata", &[("metric", "cmp_ex_total"), ("limit", "5")]);
+    let ours = srv.get_json("/api/v1/metadata", &[("metric", "cmp_ex_total"), ("limit", "5")]).1;
+    assert_eq!(
+        (ours["status"].clone(), ours["data"].is_object()),
+        (theirs["status"].clone(), theirs["data"].is_object())
+    );
+}
