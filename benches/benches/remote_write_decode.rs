@@ -3,28 +3,44 @@
 //! `WriteRequest` and as a 2.0 `io.prometheus.write.v2.Request`, walked in place by the receiver's
 //! decoders with every sample read. Snappy decompression is included (`snappy+walk`) and left out
 //! (`walk`). The payload sizes are printed once.
+//!
+//! `append`: the whole receiver path after snappy (walk, series lookup, append, commit) into a
+//! memory-only head whose series already exist (a first request created them, untimed).
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use prost::Message;
 use strata_benches::payload::encode_with_structs;
 use strata_benches::workload::{bench_spec, shard_stream};
 
 const SAMPLES: usize = 2000;
 
-fn payloads() -> (Vec<u8>, Vec<u8>) {
+/// The `n`th request of `SAMPLES` samples of the workload, as 1.0 and 2.0 payloads.
+fn payloads(n: usize) -> (Vec<u8>, Vec<u8>) {
     let spec = bench_spec(1000, 10, 0.0);
     let mut samples = Vec::new();
+    let mut i = 0usize;
     shard_stream(&spec, 0, 1, |e| {
-        if samples.len() < SAMPLES {
+        if i / SAMPLES == n {
             samples.push(e);
         }
+        i += 1;
     });
     let v1 = encode_with_structs(&spec, &samples);
     let req = ingest::proto::WriteRequest::decode(v1.as_slice()).unwrap_or_else(|e| panic!("decode: {e}"));
     let v2 = ingest::proto_v2::Request::from_v1(&req).encode_to_vec();
     (v1, v2)
+}
+
+fn append(head: &tsdb::Head, payload: &[u8], v2: bool) -> u64 {
+    let result = if v2 {
+        ingest::convert_v2::append_request_unsynced(head, payload, ingest::convert_v2::Options::default())
+    } else {
+        ingest::convert::append_request_unsynced(head, payload)
+    };
+    let (outcome, _) = result.unwrap_or_else(|e| panic!("append: {e}"));
+    outcome.accepted
 }
 
 fn walk_v1(payload: &[u8]) -> u64 {
@@ -48,7 +64,7 @@ fn walk_v2(payload: &[u8]) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let (v1, v2) = payloads();
+    let (v1, v2) = payloads(0);
     let mut enc = snap::raw::Encoder::new();
     let (c1, c2) = (enc.compress_vec(&v1).unwrap_or_default(), enc.compress_vec(&v2).unwrap_or_default());
     println!(
@@ -72,6 +88,28 @@ fn bench(c: &mut Criterion) {
                 ingest::decode::decompress(compressed, usize::MAX, &mut buf).unwrap_or_else(|e| panic!("snappy: {e}"));
                 assert_eq!(walk(&buf), SAMPLES as u64);
             });
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("remote_write_append");
+    g.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(SAMPLES as u64));
+    let (next_v1, next_v2) = payloads(1);
+    for (proto, first, next, is_v2) in [("1.0", &v1, &next_v1, false), ("2.0", &v2, &next_v2, true)] {
+        g.bench_function(BenchmarkId::new("append", proto), |b| {
+            b.iter_batched(
+                || {
+                    let (dir, head) = tsdb::testing::temp_head(tsdb::testing::memory_options(0));
+                    assert_eq!(append(&head, first, is_v2), SAMPLES as u64);
+                    (dir, head)
+                },
+                |(dir, head)| {
+                    assert_eq!(append(&head, next, is_v2), SAMPLES as u64);
+                    (dir, head)
+                },
+                BatchSize::PerIteration,
+            );
         });
     }
     g.finish();
