@@ -104,6 +104,10 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
     metrics.register_collector(security.collector());
+    metrics.register_collector(Box::new(crate::metrics::ReceiverStoresCollector {
+        metadata: Arc::clone(&metadata),
+        exemplars: Arc::clone(&exemplars),
+    }));
     let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.

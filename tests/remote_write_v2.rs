@@ -263,6 +263,7 @@ fn metadata_from_1_0_and_2_0_is_served_and_kept_across_restarts() {
         assert_eq!((code, bad["error"].as_str()), (400, Some("limit must be a number")));
     };
     check(&srv);
+    assert_eq!(srv.metric("strata_metadata_families"), Some(3.0));
     // The latest metadata wins.
     let mut v1b = v1.clone();
     v1b.metadata[0].help = "Requests served, all of them.".into();
@@ -360,6 +361,10 @@ fn exemplars_from_1_0_and_2_0_are_served_by_query_exemplars() {
     let total = q("rw_ex_total", t0 - 60_000, t0 + 60_000);
     assert_eq!(total[0]["exemplars"].as_array().unwrap().len(), 1, "{total}");
     assert_eq!(total[0]["exemplars"][0]["labels"]["trace_id"], "two");
+    assert_eq!(srv.metric("strata_exemplars_appended_total"), Some(4.0));
+    assert_eq!(srv.metric("strata_exemplars_refused_total"), Some(1.0));
+    assert_eq!(srv.metric("strata_exemplars_in_storage"), Some(3.0));
+    assert_eq!(srv.metric("strata_exemplars_max"), Some(3.0));
 }
 
 #[test]
