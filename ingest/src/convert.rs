@@ -104,10 +104,7 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
 /// waiting)` — that slot (its previous series, three back, already appended), the slot of the series
 /// decoded one before (slot requested, to be probed) and that of the one decoded two before (to be
 /// looked up and appended).
-fn roles<'s, 'a>(
-    staged: &'s mut [Staged<'a>; 3],
-    next: usize,
-) -> (&'s mut Staged<'a>, &'s mut Staged<'a>, &'s mut Staged<'a>) {
+pub(crate) fn roles<T>(staged: &mut [T; 3], next: usize) -> (&mut T, &mut T, &mut T) {
     let [a, b, c] = staged;
     match next {
         0 => (a, c, b),

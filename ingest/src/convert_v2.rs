@@ -1,9 +1,9 @@
 //! One decoded remote-write 2.0 request → one appender transaction, like [`crate::convert`] for 1.0.
 //!
 //! Each series' label references are resolved by the walk into the same borrowed pairs a 1.0 series
-//! has, so lookup, validation and sorting are the 1.0 path's. Per series, in the order of Prometheus's
-//! 2.0 receiver: a series with a bad symbol reference is rejected whole; native histograms are
-//! rejected (not supported); with [`Options::created_timestamp_zero_ingestion`] a zero sample is
+//! has, so lookup (with the 1.0 path's prefetching two series ahead), validation and sorting are
+//! the 1.0 path's. Per series, in the order of Prometheus's 2.0 receiver: a series with a bad
+//! symbol reference is rejected whole; native histograms are rejected (not supported); with [`Options::created_timestamp_zero_ingestion`] a zero sample is
 //! appended at the created timestamp (see [`created_zero_sample`]); then the float samples. Exemplars
 //! of series whose samples were accepted go to the [`ExemplarStore`] after the commit; an exemplar it
 //! refuses (out of order, duplicate) does not fail the request. Metadata is gathered and recorded
@@ -19,7 +19,7 @@ use tsdb::head::{Appender, PreparedSeries};
 use tsdb::metadata::{MetadataStore, MetricType, Update};
 use tsdb::{AppendError, Head, Labels};
 
-use crate::convert::{describe_count, write_labels_lossy, write_series_labels, Outcome};
+use crate::convert::{describe_count, roles, write_labels_lossy, write_series_labels, Outcome};
 use crate::decode::v2::{self, SeriesV2};
 use crate::error::Result;
 use crate::report::{Reason, Report, NATIVE_HISTOGRAMS_UNSUPPORTED};
@@ -55,27 +55,36 @@ pub fn append_request_unsynced(
 ) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut app = head.appender();
     let (mut symbols, mut labels) = (Vec::new(), Vec::new());
-    let mut report = Report::default();
-    let mut accepted = 0u64;
-    let mut prepared = PreparedSeries::default();
-    let mut updates: Vec<Update<'_>> = Vec::new();
+    let mut acc = Gathered::default();
     let mut index = 0u64;
-    let mut exemplars: Vec<(Labels, Vec<Exemplar>)> = Vec::new();
+    // The 1.0 path's pipeline (see `crate::convert`): each series is looked up two series after it
+    // was decoded, its series-map slot and then its state fetched meanwhile. Series are appended in
+    // request order.
+    let mut staged: [Staged<'_>; 3] = Default::default();
+    let mut next = 0usize;
     let walked = v2::walk(payload, &mut symbols, &mut labels, |pairs, series, symbols| {
-        let n = append_series(&mut app, pairs, &mut prepared, series, index, opts, &mut report);
-        accepted += n;
-        if n > 0 && series.view.num_exemplars > 0 && opts.exemplars.is_some() {
-            if let Some(l) = series_labels(pairs) {
-                exemplars.push((l, series.view.exemplars_v2(symbols)));
-            }
+        let (fill, probe, waiting) = roles(&mut staged, next);
+        if needs_lookup(series) {
+            app.prepare_series(pairs, &mut fill.prepared);
         }
-        if series.invalid.is_none() && opts.metadata.is_some() {
-            if let Some(u) = metadata_update(pairs, series) {
-                updates.push(u);
-            }
-        }
+        // Keep the pairs; the walk refills the (cleared) vector it gets back.
+        std::mem::swap(pairs, &mut fill.pairs);
+        fill.series = Some(*series);
+        fill.index = index;
         index += 1;
+        if probe.series.as_ref().is_some_and(needs_lookup) {
+            app.probe_series(&probe.prepared);
+        }
+        waiting.append(&mut app, symbols, opts, &mut acc);
+        next = (next + 1) % 3;
     });
+    if walked.is_ok() {
+        // The last two series, oldest first (the slot `next` is empty: its series was appended).
+        let (_, last, older) = roles(&mut staged, next);
+        older.append(&mut app, &symbols, opts, &mut acc);
+        last.append(&mut app, &symbols, opts, &mut acc);
+    }
+    let Gathered { accepted, mut report, updates, exemplars } = acc;
     let summary = match walked {
         Ok(s) => s,
         Err(e) => {
@@ -117,6 +126,53 @@ pub(crate) fn store_exemplars(store: &ExemplarStore, per_series: Vec<(Labels, Ve
     stored
 }
 
+/// What the series of a request gathered for after the commit.
+#[derive(Default)]
+struct Gathered<'a> {
+    accepted: u64,
+    report: Report,
+    updates: Vec<Update<'a>>,
+    exemplars: Vec<(Labels, Vec<Exemplar>)>,
+}
+
+/// True if the series' samples need its series looked up.
+fn needs_lookup(series: &SeriesV2<'_>) -> bool {
+    series.invalid.is_none() && series.view.num_samples > 0
+}
+
+/// A series decoded (and prepared for lookup if [`needs_lookup`]), waiting for its turn.
+#[derive(Default)]
+struct Staged<'a> {
+    pairs: Vec<(&'a [u8], &'a [u8])>,
+    series: Option<SeriesV2<'a>>,
+    prepared: PreparedSeries,
+    index: u64,
+}
+
+impl<'a> Staged<'a> {
+    /// Appends the staged series, if any, gathers its exemplars and metadata, and leaves `self`
+    /// empty for reuse.
+    fn append(&mut self, app: &mut Appender<'_>, symbols: &[&'a [u8]], opts: Options<'_>, acc: &mut Gathered<'a>) {
+        let Some(series) = self.series.take() else {
+            return;
+        };
+        let pairs = &self.pairs;
+        let n = append_series(app, pairs, &self.prepared, &series, self.index, opts, &mut acc.report);
+        acc.accepted += n;
+        if n > 0 && series.view.num_exemplars > 0 && opts.exemplars.is_some() {
+            if let Some(l) = series_labels(pairs) {
+                acc.exemplars.push((l, series.view.exemplars_v2(symbols)));
+            }
+        }
+        if series.invalid.is_none() && opts.metadata.is_some() {
+            if let Some(u) = metadata_update(pairs, &series) {
+                acc.updates.push(u);
+            }
+        }
+        self.pairs.clear();
+    }
+}
+
 /// The metadata update a series carries, keyed by its metric family (its `__name__`, without a
 /// classic histogram's or summary's series suffix).
 fn metadata_update<'a>(pairs: &[(&'a [u8], &'a [u8])], series: &SeriesV2<'a>) -> Option<Update<'a>> {
@@ -126,11 +182,12 @@ fn metadata_update<'a>(pairs: &[(&'a [u8], &'a [u8])], series: &SeriesV2<'a>) ->
     Some(Update { family: kind.family_name(name), kind, help: m.help, unit: m.unit })
 }
 
-/// Appends one series; returns how many float samples were accepted.
+/// Appends one series (`prepared` from [`Appender::prepare_series`] on `pairs` if [`needs_lookup`]);
+/// returns how many float samples were accepted.
 fn append_series(
     app: &mut Appender<'_>,
     pairs: &[(&[u8], &[u8])],
-    prepared: &mut PreparedSeries,
+    prepared: &PreparedSeries,
     series: &SeriesV2<'_>,
     index: u64,
     opts: Options<'_>,
@@ -157,7 +214,6 @@ fn append_series(
     if n == 0 {
         return 0;
     }
-    app.prepare_series(pairs, prepared);
     let h = match app.series_prepared(prepared, pairs) {
         Ok(h) => h,
         Err(e) => {
