@@ -33,7 +33,7 @@ pub struct Flags {
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
 
-    /// Enable the admin API (TSDB snapshots; delete_series and clean_tombstones are not served).
+    /// Enable the TSDB admin API (snapshot, delete_series, clean_tombstones).
     #[arg(long = "web.enable-admin-api")]
     pub enable_admin_api: bool,
 
@@ -71,7 +71,7 @@ pub struct Flags {
     #[arg(long = "web.console.libraries")]
     pub console_libraries: Option<String>,
 
-    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    /// The name the web UI's pages show (default "Strata").
     #[arg(long = "web.page-title")]
     pub page_title: Option<String>,
 
@@ -105,7 +105,7 @@ pub struct Flags {
     #[arg(long = "storage.remote.flush-deadline")]
     pub remote_flush_deadline: Option<String>,
 
-    /// Accepted for Prometheus compatibility (Strata has no web UI).
+    /// Accepted for Prometheus compatibility (the web UI serves only its embedded files).
     #[arg(long = "web.user-assets")]
     pub user_assets: Option<String>,
 
@@ -155,6 +155,17 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.delay-compact-file.path")]
     pub delay_compact_file: Option<PathBuf>,
 
+    /// Bucket configuration file in Thanos's objstore format (`type: S3|GCS|AZURE|FILESYSTEM`,
+    /// `config: {...}`, `prefix`). When set, every new level-1 block is uploaded in Thanos's layout
+    /// with the external labels of the config file, recorded in `<storage.tsdb.path>/thanos.shipper.json`,
+    /// and neither compacted nor deleted by retention before it is uploaded.
+    #[arg(long = "storage.tsdb.upload.config")]
+    pub upload_config: Option<PathBuf>,
+
+    /// How often the block shipper looks for blocks to upload.
+    #[arg(long = "storage.tsdb.upload.interval", default_value = "30s")]
+    pub upload_interval: String,
+
     /// How often background compaction looks for work.
     #[arg(long = "storage.tsdb.compaction-interval", default_value = "1m", hide = true)]
     pub compaction_interval: String,
@@ -186,6 +197,18 @@ pub struct Flags {
     /// Largest accepted decompressed remote-write body, in bytes.
     #[arg(long = "storage.remote.write.max-decompressed-bytes", default_value_t = 256 << 20)]
     pub max_decompressed_bytes: usize,
+
+    /// Most samples one remote-read query may return in a `SAMPLES` answer; 0 for no limit.
+    #[arg(long = "storage.remote.read-sample-limit", default_value_t = query::api::remote_read::DEFAULT_SAMPLE_LIMIT)]
+    pub remote_read_sample_limit: usize,
+
+    /// Remote-read requests served at once (more wait); 0 for no limit.
+    #[arg(long = "storage.remote.read-concurrent-limit", default_value_t = query::api::remote_read::DEFAULT_CONCURRENT_LIMIT)]
+    pub remote_read_concurrent_limit: usize,
+
+    /// Bytes of chunks after which a streamed remote-read frame is cut (a frame may exceed it by one chunk).
+    #[arg(long = "storage.remote.read-max-bytes-in-frame", default_value_t = query::api::remote_read::DEFAULT_MAX_BYTES_IN_FRAME)]
+    pub remote_read_max_bytes_in_frame: usize,
 
     /// Remote-write requests processed at once; more wait their turn (bounds memory and threads).
     #[arg(long = "storage.remote.write.max-concurrent-requests", default_value_t = 32)]
@@ -304,6 +327,7 @@ pub struct Config {
     pub created_timestamp_zero_ingestion: bool,
     pub max_concurrent_writes: usize,
     pub max_concurrent_queries: usize,
+    pub remote_read: query::api::remote_read::Options,
     pub engine: query::EngineOptions,
     pub http: crate::http::Options,
     /// What can change at runtime, and where to re-read it from.
@@ -314,13 +338,18 @@ pub struct Config {
     pub cors: crate::cors::Cors,
     /// `--web.config.file`, read and checked.
     pub web: Option<crate::http::security::Loaded>,
-    /// `--web.enable-admin-api`: the TSDB snapshot endpoint works.
+    /// `--web.enable-admin-api`: the TSDB admin endpoints (snapshot, delete_series,
+    /// clean_tombstones) work.
     pub enable_admin_api: bool,
     /// `--web.external-url`.
     #[allow(dead_code, reason = "recorded for generated links")]
     pub external_url: Option<String>,
+    /// `--web.page-title`.
+    pub page_title: Option<String>,
     /// One line each about flags and file keys accepted without effect, logged at startup.
     pub notes: Vec<String>,
+    /// `--storage.tsdb.upload.config`: the bucket blocks are shipped to, and how often.
+    pub upload: Option<(crate::shipper::bucket::Bucket, Duration)>,
 }
 
 /// The configuration a reload can change, and how to produce it again.
@@ -382,6 +411,9 @@ impl Flags {
         if self.query_max_concurrency == 0 {
             bail!("--query.max-concurrency must be at least 1");
         }
+        if self.remote_read_max_bytes_in_frame == 0 {
+            bail!("--storage.remote.read-max-bytes-in-frame must be at least 1");
+        }
         if self.max_concurrent_writes == 0 {
             bail!("--storage.remote.write.max-concurrent-requests must be at least 1");
         }
@@ -427,6 +459,28 @@ impl Flags {
         let compaction_interval = parse_duration(&self.compaction_interval)
             .context("--storage.tsdb.compaction-interval")?
             .max(Duration::from_millis(100));
+        let upload = match &self.upload_config {
+            Some(path) => {
+                let state = self.tsdb_path.join(crate::shipper::state::FILE_NAME);
+                if self.delay_compact_file.as_ref().is_some_and(|d| *d != state) {
+                    bail!(
+                        "--storage.tsdb.delay-compact-file.path must be {} (or unset) with --storage.tsdb.upload.config: \
+                         the built-in shipper records its uploads there",
+                        state.display()
+                    );
+                }
+                if reloadable.current.external_labels.is_empty() {
+                    bail!(
+                        "--storage.tsdb.upload.config needs global.external_labels in --config.file: \
+                         Thanos's store and compactor tell block streams apart by them"
+                    );
+                }
+                let bucket = crate::shipper::bucket::Bucket::open(path).context("--storage.tsdb.upload.config")?;
+                let interval = positive(&self.upload_interval, "--storage.tsdb.upload.interval")?;
+                Some((bucket, interval, state))
+            }
+            None => None,
+        };
         let db = tsdb::DbOptions {
             head,
             retention_ms,
@@ -435,7 +489,10 @@ impl Flags {
             compaction_interval,
             checkpoint_wal_bytes: parse_bytes(&self.wal_checkpoint_size)
                 .context("--storage.tsdb.wal-checkpoint-size")?,
-            delay_compact_file: self.delay_compact_file.clone(),
+            delay_compact_file: match &upload {
+                Some((_, _, state)) => Some(state.clone()),
+                None => self.delay_compact_file.clone(),
+            },
         };
         let engine = query::EngineOptions {
             lookback_delta: parse_duration(&self.lookback_delta).context("--query.lookback-delta")?,
@@ -444,13 +501,20 @@ impl Flags {
             per_step_stats: self.enable_feature.iter().any(|f| f.trim() == "promql-per-step-stats"),
             ..query::EngineOptions::default()
         };
+        let ingest = ingest::Limits {
+            max_compressed_bytes: self.max_compressed_bytes,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+        };
         Ok(Config {
             data_dir: self.tsdb_path,
             listen_address: self.listen_address,
             db,
-            ingest: ingest::Limits {
-                max_compressed_bytes: self.max_compressed_bytes,
-                max_decompressed_bytes: self.max_decompressed_bytes,
+            ingest,
+            remote_read: query::api::remote_read::Options {
+                sample_limit: self.remote_read_sample_limit,
+                concurrent_limit: self.remote_read_concurrent_limit,
+                max_bytes_in_frame: self.remote_read_max_bytes_in_frame,
+                body: ingest,
             },
             exemplars_limit: self.exemplars_limit,
             created_timestamp_zero_ingestion: self
@@ -469,8 +533,10 @@ impl Flags {
                 None => None,
             },
             enable_admin_api: self.enable_admin_api,
+            page_title: self.page_title.clone(),
             external_url: self.external_url,
             notes,
+            upload: upload.map(|(bucket, interval, _)| (bucket, interval)),
         })
     }
 
@@ -497,7 +563,6 @@ impl Flags {
         flag(self.no_lockfile, "--storage.tsdb.no-lockfile", "Strata takes no lock file", &mut notes);
         flag(self.console_templates.is_some(), "--web.console.templates", "Strata has no consoles", &mut notes);
         flag(self.console_libraries.is_some(), "--web.console.libraries", "Strata has no consoles", &mut notes);
-        flag(self.page_title.is_some(), "--web.page-title", "Strata has no web UI", &mut notes);
         flag(self.wal_compression, "--storage.tsdb.wal-compression", "Strata does not compress the WAL", &mut notes);
         flag(
             self.allow_overlapping_blocks,
@@ -541,13 +606,7 @@ impl Flags {
             "Strata has no remote-write client",
             &mut notes,
         );
-        flag(self.user_assets.is_some(), "--web.user-assets", "Strata has no web UI", &mut notes);
-        if self.enable_admin_api {
-            notes.push(
-                "--web.enable-admin-api: only the TSDB snapshot is served; delete_series and clean_tombstones are not"
-                    .to_string(),
-            );
-        }
+        flag(self.user_assets.is_some(), "--web.user-assets", "the web UI serves only its embedded files", &mut notes);
         for feature in self.enable_feature.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
             match FEATURES.iter().find(|(name, _)| *name == feature) {
                 Some((name, what)) => notes.push(format!("--enable-feature={name}: {what}")),

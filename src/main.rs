@@ -23,7 +23,9 @@ mod process;
 mod reload;
 mod rlimit;
 mod server;
+mod shipper;
 mod status;
+mod ui;
 mod web_config;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -95,6 +95,27 @@ impl Collector for ReceiverStoresCollector {
     }
 }
 
+/// The remote-read endpoint's counters.
+#[derive(Debug)]
+pub struct RemoteReadCollector(pub Arc<query::api::remote_read::ReadMetrics>);
+
+impl Collector for RemoteReadCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        gauge(
+            &mut e,
+            "strata_remote_read_queries",
+            "Remote-read requests being served or waiting for their turn.",
+            self.0.queries() as f64,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_read_cancelled",
+            "Remote-read requests whose client went away before the answer was complete.",
+            self.0.cancelled(),
+        )
+    }
+}
+
 impl Collector for StorageCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let head = self.db.head();
@@ -157,6 +178,12 @@ impl Collector for StorageCollector {
             load(&st.series_removed),
         )?;
         gauge(&mut e, "strata_head_series", "Series in the head.", head.num_series() as f64)?;
+        gauge(
+            &mut e,
+            "strata_head_out_of_order_time_window_seconds",
+            "The out-of-order time window in effect: how far behind its series' newest sample a sample is accepted.",
+            head.ooo_time_window_ms() as f64 / 1000.0,
+        )?;
         gauge(
             &mut e,
             "strata_head_chunks",

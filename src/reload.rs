@@ -62,7 +62,6 @@ impl Reloader {
     }
 
     /// The external labels in effect (`global.external_labels`).
-    #[allow(dead_code, reason = "shared state for the API handlers; nothing reads it yet")]
     pub fn external_labels(&self) -> Arc<BTreeMap<String, String>> {
         match self.external_labels.read() {
             Ok(l) => Arc::clone(&l),

@@ -101,6 +101,9 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     if let Some(hangups) = hangups {
         tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
     }
+    let labels_source = Arc::clone(&reloader);
+    let external_labels: query::api::remote_read::ExternalLabels = Arc::new(move || labels_source.external_labels());
+    let read_state = query::api::remote_read::RemoteReadState::new(Arc::clone(&db), cfg.remote_read, external_labels);
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
     metrics.register_collector(security.collector());
@@ -108,6 +111,12 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         metadata: Arc::clone(&metadata),
         exemplars: Arc::clone(&exemplars),
     }));
+    let shipper = cfg.upload.take().map(|(bucket, interval)| {
+        let shipper = crate::shipper::Shipper::new(bucket, Arc::clone(&db), Arc::clone(&reloader), interval);
+        metrics.register_collector(shipper.collector());
+        tokio::spawn(shipper.run())
+    });
+    metrics.register_collector(Box::new(metrics::RemoteReadCollector(Arc::clone(read_state.metrics()))));
     let metrics = Arc::new(metrics);
     // The concurrency limits count requests whose bodies are already read (`http` reads them first):
     // a slow sender never holds a permit.
@@ -120,9 +129,11 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         )
         .merge(query::api::metadata::router(Arc::clone(&metadata)))
         .merge(query::api::exemplars::router(exemplars))
+        .merge(query::api::remote_read::router(read_state))
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
         .route("/metrics", get(metrics::handler).with_state(Arc::clone(&metrics)))
+        .merge(crate::ui::router(cfg.page_title.as_deref()))
         .route("/-/reload", post(reload_handler).put(reload_handler).with_state((lifecycle, Arc::clone(&reloader))))
         .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::middleware::from_fn(crate::http::gzip::compress));
@@ -134,6 +145,12 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let _ = ready.set((api, ready_db));
 
     server.await.context("HTTP server task failed")?;
+    if let Some(shipper) = shipper {
+        // An upload cut short here is redone after the restart: the state file lists a block only
+        // once its meta.json is in the bucket.
+        shipper.abort();
+        let _ = shipper.await;
+    }
     tracing::info!("HTTP server stopped; syncing the WAL");
     let closed = tokio::task::spawn_blocking(move || {
         if let Err(e) = metadata.close() {

@@ -64,6 +64,12 @@ pub fn report_computed(flags: &mut [(String, String)], cfg: &crate::config::Conf
         match name.as_str() {
             "storage.tsdb.max-block-duration" => *value = crate::config::format_duration(max_block),
             "web.route-prefix" if value.is_empty() => *value = "/".to_owned(),
+            // The built-in shipper's state file, when shipping is on.
+            "storage.tsdb.delay-compact-file.path" => {
+                if let Some(path) = &cfg.db.delay_compact_file {
+                    *value = path.display().to_string();
+                }
+            }
             _ => {}
         }
     }
@@ -117,10 +123,11 @@ mod tests {
     }
 
     /// Flags whose value is text, and may be empty.
-    const TEXT_FLAGS: [&str; 9] = [
+    const TEXT_FLAGS: [&str; 10] = [
         "config.file",
         "enable-feature",
         "storage.tsdb.delay-compact-file.path",
+        "storage.tsdb.upload.config",
         "web.config.file",
         "web.console.libraries",
         "web.console.templates",

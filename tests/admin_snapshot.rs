@@ -105,10 +105,6 @@ fn snapshot_holds_blocks_and_head_and_reads_back() {
         "--storage.tsdb.compaction-interval=200ms",
     ];
     let srv = Server::start(&data, &args);
-    // Not served: 404 like an unknown path.
-    for p in ["/api/v1/admin/tsdb/delete_series", "/api/v1/admin/tsdb/clean_tombstones"] {
-        assert_eq!(call(&srv, "POST", p).0, 404, "{p}");
-    }
     let (code, body) = call(&srv, "POST", "/api/v1/admin/tsdb/snapshot?skip_head=yes");
     assert_eq!(code, 400, "{body}");
     assert_eq!(
@@ -131,10 +127,14 @@ fn snapshot_holds_blocks_and_head_and_reads_back() {
     sent.extend(send(&srv, T0, T0 + 7 * H, true));
     assert_eq!(query_all(&srv), sent, "the original does not answer what was sent");
 
+    let names = |d: &Path| block_dirs(d).iter().map(|b| b.file_name().unwrap().to_owned()).collect::<Vec<_>>();
+    // Compaction of the late data may merge blocks while the snapshots are taken: a snapshot's block
+    // came from the data directory if it was there before or after them.
+    let mut data_blocks: std::collections::HashSet<_> = names(&data).into_iter().collect();
     let full = snapshot(&srv, "");
     let only_blocks = snapshot(&srv, "?skip_head=true");
     assert_ne!(full, only_blocks);
-    let names = |d: &Path| block_dirs(d).iter().map(|b| b.file_name().unwrap().to_owned()).collect::<Vec<_>>();
+    data_blocks.extend(names(&data));
     // Blocks of the data directory are hard links (compaction may have added blocks in between).
     for snap in [&full, &only_blocks] {
         for b in block_dirs(snap) {
@@ -147,9 +147,9 @@ fn snapshot_holds_blocks_and_head_and_reads_back() {
             }
         }
     }
-    let head_blocks: Vec<_> = names(&full).into_iter().filter(|n| !data.join(n).exists()).collect();
+    let head_blocks: Vec<_> = names(&full).into_iter().filter(|n| !data_blocks.contains(n)).collect();
     assert_eq!(head_blocks.len(), 1, "the full snapshot holds one block for the head: {:?}", names(&full));
-    assert!(names(&only_blocks).iter().all(|n| data.join(n).exists()), "skip_head wrote a head block");
+    assert!(names(&only_blocks).iter().all(|n| data_blocks.contains(n)), "skip_head wrote a head block");
 
     // The original still answers everything, and takes in-order samples after the head's end.
     assert_eq!(query_all(&srv), sent);

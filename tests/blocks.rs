@@ -46,13 +46,17 @@ fn metas(data: &Path) -> Vec<(i64, i64)> {
 /// Waits until the blocks cover `[T0, until)` without overlaps and nothing older stays in the head.
 fn wait_compacted(srv: &Server, until: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
+    // Head compaction writes the late data's blocks and a later pass merges them: the state counts as
+    // settled once it holds, unchanged, over several compaction intervals.
+    let (mut last, mut stable) = (Vec::new(), 0);
     loop {
         let m = metas(&srv.dir);
         let covered = m.first().is_some_and(|b| b.0 <= T0) && m.iter().map(|b| b.1).max().unwrap_or(0) >= until;
         let no_overlap = m.windows(2).all(|w| w[0].1 <= w[1].0);
         let head_min = srv.metric("strata_head_min_time_seconds");
         let head_ok = head_min.is_none_or(|v| v.is_nan() || (v * 1000.0) as i64 >= until);
-        if covered && no_overlap && head_ok {
+        stable = if covered && no_overlap && head_ok && m == last { stable + 1 } else { 0 };
+        if stable >= 5 {
             return;
         }
         assert!(
@@ -60,6 +64,7 @@ fn wait_compacted(srv: &Server, until: i64) {
             "compaction did not settle: blocks {m:?}, head min {head_min:?}\n{}",
             srv.log_text()
         );
+        last = m;
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -4,9 +4,11 @@
 mod util;
 
 mod admin_snapshot;
+mod admin_tombstones;
 mod agent;
 mod api_extras;
 mod bad_input;
+mod block_shipping;
 mod blocks;
 mod config_reload;
 mod corruption;
@@ -17,8 +19,10 @@ mod hostile_queries;
 mod ingest_query;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
+mod remote_read;
 mod remote_write_v2;
 mod slow_clients;
 mod status_api;
 mod thanos_sidecar;
 mod tls_auth;
+mod web_ui;

@@ -171,7 +171,7 @@ fn queries_answer_like_prometheus_2_42() {
 /// Same status and data; instant-vector results compared as sets (Prometheus leaves their order to
 /// map iteration in places such as histogram_quantile); sample values equal, or within 1e-14
 /// relative (counted in `last_bit`).
-fn same(ours: &serde_json::Value, theirs: &serde_json::Value, last_bit: &mut usize) -> bool {
+pub(crate) fn same(ours: &serde_json::Value, theirs: &serde_json::Value, last_bit: &mut usize) -> bool {
     if ours["status"] != theirs["status"] || ours["data"]["resultType"] != theirs["data"]["resultType"] {
         return false;
     }

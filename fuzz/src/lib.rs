@@ -1,7 +1,8 @@
 //! Mutation fuzzing of Strata's decoders on stable Rust.
 //!
-//! Each target ([`targets`]) builds a corpus of valid inputs in code (encoded remote-write requests,
-//! WAL records and segments, XOR chunks, a block's files, PromQL queries). The [`runner`] takes an
+//! Each target ([`targets`]) builds a corpus of valid inputs in code (encoded remote-write and
+//! remote-read requests, WAL records and segments, XOR chunks, a block's files, PromQL queries). The
+//! [`runner`] takes an
 //! input from the corpus, mutates it ([`mutate`]) with a seeded generator ([`rng`]) and feeds it
 //! to the target under `catch_unwind`: a panic, or a failed property assertion in the target, is a
 //! finding, reported with the seed and iteration that reproduce it and saved to a file.

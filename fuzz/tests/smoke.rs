@@ -33,6 +33,11 @@ fn remote_write_v2() {
 }
 
 #[test]
+fn remote_read() {
+    smoke("remote-read", ITERATIONS);
+}
+
+#[test]
 fn wal_record() {
     smoke("wal-record", ITERATIONS);
 }

@@ -1,10 +1,12 @@
-//! Prometheus remote-write 1.0 messages as prost-derive structs (no protoc at build time).
+//! Prometheus remote-write 1.0 and remote-read messages as prost-derive structs (no protoc at build
+//! time).
 //!
 //! This is the reference definition of the wire format (`prompb/remote.proto`, `prompb/types.proto`;
-//! gogoproto options dropped, field numbers kept). The receiver does not decode requests with these
-//! structs — [`crate::decode`] walks the same bytes without allocating label strings — but tests,
-//! benchmarks and load generators use them to *encode* requests, and the decoder is property-tested
-//! against them.
+//! gogoproto options dropped, field numbers kept). The remote-write receiver does not decode requests
+//! with these structs — [`crate::decode`] walks the same bytes without allocating label strings — but
+//! tests, benchmarks and load generators use them to *encode* requests, and the decoder is
+//! property-tested against them. The remote-read endpoint (in the `query` crate) decodes its small
+//! requests and encodes its answers with them.
 
 /// `prometheus.WriteRequest`. Field 2 is reserved (Cortex).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -204,4 +206,173 @@ pub struct BucketSpan {
     /// Number of consecutive buckets.
     #[prost(uint32, tag = "2")]
     pub length: u32,
+}
+
+/// `prometheus.ReadRequest`: queries and the response types the client accepts, in preference order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadRequest {
+    /// The queries, answered in this order.
+    #[prost(message, repeated, tag = "1")]
+    pub queries: Vec<Query>,
+    /// Accepted response types ([`read_request::ResponseType`]), most preferred first; none means
+    /// `SAMPLES`.
+    #[prost(enumeration = "read_request::ResponseType", repeated, tag = "2")]
+    pub accepted_response_types: Vec<i32>,
+}
+
+/// Nested types of [`ReadRequest`].
+pub mod read_request {
+    /// `ReadRequest.ResponseType`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum ResponseType {
+        /// One snappy-compressed [`super::ReadResponse`] with raw samples.
+        Samples = 0,
+        /// A stream of framed [`super::ChunkedReadResponse`]s with XOR chunks.
+        StreamedXorChunks = 1,
+    }
+}
+
+/// `prometheus.ReadResponse`: one result per query, in the request's order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadResponse {
+    /// The results.
+    #[prost(message, repeated, tag = "1")]
+    pub results: Vec<QueryResult>,
+}
+
+/// `prometheus.Query`: matchers over a time range (ms, inclusive).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Query {
+    /// Start of the range.
+    #[prost(int64, tag = "1")]
+    pub start_timestamp_ms: i64,
+    /// End of the range.
+    #[prost(int64, tag = "2")]
+    pub end_timestamp_ms: i64,
+    /// Label matchers, all of which a series must match.
+    #[prost(message, repeated, tag = "3")]
+    pub matchers: Vec<LabelMatcher>,
+    /// What the client's query will do with the data.
+    #[prost(message, optional, tag = "4")]
+    pub hints: Option<ReadHints>,
+}
+
+/// `prometheus.QueryResult`: the series of one query, each with its samples in time order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryResult {
+    /// The series.
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<TimeSeries>,
+}
+
+/// `prometheus.ChunkedReadResponse`: one frame of a streamed answer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChunkedReadResponse {
+    /// The series of this frame (Prometheus sends one per frame).
+    #[prost(message, repeated, tag = "1")]
+    pub chunked_series: Vec<ChunkedSeries>,
+    /// Index of the query in [`ReadRequest::queries`] the chunks answer.
+    #[prost(int64, tag = "2")]
+    pub query_index: i64,
+}
+
+/// `prometheus.LabelMatcher`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LabelMatcher {
+    /// How the value is compared.
+    #[prost(enumeration = "label_matcher::Type", tag = "1")]
+    pub r#type: i32,
+    /// Label name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Value or regular expression.
+    #[prost(string, tag = "3")]
+    pub value: String,
+}
+
+/// Nested types of [`LabelMatcher`].
+pub mod label_matcher {
+    /// `LabelMatcher.Type`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum Type {
+        /// `=`.
+        Eq = 0,
+        /// `!=`.
+        Neq = 1,
+        /// `=~`.
+        Re = 2,
+        /// `!~`.
+        Nre = 3,
+    }
+}
+
+/// `prometheus.ReadHints`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadHints {
+    /// Query step in milliseconds.
+    #[prost(int64, tag = "1")]
+    pub step_ms: i64,
+    /// The function or aggregation around the selector.
+    #[prost(string, tag = "2")]
+    pub func: String,
+    /// Start of the data the query needs, in milliseconds.
+    #[prost(int64, tag = "3")]
+    pub start_ms: i64,
+    /// End of the data the query needs, in milliseconds.
+    #[prost(int64, tag = "4")]
+    pub end_ms: i64,
+    /// Label names of the surrounding aggregation.
+    #[prost(string, repeated, tag = "5")]
+    pub grouping: Vec<String>,
+    /// `by` (true) or `without` (false).
+    #[prost(bool, tag = "6")]
+    pub by: bool,
+    /// Range of a range selector in milliseconds.
+    #[prost(int64, tag = "7")]
+    pub range_ms: i64,
+}
+
+/// `prometheus.Chunk`: one encoded chunk of a series.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Chunk {
+    /// First timestamp in the chunk.
+    #[prost(int64, tag = "1")]
+    pub min_time_ms: i64,
+    /// Last timestamp in the chunk.
+    #[prost(int64, tag = "2")]
+    pub max_time_ms: i64,
+    /// The encoding of `data`.
+    #[prost(enumeration = "chunk::Encoding", tag = "3")]
+    pub r#type: i32,
+    /// The chunk's bytes as the TSDB stores them.
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}
+
+/// Nested types of [`Chunk`].
+pub mod chunk {
+    /// `Chunk.Encoding` (Prometheus's `chunkenc.Encoding`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum Encoding {
+        /// Unknown.
+        Unknown = 0,
+        /// Gorilla XOR float chunk.
+        Xor = 1,
+        /// Native histogram chunk.
+        Histogram = 2,
+    }
+}
+
+/// `prometheus.ChunkedSeries`: labels and chunks in start-time order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChunkedSeries {
+    /// Labels, sorted by name.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    /// Chunks in start-time order.
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<Chunk>,
 }

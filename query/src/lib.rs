@@ -5,7 +5,7 @@
 //! - [`parser`]: PromQL text → AST (wrapper over the `promql-parser` crate).
 //! - [`engine`]: the evaluator (Prometheus 2.x semantics) over a [`engine::Storage`].
 //! - [`storage`]: the engine's storage over `tsdb::Head`.
-//! - [`api`]: the `/api/v1` HTTP handlers and Prometheus's JSON.
+//! - [`api`]: the `/api/v1` HTTP handlers and Prometheus's JSON; remote read ([`api::remote_read`]).
 //! - [`error`]: [`QueryError`], mapped to Prometheus's `errorType` and HTTP status.
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,8 @@
 //! Gzip-compressed responses for clients that send `Accept-Encoding: gzip` (Prometheus compresses
 //! its API answers and `/metrics` the same way). Bodies are whole strings by the time they leave a
 //! handler, so the response body is collected and compressed at once; compression of large bodies
-//! runs on the blocking pool.
+//! runs on the blocking pool. Streamed answers (remote read's framed chunks) and answers that are
+//! already encoded (remote read's snappy) are passed on untouched.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -23,7 +24,7 @@ const BLOCKING_FROM_BYTES: usize = 64 << 10;
 pub async fn compress(req: Request, next: Next) -> Response {
     let wants_gzip = accepts_gzip(req.headers());
     let resp = next.run(req).await;
-    if !wants_gzip || resp.headers().contains_key(header::CONTENT_ENCODING) {
+    if !wants_gzip || resp.headers().contains_key(header::CONTENT_ENCODING) || is_stream(resp.headers()) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -55,6 +56,14 @@ pub async fn compress(req: Request, next: Next) -> Response {
             Response::from_parts(parts, Body::from(bytes))
         }
     }
+}
+
+/// A streamed answer (remote read's framed chunks) is sent as it is produced, never collected.
+fn is_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-streamed-protobuf"))
 }
 
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod devtools;
 pub mod tls;
 
 use ingest::proto::{Label, Sample, TimeSeries, WriteRequest};
@@ -321,9 +322,14 @@ pub struct PromServer {
 
 impl PromServer {
     pub fn start(bin: &Path, data: &Path, extra: &[&str]) -> PromServer {
+        PromServer::start_with_config(bin, data, "global:\n  scrape_interval: 1h\n", extra)
+    }
+
+    /// Like [`PromServer::start`], with `config` as its configuration file.
+    pub fn start_with_config(bin: &Path, data: &Path, config: &str, extra: &[&str]) -> PromServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cfg = data.with_extension("yml");
-        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+        std::fs::write(&cfg, config).unwrap();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(bin)
             .arg(format!("--config.file={}", cfg.display()))

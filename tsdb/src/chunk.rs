@@ -2,7 +2,8 @@
 //! time range and its samples) over [`ChunkData`] (XOR bytes or decoded samples), the bytes
 //! themselves as [`ChunkBytes`] (shared heap memory, or a slice of a block's mapped chunk file kept
 //! alive by the block's map, never copied), [`ChunkIter`], which decodes one chunk's samples
-//! inside a time range, and [`DecodeError`], a chunk that could not be decoded and where it is.
+//! inside a time range (leaving out deleted samples), and [`DecodeError`], a chunk that could not be
+//! decoded and where it is.
 //!
 //! [`SAMPLES_PER_CHUNK`] is the one size every writer of chunks aims at: the head's in-order cut,
 //! head compaction, the block writer and block merging.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use crate::block::MappedSlice;
 use crate::chunkenc::{ChunkError, XorIter};
+use crate::intervals::{Interval, Intervals};
 
 /// Prometheus's target number of samples per chunk.
 pub const SAMPLES_PER_CHUNK: usize = 120;
@@ -77,7 +79,7 @@ pub enum ChunkData {
     /// XOR chunk bytes (sealed, a copy of the open chunk, or a block's chunk in place).
     Xor(ChunkBytes),
     /// Uncompressed samples sorted by time with unique timestamps (a part of an open chunk, of the
-    /// open out-of-order buffer, a merge's output, or a block chunk with deleted samples left out).
+    /// open out-of-order buffer, or a merge's output).
     Raw(Arc<[(i64, f64)]>),
 }
 
@@ -90,13 +92,34 @@ pub struct ChunkMeta {
     pub max_t: i64,
     /// The samples.
     pub data: ChunkData,
+    /// Deleted intervals (tombstones) overlapping the chunk: its samples there are not read. The
+    /// time range stays that of the stored chunk, a bound rather than the first and last sample.
+    pub deleted: Option<Arc<Intervals>>,
 }
 
 impl ChunkMeta {
+    /// A chunk without deleted samples.
+    pub fn new(min_t: i64, max_t: i64, data: ChunkData) -> ChunkMeta {
+        ChunkMeta { min_t, max_t, data, deleted: None }
+    }
+
     /// Decoded samples, sorted by time, as a chunk; `None` if there are none.
     pub fn raw(samples: &[(i64, f64)]) -> Option<ChunkMeta> {
         let (first, last) = (samples.first()?.0, samples.last()?.0);
-        Some(ChunkMeta { min_t: first, max_t: last, data: ChunkData::Raw(samples.into()) })
+        Some(ChunkMeta::new(first, last, ChunkData::Raw(samples.into())))
+    }
+
+    /// The chunk with the series' deleted intervals applied: `None` when they cover it whole (it is
+    /// not read at all), the chunk marked with them when some overlap it, else the chunk as it is.
+    pub fn without_deleted(mut self, deleted: Option<&Arc<Intervals>>) -> Option<ChunkMeta> {
+        let Some(d) = deleted else { return Some(self) };
+        if d.covers(self.min_t, self.max_t) {
+            return None;
+        }
+        if d.overlaps(self.min_t, self.max_t) {
+            self.deleted = Some(Arc::clone(d));
+        }
+        Some(self)
     }
 
     /// Sorted samples cut into raw chunks of [`SAMPLES_PER_CHUNK`].
@@ -155,6 +178,8 @@ impl std::fmt::Display for DecodeError {
 pub struct ChunkIter<'a> {
     inner: Inner<'a>,
     maxt: i64,
+    /// Deleted intervals not yet passed (empty for most chunks: one branch per sample).
+    deleted: &'a [Interval],
 }
 
 enum Inner<'a> {
@@ -167,7 +192,7 @@ enum Inner<'a> {
 impl<'a> ChunkIter<'a> {
     fn new(c: &'a ChunkMeta, mint: i64, maxt: i64) -> ChunkIter<'a> {
         if !c.overlaps(mint, maxt) {
-            return ChunkIter { inner: Inner::Done, maxt };
+            return ChunkIter { inner: Inner::Done, maxt, deleted: &[] };
         }
         let inner = match &c.data {
             ChunkData::Xor(b) => {
@@ -180,7 +205,20 @@ impl<'a> ChunkIter<'a> {
                 Inner::Raw(s.get(start..).unwrap_or_default().iter())
             }
         };
-        ChunkIter { inner, maxt }
+        let deleted = c.deleted.as_deref().map_or(&[][..], Intervals::as_slice);
+        ChunkIter { inner, maxt, deleted }
+    }
+
+    /// True if `t` is deleted; passes the intervals that end before it (timestamps only increase).
+    #[cold]
+    fn is_deleted(&mut self, t: i64) -> bool {
+        while let Some((first, rest)) = self.deleted.split_first() {
+            if first.max_t >= t {
+                return first.min_t <= t;
+            }
+            self.deleted = rest;
+        }
+        false
     }
 
     /// Why an XOR chunk ended early, if it did.
@@ -197,19 +235,26 @@ impl Iterator for ChunkIter<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
-        let s = match &mut self.inner {
-            Inner::Xor(first, it) => first.take().or_else(|| it.next()),
-            Inner::Raw(it) => it.next().copied(),
-            Inner::Done => None,
-        };
-        match s {
-            Some(s) if s.0 <= self.maxt => Some(s),
-            _ => {
-                // Keep an XOR iterator's error readable after the end.
-                if !matches!(self.inner, Inner::Xor(..)) {
-                    self.inner = Inner::Done;
+        loop {
+            let s = match &mut self.inner {
+                Inner::Xor(first, it) => first.take().or_else(|| it.next()),
+                Inner::Raw(it) => it.next().copied(),
+                Inner::Done => None,
+            };
+            match s {
+                Some(s) if s.0 <= self.maxt => {
+                    if !self.deleted.is_empty() && self.is_deleted(s.0) {
+                        continue;
+                    }
+                    return Some(s);
                 }
-                None
+                _ => {
+                    // Keep an XOR iterator's error readable after the end.
+                    if !matches!(self.inner, Inner::Xor(..)) {
+                        self.inner = Inner::Done;
+                    }
+                    return None;
+                }
             }
         }
     }
@@ -227,7 +272,7 @@ mod tests {
         for &(t, v) in &all {
             c.push(t, v);
         }
-        let xor = ChunkMeta { min_t: 0, max_t: 990, data: ChunkData::Xor(c.bytes().into()) };
+        let xor = ChunkMeta::new(0, 990, ChunkData::Xor(c.bytes().into()));
         let raw = ChunkMeta::raw(&all).unwrap();
         for (mint, maxt) in [(0, 990), (-5, 2000), (500, 990), (505, 600), (985, 2000), (991, 2000), (-10, -1), (0, 0)]
         {
@@ -238,8 +283,33 @@ mod tests {
     }
 
     #[test]
+    fn deleted_samples_are_left_out() {
+        let mut c = XorChunk::new();
+        let all: Vec<(i64, f64)> = (0..100i64).map(|t| (t * 10, t as f64)).collect();
+        for &(t, v) in &all {
+            c.push(t, v);
+        }
+        let mut d = Intervals::new();
+        for (a, b) in [(-100, 5), (100, 250), (555, 555), (900, 10_000)] {
+            d.add(Interval::new(a, b));
+        }
+        let d = Arc::new(d);
+        let xor = ChunkMeta::new(0, 990, ChunkData::Xor(c.bytes().into())).without_deleted(Some(&d)).unwrap();
+        let raw = ChunkMeta::raw(&all).unwrap().without_deleted(Some(&d)).unwrap();
+        for (mint, maxt) in [(0, 990), (-5, 2000), (240, 600), (555, 555), (0, 0)] {
+            let want: Vec<(i64, f64)> =
+                all.iter().copied().filter(|&(t, _)| t >= mint && t <= maxt && !d.contains(t)).collect();
+            assert_eq!(xor.iter(mint, maxt).collect::<Vec<_>>(), want, "xor [{mint}, {maxt}]");
+            assert_eq!(raw.iter(mint, maxt).collect::<Vec<_>>(), want, "raw [{mint}, {maxt}]");
+        }
+        let mut whole = Intervals::new();
+        whole.add(Interval::new(-1, 990));
+        assert!(ChunkMeta::raw(&all).unwrap().without_deleted(Some(&Arc::new(whole))).is_none());
+    }
+
+    #[test]
     fn undecodable_chunk_reports_its_error() {
-        let c = ChunkMeta { min_t: 0, max_t: 10, data: ChunkData::Xor(ChunkBytes::from(&[0u8][..])) };
+        let c = ChunkMeta::new(0, 10, ChunkData::Xor(ChunkBytes::from(&[0u8][..])));
         let mut it = c.iter(0, 10);
         assert_eq!(it.next(), None);
         assert!(it.error().is_some());

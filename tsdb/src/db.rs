@@ -45,7 +45,8 @@ pub struct DbOptions {
     /// past this many bytes. 0 disables size-triggered checkpoints.
     pub checkpoint_wal_bytes: u64,
     /// A block shipper's list of uploaded blocks (`--storage.tsdb.delay-compact-file.path`): when
-    /// set, compaction leaves level-1 blocks alone until the file lists them ([`crate::delay_compact`]).
+    /// set, compaction leaves level-1 blocks alone until the file lists them ([`crate::delay_compact`]),
+    /// and retention does not delete a level-1 block the file does not list.
     pub delay_compact_file: Option<PathBuf>,
 }
 
@@ -115,9 +116,10 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 /// Kills the process at a named point when `STRATA_CRASH_AT` names it: fault injection for the crash
-/// tests. Compiled only with the `crash-points` feature, which only test builds enable.
+/// tests (public for the binary's own points, e.g. its block shipper). Compiled only with the
+/// `crash-points` feature, which only test builds enable.
 #[cfg(feature = "crash-points")]
-pub(crate) fn crash_point(name: &str) {
+pub fn crash_point(name: &str) {
     if std::env::var("STRATA_CRASH_AT").is_ok_and(|v| v == name) {
         tracing::warn!(point = name, "STRATA_CRASH_AT: aborting");
         std::process::abort();
@@ -127,7 +129,7 @@ pub(crate) fn crash_point(name: &str) {
 /// Without the `crash-points` feature the named points compile to nothing.
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
-pub(crate) fn crash_point(_name: &str) {}
+pub fn crash_point(_name: &str) {}
 
 impl Db {
     /// Opens the database in `dir`: sets corrupt blocks aside, opens the others, replays the WAL.
@@ -286,6 +288,104 @@ impl Db {
         crate::snapshot::create(&self.dir, &self.blocks(), with_head.then_some(&*self.head))
     }
 
+    /// Deletes the samples in `[mint, maxt]` (ms, inclusive) of the series matching `matchers`, as
+    /// Prometheus's `DB.Delete`: every block overlapping the range gets tombstones (its
+    /// `tombstones` file and `meta.json` replaced atomically, then the block is reopened), and the
+    /// head logs them in the WAL and keeps them on its series. Runs under the compaction lock, so a
+    /// head compaction never writes a block from a snapshot taken before the deletion. Returns the
+    /// number of (block or head) series that got an interval.
+    pub fn delete_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<u64> {
+        if mint > maxt {
+            return Ok(0);
+        }
+        let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut deleted = 0u64;
+        for b in self.blocks() {
+            let m = b.meta();
+            if m.min_time > maxt || m.max_time <= mint {
+                continue;
+            }
+            let before = b.tombstones().total();
+            let Some((reopened, series)) = b.delete(matchers, mint, maxt)? else { continue };
+            deleted += series;
+            tracing::info!(
+                block = %m.ulid,
+                tombstones = reopened.tombstones().total(),
+                series,
+                tombstones_before = before,
+                "tombstones written"
+            );
+            self.replace_block(&b, Arc::new(reopened));
+        }
+        deleted += self.head.delete(matchers, mint, maxt)?;
+        Ok(deleted)
+    }
+
+    /// Rewrites every block that has tombstones into a new block without the deleted samples
+    /// (Prometheus's `DB.CleanTombstones`): a new ULID, the same time range, level, sources and
+    /// hints, and the old block as its one parent (Prometheus 2.42 writes level 1 with the new
+    /// block as its only source; keeping them keeps the lineage that Thanos and Mimir read). The new block is complete and fsynced before
+    /// the old one is deleted; a crash in between leaves both, and the next open deletes the old
+    /// one (a newer block names it as a parent). Were both read, the first-wins merge of
+    /// overlapping blocks would answer the same samples: the old one hides the same samples
+    /// through its tombstones. A block whose samples are all deleted is removed without a
+    /// successor. The head's tombstones are applied by head compaction. Returns the number of
+    /// blocks rewritten.
+    pub fn clean_tombstones(&self) -> Result<u64> {
+        let _guard = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cleaned = 0u64;
+        for b in self.blocks() {
+            if b.tombstones().is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let all = [Matcher::new(MatchType::Regex, "__name__", ".*")
+                .map_err(|e| Error::Corruption { what: "matcher".into(), reason: e.to_string() })?];
+            let m = b.meta();
+            let compaction = Compaction {
+                level: m.compaction.level,
+                sources: m.compaction.sources.clone(),
+                parents: vec![block::BlockDesc { ulid: m.ulid, min_time: m.min_time, max_time: m.max_time }],
+                hints: m.compaction.hints.clone(),
+                ..Compaction::default()
+            };
+            let series = b.select(&all).map_err(Error::from)?;
+            let meta = block::write_block(
+                &self.dir,
+                series,
+                m.min_time,
+                m.max_time,
+                compaction,
+                m.strata.map(|s| s.wal_segment_cut),
+            )?;
+            crash_point("after-clean-tombstones-write");
+            match &meta {
+                Some(new) => self.replace_block(&b, Arc::new(Block::open(&self.dir.join(new.ulid.to_string()))?)),
+                None => self.blocks.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.meta().ulid != m.ulid),
+            }
+            delete_block_dir(&self.dir, &m.ulid.to_string())?;
+            tracing::info!(
+                old = %m.ulid,
+                new = meta.as_ref().map_or_else(|| "(all deleted)".to_string(), |n| n.ulid.to_string()),
+                tombstones = b.tombstones().total(),
+                samples_before = m.stats.num_samples,
+                samples_after = meta.as_ref().map_or(0, |n| n.stats.num_samples),
+                duration_secs = started.elapsed().as_secs_f64(),
+                "block rewritten without its deleted samples"
+            );
+            cleaned += 1;
+        }
+        Ok(cleaned)
+    }
+
+    /// Puts `new` in place of `old` in the block list.
+    fn replace_block(&self, old: &Arc<Block>, new: Arc<Block>) {
+        let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+        blocks.retain(|b| b.meta().ulid != old.meta().ulid);
+        blocks.push(new);
+        blocks.sort_by(|a, b| (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid)));
+    }
+
     /// Does all compaction work that is due: head → blocks, overlapping blocks merged, level
     /// compaction, retention.
     pub fn compact(&self) -> Result<()> {
@@ -294,7 +394,7 @@ impl Db {
         let uploaded = self.uploaded_blocks();
         self.merge_overlapping(uploaded.as_ref())?;
         self.compact_levels(uploaded.as_ref())?;
-        self.apply_retention()?;
+        self.apply_retention(uploaded.as_ref())?;
         Ok(())
     }
 
@@ -489,8 +589,9 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes blocks beyond the time or size retention.
-    fn apply_retention(&self) -> Result<()> {
+    /// Deletes blocks beyond the time or size retention; with a delay-compact file, never a level-1
+    /// block the file does not list as uploaded (it is deleted once listed, if still beyond).
+    fn apply_retention(&self, uploaded: Option<&Uploaded>) -> Result<()> {
         let blocks = self.blocks();
         let Some(newest_end) = blocks.iter().map(|b| b.meta().max_time).max() else { return Ok(()) };
         let mut doomed: Vec<Arc<Block>> = Vec::new();
@@ -511,6 +612,16 @@ impl Db {
                 }
                 total = total.saturating_sub(b.size_bytes());
             }
+        }
+        if let Some(uploaded) = uploaded {
+            doomed.retain(|b| {
+                let m = b.meta();
+                let pending = m.compaction.level <= 1 && !uploaded.contains(&m.ulid);
+                if pending {
+                    tracing::warn!(ulid = %m.ulid, mint = m.min_time, maxt = m.max_time, "block beyond retention kept: not uploaded yet");
+                }
+                !pending
+            });
         }
         if doomed.is_empty() {
             return Ok(());
@@ -605,11 +716,8 @@ mod tests {
     /// Writes a level-1 block with one series `m{s="x"}` holding the given samples.
     fn block_with(dir: &Path, mint: i64, maxt: i64, samples: &[(i64, f64)]) -> String {
         let labels = Labels::from_pairs(&[("__name__", "m"), ("s", "x")]).unwrap();
-        let chunk = ChunkMeta {
-            min_t: samples.first().unwrap().0,
-            max_t: samples.last().unwrap().0,
-            data: ChunkData::Raw(samples.into()),
-        };
+        let chunk =
+            ChunkMeta::new(samples.first().unwrap().0, samples.last().unwrap().0, ChunkData::Raw(samples.into()));
         let meta = block::write_block(
             dir,
             [(labels, vec![chunk])],
@@ -740,6 +848,29 @@ mod tests {
     }
 
     #[test]
+    fn retention_keeps_level_one_blocks_not_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000;
+        let old = block_with(dir.path(), 0, H2, &[(1, 1.0)]);
+        let old2 = block_with(dir.path(), 2 * day, 2 * day + H2, &[(2 * day + 1, 2.0)]);
+        block_with(dir.path(), 20 * day, 20 * day + H2, &[(20 * day + 1, 3.0)]);
+        let file = dir.path().join("thanos.shipper.json");
+        std::fs::write(&file, format!("{{\"version\": 1, \"uploaded\": [\"{old2}\"]}}")).unwrap();
+        let o = DbOptions {
+            retention_ms: 15 * day,
+            max_block_duration_ms: H2,
+            delay_compact_file: Some(file.clone()),
+            ..opts()
+        };
+        let db = Db::open(dir.path(), o).unwrap();
+        db.compact().unwrap();
+        assert_eq!(all_samples(&db), vec![(1, 1.0), (20 * day + 1, 3.0)], "only the uploaded old block goes");
+        std::fs::write(&file, format!("{{\"version\": 1, \"uploaded\": [\"{old}\"]}}")).unwrap();
+        db.compact().unwrap();
+        assert_eq!(all_samples(&db), vec![(20 * day + 1, 3.0)]);
+    }
+
+    #[test]
     fn head_compaction_writes_blocks_and_keeps_recent_data_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let o = DbOptions {
@@ -813,8 +944,166 @@ mod tests {
         assert_eq!(all_samples(&db), want, "after restart");
     }
 
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn deleted_samples_stay_deleted_through_restart_compaction_and_clean_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = DbOptions {
+            head: head::Options { ooo_time_window_ms: 4 * H2, ..head::Options::default() },
+            ..DbOptions::default()
+        };
+        let min = 60_000;
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut want = std::collections::BTreeMap::new();
+        let mut app = db.head().appender();
+        for i in 0..(4 * H2 / min) {
+            app.append_pairs(&[("__name__", "m"), ("s", "x")], i * min, i as f64).unwrap();
+            app.append_pairs(&[("__name__", "other"), ("s", "x")], i * min, i as f64).unwrap();
+            want.insert(i * min, i as f64);
+        }
+        app.commit().unwrap();
+        let forget =
+            |want: &mut std::collections::BTreeMap<i64, f64>, a: i64, b: i64| want.retain(|&t, _| t < a || t > b);
+        let check = |db: &Db, want: &std::collections::BTreeMap<i64, f64>, what: &str| {
+            assert_eq!(all_samples(db), want.iter().map(|(&t, &v)| (t, v)).collect::<Vec<_>>(), "{what}");
+            let q = db.querier(i64::MIN, i64::MAX);
+            let other = q.select(&[Matcher::equal("__name__", "other")]).unwrap();
+            assert_eq!(other[0].samples(i64::MIN, i64::MAX).count() as i64, 4 * H2 / min, "{what}: other series");
+        };
+        let m = [Matcher::equal("__name__", "m")];
+        // In the head: [30m, 60m] and one single sample.
+        assert_eq!(db.delete_series(&m, 30 * min, 60 * min).unwrap(), 1);
+        assert_eq!(db.delete_series(&m, 100 * min, 100 * min).unwrap(), 1);
+        assert_eq!(db.delete_series(&m, 10 * H2, 11 * H2).unwrap(), 0, "no samples there");
+        forget(&mut want, 30 * min, 60 * min);
+        forget(&mut want, 100 * min, 100 * min);
+        check(&db, &want, "head");
+        // A late sample inside a deleted interval is hidden too (as in Prometheus).
+        let mut app = db.head().appender();
+        app.append_pairs(&[("__name__", "m"), ("s", "x")], 45 * min + 1, -1.0).unwrap();
+        app.commit().unwrap();
+        check(&db, &want, "late sample");
+        // Restart without a checkpoint: the WAL's tombstones record is replayed.
+        drop(db);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        check(&db, &want, "after WAL replay");
+        // Restart from a checkpoint.
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        check(&db, &want, "after checkpoint");
+        // Head compaction leaves the deleted samples out of the blocks.
+        db.compact().unwrap();
+        assert!(!db.blocks().is_empty());
+        check(&db, &want, "after compaction");
+        let in_blocks: u64 = db.blocks().iter().map(|b| b.meta().stats.num_samples).sum();
+        let blocks_end = db.blocks().iter().map(|b| b.meta().max_time).max().unwrap();
+        let m_in_blocks = want.keys().filter(|&&t| t < blocks_end).count() as u64;
+        assert_eq!(in_blocks, m_in_blocks + (blocks_end / min) as u64, "deleted samples went into a block");
+        // Deleting block data: tombstones, then clean_tombstones rewrites the block.
+        assert_eq!(db.delete_series(&m, 10 * min, 20 * min).unwrap(), 1);
+        forget(&mut want, 10 * min, 20 * min);
+        check(&db, &want, "block tombstones");
+        let old = db.blocks()[0].clone();
+        assert_eq!(old.meta().stats.num_tombstones, 1);
+        let saved = dir.path().join("saved");
+        copy_dir(old.dir(), &saved);
+        drop(db);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        check(&db, &want, "block tombstones after restart");
+        assert_eq!(db.clean_tombstones().unwrap(), 1);
+        assert_eq!(db.clean_tombstones().unwrap(), 0, "nothing left to clean");
+        check(&db, &want, "after clean_tombstones");
+        let new = db.blocks()[0].clone();
+        assert_ne!(new.meta().ulid, old.meta().ulid);
+        assert!(new.tombstones().is_empty() && new.meta().stats.num_tombstones == 0);
+        assert_eq!((new.meta().min_time, new.meta().max_time), (old.meta().min_time, old.meta().max_time));
+        assert_eq!(new.meta().compaction.sources, old.meta().compaction.sources);
+        assert_eq!(new.meta().compaction.level, old.meta().compaction.level);
+        assert_eq!(new.meta().compaction.parents.iter().map(|p| p.ulid).collect::<Vec<_>>(), [old.meta().ulid]);
+        assert_eq!(new.meta().stats.num_samples, old.meta().stats.num_samples - 11);
+        assert!(!old.dir().exists());
+        // A crash between writing the new block and deleting the old one leaves both: the old one
+        // is deleted at open, and the two would answer the same anyway.
+        let old_dir = dir.path().join(old.meta().ulid.to_string());
+        copy_dir(&saved, &old_dir);
+        {
+            let both = vec![Arc::new(Block::open(&old_dir).unwrap()), Arc::new(Block::open(new.dir()).unwrap())];
+            let q = Querier::with_blocks(Arc::clone(db.head()), &both, i64::MIN, old.meta().max_time - 1);
+            let got: Vec<(i64, f64)> = q.select(&m).unwrap()[0].samples(i64::MIN, old.meta().max_time - 1).collect();
+            let expect: Vec<(i64, f64)> =
+                want.iter().filter(|(&t, _)| t < old.meta().max_time).map(|(&t, &v)| (t, v)).collect();
+            assert_eq!(got, expect, "old and new block read together");
+        }
+        drop(db);
+        let db = Db::open(dir.path(), o).unwrap();
+        assert!(!old_dir.exists(), "the cleaned block's parent was not removed at open");
+        check(&db, &want, "after the interrupted clean");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Appends, deletions of random ranges, compactions, tombstone cleaning and reopening in
+        /// random order read back what a map with the deleted keys removed holds. Appends are in
+        /// order, so no sample ever lands in an interval deleted before it arrived.
+        #[test]
+        fn deletions_at_random_points_match_a_model(
+            ops in proptest::collection::vec((0u8..5, 0i64..(12 * 60), 0i64..(3 * 60)), 1..24),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let o = DbOptions {
+                head: head::Options {
+                    wal: Some(wal::Options { segment_size_bytes: 1 << 20, ..wal::Options::default() }),
+                    ..head::Options::default()
+                },
+                ..DbOptions::default()
+            };
+            let mut db = Db::open(dir.path(), o.clone()).unwrap();
+            let mut model = std::collections::BTreeMap::new();
+            let mut next = 0i64;
+            let m = [Matcher::equal("__name__", "m")];
+            for &(op, a, len) in &ops {
+                match op {
+                    0 | 1 => {
+                        let mut app = db.head().appender();
+                        for _ in 0..=len {
+                            app.append_pairs(&[("__name__", "m"), ("s", "x")], next * 60_000, next as f64).unwrap();
+                            model.insert(next * 60_000, next as f64);
+                            next += 1;
+                        }
+                        app.commit().unwrap();
+                    }
+                    2 => {
+                        let (from, to) = (a * 60_000, (a + len) * 60_000);
+                        db.delete_series(&m, from, to).unwrap();
+                        model.retain(|&t, _| t < from || t > to);
+                    }
+                    3 => {
+                        db.compact().unwrap();
+                        db.clean_tombstones().unwrap();
+                    }
+                    _ => {
+                        db.close().unwrap();
+                        drop(db);
+                        db = Db::open(dir.path(), o.clone()).unwrap();
+                        db.compact().unwrap();
+                    }
+                }
+                let want: Vec<(i64, f64)> = model.iter().map(|(&t, &v)| (t, v)).collect();
+                proptest::prop_assert_eq!(all_samples(&db), want, "after op {}", op);
+            }
+        }
 
         /// Random in-order and out-of-order streams, compacted at random points (and reopened),
         /// read back equal to the sorted, deduplicated input.

@@ -95,7 +95,7 @@ mod tests {
 
     fn block(dir: &Path, mint: i64, level: u32) -> Arc<Block> {
         let labels = Labels::from_pairs(&[("__name__", "m")]).unwrap();
-        let chunk = ChunkMeta { min_t: mint, max_t: mint, data: ChunkData::Raw(vec![(mint, 1.0)].into()) };
+        let chunk = ChunkMeta::new(mint, mint, ChunkData::Raw(vec![(mint, 1.0)].into()));
         let compaction = Compaction { level, ..Compaction::default() };
         let meta =
             block::write_block(dir, [(labels, vec![chunk])], mint, mint + 10, compaction, None).unwrap().unwrap();

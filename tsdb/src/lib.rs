@@ -4,6 +4,7 @@
 //! - [`labels`]: validated, sorted label sets and matchers.
 //! - [`chunkenc`]: Prometheus-compatible XOR (Gorilla) chunks; no I/O, no locks.
 //! - [`chunk`]: a series' chunks as readers, compaction and the block writer pass them around.
+//! - [`intervals`]: deleted time intervals of a series (tombstones), as readers apply them.
 //! - [`merge`]: the one first-wins merge of a series' chunks into sorted samples.
 //! - [`block`]: Prometheus-compatible persisted blocks (meta.json, index, chunks, tombstones).
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
@@ -26,6 +27,7 @@ pub mod delay_compact;
 pub mod error;
 pub mod exemplars;
 pub mod head;
+pub mod intervals;
 pub mod labels;
 pub mod merge;
 pub mod metadata;

@@ -246,11 +246,11 @@ mod tests {
         for &(t, v) in samples {
             c.push(t, v);
         }
-        ChunkMeta {
-            min_t: samples.first().map_or(0, |s| s.0),
-            max_t: samples.last().map_or(0, |s| s.0),
-            data: ChunkData::Xor(ChunkBytes::from(c.bytes())),
-        }
+        ChunkMeta::new(
+            samples.first().map_or(0, |s| s.0),
+            samples.last().map_or(0, |s| s.0),
+            ChunkData::Xor(ChunkBytes::from(c.bytes())),
+        )
     }
 
     /// Chunks of strictly increasing timestamps, as XOR or raw.
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn an_undecodable_chunk_ends_the_stream_with_its_error() {
         let good = xor(&[(1, 1.0), (2, 2.0)]);
-        let bad = ChunkMeta { min_t: 3, max_t: 9, data: ChunkData::Xor(ChunkBytes::from(&[0u8, 5, 1][..])) };
+        let bad = ChunkMeta::new(3, 9, ChunkData::Xor(ChunkBytes::from(&[0u8, 5, 1][..])));
         let cs = vec![good.clone(), bad.clone()];
         let mut chain = Chain::new(&cs, 0, 10);
         assert_eq!(chain.by_ref().count(), 2);

@@ -315,14 +315,15 @@ impl Querier {
         Ok(merged.into_values().collect())
     }
 
-    /// Label sets of the series matching the matchers with data in the range, sorted.
+    /// Label sets of the series matching the matchers with data in the range, sorted. A series
+    /// whose chunks in the range are all deleted whole is left out, as Prometheus does.
     pub fn series_labels(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
         let refs = self.head.postings().select(matchers);
         let maps = self.head.series_maps();
         let mut out: BTreeSet<Labels> = refs
             .iter()
             .filter_map(|r| maps.get_by_ref(crate::head::SeriesRef(u64::from(r))))
-            .filter(|s| s.lock().time_range().is_some_and(|(a, b)| a <= self.maxt && b >= self.mint))
+            .filter(|s| s.lock().has_chunk_in(self.mint, self.maxt))
             .map(|s| s.labels.clone())
             .collect();
         for b in &self.blocks {

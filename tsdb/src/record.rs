@@ -9,13 +9,16 @@
 //!                         uvarint n | n × chunk | u8 has_open | [chunk] |
 //!                         uvarint n | n × chunk | uvarint n | n × (varint t | 8-byte LE f64 bits))…
 //!                 chunk = varint min_t | varint max_t | uvarint len | XOR chunk bytes
+//! tombstones:     0x05 | (uvarint ref | varint min_t | varint max_t)…   deleted [min_t, max_t] of a series
 //! ```
 //! Chunks records (in-order sealed chunks, the open chunk, out-of-order sealed chunks, the open
 //! out-of-order samples of a series) appear only in checkpoints, so a restart loads chunks instead
-//! of re-appending every sample.
+//! of re-appending every sample. Tombstones records are written by `delete_series` and again in
+//! every checkpoint for the series that still have deleted intervals.
 //! Several series and samples share one record, so one remote-write request is one WAL batch.
 //! Decoding never trusts a length: every read is bounds-checked and failures are typed.
 
+use crate::intervals::Interval;
 use crate::labels::Labels;
 use crate::varint::{put_uvarint, put_varint, take_uvarint as get_uvarint, take_varint as get_varint};
 
@@ -33,6 +36,8 @@ pub enum RecordType {
     /// holds runs of neighbouring refs and near-equal timestamps, so an entry takes ~11 bytes instead
     /// of ~17, and the WAL (what is written, fsynced, replayed and checkpointed) shrinks with it.
     SampleDeltas = 4,
+    /// Deleted intervals of series (Prometheus's record type 3, `tombstones`, in Strata's numbering).
+    Tombstones = 5,
 }
 
 impl TryFrom<u8> for RecordType {
@@ -43,6 +48,7 @@ impl TryFrom<u8> for RecordType {
             2 => Ok(RecordType::Samples),
             3 => Ok(RecordType::Chunks),
             4 => Ok(RecordType::SampleDeltas),
+            5 => Ok(RecordType::Tombstones),
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -130,6 +136,16 @@ impl SamplesRecord {
     }
 }
 
+/// Appends a tombstones entry (series `sref` deleted in `iv`) to a tombstones record buffer.
+pub fn encode_tombstone(buf: &mut Vec<u8>, sref: u64, iv: Interval) {
+    if buf.is_empty() {
+        buf.push(RecordType::Tombstones as u8);
+    }
+    put_uvarint(buf, sref);
+    put_varint(buf, iv.min_t);
+    put_varint(buf, iv.max_t);
+}
+
 /// A chunk as stored in a chunks record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredChunk<'a> {
@@ -205,6 +221,8 @@ pub enum Record<'a> {
     Samples,
     /// Chunk entries, borrowing the record's bytes.
     Chunks(Vec<SeriesChunks<'a>>),
+    /// Deleted intervals by series reference.
+    Tombstones(Vec<(u64, Interval)>),
 }
 
 /// Decodes one record; samples go into `samples_out` (reused by the caller). Labels are rebuilt
@@ -220,6 +238,16 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
                 out.push(decode_series_chunks(&mut rest, start_len)?);
             }
             Ok(Record::Chunks(out))
+        }
+        RecordType::Tombstones => {
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let sref = get_uvarint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let min_t = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let max_t = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                out.push((sref, Interval::new(min_t, max_t)));
+            }
+            Ok(Record::Tombstones(out))
         }
         RecordType::SampleDeltas => {
             let (mut sref, mut t) = (0u64, 0i64);
@@ -413,6 +441,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn tombstones_round_trip(v in proptest::collection::vec((any::<u64>(), any::<i64>(), any::<i64>()), 1..50)) {
+            let mut buf = Vec::new();
+            for &(r, a, b) in &v {
+                encode_tombstone(&mut buf, r, Interval::new(a, b));
+            }
+            let Ok(Record::Tombstones(got)) = decode(&buf, &mut Vec::new()) else { panic!("not a tombstones record") };
+            let want: Vec<(u64, Interval)> = v.iter().map(|&(r, a, b)| (r, Interval::new(a, b))).collect();
+            prop_assert_eq!(&got, &want);
+            for cut in 1..buf.len() {
+                if let Ok(Record::Tombstones(part)) = decode(&buf[..cut], &mut Vec::new()) {
+                    prop_assert_eq!(&part[..], &want[..part.len()]);
+                }
+            }
+        }
+
         #[test]
         fn samples_round_trip(samples in proptest::collection::vec((any::<u64>(), any::<i64>(), any::<u64>()), 0..100)) {
             let samples: Vec<RefSample> = samples.into_iter().map(|(sref, t, bits)| RefSample { sref, t, v: f64::from_bits(bits) }).collect();

@@ -10,9 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tsdb::block::tombstones::{self, Tombstone};
+use tsdb::block::tombstones::{self, Tombstones};
 use tsdb::block::{write_block, Block, Compaction};
 use tsdb::chunk::ChunkMeta;
+use tsdb::intervals::Interval;
 use tsdb::{Labels, MatchType, Matcher};
 
 use super::crc::{self, Section};
@@ -64,11 +65,10 @@ impl BlockFiles {
         let block_dir = scratch.path().join(meta.ulid.to_string());
         let refs: Vec<u32> =
             Block::open(&block_dir).and_then(|b| b.select_refs(&[])).map_err(build_err)?.iter().collect();
-        let stones: Vec<Tombstone> = refs
-            .iter()
-            .step_by(5)
-            .map(|&r| Tombstone { series_ref: u64::from(r), min_t: 30_000, max_t: 120_000 })
-            .collect();
+        let mut stones = Tombstones::new();
+        for &r in refs.iter().step_by(5) {
+            stones.add(u64::from(r), Interval::new(30_000, 120_000));
+        }
         tombstones::write(&block_dir, &stones).map_err(build_err)?;
         let mut pristine = Vec::new();
         for f in FILES {

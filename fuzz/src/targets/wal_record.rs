@@ -69,7 +69,10 @@ fn records() -> Vec<Vec<u8>> {
         },
     );
     record::encode_chunks(&mut chunks, &SeriesChunks { sref: 2, ..SeriesChunks::default() });
-    vec![series, samples(3), samples(4000), chunks]
+    let mut stones = Vec::new();
+    record::encode_tombstone(&mut stones, 1, tsdb::intervals::Interval::new(-5, 1_800_000));
+    record::encode_tombstone(&mut stones, 2, tsdb::intervals::Interval::new(i64::MIN, i64::MAX));
+    vec![series, samples(3), samples(4000), chunks, stones]
 }
 
 /// Decodes a record and iterates its chunks; true if all of it decoded.

@@ -1,11 +1,12 @@
 //! The Prometheus HTTP query API (`/api/v1/…`): parameter handling, evaluation on the blocking
 //! pool, and Prometheus's exact JSON. Handlers only parse and format; all PromQL semantics are
-//! in [`crate::engine`].
+//! in [`crate::engine`]. [`remote_read`] serves Prometheus's remote read over the same storage.
 
 pub mod exemplars;
 pub mod json;
 pub mod metadata;
 pub mod params;
+pub mod remote_read;
 pub mod status;
 
 use std::sync::Arc;
@@ -64,7 +65,8 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         let query = req.uri().query().map(str::to_owned);
-        if req.method() == Method::POST && is_form {
+        // Go's `ParseForm` reads a form body of POST, PUT and PATCH requests.
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) && is_form {
             let bytes = axum::body::Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
             p.extend_urlencoded(&bytes);
         }
@@ -310,8 +312,8 @@ fn group_thousands(n: usize) -> String {
     out
 }
 
-/// Parses `match[]` selectors into tsdb matcher sets.
-fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
+/// Parses `match[]` selectors into tsdb matcher sets (also used by the admin API's `delete_series`).
+pub fn matcher_sets(p: &Params) -> Result<Vec<Vec<tsdb::Matcher>>, QueryError> {
     let mut sets = Vec::new();
     for s in p.all("match[]") {
         let expr = crate::parser::parse(s).map_err(|e| bad_param("match[]", e))?;

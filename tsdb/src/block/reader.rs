@@ -1,31 +1,33 @@
 //! Opening a persisted block and selecting series from it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use croaring::Bitmap;
 
-use super::chunks::ChunkReader;
+use super::chunks::{sync_dir, ChunkReader};
 use super::error::{BlockError, Result};
 use super::index::{IndexReader, INDEX_FILENAME};
 use super::meta::BlockMeta;
-use super::tombstones::{self, Tombstone};
+use super::tombstones::{self, Tombstones};
 use crate::chunk::{ChunkBytes, ChunkData, ChunkMeta};
-use crate::chunkenc::{Encoding, XorIter};
+use crate::chunkenc::Encoding;
+use crate::intervals::Interval;
 use crate::labels::{Labels, MatchType, Matcher};
 
 /// An open block: its meta, mapped index and chunk files, and tombstones.
 ///
-/// Tombstones are applied by [`Block::select`]: chunks overlapping a deleted interval are returned as
-/// `ChunkData::Raw` without the deleted samples (label names and values ignore tombstones, as in Prometheus).
+/// Tombstones are applied by [`Block::select`]: a chunk a deleted interval covers whole is left out,
+/// one it overlaps is handed out as it is, marked with the series' intervals, and its reader skips
+/// the deleted samples ([`crate::chunk::ChunkIter`]); nothing is decoded or copied up front. Label
+/// names and values ignore tombstones, as in Prometheus (its index still lists the series).
 #[derive(Debug)]
 pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
     index: IndexReader,
     chunks: ChunkReader,
-    tombstones: Vec<Tombstone>,
-    deleted: HashMap<u64, Vec<(i64, i64)>>,
+    tombstones: Tombstones,
     size_bytes: u64,
 }
 
@@ -37,12 +39,38 @@ impl Block {
         let index = IndexReader::open(&dir.join(INDEX_FILENAME))?;
         let chunks = ChunkReader::open(&dir.join("chunks"))?;
         let tombstones = tombstones::read(dir)?;
-        let mut deleted: HashMap<u64, Vec<(i64, i64)>> = HashMap::new();
-        for t in &tombstones {
-            deleted.entry(t.series_ref).or_default().push((t.min_t, t.max_t));
-        }
         let size_bytes = dir_size(dir);
-        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, tombstones, deleted, size_bytes })
+        Ok(Block { dir: dir.to_path_buf(), meta, index, chunks, tombstones, size_bytes })
+    }
+
+    /// Deletes the samples of `[mint, maxt]` of the series matching `matchers`, as Prometheus's
+    /// `Block.Delete`: each matching series with a chunk in the range gets the interval clamped to
+    /// its own first and last timestamps. Writes the new `tombstones` file and `meta.json` (its
+    /// `numTombstones`), each replaced atomically, fsyncs the directory and returns the block opened
+    /// again with them and the number of series that got the interval; `None` (nothing written)
+    /// when no series has samples in the range. Readers of this `Block` keep the tombstones they
+    /// started with.
+    pub fn delete(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Option<(Block, u64)>> {
+        let mut stones = self.tombstones.clone();
+        let mut added = 0u64;
+        for sref in self.select_refs(matchers)?.iter() {
+            let (_, metas) = self.index.series(sref)?;
+            if !metas.iter().any(|m| m.min_t <= maxt && m.max_t >= mint) {
+                continue;
+            }
+            let (Some(first), Some(last)) = (metas.first(), metas.last()) else { continue };
+            stones.add(u64::from(sref), Interval::new(mint.max(first.min_t), maxt.min(last.max_t)));
+            added += 1;
+        }
+        if added == 0 {
+            return Ok(None);
+        }
+        tombstones::write(&self.dir, &stones)?;
+        let mut meta = self.meta.clone();
+        meta.stats.num_tombstones = stones.total();
+        meta.write(&self.dir)?;
+        sync_dir(&self.dir)?;
+        Ok(Some((Block::open(&self.dir)?, added)))
     }
 
     /// Reads every checksummed part of the block once: the postings list of every label pair, every
@@ -97,8 +125,8 @@ impl Block {
         &self.chunks
     }
 
-    /// Deleted intervals, sorted.
-    pub fn tombstones(&self) -> &[Tombstone] {
+    /// The deleted intervals of the block's series.
+    pub fn tombstones(&self) -> &Tombstones {
         &self.tombstones
     }
 
@@ -155,15 +183,18 @@ impl Block {
 
     /// The series matching `matchers`, sorted by labels, with their chunks: slices of the mapped chunk
     /// files (CRC verified), not copies.
-    /// Series whose samples are all deleted by tombstones are left out.
+    /// A series whose chunks the block's tombstones cover whole is left out (Prometheus's rule).
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, Vec<ChunkMeta>)>> {
         let refs = self.select_refs(matchers)?;
         let mut out = Vec::with_capacity(refs.cardinality() as usize);
         for sref in refs.iter() {
             let (labels, metas) = self.index.series(sref)?;
-            let deleted = self.deleted.get(&u64::from(sref));
+            let deleted = self.tombstones.get(u64::from(sref));
             let mut chunks = Vec::with_capacity(metas.len());
             for m in metas {
+                if deleted.is_some_and(|d| d.covers(m.min_t, m.max_t)) {
+                    continue;
+                }
                 let (enc, data) = self.chunks.chunk_slice(m.chunk_ref)?;
                 if Encoding::try_from(enc).is_err() {
                     return Err(BlockError::Corruption {
@@ -172,22 +203,8 @@ impl Block {
                         reason: format!("unsupported chunk encoding {enc} (only XOR float chunks are read)").into(),
                     });
                 }
-                let overlaps = |iv: &&(i64, i64)| iv.0 <= m.max_t && iv.1 >= m.min_t;
-                match deleted.filter(|d| d.iter().any(|iv| overlaps(&iv))) {
-                    None => chunks.push(ChunkMeta {
-                        min_t: m.min_t,
-                        max_t: m.max_t,
-                        data: ChunkData::Xor(ChunkBytes::Mapped(data)),
-                    }),
-                    Some(d) => {
-                        let kept: Vec<(i64, f64)> = XorIter::new(data.as_slice())
-                            .filter(|s| !d.iter().any(|iv| iv.0 <= s.0 && s.0 <= iv.1))
-                            .collect();
-                        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
-                            chunks.push(ChunkMeta { min_t: first.0, max_t: last.0, data: ChunkData::Raw(kept.into()) });
-                        }
-                    }
-                }
+                let chunk = ChunkMeta::new(m.min_t, m.max_t, ChunkData::Xor(ChunkBytes::Mapped(data)));
+                chunks.extend(chunk.without_deleted(deleted));
             }
             if deleted.is_none() || !chunks.is_empty() {
                 out.push((labels, chunks));

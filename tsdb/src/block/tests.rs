@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::chunk::{ChunkData, ChunkMeta};
-use crate::chunkenc::{XorChunk, XorIter};
+use crate::chunkenc::XorChunk;
+use crate::intervals::Interval;
 use crate::labels::{Labels, MatchType, Matcher};
 
 type Samples = Vec<(i64, f64)>;
@@ -17,23 +18,24 @@ type Input = Vec<(Labels, Vec<ChunkMeta>)>;
 
 const RANGE: i64 = 7_200_000;
 
+/// The chunk's samples, deleted ones left out.
 fn chunk_samples(c: &ChunkMeta) -> Samples {
-    match &c.data {
-        ChunkData::Xor(b) => {
-            let mut it = XorIter::new(b);
-            let s: Samples = it.by_ref().collect();
-            assert!(it.error().is_none(), "{:?}", it.error());
-            s
-        }
-        ChunkData::Raw(s) => s.to_vec(),
-    }
+    let mut it = c.iter(i64::MIN, i64::MAX);
+    let s: Samples = it.by_ref().collect();
+    assert!(it.error().is_none(), "{:?}", it.error());
+    s
 }
 
 fn series_samples(chunks: &[ChunkMeta]) -> Samples {
     let mut out = Vec::new();
     for c in chunks {
         let s = chunk_samples(c);
-        assert_eq!((s.first().unwrap().0, s.last().unwrap().0), (c.min_t, c.max_t), "chunk bounds");
+        if c.deleted.is_none() {
+            assert_eq!((s.first().unwrap().0, s.last().unwrap().0), (c.min_t, c.max_t), "chunk bounds");
+        } else {
+            // A chunk with deleted samples keeps the stored chunk's bounds.
+            assert!(s.iter().all(|x| (c.min_t..=c.max_t).contains(&x.0)), "chunk bounds");
+        }
         out.extend(s);
     }
     assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "samples not increasing across chunks");
@@ -45,15 +47,11 @@ fn xor(samples: &[(i64, f64)]) -> ChunkMeta {
     for &(t, v) in samples {
         c.push(t, v);
     }
-    ChunkMeta { min_t: samples[0].0, max_t: samples[samples.len() - 1].0, data: ChunkData::Xor(c.into_bytes().into()) }
+    ChunkMeta::new(samples[0].0, samples[samples.len() - 1].0, ChunkData::Xor(c.into_bytes().into()))
 }
 
 fn raw(samples: &[(i64, f64)]) -> ChunkMeta {
-    ChunkMeta {
-        min_t: samples[0].0,
-        max_t: samples[samples.len() - 1].0,
-        data: ChunkData::Raw(samples.to_vec().into()),
-    }
+    ChunkMeta::new(samples[0].0, samples[samples.len() - 1].0, ChunkData::Raw(samples.to_vec().into()))
 }
 
 /// `n` series with a mix of XOR and raw chunks; returns the input and the expected samples per series.
@@ -239,20 +237,57 @@ fn tombstones_are_applied() {
     let meta = write(dir.path(), vec![(a.clone(), vec![xor(&s)]), (b.clone(), vec![xor(&s)])]);
     let bdir = dir.path().join(meta.ulid.to_string());
     let refs: Vec<u32> = Block::open(&bdir).unwrap().select_refs(&[]).unwrap().iter().collect();
-    tombstones::write(
-        &bdir,
-        &[
-            tombstones::Tombstone { series_ref: u64::from(refs[0]), min_t: 20, max_t: 45 },
-            tombstones::Tombstone { series_ref: u64::from(refs[1]), min_t: i64::MIN, max_t: i64::MAX },
-        ],
-    )
-    .unwrap();
+    let mut stones = tombstones::Tombstones::new();
+    stones.add(u64::from(refs[0]), Interval::new(20, 45));
+    stones.add(u64::from(refs[1]), Interval::new(i64::MIN, i64::MAX));
+    tombstones::write(&bdir, &stones).unwrap();
     let block = Block::open(&bdir).unwrap();
-    assert_eq!(block.tombstones().len(), 2);
+    assert_eq!(block.tombstones().total(), 2);
     let got = selected(&block, &[]);
     assert_eq!(got.len(), 1);
     let want: Samples = s.iter().copied().filter(|x| !(20..=45).contains(&x.0)).collect();
     assert_eq!(got[&a], want);
+    // The chunk is handed out in place (mapped), marked with the intervals: nothing decoded.
+    let chunks = &block.select(&[]).unwrap()[0].1;
+    assert!(matches!(chunks[0].data, ChunkData::Xor(crate::chunk::ChunkBytes::Mapped(_))));
+    assert!(chunks[0].deleted.is_some());
+    // Written again (a merge, clean_tombstones), the deleted samples are gone for good.
+    let meta2 = write(dir.path(), block.select(&[]).unwrap());
+    let again = Block::open(&dir.path().join(meta2.ulid.to_string())).unwrap();
+    assert_eq!(meta2.stats.num_samples, want.len() as u64);
+    assert!(again.tombstones().is_empty());
+    assert_eq!(selected(&again, &[]), BTreeMap::from([(a.clone(), want.clone())]));
+}
+
+#[test]
+fn delete_clamps_to_each_series_and_keeps_readers_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Labels::from_pairs(&[("__name__", "a")]).unwrap();
+    let b = Labels::from_pairs(&[("__name__", "b")]).unwrap();
+    let sa: Samples = (0..10).map(|i| (i * 10, i as f64)).collect();
+    let sb: Samples = (5..10).map(|i| (i * 10, i as f64)).collect();
+    let meta = write(dir.path(), vec![(a.clone(), vec![xor(&sa)]), (b.clone(), vec![xor(&sb)])]);
+    let bdir = dir.path().join(meta.ulid.to_string());
+    let block = Block::open(&bdir).unwrap();
+    assert!(block.delete(&[], 100, 200).unwrap().is_none(), "no samples there: nothing written");
+    assert!(block.delete(&[m(MatchType::Equal, "__name__", "b")], 0, 40).unwrap().is_none());
+    let (after, series) = block.delete(&[], 25, 1000).unwrap().unwrap();
+    assert_eq!(series, 2);
+    // Clamped to each series' own last sample; the meta counts the intervals.
+    let ra = block.select_refs(&[m(MatchType::Equal, "__name__", "a")]).unwrap().iter().next().unwrap();
+    assert_eq!(after.tombstones().get(u64::from(ra)).unwrap().as_slice(), [Interval::new(25, 90)]);
+    assert_eq!(after.meta().stats.num_tombstones, 2);
+    assert_eq!(BlockMeta::read(&bdir).unwrap().stats.num_tombstones, 2);
+    assert!(!bdir.join("tombstones.tmp").exists());
+    let got = selected(&after, &[]);
+    assert_eq!(got.len(), 1, "b is wholly deleted: {got:?}");
+    assert_eq!(got[&a], sa[..3].to_vec());
+    // The block opened before still answers what it had.
+    assert_eq!(selected(&block, &[]).len(), 2);
+    // A second deletion adds to the first.
+    let (after2, _) = after.delete(&[], 0, 0).unwrap().unwrap();
+    assert_eq!(selected(&after2, &[])[&a], sa[1..3].to_vec());
+    assert_eq!(after2.meta().stats.num_tombstones, 3);
 }
 
 /// Damaging index or chunk bytes anywhere must give an error or (for bytes readers ignore: padding, legacy

@@ -37,7 +37,8 @@ impl Default for WriteOptions {
 /// - Chunks of a series should be sorted by `min_t` and not overlap; if they do overlap they are merged
 ///   (the earlier chunk's sample wins a timestamp tie) and re-encoded. `ChunkData::Raw` chunks are encoded
 ///   into XOR chunks of up to [`SAMPLES_PER_CHUNK`] samples. Samples outside the block's range are dropped
-///   (chunks crossing the range are re-encoded). Series left without samples are not written.
+///   (chunks crossing the range are re-encoded), and so are deleted samples (chunks marked with deleted
+///   intervals are re-encoded without them). Series left without samples are not written.
 /// - `compaction.sources` empty means "this block is its own source" (a head block): it is set to the new
 ///   ULID.
 ///
@@ -176,7 +177,7 @@ impl Writer {
             cw.finish()?;
         }
         write_index(&self.tmp.join(INDEX_FILENAME), &self.index)?;
-        tombstones::write(&self.tmp, &[])?;
+        tombstones::write(&self.tmp, &tombstones::Tombstones::new())?;
         meta.write(&self.tmp)?;
         sync_dir(&self.tmp)
     }
@@ -198,7 +199,8 @@ fn encode_samples(samples: &[(i64, f64)], out: &mut Vec<OutChunk>) {
 }
 
 /// Turns a series' chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping:
-/// XOR chunks inside the range as they are, the rest decoded and re-encoded; overlapping chunks are
+/// XOR chunks inside the range without deleted samples as they are, the rest decoded and re-encoded
+/// without the deleted samples; overlapping chunks are
 /// merged (the earlier-listed chunk's sample wins a timestamp tie).
 fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<OutChunk>> {
     for c in chunks {
@@ -224,7 +226,7 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         if !c.overlaps(min_t, maxt) {
             continue;
         }
-        if let ChunkData::Xor(b) = &c.data {
+        if let (ChunkData::Xor(b), None) = (&c.data, &c.deleted) {
             let n = xor_sample_count(b)
                 .ok_or_else(|| BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header")))?;
             if n == 0 {

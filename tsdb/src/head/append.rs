@@ -440,7 +440,7 @@ fn apply_pending(
             if h2 != h {
                 break;
             }
-            match data.apply(t, v, &ctx) {
+            match data.apply(t, v, &ctx, s.cut_seed) {
                 Applied::InOrder => stats.in_order += 1,
                 Applied::OutOfOrder => stats.out_of_order += 1,
                 Applied::AlreadyStored => {

@@ -1,5 +1,6 @@
-//! What goes into a WAL checkpoint: a series record for every series and a chunks record with every
-//! chunk still in the head, so WAL segments before the checkpoint can be deleted and a restart loads
+//! What goes into a WAL checkpoint: a series record for every series, a chunks record with every
+//! chunk still in the head and a tombstones record with the deleted intervals of the series that
+//! hold samples, so WAL segments before the checkpoint can be deleted and a restart loads
 //! chunks instead of re-appending samples. Written after each head compaction, when the WAL since the
 //! last checkpoint grows past a size, and at shutdown. Where a checkpoint lives and how it is put in
 //! place (written aside, synced, renamed: a crash leaves either the old checkpoint and segments, or
@@ -78,6 +79,7 @@ impl Head {
             let series_bytes = cp.bytes_written();
             let mut scratch: Vec<u8> = Vec::new();
             let mut spans: Vec<ReadSpan> = Vec::new();
+            let mut stones_rec: Vec<u8> = Vec::new();
             self.series_maps().for_each(|s| {
                 if failed.is_some() {
                     return;
@@ -120,6 +122,9 @@ impl Head {
                 {
                     return;
                 }
+                for iv in data.deleted().map(|d| d.as_slice()).unwrap_or_default() {
+                    record::encode_tombstone(&mut stones_rec, s.sref.0, *iv);
+                }
                 n_samples += entry
                     .sealed
                     .iter()
@@ -136,6 +141,7 @@ impl Head {
                 }
             });
             flush(&mut samples_rec, &mut failed);
+            flush(&mut stones_rec, &mut failed);
             if let Some(e) = failed {
                 return Err(e);
             }

@@ -17,6 +17,7 @@ use super::Head;
 use crate::chunk::{ChunkData, ChunkMeta};
 use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::Result;
+use crate::intervals::Intervals;
 
 use crate::labels::Labels;
 use crate::merge::Merge;
@@ -78,11 +79,15 @@ struct Copied {
     open: Option<(i64, i64, Arc<[u8]>)>,
     ooo_sealed: Vec<SealedChunk>,
     ooo_open: Vec<(i64, f64)>,
+    /// The series' deleted intervals: their samples do not go into the block.
+    deleted: Option<Arc<Intervals>>,
 }
 
 impl Taken {
     /// The taken data of the series as chunks: in-order chunks as they are when nothing else was
-    /// taken, else in-order and out-of-order samples merged into fresh non-overlapping chunks.
+    /// taken (marked with the series' deleted intervals, which the block writer then leaves out),
+    /// else in-order and out-of-order samples merged into fresh non-overlapping chunks without the
+    /// deleted samples.
     fn chunks(&self, mint: i64, maxt: i64, shadowed: &AtomicU64) -> Result<Vec<ChunkMeta>> {
         let c = self.copy(mint, maxt);
         // A chunk that straddles the range (only possible if the chunk range differs from the block
@@ -94,30 +99,31 @@ impl Taken {
             .chain(c.open.as_ref().map(|o| (o.0, o.1)))
             .any(|(lo, hi)| lo < mint || hi >= maxt);
         if self.ooo_ts.is_empty() && !straddles {
+            let deleted = c.deleted.as_ref();
             let mut chunks = Vec::with_capacity(c.sealed.len() + 1);
             for s in &c.sealed {
-                chunks.push(ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?.into()) });
+                chunks.extend(
+                    ChunkMeta::new(s.min_t, s.max_t, ChunkData::Xor(s.bytes()?.into())).without_deleted(deleted),
+                );
             }
-            chunks.extend(c.open.map(|(min_t, max_t, bytes)| ChunkMeta {
-                min_t,
-                max_t,
-                data: ChunkData::Xor(bytes.into()),
-            }));
+            if let Some((min_t, max_t, bytes)) = c.open {
+                chunks.extend(ChunkMeta::new(min_t, max_t, ChunkData::Xor(bytes.into())).without_deleted(deleted));
+            }
             return Ok(chunks);
         }
         // In-order chunks first: they win at equal timestamps. A late sample is not compared with
         // the in-order ones when it arrives; a different value is counted here.
         let mut sources: Vec<ChunkMeta> = Vec::with_capacity(c.sealed.len() + c.ooo_sealed.len() + 2);
         for s in &c.sealed {
-            sources.push(ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?.into()) });
+            sources.push(ChunkMeta::new(s.min_t, s.max_t, ChunkData::Xor(s.bytes()?.into())));
         }
         if let Some((min_t, max_t, bytes)) = c.open {
-            sources.push(ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes.into()) });
+            sources.push(ChunkMeta::new(min_t, max_t, ChunkData::Xor(bytes.into())));
         }
         // Out-of-order chunks hold only the samples the snapshot took.
         let taken = |&(t, _): &(i64, f64)| self.ooo_ts.binary_search(&t).is_ok();
         for s in &c.ooo_sealed {
-            let chunk = ChunkMeta { min_t: s.min_t, max_t: s.max_t, data: ChunkData::Xor(s.bytes()?.into()) };
+            let chunk = ChunkMeta::new(s.min_t, s.max_t, ChunkData::Xor(s.bytes()?.into()));
             let mut it = Merge::new([&chunk], mint, maxt - 1);
             let kept: Vec<(i64, f64)> = it.by_ref().filter(taken).collect();
             if let Some(e) = it.error() {
@@ -128,7 +134,10 @@ impl Taken {
         let ooo_open: Vec<(i64, f64)> = c.ooo_open.iter().copied().filter(taken).collect();
         sources.extend(ChunkMeta::raw(&ooo_open));
         let mut merged = Merge::new(&sources, mint, maxt - 1);
-        let all: Vec<(i64, f64)> = merged.by_ref().collect();
+        let mut all: Vec<(i64, f64)> = merged.by_ref().collect();
+        if let Some(d) = &c.deleted {
+            all.retain(|&(t, _)| !d.contains(t));
+        }
         if let Some(e) = merged.error() {
             return Err(e.clone().into());
         }
@@ -141,7 +150,13 @@ impl Taken {
     /// Copies what may be taken out of the series under its lock; chunk files are read after.
     fn copy(&self, mint: i64, maxt: i64) -> Copied {
         let d = self.series.lock();
-        let mut c = Copied { sealed: Vec::new(), open: None, ooo_sealed: Vec::new(), ooo_open: Vec::new() };
+        let mut c = Copied {
+            sealed: Vec::new(),
+            open: None,
+            ooo_sealed: Vec::new(),
+            ooo_open: Vec::new(),
+            deleted: d.deleted.clone(),
+        };
         if self.in_order {
             c.sealed = d.sealed.iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
             c.open = d
@@ -231,6 +246,10 @@ impl Head {
             if !t.ooo_ts.is_empty() {
                 drop_ooo(&mut data, &t.ooo_ts, cap);
             }
+            // Intervals over ranges compacted before this one delete nothing that is still here.
+            // Those inside this range stay: a late sample that arrived since the snapshot was
+            // taken is still in the head, and a deletion before it hides it.
+            data.truncate_deleted_before(snap.mint);
         }
         // The snapshot's own references would keep every series it took from being collected.
         drop(snap);

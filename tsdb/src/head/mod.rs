@@ -3,7 +3,8 @@
 //! [`Head`] is a thin coordinator over the series maps ([`series`]), the postings ([`postings`]), the
 //! WAL and the head's time range. Appends go through an [`Appender`] transaction ([`append`]); startup
 //! goes through WAL replay ([`replay`]); a series' chunks are read through a snapshot (`read`), which
-//! [`crate::querier::Querier`] merges with the blocks'.
+//! [`crate::querier::Querier`] merges with the blocks'; deleted intervals live on the series
+//! ([`tombstones`]).
 //!
 //! Durability: [`Appender::commit`] writes the batch to the WAL and applies it to memory in WAL order
 //! under the WAL's writer lock, then waits for the fsync the WAL's sync policy requires. When commit
@@ -22,6 +23,7 @@ mod read;
 pub mod replay;
 pub mod series;
 pub mod series_table;
+pub mod tombstones;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

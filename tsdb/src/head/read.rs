@@ -27,19 +27,27 @@ fn snapshot(labels: &Labels, d: &SeriesData, mint: i64, maxt: i64) -> Result<Opt
     // query's lookback, a range ending at the head's end), their list is not read at all. A head
     // selector reads every series' state from memory, most of it cold.
     let sealed: &[SealedChunk] = if d.open.as_ref().is_some_and(|c| c.min_t() <= mint) { &[] } else { &d.sealed };
-    let mut chunks: Vec<ChunkMeta> =
-        sealed.iter().filter(|c| overlaps(c.min_t, c.max_t)).map(sealed_meta).collect::<Result<_>>()?;
+    // Deleted intervals: chunks they cover whole are not read, others are marked with them.
+    let deleted = d.deleted.as_ref();
+    let live = |c: &&SealedChunk| overlaps(c.min_t, c.max_t) && deleted.is_none_or(|d| !d.covers(c.min_t, c.max_t));
+    let mut chunks: Vec<ChunkMeta> = Vec::new();
+    for c in sealed.iter().filter(live) {
+        chunks.extend(sealed_meta(c)?.without_deleted(deleted));
+    }
     if let Some(c) = &d.open {
         if overlaps(c.min_t(), c.max_t) {
-            chunks.extend(open_chunk_part(c.chunk.bytes(), c.min_t(), c.max_t, mint, maxt));
+            chunks.extend(
+                open_chunk_part(c.chunk.bytes(), c.min_t(), c.max_t, mint, maxt)
+                    .and_then(|m| m.without_deleted(deleted)),
+            );
         }
     }
     let mut ooo_chunks = Vec::new();
     if let Some(o) = &d.ooo {
-        for c in o.sealed_overlapping(mint, maxt) {
-            ooo_chunks.push(sealed_meta(c)?);
+        for c in o.sealed_overlapping(mint, maxt).filter(live) {
+            ooo_chunks.extend(sealed_meta(c)?.without_deleted(deleted));
         }
-        ooo_chunks.extend(ooo_open_part(&o.open, mint, maxt));
+        ooo_chunks.extend(ooo_open_part(&o.open, mint, maxt).and_then(|m| m.without_deleted(deleted)));
     }
     if chunks.is_empty() && ooo_chunks.is_empty() {
         return Ok(None);
@@ -51,7 +59,7 @@ fn snapshot(labels: &Labels, d: &SeriesData, mint: i64, maxt: i64) -> Result<Opt
 /// chunk has been written there).
 fn sealed_meta(c: &SealedChunk) -> Result<ChunkMeta> {
     let bytes = c.bytes().map_err(count_read_error)?;
-    Ok(ChunkMeta { min_t: c.min_t, max_t: c.max_t, data: ChunkData::Xor(bytes.into()) })
+    Ok(ChunkMeta::new(c.min_t, c.max_t, ChunkData::Xor(bytes.into())))
 }
 
 /// What a snapshot keeps of the open chunk `bytes` spanning `[min_t, max_t]` for a read of
@@ -60,7 +68,7 @@ fn sealed_meta(c: &SealedChunk) -> Result<ChunkMeta> {
 /// would take more memory than the copy. `None` when no sample falls in the range.
 fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -> Option<ChunkMeta> {
     if mint <= min_t && max_t <= maxt {
-        return Some(ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes.into()) });
+        return Some(ChunkMeta::new(min_t, max_t, ChunkData::Xor(bytes.into())));
     }
     let limit = bytes.len() / std::mem::size_of::<(i64, f64)>();
     let mut it = XorIter::new(bytes);
@@ -71,7 +79,7 @@ fn open_chunk_part(bytes: &[u8], min_t: i64, max_t: i64, mint: i64, maxt: i64) -
             break;
         }
         if part.len() >= limit {
-            return Some(ChunkMeta { min_t, max_t, data: ChunkData::Xor(bytes.into()) });
+            return Some(ChunkMeta::new(min_t, max_t, ChunkData::Xor(bytes.into())));
         }
         part.push(s);
         next = it.next();

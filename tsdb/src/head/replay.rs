@@ -6,7 +6,8 @@
 //! commit computes it once per batch), so memory after a restart holds exactly what was acknowledged:
 //! identical samples once, nothing rejected for age (everything in the WAL was accepted before it was
 //! written). Samples that a block already holds because the crash came between writing the block and
-//! checkpointing are skipped ([`ReplaySkip`]). Samples further ahead of the wall clock than the
+//! checkpointing are skipped ([`ReplaySkip`]). Tombstones records delete their intervals from their
+//! series whatever the order of records: a deleted interval also hides samples appended after it. Samples further ahead of the wall clock than the
 //! creation grace period are dropped and counted in the log: a head that such a sample poisoned
 //! (its max time far ahead makes every other sample too old) recovers at the next start.
 
@@ -42,6 +43,7 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         chunk_samples: 0,
         skipped: 0,
         unknown_refs: 0,
+        tombstones: 0,
         bad_records: 0,
         max_future_t: head.max_future_time(),
         future_dropped: 0,
@@ -82,6 +84,7 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         samples_from_checkpoint_chunks = st.chunk_samples,
         skipped_in_blocks = st.skipped,
         unknown_refs = st.unknown_refs,
+        tombstones = st.tombstones,
         bad_records = st.bad_records,
         dropped_too_far_in_future = st.future_dropped,
         duration_secs = secs,
@@ -103,6 +106,8 @@ struct Replay<'a> {
     chunk_samples: u64,
     skipped: u64,
     unknown_refs: u64,
+    /// Deleted intervals read.
+    tombstones: u64,
     bad_records: u64,
     /// Samples newer than this are dropped (see the module docs).
     max_future_t: i64,
@@ -146,6 +151,7 @@ impl Replay<'_> {
                         self.install_chunks(&c, position)?;
                     }
                 }
+                Ok(Record::Tombstones(stones)) => self.apply_tombstones(&stones),
                 Err(e) => {
                     self.bad_records += 1;
                     tracing::warn!(error = %e, position, "skipping undecodable wal record");
@@ -240,7 +246,7 @@ impl Replay<'_> {
                     self.future_dropped += 1;
                     continue;
                 }
-                match data.apply(smp.t, smp.v, &ctx) {
+                match data.apply(smp.t, smp.v, &ctx, s.cut_seed) {
                     Applied::InOrder => in_order += 1,
                     Applied::OutOfOrder => ooo += 1,
                     Applied::AlreadyStored => dedup += 1,
@@ -260,6 +266,18 @@ impl Replay<'_> {
         st.samples_out_of_order.fetch_add(ooo, Ordering::Relaxed);
         st.samples_deduplicated.fetch_add(dedup, Ordering::Relaxed);
         st.commit_conflicts.fetch_add(conflicts, Ordering::Relaxed);
+    }
+
+    /// Deletes the intervals of a tombstones record from their series. An interval of a series the
+    /// replay does not know (removed before the checkpoint: its samples are in blocks) is dropped.
+    fn apply_tombstones(&mut self, stones: &[(u64, crate::intervals::Interval)]) {
+        for &(sref, iv) in stones {
+            match self.lookup(sref).cloned() {
+                Some(s) => s.lock().add_deleted(iv),
+                None => self.note_unknown_ref(sref),
+            }
+            self.tombstones += 1;
+        }
     }
 
     /// Installs a series' chunks from a checkpoint into an empty series. If the series already holds

@@ -6,13 +6,14 @@
 //! read snapshot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chunk_file::HeadChunks;
 use super::in_order::{compute_chunk_end_time, first_chunk_end, push_exact, OpenChunk, SealedChunk};
 use super::ooo::OooData;
 use super::placement::{placement, Limits, Placement, SeriesTail};
 use crate::chunkenc::XorChunk;
+use crate::intervals::{Interval, Intervals};
 use crate::labels::Labels;
 
 /// [`crate::chunk::SAMPLES_PER_CHUNK`] as an XOR chunk's sample count.
@@ -60,14 +61,49 @@ pub(crate) struct SeriesData {
     pub(super) last_value: f64,
     /// Out-of-order samples, if any ever arrived.
     pub(super) ooo: Option<Box<OooData>>,
-    /// Spreads this series' chunk cuts over the chunk range (see [`first_chunk_end`]); 0: cut only
-    /// where Prometheus 2.42 would.
-    pub(super) cut_seed: u32,
+    /// Deleted intervals (the head's tombstones): reads and compaction leave out the samples
+    /// there, also those that arrive after the deletion. Shared with the chunks of read snapshots.
+    pub(super) deleted: Option<Arc<Intervals>>,
 }
 
 impl SeriesData {
-    fn new(cut_seed: u32) -> SeriesData {
-        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, cut_seed }
+    fn new() -> SeriesData {
+        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, deleted: None }
+    }
+
+    /// Deletes the samples of `iv` (merged with the intervals already deleted).
+    pub fn add_deleted(&mut self, iv: Interval) {
+        Arc::make_mut(self.deleted.get_or_insert_with(Default::default)).add(iv);
+    }
+
+    /// The deleted intervals, if any.
+    pub fn deleted(&self) -> Option<&Arc<Intervals>> {
+        self.deleted.as_ref()
+    }
+
+    /// Forgets deleted intervals before `t` (the series' data there has gone into a block).
+    pub fn truncate_deleted_before(&mut self, t: i64) {
+        if let Some(d) = &mut self.deleted {
+            Arc::make_mut(d).truncate_before(t);
+            if d.is_empty() {
+                self.deleted = None;
+            }
+        }
+    }
+
+    /// True if a chunk overlapping `[mint, maxt]` is not wholly deleted: whether the series API lists
+    /// the series for that range (Prometheus's rule, by chunk time ranges, not by sample).
+    pub fn has_chunk_in(&self, mint: i64, maxt: i64) -> bool {
+        let Some(d) = &self.deleted else {
+            return self.time_range().is_some_and(|(a, b)| a <= maxt && b >= mint);
+        };
+        let live = |a: i64, b: i64| a <= maxt && b >= mint && !d.covers(a, b);
+        self.sealed.iter().any(|c| live(c.min_t, c.max_t))
+            || self.open.as_ref().is_some_and(|c| live(c.min_t(), c.max_t))
+            || self.ooo.as_ref().is_some_and(|o| {
+                o.sealed().iter().any(|c| live(c.min_t, c.max_t))
+                    || o.open.time_range().is_some_and(|(a, b)| live(a, b))
+            })
     }
 
     /// The newest in-order sample's timestamp and value.
@@ -85,9 +121,9 @@ impl SeriesData {
     }
 
     /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where Prometheus would, and once
-    /// more per chunk range at this series' own offset (see [`first_chunk_end`]).
+    /// more per chunk range at this series' own offset (`cut_seed`, see [`first_chunk_end`]).
     /// The caller guarantees `t` is newer than the last in-order sample.
-    pub fn append_in_order(&mut self, t: i64, v: f64, chunk_range: i64, chunks: Option<&HeadChunks>) {
+    pub fn append_in_order(&mut self, t: i64, v: f64, chunk_range: i64, chunks: Option<&HeadChunks>, cut_seed: u32) {
         let cut = match &mut self.open {
             None => true,
             Some(c) => {
@@ -104,7 +140,7 @@ impl SeriesData {
                 push_exact(&mut self.sealed, SealedChunk::seal(old.min_t(), old.max_t, old.chunk.bytes(), chunks));
             }
             self.open = Some(OpenChunk { chunk: XorChunk::new(), max_t: t });
-            self.next_at = first_chunk_end(t, chunk_range, self.cut_seed);
+            self.next_at = first_chunk_end(t, chunk_range, cut_seed);
         }
         if let Some(c) = &mut self.open {
             c.chunk.push(t, v);
@@ -137,10 +173,12 @@ impl SeriesData {
     /// arrives, so it cannot follow a late sample at its timestamp).
     ///
     /// [`placement`]: super::placement::placement
-    pub fn apply(&mut self, t: i64, v: f64, ctx: &ApplyCtx<'_>) -> Applied {
+    ///
+    /// `cut_seed` is the series' [`MemSeries::cut_seed`].
+    pub fn apply(&mut self, t: i64, v: f64, ctx: &ApplyCtx<'_>, cut_seed: u32) -> Applied {
         match placement(t, v, self.tail(), Limits::accept_all(ctx.min_valid_t)) {
             Ok(Placement::InOrder) => {
-                self.append_in_order(t, v, ctx.chunk_range, ctx.chunks);
+                self.append_in_order(t, v, ctx.chunk_range, ctx.chunks, cut_seed);
                 Applied::InOrder
             }
             Ok(Placement::Duplicate) => Applied::AlreadyStored,
@@ -197,6 +235,10 @@ pub struct MemSeries {
     pub labels: Labels,
     /// True once a series record for it is in the WAL.
     pub(crate) logged: AtomicBool,
+    /// Spreads this series' chunk cuts over the chunk range (see [`first_chunk_end`]); 0: cut only
+    /// where Prometheus 2.42 would. Beside `logged`, which every commit reads anyway, and outside
+    /// the samples' state, whose size decides the allocation's size class.
+    pub(crate) cut_seed: u32,
     pub(crate) data: Mutex<SeriesData>,
 }
 
@@ -234,7 +276,7 @@ impl MemSeries {
     pub(crate) fn new(sref: SeriesRef, labels: Labels, logged: bool) -> MemSeries {
         // References are dense; mixing spreads consecutive series over the whole range. Never 0.
         let cut_seed = ((sref.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as u32) | 1;
-        MemSeries { sref, labels, logged: AtomicBool::new(logged), data: Mutex::new(SeriesData::new(cut_seed)) }
+        MemSeries { sref, labels, logged: AtomicBool::new(logged), cut_seed, data: Mutex::new(SeriesData::new()) }
     }
 
     /// Locks the series' samples. A poisoned lock is recovered: the data is only ever mutated by
@@ -274,10 +316,10 @@ mod tests {
 
     #[test]
     fn chunks_cut_like_prometheus() {
-        let mut d = SeriesData::new(0);
+        let mut d = SeriesData::new();
         // 15s scrape for 4h from a 2h boundary: Prometheus cuts at 120 samples and at the 2h boundary.
         for i in 0..960 {
-            d.append_in_order(H2 + i * 15_000, i as f64, H2, None);
+            d.append_in_order(H2 + i * 15_000, i as f64, H2, None, 0);
         }
         assert_eq!(d.sealed.len() + 1, 8);
         for c in &d.sealed {
@@ -291,9 +333,9 @@ mod tests {
     fn staggered_series_cut_once_more_per_range_at_their_own_offset() {
         // 60s scrapes for 4h from a 2h boundary: Prometheus's rule alone gives one chunk per range.
         let cut_points = |seed: u32| {
-            let mut d = SeriesData::new(seed);
+            let mut d = SeriesData::new();
             for i in 0..240 {
-                d.append_in_order(H2 + i * MIN, i as f64, H2, None);
+                d.append_in_order(H2 + i * MIN, i as f64, H2, None, seed);
             }
             let total: usize = d.sealed.iter().map(|c| XorIter::new(&c.bytes().unwrap()).count()).sum::<usize>()
                 + d.open.as_ref().map_or(0, |c| usize::from(c.chunk.num_samples()));
@@ -314,29 +356,29 @@ mod tests {
 
     #[test]
     fn apply_dedupes_and_routes() {
-        let mut d = SeriesData::new(0);
-        assert_eq!(d.apply(100, 1.0, &ctx(32)), Applied::InOrder);
-        assert_eq!(d.apply(200, 2.0, &ctx(32)), Applied::InOrder);
-        assert_eq!(d.apply(200, 2.0, &ctx(32)), Applied::AlreadyStored);
-        assert_eq!(d.apply(200, 3.0, &ctx(32)), Applied::Conflict);
-        assert_eq!(d.apply(150, 1.5, &ctx(32)), Applied::OutOfOrder);
-        assert_eq!(d.apply(150, 1.5, &ctx(32)), Applied::AlreadyStored);
-        assert_eq!(d.apply(150, 2.5, &ctx(32)), Applied::Conflict);
+        let mut d = SeriesData::new();
+        assert_eq!(d.apply(100, 1.0, &ctx(32), 0), Applied::InOrder);
+        assert_eq!(d.apply(200, 2.0, &ctx(32), 0), Applied::InOrder);
+        assert_eq!(d.apply(200, 2.0, &ctx(32), 0), Applied::AlreadyStored);
+        assert_eq!(d.apply(200, 3.0, &ctx(32), 0), Applied::Conflict);
+        assert_eq!(d.apply(150, 1.5, &ctx(32), 0), Applied::OutOfOrder);
+        assert_eq!(d.apply(150, 1.5, &ctx(32), 0), Applied::AlreadyStored);
+        assert_eq!(d.apply(150, 2.5, &ctx(32), 0), Applied::Conflict);
         let late = |d: &SeriesData, t| d.ooo.as_ref().and_then(|o| o.value_at(t));
         assert_eq!(late(&d, 150), Some(1.5));
         // A late sample is not checked against the in-order chunks: stored beside the in-order one.
-        assert_eq!(d.apply(100, 9.0, &ctx(32)), Applied::OutOfOrder);
+        assert_eq!(d.apply(100, 9.0, &ctx(32), 0), Applied::OutOfOrder);
         assert_eq!(late(&d, 100), Some(9.0));
-        assert_eq!(d.apply(100, 7.0, &ctx(32)), Applied::Conflict);
+        assert_eq!(d.apply(100, 7.0, &ctx(32), 0), Applied::Conflict);
         assert_eq!(late(&d, 101), None);
     }
 
     #[test]
     fn ooo_chunk_is_sealed_at_cap() {
-        let mut d = SeriesData::new(0);
-        d.apply(1_000_000, 0.0, &ctx(4));
+        let mut d = SeriesData::new();
+        d.apply(1_000_000, 0.0, &ctx(4), 0);
         for t in 0..10 {
-            assert_eq!(d.apply(t * 10, t as f64, &ctx(4)), Applied::OutOfOrder);
+            assert_eq!(d.apply(t * 10, t as f64, &ctx(4), 0), Applied::OutOfOrder);
         }
         let ooo = d.ooo.as_ref().unwrap();
         assert_eq!(ooo.sealed().len(), 2);
@@ -345,7 +387,7 @@ mod tests {
             assert_eq!(ooo.value_at(t * 10), Some(t as f64));
         }
         for t in 0..10 {
-            assert_eq!(d.apply(t * 10, -1.0, &ctx(4)), Applied::Conflict, "sealed chunks are checked too");
+            assert_eq!(d.apply(t * 10, -1.0, &ctx(4), 0), Applied::Conflict, "sealed chunks are checked too");
         }
     }
 }
