@@ -186,6 +186,10 @@ pub struct Flags {
     #[arg(long = "storage.tsdb.wal-fsync", default_value = "always")]
     pub wal_fsync: String,
 
+    /// Exemplars kept in memory (a circular buffer over all series; 0 turns exemplar storage off).
+    #[arg(long = "storage.exemplars.exemplars-limit", default_value_t = tsdb::exemplars::DEFAULT_CAPACITY)]
+    pub exemplars_limit: usize,
+
     /// Largest accepted compressed remote-write body, in bytes.
     #[arg(long = "storage.remote.write.max-compressed-bytes", default_value_t = 32 << 20)]
     pub max_compressed_bytes: usize,
@@ -289,7 +293,7 @@ pub enum CheckCommand {
 /// Feature names of Prometheus's `--enable-feature` and what Strata does about each.
 const FEATURES: &[(&str, &str)] = &[
     ("memory-snapshot-on-shutdown", "Strata writes a WAL checkpoint at shutdown instead"),
-    ("exemplar-storage", "Strata does not store exemplars; remote-write exemplars are dropped"),
+    ("exemplar-storage", "always on in Strata (--storage.exemplars.exemplars-limit)"),
     ("native-histograms", "Strata does not store native histograms"),
     ("expand-external-labels", "external labels are used as written"),
     ("promql-at-modifier", "always on in Strata"),
@@ -301,7 +305,10 @@ const FEATURES: &[(&str, &str)] = &[
     ("auto-gomaxprocs", "not applicable to Strata"),
     ("no-default-scrape-port", "Strata does not scrape"),
     ("otlp-write-receiver", "Strata has no OTLP receiver"),
-    ("created-timestamp-zero-ingestion", "Strata does not scrape"),
+    (
+        "created-timestamp-zero-ingestion",
+        "remote-write 2.0 created timestamps add a zero sample before a series' first sample",
+    ),
     ("concurrent-rule-eval", "Strata does not evaluate rules"),
     ("promql-experimental-functions", "Strata implements the standard PromQL functions"),
     ("promql-per-step-stats", "stats=all reports the queryable samples of each step"),
@@ -314,6 +321,10 @@ pub struct Config {
     pub listen_address: SocketAddr,
     pub db: tsdb::DbOptions,
     pub ingest: ingest::Limits,
+    /// `--storage.exemplars.exemplars-limit`: exemplars held in memory (0: none).
+    pub exemplars_limit: usize,
+    /// `--enable-feature=created-timestamp-zero-ingestion` (remote-write 2.0 created timestamps).
+    pub created_timestamp_zero_ingestion: bool,
     pub max_concurrent_writes: usize,
     pub max_concurrent_queries: usize,
     pub remote_read: query::api::remote_read::Options,
@@ -505,6 +516,11 @@ impl Flags {
                 max_bytes_in_frame: self.remote_read_max_bytes_in_frame,
                 body: ingest,
             },
+            exemplars_limit: self.exemplars_limit,
+            created_timestamp_zero_ingestion: self
+                .enable_feature
+                .iter()
+                .any(|f| f.trim() == "created-timestamp-zero-ingestion"),
             max_concurrent_writes: self.max_concurrent_writes,
             max_concurrent_queries: self.query_max_concurrency,
             engine,

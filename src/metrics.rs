@@ -59,6 +59,42 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt:
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// The metadata and exemplar stores the remote-write receiver fills.
+#[derive(Debug)]
+pub struct ReceiverStoresCollector {
+    pub metadata: Arc<tsdb::metadata::MetadataStore>,
+    pub exemplars: Arc<tsdb::exemplars::ExemplarStore>,
+}
+
+impl Collector for ReceiverStoresCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let m = &self.metadata;
+        gauge(&mut e, "strata_metadata_families", "Metric families with metadata held.", m.len() as f64)?;
+        counter(
+            &mut e,
+            "strata_metadata_dropped",
+            "Metadata entries dropped (not UTF-8, over-long names, or over the family limit).",
+            m.dropped(),
+        )?;
+        let x = &self.exemplars;
+        let (appended, refused) = x.counts();
+        gauge(&mut e, "strata_exemplars_in_storage", "Exemplars held in memory.", x.len() as f64)?;
+        gauge(
+            &mut e,
+            "strata_exemplars_max",
+            "Most exemplars held (--storage.exemplars.exemplars-limit).",
+            x.capacity() as f64,
+        )?;
+        counter(&mut e, "strata_exemplars_appended", "Exemplars stored.", appended)?;
+        counter(
+            &mut e,
+            "strata_exemplars_refused",
+            "Exemplars not stored (out of order, duplicate, labels too long, or storage off).",
+            refused,
+        )
+    }
+}
+
 /// The remote-read endpoint's counters.
 #[derive(Debug)]
 pub struct RemoteReadCollector(pub Arc<query::api::remote_read::ReadMetrics>);
@@ -263,15 +299,15 @@ impl Collector for StorageCollector {
         }
         counter(
             &mut e,
-            "strata_remote_write_exemplars_ignored",
-            "Exemplars received and ignored.",
-            s.exemplars_ignored,
+            "strata_remote_write_exemplars_received",
+            "Exemplars received by remote-write.",
+            s.exemplars_received,
         )?;
         counter(
             &mut e,
-            "strata_remote_write_metadata_ignored",
-            "Metadata entries received and ignored.",
-            s.metadata_ignored,
+            "strata_remote_write_metadata_received",
+            "Metric metadata entries received (1.0 metadata entries, 2.0 series carrying metadata).",
+            s.metadata_received,
         )?;
         encode_process(&mut e, &crate::process::ProcessStats::read())?;
         let c = &self.connections;

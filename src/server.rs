@@ -83,8 +83,19 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         "TSDB ready"
     );
     db.start_background();
-    let ingest_state =
-        ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest).context("cannot start the ingest threads")?;
+    let metadata_dir = cfg.data_dir.clone();
+    let metadata = tokio::task::spawn_blocking(move || tsdb::metadata::MetadataStore::open(&metadata_dir))
+        .await
+        .context("metadata load task failed")?
+        .context("loading the metric metadata")?;
+    let metadata = Arc::new(metadata);
+    metadata.start_flusher();
+    let exemplars = Arc::new(tsdb::exemplars::ExemplarStore::new(cfg.exemplars_limit));
+    let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest)
+        .context("cannot start the ingest threads")?
+        .with_metadata(Arc::clone(&metadata))
+        .with_exemplars(Arc::clone(&exemplars))
+        .with_created_timestamp_zero_ingestion(cfg.created_timestamp_zero_ingestion);
     let ready_db = Arc::clone(&db);
     let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone(), Arc::clone(&status)));
     if let Some(hangups) = hangups {
@@ -96,6 +107,10 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let mut metrics = Metrics::new(Arc::clone(&db), Arc::clone(ingest_state.metrics()), connections, replay_seconds);
     metrics.register_collector(reloader.collector());
     metrics.register_collector(security.collector());
+    metrics.register_collector(Box::new(crate::metrics::ReceiverStoresCollector {
+        metadata: Arc::clone(&metadata),
+        exemplars: Arc::clone(&exemplars),
+    }));
     let shipper = cfg.upload.take().map(|(bucket, interval)| {
         let shipper = crate::shipper::Shipper::new(bucket, Arc::clone(&db), Arc::clone(&reloader), interval);
         metrics.register_collector(shipper.collector());
@@ -112,6 +127,8 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
                 .layer(DefaultBodyLimit::max(QUERY_MAX_BODY_BYTES))
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_queries)),
         )
+        .merge(query::api::metadata::router(Arc::clone(&metadata)))
+        .merge(query::api::exemplars::router(exemplars))
         .merge(query::api::remote_read::router(read_state))
         .merge(crate::admin::router(Arc::clone(&db), cfg.enable_admin_api))
         .merge(query::status::router(query::status::StatusState { db: Arc::clone(&db), server: status }))
@@ -135,7 +152,14 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         let _ = shipper.await;
     }
     tracing::info!("HTTP server stopped; syncing the WAL");
-    let closed = tokio::task::spawn_blocking(move || db.close()).await.context("WAL close task failed")?;
+    let closed = tokio::task::spawn_blocking(move || {
+        if let Err(e) = metadata.close() {
+            tracing::error!(error = %e, "cannot save the metric metadata");
+        }
+        db.close()
+    })
+    .await
+    .context("WAL close task failed")?;
     closed.context("closing the TSDB")?;
     tracing::info!("shutdown complete");
     Ok(())

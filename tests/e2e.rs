@@ -21,6 +21,7 @@ mod promql_vs_prometheus;
 mod queue_shaped_writes;
 mod read_during_compaction;
 mod remote_read;
+mod remote_write_v2;
 mod slow_clients;
 mod status_api;
 mod thanos_sidecar;

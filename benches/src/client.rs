@@ -30,6 +30,36 @@ pub struct LoadOptions {
     pub max_duration: Duration,
     /// Retries of a payload after a transport error, 5xx or 429.
     pub retries: u32,
+    /// Remote-write protocol of the payloads (their `Content-Type`).
+    pub protocol: Protocol,
+}
+
+/// The remote-write protocol a load is sent in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// 1.0: `prometheus.WriteRequest`.
+    #[default]
+    V1,
+    /// 2.0: `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+impl Protocol {
+    /// The request `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Protocol::V1 => "application/x-protobuf",
+            Protocol::V2 => "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        }
+    }
+
+    /// The `X-Prometheus-Remote-Write-Version` header.
+    pub fn version(self) -> &'static str {
+        match self {
+            Protocol::V1 => "0.1.0",
+            Protocol::V2 => "2.0.0",
+        }
+    }
 }
 
 /// What a load run did.
@@ -75,9 +105,9 @@ pub fn send_load(url: &str, shards: &[ShardPayloads], opts: &LoadOptions, bar: &
                         requests.fetch_add(1, Ordering::Relaxed);
                         let r = agent
                             .post(url)
-                            .set("Content-Type", "application/x-protobuf")
+                            .set("Content-Type", opts.protocol.content_type())
                             .set("Content-Encoding", "snappy")
-                            .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+                            .set("X-Prometheus-Remote-Write-Version", opts.protocol.version())
                             .send_bytes(&p.body);
                         let retry = match r {
                             Ok(resp) => {

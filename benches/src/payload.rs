@@ -1,5 +1,5 @@
 //! Remote-write 1.0 payloads (snappy-compressed `WriteRequest`s) built from a workload before any
-//! timing starts.
+//! timing starts, and their 2.0 form ([`to_v2`]).
 //!
 //! Like a Prometheus (agent) queue shard, each batch holds up to `batch` samples, one `TimeSeries`
 //! per sample, and every series always goes to the same shard (connection), so per-series order is
@@ -117,6 +117,27 @@ pub fn build_all(spec: &Spec, shards: usize, batch: usize, progress: &(dyn Fn(u6
     result
 }
 
+/// The same payloads as remote-write 2.0 requests (same series and samples, in the same order;
+/// each request with its own symbol table, as Prometheus's queue builds them).
+pub fn to_v2(shards: &[ShardPayloads]) -> Vec<ShardPayloads> {
+    let mut enc = snap::raw::Encoder::new();
+    shards
+        .iter()
+        .map(|payloads| {
+            payloads
+                .iter()
+                .map(|p| {
+                    let raw = snap::raw::Decoder::new().decompress_vec(&p.body).unwrap_or_default();
+                    let req = WriteRequest::decode(raw.as_slice()).unwrap_or_default();
+                    let v2 = ingest::proto_v2::Request::from_v1(&req).encode_to_vec();
+                    let body = enc.compress_vec(&v2).unwrap_or_default();
+                    Payload { body, samples: p.samples, round: p.round, raw_bytes: v2.len() as u32 }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The same request built from the [`ingest::proto`] structs (reference for tests).
 pub fn encode_with_structs(spec: &Spec, samples: &[Emitted]) -> Vec<u8> {
     let req = WriteRequest {
@@ -160,5 +181,19 @@ mod tests {
         assert_eq!(raw, encode_with_structs(&spec, &first));
         let req = WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string());
         assert_eq!(req.map(|r| r.timeseries.len()), Ok(250));
+    }
+
+    #[test]
+    fn v2_payloads_hold_the_same_samples() {
+        let spec = bench_spec(50, 4, 0.0);
+        let shards = build_all(&spec, 2, 100, &|_| {});
+        let v2 = to_v2(&shards);
+        for (a, b) in shards.iter().flatten().zip(v2.iter().flatten()) {
+            assert_eq!((a.samples, a.round), (b.samples, b.round));
+            let raw = snap::raw::Decoder::new().decompress_vec(&b.body).unwrap_or_default();
+            let req = ingest::proto_v2::Request::decode(raw.as_slice()).unwrap_or_default();
+            let n: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+            assert_eq!(n, a.samples as usize);
+        }
     }
 }

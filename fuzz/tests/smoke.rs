@@ -28,6 +28,11 @@ fn remote_write() {
 }
 
 #[test]
+fn remote_write_v2() {
+    smoke("remote-write-v2", REMOTE_WRITE_ITERATIONS);
+}
+
+#[test]
 fn remote_read() {
     smoke("remote-read", ITERATIONS);
 }

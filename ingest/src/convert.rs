@@ -31,6 +31,8 @@ pub struct Outcome {
     pub report: Report,
     /// What the commit did.
     pub commit: CommitStats,
+    /// Exemplars stored (see [`tsdb::exemplars`]); set by the caller that stores them.
+    pub exemplars_stored: u64,
 }
 
 impl From<RejectReason> for Reason {
@@ -94,7 +96,7 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     };
     report.set_received(summary.samples + summary.histograms);
     let (commit, ticket) = app.commit_unsynced()?;
-    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit };
+    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit, exemplars_stored: 0 };
     Ok((outcome, ticket))
 }
 
@@ -102,10 +104,7 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
 /// waiting)` — that slot (its previous series, three back, already appended), the slot of the series
 /// decoded one before (slot requested, to be probed) and that of the one decoded two before (to be
 /// looked up and appended).
-fn roles<'s, 'a>(
-    staged: &'s mut [Staged<'a>; 3],
-    next: usize,
-) -> (&'s mut Staged<'a>, &'s mut Staged<'a>, &'s mut Staged<'a>) {
+pub(crate) fn roles<T>(staged: &mut [T; 3], next: usize) -> (&mut T, &mut T, &mut T) {
     let [a, b, c] = staged;
     match next {
         0 => (a, c, b),
@@ -179,18 +178,18 @@ fn append_series(
 }
 
 /// The pairs as sent, invalid UTF-8 replaced.
-fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
+pub(crate) fn write_labels_lossy(out: &mut String, pairs: &[(&[u8], &[u8])]) {
     write_labels(out, pairs.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))));
 }
 
 /// The label set of a stored series, as the storage keeps it: sorted by name, empty values dropped.
-fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
+pub(crate) fn write_series_labels(out: &mut String, pairs: &[(&[u8], &[u8])]) {
     let mut sorted: Vec<(&[u8], &[u8])> = pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect();
     sorted.sort_by_key(|(n, _)| *n);
     write_labels_lossy(out, &sorted);
 }
 
-fn describe_count(out: &mut String, n: u64, first_t: Option<i64>) {
+pub(crate) fn describe_count(out: &mut String, n: u64, first_t: Option<i64>) {
     match (n, first_t) {
         (1, Some(t)) => {
             let _ = write!(out, " @{t}");

@@ -1,13 +1,16 @@
 //! Pure request decoding: header checks, size limits, snappy, and a borrowing protobuf walk.
 //!
-//! Nothing here touches storage or async. The walk ([`walk`]) reads a `prometheus.WriteRequest`
+//! Nothing here touches storage or async. [`check_content_type`] picks the protocol; [`v2`] walks
+//! 2.0 requests, [`metadata`] reads the metadata of 1.0 ones and [`exemplars`] the exemplars of
+//! either. The walk ([`walk`]) reads a `prometheus.WriteRequest`
 //! straight from the decompressed buffer and hands out, per `TimeSeries`, borrowed `(&[u8], &[u8])`
 //! label pairs (in a caller-reused `Vec`) and an iterator of `(t, v)` samples — no label `String`s, no
 //! per-sample allocation. It accepts every byte string that prost accepts for [`crate::proto::WriteRequest`]
 //! and yields the same series and samples (property-tested), with two deliberate leniencies:
 //! label bytes are not checked for UTF-8 here (the storage checks them only for a label set it does not
 //! hold yet, so a series that is not UTF-8 is rejected on its own instead of failing the request), and
-//! the contents of exemplars, histograms and metadata (which are ignored) are only length-checked.
+//! the contents of exemplars, histograms and metadata are only length-checked (exemplars and
+//! metadata are read by a second pass, [`exemplars`] and [`metadata`], when they are stored).
 //!
 //! Every read is bounds-checked; the only recursion (skipping nested groups of unknown fields) is
 //! limited to prost's depth of 100. Any input yields `Ok` or `Err`, never a panic.
@@ -17,7 +20,7 @@ use std::fmt;
 
 use crate::error::Error;
 
-/// The media type of remote-write 1.0 bodies.
+/// The media type of remote-write bodies (1.0 and 2.0).
 pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
 /// The `proto` parameter that names remote-write 1.0's message.
 pub const PROTO_WRITE_REQUEST_V1: &str = "prometheus.WriteRequest";
@@ -27,12 +30,23 @@ pub const CONTENT_ENCODING_SNAPPY: &str = "snappy";
 /// Prost's recursion limit, kept so that both decoders accept and reject the same nesting.
 const RECURSION_LIMIT: u32 = 100;
 
-/// Checks `Content-Type`: absent/empty, `application/x-protobuf`, or
-/// `application/x-protobuf;proto=prometheus.WriteRequest` (other parameters are ignored).
-pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error> {
-    let Some(raw) = value else { return Ok(()) };
+/// The remote-write protocol a request is in, chosen by its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Remote-write 1.0: `prometheus.WriteRequest`.
+    V1,
+    /// Remote-write 2.0: `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+/// Picks the protocol from `Content-Type`: absent/empty or `application/x-protobuf` without a
+/// `proto` parameter, or with `proto=prometheus.WriteRequest`, is 1.0; with
+/// `proto=io.prometheus.write.v2.Request` it is 2.0 (other parameters are ignored). Anything else
+/// is refused (415).
+pub fn check_content_type(value: Option<&str>) -> std::result::Result<Protocol, Error> {
+    let Some(raw) = value else { return Ok(Protocol::V1) };
     if raw.trim().is_empty() {
-        return Ok(());
+        return Ok(Protocol::V1);
     }
     let unsupported = || Error::UnsupportedContentType { value: tsdb::labels::clip(raw).into_owned() };
     let mut parts = raw.split(';');
@@ -45,13 +59,14 @@ pub fn check_content_type(value: Option<&str>) -> std::result::Result<(), Error>
             continue;
         };
         if key.trim().eq_ignore_ascii_case("proto") {
-            let val = val.trim().trim_matches('"');
-            if val != PROTO_WRITE_REQUEST_V1 {
-                return Err(unsupported());
-            }
+            return match val.trim().trim_matches('"') {
+                PROTO_WRITE_REQUEST_V1 => Ok(Protocol::V1),
+                v2::PROTO_REQUEST_V2 => Ok(Protocol::V2),
+                _ => Err(unsupported()),
+            };
         }
     }
-    Ok(())
+    Ok(Protocol::V1)
 }
 
 /// Checks `Content-Encoding`: absent/empty (assumed snappy, as Prometheus does) or `snappy`.
@@ -338,6 +353,8 @@ pub struct WalkSummary {
 pub struct SeriesView<'a> {
     /// The series' message from its first sample on (the whole message if it has none).
     msg: Reader<'a>,
+    /// The whole series message (exemplars are read from it, see [`exemplars`]).
+    whole: Reader<'a>,
     depth: u32,
     /// Float samples in the series.
     pub num_samples: u64,
@@ -422,8 +439,15 @@ where
 
 fn parse_series<'a>(msg: Reader<'a>, depth: u32, labels: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SeriesView<'a>> {
     labels.clear();
-    let mut view =
-        SeriesView { msg, depth, num_samples: 0, num_histograms: 0, num_exemplars: 0, first_histogram_t: None };
+    let mut view = SeriesView {
+        msg,
+        whole: msg,
+        depth,
+        num_samples: 0,
+        num_histograms: 0,
+        num_exemplars: 0,
+        first_histogram_t: None,
+    };
     let mut r = msg;
     while r.has_more() {
         let at = r.pos;
@@ -522,6 +546,10 @@ fn histogram_timestamp(mut r: Reader<'_>) -> Option<i64> {
     }
     t
 }
+
+pub mod exemplars;
+pub mod metadata;
+pub mod v2;
 
 #[cfg(test)]
 mod tests;

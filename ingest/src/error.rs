@@ -12,8 +12,8 @@ use crate::report::Report;
 /// Why a remote-write request was not answered with 204.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `Content-Type` is not remote-write 1.0 protobuf.
-    #[error("unsupported Content-Type {value:?}: this endpoint accepts remote-write 1.0 (application/x-protobuf;proto=prometheus.WriteRequest)")]
+    /// `Content-Type` is neither remote-write 1.0 nor 2.0 protobuf.
+    #[error("unsupported Content-Type {value:?}: this endpoint accepts remote-write 1.0 (application/x-protobuf;proto=prometheus.WriteRequest) and 2.0 (application/x-protobuf;proto=io.prometheus.write.v2.Request)")]
     UnsupportedContentType {
         /// The header as sent.
         value: String,
@@ -61,6 +61,9 @@ pub enum Error {
     /// The decompressed body is not a valid protobuf `WriteRequest`.
     #[error("invalid protobuf WriteRequest: {0}")]
     Protobuf(#[from] ProtoError),
+    /// The decompressed body is not a valid remote-write 2.0 `io.prometheus.write.v2.Request`.
+    #[error("invalid protobuf io.prometheus.write.v2.Request: {0}")]
+    ProtobufV2(#[from] crate::decode::v2::RequestError),
     /// Some samples were rejected (every valid sample of the request was stored).
     #[error("{0}")]
     Rejected(Box<Report>),
@@ -90,6 +93,7 @@ impl Error {
             | Error::SnappyLengthImpossible { .. }
             | Error::Snappy(_)
             | Error::Protobuf(_)
+            | Error::ProtobufV2(_)
             | Error::Rejected(_) => StatusCode::BAD_REQUEST,
             Error::Storage(tsdb::Error::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Storage(_) | Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,6 @@
 //! The axum handler for `POST /api/v1/write`.
 //!
-//! Checks the headers before doing any work, takes the body (bounded by the router's
+//! Picks the protocol (1.0 or 2.0) from the headers before doing any work, takes the body (bounded by the router's
 //! `DefaultBodyLimit`), then runs decompress + decode + append + commit on the ingest pool; the
 //! answer comes back once the batch is fsynced (through the sync waiter thread if the fsync was not
 //! already done), so a 2xx always means the samples are durable.
@@ -15,12 +15,16 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, error, info, warn};
 
+use tsdb::exemplars::ExemplarStore;
+use tsdb::metadata::{MetadataStore, MetricType, Update};
+
 use crate::convert::{self, Outcome};
-use crate::decode;
+use crate::convert_v2;
+use crate::decode::{self, Protocol};
 use crate::error::{Error, Result};
 use crate::{IngestState, Limits};
 
@@ -30,6 +34,13 @@ const KEEP_BUFFER_MAX_BYTES: usize = 16 << 20;
 thread_local! {
     static PAYLOAD_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Response headers of remote-write 2.0: what the request stored.
+pub const SAMPLES_WRITTEN_HEADER: &str = "x-prometheus-remote-write-samples-written";
+/// See [`SAMPLES_WRITTEN_HEADER`].
+pub const HISTOGRAMS_WRITTEN_HEADER: &str = "x-prometheus-remote-write-histograms-written";
+/// See [`SAMPLES_WRITTEN_HEADER`].
+pub const EXEMPLARS_WRITTEN_HEADER: &str = "x-prometheus-remote-write-exemplars-written";
 
 /// `POST /api/v1/write`.
 #[tracing::instrument(name = "remote_write", skip_all)]
@@ -41,14 +52,21 @@ pub(crate) async fn write(
     let started = Instant::now();
     let compressed = body.as_ref().map_or(0, Bytes::len);
     state.metrics().request(compressed);
-    let result = handle(&state, &headers, body).await;
+    let (protocol, result) = match negotiate(&headers) {
+        Ok(p) => (Some(p), handle(&state, p, body).await),
+        Err(e) => (None, Err(e)),
+    };
+    // Float samples stored (or identical to stored ones), also when others were rejected.
+    let (written, exemplars_written) = result.as_ref().map_or((0, 0), |o| (o.accepted, o.exemplars_stored));
+    let result =
+        result.and_then(|o| if o.report.is_empty() { Ok(o) } else { Err(Error::Rejected(Box::new(o.report))) });
     let status = match &result {
         Ok(_) => StatusCode::NO_CONTENT,
         Err(e) => e.status(),
     };
     state.metrics().response(status);
     let elapsed_us = started.elapsed().as_micros() as u64;
-    match result {
+    let mut response = match result {
         Ok(o) => {
             debug!(
                 bytes = compressed,
@@ -59,8 +77,8 @@ pub(crate) async fn write(
                 out_of_order = o.commit.out_of_order,
                 deduplicated = o.commit.deduplicated,
                 series_created = o.commit.series_created,
-                exemplars_ignored = o.summary.exemplars,
-                metadata_ignored = o.summary.metadata,
+                exemplars_received = o.summary.exemplars,
+                metadata = o.summary.metadata,
                 elapsed_us,
                 "remote-write request stored"
             );
@@ -77,6 +95,7 @@ pub(crate) async fn write(
                 too_old = report.count(Reason::TooOld),
                 duplicate = report.count(Reason::Duplicate),
                 invalid_labels = report.count(Reason::InvalidLabels),
+                invalid_references = report.count(Reason::InvalidReference),
                 native_histograms = report.count(Reason::NativeHistogram),
                 first = report.lines().first().map_or("", String::as_str),
                 elapsed_us,
@@ -92,20 +111,32 @@ pub(crate) async fn write(
             error!(bytes = compressed, status = status.as_u16(), cause = %e, "remote-write request failed");
             e.into_response()
         }
+    };
+    if protocol == Some(Protocol::V2) {
+        let h = response.headers_mut();
+        h.insert(SAMPLES_WRITTEN_HEADER, HeaderValue::from(written));
+        h.insert(HISTOGRAMS_WRITTEN_HEADER, HeaderValue::from(0u64));
+        h.insert(EXEMPLARS_WRITTEN_HEADER, HeaderValue::from(exemplars_written));
     }
+    response
 }
 
-async fn handle(
-    state: &IngestState,
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Outcome> {
+/// The protocol of a request, from its `Content-Type` and `Content-Encoding` (415 if unsupported).
+fn negotiate(headers: &HeaderMap) -> Result<Protocol> {
     let encoding =
         header_str(headers, &header::CONTENT_ENCODING).map_err(|value| Error::UnsupportedContentEncoding { value })?;
     decode::check_content_encoding(encoding)?;
     let content_type =
         header_str(headers, &header::CONTENT_TYPE).map_err(|value| Error::UnsupportedContentType { value })?;
-    decode::check_content_type(content_type)?;
+    decode::check_content_type(content_type)
+}
+
+/// Runs a negotiated request; the outcome may hold rejections (the caller answers 400 then).
+async fn handle(
+    state: &IngestState,
+    protocol: Protocol,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Outcome> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::BodyTooLarge { limit: state.limits.max_compressed_bytes }
@@ -114,7 +145,13 @@ async fn handle(
         }
     })?;
     let head = Arc::clone(&state.head);
-    let limits = state.limits;
+    let job = Job {
+        limits: state.limits,
+        protocol,
+        metadata: state.metadata.clone(),
+        exemplars: state.exemplars.clone(),
+        created_timestamp_zero_ingestion: state.created_timestamp_zero_ingestion,
+    };
     let syncer = state.syncer.clone();
     let in_flight = syncer.as_ref().map(wal::SyncWaiter::begin);
     let (answer, answered) = tokio::sync::oneshot::channel::<Result<Outcome>>();
@@ -122,7 +159,7 @@ async fn handle(
     // thread answers at once only if there is nothing to wait for, else the sync waiter answers after
     // the fsync. Either way the pool thread goes on to the next request.
     state.pool.submit(move || {
-        let processed = process(&head, limits, &body);
+        let processed = process(&head, &job, &body);
         // The batch is written: the sync waiter need not hold an fsync back for this request any more
         // (dropped before the ticket is queued, so the sync waiter never waits for its own ticket).
         drop(in_flight);
@@ -145,11 +182,16 @@ async fn handle(
     // A dropped sender means the job panicked (the pool or the sync waiter caught it).
     let outcome = answered.await.map_err(|_| Error::Internal { reason: "remote-write task panicked".into() })??;
     state.metrics().decoded(&outcome);
-    if outcome.report.is_empty() {
-        Ok(outcome)
-    } else {
-        Err(Error::Rejected(Box::new(outcome.report)))
-    }
+    Ok(outcome)
+}
+
+/// What a pool thread needs besides the head and the body.
+struct Job {
+    limits: Limits,
+    protocol: Protocol,
+    metadata: Option<Arc<MetadataStore>>,
+    exemplars: Option<Arc<ExemplarStore>>,
+    created_timestamp_zero_ingestion: bool,
 }
 
 /// A WAL that could not make a batch durable: 503 once closed, else 500.
@@ -161,15 +203,73 @@ fn storage_error(e: wal::Error) -> Error {
 }
 
 /// Decompress, decode, append, commit (without waiting for the fsync). Blocking.
-fn process(head: &tsdb::Head, limits: Limits, body: &[u8]) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
+fn process(head: &tsdb::Head, job: &Job, body: &[u8]) -> Result<(Outcome, Option<tsdb::SyncTicket>)> {
     let mut buf = PAYLOAD_BUF.try_with(RefCell::take).unwrap_or_default();
-    let result = decode::decompress(body, limits.max_decompressed_bytes, &mut buf)
-        .and_then(|()| convert::append_request_unsynced(head, &buf));
+    let result =
+        decode::decompress(body, job.limits.max_decompressed_bytes, &mut buf).and_then(|()| match job.protocol {
+            Protocol::V1 => {
+                let mut appended = convert::append_request_unsynced(head, &buf);
+                if let (Ok((outcome, _)), Some(store)) = (&appended, &job.metadata) {
+                    if outcome.summary.metadata > 0 {
+                        record_v1_metadata(store, &buf);
+                    }
+                }
+                if let (Ok((outcome, _)), Some(store)) = (&mut appended, &job.exemplars) {
+                    if outcome.summary.exemplars > 0 {
+                        outcome.exemplars_stored = store_v1_exemplars(store, &buf);
+                    }
+                }
+                appended
+            }
+            Protocol::V2 => {
+                let opts = convert_v2::Options {
+                    created_timestamp_zero_ingestion: job.created_timestamp_zero_ingestion,
+                    metadata: job.metadata.as_deref(),
+                    exemplars: job.exemplars.as_deref(),
+                };
+                convert_v2::append_request_unsynced(head, &buf, opts)
+            }
+        });
     if buf.capacity() <= KEEP_BUFFER_MAX_BYTES {
         // Kept with its stale bytes: `decompress` overwrites them and zero-fills only growth.
         let _ = PAYLOAD_BUF.try_with(|b| b.replace(buf));
     }
     result
+}
+
+/// Stores a 1.0 request's exemplars (the payload has been walked and committed): those of series
+/// with valid labels and samples. Returns how many were stored.
+fn store_v1_exemplars(store: &ExemplarStore, payload: &[u8]) -> u64 {
+    let mut labels = Vec::new();
+    let mut per_series = Vec::new();
+    let walked = decode::walk(payload, &mut labels, |pairs, series| {
+        if series.num_exemplars > 0 && series.num_samples > 0 {
+            if let Some(l) = convert_v2::series_labels(pairs) {
+                per_series.push((l, series.exemplars_v1()));
+            }
+        }
+    });
+    match walked {
+        Ok(_) => convert_v2::store_exemplars(store, per_series),
+        Err(e) => {
+            warn!(cause = %e, "cannot read the exemplars of a remote-write request");
+            0
+        }
+    }
+}
+
+/// Records a 1.0 request's metadata (the payload has been walked: it is well-formed).
+fn record_v1_metadata(store: &MetadataStore, payload: &[u8]) {
+    let mut updates = Vec::new();
+    let walked = decode::metadata::walk_v1(payload, |m| {
+        updates.push(Update { family: m.family, kind: MetricType::from_proto(m.kind), help: m.help, unit: m.unit });
+    });
+    match walked {
+        Ok(()) => {
+            store.update(updates);
+        }
+        Err(e) => warn!(cause = %e, "cannot read the metadata of a remote-write request"),
+    }
 }
 
 /// A header as text; `Err` carries a printable form of a value that is not visible ASCII.
@@ -184,3 +284,5 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> std::result::Res
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;

@@ -1,6 +1,7 @@
-//! Prometheus remote-write 1.0 receiver: `POST /api/v1/write`.
+//! Prometheus remote-write 1.0 and 2.0 receiver: `POST /api/v1/write`.
 //!
-//! A request is a snappy block (not framed) holding a protobuf `prometheus.WriteRequest`. It is
+//! A request is a snappy block (not framed) holding a protobuf `prometheus.WriteRequest` (1.0) or
+//! `io.prometheus.write.v2.Request` (2.0), told apart by `Content-Type`'s `proto` parameter. It is
 //! decoded in one pass straight from the decompressed buffer (label pairs are borrowed, never copied
 //! into `String`s), grouped by series, appended through one [`tsdb::head::Appender`] and committed once
 //! (one WAL append, at most one shared fsync).
@@ -10,17 +11,24 @@
 //! | status | when |
 //! |---|---|
 //! | 204 | every sample accepted (identical re-sent samples count as accepted) |
-//! | 400 | bad snappy (including a declared length the block cannot expand to), bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, native histogram) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
+//! | 400 | bad snappy (including a declared length the block cannot expand to), bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, native histogram, a 2.0 series with a symbol reference out of range) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
 //! | 413 | compressed body over [`Limits::max_compressed_bytes`], or declared decompressed size over [`Limits::max_decompressed_bytes`] |
-//! | 415 | `Content-Encoding` other than `snappy`, or `Content-Type` other than `application/x-protobuf[;proto=prometheus.WriteRequest]` (both may be absent) |
+//! | 415 | `Content-Encoding` other than `snappy`, or `Content-Type` other than `application/x-protobuf[;proto=prometheus.WriteRequest]` or `application/x-protobuf;proto=io.prometheus.write.v2.Request` (both may be absent: 1.0, snappy) |
 //! | 500 / 503 | storage failed (WAL I/O) / storage closed; nothing was acknowledged |
 //!
-//! Exemplars and metadata are accepted and ignored (counted in [`IngestMetrics`]).
+//! 2.0 answers (2xx and 4xx after negotiation, 5xx too) carry `X-Prometheus-Remote-Write-Samples-Written`,
+//! `-Histograms-Written` and `-Exemplars-Written`: the float samples accepted, 0 histograms (not
+//! stored) and the exemplars stored. Metric metadata (1.0 `metadata`, 2.0 series metadata) goes
+//! to the [`tsdb::metadata::MetadataStore`] given with [`IngestState::with_metadata`], exemplars of
+//! series whose samples were accepted to the [`tsdb::exemplars::ExemplarStore`] given with
+//! [`IngestState::with_exemplars`] (a refused exemplar never fails a request).
 //!
 //! Layout:
 //! - [`proto`]: prost structs, the reference definition of the messages (used to encode in tests/benches).
 //! - [`decode`]: pure — header checks, limits, snappy, the borrowing protobuf walk.
 //! - [`convert`]: walk → appender, gathering rejections into a [`Report`]. Blocking.
+//! - [`convert_v2`]: the same for 2.0 requests (symbol references, created timestamps, metadata).
+//! - [`proto_v2`]: prost structs of the 2.0 messages (tests and benches encode with them).
 //! - `handler`: the axum handler; runs [`convert`] on the ingest pool, which hands the commit's fsync
 //!   wait to the WAL's [`wal::SyncWaiter`] (see [`GROUP_WAIT`]).
 //! - `pool`: the ingest pool, one thread per core.
@@ -31,12 +39,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod convert;
+pub mod convert_v2;
 pub mod decode;
 pub mod error;
 mod handler;
 pub mod metrics;
 mod pool;
 pub mod proto;
+pub mod proto_v2;
 pub mod report;
 
 use std::sync::Arc;
@@ -93,6 +103,12 @@ pub struct IngestState {
     pool: Arc<pool::IngestPool>,
     /// Answers requests once their WAL batch is fsynced; `None` without a WAL.
     syncer: Option<wal::SyncWaiter>,
+    /// Where metric metadata from requests goes; `None` drops it.
+    metadata: Option<Arc<tsdb::metadata::MetadataStore>>,
+    /// Prometheus's `created-timestamp-zero-ingestion` feature (remote-write 2.0 only).
+    created_timestamp_zero_ingestion: bool,
+    /// Where exemplars from requests go; `None` drops them.
+    exemplars: Option<Arc<tsdb::exemplars::ExemplarStore>>,
 }
 
 impl IngestState {
@@ -105,7 +121,32 @@ impl IngestState {
             limits,
             metrics: Arc::default(),
             pool: Arc::new(pool::IngestPool::per_core()?),
+            metadata: None,
+            created_timestamp_zero_ingestion: false,
+            exemplars: None,
         })
+    }
+
+    /// Stores the exemplars of requests (1.0 and 2.0) in `store`.
+    #[must_use]
+    pub fn with_exemplars(mut self, store: Arc<tsdb::exemplars::ExemplarStore>) -> IngestState {
+        self.exemplars = Some(store);
+        self
+    }
+
+    /// Records the metric metadata of requests (1.0 `metadata`, 2.0 series metadata) in `store`.
+    #[must_use]
+    pub fn with_metadata(mut self, store: Arc<tsdb::metadata::MetadataStore>) -> IngestState {
+        self.metadata = Some(store);
+        self
+    }
+
+    /// Turns on Prometheus's `created-timestamp-zero-ingestion` for 2.0 requests: a zero sample at a
+    /// series' created timestamp ([`convert_v2::created_zero_sample`]).
+    #[must_use]
+    pub fn with_created_timestamp_zero_ingestion(mut self, on: bool) -> IngestState {
+        self.created_timestamp_zero_ingestion = on;
+        self
     }
 
     /// The endpoint's counters (the server renders them on `/metrics`).

@@ -16,8 +16,8 @@ pub struct IngestMetrics {
     samples_received: AtomicU64,
     samples_accepted: AtomicU64,
     histograms_received: AtomicU64,
-    exemplars_ignored: AtomicU64,
-    metadata_ignored: AtomicU64,
+    exemplars_received: AtomicU64,
+    metadata_received: AtomicU64,
     rejected: [AtomicU64; Reason::COUNT],
 }
 
@@ -40,10 +40,10 @@ pub struct MetricsSnapshot {
     pub samples_accepted: u64,
     /// Native histogram samples received (all rejected).
     pub histograms_received: u64,
-    /// Exemplars received and ignored.
-    pub exemplars_ignored: u64,
-    /// Metadata entries received and ignored.
-    pub metadata_ignored: u64,
+    /// Exemplars received.
+    pub exemplars_received: u64,
+    /// Metric metadata entries received (1.0 entries, 2.0 series with metadata).
+    pub metadata_received: u64,
     /// Samples rejected, indexed by [`Reason::index`].
     pub rejected: [u64; Reason::COUNT],
 }
@@ -71,8 +71,8 @@ impl IngestMetrics {
         add(&self.samples_received, o.summary.samples);
         add(&self.samples_accepted, o.accepted);
         add(&self.histograms_received, o.summary.histograms);
-        add(&self.exemplars_ignored, o.summary.exemplars);
-        add(&self.metadata_ignored, o.summary.metadata);
+        add(&self.exemplars_received, o.summary.exemplars);
+        add(&self.metadata_received, o.summary.metadata);
         self.rejections(&o.report);
     }
 
@@ -101,8 +101,8 @@ impl IngestMetrics {
             samples_received: l(&self.samples_received),
             samples_accepted: l(&self.samples_accepted),
             histograms_received: l(&self.histograms_received),
-            exemplars_ignored: l(&self.exemplars_ignored),
-            metadata_ignored: l(&self.metadata_ignored),
+            exemplars_received: l(&self.exemplars_received),
+            metadata_received: l(&self.metadata_received),
             rejected: std::array::from_fn(|i| self.rejected.get(i).map_or(0, l)),
         }
     }

@@ -25,11 +25,14 @@ pub enum Reason {
     InvalidLabels,
     /// Native histogram samples, which Strata does not store.
     NativeHistogram,
+    /// A remote-write 2.0 series with a symbol reference out of range or an odd number of label
+    /// references; all its samples are rejected.
+    InvalidReference,
 }
 
 impl Reason {
     /// Number of reasons.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// All reasons, in index order.
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::OutOfBounds,
@@ -39,6 +42,7 @@ impl Reason {
         Reason::TooFarInFuture,
         Reason::InvalidLabels,
         Reason::NativeHistogram,
+        Reason::InvalidReference,
     ];
 
     /// Dense index, for counter arrays.
@@ -56,6 +60,7 @@ impl Reason {
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::InvalidLabels => "invalid_labels",
             Reason::NativeHistogram => "native_histogram",
+            Reason::InvalidReference => "invalid_reference",
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`head`]: the in-memory head block: series, in-order and out-of-order chunks, postings, WAL.
 //! - [`record`]: the tsdb's WAL record formats.
 //! - [`db`]: the data directory as a whole: head, blocks, compaction, retention.
+//! - [`exemplars`]: a bounded in-memory circular buffer of remote-written exemplars.
+//! - [`metadata`]: the latest type/help/unit per metric family, persisted beside the blocks.
 //! - [`delay_compact`]: which blocks compaction may use while a shipper has not uploaded them.
 //! - [`snapshot`]: snapshots of the data directory (hard-linked blocks plus the head as a block).
 //! - `pending_reads`: the open readers and the block list each took, which head truncation waits for.
@@ -24,10 +26,12 @@ pub mod chunkenc;
 pub mod db;
 pub mod delay_compact;
 pub mod error;
+pub mod exemplars;
 pub mod head;
 pub mod intervals;
 pub mod labels;
 pub mod merge;
+pub mod metadata;
 mod pending_reads;
 mod prefetch;
 pub mod querier;

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use strata_benches::client::LoadOptions;
+use strata_benches::client::{LoadOptions, Protocol};
 use strata_benches::compare::{self, Options};
 use strata_benches::target::{Kind, Target};
 use strata_benches::workload::Spec;
@@ -127,7 +127,7 @@ impl WorkloadArgs {
         let per_round = (spec.slots() / self.connections).max(1);
         let rounds_per_request = (self.batch / per_round + 1) as u32;
         let skew = ((600_000 / spec.interval_ms) as u32).max(2 * rounds_per_request + 2);
-        LoadOptions { max_skew_rounds: skew, max_duration, retries: 5 }
+        LoadOptions { max_skew_rounds: skew, max_duration, retries: 5, protocol: Protocol::V1 }
     }
 }
 
@@ -174,6 +174,9 @@ struct LoadArgs {
     /// Stop after this long.
     #[arg(long, default_value = "30m", value_parser = duration)]
     max_load: Duration,
+    /// Remote-write protocol: 1 (`prometheus.WriteRequest`) or 2 (`io.prometheus.write.v2.Request`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    protocol: u8,
 }
 
 fn default_strata_bin() -> PathBuf {
@@ -223,11 +226,15 @@ fn main() -> Result<()> {
                 bail!("load is only sent to loopback addresses, not {host:?}");
             }
             let spec = a.workload.spec()?;
-            let (shards, encode_s) = compare::encode(&spec, a.workload.connections, a.workload.batch);
+            let (mut shards, encode_s) = compare::encode(&spec, a.workload.connections, a.workload.batch);
+            let mut load = a.workload.load_options(&spec, a.max_load);
+            if a.protocol == 2 {
+                shards = strata_benches::payload::to_v2(&shards);
+                load.protocol = Protocol::V2;
+            }
             eprintln!("encoded {} samples in {encode_s:.1}s", spec.total_samples());
             let bar = indicatif::ProgressBar::new(spec.total_samples());
-            let r =
-                strata_benches::client::send_load(&a.url, &shards, &a.workload.load_options(&spec, a.max_load), &bar);
+            let r = strata_benches::client::send_load(&a.url, &shards, &load, &bar);
             bar.finish_and_clear();
             println!("{}", serde_json::to_string_pretty(&r)?);
             println!("samples/s: {:.0}", r.samples_ok as f64 / r.wall_s.max(1e-9));

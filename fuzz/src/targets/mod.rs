@@ -7,6 +7,7 @@ mod crc;
 mod promql;
 mod remote_read;
 mod remote_write;
+mod remote_write_v2;
 mod wal_record;
 mod xor_chunk;
 
@@ -32,7 +33,8 @@ pub trait Target {
 }
 
 /// Names of all targets, in the order `list` prints them.
-pub const NAMES: [&str; 6] = ["remote-write", "remote-read", "wal-record", "xor-chunk", "block", "promql"];
+pub const NAMES: [&str; 7] =
+    ["remote-write", "remote-write-v2", "remote-read", "wal-record", "xor-chunk", "block", "promql"];
 
 /// An error setting a target up (its temp directory, its valid block).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,7 @@ pub enum SetupError {
 pub fn by_name(name: &str) -> Result<Box<dyn Target>, SetupError> {
     Ok(match name {
         "remote-write" => Box::new(remote_write::RemoteWrite::new()?),
+        "remote-write-v2" => Box::new(remote_write_v2::RemoteWriteV2::new()?),
         "remote-read" => Box::new(remote_read::RemoteRead::new()),
         "wal-record" => Box::new(wal_record::WalRecord::new()?),
         "xor-chunk" => Box::new(xor_chunk::XorChunk),

@@ -76,12 +76,19 @@ fn content_type_checks() {
         Some("application/x-protobuf; proto=\"prometheus.WriteRequest\""),
         Some("application/x-protobuf; charset=binary"),
     ] {
-        assert!(check_content_type(ok).is_ok(), "{ok:?}");
+        assert_eq!(check_content_type(ok).unwrap(), Protocol::V1, "{ok:?}");
+    }
+    for ok in [
+        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        "application/x-protobuf; proto=\"io.prometheus.write.v2.Request\"",
+    ] {
+        assert_eq!(check_content_type(Some(ok)).unwrap(), Protocol::V2, "{ok:?}");
     }
     for bad in [
         "application/json",
         "text/plain",
-        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        "application/x-protobuf;proto=io.prometheus.write.v3.Request",
+        "application/x-protobuf;proto=prometheus.WriteRequestV2",
         "application/x-protobufs",
     ] {
         let e = check_content_type(Some(bad)).unwrap_err();

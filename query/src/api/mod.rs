@@ -2,7 +2,9 @@
 //! pool, and Prometheus's exact JSON. Handlers only parse and format; all PromQL semantics are
 //! in [`crate::engine`]. [`remote_read`] serves Prometheus's remote read over the same storage.
 
+pub mod exemplars;
 pub mod json;
+pub mod metadata;
 pub mod params;
 pub mod remote_read;
 pub mod status;
@@ -48,8 +50,6 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
         .route("/api/v1/alertmanagers", get(status::alertmanagers))
         .route("/api/v1/status/tsdb", get(tsdb_status))
-        .route("/api/v1/metadata", get(metadata))
-        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .with_state(state)
 }
 
@@ -443,14 +443,6 @@ async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResul
     .await?;
     warnings.extend(truncate(&mut values, limit));
     Ok((json::string_array(&values), warnings))
-}
-
-async fn metadata() -> Response {
-    respond(Ok(("{}".to_string(), Vec::new())))
-}
-
-async fn exemplars() -> Response {
-    respond(Ok(("[]".to_string(), Vec::new())))
 }
 
 async fn tsdb_status(State(st): State<QueryState>, p: Params) -> Response {

@@ -301,6 +301,14 @@ impl<'h> Appender<'h> {
         index.get(&(h.0, t)).copied()
     }
 
+    /// The series' newest timestamp: committed, or queued in this transaction if newer. `None` for a
+    /// series without samples.
+    pub fn newest_t(&self, h: SeriesHandle) -> Option<i64> {
+        let committed = self.series.get(h.0)?.lock().tail().map(|t| t.max_t);
+        let queued = self.pending_tails.get(h.0).copied().flatten().map(|t| t.max_t);
+        committed.max(queued)
+    }
+
     /// Convenience for tests and loaders: series lookup plus append.
     pub fn append_pairs(&mut self, pairs: &[(&str, &str)], t: i64, v: f64) -> std::result::Result<(), AppendError> {
         let mut buf: Vec<(&str, &str)> = pairs.to_vec();
