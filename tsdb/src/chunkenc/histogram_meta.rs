@@ -293,7 +293,7 @@ fn read_zero_threshold(r: &mut Reader<'_>) -> Option<f64> {
 
 /// Go's `math.Frexp`: `f = frac * 2^exp` with `|frac|` in [0.5, 1); zero, infinities and NaN
 /// are returned unchanged with exponent 0.
-fn frexp(f: f64) -> (f64, i32) {
+pub(crate) fn frexp(f: f64) -> (f64, i32) {
     if f == 0.0 || f.is_nan() || f.is_infinite() {
         return (f, 0);
     }

@@ -96,4 +96,6 @@ mod tests {
 }
 
 #[cfg(test)]
+mod histogram_tests;
+#[cfg(test)]
 mod xor_tests;
