@@ -410,38 +410,27 @@ pub(crate) fn set_header(bytes: &mut [u8], header: CounterResetHeader) {
     }
 }
 
-/// Absolute bucket counts and their bucket indexes, for the counter-reset comparison.
-fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i64, f64)> {
-    let mut out = Vec::with_capacity(counts.len());
-    let mut idx = 0i64;
-    let mut counts = counts.iter();
-    for (n, s) in spans.iter().enumerate() {
-        // A later span starts `offset` buckets after the previous span's end.
-        let _ = n;
-        idx += i64::from(s.offset);
-        for _ in 0..s.length {
-            match counts.next() {
-                Some(&c) => out.push((idx, c)),
-                None => return out,
-            }
-            idx += 1;
-        }
-    }
-    out
+/// The bucket indexes that spans describe, in order.
+fn bucket_indexes(spans: &[Span]) -> impl Iterator<Item = i64> + '_ {
+    // A later span starts `offset` buckets after the previous span's end.
+    spans
+        .iter()
+        .scan(0i64, |next, s| {
+            let first = next.saturating_add(i64::from(s.offset));
+            *next = first.saturating_add(i64::from(s.length));
+            Some(first..*next)
+        })
+        .flatten()
 }
 
 /// Whether going from `old` to `new` buckets is a counter reset: a bucket's count went down, or
 /// a populated bucket disappeared (Prometheus's `expand*SpansAndBuckets` returning not ok).
 pub(crate) fn buckets_reset(old_spans: &[Span], old: &[f64], new_spans: &[Span], new: &[f64]) -> bool {
-    let old = indexed(old_spans, old);
-    let new = indexed(new_spans, new);
-    let mut n = new.iter().peekable();
-    for &(idx, count) in &old {
-        while n.peek().is_some_and(|&&(i, _)| i < idx) {
-            n.next();
-        }
+    let mut n = bucket_indexes(new_spans).zip(new.iter().copied()).peekable();
+    for (idx, count) in bucket_indexes(old_spans).zip(old.iter().copied()) {
+        while n.next_if(|&(i, _)| i < idx).is_some() {}
         match n.peek() {
-            Some(&&(i, c)) if i == idx => {
+            Some(&(i, c)) if i == idx => {
                 if count > c {
                     return true;
                 }
@@ -453,12 +442,8 @@ pub(crate) fn buckets_reset(old_spans: &[Span], old: &[f64], new_spans: &[Span],
     false
 }
 
-/// Whether spans describe the same buckets (Prometheus compares the expanded bucket indexes;
-/// spans with zero-length runs may spell the same buckets differently).
+/// Whether spans describe the same buckets (the same span list may be spelled differently, with
+/// zero-length spans).
 pub(crate) fn same_buckets(a: &[Span], b: &[Span]) -> bool {
-    let ones_a = vec![0.0; crate::histogram::count_spans(a).min(1 << 20) as usize];
-    let ones_b = vec![0.0; crate::histogram::count_spans(b).min(1 << 20) as usize];
-    let ia: Vec<i64> = indexed(a, &ones_a).into_iter().map(|(i, _)| i).collect();
-    let ib: Vec<i64> = indexed(b, &ones_b).into_iter().map(|(i, _)| i).collect();
-    ia == ib
+    bucket_indexes(a).eq(bucket_indexes(b))
 }

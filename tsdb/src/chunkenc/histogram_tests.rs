@@ -225,6 +225,23 @@ fn custom_bounds_round_trip() {
     assert_eq!(got.custom_values, bounds);
 }
 
+/// Prometheus writes a custom bound of -0.0 as the whole number 0 (`putCustomBound` tests
+/// `tf < 0`), so it reads back as +0.0.
+#[test]
+fn negative_zero_custom_bound_reads_as_zero() {
+    let h = Histogram {
+        schema: -53,
+        positive_spans: vec![span(0, 1)],
+        positive_buckets: vec![0],
+        custom_values: vec![-0.0, 1.0],
+        ..Histogram::default()
+    };
+    let mut c = HistogramChunk::default();
+    c.append(5, &h).unwrap();
+    let (_, got) = c.iter().next().unwrap().unwrap();
+    assert_eq!(got.custom_values[0].to_bits(), 0.0f64.to_bits());
+}
+
 #[test]
 fn cuts_on_layout_change_and_counter_reset() {
     let mut c = HistogramChunk::default();
