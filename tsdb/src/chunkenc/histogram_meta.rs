@@ -429,14 +429,12 @@ pub(crate) fn buckets_reset(old_spans: &[Span], old: &[f64], new_spans: &[Span],
     let mut n = bucket_indexes(new_spans).zip(new.iter().copied()).peekable();
     for (idx, count) in bucket_indexes(old_spans).zip(old.iter().copied()) {
         while n.next_if(|&(i, _)| i < idx).is_some() {}
-        match n.peek() {
-            Some(&(i, c)) if i == idx => {
-                if count > c {
-                    return true;
-                }
-            }
-            _ if count != 0.0 => return true,
-            _ => {}
+        let reset = match n.peek() {
+            Some(&(i, c)) if i == idx => count > c,
+            _ => count != 0.0,
+        };
+        if reset {
+            return true;
         }
     }
     false
