@@ -85,6 +85,32 @@ impl FloatHistogramChunk {
         FloatHistogramIter::new(self.bytes())
     }
 
+    /// Reopens a chunk's bytes for appending: decodes every sample to restore the appender's
+    /// state and drops bytes after the last sample's padding.
+    pub fn from_bytes(mut bytes: Vec<u8>) -> Result<Self, ChunkError> {
+        let mut it = FloatHistogramIter::new(&bytes);
+        if let Some(Err(e)) = it.by_ref().find(Result::is_err) {
+            return Err(e);
+        }
+        let bits = it.r.bits_read();
+        let FloatHistogramIter { read, layout, t, t_delta, cnt, zcnt, sum, p_buckets, n_buckets, .. } = it;
+        bytes.truncate(HEADER_BYTES + bits.div_ceil(8));
+        // `(8 - bits % 8) % 8` is at most 7.
+        let free = ((8 - bits % 8) % 8) as u32;
+        Ok(Self {
+            stream: Writer::with_free_bits(bytes, free),
+            num_samples: read,
+            layout,
+            t,
+            t_delta,
+            cnt,
+            zcnt,
+            sum,
+            p_buckets,
+            n_buckets,
+        })
+    }
+
     fn same_spans(&self, h: &FloatHistogram) -> bool {
         (h.positive_spans == self.layout.positive_spans || same_buckets(&h.positive_spans, &self.layout.positive_spans))
             && (h.negative_spans == self.layout.negative_spans
@@ -167,7 +193,14 @@ impl FloatHistogramChunk {
             check_lengths("negative", &h.negative_spans, h.negative_buckets.len())?;
         }
         if self.num_samples == u16::MAX {
-            return Err(AppendError::cut(CutReason::Full, CounterResetHeader::Unknown));
+            // The next chunk's header says how `h` relates to this chunk's last sample.
+            self.appendable(h)?;
+            let header = if self.counter_reset_header() == CounterResetHeader::Gauge {
+                CounterResetHeader::Gauge
+            } else {
+                CounterResetHeader::NotCounterReset
+            };
+            return Err(AppendError::cut(CutReason::Full, header));
         }
         if self.num_samples == 0 {
             match h.counter_reset_hint {

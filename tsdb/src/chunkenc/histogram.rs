@@ -104,6 +104,39 @@ impl HistogramChunk {
         HistogramIter::new(self.bytes())
     }
 
+    /// Reopens a chunk's bytes for appending: decodes every sample to restore the appender's
+    /// state and drops bytes after the last sample's padding.
+    pub fn from_bytes(mut bytes: Vec<u8>) -> Result<Self, ChunkError> {
+        let mut it = HistogramIter::new(&bytes);
+        if let Some(Err(e)) = it.by_ref().find(Result::is_err) {
+            return Err(e);
+        }
+        let bits = it.r.bits_read();
+        let (num_samples, layout, sum) = (it.read, it.layout, it.sum);
+        let (t, cnt, zcnt, t_delta, cnt_delta, zcnt_delta) =
+            (it.t, it.cnt, it.zcnt, it.t_delta, it.cnt_delta, it.zcnt_delta);
+        let (p_buckets, n_buckets, p_deltas, n_deltas) = (it.p_buckets, it.n_buckets, it.p_deltas, it.n_deltas);
+        bytes.truncate(HEADER_BYTES + bits.div_ceil(8));
+        // `(8 - bits % 8) % 8` is at most 7.
+        let free = ((8 - bits % 8) % 8) as u32;
+        Ok(Self {
+            stream: Writer::with_free_bits(bytes, free),
+            num_samples,
+            layout,
+            t,
+            cnt,
+            zcnt,
+            t_delta,
+            cnt_delta,
+            zcnt_delta,
+            p_buckets,
+            n_buckets,
+            p_deltas,
+            n_deltas,
+            sum,
+        })
+    }
+
     /// Whether `h` may join this chunk, as Prometheus's `appendable`/`appendableGauge` decide;
     /// `Err` says why not and which header the new chunk gets.
     fn appendable(&self, h: &Histogram) -> Result<(), AppendError> {
@@ -199,7 +232,14 @@ impl HistogramChunk {
             check_lengths("negative", &h.negative_spans, h.negative_buckets.len())?;
         }
         if self.num_samples == u16::MAX {
-            return Err(AppendError::cut(CutReason::Full, CounterResetHeader::Unknown));
+            // The next chunk's header says how `h` relates to this chunk's last sample.
+            self.appendable(h)?;
+            let header = if self.counter_reset_header() == CounterResetHeader::Gauge {
+                CounterResetHeader::Gauge
+            } else {
+                CounterResetHeader::NotCounterReset
+            };
+            return Err(AppendError::cut(CutReason::Full, header));
         }
         if self.num_samples == 0 {
             match h.counter_reset_hint {

@@ -488,6 +488,17 @@ proptest! {
             prop_assert_eq!(t, gt);
             prop_assert_eq!(int_key(&expected_int(h, i)), int_key(gh));
         }
+        // Reopened after any prefix, the chunk appends the rest to the same bytes.
+        let split = series.len() / 2;
+        let mut first = HistogramChunk::default();
+        for (t, h) in &series[..split] {
+            prop_assert_eq!(first.append(*t, h), Ok(()));
+        }
+        let mut reopened = HistogramChunk::from_bytes(first.bytes().to_vec()).unwrap();
+        for (t, h) in &series[split..] {
+            prop_assert_eq!(reopened.append(*t, h), Ok(()));
+        }
+        prop_assert_eq!(reopened.bytes(), c.bytes());
         // Every truncation is reported, never a panic or a silently shorter chunk.
         let bytes = c.bytes();
         for len in 0..bytes.len() {
@@ -508,6 +519,16 @@ proptest! {
             prop_assert_eq!(t, gt);
             prop_assert_eq!(float_key(h), float_key(gh));
         }
+        let split = series.len() / 2;
+        let mut first = FloatHistogramChunk::default();
+        for (t, h) in &series[..split] {
+            prop_assert_eq!(first.append(*t, h), Ok(()));
+        }
+        let mut reopened = FloatHistogramChunk::from_bytes(first.bytes().to_vec()).unwrap();
+        for (t, h) in &series[split..] {
+            prop_assert_eq!(reopened.append(*t, h), Ok(()));
+        }
+        prop_assert_eq!(reopened.bytes(), c.bytes());
         let bytes = c.bytes();
         for len in 0..bytes.len() {
             let it = FloatHistogramIter::new(&bytes[..len]);
@@ -548,4 +569,17 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn full_chunk_cuts_with_the_relation_to_its_last_sample() {
+    let mut c = HistogramChunk::default();
+    let h = |n: u64| Histogram { count: n, zero_count: n, ..Histogram::default() };
+    for i in 0..u16::MAX {
+        c.append(i64::from(i), &h(u64::from(i))).unwrap();
+    }
+    let cut = |reason, header| Err(AppendError::Cut(CutChunk { reason, header }));
+    assert_eq!(c.append(1 << 20, &h(1 << 20)), cut(CutReason::Full, CounterResetHeader::NotCounterReset));
+    assert_eq!(c.append(1 << 20, &h(0)), cut(CutReason::CounterReset, CounterResetHeader::CounterReset));
+    assert_eq!(c.iter().count(), usize::from(u16::MAX));
 }
