@@ -4,7 +4,8 @@
 //!
 //! Besides never panicking: what a decoder reads back from a chunk it decoded without error must,
 //! appended to a new chunk, decode to the same histograms (float fields compared bit for bit,
-//! except that a custom bound of -0.0 is stored as 0, as Prometheus stores it).
+//! except that a custom bound of -0.0 is stored as 0, as Prometheus stores it), and such a chunk
+//! reopened for appending ([`HistogramChunk::from_bytes`]) must read back the same histograms.
 
 use tsdb::chunkenc::{FloatHistogramChunk, FloatHistogramIter, HistogramChunk, HistogramIter};
 use tsdb::histogram::{CounterResetHint, FloatHistogram, Histogram, Span};
@@ -109,6 +110,13 @@ impl Target for HistogramChunkTarget {
         let accepted = ints.is_ok() || floats.is_ok();
 
         if let Ok(samples) = ints {
+            let reopened = HistogramChunk::from_bytes(input.to_vec());
+            let back: Vec<_> = reopened.iter().flat_map(|c| c.iter().collect::<Vec<_>>()).flatten().collect();
+            assert!(
+                back.len() == samples.len()
+                    && back.iter().zip(&samples).all(|((t, a), (u, b))| t == u && key_int(a) == key_int(b)),
+                "a reopened integer histogram chunk reads back other histograms"
+            );
             let mut c = HistogramChunk::default();
             // As gauges nothing but a stale marker followed by a histogram makes the chunk cut.
             let fits = samples.iter().all(|(t, h)| {
@@ -124,6 +132,13 @@ impl Target for HistogramChunkTarget {
             }
         }
         if let Ok(samples) = floats {
+            let reopened = FloatHistogramChunk::from_bytes(input.to_vec());
+            let back: Vec<_> = reopened.iter().flat_map(|c| c.iter().collect::<Vec<_>>()).flatten().collect();
+            assert!(
+                back.len() == samples.len()
+                    && back.iter().zip(&samples).all(|((t, a), (u, b))| t == u && key_float(a) == key_float(b)),
+                "a reopened float histogram chunk reads back other histograms"
+            );
             let mut c = FloatHistogramChunk::default();
             let fits = samples.iter().all(|(t, h)| {
                 let h = FloatHistogram { counter_reset_hint: CounterResetHint::Gauge, ..h.clone() };
