@@ -363,6 +363,100 @@ impl FloatHistogram {
     }
 }
 
+/// Merges absolute bucket counts into the coarser schema `origin - shift` (Prometheus's
+/// `reduceResolution`): bucket `i` joins bucket `((i - 1) >> shift) + 1`. Spans after the first
+/// must have non-negative offsets; spans and counts must agree in number.
+fn reduce_buckets<T: Copy>(
+    side: Side,
+    spans: &[Span],
+    counts: &[T],
+    shift: u32,
+    add: impl Fn(T, T) -> T,
+) -> Result<(Vec<Span>, Vec<T>), HistogramError> {
+    check_spans(side, spans, counts.len(), true)?;
+    let mut out_spans: Vec<Span> = Vec::new();
+    let mut out: Vec<T> = Vec::new();
+    let mut last = 0i64;
+    let mut counts = counts.iter().copied();
+    let mut idx = 0i64;
+    for s in spans {
+        idx += i64::from(s.offset);
+        for _ in 0..s.length {
+            let Some(c) = counts.next() else { break };
+            let target = ((idx - 1) >> shift.min(63)) + 1;
+            match (out_spans.last_mut(), out.last_mut()) {
+                (Some(_), Some(prev)) if target == last => *prev = add(*prev, c),
+                (Some(span), Some(_)) if target == last + 1 => {
+                    span.length += 1;
+                    out.push(c);
+                }
+                (Some(_), _) => {
+                    out_spans.push(Span { offset: (target - last - 1) as i32, length: 1 });
+                    out.push(c);
+                }
+                (None, _) => {
+                    out_spans.push(Span { offset: target as i32, length: 1 });
+                    out.push(c);
+                }
+            }
+            last = target;
+            idx += 1;
+        }
+    }
+    Ok((out_spans, out))
+}
+
+fn absolute_ints(deltas: &[i64]) -> Vec<i64> {
+    deltas
+        .iter()
+        .scan(0i64, |c, &d| {
+            *c = c.wrapping_add(d);
+            Some(*c)
+        })
+        .collect()
+}
+
+fn delta_ints(abs: &[i64]) -> Vec<i64> {
+    abs.iter().scan(0i64, |prev, &a| Some(a.wrapping_sub(std::mem::replace(prev, a)))).collect()
+}
+
+impl Histogram {
+    /// Lowers an exponential histogram's schema to `target`, merging buckets (Prometheus's
+    /// `ReduceResolution`). Does nothing unless `target < schema` and both are exponential.
+    pub fn reduce_resolution(&mut self, target: i32) -> Result<(), HistogramError> {
+        if is_custom_buckets_schema(self.schema) || is_custom_buckets_schema(target) || target >= self.schema {
+            return Ok(());
+        }
+        let shift = (i64::from(self.schema) - i64::from(target)) as u32;
+        let add = |a: i64, b: i64| a.wrapping_add(b);
+        let (ps, pb) =
+            reduce_buckets(Side::Positive, &self.positive_spans, &absolute_ints(&self.positive_buckets), shift, add)?;
+        let (ns, nb) =
+            reduce_buckets(Side::Negative, &self.negative_spans, &absolute_ints(&self.negative_buckets), shift, add)?;
+        (self.positive_spans, self.positive_buckets) = (ps, delta_ints(&pb));
+        (self.negative_spans, self.negative_buckets) = (ns, delta_ints(&nb));
+        self.schema = target;
+        Ok(())
+    }
+}
+
+impl FloatHistogram {
+    /// Lowers an exponential histogram's schema to `target`, merging buckets (Prometheus's
+    /// `ReduceResolution`). Does nothing unless `target < schema` and both are exponential.
+    pub fn reduce_resolution(&mut self, target: i32) -> Result<(), HistogramError> {
+        if is_custom_buckets_schema(self.schema) || is_custom_buckets_schema(target) || target >= self.schema {
+            return Ok(());
+        }
+        let shift = (i64::from(self.schema) - i64::from(target)) as u32;
+        let add = |a: f64, b: f64| a + b;
+        let (ps, pb) = reduce_buckets(Side::Positive, &self.positive_spans, &self.positive_buckets, shift, add)?;
+        let (ns, nb) = reduce_buckets(Side::Negative, &self.negative_spans, &self.negative_buckets, shift, add)?;
+        (self.positive_spans, self.positive_buckets, self.negative_spans, self.negative_buckets) = (ps, pb, ns, nb);
+        self.schema = target;
+        Ok(())
+    }
+}
+
 /// Number of buckets the spans describe.
 pub fn count_spans(spans: &[Span]) -> u64 {
     spans.iter().map(|s| u64::from(s.length)).sum()

@@ -131,3 +131,39 @@ proptest! {
         let _ = h.to_float().validate();
     }
 }
+
+#[test]
+fn reduce_resolution_merges_buckets() {
+    // Schema 1 buckets -1, 0 and 3 (upper bounds 2^-0.5, 1, 2^1.5) fall in schema 0 buckets 0, 0, 2.
+    let mut h = Histogram {
+        schema: 1,
+        count: 7,
+        positive_spans: vec![span(-1, 2), span(2, 1)],
+        positive_buckets: vec![1, 1, 2],
+        negative_spans: vec![span(3, 2)],
+        negative_buckets: vec![5, -5],
+        ..Histogram::default()
+    };
+    let mut f = h.to_float();
+    h.reduce_resolution(0).unwrap();
+    assert_eq!(
+        (h.schema, h.positive_spans.clone(), h.positive_buckets.clone()),
+        (0, vec![span(0, 1), span(1, 1)], vec![3, 1])
+    );
+    // Negative buckets 3 and 4 become 2 and 2.
+    assert_eq!((h.negative_spans.clone(), h.negative_buckets.clone()), (vec![span(2, 1)], vec![5]));
+    f.reduce_resolution(0).unwrap();
+    assert_eq!(f, h.to_float());
+    // Two steps equal one.
+    let mut g = Histogram { schema: 3, positive_spans: vec![span(-9, 20)], positive_buckets: vec![1; 20], ..h.clone() };
+    let mut once = g.clone();
+    once.reduce_resolution(0).unwrap();
+    g.reduce_resolution(2).unwrap();
+    g.reduce_resolution(0).unwrap();
+    assert_eq!(g, once);
+    assert!(matches!(
+        Histogram { schema: 9, positive_spans: vec![span(0, 1), span(-2, 1)], positive_buckets: vec![1, 0], ..h }
+            .reduce_resolution(8),
+        Err(HistogramError::SpanNegativeOffset { .. })
+    ));
+}

@@ -9,7 +9,8 @@
 //! writes zero count and zero-count blocks against 0 and no buckets.
 //!
 //! As for integer histograms, a histogram with another layout is reported as
-//! [`AppendError::Cut`]; Prometheus's recoding to merged spans is not implemented.
+//! [`AppendError::Cut`]; Prometheus's recoding to merged spans is not implemented. Reading
+//! reduces schemas 9..=52 to 8, as Prometheus's iterator does.
 
 use super::bstream::{Reader, Writer};
 use super::histogram::{check_lengths, decoded_hint};
@@ -18,7 +19,9 @@ use super::histogram_meta::{
     write_layout, AppendError, CounterResetHeader, CutReason, Layout, XorState, HEADER_BYTES,
 };
 use super::ChunkError;
-use crate::histogram::{count_spans, is_custom_buckets_schema, is_known_schema, CounterResetHint, FloatHistogram};
+use crate::histogram::{
+    count_spans, is_custom_buckets_schema, is_known_schema, CounterResetHint, FloatHistogram, EXPONENTIAL_SCHEMA_MAX,
+};
 
 /// An appendable float histogram chunk.
 ///
@@ -356,13 +359,14 @@ impl<'a> FloatHistogramIter<'a> {
         Ok(())
     }
 
-    fn current(&self) -> FloatHistogram {
+    /// The decoded sample; schemas above 8 are reduced to 8, as Prometheus's iterators do.
+    fn current(&self) -> Result<FloatHistogram, ChunkError> {
         let sum = f64::from_bits(self.sum.value);
         if is_stale(sum) {
-            return FloatHistogram { sum, ..FloatHistogram::default() };
+            return Ok(FloatHistogram { sum, ..FloatHistogram::default() });
         }
         let values = |b: &[XorState]| -> Vec<f64> { b.iter().map(|x| f64::from_bits(x.value)).collect() };
-        FloatHistogram {
+        let mut h = FloatHistogram {
             counter_reset_hint: decoded_hint(self.header, self.read),
             schema: self.layout.schema,
             zero_threshold: self.layout.zero_threshold,
@@ -374,7 +378,13 @@ impl<'a> FloatHistogramIter<'a> {
             positive_buckets: values(&self.p_buckets),
             negative_buckets: values(&self.n_buckets),
             custom_values: self.layout.custom_values.clone(),
+        };
+        if h.schema > EXPONENTIAL_SCHEMA_MAX {
+            let (sample, schema) = (self.read, h.schema);
+            h.reduce_resolution(EXPONENTIAL_SCHEMA_MAX)
+                .map_err(|_| ChunkError::IrreducibleSchema { sample, schema })?;
         }
+        Ok(h)
     }
 }
 
@@ -393,9 +403,16 @@ impl Iterator for FloatHistogramIter<'_> {
             self.total = self.read;
             return Some(Err(e));
         }
-        let h = self.current();
-        self.read += 1;
-        Some(Ok((self.t, h)))
+        match self.current() {
+            Ok(h) => {
+                self.read += 1;
+                Some(Ok((self.t, h)))
+            }
+            Err(e) => {
+                self.total = self.read;
+                Some(Err(e))
+            }
+        }
     }
 }
 

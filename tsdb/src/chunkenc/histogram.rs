@@ -12,6 +12,7 @@
 //! Every sample of a chunk has the chunk's layout. When a histogram's layout differs, the
 //! appender reports [`AppendError::Cut`] and the caller starts a new chunk; Prometheus instead
 //! recodes the chunk to merged spans when buckets are only added (not implemented here).
+//! Reading reduces schemas 9..=52 to 8, as Prometheus's iterator does.
 
 use super::bstream::{Reader, Writer};
 use super::histogram_meta::{
@@ -19,7 +20,9 @@ use super::histogram_meta::{
     same_buckets, set_header, write_layout, AppendError, CounterResetHeader, CutReason, Layout, XorState, HEADER_BYTES,
 };
 use super::ChunkError;
-use crate::histogram::{count_spans, is_custom_buckets_schema, is_known_schema, CounterResetHint, Histogram, Span};
+use crate::histogram::{
+    count_spans, is_custom_buckets_schema, is_known_schema, CounterResetHint, Histogram, Span, EXPONENTIAL_SCHEMA_MAX,
+};
 
 /// An appendable integer histogram chunk.
 ///
@@ -448,12 +451,13 @@ impl<'a> HistogramIter<'a> {
         Ok(())
     }
 
-    fn current(&self) -> Histogram {
+    /// The decoded sample; schemas above 8 are reduced to 8, as Prometheus's iterators do.
+    fn current(&self) -> Result<Histogram, ChunkError> {
         let sum = f64::from_bits(self.sum.value);
         if super::histogram_meta::is_stale(sum) {
-            return Histogram { sum, ..Histogram::default() };
+            return Ok(Histogram { sum, ..Histogram::default() });
         }
-        Histogram {
+        let mut h = Histogram {
             counter_reset_hint: decoded_hint(self.header, self.read),
             schema: self.layout.schema,
             zero_threshold: self.layout.zero_threshold,
@@ -465,7 +469,13 @@ impl<'a> HistogramIter<'a> {
             positive_buckets: self.p_buckets.clone(),
             negative_buckets: self.n_buckets.clone(),
             custom_values: self.layout.custom_values.clone(),
+        };
+        if h.schema > EXPONENTIAL_SCHEMA_MAX {
+            let (sample, schema) = (self.read, h.schema);
+            h.reduce_resolution(EXPONENTIAL_SCHEMA_MAX)
+                .map_err(|_| ChunkError::IrreducibleSchema { sample, schema })?;
         }
+        Ok(h)
     }
 }
 
@@ -484,9 +494,16 @@ impl Iterator for HistogramIter<'_> {
             self.total = self.read;
             return Some(Err(e));
         }
-        let h = self.current();
-        self.read += 1;
-        Some(Ok((self.t, h)))
+        match self.current() {
+            Ok(h) => {
+                self.read += 1;
+                Some(Ok((self.t, h)))
+            }
+            Err(e) => {
+                self.total = self.read;
+                Some(Err(e))
+            }
+        }
     }
 }
 

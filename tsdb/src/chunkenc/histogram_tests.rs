@@ -588,3 +588,29 @@ fn full_chunk_cuts_with_the_relation_to_its_last_sample() {
     assert_eq!(c.append(1 << 20, &h(0)), cut(CutReason::CounterReset, CounterResetHeader::CounterReset));
     assert_eq!(c.iter().count(), usize::from(u16::MAX));
 }
+
+/// Chunks may hold schemas up to 52; like Prometheus's iterators, reading reduces them to 8.
+#[test]
+fn schemas_above_8_read_as_8() {
+    let h = Histogram {
+        schema: 10,
+        count: 6,
+        positive_spans: vec![span(1, 4)],
+        positive_buckets: vec![1, 0, 0, 0],
+        ..Histogram::default()
+    };
+    let mut c = HistogramChunk::default();
+    c.append(1, &h).unwrap();
+    let mut want = h.clone();
+    want.reduce_resolution(8).unwrap();
+    assert_eq!(want.positive_spans, vec![span(1, 1)]);
+    assert_eq!(c.iter().next(), Some(Ok((1, want))));
+
+    let bad = Histogram { positive_spans: vec![span(1, 2), span(-3, 2)], ..h };
+    let mut c = HistogramChunk::default();
+    c.append(1, &bad).unwrap();
+    assert_eq!(c.iter().next(), Some(Err(ChunkError::IrreducibleSchema { sample: 0, schema: 10 })));
+    let mut f = FloatHistogramChunk::default();
+    f.append(1, &bad.to_float()).unwrap();
+    assert_eq!(f.iter().next(), Some(Err(ChunkError::IrreducibleSchema { sample: 0, schema: 10 })));
+}

@@ -71,6 +71,10 @@ pub enum ChunkError {
     /// A histogram chunk's spans declare more buckets than the remaining bits could hold.
     #[error("histogram chunk declares {buckets} buckets with only {bits_left} bits left")]
     TooManyBuckets { buckets: u64, bits_left: u64 },
+    /// A histogram of a schema above 8, reduced to schema 8 when read as Prometheus does, has a
+    /// span after the first with a negative offset.
+    #[error("histogram sample {sample} of schema {schema} cannot be reduced to schema 8: negative span offset")]
+    IrreducibleSchema { sample: u16, schema: i32 },
     /// A known Prometheus encoding (native histograms) that Strata does not read.
     #[error("unsupported chunk encoding {encoding} (native histograms)")]
     UnsupportedEncoding { encoding: u8 },
