@@ -4,7 +4,8 @@
 //!
 //! Besides never panicking: what a decoder reads back from a chunk it decoded without error must,
 //! appended to a new chunk, decode to the same histograms (float fields compared bit for bit,
-//! except that a custom bound of -0.0 is stored as 0, as Prometheus stores it), and such a chunk
+//! except that a zero threshold or custom bound of -0.0 is stored as 0, as Prometheus stores
+//! them), and such a chunk
 //! reopened for appending ([`HistogramChunk::from_bytes`]) must read back the same histograms.
 
 use tsdb::chunkenc::{FloatHistogramChunk, FloatHistogramIter, HistogramChunk, HistogramIter};
@@ -48,7 +49,7 @@ fn float_chunk(hs: impl IntoIterator<Item = FloatHistogram>) -> Vec<u8> {
 
 /// A histogram's fields with floats as bits, hint left out (re-encoding may change it).
 fn key_int(h: &Histogram) -> Vec<u64> {
-    let mut k = vec![h.schema as u64, h.zero_threshold.to_bits(), h.zero_count, h.count, h.sum.to_bits()];
+    let mut k = vec![h.schema as u64, bound_key(h.zero_threshold), h.zero_count, h.count, h.sum.to_bits()];
     for s in h.positive_spans.iter().chain(&h.negative_spans) {
         k.extend([s.offset as u64, u64::from(s.length)]);
     }
@@ -58,7 +59,7 @@ fn key_int(h: &Histogram) -> Vec<u64> {
     k
 }
 
-/// A custom bound's bits, with -0.0 as 0.0.
+/// A zero threshold's or custom bound's bits, with -0.0 as 0.0.
 fn bound_key(v: f64) -> u64 {
     if v == 0.0 {
         0
@@ -68,7 +69,7 @@ fn bound_key(v: f64) -> u64 {
 }
 
 fn key_float(h: &FloatHistogram) -> Vec<u64> {
-    let mut k = vec![h.schema as u64, h.zero_threshold.to_bits(), h.zero_count.to_bits(), h.count.to_bits()];
+    let mut k = vec![h.schema as u64, bound_key(h.zero_threshold), h.zero_count.to_bits(), h.count.to_bits()];
     k.push(h.sum.to_bits());
     for s in h.positive_spans.iter().chain(&h.negative_spans) {
         k.extend([s.offset as u64, u64::from(s.length)]);

@@ -242,6 +242,17 @@ fn negative_zero_custom_bound_reads_as_zero() {
     assert_eq!(got.custom_values[0].to_bits(), 0.0f64.to_bits());
 }
 
+/// Likewise a zero threshold of -0.0 is written as the 0 byte (`putZeroThreshold` tests
+/// `threshold == 0`).
+#[test]
+fn negative_zero_threshold_reads_as_zero() {
+    let mut c = HistogramChunk::default();
+    c.append(5, &Histogram { zero_threshold: -0.0, ..Histogram::default() }).unwrap();
+    assert_eq!(c.bytes()[3], 0);
+    let (_, got) = c.iter().next().unwrap().unwrap();
+    assert_eq!(got.zero_threshold.to_bits(), 0.0f64.to_bits());
+}
+
 #[test]
 fn cuts_on_layout_change_and_counter_reset() {
     let mut c = HistogramChunk::default();
