@@ -1,6 +1,7 @@
 //! Strata's histogram chunk encoder against Prometheus 2.42: native histograms remote-written to
-//! a Prometheus server (`--enable-feature=native-histograms`) and read back as raw chunks through
-//! its `STREAMED_XOR_CHUNKS` remote read must be, byte for byte, the chunks Strata's
+//! a Prometheus server (`--enable-feature=native-histograms`) and read back as chunks through its
+//! `STREAMED_XOR_CHUNKS` remote read (which encodes them with Prometheus's own histogram chunk
+//! appender) must be, byte for byte, the chunks Strata's
 //! [`tsdb::chunkenc::HistogramChunk`] builds from the same histograms (cutting where it reports a
 //! cut, with the counter-reset header it names).
 
