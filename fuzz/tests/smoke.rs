@@ -48,6 +48,11 @@ fn xor_chunk() {
 }
 
 #[test]
+fn histogram_chunk() {
+    smoke("histogram-chunk", ITERATIONS);
+}
+
+#[test]
 fn block() {
     smoke("block", ITERATIONS);
 }

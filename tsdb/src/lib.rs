@@ -28,6 +28,7 @@ pub mod delay_compact;
 pub mod error;
 pub mod exemplars;
 pub mod head;
+pub mod histogram;
 pub mod intervals;
 pub mod labels;
 pub mod merge;

@@ -4,6 +4,7 @@
 
 mod block;
 mod crc;
+mod histogram_chunk;
 mod promql;
 mod remote_read;
 mod remote_write;
@@ -33,8 +34,8 @@ pub trait Target {
 }
 
 /// Names of all targets, in the order `list` prints them.
-pub const NAMES: [&str; 7] =
-    ["remote-write", "remote-write-v2", "remote-read", "wal-record", "xor-chunk", "block", "promql"];
+pub const NAMES: [&str; 8] =
+    ["remote-write", "remote-write-v2", "remote-read", "wal-record", "xor-chunk", "histogram-chunk", "block", "promql"];
 
 /// An error setting a target up (its temp directory, its valid block).
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn Target>, SetupError> {
         "remote-read" => Box::new(remote_read::RemoteRead::new()),
         "wal-record" => Box::new(wal_record::WalRecord::new()?),
         "xor-chunk" => Box::new(xor_chunk::XorChunk),
+        "histogram-chunk" => Box::new(histogram_chunk::HistogramChunkTarget),
         "block" => Box::new(block::BlockFiles::new()?),
         "promql" => Box::new(promql::Promql::new()),
         other => return Err(SetupError::Unknown(other.to_string())),

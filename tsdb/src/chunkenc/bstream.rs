@@ -129,6 +129,11 @@ impl<'a> Reader<'a> {
         self.pos * 8 - self.valid as usize
     }
 
+    /// Number of bits not yet consumed.
+    pub fn bits_left(&self) -> usize {
+        (self.data.len() - self.pos.min(self.data.len())) * 8 + self.valid as usize
+    }
+
     /// Loads up to 8 further bytes into the (exhausted) window. Returns false at the end of data.
     #[inline]
     fn refill(&mut self) -> bool {

@@ -1,12 +1,19 @@
-//! Chunk encodings: XOR (float samples), bit-compatible with Prometheus.
+//! Chunk encodings, bit-compatible with Prometheus: XOR (float samples), and the integer and float
+//! native histogram chunks (not yet used by the head or blocks).
 //!
 //! This module owns the bytes of a chunk (`data` in Prometheus's chunk file records) and nothing
 //! else: no I/O, no locks, no chunk cutting policy. See Prometheus's
 //! `tsdb/docs/format/chunks.md` and `tsdb/chunkenc/xor.go`.
 
 pub mod bstream;
+pub mod float_histogram;
+pub mod histogram;
+pub mod histogram_meta;
 pub mod xor;
 
+pub use float_histogram::{FloatHistogramChunk, FloatHistogramIter};
+pub use histogram::{HistogramChunk, HistogramIter};
+pub use histogram_meta::{AppendError, CounterResetHeader, CutChunk, CutReason};
 pub use xor::{num_samples, XorChunk, XorIter};
 
 /// The encoding byte stored before a chunk's data in Prometheus chunk files.
@@ -17,9 +24,11 @@ pub enum Encoding {
     Xor = 1,
 }
 
-/// Prometheus's encoding byte for integer native histograms (not supported).
+/// Prometheus's encoding byte for integer native histograms ([`HistogramChunk`]; block and head
+/// readers do not accept it yet).
 pub const ENCODING_HISTOGRAM: u8 = 2;
-/// Prometheus's encoding byte for float native histograms (not supported).
+/// Prometheus's encoding byte for float native histograms ([`FloatHistogramChunk`]; block and
+/// head readers do not accept it yet).
 pub const ENCODING_FLOAT_HISTOGRAM: u8 = 3;
 
 impl From<Encoding> for u8 {
@@ -56,6 +65,16 @@ pub enum ChunkError {
     /// A value block declares more than 64 leading + significant bits.
     #[error("value of sample {sample} has {leading} leading zeros and {significant} significant bits")]
     BadValueWindow { sample: u16, leading: u8, significant: u8 },
+    /// A histogram chunk's layout has a schema no histogram can have.
+    #[error("histogram chunk has unknown schema {schema}")]
+    UnknownSchema { schema: i32 },
+    /// A histogram chunk's spans declare more buckets than the remaining bits could hold.
+    #[error("histogram chunk declares {buckets} buckets with only {bits_left} bits left")]
+    TooManyBuckets { buckets: u64, bits_left: u64 },
+    /// A histogram of a schema above 8, reduced to schema 8 when read as Prometheus does, has a
+    /// span after the first with a negative offset.
+    #[error("histogram sample {sample} of schema {schema} cannot be reduced to schema 8: negative span offset")]
+    IrreducibleSchema { sample: u16, schema: i32 },
     /// A known Prometheus encoding (native histograms) that Strata does not read.
     #[error("unsupported chunk encoding {encoding} (native histograms)")]
     UnsupportedEncoding { encoding: u8 },
@@ -80,5 +99,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod histogram_tests;
 #[cfg(test)]
 mod xor_tests;
