@@ -130,7 +130,10 @@ fn histogram_chunks_match_prometheus() {
         &["--web.enable-remote-write-receiver", "--enable-feature=native-histograms"],
     );
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let base = now - 3_600_000;
+    // Prometheus's head cuts a chunk at every 2h-aligned boundary: the samples (at most 15 minutes)
+    // start one minute into the previous 2h range, so none of them crosses one.
+    const RANGE: i64 = 7_200_000;
+    let base = (now / RANGE - 1) * RANGE + 60_000;
     let t = |i: i64| base + i * 15_000 + (i * i % 7) * 3;
     let unknown = CounterResetHint::Unknown;
 
