@@ -127,19 +127,23 @@ impl Staged<'_> {
         let Some(view) = self.view.take() else {
             return 0;
         };
-        let n = append_series(app, &self.pairs, &self.prepared, &view, report);
+        let n = append_series(app, &self.pairs, &self.prepared, &view, None, report);
         self.pairs.clear();
         n
     }
 }
 
 /// Appends one series' samples (`prepared` from [`Appender::prepare_series`] on `pairs`, unless the
-/// series has no float samples); returns how many were accepted.
-fn append_series(
+/// series has no float samples); returns how many were accepted. `created_t`: the series' created
+/// timestamp when a zero sample is to be ingested there (remote-write 2.0 with
+/// `created-timestamp-zero-ingestion`), appended first where
+/// [`created_zero_sample`](crate::convert_v2::created_zero_sample) allows it.
+pub(crate) fn append_series(
     app: &mut Appender<'_>,
     pairs: &[(&[u8], &[u8])],
     prepared: &PreparedSeries,
     series: &SeriesView<'_>,
+    created_t: Option<i64>,
     report: &mut Report,
 ) -> u64 {
     if series.num_histograms > 0 {
@@ -164,6 +168,12 @@ fn append_series(
             return 0;
         }
     };
+    if let (Some(ct), Some((first_t, _))) = (created_t, series.samples().next()) {
+        if crate::convert_v2::created_zero_sample(ct, first_t, app.newest_t(h)) {
+            // Rejections of the zero sample are ignored (see `created_zero_sample`).
+            let _ = app.append(h, ct, 0.0);
+        }
+    }
     let mut accepted = 0;
     for (t, v) in series.samples() {
         match app.append(h, t, v) {

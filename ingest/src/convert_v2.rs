@@ -3,8 +3,10 @@
 //! Each series' label references are resolved by the walk into the same borrowed pairs a 1.0 series
 //! has, so lookup (with the 1.0 path's prefetching two series ahead), validation and sorting are
 //! the 1.0 path's. Per series, in the order of Prometheus's 2.0 receiver: a series with a bad
-//! symbol reference is rejected whole; native histograms are rejected (not supported); with [`Options::created_timestamp_zero_ingestion`] a zero sample is
-//! appended at the created timestamp (see [`created_zero_sample`]); then the float samples. Exemplars
+//! symbol reference is rejected whole; the rest goes through the 1.0 path's per-series append:
+//! native histograms are rejected (not supported); with
+//! [`Options::created_timestamp_zero_ingestion`] a zero sample is appended at the created timestamp
+//! (see [`created_zero_sample`]); then the float samples. Exemplars
 //! of series whose samples were accepted go to the [`ExemplarStore`] after the commit; an exemplar it
 //! refuses (out of order, duplicate) does not fail the request. Metadata is gathered and recorded
 //! once the commit succeeded, in one batch.
@@ -17,12 +19,12 @@ use std::fmt::Write as _;
 use tsdb::exemplars::{Exemplar, ExemplarStore};
 use tsdb::head::{Appender, PreparedSeries};
 use tsdb::metadata::{MetadataStore, MetricType, Update};
-use tsdb::{AppendError, Head, Labels};
+use tsdb::{Head, Labels};
 
-use crate::convert::{describe_count, roles, write_labels_lossy, write_series_labels, Outcome};
+use crate::convert::{self, roles, write_labels_lossy, Outcome};
 use crate::decode::v2::{self, SeriesV2};
 use crate::error::Result;
-use crate::report::{Reason, Report, NATIVE_HISTOGRAMS_UNSUPPORTED};
+use crate::report::{Reason, Report};
 
 /// What the 2.0 path does beyond the samples.
 #[derive(Debug, Clone, Copy, Default)]
@@ -203,47 +205,8 @@ fn append_series(
         });
         return 0;
     }
-    if view.num_histograms > 0 {
-        report.reject(Reason::NativeHistogram, view.num_histograms, |out| {
-            write_labels_lossy(out, pairs);
-            describe_count(out, view.num_histograms, view.first_histogram_t);
-            let _ = write!(out, ": {NATIVE_HISTOGRAMS_UNSUPPORTED}");
-        });
-    }
-    let n = view.num_samples;
-    if n == 0 {
-        return 0;
-    }
-    let h = match app.series_prepared(prepared, pairs) {
-        Ok(h) => h,
-        Err(e) => {
-            report.reject(Reason::InvalidLabels, n, |out| {
-                write_labels_lossy(out, pairs);
-                describe_count(out, n, view.samples().next().map(|(t, _)| t));
-                let _ = write!(out, ": {}", AppendError::InvalidLabels(e));
-            });
-            return 0;
-        }
-    };
-    if opts.created_timestamp_zero_ingestion && series.created_t != 0 {
-        if let Some((first_t, _)) = view.samples().next() {
-            if created_zero_sample(series.created_t, first_t, app.newest_t(h)) {
-                // Rejections of the zero sample are ignored (see `created_zero_sample`).
-                let _ = app.append(h, series.created_t, 0.0);
-            }
-        }
-    }
-    let mut accepted = 0;
-    for (t, v) in view.samples() {
-        match app.append(h, t, v) {
-            Ok(()) => accepted += 1,
-            Err(e) => report.reject(e.reason().into(), 1, |out| {
-                write_series_labels(out, pairs);
-                let _ = write!(out, " @{t}: {e}");
-            }),
-        }
-    }
-    accepted
+    let created_t = (opts.created_timestamp_zero_ingestion && series.created_t != 0).then_some(series.created_t);
+    convert::append_series(app, pairs, prepared, view, created_t, report)
 }
 
 #[cfg(test)]
