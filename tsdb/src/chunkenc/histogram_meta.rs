@@ -117,12 +117,17 @@ impl AppendError {
     }
 }
 
-/// Prometheus's `bitRange`: whether `x` fits `nbits` bits as the varbit encodings use them.
-#[inline]
-fn bit_range(x: i64, nbits: u32) -> bool {
-    let half = 1i64 << (nbits - 1);
-    -(half - 1) <= x && x <= half
-}
+/// The varbit prefixes after `0` (zero) and before `11111111` (64 bits): `(prefix, prefix bits,
+/// value bits)`.
+const VARBIT_PREFIXES: [(u64, u32, u32); 7] = [
+    (0b10, 2, 3),
+    (0b110, 3, 6),
+    (0b1110, 4, 9),
+    (0b11110, 5, 12),
+    (0b111110, 6, 18),
+    (0b1111110, 7, 25),
+    (0b11111110, 8, 56),
+];
 
 /// Writes a varbit signed integer (prefix `0`, `10`+3, `110`+6, `1110`+9, `11110`+12,
 /// `111110`+18, `1111110`+25, `11111110`+56, `11111111`+64 bits).
@@ -131,16 +136,8 @@ pub(crate) fn put_varbit_int(w: &mut Writer, v: i64) {
         w.write_bit(false);
         return;
     }
-    for (prefix, plen, n) in [
-        (0b10, 2, 3),
-        (0b110, 3, 6),
-        (0b1110, 4, 9),
-        (0b11110, 5, 12),
-        (0b111110, 6, 18),
-        (0b1111110, 7, 25),
-        (0b11111110, 8, 56),
-    ] {
-        if bit_range(v, n) {
+    for (prefix, plen, n) in VARBIT_PREFIXES {
+        if super::xor::bit_range(v, n) {
             w.write_bits(prefix, plen);
             w.write_bits(v as u64, n);
             return;
@@ -156,15 +153,7 @@ pub(crate) fn put_varbit_uint(w: &mut Writer, v: u64) {
         w.write_bit(false);
         return;
     }
-    for (prefix, plen, n) in [
-        (0b10, 2, 3),
-        (0b110, 3, 6),
-        (0b1110, 4, 9),
-        (0b11110, 5, 12),
-        (0b111110, 6, 18),
-        (0b1111110, 7, 25),
-        (0b11111110, 8, 56),
-    ] {
+    for (prefix, plen, n) in VARBIT_PREFIXES {
         if v.leading_zeros() >= 64 - n {
             w.write_bits(prefix, plen);
             w.write_bits(v, n);

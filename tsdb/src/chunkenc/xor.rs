@@ -237,9 +237,10 @@ impl<'a> IntoIterator for &'a XorChunk {
     }
 }
 
-/// Whether `x` fits Prometheus's `nbits` delta-of-delta bucket: `-(2^(n-1) - 1) ..= 2^(n-1)`.
+/// Prometheus's `bitRange`: whether `x` fits `nbits` bits as its delta-of-delta buckets and varbit
+/// integers use them: `-(2^(n-1) - 1) ..= 2^(n-1)`.
 #[inline]
-fn bit_range(x: i64, nbits: u32) -> bool {
+pub(crate) fn bit_range(x: i64, nbits: u32) -> bool {
     let half = 1i64 << (nbits - 1);
     -(half - 1) <= x && x <= half
 }
