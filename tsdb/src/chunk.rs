@@ -1,9 +1,13 @@
 //! The chunks of a series as readers get them, from the head or from a block: [`ChunkMeta`] (a
-//! time range and its samples) over [`ChunkData`] (XOR bytes or decoded samples), the bytes
+//! time range and its samples) over [`ChunkData`] (XOR or native histogram bytes, or decoded
+//! samples), the bytes
 //! themselves as [`ChunkBytes`] (shared heap memory, or a slice of a block's mapped chunk file kept
-//! alive by the block's map, never copied), [`ChunkIter`], which decodes one chunk's samples
-//! inside a time range (leaving out deleted samples), and [`DecodeError`], a chunk that could not be
-//! decoded and where it is.
+//! alive by the block's map, never copied), [`ChunkIter`] and [`HistogramChunkIter`], which decode
+//! one chunk's float or histogram samples inside a time range (leaving out deleted samples), and
+//! [`DecodeError`], a chunk that could not be decoded and where it is.
+//!
+//! A series may hold float and histogram chunks side by side: [`ChunkMeta::iter`] yields nothing
+//! for a histogram chunk and [`ChunkMeta::histograms`] nothing for a float chunk.
 //!
 //! [`SAMPLES_PER_CHUNK`] is the one size every writer of chunks aims at: the head's in-order cut,
 //! head compaction, the block writer and block merging.
@@ -12,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::block::MappedSlice;
-use crate::chunkenc::{ChunkError, XorIter};
+use crate::chunkenc::{ChunkError, FloatHistogramIter, HistogramIter, XorIter};
+use crate::histogram::HistogramValue;
 use crate::intervals::{Interval, Intervals};
 
 /// Prometheus's target number of samples per chunk.
@@ -81,6 +86,28 @@ pub enum ChunkData {
     /// Uncompressed samples sorted by time with unique timestamps (a part of an open chunk, of the
     /// open out-of-order buffer, or a merge's output).
     Raw(Arc<[(i64, f64)]>),
+    /// Integer native histogram chunk bytes (Prometheus's encoding 2).
+    Histogram(ChunkBytes),
+    /// Float native histogram chunk bytes (Prometheus's encoding 3).
+    FloatHistogram(ChunkBytes),
+    /// Decoded histogram samples sorted by time with unique timestamps (out-of-order histograms,
+    /// or a merge's output).
+    RawHistograms(Arc<[(i64, HistogramValue)]>),
+}
+
+impl ChunkData {
+    /// True for native histogram chunks.
+    pub fn is_histogram(&self) -> bool {
+        matches!(self, ChunkData::Histogram(_) | ChunkData::FloatHistogram(_) | ChunkData::RawHistograms(_))
+    }
+
+    /// The stored bytes, for encoded chunks.
+    pub fn bytes(&self) -> Option<&ChunkBytes> {
+        match self {
+            ChunkData::Xor(b) | ChunkData::Histogram(b) | ChunkData::FloatHistogram(b) => Some(b),
+            ChunkData::Raw(_) | ChunkData::RawHistograms(_) => None,
+        }
+    }
 }
 
 /// A chunk with its time range.
@@ -122,6 +149,12 @@ impl ChunkMeta {
         Some(self)
     }
 
+    /// Decoded histogram samples, sorted by time, as a chunk; `None` if there are none.
+    pub fn raw_histograms(samples: &[(i64, HistogramValue)]) -> Option<ChunkMeta> {
+        let (first, last) = (samples.first()?.0, samples.last()?.0);
+        Some(ChunkMeta::new(first, last, ChunkData::RawHistograms(samples.into())))
+    }
+
     /// Sorted samples cut into raw chunks of [`SAMPLES_PER_CHUNK`].
     pub fn raw_chunks(samples: &[(i64, f64)]) -> Vec<ChunkMeta> {
         samples.chunks(SAMPLES_PER_CHUNK).filter_map(ChunkMeta::raw).collect()
@@ -132,9 +165,14 @@ impl ChunkMeta {
         self.min_t <= maxt && self.max_t >= mint
     }
 
-    /// The chunk's samples with `mint <= t <= maxt`.
+    /// The chunk's float samples with `mint <= t <= maxt` (none for a histogram chunk).
     pub fn iter(&self, mint: i64, maxt: i64) -> ChunkIter<'_> {
         ChunkIter::new(self, mint, maxt)
+    }
+
+    /// The chunk's histogram samples with `mint <= t <= maxt` (none for a float chunk).
+    pub fn histograms(&self, mint: i64, maxt: i64) -> HistogramChunkIter<'_> {
+        HistogramChunkIter::new(self, mint, maxt)
     }
 }
 
@@ -155,10 +193,7 @@ pub struct DecodeError {
 impl DecodeError {
     /// The error of chunk `c` failing with `source`.
     pub fn new(c: &ChunkMeta, source: ChunkError) -> DecodeError {
-        let file = match &c.data {
-            ChunkData::Xor(b) => b.file().map(Path::to_path_buf),
-            ChunkData::Raw(_) => None,
-        };
+        let file = c.data.bytes().and_then(ChunkBytes::file).map(Path::to_path_buf);
         DecodeError { min_t: c.min_t, max_t: c.max_t, file, source }
     }
 }
@@ -204,6 +239,7 @@ impl<'a> ChunkIter<'a> {
                 let start = s.partition_point(|&(t, _)| t < mint);
                 Inner::Raw(s.get(start..).unwrap_or_default().iter())
             }
+            ChunkData::Histogram(_) | ChunkData::FloatHistogram(_) | ChunkData::RawHistograms(_) => Inner::Done,
         };
         let deleted = c.deleted.as_deref().map_or(&[][..], Intervals::as_slice);
         ChunkIter { inner, maxt, deleted }
@@ -253,6 +289,92 @@ impl Iterator for ChunkIter<'_> {
                     if !matches!(self.inner, Inner::Xor(..)) {
                         self.inner = Inner::Done;
                     }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The histogram samples of one chunk inside `[mint, maxt]`, in time order. A chunk that cannot be
+/// decoded ends early; [`HistogramChunkIter::error`] then says why.
+pub struct HistogramChunkIter<'a> {
+    inner: HistInner<'a>,
+    mint: i64,
+    maxt: i64,
+    deleted: &'a [Interval],
+    error: Option<ChunkError>,
+}
+
+enum HistInner<'a> {
+    Int(HistogramIter<'a>),
+    Float(FloatHistogramIter<'a>),
+    Raw(std::slice::Iter<'a, (i64, HistogramValue)>),
+    Done,
+}
+
+impl<'a> HistogramChunkIter<'a> {
+    fn new(c: &'a ChunkMeta, mint: i64, maxt: i64) -> HistogramChunkIter<'a> {
+        let inner = if !c.overlaps(mint, maxt) {
+            HistInner::Done
+        } else {
+            match &c.data {
+                ChunkData::Histogram(b) => HistInner::Int(HistogramIter::new(b)),
+                ChunkData::FloatHistogram(b) => HistInner::Float(FloatHistogramIter::new(b)),
+                ChunkData::RawHistograms(s) => {
+                    let start = s.partition_point(|(t, _)| *t < mint);
+                    HistInner::Raw(s.get(start..).unwrap_or_default().iter())
+                }
+                ChunkData::Xor(_) | ChunkData::Raw(_) => HistInner::Done,
+            }
+        };
+        let deleted = c.deleted.as_deref().map_or(&[][..], Intervals::as_slice);
+        HistogramChunkIter { inner, mint, maxt, deleted, error: None }
+    }
+
+    /// True if `t` is deleted; passes the intervals that end before it.
+    fn is_deleted(&mut self, t: i64) -> bool {
+        while let Some((first, rest)) = self.deleted.split_first() {
+            if first.max_t >= t {
+                return first.min_t <= t;
+            }
+            self.deleted = rest;
+        }
+        false
+    }
+
+    /// Why the chunk ended early, if it did.
+    pub fn error(&self) -> Option<&ChunkError> {
+        self.error.as_ref()
+    }
+}
+
+impl Iterator for HistogramChunkIter<'_> {
+    type Item = (i64, HistogramValue);
+
+    fn next(&mut self) -> Option<(i64, HistogramValue)> {
+        loop {
+            let s = match &mut self.inner {
+                HistInner::Int(it) => it.next().map(|r| r.map(|(t, h)| (t, HistogramValue::Int(h)))),
+                HistInner::Float(it) => it.next().map(|r| r.map(|(t, h)| (t, HistogramValue::Float(h)))),
+                HistInner::Raw(it) => it.next().cloned().map(Ok),
+                HistInner::Done => None,
+            };
+            match s {
+                Some(Ok(s)) if s.0 < self.mint => continue,
+                Some(Ok(s)) if s.0 <= self.maxt => {
+                    if !self.deleted.is_empty() && self.is_deleted(s.0) {
+                        continue;
+                    }
+                    return Some(s);
+                }
+                Some(Err(e)) => {
+                    self.error = Some(e);
+                    self.inner = HistInner::Done;
+                    return None;
+                }
+                _ => {
+                    self.inner = HistInner::Done;
                     return None;
                 }
             }
@@ -313,5 +435,29 @@ mod tests {
         let mut it = c.iter(0, 10);
         assert_eq!(it.next(), None);
         assert!(it.error().is_some());
+    }
+
+    #[test]
+    fn histogram_iter_keeps_the_range_and_skips_floats() {
+        use crate::chunkenc::{CounterResetHeader, HistogramChunk};
+        use crate::histogram::Histogram;
+        let mut c = HistogramChunk::new(CounterResetHeader::Unknown);
+        let hs: Vec<(i64, Histogram)> =
+            (0..10i64).map(|t| (t * 10, Histogram { count: t as u64, zero_count: t as u64, ..Histogram::default() })).collect();
+        for (t, h) in &hs {
+            c.append(*t, h).unwrap();
+        }
+        let enc = ChunkMeta::new(0, 90, ChunkData::Histogram(c.bytes().into()));
+        let raw: Vec<(i64, HistogramValue)> = hs.iter().map(|(t, h)| (*t, HistogramValue::Int(h.clone()))).collect();
+        let raw = ChunkMeta::raw_histograms(&raw).unwrap();
+        for (mint, maxt) in [(0, 90), (15, 45), (90, 100), (91, 100), (-5, 0)] {
+            let want: Vec<i64> = hs.iter().map(|(t, _)| *t).filter(|t| (mint..=maxt).contains(t)).collect();
+            let got: Vec<i64> = enc.histograms(mint, maxt).map(|(t, _)| t).collect();
+            assert_eq!(got, want, "encoded [{mint}, {maxt}]");
+            let got: Vec<i64> = raw.histograms(mint, maxt).map(|(t, _)| t).collect();
+            assert_eq!(got, want, "raw [{mint}, {maxt}]");
+            assert_eq!(enc.iter(mint, maxt).count(), 0);
+        }
+        assert_eq!(ChunkMeta::raw(&[(1, 1.0)]).unwrap().histograms(0, 10).count(), 0);
     }
 }

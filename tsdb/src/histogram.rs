@@ -465,3 +465,41 @@ pub fn count_spans(spans: &[Span]) -> u64 {
 #[cfg(test)]
 #[path = "histogram_tests.rs"]
 mod tests;
+
+/// The value of one native histogram sample as stored: integer counts (`Histogram`, Prometheus's
+/// `histogram.Histogram`) or float counts (`FloatHistogram`). A series' chunks keep the kind they
+/// were appended with; queries read both as [`FloatHistogram`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValue {
+    /// Integer counts.
+    Int(Histogram),
+    /// Float counts.
+    Float(FloatHistogram),
+}
+
+impl HistogramValue {
+    /// The value with float counts (a clone for [`HistogramValue::Float`]).
+    pub fn to_float(&self) -> FloatHistogram {
+        match self {
+            HistogramValue::Int(h) => h.to_float(),
+            HistogramValue::Float(h) => h.clone(),
+        }
+    }
+
+    /// Checks the value as Prometheus's `Validate` does for its kind.
+    pub fn validate(&self) -> Result<(), HistogramError> {
+        match self {
+            HistogramValue::Int(h) => h.validate(),
+            HistogramValue::Float(h) => h.validate(),
+        }
+    }
+
+    /// The sum of observations: a stale marker (Prometheus's `value.StaleNaN`) in `sum` marks the
+    /// sample stale.
+    pub fn sum(&self) -> f64 {
+        match self {
+            HistogramValue::Int(h) => h.sum,
+            HistogramValue::Float(h) => h.sum,
+        }
+    }
+}
