@@ -9,8 +9,9 @@
 //! and yields the same series and samples (property-tested), with two deliberate leniencies:
 //! label bytes are not checked for UTF-8 here (the storage checks them only for a label set it does not
 //! hold yet, so a series that is not UTF-8 is rejected on its own instead of failing the request), and
-//! the contents of exemplars, histograms and metadata are only length-checked (exemplars and
-//! metadata are read by a second pass, [`exemplars`] and [`metadata`], when they are stored).
+//! the contents of exemplars and metadata are only length-checked (they are read by a second pass,
+//! [`exemplars`] and [`metadata`], when they are stored). Native histograms are read whole by the
+//! walk and again, as [`histogram::Histograms`], when they are appended.
 //!
 //! Every read is bounds-checked; the only recursion (skipping nested groups of unknown fields) is
 //! limited to prost's depth of 100. Any input yields `Ok` or `Err`, never a panic.
@@ -364,12 +365,49 @@ pub struct SeriesView<'a> {
     pub num_exemplars: u64,
     /// Timestamp of the first native histogram sample, if it could be read.
     pub first_histogram_t: Option<i64>,
+    /// The series' message from its first histogram on, and the histograms' field number.
+    hist: histogram::Histograms<'a>,
 }
 
 impl<'a> SeriesView<'a> {
     /// The float samples `(t_ms, v)` in wire order.
     pub fn samples(&self) -> Samples<'a> {
         Samples { msg: self.msg, depth: self.depth }
+    }
+
+    /// The native histogram samples in wire order.
+    pub fn histograms(&self) -> histogram::Histograms<'a> {
+        self.hist
+    }
+
+    /// A view of series message `msg` with nothing counted yet; `version` says how its histograms
+    /// are numbered.
+    fn new(msg: Reader<'a>, depth: u32, version: histogram::Version) -> SeriesView<'a> {
+        let field = match version {
+            histogram::Version::V1 => 4,
+            histogram::Version::V2 => 3,
+        };
+        SeriesView {
+            msg,
+            whole: msg,
+            depth,
+            num_samples: 0,
+            num_histograms: 0,
+            num_exemplars: 0,
+            first_histogram_t: None,
+            hist: histogram::Histograms { msg, depth, field, version },
+        }
+    }
+
+    /// Checks the histogram message at `at` (`sub`), counting it.
+    fn add_histogram(&mut self, at: usize, sub: Reader<'a>, depth: u32) -> Result<()> {
+        let h = histogram::parse(sub, depth, self.hist.version)?;
+        if self.num_histograms == 0 {
+            self.first_histogram_t = Some(h.t);
+            self.hist.msg.pos = at;
+        }
+        self.num_histograms += 1;
+        Ok(())
     }
 }
 
@@ -439,15 +477,7 @@ where
 
 fn parse_series<'a>(msg: Reader<'a>, depth: u32, labels: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SeriesView<'a>> {
     labels.clear();
-    let mut view = SeriesView {
-        msg,
-        whole: msg,
-        depth,
-        num_samples: 0,
-        num_histograms: 0,
-        num_exemplars: 0,
-        first_histogram_t: None,
-    };
+    let mut view = SeriesView::new(msg, depth, histogram::Version::V1);
     let mut r = msg;
     while r.has_more() {
         let at = r.pos;
@@ -479,11 +509,8 @@ fn parse_series<'a>(msg: Reader<'a>, depth: u32, labels: &mut Vec<(&'a [u8], &'a
             4 => {
                 r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
                 let sub = r.len_delimited()?;
-                r.enter(at, depth)?;
-                if view.num_histograms == 0 {
-                    view.first_histogram_t = histogram_timestamp(sub);
-                }
-                view.num_histograms += 1;
+                let inner = r.enter(at, depth)?;
+                view.add_histogram(at, sub, inner)?;
             }
             _ => r.skip(wt, field, depth)?,
         }
@@ -533,21 +560,8 @@ fn parse_sample(mut r: Reader<'_>, depth: u32) -> Result<(i64, f64)> {
     Ok((t, v))
 }
 
-/// Best-effort read of `Histogram.timestamp` (field 15), for rejection messages only.
-fn histogram_timestamp(mut r: Reader<'_>) -> Option<i64> {
-    let mut t = None;
-    while r.has_more() {
-        let (field, wt) = r.key().ok()?;
-        if field == 15 && wt == WT_VARINT {
-            t = Some(r.varint().ok()? as i64);
-        } else {
-            r.skip(wt, field, RECURSION_LIMIT).ok()?;
-        }
-    }
-    t
-}
-
 pub mod exemplars;
+pub mod histogram;
 pub mod metadata;
 pub mod v2;
 

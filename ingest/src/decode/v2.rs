@@ -236,15 +236,7 @@ fn parse_series<'a>(
     labels: &mut Vec<(&'a [u8], &'a [u8])>,
 ) -> Result<SeriesV2<'a>, ProtoError> {
     labels.clear();
-    let mut view = SeriesView {
-        msg,
-        whole: msg,
-        depth,
-        num_samples: 0,
-        num_histograms: 0,
-        num_exemplars: 0,
-        first_histogram_t: None,
-    };
+    let mut view = SeriesView::new(msg, depth, super::histogram::Version::V2);
     let mut res = Resolver { symbols, invalid: None };
     let mut n_refs = 0u64;
     let mut pending_name: &[u8] = b"";
@@ -279,11 +271,8 @@ fn parse_series<'a>(
             3 => {
                 r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
                 let sub = r.len_delimited()?;
-                r.enter(at, depth)?;
-                if view.num_histograms == 0 {
-                    view.first_histogram_t = super::histogram_timestamp(sub);
-                }
-                view.num_histograms += 1;
+                let inner = r.enter(at, depth)?;
+                view.add_histogram(at, sub, inner)?;
             }
             4 => {
                 r.expect_wt(at, "TimeSeries", field, wt, WT_LEN)?;
