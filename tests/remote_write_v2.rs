@@ -131,7 +131,12 @@ fn floats_read_back_exactly_and_headers_count_what_was_stored() {
     let mut t = SymbolTable::default();
     let good = series(&mut t, &[("__name__", "rw2_partial")], &[(t0, 1.0), (t0 + step, 2.0)]);
     let mut hist = series(&mut t, &[("__name__", "rw2_hist")], &[]);
-    hist.histograms = vec![v2::Histogram { count_int: 1, sum: 0.5, timestamp: t0, ..Default::default() }];
+    hist.histograms = vec![v2::Histogram {
+        count: Some(ingest::proto::histogram::Count::CountInt(1)),
+        sum: 0.5,
+        timestamp: t0,
+        ..Default::default()
+    }];
     let mut bad_ref = series(&mut t, &[("__name__", "rw2_bad_ref")], &[(t0, 1.0)]);
     bad_ref.labels_refs[1] = 999;
     let too_old = series(&mut t, &[("__name__", "rw2_float"), ("instance", "a"), ("job", "node")], &[(t0, 7.0)]);
@@ -568,8 +573,13 @@ fn compliance_receiver_cases() {
                 ts.exemplars = vec![v2::Exemplar { labels_refs, value: 1.0, timestamp: now }];
             }
             if s.histogram {
-                ts.histograms =
-                    vec![v2::Histogram { count_int: 3, sum: 1.0, schema: 0, timestamp: now, start_timestamp: 0 }];
+                ts.histograms = vec![v2::Histogram {
+                    count: Some(ingest::proto::histogram::Count::CountInt(3)),
+                    sum: 1.0,
+                    schema: 0,
+                    timestamp: now,
+                    ..Default::default()
+                }];
             }
             timeseries.push(ts);
         }

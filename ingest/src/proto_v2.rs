@@ -85,24 +85,78 @@ pub struct Metadata {
     pub unit_ref: u32,
 }
 
-/// `io.prometheus.write.v2.Histogram`, the fields Strata's tests set (the receiver only counts them).
+/// `io.prometheus.write.v2.Histogram`: 1.0's `Histogram` (the same field numbers and oneofs) plus
+/// `start_timestamp`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Histogram {
-    /// Integer observation count.
-    #[prost(uint64, tag = "1")]
-    pub count_int: u64,
+    /// Observation count (integer or float histogram).
+    #[prost(oneof = "crate::proto::histogram::Count", tags = "1, 2")]
+    pub count: Option<crate::proto::histogram::Count>,
     /// Sum of observations.
     #[prost(double, tag = "3")]
     pub sum: f64,
     /// Bucket resolution schema.
     #[prost(sint32, tag = "4")]
     pub schema: i32,
+    /// Width of the zero bucket.
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    #[prost(oneof = "crate::proto::histogram::ZeroCount", tags = "6, 7")]
+    pub zero_count: Option<crate::proto::histogram::ZeroCount>,
+    /// Negative bucket spans.
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<crate::proto::BucketSpan>,
+    /// Negative bucket counts as deltas (integer histograms).
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    /// Negative bucket counts (float histograms).
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    /// Positive bucket spans.
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<crate::proto::BucketSpan>,
+    /// Positive bucket counts as deltas (integer histograms).
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    /// Positive bucket counts (float histograms).
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    /// Counter reset hint (`RESET_HINT_*`, numbered as 1.0's).
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
     /// Milliseconds since the Unix epoch.
     #[prost(int64, tag = "15")]
     pub timestamp: i64,
+    /// Custom bucket bounds (schema -53).
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
     /// Start (created) timestamp (ms; 0 = unset).
     #[prost(int64, tag = "17")]
     pub start_timestamp: i64,
+}
+
+impl Histogram {
+    /// The 2.0 message carrying 1.0 histogram `h` (same fields), with `start_timestamp`.
+    pub fn from_v1(h: crate::proto::Histogram, start_timestamp: i64) -> Histogram {
+        Histogram {
+            count: h.count,
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: h.zero_count,
+            negative_spans: h.negative_spans,
+            negative_deltas: h.negative_deltas,
+            negative_counts: h.negative_counts,
+            positive_spans: h.positive_spans,
+            positive_deltas: h.positive_deltas,
+            positive_counts: h.positive_counts,
+            reset_hint: h.reset_hint,
+            timestamp: h.timestamp,
+            custom_values: h.custom_values,
+            start_timestamp,
+        }
+    }
 }
 
 /// Builds a [`Request`]'s symbol table: [`SymbolTable::intern`] returns a string's index, adding it

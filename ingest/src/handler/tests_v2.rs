@@ -112,7 +112,12 @@ async fn bad_series_are_rejected_alone_and_the_headers_count_what_was_stored() {
     let mut t = SymbolTable::default();
     let good = series(&mut t, &[("__name__", "good")], &[(1000, 1.0), (2000, 2.0)]);
     let mut hist = series(&mut t, &[("__name__", "latency")], &[]);
-    hist.histograms = vec![v2::Histogram { count_int: 3, sum: 1.5, timestamp: 1000, ..Default::default() }];
+    hist.histograms = vec![v2::Histogram {
+        count: Some(crate::proto::histogram::Count::CountInt(3)),
+        sum: 1.5,
+        timestamp: 1000,
+        ..Default::default()
+    }];
     let mut bad_ref = series(&mut t, &[("__name__", "broken")], &[(1000, 1.0)]);
     bad_ref.labels_refs.push(500);
     bad_ref.labels_refs.push(1);

@@ -230,7 +230,11 @@ fn arb_request() -> impl Strategy<Value = v2::Request> {
                     .map(|(value, timestamp, start_timestamp)| v2::Sample { value, timestamp, start_timestamp })
                     .collect(),
                 histograms: (0..hist)
-                    .map(|i| v2::Histogram { count_int: i as u64, timestamp: i as i64, ..Default::default() })
+                    .map(|i| v2::Histogram {
+                        count: Some(crate::proto::histogram::Count::CountInt(i as u64)),
+                        timestamp: i as i64,
+                        ..Default::default()
+                    })
                     .collect(),
                 exemplars: exemplars
                     .into_iter()
