@@ -18,6 +18,7 @@ mod disk_faults;
 mod histogram_chunks;
 mod hostile_queries;
 mod ingest_query;
+mod native_histograms;
 mod promql_vs_prometheus;
 mod queue_shaped_writes;
 mod read_during_compaction;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod devtools;
+pub mod exposition;
 pub mod tls;
 
 use ingest::proto::{Label, Sample, TimeSeries, WriteRequest};
