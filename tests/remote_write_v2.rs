@@ -144,7 +144,8 @@ fn floats_read_back_exactly_and_headers_count_what_was_stored() {
     let ans = post_v2(&srv, &req);
     assert_eq!(ans.status, 400, "{}", ans.body);
     assert_eq!(ans.written, [Some(2), Some(0), Some(0)]);
-    assert!(ans.body.contains("{__name__=\"rw2_hist\"} @") && ans.body.contains("native histograms are not supported"));
+    // The histogram's count (1) disagrees with its buckets (none).
+    assert!(ans.body.contains("{__name__=\"rw2_hist\"} @"), "{}", ans.body);
     assert!(ans.body.contains("labels_refs references symbol 999"), "{}", ans.body);
     assert!(ans.body.contains("{__name__=\"rw2_float\", instance=\"a\", job=\"node\"} @"), "{}", ans.body);
     assert!(ans.body.contains("out of order sample"), "{}", ans.body);
@@ -477,7 +478,7 @@ fn cases() -> Vec<Case> {
             ..up(&[("__name__", "http_requests_total"), ("job", "api")], 100.0)
         }],
     ));
-    // TestMetadata (the histogram case: Strata stores no native histograms).
+    // TestMetadata.
     for (name, metric, kind, help, unit) in [
         ("counter_metadata", "http_requests_total", 1, "Total number of HTTP requests", "requests"),
         ("gauge_metadata", "cpu_usage_percent", 2, "Current CPU usage percentage", "percent"),
@@ -493,7 +494,7 @@ fn cases() -> Vec<Case> {
         cases.push(ok1(name, vec![with_meta(up(labels, 1.0), kind, help, unit)]));
     }
     cases.push(Case {
-        name: "histogram_metadata (Strata: native histograms not supported)",
+        name: "histogram_metadata",
         series: vec![with_meta(
             CaseSeries {
                 labels: vec![("__name__", "request_duration_seconds")],
@@ -504,8 +505,8 @@ fn cases() -> Vec<Case> {
             "Request duration in seconds",
             "seconds",
         )],
-        status: 400,
-        written: [0, 0, 0],
+        status: 204,
+        written: [0, 1, 0],
     });
     // TestMetadataValidation.
     cases.push(Case {
@@ -575,6 +576,7 @@ fn compliance_receiver_cases() {
             if s.histogram {
                 ts.histograms = vec![v2::Histogram {
                     count: Some(ingest::proto::histogram::Count::CountInt(3)),
+                    zero_count: Some(ingest::proto::histogram::ZeroCount::ZeroCountInt(3)),
                     sum: 1.0,
                     schema: 0,
                     timestamp: now,
@@ -589,6 +591,14 @@ fn compliance_receiver_cases() {
         // What was accepted reads back with its value (stale markers read back as nothing).
         if case.status == 204 {
             for s in &case.series {
+                if s.histogram {
+                    let name = s.labels[0].1;
+                    let (_, json) = srv.get_json(
+                        "/api/v1/query",
+                        &[("query", &format!("histogram_count({name})")), ("time", &format_time(now))],
+                    );
+                    assert_eq!(json["data"]["result"][0]["value"][1], "3", "{}: {json}", case.name);
+                }
                 let Some(v) = s.value else { continue };
                 let selector =
                     format!("{{{}}}", s.labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(","));
