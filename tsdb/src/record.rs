@@ -10,7 +10,22 @@
 //!                         uvarint n | n × chunk | uvarint n | n × (varint t | 8-byte LE f64 bits))…
 //!                 chunk = varint min_t | varint max_t | uvarint len | XOR chunk bytes
 //! tombstones:     0x05 | (uvarint ref | varint min_t | varint max_t)…   deleted [min_t, max_t] of a series
+//! histograms:     0x06 | (varint Δref | varint Δt | u8 flags | histogram)…   Δ as in samples records
+//!                 flags: bits 0-1 counter-reset hint (0 unknown, 1 reset, 2 not reset, 3 gauge),
+//!                        bit 2 set for float counts; other bits zero
+//!                 integer histogram = varint schema | 8-byte LE zero threshold | uvarint zero count |
+//!                                     uvarint count | 8-byte LE sum | spans (positive) | spans (negative) |
+//!                                     uvarint n | n × varint delta-encoded bucket (positive) |
+//!                                     uvarint n | n × varint delta-encoded bucket (negative) |
+//!                                     uvarint n | n × 8-byte LE custom bound
+//!                 float histogram   = the same with zero count, count and every bucket as 8-byte LE f64
+//!                 spans = uvarint n | n × (varint offset | uvarint length)
+//! exemplars:      0x07 | (varint Δref | varint Δt | 8-byte LE value | uvarint n |
+//!                         n × (uvarint len | name | uvarint len | value))…   Δ as in samples records
 //! ```
+//! Histogram records hold a batch's integer and float histograms in one record, in the order they
+//! were queued (a series' two kinds share its histogram state, so their order matters). Exemplars
+//! records carry a batch's exemplars, replayed into the exemplar store.
 //! Chunks records (in-order sealed chunks, the open chunk, out-of-order sealed chunks, the open
 //! out-of-order samples of a series) appear only in checkpoints, so a restart loads chunks instead
 //! of re-appending every sample. Tombstones records are written by `delete_series` and again in
@@ -18,6 +33,8 @@
 //! Several series and samples share one record, so one remote-write request is one WAL batch.
 //! Decoding never trusts a length: every read is bounds-checked and failures are typed.
 
+use crate::exemplars::Exemplar;
+use crate::histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span};
 use crate::intervals::Interval;
 use crate::labels::Labels;
 use crate::varint::{put_uvarint, put_varint, take_uvarint as get_uvarint, take_varint as get_varint};
@@ -38,6 +55,10 @@ pub enum RecordType {
     SampleDeltas = 4,
     /// Deleted intervals of series (Prometheus's record type 3, `tombstones`, in Strata's numbering).
     Tombstones = 5,
+    /// Native histogram samples, integer and float, refs and timestamps as differences.
+    Histograms = 6,
+    /// Exemplars with their series reference.
+    Exemplars = 7,
 }
 
 impl TryFrom<u8> for RecordType {
@@ -49,6 +70,8 @@ impl TryFrom<u8> for RecordType {
             3 => Ok(RecordType::Chunks),
             4 => Ok(RecordType::SampleDeltas),
             5 => Ok(RecordType::Tombstones),
+            6 => Ok(RecordType::Histograms),
+            7 => Ok(RecordType::Exemplars),
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -69,6 +92,9 @@ pub enum DecodeError {
     /// A label name or value is not UTF-8.
     #[error("label bytes are not UTF-8 at byte {0}")]
     NotUtf8(usize),
+    /// A field holds a value its type does not allow (unknown flag bits, a schema beyond 32 bits).
+    #[error("invalid field value at byte {0}")]
+    BadValue(usize),
 }
 
 /// One sample as stored in the WAL.
@@ -212,6 +238,170 @@ pub fn encode_chunks(buf: &mut Vec<u8>, c: &SeriesChunks<'_>) {
     }
 }
 
+/// One native histogram sample as stored in the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefHistogram {
+    /// Series reference.
+    pub sref: u64,
+    /// Timestamp, ms.
+    pub t: i64,
+    /// The histogram.
+    pub v: HistogramValue,
+}
+
+/// One exemplar as stored in the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefExemplar {
+    /// Series reference.
+    pub sref: u64,
+    /// The exemplar.
+    pub exemplar: Exemplar,
+}
+
+/// Builds one histograms record ([`RecordType::Histograms`]) entry by entry.
+#[derive(Debug, Default, Clone)]
+pub struct HistogramsRecord {
+    buf: Vec<u8>,
+    prev_ref: u64,
+    prev_t: i64,
+}
+
+const FLAG_FLOAT: u8 = 0b100;
+const FLAG_HINT_MASK: u8 = 0b11;
+
+fn hint_bits(h: CounterResetHint) -> u8 {
+    match h {
+        CounterResetHint::Unknown => 0,
+        CounterResetHint::CounterReset => 1,
+        CounterResetHint::NotCounterReset => 2,
+        CounterResetHint::Gauge => 3,
+    }
+}
+
+fn hint_from_bits(b: u8) -> CounterResetHint {
+    match b & FLAG_HINT_MASK {
+        1 => CounterResetHint::CounterReset,
+        2 => CounterResetHint::NotCounterReset,
+        3 => CounterResetHint::Gauge,
+        _ => CounterResetHint::Unknown,
+    }
+}
+
+fn put_f64(buf: &mut Vec<u8>, v: f64) {
+    buf.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+fn put_spans(buf: &mut Vec<u8>, spans: &[Span]) {
+    put_uvarint(buf, spans.len() as u64);
+    for s in spans {
+        put_varint(buf, i64::from(s.offset));
+        put_uvarint(buf, u64::from(s.length));
+    }
+}
+
+fn put_floats(buf: &mut Vec<u8>, vs: &[f64]) {
+    put_uvarint(buf, vs.len() as u64);
+    for &v in vs {
+        put_f64(buf, v);
+    }
+}
+
+impl HistogramsRecord {
+    /// Appends an entry.
+    pub fn push(&mut self, sref: u64, t: i64, v: &HistogramValue) {
+        let buf = &mut self.buf;
+        if buf.is_empty() {
+            buf.push(RecordType::Histograms as u8);
+        }
+        put_varint(buf, sref.wrapping_sub(self.prev_ref) as i64);
+        put_varint(buf, t.wrapping_sub(self.prev_t));
+        self.prev_ref = sref;
+        self.prev_t = t;
+        match v {
+            HistogramValue::Int(h) => {
+                buf.push(hint_bits(h.counter_reset_hint));
+                put_varint(buf, i64::from(h.schema));
+                put_f64(buf, h.zero_threshold);
+                put_uvarint(buf, h.zero_count);
+                put_uvarint(buf, h.count);
+                put_f64(buf, h.sum);
+                put_spans(buf, &h.positive_spans);
+                put_spans(buf, &h.negative_spans);
+                for side in [&h.positive_buckets, &h.negative_buckets] {
+                    put_uvarint(buf, side.len() as u64);
+                    for &b in side {
+                        put_varint(buf, b);
+                    }
+                }
+                put_floats(buf, &h.custom_values);
+            }
+            HistogramValue::Float(h) => {
+                buf.push(hint_bits(h.counter_reset_hint) | FLAG_FLOAT);
+                put_varint(buf, i64::from(h.schema));
+                put_f64(buf, h.zero_threshold);
+                put_f64(buf, h.zero_count);
+                put_f64(buf, h.count);
+                put_f64(buf, h.sum);
+                put_spans(buf, &h.positive_spans);
+                put_spans(buf, &h.negative_spans);
+                put_floats(buf, &h.positive_buckets);
+                put_floats(buf, &h.negative_buckets);
+                put_floats(buf, &h.custom_values);
+            }
+        }
+    }
+
+    /// True if no entry was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The record's bytes (empty if no entry was pushed).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Builds one exemplars record ([`RecordType::Exemplars`]) entry by entry.
+#[derive(Debug, Default, Clone)]
+pub struct ExemplarsRecord {
+    buf: Vec<u8>,
+    prev_ref: u64,
+    prev_t: i64,
+}
+
+impl ExemplarsRecord {
+    /// Appends an entry.
+    pub fn push(&mut self, sref: u64, e: &Exemplar) {
+        let buf = &mut self.buf;
+        if buf.is_empty() {
+            buf.push(RecordType::Exemplars as u8);
+        }
+        put_varint(buf, sref.wrapping_sub(self.prev_ref) as i64);
+        put_varint(buf, e.t.wrapping_sub(self.prev_t));
+        self.prev_ref = sref;
+        self.prev_t = e.t;
+        put_f64(buf, e.value);
+        put_uvarint(buf, e.labels.len() as u64);
+        for (n, v) in &e.labels {
+            put_uvarint(buf, n.len() as u64);
+            buf.extend_from_slice(n.as_bytes());
+            put_uvarint(buf, v.len() as u64);
+            buf.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// True if no entry was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The record's bytes (empty if no entry was pushed).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
 /// A decoded record.
 #[derive(Debug)]
 pub enum Record<'a> {
@@ -223,6 +413,10 @@ pub enum Record<'a> {
     Chunks(Vec<SeriesChunks<'a>>),
     /// Deleted intervals by series reference.
     Tombstones(Vec<(u64, Interval)>),
+    /// Native histogram samples, in record order.
+    Histograms(Vec<RefHistogram>),
+    /// Exemplars, in record order.
+    Exemplars(Vec<RefExemplar>),
 }
 
 /// Decodes one record; samples go into `samples_out` (reused by the caller). Labels are rebuilt
@@ -248,6 +442,39 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
                 out.push((sref, Interval::new(min_t, max_t)));
             }
             Ok(Record::Tombstones(out))
+        }
+        RecordType::Histograms => {
+            let (mut sref, mut t) = (0u64, 0i64);
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let dref = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let dt = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                sref = sref.wrapping_add(dref as u64);
+                t = t.wrapping_add(dt);
+                let v = decode_histogram(&mut rest, start_len)?;
+                out.push(RefHistogram { sref, t, v });
+            }
+            Ok(Record::Histograms(out))
+        }
+        RecordType::Exemplars => {
+            let (mut sref, mut t) = (0u64, 0i64);
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let dref = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let dt = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                sref = sref.wrapping_add(dref as u64);
+                t = t.wrapping_add(dt);
+                let value = take_f64(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let n = take_count(&mut rest, start_len)?;
+                let mut labels = Vec::new();
+                for _ in 0..n {
+                    let name = get_str(&mut rest, start_len)?;
+                    let value = get_str(&mut rest, start_len)?;
+                    labels.push((name.to_owned(), value.to_owned()));
+                }
+                out.push(RefExemplar { sref, exemplar: Exemplar { labels, value, t } });
+            }
+            Ok(Record::Exemplars(out))
         }
         RecordType::SampleDeltas => {
             let (mut sref, mut t) = (0u64, 0i64);
@@ -289,6 +516,108 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
             }
             Ok(Record::Series(out))
         }
+    }
+}
+
+/// Takes a count of entries that each take at least one byte: more than the bytes left is an error
+/// (a count from disk never sizes an allocation beyond what the record can hold).
+fn take_count(rest: &mut &[u8], start_len: usize) -> Result<usize, DecodeError> {
+    let at = start_len - rest.len();
+    let n = get_uvarint(rest).and_then(|n| usize::try_from(n).ok()).ok_or(DecodeError::Truncated(at))?;
+    if n > rest.len() {
+        return Err(DecodeError::Truncated(at));
+    }
+    Ok(n)
+}
+
+fn take_spans(rest: &mut &[u8], start_len: usize) -> Result<Vec<Span>, DecodeError> {
+    let n = take_count(rest, start_len)?;
+    let mut spans = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = start_len - rest.len();
+        let offset = get_varint(rest).ok_or(DecodeError::Truncated(at))?;
+        let length = get_uvarint(rest).ok_or(DecodeError::Truncated(at))?;
+        let (Ok(offset), Ok(length)) = (i32::try_from(offset), u32::try_from(length)) else {
+            return Err(DecodeError::BadValue(at));
+        };
+        spans.push(Span { offset, length });
+    }
+    Ok(spans)
+}
+
+fn take_floats(rest: &mut &[u8], start_len: usize) -> Result<Vec<f64>, DecodeError> {
+    let n = take_count(rest, start_len)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(take_f64(rest).ok_or(DecodeError::Truncated(start_len - rest.len()))?);
+    }
+    Ok(out)
+}
+
+/// Decodes one histogram entry's flags and body.
+fn decode_histogram(rest: &mut &[u8], start_len: usize) -> Result<HistogramValue, DecodeError> {
+    let trunc = |rest: &[u8]| DecodeError::Truncated(start_len - rest.len());
+    let (&flags, after) = rest.split_first().ok_or_else(|| trunc(rest))?;
+    if flags & !(FLAG_FLOAT | FLAG_HINT_MASK) != 0 {
+        return Err(DecodeError::BadValue(start_len - rest.len()));
+    }
+    *rest = after;
+    let counter_reset_hint = hint_from_bits(flags);
+    let at = start_len - rest.len();
+    let schema = get_varint(rest).ok_or_else(|| trunc(rest))?;
+    let schema = i32::try_from(schema).map_err(|_| DecodeError::BadValue(at))?;
+    let zero_threshold = take_f64(rest).ok_or_else(|| trunc(rest))?;
+    if flags & FLAG_FLOAT == 0 {
+        let zero_count = get_uvarint(rest).ok_or_else(|| trunc(rest))?;
+        let count = get_uvarint(rest).ok_or_else(|| trunc(rest))?;
+        let sum = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let positive_spans = take_spans(rest, start_len)?;
+        let negative_spans = take_spans(rest, start_len)?;
+        let mut sides = [Vec::new(), Vec::new()];
+        for side in &mut sides {
+            let n = take_count(rest, start_len)?;
+            side.reserve(n);
+            for _ in 0..n {
+                side.push(get_varint(rest).ok_or_else(|| trunc(rest))?);
+            }
+        }
+        let [positive_buckets, negative_buckets] = sides;
+        let custom_values = take_floats(rest, start_len)?;
+        Ok(HistogramValue::Int(Histogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        }))
+    } else {
+        let zero_count = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let count = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let sum = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let positive_spans = take_spans(rest, start_len)?;
+        let negative_spans = take_spans(rest, start_len)?;
+        let positive_buckets = take_floats(rest, start_len)?;
+        let negative_buckets = take_floats(rest, start_len)?;
+        let custom_values = take_floats(rest, start_len)?;
+        Ok(HistogramValue::Float(FloatHistogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        }))
     }
 }
 
