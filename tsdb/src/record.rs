@@ -707,6 +707,109 @@ mod tests {
         assert_eq!(samples[3], RefSample { sref: u64::MAX, t: 1, v: 2.0 });
     }
 
+    fn spans() -> impl Strategy<Value = Vec<Span>> {
+        proptest::collection::vec(
+            (any::<i32>(), any::<u32>()).prop_map(|(offset, length)| Span { offset, length }),
+            0..4,
+        )
+    }
+
+    fn floats(n: usize) -> impl Strategy<Value = Vec<f64>> {
+        proptest::collection::vec(any::<u64>().prop_map(f64::from_bits), 0..n)
+    }
+
+    fn histogram_value() -> impl Strategy<Value = HistogramValue> {
+        let hint = (0u8..4).prop_map(hint_from_bits);
+        let int = (
+            hint.clone(),
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            spans(),
+            spans(),
+            proptest::collection::vec(any::<i64>(), 0..6),
+            proptest::collection::vec(any::<i64>(), 0..6),
+            floats(4),
+        )
+            .prop_map(|(h, schema, zt, zc, c, sum, ps, ns, pb, nb, cv)| {
+                HistogramValue::Int(Histogram {
+                    counter_reset_hint: h,
+                    schema,
+                    zero_threshold: f64::from_bits(zt),
+                    zero_count: zc,
+                    count: c,
+                    sum: f64::from_bits(sum),
+                    positive_spans: ps,
+                    negative_spans: ns,
+                    positive_buckets: pb,
+                    negative_buckets: nb,
+                    custom_values: cv,
+                })
+            });
+        let float = (
+            hint,
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            spans(),
+            spans(),
+            floats(6),
+            floats(6),
+            floats(4),
+        )
+            .prop_map(|(h, schema, zt, zc, c, sum, ps, ns, pb, nb, cv)| {
+                HistogramValue::Float(FloatHistogram {
+                    counter_reset_hint: h,
+                    schema,
+                    zero_threshold: f64::from_bits(zt),
+                    zero_count: f64::from_bits(zc),
+                    count: f64::from_bits(c),
+                    sum: f64::from_bits(sum),
+                    positive_spans: ps,
+                    negative_spans: ns,
+                    positive_buckets: pb,
+                    negative_buckets: nb,
+                    custom_values: cv,
+                })
+            });
+        prop_oneof![int, float]
+    }
+
+    /// Bit-exact equality, counter-reset hints included.
+    fn same(a: &HistogramValue, b: &HistogramValue) -> bool {
+        let hint = |v: &HistogramValue| match v {
+            HistogramValue::Int(h) => h.counter_reset_hint,
+            HistogramValue::Float(h) => h.counter_reset_hint,
+        };
+        crate::head::histograms::identical(a, b) && hint(a) == hint(b)
+    }
+
+    #[test]
+    fn bad_histogram_flags_and_schemas_are_errors() {
+        let mut rec = HistogramsRecord::default();
+        rec.push(1, 2, &HistogramValue::Int(Histogram::default()));
+        let mut bytes = rec.as_bytes().to_vec();
+        // Tag, Δref, Δt, then the flags byte.
+        bytes[3] = 0b1000;
+        assert_eq!(decode(&bytes, &mut Vec::new()).unwrap_err(), DecodeError::BadValue(3));
+        let mut bytes = rec.as_bytes().to_vec();
+        bytes.truncate(4);
+        put_varint(&mut bytes, i64::from(i32::MAX) + 1);
+        assert!(matches!(decode(&bytes, &mut Vec::new()), Err(DecodeError::BadValue(4))));
+        // A huge bucket count is refused before anything is allocated for it.
+        let mut rec = HistogramsRecord::default();
+        rec.push(1, 2, &HistogramValue::Float(FloatHistogram::default()));
+        let good = rec.as_bytes().to_vec();
+        let spans_at = good.len() - 5; // five empty lists (uvarint 0) end the entry
+        let mut bytes = good[..spans_at].to_vec();
+        put_uvarint(&mut bytes, u64::MAX);
+        assert!(matches!(decode(&bytes, &mut Vec::new()), Err(DecodeError::Truncated(_))));
+    }
+
     /// Records of type 2 (absolute refs and timestamps), as WALs written before delta records hold.
     fn encode_absolute(samples: &[RefSample]) -> Vec<u8> {
         let mut buf = vec![RecordType::Samples as u8];
@@ -807,6 +910,55 @@ mod tests {
                 let mut part = Vec::new();
                 if decode(&bytes[..cut], &mut part).is_ok() {
                     prop_assert_eq!(bits(&part), bits(&samples[..part.len()]));
+                }
+            }
+        }
+
+        #[test]
+        fn histograms_round_trip(entries in proptest::collection::vec((any::<u64>(), any::<i64>(), histogram_value()), 1..8)) {
+            let mut rec = HistogramsRecord::default();
+            for (r, t, v) in &entries {
+                rec.push(*r, *t, v);
+            }
+            let Ok(Record::Histograms(got)) = decode(rec.as_bytes(), &mut Vec::new()) else { panic!("not a histograms record") };
+            prop_assert_eq!(got.len(), entries.len());
+            for (g, (r, t, v)) in got.iter().zip(&entries) {
+                prop_assert_eq!((g.sref, g.t), (*r, *t));
+                prop_assert!(same(&g.v, v), "{:?} != {:?}", g.v, v);
+            }
+            // Any truncation is an error or a prefix, never a panic or a different entry.
+            let bytes = rec.as_bytes();
+            for cut in 1..bytes.len() {
+                if let Ok(Record::Histograms(part)) = decode(&bytes[..cut], &mut Vec::new()) {
+                    prop_assert!(part.len() < entries.len());
+                    for (g, (r, t, v)) in part.iter().zip(&entries) {
+                        prop_assert!(g.sref == *r && g.t == *t && same(&g.v, v));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn exemplars_round_trip(entries in proptest::collection::vec(
+            (any::<u64>(), any::<i64>(), any::<u64>(), proptest::collection::vec(("[a-z_]{0,8}", ".{0,8}"), 0..4)), 1..20)
+        ) {
+            let mut rec = ExemplarsRecord::default();
+            let want: Vec<RefExemplar> = entries
+                .into_iter()
+                .map(|(sref, t, bits, labels)| RefExemplar { sref, exemplar: Exemplar { labels, value: f64::from_bits(bits), t } })
+                .collect();
+            for e in &want {
+                rec.push(e.sref, &e.exemplar);
+            }
+            let Ok(Record::Exemplars(got)) = decode(rec.as_bytes(), &mut Vec::new()) else { panic!("not an exemplars record") };
+            let bits = |v: &[RefExemplar]| {
+                v.iter().map(|e| (e.sref, e.exemplar.t, e.exemplar.value.to_bits(), e.exemplar.labels.clone())).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(bits(&got), bits(&want));
+            let bytes = rec.as_bytes();
+            for cut in 1..bytes.len() {
+                if let Ok(Record::Exemplars(part)) = decode(&bytes[..cut], &mut Vec::new()) {
+                    prop_assert_eq!(bits(&part), bits(&want[..part.len()]));
                 }
             }
         }

@@ -437,6 +437,8 @@ impl Head {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_histograms;
 
 /// The wall clock in ms since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ms() -> i64 {
