@@ -512,9 +512,12 @@ impl<'h> Appender<'h> {
                 }
                 apply_pending(head, series, addrs, &pending, &mut stats);
                 apply_histograms(head, series, hist, &mut stats);
-                store_exemplars(head, series, exemplars, &mut stats);
             })
             .map_err(Error::from)?;
+        // After the WAL's lock is released: a query scanning the exemplar store holds its lock, and
+        // must not hold up every commit. Two commits racing on one series' exemplars may then reach
+        // the store in another order than the WAL's (the store may refuse one that replay takes).
+        store_exemplars(head, series, exemplars, &mut stats);
         Ok((stats, ticket))
     }
 
