@@ -170,6 +170,48 @@ impl Collector for StorageCollector {
                 ConstCounter::new(v).encode(m.encode_family(&[("reason", reason)])?)?;
             }
         }
+        let hs = &st.histograms;
+        {
+            let mut m = e.encode_descriptor(
+                "strata_head_histogram_samples_appended",
+                "Native histogram samples stored in the head, by placement.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (placement, v) in [("in_order", load(&hs.in_order)), ("out_of_order", load(&hs.out_of_order))] {
+                ConstCounter::new(v).encode(m.encode_family(&[("placement", placement)])?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "strata_head_histogram_samples_deduplicated",
+            "Native histogram samples identical to a stored or queued one: accepted, stored once.",
+            load(&hs.deduplicated),
+        )?;
+        counter(
+            &mut e,
+            "strata_head_histogram_samples_conflicting",
+            "Accepted native histogram samples not stored because a different one was stored first at their timestamp.",
+            load(&hs.conflicts),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "strata_head_histogram_samples_rejected",
+                "Native histogram samples rejected by the head, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, v) in [
+                ("out_of_bounds", load(&hs.rejected_out_of_bounds)),
+                ("out_of_order", load(&hs.rejected_out_of_order)),
+                ("too_old", load(&hs.rejected_too_old)),
+                ("duplicate", load(&hs.rejected_duplicate)),
+                ("too_far_in_future", load(&hs.rejected_too_far_in_future)),
+                ("invalid", load(&hs.rejected_invalid)),
+            ] {
+                ConstCounter::new(v).encode(m.encode_family(&[("reason", reason)])?)?;
+            }
+        }
         counter(&mut e, "strata_head_series_created", "Series created in the head.", load(&st.series_created))?;
         counter(
             &mut e,

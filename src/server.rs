@@ -69,7 +69,10 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
 
     let started = Instant::now();
     let data_dir = cfg.data_dir.clone();
-    let db_opts = cfg.db.clone();
+    // The head writes committed exemplars to the WAL and replays them into the store at startup.
+    let exemplars = Arc::new(tsdb::exemplars::ExemplarStore::new(cfg.exemplars_limit));
+    let mut db_opts = cfg.db.clone();
+    db_opts.head.exemplars = Some(Arc::clone(&exemplars));
     let db = tokio::task::spawn_blocking(move || tsdb::Db::open(&data_dir, db_opts))
         .await
         .context("WAL replay task failed")?
@@ -90,7 +93,6 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
         .context("loading the metric metadata")?;
     let metadata = Arc::new(metadata);
     metadata.start_flusher();
-    let exemplars = Arc::new(tsdb::exemplars::ExemplarStore::new(cfg.exemplars_limit));
     let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest)
         .context("cannot start the ingest threads")?
         .with_metadata(Arc::clone(&metadata))

@@ -44,6 +44,7 @@ impl From<RejectReason> for Reason {
             RejectReason::Duplicate => Reason::Duplicate,
             RejectReason::TooFarInFuture => Reason::TooFarInFuture,
             RejectReason::Invalid => Reason::InvalidLabels,
+            RejectReason::InvalidHistogram => Reason::NativeHistogram,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::histogram::HistogramError;
 use crate::labels::LabelError;
 
 /// A server-side fault: storage I/O, corruption, shutdown. Senders should retry.
@@ -78,6 +79,16 @@ pub enum AppendError {
     /// The label set is invalid.
     #[error("invalid labels: {0}")]
     InvalidLabels(#[from] LabelError),
+    /// A different native histogram is already stored at this timestamp (Prometheus's "duplicate
+    /// sample for timestamp" for histograms).
+    #[error("duplicate sample for timestamp {t}; overrides not allowed: a different histogram is stored there")]
+    DuplicateHistogram {
+        /// The timestamp.
+        t: i64,
+    },
+    /// The native histogram is invalid (Prometheus's `Validate` rules); the error names what is wrong.
+    #[error("invalid histogram: {0}")]
+    InvalidHistogram(#[from] HistogramError),
 }
 
 /// Reason codes for counting rejections (metrics, request summaries).
@@ -95,6 +106,8 @@ pub enum RejectReason {
     TooFarInFuture,
     /// See [`AppendError::InvalidLabels`].
     Invalid,
+    /// See [`AppendError::InvalidHistogram`].
+    InvalidHistogram,
 }
 
 impl AppendError {
@@ -104,9 +117,10 @@ impl AppendError {
             AppendError::OutOfBounds => RejectReason::OutOfBounds,
             AppendError::OutOfOrder => RejectReason::OutOfOrder,
             AppendError::TooOld => RejectReason::TooOld,
-            AppendError::Duplicate { .. } => RejectReason::Duplicate,
+            AppendError::Duplicate { .. } | AppendError::DuplicateHistogram { .. } => RejectReason::Duplicate,
             AppendError::TooFarInFuture { .. } => RejectReason::TooFarInFuture,
             AppendError::InvalidLabels(_) => RejectReason::Invalid,
+            AppendError::InvalidHistogram(_) => RejectReason::InvalidHistogram,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! overwrites the oldest. Per series it keeps the newest exemplar timestamp: an exemplar older than
 //! that is out of order and refused, one equal to the series' newest (same timestamp, value and
 //! labels) is a duplicate and not stored again, as in Prometheus. Capacity 0 turns storage off.
-//! Exemplars are not persisted (neither are Prometheus's without the WAL's exemplar records): a
-//! restart starts empty.
+//! The store itself keeps nothing on disk: the head writes committed exemplars to the WAL, and WAL
+//! replay and checkpoints bring them back after a restart (see `tsdb::head`).
 //!
 //! One mutex guards the buffer: appends take it once per request batch, queries scan the buffer
 //! under it (a linear scan of at most the capacity).
@@ -124,6 +124,25 @@ impl ExemplarStore {
         results
     }
 
+    /// Whether [`ExemplarStore::append`] would refuse `e` for `series` now, and why (the same
+    /// checks, nothing stored).
+    pub fn check(&self, series: &Labels, e: &Exemplar) -> Result<(), ExemplarError> {
+        if self.capacity == 0 {
+            return Err(ExemplarError::Disabled);
+        }
+        let mut e = e.clone();
+        e.labels.sort();
+        self.lock().check(series, &e)
+    }
+
+    /// Every exemplar held with its series, oldest first: appended in this order to an empty store,
+    /// they are all taken again (a WAL checkpoint writes them so).
+    pub fn entries_oldest_first(&self) -> Vec<(Labels, Exemplar)> {
+        let ring = self.lock();
+        let (newer, older) = ring.entries.split_at(ring.next.min(ring.entries.len()));
+        older.iter().chain(newer).map(|e| (e.series.as_ref().clone(), e.exemplar.clone())).collect()
+    }
+
     /// The exemplars in `[mint, maxt]` of the series matching any of `matcher_sets`, per series
     /// (sorted by labels), each series' exemplars by time.
     pub fn select(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<(Labels, Vec<Exemplar>)> {
@@ -152,28 +171,36 @@ impl ExemplarStore {
 }
 
 impl Ring {
-    fn add(&mut self, capacity: usize, series: &Labels, mut e: Exemplar) -> Result<(), ExemplarError> {
+    /// Whether `e` (labels sorted) would be refused for `series` now, and why.
+    fn check(&self, series: &Labels, e: &Exemplar) -> Result<(), ExemplarError> {
         let chars: usize = e.labels.iter().map(|(n, v)| n.chars().count() + v.chars().count()).sum();
         if chars > MAX_LABELS_CHARS {
             return Err(ExemplarError::LabelsTooLong);
         }
+        if let Some((shared, newest, _)) = self.series.get(series) {
+            if e.t < *newest {
+                return Err(ExemplarError::OutOfOrder);
+            }
+            if e.t == *newest {
+                let same = self.entries.iter().rev().any(|x| {
+                    Arc::ptr_eq(&x.series, shared)
+                        && x.exemplar.t == e.t
+                        && x.exemplar.value.to_bits() == e.value.to_bits()
+                        && x.exemplar.labels == e.labels
+                });
+                if same {
+                    return Err(ExemplarError::Duplicate);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, capacity: usize, series: &Labels, mut e: Exemplar) -> Result<(), ExemplarError> {
         e.labels.sort();
+        self.check(series, &e)?;
         let shared = match self.series.get_mut(series) {
             Some((shared, newest, _)) => {
-                if e.t < *newest {
-                    return Err(ExemplarError::OutOfOrder);
-                }
-                if e.t == *newest {
-                    let same = self.entries.iter().rev().any(|x| {
-                        Arc::ptr_eq(&x.series, shared)
-                            && x.exemplar.t == e.t
-                            && x.exemplar.value.to_bits() == e.value.to_bits()
-                            && x.exemplar.labels == e.labels
-                    });
-                    if same {
-                        return Err(ExemplarError::Duplicate);
-                    }
-                }
                 *newest = e.t;
                 Arc::clone(shared)
             }

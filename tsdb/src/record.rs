@@ -10,7 +10,22 @@
 //!                         uvarint n | n × chunk | uvarint n | n × (varint t | 8-byte LE f64 bits))…
 //!                 chunk = varint min_t | varint max_t | uvarint len | XOR chunk bytes
 //! tombstones:     0x05 | (uvarint ref | varint min_t | varint max_t)…   deleted [min_t, max_t] of a series
+//! histograms:     0x06 | (varint Δref | varint Δt | u8 flags | histogram)…   Δ as in samples records
+//!                 flags: bits 0-1 counter-reset hint (0 unknown, 1 reset, 2 not reset, 3 gauge),
+//!                        bit 2 set for float counts; other bits zero
+//!                 integer histogram = varint schema | 8-byte LE zero threshold | uvarint zero count |
+//!                                     uvarint count | 8-byte LE sum | spans (positive) | spans (negative) |
+//!                                     uvarint n | n × varint delta-encoded bucket (positive) |
+//!                                     uvarint n | n × varint delta-encoded bucket (negative) |
+//!                                     uvarint n | n × 8-byte LE custom bound
+//!                 float histogram   = the same with zero count, count and every bucket as 8-byte LE f64
+//!                 spans = uvarint n | n × (varint offset | uvarint length)
+//! exemplars:      0x07 | (varint Δref | varint Δt | 8-byte LE value | uvarint n |
+//!                         n × (uvarint len | name | uvarint len | value))…   Δ as in samples records
 //! ```
+//! Histogram records hold a batch's integer and float histograms in one record, in the order they
+//! were queued (a series' two kinds share its histogram state, so their order matters). Exemplars
+//! records carry a batch's exemplars, replayed into the exemplar store.
 //! Chunks records (in-order sealed chunks, the open chunk, out-of-order sealed chunks, the open
 //! out-of-order samples of a series) appear only in checkpoints, so a restart loads chunks instead
 //! of re-appending every sample. Tombstones records are written by `delete_series` and again in
@@ -18,6 +33,8 @@
 //! Several series and samples share one record, so one remote-write request is one WAL batch.
 //! Decoding never trusts a length: every read is bounds-checked and failures are typed.
 
+use crate::exemplars::Exemplar;
+use crate::histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span};
 use crate::intervals::Interval;
 use crate::labels::Labels;
 use crate::varint::{put_uvarint, put_varint, take_uvarint as get_uvarint, take_varint as get_varint};
@@ -38,6 +55,10 @@ pub enum RecordType {
     SampleDeltas = 4,
     /// Deleted intervals of series (Prometheus's record type 3, `tombstones`, in Strata's numbering).
     Tombstones = 5,
+    /// Native histogram samples, integer and float, refs and timestamps as differences.
+    Histograms = 6,
+    /// Exemplars with their series reference.
+    Exemplars = 7,
 }
 
 impl TryFrom<u8> for RecordType {
@@ -49,6 +70,8 @@ impl TryFrom<u8> for RecordType {
             3 => Ok(RecordType::Chunks),
             4 => Ok(RecordType::SampleDeltas),
             5 => Ok(RecordType::Tombstones),
+            6 => Ok(RecordType::Histograms),
+            7 => Ok(RecordType::Exemplars),
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -69,6 +92,9 @@ pub enum DecodeError {
     /// A label name or value is not UTF-8.
     #[error("label bytes are not UTF-8 at byte {0}")]
     NotUtf8(usize),
+    /// A field holds a value its type does not allow (unknown flag bits, a schema beyond 32 bits).
+    #[error("invalid field value at byte {0}")]
+    BadValue(usize),
 }
 
 /// One sample as stored in the WAL.
@@ -212,6 +238,170 @@ pub fn encode_chunks(buf: &mut Vec<u8>, c: &SeriesChunks<'_>) {
     }
 }
 
+/// One native histogram sample as stored in the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefHistogram {
+    /// Series reference.
+    pub sref: u64,
+    /// Timestamp, ms.
+    pub t: i64,
+    /// The histogram.
+    pub v: HistogramValue,
+}
+
+/// One exemplar as stored in the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefExemplar {
+    /// Series reference.
+    pub sref: u64,
+    /// The exemplar.
+    pub exemplar: Exemplar,
+}
+
+/// Builds one histograms record ([`RecordType::Histograms`]) entry by entry.
+#[derive(Debug, Default, Clone)]
+pub struct HistogramsRecord {
+    buf: Vec<u8>,
+    prev_ref: u64,
+    prev_t: i64,
+}
+
+const FLAG_FLOAT: u8 = 0b100;
+const FLAG_HINT_MASK: u8 = 0b11;
+
+fn hint_bits(h: CounterResetHint) -> u8 {
+    match h {
+        CounterResetHint::Unknown => 0,
+        CounterResetHint::CounterReset => 1,
+        CounterResetHint::NotCounterReset => 2,
+        CounterResetHint::Gauge => 3,
+    }
+}
+
+fn hint_from_bits(b: u8) -> CounterResetHint {
+    match b & FLAG_HINT_MASK {
+        1 => CounterResetHint::CounterReset,
+        2 => CounterResetHint::NotCounterReset,
+        3 => CounterResetHint::Gauge,
+        _ => CounterResetHint::Unknown,
+    }
+}
+
+fn put_f64(buf: &mut Vec<u8>, v: f64) {
+    buf.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+fn put_spans(buf: &mut Vec<u8>, spans: &[Span]) {
+    put_uvarint(buf, spans.len() as u64);
+    for s in spans {
+        put_varint(buf, i64::from(s.offset));
+        put_uvarint(buf, u64::from(s.length));
+    }
+}
+
+fn put_floats(buf: &mut Vec<u8>, vs: &[f64]) {
+    put_uvarint(buf, vs.len() as u64);
+    for &v in vs {
+        put_f64(buf, v);
+    }
+}
+
+impl HistogramsRecord {
+    /// Appends an entry.
+    pub fn push(&mut self, sref: u64, t: i64, v: &HistogramValue) {
+        let buf = &mut self.buf;
+        if buf.is_empty() {
+            buf.push(RecordType::Histograms as u8);
+        }
+        put_varint(buf, sref.wrapping_sub(self.prev_ref) as i64);
+        put_varint(buf, t.wrapping_sub(self.prev_t));
+        self.prev_ref = sref;
+        self.prev_t = t;
+        match v {
+            HistogramValue::Int(h) => {
+                buf.push(hint_bits(h.counter_reset_hint));
+                put_varint(buf, i64::from(h.schema));
+                put_f64(buf, h.zero_threshold);
+                put_uvarint(buf, h.zero_count);
+                put_uvarint(buf, h.count);
+                put_f64(buf, h.sum);
+                put_spans(buf, &h.positive_spans);
+                put_spans(buf, &h.negative_spans);
+                for side in [&h.positive_buckets, &h.negative_buckets] {
+                    put_uvarint(buf, side.len() as u64);
+                    for &b in side {
+                        put_varint(buf, b);
+                    }
+                }
+                put_floats(buf, &h.custom_values);
+            }
+            HistogramValue::Float(h) => {
+                buf.push(hint_bits(h.counter_reset_hint) | FLAG_FLOAT);
+                put_varint(buf, i64::from(h.schema));
+                put_f64(buf, h.zero_threshold);
+                put_f64(buf, h.zero_count);
+                put_f64(buf, h.count);
+                put_f64(buf, h.sum);
+                put_spans(buf, &h.positive_spans);
+                put_spans(buf, &h.negative_spans);
+                put_floats(buf, &h.positive_buckets);
+                put_floats(buf, &h.negative_buckets);
+                put_floats(buf, &h.custom_values);
+            }
+        }
+    }
+
+    /// True if no entry was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The record's bytes (empty if no entry was pushed).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Builds one exemplars record ([`RecordType::Exemplars`]) entry by entry.
+#[derive(Debug, Default, Clone)]
+pub struct ExemplarsRecord {
+    buf: Vec<u8>,
+    prev_ref: u64,
+    prev_t: i64,
+}
+
+impl ExemplarsRecord {
+    /// Appends an entry.
+    pub fn push(&mut self, sref: u64, e: &Exemplar) {
+        let buf = &mut self.buf;
+        if buf.is_empty() {
+            buf.push(RecordType::Exemplars as u8);
+        }
+        put_varint(buf, sref.wrapping_sub(self.prev_ref) as i64);
+        put_varint(buf, e.t.wrapping_sub(self.prev_t));
+        self.prev_ref = sref;
+        self.prev_t = e.t;
+        put_f64(buf, e.value);
+        put_uvarint(buf, e.labels.len() as u64);
+        for (n, v) in &e.labels {
+            put_uvarint(buf, n.len() as u64);
+            buf.extend_from_slice(n.as_bytes());
+            put_uvarint(buf, v.len() as u64);
+            buf.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// True if no entry was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The record's bytes (empty if no entry was pushed).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
 /// A decoded record.
 #[derive(Debug)]
 pub enum Record<'a> {
@@ -223,6 +413,10 @@ pub enum Record<'a> {
     Chunks(Vec<SeriesChunks<'a>>),
     /// Deleted intervals by series reference.
     Tombstones(Vec<(u64, Interval)>),
+    /// Native histogram samples, in record order.
+    Histograms(Vec<RefHistogram>),
+    /// Exemplars, in record order.
+    Exemplars(Vec<RefExemplar>),
 }
 
 /// Decodes one record; samples go into `samples_out` (reused by the caller). Labels are rebuilt
@@ -248,6 +442,39 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
                 out.push((sref, Interval::new(min_t, max_t)));
             }
             Ok(Record::Tombstones(out))
+        }
+        RecordType::Histograms => {
+            let (mut sref, mut t) = (0u64, 0i64);
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let dref = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let dt = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                sref = sref.wrapping_add(dref as u64);
+                t = t.wrapping_add(dt);
+                let v = decode_histogram(&mut rest, start_len)?;
+                out.push(RefHistogram { sref, t, v });
+            }
+            Ok(Record::Histograms(out))
+        }
+        RecordType::Exemplars => {
+            let (mut sref, mut t) = (0u64, 0i64);
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                let dref = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let dt = get_varint(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                sref = sref.wrapping_add(dref as u64);
+                t = t.wrapping_add(dt);
+                let value = take_f64(&mut rest).ok_or(DecodeError::Truncated(pos(rest)))?;
+                let n = take_count(&mut rest, start_len)?;
+                let mut labels = Vec::new();
+                for _ in 0..n {
+                    let name = get_str(&mut rest, start_len)?;
+                    let value = get_str(&mut rest, start_len)?;
+                    labels.push((name.to_owned(), value.to_owned()));
+                }
+                out.push(RefExemplar { sref, exemplar: Exemplar { labels, value, t } });
+            }
+            Ok(Record::Exemplars(out))
         }
         RecordType::SampleDeltas => {
             let (mut sref, mut t) = (0u64, 0i64);
@@ -289,6 +516,108 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
             }
             Ok(Record::Series(out))
         }
+    }
+}
+
+/// Takes a count of entries that each take at least one byte: more than the bytes left is an error
+/// (a count from disk never sizes an allocation beyond what the record can hold).
+fn take_count(rest: &mut &[u8], start_len: usize) -> Result<usize, DecodeError> {
+    let at = start_len - rest.len();
+    let n = get_uvarint(rest).and_then(|n| usize::try_from(n).ok()).ok_or(DecodeError::Truncated(at))?;
+    if n > rest.len() {
+        return Err(DecodeError::Truncated(at));
+    }
+    Ok(n)
+}
+
+fn take_spans(rest: &mut &[u8], start_len: usize) -> Result<Vec<Span>, DecodeError> {
+    let n = take_count(rest, start_len)?;
+    let mut spans = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = start_len - rest.len();
+        let offset = get_varint(rest).ok_or(DecodeError::Truncated(at))?;
+        let length = get_uvarint(rest).ok_or(DecodeError::Truncated(at))?;
+        let (Ok(offset), Ok(length)) = (i32::try_from(offset), u32::try_from(length)) else {
+            return Err(DecodeError::BadValue(at));
+        };
+        spans.push(Span { offset, length });
+    }
+    Ok(spans)
+}
+
+fn take_floats(rest: &mut &[u8], start_len: usize) -> Result<Vec<f64>, DecodeError> {
+    let n = take_count(rest, start_len)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(take_f64(rest).ok_or(DecodeError::Truncated(start_len - rest.len()))?);
+    }
+    Ok(out)
+}
+
+/// Decodes one histogram entry's flags and body.
+fn decode_histogram(rest: &mut &[u8], start_len: usize) -> Result<HistogramValue, DecodeError> {
+    let trunc = |rest: &[u8]| DecodeError::Truncated(start_len - rest.len());
+    let (&flags, after) = rest.split_first().ok_or_else(|| trunc(rest))?;
+    if flags & !(FLAG_FLOAT | FLAG_HINT_MASK) != 0 {
+        return Err(DecodeError::BadValue(start_len - rest.len()));
+    }
+    *rest = after;
+    let counter_reset_hint = hint_from_bits(flags);
+    let at = start_len - rest.len();
+    let schema = get_varint(rest).ok_or_else(|| trunc(rest))?;
+    let schema = i32::try_from(schema).map_err(|_| DecodeError::BadValue(at))?;
+    let zero_threshold = take_f64(rest).ok_or_else(|| trunc(rest))?;
+    if flags & FLAG_FLOAT == 0 {
+        let zero_count = get_uvarint(rest).ok_or_else(|| trunc(rest))?;
+        let count = get_uvarint(rest).ok_or_else(|| trunc(rest))?;
+        let sum = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let positive_spans = take_spans(rest, start_len)?;
+        let negative_spans = take_spans(rest, start_len)?;
+        let mut sides = [Vec::new(), Vec::new()];
+        for side in &mut sides {
+            let n = take_count(rest, start_len)?;
+            side.reserve(n);
+            for _ in 0..n {
+                side.push(get_varint(rest).ok_or_else(|| trunc(rest))?);
+            }
+        }
+        let [positive_buckets, negative_buckets] = sides;
+        let custom_values = take_floats(rest, start_len)?;
+        Ok(HistogramValue::Int(Histogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        }))
+    } else {
+        let zero_count = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let count = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let sum = take_f64(rest).ok_or_else(|| trunc(rest))?;
+        let positive_spans = take_spans(rest, start_len)?;
+        let negative_spans = take_spans(rest, start_len)?;
+        let positive_buckets = take_floats(rest, start_len)?;
+        let negative_buckets = take_floats(rest, start_len)?;
+        let custom_values = take_floats(rest, start_len)?;
+        Ok(HistogramValue::Float(FloatHistogram {
+            counter_reset_hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive_spans,
+            negative_spans,
+            positive_buckets,
+            negative_buckets,
+            custom_values,
+        }))
     }
 }
 
@@ -376,6 +705,109 @@ mod tests {
         assert_eq!((samples[2].sref, samples[2].t), (0, i64::MIN));
         assert!(samples[2].v == 0.0 && samples[2].v.is_sign_negative());
         assert_eq!(samples[3], RefSample { sref: u64::MAX, t: 1, v: 2.0 });
+    }
+
+    fn spans() -> impl Strategy<Value = Vec<Span>> {
+        proptest::collection::vec(
+            (any::<i32>(), any::<u32>()).prop_map(|(offset, length)| Span { offset, length }),
+            0..4,
+        )
+    }
+
+    fn floats(n: usize) -> impl Strategy<Value = Vec<f64>> {
+        proptest::collection::vec(any::<u64>().prop_map(f64::from_bits), 0..n)
+    }
+
+    fn histogram_value() -> impl Strategy<Value = HistogramValue> {
+        let hint = (0u8..4).prop_map(hint_from_bits);
+        let int = (
+            hint.clone(),
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            spans(),
+            spans(),
+            proptest::collection::vec(any::<i64>(), 0..6),
+            proptest::collection::vec(any::<i64>(), 0..6),
+            floats(4),
+        )
+            .prop_map(|(h, schema, zt, zc, c, sum, ps, ns, pb, nb, cv)| {
+                HistogramValue::Int(Histogram {
+                    counter_reset_hint: h,
+                    schema,
+                    zero_threshold: f64::from_bits(zt),
+                    zero_count: zc,
+                    count: c,
+                    sum: f64::from_bits(sum),
+                    positive_spans: ps,
+                    negative_spans: ns,
+                    positive_buckets: pb,
+                    negative_buckets: nb,
+                    custom_values: cv,
+                })
+            });
+        let float = (
+            hint,
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            spans(),
+            spans(),
+            floats(6),
+            floats(6),
+            floats(4),
+        )
+            .prop_map(|(h, schema, zt, zc, c, sum, ps, ns, pb, nb, cv)| {
+                HistogramValue::Float(FloatHistogram {
+                    counter_reset_hint: h,
+                    schema,
+                    zero_threshold: f64::from_bits(zt),
+                    zero_count: f64::from_bits(zc),
+                    count: f64::from_bits(c),
+                    sum: f64::from_bits(sum),
+                    positive_spans: ps,
+                    negative_spans: ns,
+                    positive_buckets: pb,
+                    negative_buckets: nb,
+                    custom_values: cv,
+                })
+            });
+        prop_oneof![int, float]
+    }
+
+    /// Bit-exact equality, counter-reset hints included.
+    fn same(a: &HistogramValue, b: &HistogramValue) -> bool {
+        let hint = |v: &HistogramValue| match v {
+            HistogramValue::Int(h) => h.counter_reset_hint,
+            HistogramValue::Float(h) => h.counter_reset_hint,
+        };
+        crate::head::histograms::identical(a, b) && hint(a) == hint(b)
+    }
+
+    #[test]
+    fn bad_histogram_flags_and_schemas_are_errors() {
+        let mut rec = HistogramsRecord::default();
+        rec.push(1, 2, &HistogramValue::Int(Histogram::default()));
+        let mut bytes = rec.as_bytes().to_vec();
+        // Tag, Δref, Δt, then the flags byte.
+        bytes[3] = 0b1000;
+        assert_eq!(decode(&bytes, &mut Vec::new()).unwrap_err(), DecodeError::BadValue(3));
+        let mut bytes = rec.as_bytes().to_vec();
+        bytes.truncate(4);
+        put_varint(&mut bytes, i64::from(i32::MAX) + 1);
+        assert!(matches!(decode(&bytes, &mut Vec::new()), Err(DecodeError::BadValue(4))));
+        // A huge bucket count is refused before anything is allocated for it.
+        let mut rec = HistogramsRecord::default();
+        rec.push(1, 2, &HistogramValue::Float(FloatHistogram::default()));
+        let good = rec.as_bytes().to_vec();
+        let spans_at = good.len() - 5; // five empty lists (uvarint 0) end the entry
+        let mut bytes = good[..spans_at].to_vec();
+        put_uvarint(&mut bytes, u64::MAX);
+        assert!(matches!(decode(&bytes, &mut Vec::new()), Err(DecodeError::Truncated(_))));
     }
 
     /// Records of type 2 (absolute refs and timestamps), as WALs written before delta records hold.
@@ -478,6 +910,55 @@ mod tests {
                 let mut part = Vec::new();
                 if decode(&bytes[..cut], &mut part).is_ok() {
                     prop_assert_eq!(bits(&part), bits(&samples[..part.len()]));
+                }
+            }
+        }
+
+        #[test]
+        fn histograms_round_trip(entries in proptest::collection::vec((any::<u64>(), any::<i64>(), histogram_value()), 1..8)) {
+            let mut rec = HistogramsRecord::default();
+            for (r, t, v) in &entries {
+                rec.push(*r, *t, v);
+            }
+            let Ok(Record::Histograms(got)) = decode(rec.as_bytes(), &mut Vec::new()) else { panic!("not a histograms record") };
+            prop_assert_eq!(got.len(), entries.len());
+            for (g, (r, t, v)) in got.iter().zip(&entries) {
+                prop_assert_eq!((g.sref, g.t), (*r, *t));
+                prop_assert!(same(&g.v, v), "{:?} != {:?}", g.v, v);
+            }
+            // Any truncation is an error or a prefix, never a panic or a different entry.
+            let bytes = rec.as_bytes();
+            for cut in 1..bytes.len() {
+                if let Ok(Record::Histograms(part)) = decode(&bytes[..cut], &mut Vec::new()) {
+                    prop_assert!(part.len() < entries.len());
+                    for (g, (r, t, v)) in part.iter().zip(&entries) {
+                        prop_assert!(g.sref == *r && g.t == *t && same(&g.v, v));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn exemplars_round_trip(entries in proptest::collection::vec(
+            (any::<u64>(), any::<i64>(), any::<u64>(), proptest::collection::vec(("[a-z_]{0,8}", ".{0,8}"), 0..4)), 1..20)
+        ) {
+            let mut rec = ExemplarsRecord::default();
+            let want: Vec<RefExemplar> = entries
+                .into_iter()
+                .map(|(sref, t, bits, labels)| RefExemplar { sref, exemplar: Exemplar { labels, value: f64::from_bits(bits), t } })
+                .collect();
+            for e in &want {
+                rec.push(e.sref, &e.exemplar);
+            }
+            let Ok(Record::Exemplars(got)) = decode(rec.as_bytes(), &mut Vec::new()) else { panic!("not an exemplars record") };
+            let bits = |v: &[RefExemplar]| {
+                v.iter().map(|e| (e.sref, e.exemplar.t, e.exemplar.value.to_bits(), e.exemplar.labels.clone())).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(bits(&got), bits(&want));
+            let bytes = rec.as_bytes();
+            for cut in 1..bytes.len() {
+                if let Ok(Record::Exemplars(part)) = decode(&bytes[..cut], &mut Vec::new()) {
+                    prop_assert_eq!(bits(&part), bits(&want[..part.len()]));
                 }
             }
         }

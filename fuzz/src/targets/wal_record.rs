@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use tsdb::chunkenc::XorIter;
+use tsdb::histogram::HistogramValue;
 use tsdb::record::{self, RefSample, SamplesRecord, SeriesChunks, StoredChunk};
 use tsdb::Labels;
 use wal::record::encode_record;
@@ -38,7 +39,8 @@ fn xor_bytes(n: i64, start: i64) -> Vec<u8> {
     c.into_bytes()
 }
 
-/// Valid records: series, samples (a small one and one spanning pages), chunks.
+/// Valid records: series, samples (a small one and one spanning pages), chunks, tombstones,
+/// histograms (integer and float), exemplars.
 fn records() -> Vec<Vec<u8>> {
     let mut series = Vec::new();
     for i in 0..4u64 {
@@ -72,7 +74,26 @@ fn records() -> Vec<Vec<u8>> {
     let mut stones = Vec::new();
     record::encode_tombstone(&mut stones, 1, tsdb::intervals::Interval::new(-5, 1_800_000));
     record::encode_tombstone(&mut stones, 2, tsdb::intervals::Interval::new(i64::MIN, i64::MAX));
-    vec![series, samples(3), samples(4000), chunks, stones]
+    let mut hists = record::HistogramsRecord::default();
+    for i in 0..6u64 {
+        let h = tsdb::histogram::Histogram {
+            schema: 1,
+            zero_count: i,
+            count: 2 * i,
+            sum: i as f64,
+            positive_spans: vec![tsdb::histogram::Span { offset: -1, length: 1 }],
+            positive_buckets: vec![i as i64],
+            ..Default::default()
+        };
+        let v = if i % 2 == 0 { HistogramValue::Int(h) } else { HistogramValue::Float(h.to_float()) };
+        hists.push(1 + i % 4, 1_700_000_000_000 + (i as i64) * 1000, &v);
+    }
+    let mut exemplars = record::ExemplarsRecord::default();
+    for i in 0..3u64 {
+        let labels = vec![("trace_id".to_owned(), format!("{i:x}"))];
+        exemplars.push(1 + i, &tsdb::exemplars::Exemplar { labels, value: i as f64, t: 1_700_000_000_000 });
+    }
+    vec![series, samples(3), samples(4000), chunks, stones, hists.as_bytes().to_vec(), exemplars.as_bytes().to_vec()]
 }
 
 /// Decodes a record and iterates its chunks; true if all of it decoded.

@@ -16,11 +16,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::placement::{placement, Limits, Placement, SeriesTail};
+use super::histograms::identical;
+use super::placement::{histogram_placement, placement, Limits, Placement, SeriesTail};
 use super::series::{Applied, MemSeries, SeriesRef};
 use super::series_table::BuildIntHasher;
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
+use crate::exemplars::{Exemplar, ExemplarError};
+use crate::histogram::HistogramValue;
 use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
 use crate::record::{self, RefSample};
 
@@ -46,6 +49,31 @@ pub struct CommitStats {
     pub conflicts: u64,
     /// Series created by this transaction.
     pub series_created: u64,
+    /// Native histogram samples appended in order.
+    pub histograms_in_order: u64,
+    /// Native histogram samples inserted out of order.
+    pub histograms_out_of_order: u64,
+    /// Native histogram samples identical to a stored or queued one (accepted, not stored twice).
+    pub histograms_deduplicated: u64,
+    /// Native histogram samples not stored because a different histogram was stored first at their
+    /// timestamp (as [`CommitStats::conflicts`] for floats).
+    pub histograms_conflicts: u64,
+    /// Exemplars the exemplar store took at commit.
+    pub exemplars_stored: u64,
+    /// Exemplars the exemplar store refused at commit (out of order, duplicate, labels too long,
+    /// storage off).
+    pub exemplars_refused: u64,
+}
+
+/// The histogram samples an [`Appender`] queued, with what judging the next one needs.
+#[derive(Default)]
+struct HistQueue {
+    /// Queued samples in request order.
+    samples: Vec<(SeriesHandle, i64, HistogramValue)>,
+    /// Per handle: the index in `samples` of its newest queued in-order histogram.
+    tails: HashMap<usize, usize, BuildIntHasher>,
+    /// Per (handle, timestamp): the index in `samples` of the histogram queued there.
+    at: HashMap<(usize, i64), usize, BuildIntHasher>,
 }
 
 /// An append transaction. Not shared between threads; many may run at once.
@@ -70,6 +98,10 @@ pub struct Appender<'h> {
     pending_index: Option<HashMap<(usize, i64), f64, BuildIntHasher>>,
     /// Reused buffer for the packed labels of the series being looked up.
     packed: Vec<u8>,
+    /// Queued native histogram samples.
+    hist: HistQueue,
+    /// Queued exemplars, for the WAL and the head's exemplar store.
+    exemplars: Vec<(SeriesHandle, Exemplar)>,
     stats: CommitStats,
 }
 
@@ -92,6 +124,8 @@ impl<'h> Appender<'h> {
             pending: Vec::new(),
             pending_index: None,
             packed: Vec::new(),
+            hist: HistQueue::default(),
+            exemplars: Vec::new(),
             stats: CommitStats::default(),
         }
     }
@@ -280,7 +314,7 @@ impl<'h> Appender<'h> {
                     RejectReason::TooOld => &st.rejected_too_old,
                     RejectReason::Duplicate => &st.rejected_duplicate,
                     RejectReason::TooFarInFuture => &st.rejected_too_far_in_future,
-                    RejectReason::Invalid => &st.rejected_invalid,
+                    RejectReason::Invalid | RejectReason::InvalidHistogram => &st.rejected_invalid,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 Err(e)
@@ -301,6 +335,93 @@ impl<'h> Appender<'h> {
         index.get(&(h.0, t)).copied()
     }
 
+    /// Checks native histogram sample `(t, v)` for the series and queues it for commit: validation
+    /// ([`HistogramValue::validate`], rejected as [`AppendError::InvalidHistogram`] naming what is
+    /// wrong), then the decision floats get ([`histogram_placement`]) against the series' committed
+    /// histograms plus the ones this transaction queued: in order; out of order inside the window
+    /// (stored among the series' late histograms, the first one at a timestamp wins); identical to
+    /// the newest or to a queued one (accepted, not queued again); a different histogram at the
+    /// newest or a queued timestamp ([`AppendError::DuplicateHistogram`]); too old, out of bounds,
+    /// too far in the future. A series' float samples are not consulted: both kinds may share a
+    /// timestamp. Rejections are counted in the head's histogram stats.
+    pub fn append_histogram(
+        &mut self,
+        h: SeriesHandle,
+        t: i64,
+        v: HistogramValue,
+    ) -> std::result::Result<(), AppendError> {
+        let decision = match v.validate() {
+            Err(e) => Err(AppendError::InvalidHistogram(e)),
+            Ok(()) => self.judge_histogram(h, t, &v),
+        };
+        let hs = &self.head.stats.histograms;
+        match decision {
+            Ok(Placement::Duplicate) => {
+                self.stats.histograms_deduplicated += 1;
+                hs.deduplicated.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(placed) => {
+                let q = &mut self.hist;
+                let i = q.samples.len();
+                if placed == Placement::InOrder {
+                    q.tails.insert(h.0, i);
+                }
+                q.at.insert((h.0, t), i);
+                q.samples.push((h, t, v));
+                Ok(())
+            }
+            Err(e) => {
+                hs.rejected(e.reason()).fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// The placement of histogram `(t, v)` against the series' committed and queued histograms.
+    fn judge_histogram(
+        &self,
+        h: SeriesHandle,
+        t: i64,
+        v: &HistogramValue,
+    ) -> std::result::Result<Placement, AppendError> {
+        let Some(s) = self.series.get(h.0) else {
+            return Err(AppendError::InvalidLabels(LabelError::Empty));
+        };
+        let q = &self.hist;
+        let queued = q.tails.get(&h.0).and_then(|&i| q.samples.get(i)).map(|(_, qt, qv)| (*qt, qv));
+        let decision = {
+            let data = s.lock();
+            let tail = match (data.hist_tail(), queued) {
+                (Some(c), Some(q)) => Some(if q.0 > c.0 { q } else { c }),
+                (c, q) => c.or(q),
+            };
+            histogram_placement(t, v, tail, self.limits)
+        };
+        match decision {
+            Ok(Placement::OutOfOrder) => match q.at.get(&(h.0, t)).and_then(|&i| q.samples.get(i)) {
+                Some((_, _, existing)) if identical(existing, v) => Ok(Placement::Duplicate),
+                Some(_) => Err(AppendError::DuplicateHistogram { t }),
+                None => Ok(Placement::OutOfOrder),
+            },
+            other => other,
+        }
+    }
+
+    /// Queues an exemplar of the series: at commit it is written to the WAL with the batch's
+    /// samples and then given to the head's exemplar store ([`super::Options::exemplars`]), which
+    /// checks it as it checks any exemplar (out of order, duplicate, labels too long); the commit's
+    /// [`CommitStats::exemplars_stored`] and [`CommitStats::exemplars_refused`] count the outcome.
+    /// Refused here, with the store's reason, when the store would refuse it now (or the head has
+    /// no store: [`ExemplarError::Disabled`]); such an exemplar is not written to the WAL.
+    pub fn append_exemplar(&mut self, h: SeriesHandle, e: Exemplar) -> std::result::Result<(), ExemplarError> {
+        let Some(store) = self.head.exemplar_store() else { return Err(ExemplarError::Disabled) };
+        let Some(s) = self.series.get(h.0) else { return Err(ExemplarError::Disabled) };
+        store.check(&s.labels, &e)?;
+        self.exemplars.push((h, e));
+        Ok(())
+    }
+
     /// The series' newest timestamp: committed, or queued in this transaction if newer. `None` for a
     /// series without samples.
     pub fn newest_t(&self, h: SeriesHandle) -> Option<i64> {
@@ -316,9 +437,9 @@ impl<'h> Appender<'h> {
         self.append(h, t, v)
     }
 
-    /// Number of samples queued.
+    /// Number of samples queued (float and histogram).
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.hist.samples.len()
     }
 
     /// Writes the queued samples to the WAL, applies them to memory, and waits for durability.
@@ -339,7 +460,7 @@ impl<'h> Appender<'h> {
         let head = self.head;
         let unlogged: Vec<usize> =
             (0..self.series.len()).filter(|&i| self.series.get(i).is_some_and(|s| !s.is_logged())).collect();
-        if self.pending.is_empty() && unlogged.is_empty() {
+        if self.pending.is_empty() && self.hist.samples.is_empty() && self.exemplars.is_empty() && unlogged.is_empty() {
             return Ok((self.stats, None));
         }
         let Some(wal) = head.wal() else {
@@ -358,15 +479,28 @@ impl<'h> Appender<'h> {
                 samples_rec.push(RefSample { sref: s.sref.0, t, v });
             }
         }
-        let mut recs: Vec<&[u8]> = Vec::with_capacity(2);
-        if !series_rec.is_empty() {
-            recs.push(&series_rec);
+        let mut hist_rec = record::HistogramsRecord::default();
+        for (h, t, v) in &self.hist.samples {
+            if let Some(s) = self.series.get(h.0) {
+                hist_rec.push(s.sref.0, *t, v);
+            }
         }
-        if !samples_rec.is_empty() {
-            recs.push(samples_rec.as_bytes());
+        let mut exemplars_rec = record::ExemplarsRecord::default();
+        for (h, e) in &self.exemplars {
+            if let Some(s) = self.series.get(h.0) {
+                exemplars_rec.push(s.sref.0, e);
+            }
+        }
+        let mut recs: Vec<&[u8]> = Vec::with_capacity(4);
+        for rec in [series_rec.as_slice(), samples_rec.as_bytes(), hist_rec.as_bytes(), exemplars_rec.as_bytes()] {
+            if !rec.is_empty() {
+                recs.push(rec);
+            }
         }
         let series = &self.series;
         let pending = std::mem::take(&mut self.pending);
+        let hist = std::mem::take(&mut self.hist.samples);
+        let exemplars = std::mem::take(&mut self.exemplars);
         let addrs = &self.append_addrs;
         let mut stats = self.stats;
         let ((), ticket) = wal
@@ -377,8 +511,13 @@ impl<'h> Appender<'h> {
                     }
                 }
                 apply_pending(head, series, addrs, &pending, &mut stats);
+                apply_histograms(head, series, hist, &mut stats);
             })
             .map_err(Error::from)?;
+        // After the WAL's lock is released: a query scanning the exemplar store holds its lock, and
+        // must not hold up every commit. Two commits racing on one series' exemplars may then reach
+        // the store in another order than the WAL's (the store may refuse one that replay takes).
+        store_exemplars(head, series, exemplars, &mut stats);
         Ok((stats, ticket))
     }
 
@@ -391,6 +530,112 @@ impl<'h> Appender<'h> {
         }
         let pending = std::mem::take(&mut self.pending);
         apply_pending(self.head, &self.series, &self.append_addrs, &pending, &mut self.stats);
+        let hist = std::mem::take(&mut self.hist.samples);
+        apply_histograms(self.head, &self.series, hist, &mut self.stats);
+        let exemplars = std::mem::take(&mut self.exemplars);
+        store_exemplars(self.head, &self.series, exemplars, &mut self.stats);
+    }
+}
+
+/// Applies histogram samples to memory in queue order, locking each series once per run of
+/// consecutive samples.
+fn apply_histograms(
+    head: &Head,
+    series: &[Arc<MemSeries>],
+    hist: Vec<(SeriesHandle, i64, HistogramValue)>,
+    stats: &mut CommitStats,
+) {
+    if hist.is_empty() {
+        return;
+    }
+    let ctx = head.apply_ctx();
+    let mut counts = HistogramCounts::default();
+    let mut it = hist.into_iter().peekable();
+    while let Some((h, t, v)) = it.next() {
+        let Some(s) = series.get(h.0) else { continue };
+        let mut data = s.lock();
+        counts.add(t, data.apply_histogram(t, v, &ctx));
+        while let Some((_, t, v)) = it.next_if(|next| next.0 == h) {
+            counts.add(t, data.apply_histogram(t, v, &ctx));
+        }
+    }
+    counts.publish(head);
+    stats.histograms_in_order += counts.in_order;
+    stats.histograms_out_of_order += counts.out_of_order;
+    stats.histograms_deduplicated += counts.deduplicated;
+    stats.histograms_conflicts += counts.conflicts;
+}
+
+/// What applying a batch of histogram samples did, and their time range.
+pub(crate) struct HistogramCounts {
+    pub(crate) in_order: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) deduplicated: u64,
+    pub(crate) conflicts: u64,
+    min_t: i64,
+    max_t: i64,
+}
+
+impl Default for HistogramCounts {
+    fn default() -> Self {
+        HistogramCounts {
+            in_order: 0,
+            out_of_order: 0,
+            deduplicated: 0,
+            conflicts: 0,
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+        }
+    }
+}
+
+impl HistogramCounts {
+    pub(crate) fn add(&mut self, t: i64, a: Applied) {
+        match a {
+            Applied::InOrder => self.in_order += 1,
+            Applied::OutOfOrder => self.out_of_order += 1,
+            Applied::AlreadyStored => self.deduplicated += 1,
+            Applied::Conflict => self.conflicts += 1,
+        }
+        self.min_t = self.min_t.min(t);
+        self.max_t = self.max_t.max(t);
+    }
+
+    /// Widens the head's time range and adds the counts to its histogram stats.
+    pub(crate) fn publish(&self, head: &Head) {
+        if self.max_t != i64::MIN {
+            head.observe_time(self.max_t);
+            head.observe_time(self.min_t);
+        }
+        let st = &head.stats.histograms;
+        st.in_order.fetch_add(self.in_order, Ordering::Relaxed);
+        st.out_of_order.fetch_add(self.out_of_order, Ordering::Relaxed);
+        st.deduplicated.fetch_add(self.deduplicated, Ordering::Relaxed);
+        st.conflicts.fetch_add(self.conflicts, Ordering::Relaxed);
+    }
+}
+
+/// Gives the committed exemplars to the head's exemplar store, series by series in queue order.
+fn store_exemplars(
+    head: &Head,
+    series: &[Arc<MemSeries>],
+    exemplars: Vec<(SeriesHandle, Exemplar)>,
+    stats: &mut CommitStats,
+) {
+    let Some(store) = head.exemplar_store() else { return };
+    let mut it = exemplars.into_iter().peekable();
+    while let Some((h, e)) = it.next() {
+        let Some(s) = series.get(h.0) else { continue };
+        let mut run = vec![e];
+        while let Some((_, e)) = it.next_if(|next| next.0 == h) {
+            run.push(e);
+        }
+        for r in store.append(&s.labels, run) {
+            match r {
+                Ok(()) => stats.exemplars_stored += 1,
+                Err(_) => stats.exemplars_refused += 1,
+            }
+        }
     }
 }
 

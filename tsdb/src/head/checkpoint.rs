@@ -1,11 +1,14 @@
 //! What goes into a WAL checkpoint: a series record for every series, a chunks record with every
-//! chunk still in the head and a tombstones record with the deleted intervals of the series that
-//! hold samples, so WAL segments before the checkpoint can be deleted and a restart loads
+//! chunk still in the head, histograms records with every native histogram still in the head (as
+//! samples: replay re-encodes them), a tombstones record with the deleted intervals of the series
+//! that hold samples, and exemplars records with the exemplar store's exemplars of the series in
+//! the head, so WAL segments before the checkpoint can be deleted and a restart loads
 //! chunks instead of re-appending samples. Written after each head compaction, when the WAL since the
 //! last checkpoint grows past a size, and at shutdown. Where a checkpoint lives and how it is put in
 //! place (written aside, synced, renamed: a crash leaves either the old checkpoint and segments, or
 //! the new checkpoint) is the `wal` crate's [`wal::checkpoint`].
 
+use super::histograms::HistData;
 use super::in_order::SealedChunk;
 use super::Head;
 use crate::chunkenc::num_samples;
@@ -50,7 +53,7 @@ impl Head {
         let wal_dir = wal.dir().to_owned();
         let tmp_dir = wal::checkpoint::tmp_dir(&wal_dir, wal::SegmentIndex(cut))?;
         let started = std::time::Instant::now();
-        let (n_series, n_samples) = {
+        let (n_series, n_samples, n_histograms, n_exemplars) = {
             let opts = wal::Options { sync: wal::SyncPolicy::Never, ..wal::Options::default() };
             let (cp, _) = wal::Wal::open(&tmp_dir, opts)?;
             let mut series_rec = Vec::new();
@@ -80,6 +83,16 @@ impl Head {
             let mut scratch: Vec<u8> = Vec::new();
             let mut spans: Vec<ReadSpan> = Vec::new();
             let mut stones_rec: Vec<u8> = Vec::new();
+            let mut hist_rec = record::HistogramsRecord::default();
+            let (mut n_histograms, mut n_exemplars) = (0u64, 0u64);
+            let flush_hist = |rec: &mut record::HistogramsRecord, failed: &mut Option<Error>| {
+                if !rec.is_empty() && failed.is_none() {
+                    if let Err(e) = cp.log(&[rec.as_bytes()], || ()) {
+                        *failed = Some(e.into());
+                    }
+                }
+                *rec = record::HistogramsRecord::default();
+            };
             self.series_maps().for_each(|s| {
                 if failed.is_some() {
                     return;
@@ -115,15 +128,29 @@ impl Head {
                     ooo_sealed: ooo_sealed.iter().map(stored).collect(),
                     ooo_open: data.ooo.as_ref().map(|o| o.open.samples().collect()).unwrap_or_default(),
                 };
-                if entry.sealed.is_empty()
+                let floats = !(entry.sealed.is_empty()
                     && entry.open.is_none()
                     && entry.ooo_sealed.is_empty()
-                    && entry.ooo_open.is_empty()
-                {
+                    && entry.ooo_open.is_empty());
+                let hists = match data.hist().map(HistData::checkpoint_samples).transpose() {
+                    Ok(h) => h.unwrap_or_default(),
+                    Err(e) => {
+                        failed = Some(e);
+                        return;
+                    }
+                };
+                if !floats && hists.is_empty() {
                     return;
                 }
                 for iv in data.deleted().map(|d| d.as_slice()).unwrap_or_default() {
                     record::encode_tombstone(&mut stones_rec, s.sref.0, *iv);
+                }
+                for (t, v) in &hists {
+                    hist_rec.push(s.sref.0, *t, v);
+                }
+                n_histograms += hists.len() as u64;
+                if !floats {
+                    return;
                 }
                 n_samples += entry
                     .sealed
@@ -139,15 +166,31 @@ impl Head {
                 if samples_rec.len() >= CHUNK_RECORD_BYTES {
                     flush(&mut samples_rec, &mut failed);
                 }
+                if hist_rec.as_bytes().len() >= CHUNK_RECORD_BYTES {
+                    flush_hist(&mut hist_rec, &mut failed);
+                }
             });
             flush(&mut samples_rec, &mut failed);
+            flush_hist(&mut hist_rec, &mut failed);
+            // Exemplars of the series still in the head, oldest first, so that replay takes them all.
+            let mut exemplars_rec = record::ExemplarsRecord::default();
+            for (labels, e) in self.exemplar_store().map(|st| st.entries_oldest_first()).unwrap_or_default() {
+                if let Some(s) = self.series_maps().get_by_packed(labels.stable_hash(), labels.packed()) {
+                    exemplars_rec.push(s.sref.0, &e);
+                    n_exemplars += 1;
+                }
+                if exemplars_rec.as_bytes().len() >= CHUNK_RECORD_BYTES {
+                    flush(&mut exemplars_rec_bytes(&mut exemplars_rec), &mut failed);
+                }
+            }
+            flush(&mut exemplars_rec_bytes(&mut exemplars_rec), &mut failed);
             flush(&mut stones_rec, &mut failed);
             if let Some(e) = failed {
                 return Err(e);
             }
             cp.close()?;
             self.relog_bytes.store(series_bytes, std::sync::atomic::Ordering::Relaxed);
-            (n_series, n_samples)
+            (n_series, n_samples, n_histograms, n_exemplars)
         };
         wal::checkpoint::commit(&wal_dir, wal::SegmentIndex(cut))?;
         let removed = wal.truncate_before(wal::SegmentIndex(cut))?;
@@ -156,12 +199,19 @@ impl Head {
             checkpoint = cut,
             series = n_series,
             samples = n_samples,
+            histograms = n_histograms,
+            exemplars = n_exemplars,
             segments_removed = removed,
             duration_secs = started.elapsed().as_secs_f64(),
             "wal checkpoint written"
         );
         Ok(())
     }
+}
+
+/// Takes the record's bytes, leaving it empty.
+fn exemplars_rec_bytes(rec: &mut record::ExemplarsRecord) -> Vec<u8> {
+    std::mem::take(rec).as_bytes().to_vec()
 }
 
 /// Appends the bytes of `chunks` to `buf` and their spans to `spans`.

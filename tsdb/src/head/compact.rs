@@ -17,6 +17,7 @@ use super::Head;
 use crate::chunk::{ChunkData, ChunkMeta};
 use crate::chunkenc::{XorChunk, XorIter};
 use crate::error::Result;
+use crate::histogram::HistogramValue;
 use crate::intervals::Intervals;
 
 use crate::labels::Labels;
@@ -70,6 +71,10 @@ struct Taken {
     in_order: bool,
     /// Out-of-order timestamps taken, sorted.
     ooo_ts: Vec<i64>,
+    /// Whether in-order histogram chunks in the range were taken.
+    hist_in_order: bool,
+    /// Late histogram timestamps taken, sorted.
+    hist_ooo_ts: Vec<i64>,
 }
 
 /// A series' data in the range, copied out under its lock (chunk handles and small buffers only).
@@ -81,6 +86,10 @@ struct Copied {
     ooo_open: Vec<(i64, f64)>,
     /// The series' deleted intervals: their samples do not go into the block.
     deleted: Option<Arc<Intervals>>,
+    /// In-order histogram chunks in the range (sealed ones shared, the open one copied).
+    hist_chunks: Vec<ChunkMeta>,
+    /// Late histograms taken.
+    hist_ooo: Vec<(i64, HistogramValue)>,
 }
 
 impl Taken {
@@ -88,8 +97,25 @@ impl Taken {
     /// taken (marked with the series' deleted intervals, which the block writer then leaves out),
     /// else in-order and out-of-order samples merged into fresh non-overlapping chunks without the
     /// deleted samples.
+    ///
+    /// Native histogram chunks follow the same rules (in-order histogram chunks as they are, or
+    /// merged with the late histograms taken into [`ChunkData::RawHistograms`] chunks); the list
+    /// holds both kinds sorted by start time, each kind's chunks not overlapping each other.
     fn chunks(&self, mint: i64, maxt: i64, shadowed: &AtomicU64) -> Result<Vec<ChunkMeta>> {
-        let c = self.copy(mint, maxt);
+        let mut c = self.copy(mint, maxt);
+        let hist_chunks = std::mem::take(&mut c.hist_chunks);
+        let hist_ooo = std::mem::take(&mut c.hist_ooo);
+        let deleted = c.deleted.clone();
+        let mut chunks = self.float_chunks(c, mint, maxt, shadowed)?;
+        if !hist_chunks.is_empty() || !hist_ooo.is_empty() {
+            chunks.extend(histogram_chunks(hist_chunks, hist_ooo, deleted.as_ref(), mint, maxt, shadowed)?);
+            chunks.sort_by_key(|c| c.min_t);
+        }
+        Ok(chunks)
+    }
+
+    /// The float part of [`Taken::chunks`].
+    fn float_chunks(&self, c: Copied, mint: i64, maxt: i64, shadowed: &AtomicU64) -> Result<Vec<ChunkMeta>> {
         // A chunk that straddles the range (only possible if the chunk range differs from the block
         // range) is re-encoded from its in-range samples like out-of-order data.
         let straddles = c
@@ -155,8 +181,19 @@ impl Taken {
             open: None,
             ooo_sealed: Vec::new(),
             ooo_open: Vec::new(),
-            deleted: d.deleted.clone(),
+            deleted: d.deleted().cloned(),
+            hist_chunks: Vec::new(),
+            hist_ooo: Vec::new(),
         };
+        if let Some(h) = d.hist() {
+            if self.hist_in_order {
+                c.hist_chunks = h.in_order_chunks(mint, maxt - 1).collect();
+            }
+            if !self.hist_ooo_ts.is_empty() {
+                c.hist_ooo = h.ooo_part(mint, maxt - 1);
+                c.hist_ooo.retain(|(t, _)| self.hist_ooo_ts.binary_search(t).is_ok());
+            }
+        }
         if self.in_order {
             c.sealed = d.sealed.iter().filter(|s| in_range(s.min_t, s.max_t, mint, maxt)).cloned().collect();
             c.open = d
@@ -246,6 +283,14 @@ impl Head {
             if !t.ooo_ts.is_empty() {
                 drop_ooo(&mut data, &t.ooo_ts, cap);
             }
+            if let Some(h) = data.hist_mut() {
+                if t.hist_in_order {
+                    h.drop_in_order(snap.mint, snap.maxt);
+                }
+                if !t.hist_ooo_ts.is_empty() {
+                    h.drop_ooo(&t.hist_ooo_ts);
+                }
+            }
             // Intervals over ranges compacted before this one delete nothing that is still here.
             // Those inside this range stay: a late sample that arrived since the snapshot was
             // taken is still in the head, and a deletion before it hides it.
@@ -269,6 +314,55 @@ impl Head {
     }
 }
 
+/// A series' histograms taken into a block over `[mint, maxt)`: its in-order histogram chunks as
+/// they are (marked with the deleted intervals) when no late histogram was taken and none straddles
+/// the range, else the in-order and late histograms merged (the in-order one wins at a timestamp
+/// both hold; a different late one is counted in `shadowed`) into raw chunks of
+/// [`crate::chunk::SAMPLES_PER_CHUNK`] without the deleted ones.
+fn histogram_chunks(
+    in_order: Vec<ChunkMeta>,
+    late: Vec<(i64, HistogramValue)>,
+    deleted: Option<&Arc<Intervals>>,
+    mint: i64,
+    maxt: i64,
+    shadowed: &AtomicU64,
+) -> Result<Vec<ChunkMeta>> {
+    let straddles = in_order.iter().any(|c| c.min_t < mint || c.max_t >= maxt);
+    if late.is_empty() && !straddles {
+        return Ok(in_order.into_iter().filter_map(|c| c.without_deleted(deleted)).collect());
+    }
+    let mut ordered: Vec<(i64, HistogramValue)> = Vec::new();
+    for c in &in_order {
+        let mut it = c.histograms(mint, maxt - 1);
+        ordered.extend(it.by_ref());
+        if let Some(e) = it.error() {
+            return Err(crate::chunk::DecodeError::new(c, e.clone()).into());
+        }
+    }
+    let mut all: Vec<(i64, HistogramValue)> = Vec::with_capacity(ordered.len() + late.len());
+    let mut late = late.into_iter().peekable();
+    let mut lost = 0u64;
+    for (t, v) in ordered {
+        while let Some(l) = late.next_if(|l| l.0 < t) {
+            all.push(l);
+        }
+        if let Some((_, lv)) = late.next_if(|l| l.0 == t) {
+            if !super::histograms::identical(&lv, &v) {
+                lost += 1;
+            }
+        }
+        all.push((t, v));
+    }
+    all.extend(late);
+    if lost > 0 {
+        shadowed.fetch_add(lost, Ordering::Relaxed);
+    }
+    if let Some(d) = deleted {
+        all.retain(|(t, _)| !d.contains(*t));
+    }
+    Ok(all.chunks(crate::chunk::SAMPLES_PER_CHUNK).filter_map(ChunkMeta::raw_histograms).collect())
+}
+
 fn in_range(c_min: i64, c_max: i64, mint: i64, maxt: i64) -> bool {
     c_min < maxt && c_max >= mint
 }
@@ -286,13 +380,18 @@ fn taken_from(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Resul
         }
         ooo_ts.extend(o.open.samples().map(|(t, _)| t).filter(|&t| t >= mint && t < maxt));
     }
-    if !in_order && ooo_ts.is_empty() {
+    let (mut hist_in_order, mut hist_ooo_ts) = (false, Vec::new());
+    if let Some(h) = d.hist() {
+        hist_in_order = h.in_order_chunks_overlap(mint, maxt - 1);
+        hist_ooo_ts = h.ooo.iter().map(|s| s.0).filter(|&t| t >= mint && t < maxt).collect();
+    }
+    if !in_order && ooo_ts.is_empty() && !hist_in_order && hist_ooo_ts.is_empty() {
         return Ok(None);
     }
     ooo_ts.sort_unstable();
     ooo_ts.dedup();
     ooo_ts.shrink_to_fit();
-    Ok(Some(Taken { series: Arc::clone(s), in_order, ooo_ts }))
+    Ok(Some(Taken { series: Arc::clone(s), in_order, ooo_ts, hist_in_order, hist_ooo_ts }))
 }
 
 fn drop_in_order(d: &mut SeriesData, mint: i64, maxt: i64) {

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod chunk_file;
 pub mod compact;
 pub mod gc;
+pub mod histograms;
 pub mod in_order;
 pub mod ooo;
 pub mod placement;
@@ -66,6 +67,9 @@ pub struct Options {
     pub creation_grace_period_ms: Option<i64>,
     /// WAL options; `None` runs without a WAL (tests, benchmarks of the in-memory path).
     pub wal: Option<wal::Options>,
+    /// Where committed exemplars go ([`Appender::append_exemplar`]) and where WAL replay puts the
+    /// exemplars of the WAL; `None`: exemplars are refused.
+    pub exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 }
 
 impl Default for Options {
@@ -77,6 +81,7 @@ impl Default for Options {
             stripe_size: DEFAULT_STRIPE_SIZE,
             creation_grace_period_ms: Some(DEFAULT_CREATION_GRACE_PERIOD_MS),
             wal: Some(wal::Options::default()),
+            exemplars: None,
         }
     }
 }
@@ -113,6 +118,48 @@ pub struct HeadStats {
     pub series_created: AtomicU64,
     /// Series removed after their samples went into blocks.
     pub series_removed: AtomicU64,
+    /// The same counts for native histogram samples.
+    pub histograms: HistogramStats,
+}
+
+/// Counters of native histogram samples kept by the head, beside the float ones of [`HeadStats`].
+#[derive(Debug, Default)]
+pub struct HistogramStats {
+    /// Histograms appended in order.
+    pub in_order: AtomicU64,
+    /// Histograms appended out of order.
+    pub out_of_order: AtomicU64,
+    /// Identical histograms accepted without storing them again.
+    pub deduplicated: AtomicU64,
+    /// Accepted histograms not stored because a different one was stored first at their timestamp.
+    pub conflicts: AtomicU64,
+    /// Rejected as out of bounds.
+    pub rejected_out_of_bounds: AtomicU64,
+    /// Rejected as out of order (window 0).
+    pub rejected_out_of_order: AtomicU64,
+    /// Rejected as too old (window > 0).
+    pub rejected_too_old: AtomicU64,
+    /// Rejected: a different histogram at the timestamp.
+    pub rejected_duplicate: AtomicU64,
+    /// Rejected for a timestamp beyond the wall clock plus the creation grace period.
+    pub rejected_too_far_in_future: AtomicU64,
+    /// Rejected as invalid histograms.
+    pub rejected_invalid: AtomicU64,
+}
+
+impl HistogramStats {
+    /// The counter of rejections for `reason`.
+    pub fn rejected(&self, reason: crate::error::RejectReason) -> &AtomicU64 {
+        use crate::error::RejectReason as R;
+        match reason {
+            R::OutOfBounds => &self.rejected_out_of_bounds,
+            R::OutOfOrder => &self.rejected_out_of_order,
+            R::TooOld => &self.rejected_too_old,
+            R::Duplicate => &self.rejected_duplicate,
+            R::TooFarInFuture => &self.rejected_too_far_in_future,
+            R::Invalid | R::InvalidHistogram => &self.rejected_invalid,
+        }
+    }
 }
 
 /// What the blocks on disk tell the head when it opens.
@@ -274,6 +321,11 @@ impl Head {
         &self.stats
     }
 
+    /// The exemplar store committed exemplars go to, if any ([`Options::exemplars`]).
+    pub fn exemplar_store(&self) -> Option<&Arc<crate::exemplars::ExemplarStore>> {
+        self.opts.exemplars.as_ref()
+    }
+
     /// The WAL, if any.
     pub fn wal(&self) -> Option<&wal::Wal> {
         self.wal.as_deref()
@@ -385,6 +437,8 @@ impl Head {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_histograms;
 
 /// The wall clock in ms since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ms() -> i64 {

@@ -7,6 +7,8 @@
 //! rejected for age), so they only choose where an accepted sample is stored.
 
 use crate::error::AppendError;
+use crate::head::histograms::identical;
+use crate::histogram::HistogramValue;
 
 /// Where an accepted sample goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,48 @@ impl Limits {
     }
 }
 
+/// Where a sample's timestamp alone puts it, before its value is compared with the series' newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Newer than the series' newest in-order sample (or the series has none).
+    InOrder,
+    /// At the series' newest in-order timestamp: a duplicate if the value is identical, else rejected.
+    AtNewest,
+    /// Inside the out-of-order window.
+    OutOfOrder,
+}
+
+/// The timestamp half of the decision, shared by float and histogram samples: `newest` is the
+/// timestamp of the series' newest in-order sample of the same kind. See [`placement`] for the table.
+#[inline]
+pub fn slot(t: i64, newest: Option<i64>, limits: Limits) -> Result<Slot, AppendError> {
+    if t > limits.max_future_t {
+        return Err(AppendError::TooFarInFuture { t, max_t: limits.max_future_t });
+    }
+    let w = limits.ooo_window;
+    if w <= 0 && t < limits.min_valid_t {
+        return Err(AppendError::OutOfBounds);
+    }
+    if t >= limits.min_valid_t {
+        match newest {
+            None => return Ok(Slot::InOrder),
+            Some(max_t) if t > max_t => return Ok(Slot::InOrder),
+            Some(max_t) if t == max_t => return Ok(Slot::AtNewest),
+            Some(_) => {}
+        }
+    }
+    if w > 0 {
+        if t >= limits.head_max_t.saturating_sub(w) {
+            return Ok(Slot::OutOfOrder);
+        }
+        return Err(AppendError::TooOld);
+    }
+    if t < limits.min_valid_t {
+        return Err(AppendError::OutOfBounds);
+    }
+    Err(AppendError::OutOfOrder)
+}
+
 /// Decides where sample `(t, v)` goes, given the series' in-order tail (None if it has no in-order data).
 ///
 /// The table, as Prometheus 2.42+ has it (window `W`):
@@ -64,38 +108,39 @@ impl Limits {
 ///
 /// An out-of-order sample is then checked against the series' other late samples when it is
 /// applied (see `SeriesData::apply`), not against its in-order chunks.
+#[inline]
 pub fn placement(t: i64, v: f64, tail: Option<SeriesTail>, limits: Limits) -> Result<Placement, AppendError> {
-    if t > limits.max_future_t {
-        return Err(AppendError::TooFarInFuture { t, max_t: limits.max_future_t });
-    }
-    let w = limits.ooo_window;
-    if w <= 0 && t < limits.min_valid_t {
-        return Err(AppendError::OutOfBounds);
-    }
-    if t >= limits.min_valid_t {
-        match tail {
-            None => return Ok(Placement::InOrder),
-            Some(s) if t > s.max_t => return Ok(Placement::InOrder),
-            Some(s) if t == s.max_t => {
-                return if s.last_value.to_bits() == v.to_bits() {
-                    Ok(Placement::Duplicate)
-                } else {
-                    Err(AppendError::Duplicate { t, existing: s.last_value, new: v })
-                };
+    match slot(t, tail.map(|s| s.max_t), limits)? {
+        Slot::InOrder => Ok(Placement::InOrder),
+        Slot::OutOfOrder => Ok(Placement::OutOfOrder),
+        Slot::AtNewest => {
+            let existing = tail.map_or(v, |s| s.last_value);
+            if existing.to_bits() == v.to_bits() {
+                Ok(Placement::Duplicate)
+            } else {
+                Err(AppendError::Duplicate { t, existing, new: v })
             }
-            Some(_) => {}
         }
     }
-    if w > 0 {
-        if t >= limits.head_max_t.saturating_sub(w) {
-            return Ok(Placement::OutOfOrder);
-        }
-        return Err(AppendError::TooOld);
+}
+
+/// [`placement`] for a native histogram sample: the same table, against the series' newest in-order
+/// histogram (`tail`: its timestamp and value). A series' float and histogram samples are judged
+/// apart (see `SeriesData`).
+pub fn histogram_placement(
+    t: i64,
+    v: &HistogramValue,
+    tail: Option<(i64, &HistogramValue)>,
+    limits: Limits,
+) -> Result<Placement, AppendError> {
+    match slot(t, tail.map(|s| s.0), limits)? {
+        Slot::InOrder => Ok(Placement::InOrder),
+        Slot::OutOfOrder => Ok(Placement::OutOfOrder),
+        Slot::AtNewest => match tail {
+            Some((_, existing)) if !identical(existing, v) => Err(AppendError::DuplicateHistogram { t }),
+            _ => Ok(Placement::Duplicate),
+        },
     }
-    if t < limits.min_valid_t {
-        return Err(AppendError::OutOfBounds);
-    }
-    Err(AppendError::OutOfOrder)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The head's read side: a snapshot of one series' chunks over a time range, taken under the series'
 //! lock and read after it is released. Sealed chunks are shared (`Arc`) or read from the head chunk
 //! file; the open chunk and the open out-of-order buffer are copied, or only the part of them the
-//! range needs (an instant query reads the last minutes of a chunk of up to two hours).
+//! range needs (an instant query reads the last minutes of a chunk of up to two hours). Native
+//! histograms come as histogram chunks: in-order ones ([`ChunkData::Histogram`],
+//! [`ChunkData::FloatHistogram`]) after the float chunks in `chunks`, the late ones as one
+//! [`ChunkData::RawHistograms`] in `ooo_chunks`.
 
 use super::in_order::SealedChunk;
 use super::ooo::OooChunk;
@@ -28,7 +31,7 @@ fn snapshot(labels: &Labels, d: &SeriesData, mint: i64, maxt: i64) -> Result<Opt
     // selector reads every series' state from memory, most of it cold.
     let sealed: &[SealedChunk] = if d.open.as_ref().is_some_and(|c| c.min_t() <= mint) { &[] } else { &d.sealed };
     // Deleted intervals: chunks they cover whole are not read, others are marked with them.
-    let deleted = d.deleted.as_ref();
+    let deleted = d.deleted();
     let live = |c: &&SealedChunk| overlaps(c.min_t, c.max_t) && deleted.is_none_or(|d| !d.covers(c.min_t, c.max_t));
     let mut chunks: Vec<ChunkMeta> = Vec::new();
     for c in sealed.iter().filter(live) {
@@ -48,6 +51,13 @@ fn snapshot(labels: &Labels, d: &SeriesData, mint: i64, maxt: i64) -> Result<Opt
             ooo_chunks.extend(sealed_meta(c)?.without_deleted(deleted));
         }
         ooo_chunks.extend(ooo_open_part(&o.open, mint, maxt).and_then(|m| m.without_deleted(deleted)));
+    }
+    // Native histograms after the float chunks: each kind's chunks are sorted and do not overlap
+    // each other, though a series holding both kinds may have a float and a histogram chunk over
+    // the same time (float reads skip histogram chunks and the reverse).
+    if let Some(h) = d.hist() {
+        chunks.extend(h.in_order_chunks(mint, maxt).filter_map(|m| m.without_deleted(deleted)));
+        ooo_chunks.extend(ChunkMeta::raw_histograms(&h.ooo_part(mint, maxt)).and_then(|m| m.without_deleted(deleted)));
     }
     if chunks.is_empty() && ooo_chunks.is_empty() {
         return Ok(None);

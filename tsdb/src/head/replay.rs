@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::append::HistogramCounts;
 use super::in_order::{OpenChunk, SealedChunk};
 use super::ooo::OooChunk;
 use super::ooo::OooData;
@@ -24,7 +25,7 @@ use super::series::{Applied, MemSeries, SeriesData, SeriesRef};
 use super::{Head, ReplaySkip};
 use crate::chunkenc::{num_samples, XorChunk, XorIter};
 use crate::error::{Error, Result};
-use crate::record::{self, Record, RefSample, SeriesChunks, StoredChunk};
+use crate::record::{self, Record, RefExemplar, RefHistogram, RefSample, SeriesChunks, StoredChunk};
 
 /// Series references below this are looked up in a dense table; larger ones in a map.
 const DENSE_REFS: u64 = 1 << 24;
@@ -44,6 +45,9 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         skipped: 0,
         unknown_refs: 0,
         tombstones: 0,
+        histograms: 0,
+        exemplars: 0,
+        exemplars_refused: 0,
         bad_records: 0,
         max_future_t: head.max_future_time(),
         future_dropped: 0,
@@ -85,6 +89,9 @@ pub(crate) fn replay(head: &Head, wal_dir: &Path, skips: &[ReplaySkip]) -> Resul
         skipped_in_blocks = st.skipped,
         unknown_refs = st.unknown_refs,
         tombstones = st.tombstones,
+        histograms = st.histograms,
+        exemplars = st.exemplars,
+        exemplars_refused = st.exemplars_refused,
         bad_records = st.bad_records,
         dropped_too_far_in_future = st.future_dropped,
         duration_secs = secs,
@@ -108,6 +115,11 @@ struct Replay<'a> {
     unknown_refs: u64,
     /// Deleted intervals read.
     tombstones: u64,
+    /// Histogram samples applied.
+    histograms: u64,
+    /// Exemplars the exemplar store took, and refused.
+    exemplars: u64,
+    exemplars_refused: u64,
     bad_records: u64,
     /// Samples newer than this are dropped (see the module docs).
     max_future_t: i64,
@@ -152,6 +164,8 @@ impl Replay<'_> {
                     }
                 }
                 Ok(Record::Tombstones(stones)) => self.apply_tombstones(&stones),
+                Ok(Record::Histograms(hs)) => self.apply_histograms(hs, position),
+                Ok(Record::Exemplars(es)) => self.apply_exemplars(es),
                 Err(e) => {
                     self.bad_records += 1;
                     tracing::warn!(error = %e, position, "skipping undecodable wal record");
@@ -266,6 +280,58 @@ impl Replay<'_> {
         st.samples_out_of_order.fetch_add(ooo, Ordering::Relaxed);
         st.samples_deduplicated.fetch_add(dedup, Ordering::Relaxed);
         st.commit_conflicts.fetch_add(conflicts, Ordering::Relaxed);
+    }
+
+    /// Applies a histograms record as a commit applies its histograms (`HistData::apply`), with the
+    /// skips and the future bound of float samples.
+    fn apply_histograms(&mut self, hs: Vec<RefHistogram>, position: u32) {
+        let head = self.head;
+        let ctx = head.apply_ctx();
+        let check_skips = self.skips.iter().any(|k| position < k.before_segment);
+        let mut counts = HistogramCounts::default();
+        let mut it = hs.into_iter().peekable();
+        while let Some(first) = it.next() {
+            let sref = first.sref;
+            let Some(s) = self.lookup(sref).cloned() else {
+                self.note_unknown_ref(sref);
+                while it.next_if(|h| h.sref == sref).is_some() {}
+                continue;
+            };
+            let mut data = s.lock();
+            let mut next = Some(first);
+            while let Some(h) = next.take() {
+                if check_skips && self.skipped_at(position, h.t) {
+                    self.skipped += 1;
+                } else if h.t > self.max_future_t {
+                    self.future_dropped += 1;
+                } else {
+                    counts.add(h.t, data.apply_histogram(h.t, h.v, &ctx));
+                    self.histograms += 1;
+                }
+                next = it.next_if(|n| n.sref == sref);
+            }
+        }
+        counts.publish(head);
+    }
+
+    /// Gives the exemplars of an exemplars record to the head's exemplar store (if it has one), as
+    /// the commit that wrote them did; those the store refuses now (it already holds them, or newer
+    /// ones of their series) are counted.
+    fn apply_exemplars(&mut self, es: Vec<RefExemplar>) {
+        let Some(store) = self.head.exemplar_store().cloned() else { return };
+        for e in es {
+            match self.lookup(e.sref).cloned() {
+                Some(s) => {
+                    for r in store.append(&s.labels, vec![e.exemplar]) {
+                        match r {
+                            Ok(()) => self.exemplars += 1,
+                            Err(_) => self.exemplars_refused += 1,
+                        }
+                    }
+                }
+                None => self.note_unknown_ref(e.sref),
+            }
+        }
     }
 
     /// Deletes the intervals of a tombstones record from their series. An interval of a series the

@@ -1,6 +1,6 @@
 //! One series of the head: [`MemSeries`] (reference, labels, WAL state) and its samples,
 //! [`SeriesData`]: in-order chunks ([`super::in_order`]) and out-of-order data ([`super::ooo`]),
-//! and how a sample is applied to them.
+//! native histograms ([`super::histograms`]), and how a sample is applied to them.
 //!
 //! Locking: a series' samples are behind its own `Mutex<SeriesData>`, held only for one append or one
 //! read snapshot.
@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chunk_file::HeadChunks;
+use super::histograms::HistData;
 use super::in_order::{compute_chunk_end_time, first_chunk_end, push_exact, OpenChunk, SealedChunk};
 use super::ooo::OooData;
 use super::placement::{placement, Limits, Placement, SeriesTail};
 use crate::chunkenc::XorChunk;
+use crate::histogram::HistogramValue;
 use crate::intervals::{Interval, Intervals};
 use crate::labels::Labels;
 
@@ -61,32 +63,60 @@ pub(crate) struct SeriesData {
     pub(super) last_value: f64,
     /// Out-of-order samples, if any ever arrived.
     pub(super) ooo: Option<Box<OooData>>,
+    /// What few series have: deleted intervals and native histograms, behind one pointer so that a
+    /// series' state stays in its allocation's size class.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a series' state that few series have.
+#[derive(Default)]
+struct Rare {
     /// Deleted intervals (the head's tombstones): reads and compaction leave out the samples
     /// there, also those that arrive after the deletion. Shared with the chunks of read snapshots.
-    pub(super) deleted: Option<Arc<Intervals>>,
+    deleted: Option<Arc<Intervals>>,
+    /// Native histogram samples, if any ever arrived: kept apart from the float samples and judged
+    /// apart from them (a float and a histogram at one timestamp are both kept), so the float path
+    /// does not pay for them (see [`super::histograms`]).
+    hist: Option<HistData>,
 }
 
 impl SeriesData {
     fn new() -> SeriesData {
-        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, deleted: None }
+        SeriesData { sealed: Vec::new(), open: None, next_at: i64::MIN, last_value: 0.0, ooo: None, rare: None }
     }
 
     /// Deletes the samples of `iv` (merged with the intervals already deleted).
     pub fn add_deleted(&mut self, iv: Interval) {
-        Arc::make_mut(self.deleted.get_or_insert_with(Default::default)).add(iv);
+        let rare = self.rare.get_or_insert_with(Box::default);
+        Arc::make_mut(rare.deleted.get_or_insert_with(Default::default)).add(iv);
     }
 
     /// The deleted intervals, if any.
     pub fn deleted(&self) -> Option<&Arc<Intervals>> {
-        self.deleted.as_ref()
+        self.rare.as_ref().and_then(|r| r.deleted.as_ref())
+    }
+
+    /// The native histograms, if any ever arrived.
+    pub(crate) fn hist(&self) -> Option<&HistData> {
+        self.rare.as_ref().and_then(|r| r.hist.as_ref())
+    }
+
+    /// The native histograms, if any ever arrived, for changing them.
+    pub(crate) fn hist_mut(&mut self) -> Option<&mut HistData> {
+        self.rare.as_mut().and_then(|r| r.hist.as_mut())
     }
 
     /// Forgets deleted intervals before `t` (the series' data there has gone into a block).
     pub fn truncate_deleted_before(&mut self, t: i64) {
-        if let Some(d) = &mut self.deleted {
-            Arc::make_mut(d).truncate_before(t);
-            if d.is_empty() {
-                self.deleted = None;
+        if let Some(r) = &mut self.rare {
+            if let Some(d) = &mut r.deleted {
+                Arc::make_mut(d).truncate_before(t);
+                if d.is_empty() {
+                    r.deleted = None;
+                }
+            }
+            if r.deleted.is_none() && r.hist.is_none() {
+                self.rare = None;
             }
         }
     }
@@ -94,7 +124,7 @@ impl SeriesData {
     /// True if a chunk overlapping `[mint, maxt]` is not wholly deleted: whether the series API lists
     /// the series for that range (Prometheus's rule, by chunk time ranges, not by sample).
     pub fn has_chunk_in(&self, mint: i64, maxt: i64) -> bool {
-        let Some(d) = &self.deleted else {
+        let Some(d) = self.deleted() else {
             return self.time_range().is_some_and(|(a, b)| a <= maxt && b >= mint);
         };
         let live = |a: i64, b: i64| a <= maxt && b >= mint && !d.covers(a, b);
@@ -103,6 +133,11 @@ impl SeriesData {
             || self.ooo.as_ref().is_some_and(|o| {
                 o.sealed().iter().any(|c| live(c.min_t, c.max_t))
                     || o.open.time_range().is_some_and(|(a, b)| live(a, b))
+            })
+            || self.hist().is_some_and(|h| {
+                h.sealed.iter().any(|c| live(c.min_t, c.max_t))
+                    || h.open.as_ref().is_some_and(|c| live(c.min_t, c.max_t))
+                    || h.ooo.iter().any(|&(t, _)| live(t, t))
             })
     }
 
@@ -195,10 +230,23 @@ impl SeriesData {
         }
     }
 
-    /// Number of chunks (in-order and out-of-order, open and sealed).
+    /// Stores a native histogram already in the WAL, as [`SeriesData::apply`] stores a float
+    /// sample (see [`HistData::apply`]); the series' float samples are not consulted.
+    pub fn apply_histogram(&mut self, t: i64, v: HistogramValue, ctx: &ApplyCtx<'_>) -> Applied {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        rare.hist.get_or_insert_with(HistData::default).apply(t, v, ctx.min_valid_t, ctx.chunk_range)
+    }
+
+    /// The newest in-order histogram's timestamp and value.
+    pub(crate) fn hist_tail(&self) -> Option<(i64, &HistogramValue)> {
+        self.hist().and_then(HistData::tail)
+    }
+
+    /// Number of chunks (in-order and out-of-order, open and sealed; late histograms count as one).
     pub fn chunk_count(&self) -> usize {
         let ooo = self.ooo.as_ref().map_or(0, |o| o.sealed().len() + usize::from(!o.open.is_empty()));
-        self.sealed.len() + usize::from(self.open.is_some()) + ooo
+        let hist = self.hist().map_or(0, HistData::chunk_count);
+        self.sealed.len() + usize::from(self.open.is_some()) + ooo + hist
     }
 
     /// Oldest and newest timestamps held, in-order and out-of-order.
@@ -222,6 +270,9 @@ impl SeriesData {
             if let Some((a, b)) = o.open.time_range() {
                 see(a, b);
             }
+        }
+        if let Some((a, b)) = self.hist().and_then(HistData::time_range) {
+            see(a, b);
         }
         (lo <= hi).then_some((lo, hi))
     }
