@@ -9,8 +9,12 @@
 //!
 //! Both stop at the first chunk that cannot be decoded and say so through `error()`; a caller must
 //! check it after the last sample, or it would answer with part of a series.
+//!
+//! Both read float samples only (a histogram chunk yields nothing, undecoded); [`merge_histograms`]
+//! is the same merge, with the same tie rule, for the native histogram chunks of a series.
 
 use crate::chunk::{ChunkIter, ChunkMeta, DecodeError};
+use crate::histogram::{FloatHistogram, HistogramValue};
 
 /// Samples of chunks sorted by time that do not overlap, inside `[mint, maxt]`, one chunk decoded at
 /// a time; chunks outside the range are skipped without decoding.
@@ -229,6 +233,44 @@ impl Iterator for Samples<'_> {
             Samples::Merge(m) => m.next(),
         }
     }
+}
+
+/// Appends the native histogram samples of `chunks` inside `[mint, maxt]` to `out` as float
+/// histograms, in time order with one per timestamp: at a timestamp held by several chunks, the
+/// sample of the chunk listed first wins, as in [`Merge`]. Float chunks are skipped without being
+/// decoded. Fails at the first chunk that cannot be decoded; `out` then holds part of the samples.
+pub fn merge_histograms<'a>(
+    chunks: impl IntoIterator<Item = &'a ChunkMeta>,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, FloatHistogram)>,
+) -> Result<(), DecodeError> {
+    let mut all: Vec<(i64, usize, HistogramValue)> = Vec::new();
+    let mut sorted = true;
+    for (rank, c) in chunks.into_iter().enumerate() {
+        if !c.data.is_histogram() || !c.overlaps(mint, maxt) {
+            continue;
+        }
+        let mut it = c.histograms(mint, maxt);
+        for (t, h) in it.by_ref() {
+            sorted &= all.last().is_none_or(|last| last.0 < t);
+            all.push((t, rank, h));
+        }
+        if let Some(e) = it.error() {
+            return Err(DecodeError::new(c, e.clone()));
+        }
+    }
+    if !sorted {
+        // Stable order within a timestamp by rank; the first of each run wins.
+        all.sort_by_key(|(t, rank, _)| (*t, *rank));
+        all.dedup_by_key(|(t, _, _)| *t);
+    }
+    out.reserve(all.len());
+    out.extend(all.into_iter().map(|(t, _, h)| match h {
+        HistogramValue::Int(h) => (t, h.to_float()),
+        HistogramValue::Float(h) => (t, h),
+    }));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,4 +35,6 @@ pub use ulid::Ulid;
 pub use writer::{write_block, write_block_fallible, write_block_with, WriteOptions};
 
 #[cfg(test)]
+mod histogram_tests;
+#[cfg(test)]
 mod tests;
