@@ -360,6 +360,73 @@ mod tests {
         }
     }
 
+    /// Histogram chunks (integer or float, encoded or raw) and float chunks between them, at any
+    /// times: each histogram sample has its own counts, so a wrong winner shows.
+    fn histogram_chunks() -> impl Strategy<Value = Vec<ChunkMeta>> {
+        use crate::chunkenc::{CounterResetHeader, FloatHistogramChunk, HistogramChunk};
+        use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
+        let chunk =
+            (prop::collection::btree_set(-50i64..250, 1..30), 0u8..5, any::<u8>()).prop_map(|(ts, kind, id)| {
+                let ts: Vec<i64> = ts.into_iter().collect();
+                // Counts grow along the chunk (no cut in an encoded chunk); `id` tells chunks apart.
+                let int = |i: usize| Histogram { count: (i * 256) as u64 + u64::from(id), ..Histogram::default() };
+                let float = |i: usize| FloatHistogram { count: (i * 256) as f64 + f64::from(id), ..Default::default() };
+                let (first, last) = (ts[0], ts[ts.len() - 1]);
+                let data = match kind {
+                    0 => {
+                        let mut c = HistogramChunk::new(CounterResetHeader::Unknown);
+                        ts.iter().enumerate().for_each(|(i, &t)| c.append(t, &int(i)).unwrap());
+                        ChunkData::Histogram(ChunkBytes::from(c.bytes()))
+                    }
+                    1 => {
+                        let mut c = FloatHistogramChunk::new(CounterResetHeader::Unknown);
+                        ts.iter().enumerate().for_each(|(i, &t)| c.append(t, &float(i)).unwrap());
+                        ChunkData::FloatHistogram(ChunkBytes::from(c.bytes()))
+                    }
+                    2 => ChunkData::RawHistograms(
+                        ts.iter().enumerate().map(|(i, &t)| (t, HistogramValue::Int(int(i)))).collect(),
+                    ),
+                    3 => ChunkData::RawHistograms(
+                        ts.iter().enumerate().map(|(i, &t)| (t, HistogramValue::Float(float(i)))).collect(),
+                    ),
+                    _ => ChunkData::Raw(ts.iter().map(|&t| (t, f64::from(id))).collect()),
+                };
+                ChunkMeta::new(first, last, data)
+            });
+        prop::collection::vec(chunk, 0..8)
+    }
+
+    proptest! {
+        /// The histogram merge equals "the first-listed histogram chunk's sample wins" on any chunks
+        /// and any range; float chunks add nothing to it, and histogram chunks nothing to the float
+        /// merge.
+        #[test]
+        fn histogram_merge_keeps_the_first_listed_sample(
+            cs in histogram_chunks(),
+            mint in -60i64..260,
+            len in 0i64..320,
+        ) {
+            let maxt = mint + len;
+            let mut got = Vec::new();
+            merge_histograms(&cs, mint, maxt, &mut got).unwrap();
+            let mut want: BTreeMap<i64, FloatHistogram> = BTreeMap::new();
+            for c in &cs {
+                for (t, h) in c.histograms(i64::MIN, i64::MAX) {
+                    if (mint..=maxt).contains(&t) {
+                        want.entry(t).or_insert_with(|| h.to_float());
+                    }
+                }
+            }
+            let strip = |v: Vec<(i64, FloatHistogram)>| -> Vec<(i64, u64)> {
+                v.into_iter().map(|(t, h)| (t, h.count.to_bits())).collect()
+            };
+            prop_assert_eq!(strip(got), strip(want.into_iter().collect()));
+            let floats: Vec<(i64, f64)> = Merge::new(&cs, mint, maxt).collect();
+            let float_chunks: Vec<ChunkMeta> = cs.iter().filter(|c| !c.data.is_histogram()).cloned().collect();
+            prop_assert_eq!(floats, Merge::new(&float_chunks, mint, maxt).collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn an_undecodable_chunk_ends_the_stream_with_its_error() {
         let good = xor(&[(1, 1.0), (2, 2.0)]);
