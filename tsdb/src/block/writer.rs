@@ -11,14 +11,11 @@ use super::error::{BlockError, Result};
 use super::index::{write_index, IndexChunk, INDEX_FILENAME};
 use super::meta::{BlockMeta, BlockStats, Compaction, StrataMeta, META_VERSION};
 use super::tombstones;
-use crate::chunk::{ChunkData, ChunkMeta, DecodeError, SAMPLES_PER_CHUNK};
-use crate::chunkenc::{
-    AppendError, CounterResetHeader, Encoding, FloatHistogramChunk, FloatHistogramIter, HistogramChunk, HistogramIter,
-    XorChunk,
-};
-use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
+use crate::chunk::{ChunkData, ChunkMeta};
+use crate::chunkenc::Encoding;
 use crate::labels::Labels;
 use crate::merge::{Chain, Merge};
+use crate::recode::{encode_floats, recode, EncodedChunk, RecodeError};
 /// Suffix of a block directory that is still being written.
 pub const TMP_FOR_CREATION_SUFFIX: &str = ".tmp-for-creation";
 
@@ -41,7 +38,7 @@ impl Default for WriteOptions {
 /// - A series may hold float and native histogram chunks. Chunks of a series should be sorted by `min_t`
 ///   and not overlap; if they do overlap they are merged (the earlier chunk's sample wins a timestamp tie,
 ///   whatever the kinds) and re-encoded. `ChunkData::Raw` chunks are encoded into XOR chunks of up to
-///   [`SAMPLES_PER_CHUNK`] samples, `ChunkData::RawHistograms` into integer or float histogram chunks of
+///   [`SAMPLES_PER_CHUNK`](crate::chunk::SAMPLES_PER_CHUNK) samples, `ChunkData::RawHistograms` into integer or float histogram chunks of
 ///   up to as many, also cut where the kind changes or the histogram encoder asks for a new chunk (with
 ///   the counter-reset header it names). Chunks are written with their encoding byte (1, 2 or 3), and
 ///   `numSamples` counts float and histogram samples, as Prometheus 2.42 does. Samples outside the block's range are dropped
@@ -131,15 +128,6 @@ struct Writer {
     stats: BlockStats,
 }
 
-/// A chunk ready to be written.
-struct OutChunk {
-    min_t: i64,
-    max_t: i64,
-    samples: u64,
-    encoding: Encoding,
-    bytes: Vec<u8>,
-}
-
 impl Writer {
     fn write_all(
         &mut self,
@@ -197,29 +185,12 @@ fn sample_count(b: &[u8]) -> Option<u16> {
     b.first_chunk::<2>().map(|h| u16::from_be_bytes(*h))
 }
 
-fn encode_samples(samples: &[(i64, f64)], out: &mut Vec<OutChunk>) {
-    for part in samples.chunks(SAMPLES_PER_CHUNK) {
-        let (Some(first), Some(last)) = (part.first(), part.last()) else { continue };
-        let mut c = XorChunk::with_capacity(part.len() * 2 + 16);
-        for &(t, v) in part {
-            c.push(t, v);
-        }
-        out.push(OutChunk {
-            min_t: first.0,
-            max_t: last.0,
-            samples: part.len() as u64,
-            encoding: Encoding::Xor,
-            bytes: c.into_bytes(),
-        });
-    }
-}
-
 /// Turns a series' float chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping
 /// (a series with histogram chunks goes to [`prepare_mixed_chunks`]):
 /// XOR chunks inside the range without deleted samples as they are, the rest decoded and re-encoded
 /// without the deleted samples; overlapping chunks are
 /// merged (the earlier-listed chunk's sample wins a timestamp tie).
-fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<OutChunk>> {
+fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<EncodedChunk>> {
     if chunks.iter().any(|c| c.data.is_histogram()) {
         return prepare_mixed_chunks(labels, chunks, min_t, max_t_excl);
     }
@@ -231,7 +202,7 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         }
     }
     let maxt = max_t_excl - 1;
-    let mut out: Vec<OutChunk> = Vec::with_capacity(chunks.len());
+    let mut out: Vec<EncodedChunk> = Vec::with_capacity(chunks.len());
     let disjoint = chunks.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
     if !disjoint {
         let mut merged = Merge::new(chunks, min_t, maxt);
@@ -239,7 +210,7 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         if let Some(e) = merged.error() {
             return Err(BlockError::invalid(format!("series {labels}: {e}")));
         }
-        encode_samples(&samples, &mut out);
+        encode_floats(&samples, &mut out);
         return Ok(out);
     }
     for c in chunks {
@@ -253,7 +224,7 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
                 continue;
             }
             if c.min_t >= min_t && c.max_t <= maxt && c.min_t <= c.max_t {
-                out.push(OutChunk {
+                out.push(EncodedChunk {
                     min_t: c.min_t,
                     max_t: c.max_t,
                     samples: u64::from(n),
@@ -268,44 +239,22 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         if let Some(e) = it.error() {
             return Err(BlockError::invalid(format!("series {labels}: {e}")));
         }
-        encode_samples(&samples, &mut out);
+        encode_floats(&samples, &mut out);
     }
     Ok(out)
 }
 
-/// One decoded sample of a series that has float and histogram chunks.
-enum Value {
-    Float(f64),
-    Histogram(HistogramValue),
-}
-
-/// The kind of chunk a sample goes into: a new chunk starts where it changes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Float,
-    IntHistogram,
-    FloatHistogram,
-}
-
-impl Value {
-    fn kind(&self) -> Kind {
-        match self {
-            Value::Float(_) => Kind::Float,
-            Value::Histogram(HistogramValue::Int(_)) => Kind::IntHistogram,
-            Value::Histogram(HistogramValue::Float(_)) => Kind::FloatHistogram,
-        }
-    }
-}
-
 /// [`prepare_chunks`] for a series with histogram chunks (and maybe float chunks). Encoded chunks
 /// (XOR, integer or float histogram) that do not overlap another chunk, lie inside the range and have
-/// no deleted samples are kept as they are. The rest is decoded and re-encoded: a chunk alone (cut by
-/// the range or with deleted samples), or, when chunks overlap, all of the series' samples merged in
-/// time order with one per timestamp (the earlier-listed chunk's sample wins a tie, whatever its kind).
-/// Re-encoded samples are cut into a new chunk at [`SAMPLES_PER_CHUNK`] samples, where the kind
-/// changes (float, integer histogram, float histogram) and where the histogram encoder asks for one
-/// (counter reset, layout change, ...), with the counter-reset header Prometheus gives it.
-fn prepare_mixed_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<OutChunk>> {
+/// no deleted samples are kept as they are. The rest is re-encoded by [`recode`]: a chunk alone (cut
+/// by the range or with deleted samples), or, when chunks overlap, all of the series' chunks merged
+/// (the earlier-listed chunk's sample wins a tie, whatever its kind).
+fn prepare_mixed_chunks(
+    labels: &Labels,
+    chunks: &[ChunkMeta],
+    min_t: i64,
+    max_t_excl: i64,
+) -> Result<Vec<EncodedChunk>> {
     for c in chunks {
         let increasing = match &c.data {
             ChunkData::Raw(s) => s.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)),
@@ -317,19 +266,12 @@ fn prepare_mixed_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t
         }
     }
     let maxt = max_t_excl - 1;
-    let mut out: Vec<OutChunk> = Vec::with_capacity(chunks.len());
+    let fail = |e: RecodeError| BlockError::invalid(format!("series {labels}: {e}"));
     let disjoint = chunks.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
     if !disjoint {
-        let mut all: Vec<(i64, usize, Value)> = Vec::new();
-        for (rank, c) in chunks.iter().enumerate() {
-            decode_into(labels, c, rank, min_t, maxt, &mut all)?;
-        }
-        // Stable: a timestamp's samples stay in chunk order, and the first of each run is kept.
-        all.sort_by_key(|(t, rank, _)| (*t, *rank));
-        all.dedup_by_key(|(t, _, _)| *t);
-        encode_values(labels, &all, CounterResetHeader::Unknown, &mut out)?;
-        return Ok(out);
+        return recode(chunks, min_t, maxt).map_err(fail);
     }
+    let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
         if !c.overlaps(min_t, maxt) {
             continue;
@@ -347,7 +289,7 @@ fn prepare_mixed_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t
                 continue;
             }
             if c.min_t >= min_t && c.max_t <= maxt && c.min_t <= c.max_t {
-                out.push(OutChunk {
+                out.push(EncodedChunk {
                     min_t: c.min_t,
                     max_t: c.max_t,
                     samples: u64::from(n),
@@ -357,192 +299,7 @@ fn prepare_mixed_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t
                 continue;
             }
         }
-        let mut samples = Vec::new();
-        decode_into(labels, c, 0, min_t, maxt, &mut samples)?;
-        // A chunk re-encoded from its first sample keeps its counter-reset header.
-        let header = match (&c.data, samples.first()) {
-            (ChunkData::Histogram(b), Some((t, ..))) if *t == c.min_t => HistogramIter::new(b).counter_reset_header(),
-            (ChunkData::FloatHistogram(b), Some((t, ..))) if *t == c.min_t => {
-                FloatHistogramIter::new(b).counter_reset_header()
-            }
-            _ => CounterResetHeader::Unknown,
-        };
-        encode_values(labels, &samples, header, &mut out)?;
+        out.extend(recode(std::slice::from_ref(c), min_t, maxt).map_err(fail)?);
     }
     Ok(out)
-}
-
-/// Appends the samples of `c` in `[mint, maxt]` (without its deleted ones) to `out`, tagged `rank`.
-fn decode_into(
-    labels: &Labels,
-    c: &ChunkMeta,
-    rank: usize,
-    mint: i64,
-    maxt: i64,
-    out: &mut Vec<(i64, usize, Value)>,
-) -> Result<()> {
-    if !c.overlaps(mint, maxt) {
-        return Ok(());
-    }
-    let err = if c.data.is_histogram() {
-        let mut it = c.histograms(mint, maxt);
-        out.extend(it.by_ref().map(|(t, h)| (t, rank, Value::Histogram(h))));
-        it.error().cloned()
-    } else {
-        let mut it = c.iter(mint, maxt);
-        out.extend(it.by_ref().map(|(t, v)| (t, rank, Value::Float(v))));
-        it.error().cloned()
-    };
-    match err {
-        Some(e) => Err(BlockError::invalid(format!("series {labels}: {}", DecodeError::new(c, e)))),
-        None => Ok(()),
-    }
-}
-
-/// Encodes samples sorted by time with unique timestamps: a new chunk at each change of kind, at
-/// [`SAMPLES_PER_CHUNK`] samples, and where the histogram encoder reports a cut. `header` is the
-/// counter-reset header of the first histogram chunk, unless the encoder sets another.
-fn encode_values(
-    labels: &Labels,
-    samples: &[(i64, usize, Value)],
-    header: CounterResetHeader,
-    out: &mut Vec<OutChunk>,
-) -> Result<()> {
-    let mut rest = samples;
-    while let Some((first, _)) = rest.split_first() {
-        let kind = first.2.kind();
-        let len = rest.iter().position(|s| s.2.kind() != kind).unwrap_or(rest.len());
-        let (run, tail) = rest.split_at(len);
-        rest = tail;
-        match kind {
-            Kind::Float => {
-                let floats: Vec<(i64, f64)> = run
-                    .iter()
-                    .filter_map(|(t, _, v)| match v {
-                        Value::Float(f) => Some((*t, *f)),
-                        Value::Histogram(_) => None,
-                    })
-                    .collect();
-                encode_samples(&floats, out);
-            }
-            Kind::IntHistogram => {
-                let hs = run.iter().filter_map(|(t, _, v)| match v {
-                    Value::Histogram(HistogramValue::Int(h)) => Some((*t, h)),
-                    _ => None,
-                });
-                encode_histograms::<IntEncoder>(labels, hs, header, out)?;
-            }
-            Kind::FloatHistogram => {
-                let hs = run.iter().filter_map(|(t, _, v)| match v {
-                    Value::Histogram(HistogramValue::Float(h)) => Some((*t, h)),
-                    _ => None,
-                });
-                encode_histograms::<FloatEncoder>(labels, hs, header, out)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The integer and float histogram chunk encoders, for one cutting loop over both.
-trait HistogramEncoder {
-    type Sample;
-    const ENCODING: Encoding;
-    fn new(header: CounterResetHeader) -> Self;
-    fn append(&mut self, t: i64, h: &Self::Sample) -> std::result::Result<(), AppendError>;
-    fn next_chunk_header(&self, h: &Self::Sample) -> CounterResetHeader;
-    fn num_samples(&self) -> u16;
-    fn bytes(&self) -> &[u8];
-}
-
-struct IntEncoder(HistogramChunk);
-struct FloatEncoder(FloatHistogramChunk);
-
-impl HistogramEncoder for IntEncoder {
-    type Sample = Histogram;
-    const ENCODING: Encoding = Encoding::Histogram;
-    fn new(header: CounterResetHeader) -> Self {
-        IntEncoder(HistogramChunk::new(header))
-    }
-    fn append(&mut self, t: i64, h: &Histogram) -> std::result::Result<(), AppendError> {
-        self.0.append(t, h)
-    }
-    fn next_chunk_header(&self, h: &Histogram) -> CounterResetHeader {
-        self.0.next_chunk_header(h)
-    }
-    fn num_samples(&self) -> u16 {
-        self.0.num_samples()
-    }
-    fn bytes(&self) -> &[u8] {
-        self.0.bytes()
-    }
-}
-
-impl HistogramEncoder for FloatEncoder {
-    type Sample = FloatHistogram;
-    const ENCODING: Encoding = Encoding::FloatHistogram;
-    fn new(header: CounterResetHeader) -> Self {
-        FloatEncoder(FloatHistogramChunk::new(header))
-    }
-    fn append(&mut self, t: i64, h: &FloatHistogram) -> std::result::Result<(), AppendError> {
-        self.0.append(t, h)
-    }
-    fn next_chunk_header(&self, h: &FloatHistogram) -> CounterResetHeader {
-        self.0.next_chunk_header(h)
-    }
-    fn num_samples(&self) -> u16 {
-        self.0.num_samples()
-    }
-    fn bytes(&self) -> &[u8] {
-        self.0.bytes()
-    }
-}
-
-/// Encodes histograms of one kind (sorted by time) into chunks of up to [`SAMPLES_PER_CHUNK`],
-/// cutting where the encoder asks to, each new chunk with the header the encoder names.
-fn encode_histograms<'a, E: HistogramEncoder>(
-    labels: &Labels,
-    samples: impl Iterator<Item = (i64, &'a E::Sample)>,
-    header: CounterResetHeader,
-    out: &mut Vec<OutChunk>,
-) -> Result<()>
-where
-    E::Sample: 'a,
-{
-    let mut cur = E::new(header);
-    let (mut first_t, mut last_t) = (0i64, 0i64);
-    let flush = |c: &E, first_t: i64, last_t: i64, out: &mut Vec<OutChunk>| {
-        if c.num_samples() > 0 {
-            out.push(OutChunk {
-                min_t: first_t,
-                max_t: last_t,
-                samples: u64::from(c.num_samples()),
-                encoding: E::ENCODING,
-                bytes: c.bytes().to_vec(),
-            });
-        }
-    };
-    for (t, h) in samples {
-        if usize::from(cur.num_samples()) >= SAMPLES_PER_CHUNK {
-            let next = E::new(cur.next_chunk_header(h));
-            flush(&cur, first_t, last_t, out);
-            cur = next;
-        }
-        if cur.num_samples() == 0 {
-            first_t = t;
-        }
-        match cur.append(t, h) {
-            Ok(()) => {}
-            Err(AppendError::Cut(cut)) => {
-                flush(&cur, first_t, last_t, out);
-                cur = E::new(cut.header);
-                first_t = t;
-                cur.append(t, h).map_err(|e| BlockError::invalid(format!("series {labels}: histogram at {t}: {e}")))?;
-            }
-            Err(e) => return Err(BlockError::invalid(format!("series {labels}: histogram at {t}: {e}"))),
-        }
-        last_t = t;
-    }
-    flush(&cur, first_t, last_t, out);
-    Ok(())
 }
