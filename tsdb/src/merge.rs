@@ -238,12 +238,30 @@ impl Iterator for Samples<'_> {
 /// Appends the native histogram samples of `chunks` inside `[mint, maxt]` to `out` as float
 /// histograms, in time order with one per timestamp: at a timestamp held by several chunks, the
 /// sample of the chunk listed first wins, as in [`Merge`]. Float chunks are skipped without being
-/// decoded. Fails at the first chunk that cannot be decoded; `out` then holds part of the samples.
+/// decoded. Fails at the first chunk that cannot be decoded; `out` is then left as it was.
 pub fn merge_histograms<'a>(
     chunks: impl IntoIterator<Item = &'a ChunkMeta>,
     mint: i64,
     maxt: i64,
     out: &mut Vec<(i64, FloatHistogram)>,
+) -> Result<(), DecodeError> {
+    let mut values = Vec::new();
+    merge_histogram_values(chunks, mint, maxt, &mut values)?;
+    out.reserve(values.len());
+    out.extend(values.into_iter().map(|(t, h)| match h {
+        HistogramValue::Int(h) => (t, h.to_float()),
+        HistogramValue::Float(h) => (t, h),
+    }));
+    Ok(())
+}
+
+/// [`merge_histograms`] keeping each sample's kind (integer or float counts), for answers that
+/// send histograms as stored (remote read).
+pub fn merge_histogram_values<'a>(
+    chunks: impl IntoIterator<Item = &'a ChunkMeta>,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, HistogramValue)>,
 ) -> Result<(), DecodeError> {
     let mut all: Vec<(i64, usize, HistogramValue)> = Vec::new();
     let mut sorted = true;
@@ -266,10 +284,7 @@ pub fn merge_histograms<'a>(
         all.dedup_by_key(|(t, _, _)| *t);
     }
     out.reserve(all.len());
-    out.extend(all.into_iter().map(|(t, _, h)| match h {
-        HistogramValue::Int(h) => (t, h.to_float()),
-        HistogramValue::Float(h) => (t, h),
-    }));
+    out.extend(all.into_iter().map(|(t, _, h)| (t, h)));
     Ok(())
 }
 

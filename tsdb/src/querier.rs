@@ -12,9 +12,9 @@ use crate::block::Block;
 use crate::chunk::ChunkMeta;
 use crate::error::{Error, Result};
 use crate::head::Head;
-use crate::histogram::FloatHistogram;
+use crate::histogram::{FloatHistogram, HistogramValue};
 use crate::labels::{Labels, Matcher};
-use crate::merge::{merge_histograms, Chain, Merge, Samples};
+use crate::merge::{merge_histogram_values, merge_histograms, Chain, Merge, Samples};
 use crate::pending_reads::PendingRead;
 
 /// Reads that failed (a block's index or chunks, a head chunk file, an undecodable chunk), since
@@ -110,6 +110,13 @@ impl Series {
     /// an error. Float chunks are skipped.
     pub fn read_histograms(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, FloatHistogram)>) -> Result<()> {
         merge_histograms(self.chunks.iter().chain(&self.ooo_chunks), mint, maxt, out)
+            .map_err(|e| count_read_error(Error::Decode(e)))
+    }
+
+    /// [`Series::read_histograms`] with each histogram of the kind it is stored as (integer or
+    /// float counts).
+    pub fn read_histogram_values(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, HistogramValue)>) -> Result<()> {
+        merge_histogram_values(self.chunks.iter().chain(&self.ooo_chunks), mint, maxt, out)
             .map_err(|e| count_read_error(Error::Decode(e)))
     }
 }
