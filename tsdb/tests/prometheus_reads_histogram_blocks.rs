@@ -153,6 +153,9 @@ fn float_hist(i: i64) -> FloatHistogram {
     }
 }
 
+/// A histogram as the query API's JSON shows it: (count, sum, [(boundary rule, lower, upper, count)]).
+type JsonHistogram = (f64, f64, Vec<(i64, f64, f64, f64)>);
+
 /// The upper bound of bucket `idx` for a schema <= 0 (powers of 2^(2^-schema)).
 fn bound(idx: i32, schema: i32) -> f64 {
     2f64.powi(idx << -schema)
@@ -161,7 +164,7 @@ fn bound(idx: i32, schema: i32) -> f64 {
 /// What Prometheus 2.42's JSON shows for `h`: (count, sum, [(boundary rule, lower, upper, count)])
 /// of the non-empty buckets, negative ones first (highest first), then the zero bucket, then the
 /// positive ones, each clamped to the zero bucket.
-fn expected(h: &FloatHistogram) -> (f64, f64, Vec<(i64, f64, f64, f64)>) {
+fn expected(h: &FloatHistogram) -> JsonHistogram {
     let expand = |spans: &[Span]| -> Vec<i32> {
         let mut idx = 0;
         let mut out = Vec::new();
@@ -195,7 +198,7 @@ fn num(v: &serde_json::Value) -> f64 {
 }
 
 /// A JSON histogram as `expected` shapes it.
-fn parse(h: &serde_json::Value) -> (f64, f64, Vec<(i64, f64, f64, f64)>) {
+fn parse(h: &serde_json::Value) -> JsonHistogram {
     let buckets = h["buckets"]
         .as_array()
         .map(|bs| bs.iter().map(|b| (b[0].as_i64().unwrap(), num(&b[1]), num(&b[2]), num(&b[3]))).collect())
@@ -243,7 +246,7 @@ fn prometheus_answers_the_histograms_of_our_block() {
         let result = r["data"]["result"].as_array().unwrap();
         assert_eq!(result.len(), 1, "{r}");
         assert!(result[0].get("values").is_none(), "float samples: {r}");
-        let got: Vec<(i64, (f64, f64, Vec<(i64, f64, f64, f64)>))> = result[0]["histograms"]
+        let got: Vec<(i64, JsonHistogram)> = result[0]["histograms"]
             .as_array()
             .unwrap()
             .iter()
