@@ -15,6 +15,7 @@ mod corruption;
 mod crash;
 mod damaged_blocks;
 mod disk_faults;
+mod histogram_blocks;
 mod histogram_chunks;
 mod hostile_queries;
 mod ingest_query;

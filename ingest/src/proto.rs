@@ -31,7 +31,8 @@ pub struct TimeSeries {
     /// Exemplars (accepted and ignored).
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
-    /// Native histogram samples (rejected: not supported).
+    /// Native histogram samples: remote-read answers carry a series' histograms here (remote write
+    /// 1.0 rejects them).
     #[prost(message, repeated, tag = "4")]
     pub histograms: Vec<Histogram>,
 }
@@ -361,8 +362,10 @@ pub mod chunk {
         Unknown = 0,
         /// Gorilla XOR float chunk.
         Xor = 1,
-        /// Native histogram chunk.
+        /// Integer native histogram chunk.
         Histogram = 2,
+        /// Float native histogram chunk.
+        FloatHistogram = 3,
     }
 }
 

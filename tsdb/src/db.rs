@@ -837,6 +837,77 @@ mod tests {
         assert_eq!(db.blocks().len(), 1);
     }
 
+    /// Writes a level-1 block with one series `m{s="x"}` holding the given float and histogram chunks.
+    fn block_with_chunks(dir: &Path, mint: i64, maxt: i64, chunks: Vec<ChunkMeta>) {
+        let labels = Labels::from_pairs(&[("__name__", "m"), ("s", "x")]).unwrap();
+        let level1 = Compaction { level: 1, ..Compaction::default() };
+        block::write_block(dir, [(labels, chunks)], mint, maxt, level1, None).unwrap().unwrap();
+    }
+
+    /// The histograms of `m` as (t, count).
+    fn all_histograms(db: &Db) -> Vec<(i64, f64)> {
+        let q = db.querier(i64::MIN, i64::MAX);
+        let mut out = Vec::new();
+        for s in q.select_lazy(&[Matcher::equal("__name__", "m")]).unwrap().iter() {
+            s.read_histograms(i64::MIN, i64::MAX, &mut out).unwrap();
+        }
+        out.into_iter().map(|(t, h)| (t, h.count)).collect()
+    }
+
+    #[test]
+    fn histogram_blocks_survive_merges_compaction_and_deletion() {
+        use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
+        let int =
+            |t: i64, c: u64| (t, HistogramValue::Int(Histogram { count: c, zero_count: c, ..Histogram::default() }));
+        let float = |t: i64, c: f64| {
+            (t, HistogramValue::Float(FloatHistogram { count: c, zero_count: c, ..Default::default() }))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // Two overlapping blocks: the first (earlier min time) wins the tie at 3000.
+        block_with_chunks(
+            dir.path(),
+            0,
+            H2,
+            vec![
+                ChunkMeta::raw_histograms(&[int(1000, 10), int(3000, 30)]).unwrap(),
+                ChunkMeta::raw(&[(5000, 5.0)]).unwrap(),
+            ],
+        );
+        block_with_chunks(
+            dir.path(),
+            1000,
+            H2,
+            vec![ChunkMeta::raw_histograms(&[float(2000, 2.0), float(3000, 99.0)]).unwrap()],
+        );
+        for i in 1..4 {
+            block_with_chunks(
+                dir.path(),
+                i * H2,
+                (i + 1) * H2,
+                vec![ChunkMeta::raw_histograms(&[int(i * H2 + 1, i as u64)]).unwrap()],
+            );
+        }
+        let want = vec![(1000, 10.0), (2000, 2.0), (3000, 30.0), (H2 + 1, 1.0), (2 * H2 + 1, 2.0), (3 * H2 + 1, 3.0)];
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert_eq!(all_histograms(&db), want);
+        assert_eq!(all_samples(&db), vec![(5000, 5.0)]);
+        // Vertical merge of the first two, then level compaction of the first window.
+        db.compact().unwrap();
+        let ranges: Vec<(i64, i64)> = db.blocks().iter().map(|b| (b.meta().min_time, b.meta().max_time)).collect();
+        assert_eq!(ranges, vec![(0, 3 * H2), (3 * H2, 4 * H2)]);
+        assert_eq!(db.blocks()[0].meta().stats.num_samples, 6);
+        assert_eq!(all_histograms(&db), want);
+        assert_eq!(all_samples(&db), vec![(5000, 5.0)]);
+        // Deleted, then rewritten without the deleted samples.
+        db.delete_series(&[Matcher::equal("__name__", "m")], 2000, H2 + 1).unwrap();
+        let left = vec![(1000, 10.0), (2 * H2 + 1, 2.0), (3 * H2 + 1, 3.0)];
+        assert_eq!(all_histograms(&db), left);
+        assert_eq!(db.clean_tombstones().unwrap(), 1);
+        assert_eq!(db.blocks()[0].meta().stats.num_samples, 2);
+        assert_eq!(all_histograms(&db), left);
+        assert_eq!(all_samples(&db), Vec::<(i64, f64)>::new());
+    }
+
     #[test]
     fn level_compaction_merges_complete_windows() {
         let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,7 @@ pub mod metadata;
 mod pending_reads;
 mod prefetch;
 pub mod querier;
+pub mod recode;
 pub mod record;
 pub mod snapshot;
 #[cfg(any(test, feature = "testing"))]

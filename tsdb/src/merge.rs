@@ -9,8 +9,12 @@
 //!
 //! Both stop at the first chunk that cannot be decoded and say so through `error()`; a caller must
 //! check it after the last sample, or it would answer with part of a series.
+//!
+//! Both read float samples only (a histogram chunk yields nothing, undecoded); [`merge_histograms`]
+//! is the same merge, with the same tie rule, for the native histogram chunks of a series.
 
 use crate::chunk::{ChunkIter, ChunkMeta, DecodeError};
+use crate::histogram::{FloatHistogram, HistogramValue};
 
 /// Samples of chunks sorted by time that do not overlap, inside `[mint, maxt]`, one chunk decoded at
 /// a time; chunks outside the range are skipped without decoding.
@@ -231,6 +235,59 @@ impl Iterator for Samples<'_> {
     }
 }
 
+/// Appends the native histogram samples of `chunks` inside `[mint, maxt]` to `out` as float
+/// histograms, in time order with one per timestamp: at a timestamp held by several chunks, the
+/// sample of the chunk listed first wins, as in [`Merge`]. Float chunks are skipped without being
+/// decoded. Fails at the first chunk that cannot be decoded; `out` is then left as it was.
+pub fn merge_histograms<'a>(
+    chunks: impl IntoIterator<Item = &'a ChunkMeta>,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, FloatHistogram)>,
+) -> Result<(), DecodeError> {
+    let mut values = Vec::new();
+    merge_histogram_values(chunks, mint, maxt, &mut values)?;
+    out.reserve(values.len());
+    out.extend(values.into_iter().map(|(t, h)| match h {
+        HistogramValue::Int(h) => (t, h.to_float()),
+        HistogramValue::Float(h) => (t, h),
+    }));
+    Ok(())
+}
+
+/// [`merge_histograms`] keeping each sample's kind (integer or float counts), for answers that
+/// send histograms as stored (remote read).
+pub fn merge_histogram_values<'a>(
+    chunks: impl IntoIterator<Item = &'a ChunkMeta>,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, HistogramValue)>,
+) -> Result<(), DecodeError> {
+    let mut all: Vec<(i64, usize, HistogramValue)> = Vec::new();
+    let mut sorted = true;
+    for (rank, c) in chunks.into_iter().enumerate() {
+        if !c.data.is_histogram() || !c.overlaps(mint, maxt) {
+            continue;
+        }
+        let mut it = c.histograms(mint, maxt);
+        for (t, h) in it.by_ref() {
+            sorted &= all.last().is_none_or(|last| last.0 < t);
+            all.push((t, rank, h));
+        }
+        if let Some(e) = it.error() {
+            return Err(DecodeError::new(c, e.clone()));
+        }
+    }
+    if !sorted {
+        // Stable order within a timestamp by rank; the first of each run wins.
+        all.sort_by_key(|(t, rank, _)| (*t, *rank));
+        all.dedup_by_key(|(t, _, _)| *t);
+    }
+    out.reserve(all.len());
+    out.extend(all.into_iter().map(|(t, _, h)| (t, h)));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -315,6 +372,73 @@ mod tests {
             let chain: Vec<_> = Chain::new(&disjoint, mint, maxt).collect();
             let merge: Vec<_> = Merge::new(&disjoint, mint, maxt).collect();
             prop_assert_eq!(chain, merge);
+        }
+    }
+
+    /// Histogram chunks (integer or float, encoded or raw) and float chunks between them, at any
+    /// times: each histogram sample has its own counts, so a wrong winner shows.
+    fn histogram_chunks() -> impl Strategy<Value = Vec<ChunkMeta>> {
+        use crate::chunkenc::{CounterResetHeader, FloatHistogramChunk, HistogramChunk};
+        use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
+        let chunk =
+            (prop::collection::btree_set(-50i64..250, 1..30), 0u8..5, any::<u8>()).prop_map(|(ts, kind, id)| {
+                let ts: Vec<i64> = ts.into_iter().collect();
+                // Counts grow along the chunk (no cut in an encoded chunk); `id` tells chunks apart.
+                let int = |i: usize| Histogram { count: (i * 256) as u64 + u64::from(id), ..Histogram::default() };
+                let float = |i: usize| FloatHistogram { count: (i * 256) as f64 + f64::from(id), ..Default::default() };
+                let (first, last) = (ts[0], ts[ts.len() - 1]);
+                let data = match kind {
+                    0 => {
+                        let mut c = HistogramChunk::new(CounterResetHeader::Unknown);
+                        ts.iter().enumerate().for_each(|(i, &t)| c.append(t, &int(i)).unwrap());
+                        ChunkData::Histogram(ChunkBytes::from(c.bytes()))
+                    }
+                    1 => {
+                        let mut c = FloatHistogramChunk::new(CounterResetHeader::Unknown);
+                        ts.iter().enumerate().for_each(|(i, &t)| c.append(t, &float(i)).unwrap());
+                        ChunkData::FloatHistogram(ChunkBytes::from(c.bytes()))
+                    }
+                    2 => ChunkData::RawHistograms(
+                        ts.iter().enumerate().map(|(i, &t)| (t, HistogramValue::Int(int(i)))).collect(),
+                    ),
+                    3 => ChunkData::RawHistograms(
+                        ts.iter().enumerate().map(|(i, &t)| (t, HistogramValue::Float(float(i)))).collect(),
+                    ),
+                    _ => ChunkData::Raw(ts.iter().map(|&t| (t, f64::from(id))).collect()),
+                };
+                ChunkMeta::new(first, last, data)
+            });
+        prop::collection::vec(chunk, 0..8)
+    }
+
+    proptest! {
+        /// The histogram merge equals "the first-listed histogram chunk's sample wins" on any chunks
+        /// and any range; float chunks add nothing to it, and histogram chunks nothing to the float
+        /// merge.
+        #[test]
+        fn histogram_merge_keeps_the_first_listed_sample(
+            cs in histogram_chunks(),
+            mint in -60i64..260,
+            len in 0i64..320,
+        ) {
+            let maxt = mint + len;
+            let mut got = Vec::new();
+            merge_histograms(&cs, mint, maxt, &mut got).unwrap();
+            let mut want: BTreeMap<i64, FloatHistogram> = BTreeMap::new();
+            for c in &cs {
+                for (t, h) in c.histograms(i64::MIN, i64::MAX) {
+                    if (mint..=maxt).contains(&t) {
+                        want.entry(t).or_insert_with(|| h.to_float());
+                    }
+                }
+            }
+            let strip = |v: Vec<(i64, FloatHistogram)>| -> Vec<(i64, u64)> {
+                v.into_iter().map(|(t, h)| (t, h.count.to_bits())).collect()
+            };
+            prop_assert_eq!(strip(got), strip(want.into_iter().collect()));
+            let floats: Vec<(i64, f64)> = Merge::new(&cs, mint, maxt).collect();
+            let float_chunks: Vec<ChunkMeta> = cs.iter().filter(|c| !c.data.is_histogram()).cloned().collect();
+            prop_assert_eq!(floats, Merge::new(&float_chunks, mint, maxt).collect::<Vec<_>>());
         }
     }
 

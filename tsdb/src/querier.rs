@@ -12,8 +12,9 @@ use crate::block::Block;
 use crate::chunk::ChunkMeta;
 use crate::error::{Error, Result};
 use crate::head::Head;
+use crate::histogram::{FloatHistogram, HistogramValue};
 use crate::labels::{Labels, Matcher};
-use crate::merge::{Chain, Merge, Samples};
+use crate::merge::{merge_histogram_values, merge_histograms, Chain, Merge, Samples};
 use crate::pending_reads::PendingRead;
 
 /// Reads that failed (a block's index or chunks, a head chunk file, an undecodable chunk), since
@@ -101,6 +102,22 @@ impl Series {
             Some(e) => Err(count_read_error(Error::Decode(e.clone()))),
             None => Ok(()),
         }
+    }
+
+    /// Appends the series' native histogram samples with `mint <= t <= maxt` to `out` as float
+    /// histograms, sorted by time, one per timestamp, with the tie rule of [`Series::samples`]
+    /// (in-order chunks before out-of-order ones, each list in its order); an undecodable chunk is
+    /// an error. Float chunks are skipped.
+    pub fn read_histograms(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, FloatHistogram)>) -> Result<()> {
+        merge_histograms(self.chunks.iter().chain(&self.ooo_chunks), mint, maxt, out)
+            .map_err(|e| count_read_error(Error::Decode(e)))
+    }
+
+    /// [`Series::read_histograms`] with each histogram of the kind it is stored as (integer or
+    /// float counts).
+    pub fn read_histogram_values(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, HistogramValue)>) -> Result<()> {
+        merge_histogram_values(self.chunks.iter().chain(&self.ooo_chunks), mint, maxt, out)
+            .map_err(|e| count_read_error(Error::Decode(e)))
     }
 }
 
@@ -193,6 +210,17 @@ impl LazySeries {
     pub fn read_samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
         match self.snapshot(mint, maxt)? {
             Some(s) => s.read_samples(mint, maxt, out),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends the series' native histogram samples in `[mint, maxt]` to `out` as float histograms:
+    /// head, block and out-of-order chunks merged in time order, one per timestamp, with the tie
+    /// rule of [`LazySeries::read_samples`]. A chunk that cannot be read or decoded is an error,
+    /// never a shorter answer.
+    pub fn read_histograms(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, FloatHistogram)>) -> Result<()> {
+        match self.snapshot(mint, maxt)? {
+            Some(s) => s.read_histograms(mint, maxt, out),
             None => Ok(()),
         }
     }

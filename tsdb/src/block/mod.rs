@@ -6,7 +6,7 @@
 //! <data>/<ULID>/                 one block, covering [minTime, maxTime)
 //!     meta.json                  meta      — BlockMeta (ULID, time range, stats, compaction lineage)
 //!     index                      index     — symbols, series (labels + chunk refs), postings, TOC
-//!     chunks/000001 000002 …     chunks    — XOR chunks, ref = (segment << 32) | offset
+//!     chunks/000001 000002 …     chunks    — XOR and histogram chunks, ref = (segment << 32) | offset
 //!     tombstones                 tombstones — deleted intervals per series (written empty; replaced by a deletion)
 //! <data>/<ULID>.tmp-for-creation/ a block being written; renamed into place when complete
 //! ```
@@ -34,5 +34,7 @@ pub use reader::Block;
 pub use ulid::Ulid;
 pub use writer::{write_block, write_block_fallible, write_block_with, WriteOptions};
 
+#[cfg(test)]
+mod histogram_tests;
 #[cfg(test)]
 mod tests;

@@ -74,7 +74,8 @@ impl Block {
     }
 
     /// Reads every checksummed part of the block once: the postings list of every label pair, every
-    /// series entry, and every chunk a series refers to (CRC32C each; the TOC, symbol table and
+    /// series entry, and every chunk a series refers to (CRC32C each, and a known encoding: XOR,
+    /// integer or float histogram; the TOC, symbol table and
     /// postings offset table are checked by [`Block::open`]). The first damage found is returned
     /// with its file and offset. Reads the whole block: meant for open time, not per query.
     pub fn verify(&self) -> Result<()> {
@@ -94,7 +95,8 @@ impl Block {
         for sref in all.iter() {
             let (_, metas) = self.index.series(sref)?;
             for m in metas {
-                self.chunks.chunk(m.chunk_ref)?;
+                let (enc, _) = self.chunks.chunk(m.chunk_ref)?;
+                self.encoding(enc, m.chunk_ref)?;
             }
         }
         Ok(())
@@ -182,7 +184,8 @@ impl Block {
     }
 
     /// The series matching `matchers`, sorted by labels, with their chunks: slices of the mapped chunk
-    /// files (CRC verified), not copies.
+    /// files (CRC verified), not copies, as [`ChunkData::Xor`], [`ChunkData::Histogram`] or
+    /// [`ChunkData::FloatHistogram`] by their encoding byte.
     /// A series whose chunks the block's tombstones cover whole is left out (Prometheus's rule).
     pub fn select(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, Vec<ChunkMeta>)>> {
         let refs = self.select_refs(matchers)?;
@@ -196,14 +199,13 @@ impl Block {
                     continue;
                 }
                 let (enc, data) = self.chunks.chunk_slice(m.chunk_ref)?;
-                if Encoding::try_from(enc).is_err() {
-                    return Err(BlockError::Corruption {
-                        path: self.dir.join("chunks"),
-                        offset: m.chunk_ref,
-                        reason: format!("unsupported chunk encoding {enc} (only XOR float chunks are read)").into(),
-                    });
-                }
-                let chunk = ChunkMeta::new(m.min_t, m.max_t, ChunkData::Xor(ChunkBytes::Mapped(data)));
+                let data = ChunkBytes::Mapped(data);
+                let data = match self.encoding(enc, m.chunk_ref)? {
+                    Encoding::Xor => ChunkData::Xor(data),
+                    Encoding::Histogram => ChunkData::Histogram(data),
+                    Encoding::FloatHistogram => ChunkData::FloatHistogram(data),
+                };
+                let chunk = ChunkMeta::new(m.min_t, m.max_t, data);
                 chunks.extend(chunk.without_deleted(deleted));
             }
             if deleted.is_none() || !chunks.is_empty() {
@@ -211,6 +213,16 @@ impl Block {
             }
         }
         Ok(out)
+    }
+
+    /// The encoding of the chunk at `chunk_ref` from its stored byte: XOR floats or native
+    /// histograms; any other byte is corruption.
+    fn encoding(&self, byte: u8, chunk_ref: u64) -> Result<Encoding> {
+        Encoding::try_from(byte).map_err(|e| BlockError::Corruption {
+            path: self.dir.join("chunks"),
+            offset: chunk_ref,
+            reason: e.to_string().into(),
+        })
     }
 
     /// Label names of the series matching `matchers` (all names if none), sorted.

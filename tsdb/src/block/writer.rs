@@ -11,10 +11,11 @@ use super::error::{BlockError, Result};
 use super::index::{write_index, IndexChunk, INDEX_FILENAME};
 use super::meta::{BlockMeta, BlockStats, Compaction, StrataMeta, META_VERSION};
 use super::tombstones;
-use crate::chunk::{ChunkData, ChunkMeta, SAMPLES_PER_CHUNK};
-use crate::chunkenc::{Encoding, XorChunk};
+use crate::chunk::{ChunkData, ChunkMeta};
+use crate::chunkenc::Encoding;
 use crate::labels::Labels;
 use crate::merge::{Chain, Merge};
+use crate::recode::{encode_floats, recode, EncodedChunk, RecodeError};
 /// Suffix of a block directory that is still being written.
 pub const TMP_FOR_CREATION_SUFFIX: &str = ".tmp-for-creation";
 
@@ -34,9 +35,13 @@ impl Default for WriteOptions {
 /// Writes a block of `series` covering `[min_t, max_t_exclusive)` into a new `<ulid>/` under `parent_dir`.
 ///
 /// - `series` must be sorted strictly by labels (Prometheus's order); otherwise an `InvalidInput` error.
-/// - Chunks of a series should be sorted by `min_t` and not overlap; if they do overlap they are merged
-///   (the earlier chunk's sample wins a timestamp tie) and re-encoded. `ChunkData::Raw` chunks are encoded
-///   into XOR chunks of up to [`SAMPLES_PER_CHUNK`] samples. Samples outside the block's range are dropped
+/// - A series may hold float and native histogram chunks. Chunks of a series should be sorted by `min_t`
+///   and not overlap; if they do overlap they are merged (the earlier chunk's sample wins a timestamp tie,
+///   whatever the kinds) and re-encoded. `ChunkData::Raw` chunks are encoded into XOR chunks of up to
+///   [`SAMPLES_PER_CHUNK`](crate::chunk::SAMPLES_PER_CHUNK) samples, `ChunkData::RawHistograms` into integer or float histogram chunks of
+///   up to as many, also cut where the kind changes or the histogram encoder asks for a new chunk (with
+///   the counter-reset header it names). Chunks are written with their encoding byte (1, 2 or 3), and
+///   `numSamples` counts float and histogram samples, as Prometheus 2.42 does. Samples outside the block's range are dropped
 ///   (chunks crossing the range are re-encoded), and so are deleted samples (chunks marked with deleted
 ///   intervals are re-encoded without them). Series left without samples are not written.
 /// - `compaction.sources` empty means "this block is its own source" (a head block): it is set to the new
@@ -123,14 +128,6 @@ struct Writer {
     stats: BlockStats,
 }
 
-/// A chunk ready to be written.
-struct OutChunk {
-    min_t: i64,
-    max_t: i64,
-    samples: u64,
-    bytes: Vec<u8>,
-}
-
 impl Writer {
     fn write_all(
         &mut self,
@@ -161,7 +158,7 @@ impl Writer {
             let Some(cw) = self.chunks.as_mut() else { continue };
             let mut metas = Vec::with_capacity(out.len());
             for c in out {
-                let chunk_ref = cw.write(Encoding::Xor.into(), &c.bytes)?;
+                let chunk_ref = cw.write(c.encoding.into(), &c.bytes)?;
                 metas.push(IndexChunk { min_t: c.min_t, max_t: c.max_t, chunk_ref });
                 self.stats.num_samples += c.samples;
                 self.stats.num_chunks += 1;
@@ -183,26 +180,20 @@ impl Writer {
     }
 }
 
-fn xor_sample_count(b: &[u8]) -> Option<u16> {
+/// The sample count in the first two bytes of an XOR or histogram chunk.
+fn sample_count(b: &[u8]) -> Option<u16> {
     b.first_chunk::<2>().map(|h| u16::from_be_bytes(*h))
 }
 
-fn encode_samples(samples: &[(i64, f64)], out: &mut Vec<OutChunk>) {
-    for part in samples.chunks(SAMPLES_PER_CHUNK) {
-        let (Some(first), Some(last)) = (part.first(), part.last()) else { continue };
-        let mut c = XorChunk::with_capacity(part.len() * 2 + 16);
-        for &(t, v) in part {
-            c.push(t, v);
-        }
-        out.push(OutChunk { min_t: first.0, max_t: last.0, samples: part.len() as u64, bytes: c.into_bytes() });
-    }
-}
-
-/// Turns a series' chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping:
+/// Turns a series' float chunks into XOR chunks inside `[min_t, max_t_excl)`, sorted and not overlapping
+/// (a series with histogram chunks goes to [`prepare_mixed_chunks`]):
 /// XOR chunks inside the range without deleted samples as they are, the rest decoded and re-encoded
 /// without the deleted samples; overlapping chunks are
 /// merged (the earlier-listed chunk's sample wins a timestamp tie).
-fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<OutChunk>> {
+fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl: i64) -> Result<Vec<EncodedChunk>> {
+    if chunks.iter().any(|c| c.data.is_histogram()) {
+        return prepare_mixed_chunks(labels, chunks, min_t, max_t_excl);
+    }
     for c in chunks {
         if let ChunkData::Raw(s) = &c.data {
             if s.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
@@ -211,7 +202,7 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         }
     }
     let maxt = max_t_excl - 1;
-    let mut out: Vec<OutChunk> = Vec::with_capacity(chunks.len());
+    let mut out: Vec<EncodedChunk> = Vec::with_capacity(chunks.len());
     let disjoint = chunks.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
     if !disjoint {
         let mut merged = Merge::new(chunks, min_t, maxt);
@@ -219,7 +210,7 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         if let Some(e) = merged.error() {
             return Err(BlockError::invalid(format!("series {labels}: {e}")));
         }
-        encode_samples(&samples, &mut out);
+        encode_floats(&samples, &mut out);
         return Ok(out);
     }
     for c in chunks {
@@ -227,13 +218,19 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
             continue;
         }
         if let (ChunkData::Xor(b), None) = (&c.data, &c.deleted) {
-            let n = xor_sample_count(b)
+            let n = sample_count(b)
                 .ok_or_else(|| BlockError::invalid(format!("series {labels}: XOR chunk shorter than its header")))?;
             if n == 0 {
                 continue;
             }
             if c.min_t >= min_t && c.max_t <= maxt && c.min_t <= c.max_t {
-                out.push(OutChunk { min_t: c.min_t, max_t: c.max_t, samples: u64::from(n), bytes: b.to_vec() });
+                out.push(EncodedChunk {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    samples: u64::from(n),
+                    encoding: Encoding::Xor,
+                    bytes: b.to_vec(),
+                });
                 continue;
             }
         }
@@ -242,7 +239,67 @@ fn prepare_chunks(labels: &Labels, chunks: &[ChunkMeta], min_t: i64, max_t_excl:
         if let Some(e) = it.error() {
             return Err(BlockError::invalid(format!("series {labels}: {e}")));
         }
-        encode_samples(&samples, &mut out);
+        encode_floats(&samples, &mut out);
+    }
+    Ok(out)
+}
+
+/// [`prepare_chunks`] for a series with histogram chunks (and maybe float chunks). Encoded chunks
+/// (XOR, integer or float histogram) that do not overlap another chunk, lie inside the range and have
+/// no deleted samples are kept as they are. The rest is re-encoded by [`recode`]: a chunk alone (cut
+/// by the range or with deleted samples), or, when chunks overlap, all of the series' chunks merged
+/// (the earlier-listed chunk's sample wins a tie, whatever its kind).
+fn prepare_mixed_chunks(
+    labels: &Labels,
+    chunks: &[ChunkMeta],
+    min_t: i64,
+    max_t_excl: i64,
+) -> Result<Vec<EncodedChunk>> {
+    for c in chunks {
+        let increasing = match &c.data {
+            ChunkData::Raw(s) => s.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)),
+            ChunkData::RawHistograms(s) => s.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)),
+            _ => true,
+        };
+        if !increasing {
+            return Err(BlockError::invalid(format!("series {labels}: raw chunk samples not strictly increasing")));
+        }
+    }
+    let maxt = max_t_excl - 1;
+    let fail = |e: RecodeError| BlockError::invalid(format!("series {labels}: {e}"));
+    let disjoint = chunks.windows(2).all(|w| matches!(w, [a, b] if a.max_t < b.min_t));
+    if !disjoint {
+        return recode(chunks, min_t, maxt).map_err(fail);
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        if !c.overlaps(min_t, maxt) {
+            continue;
+        }
+        let encoding = match &c.data {
+            ChunkData::Xor(_) => Some(Encoding::Xor),
+            ChunkData::Histogram(_) => Some(Encoding::Histogram),
+            ChunkData::FloatHistogram(_) => Some(Encoding::FloatHistogram),
+            ChunkData::Raw(_) | ChunkData::RawHistograms(_) => None,
+        };
+        if let (Some(encoding), Some(b), None) = (encoding, c.data.bytes(), &c.deleted) {
+            let n = sample_count(b)
+                .ok_or_else(|| BlockError::invalid(format!("series {labels}: chunk shorter than its header")))?;
+            if n == 0 {
+                continue;
+            }
+            if c.min_t >= min_t && c.max_t <= maxt && c.min_t <= c.max_t {
+                out.push(EncodedChunk {
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                    samples: u64::from(n),
+                    encoding,
+                    bytes: b.to_vec(),
+                });
+                continue;
+            }
+        }
+        out.extend(recode(std::slice::from_ref(c), min_t, maxt).map_err(fail)?);
     }
     Ok(out)
 }

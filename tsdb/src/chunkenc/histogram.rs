@@ -225,6 +225,21 @@ impl HistogramChunk {
                 || same_buckets(&h.negative_spans, &self.layout.negative_spans))
     }
 
+    /// The counter-reset header Prometheus gives a chunk cut before `h` although `h` could join
+    /// this one (a chunk cut for its size): `h`'s relation to this chunk's last sample, as for
+    /// a cut [`Self::append`] reports. `Unknown` for an empty chunk.
+    pub fn next_chunk_header(&self, h: &Histogram) -> CounterResetHeader {
+        if self.num_samples == 0 {
+            return CounterResetHeader::Unknown;
+        }
+        match self.appendable(h) {
+            Ok(()) if self.counter_reset_header() == CounterResetHeader::Gauge => CounterResetHeader::Gauge,
+            Ok(()) => CounterResetHeader::NotCounterReset,
+            Err(AppendError::Cut(cut)) => cut.header,
+            Err(AppendError::BucketsMismatch { .. }) => CounterResetHeader::Unknown,
+        }
+    }
+
     /// Appends `h` at `t` (the caller keeps timestamps increasing). Fails, leaving the chunk
     /// unchanged, when the spans and buckets of `h` disagree in number or when `h` needs a new
     /// chunk.

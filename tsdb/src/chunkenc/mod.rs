@@ -1,5 +1,5 @@
 //! Chunk encodings, bit-compatible with Prometheus: XOR (float samples), and the integer and float
-//! native histogram chunks (not yet used by the head or blocks).
+//! native histogram chunks.
 //!
 //! This module owns the bytes of a chunk (`data` in Prometheus's chunk file records) and nothing
 //! else: no I/O, no locks, no chunk cutting policy. See Prometheus's
@@ -22,14 +22,16 @@ pub use xor::{num_samples, XorChunk, XorIter};
 pub enum Encoding {
     /// Float samples, XOR (Gorilla) encoded.
     Xor = 1,
+    /// Integer native histograms ([`HistogramChunk`]).
+    Histogram = 2,
+    /// Float native histograms ([`FloatHistogramChunk`]).
+    FloatHistogram = 3,
 }
 
-/// Prometheus's encoding byte for integer native histograms ([`HistogramChunk`]; block and head
-/// readers do not accept it yet).
-pub const ENCODING_HISTOGRAM: u8 = 2;
-/// Prometheus's encoding byte for float native histograms ([`FloatHistogramChunk`]; block and
-/// head readers do not accept it yet).
-pub const ENCODING_FLOAT_HISTOGRAM: u8 = 3;
+/// Prometheus's encoding byte for integer native histograms.
+pub const ENCODING_HISTOGRAM: u8 = Encoding::Histogram as u8;
+/// Prometheus's encoding byte for float native histograms.
+pub const ENCODING_FLOAT_HISTOGRAM: u8 = Encoding::FloatHistogram as u8;
 
 impl From<Encoding> for u8 {
     fn from(e: Encoding) -> u8 {
@@ -43,7 +45,8 @@ impl TryFrom<u8> for Encoding {
     fn try_from(byte: u8) -> Result<Self, ChunkError> {
         match byte {
             1 => Ok(Self::Xor),
-            ENCODING_HISTOGRAM | ENCODING_FLOAT_HISTOGRAM => Err(ChunkError::UnsupportedEncoding { encoding: byte }),
+            2 => Ok(Self::Histogram),
+            3 => Ok(Self::FloatHistogram),
             _ => Err(ChunkError::UnknownEncoding { encoding: byte }),
         }
     }
@@ -75,9 +78,6 @@ pub enum ChunkError {
     /// span after the first with a negative offset.
     #[error("histogram sample {sample} of schema {schema} cannot be reduced to schema 8: negative span offset")]
     IrreducibleSchema { sample: u16, schema: i32 },
-    /// A known Prometheus encoding (native histograms) that Strata does not read.
-    #[error("unsupported chunk encoding {encoding} (native histograms)")]
-    UnsupportedEncoding { encoding: u8 },
     /// Not a Prometheus chunk encoding.
     #[error("unknown chunk encoding {encoding}")]
     UnknownEncoding { encoding: u8 },
@@ -91,8 +91,10 @@ mod tests {
     fn encoding_byte() {
         assert_eq!(Encoding::try_from(1), Ok(Encoding::Xor));
         assert_eq!(u8::from(Encoding::Xor), 1);
-        assert_eq!(Encoding::try_from(2), Err(ChunkError::UnsupportedEncoding { encoding: 2 }));
-        assert_eq!(Encoding::try_from(3), Err(ChunkError::UnsupportedEncoding { encoding: 3 }));
+        assert_eq!(Encoding::try_from(2), Ok(Encoding::Histogram));
+        assert_eq!(Encoding::try_from(3), Ok(Encoding::FloatHistogram));
+        assert_eq!(u8::from(Encoding::Histogram), 2);
+        assert_eq!(u8::from(Encoding::FloatHistogram), 3);
         for b in [0u8, 4, 0x81, 255] {
             assert_eq!(Encoding::try_from(b), Err(ChunkError::UnknownEncoding { encoding: b }));
         }

@@ -1,19 +1,22 @@
-//! A series' chunks as a streamed remote-read answer sends them: XOR chunks in start-time order that
-//! do not overlap, with one sample per timestamp.
+//! A series' chunks as a streamed remote-read answer (`STREAMED_XOR_CHUNKS`) sends them: XOR, integer
+//! and float histogram chunks (chunk types 1, 2 and 3, as Prometheus sends them) in start-time order
+//! that do not overlap, with one sample per timestamp.
 //!
 //! A series snapshot may hold chunks that overlap (out-of-order head chunks beside in-order ones,
-//! blocks that overlap). The chunks are grouped into runs whose time ranges touch; a run of one XOR
-//! chunk without deleted samples is passed on as its bytes are stored, and every other run
+//! blocks that overlap). The chunks are grouped into runs whose time ranges touch; a run of one
+//! encoded chunk without deleted samples is passed on as its bytes are stored, and every other run
 //! (overlapping chunks, a chunk with deleted samples, or decoded samples such as a copy of the head's
-//! open out-of-order buffer) is merged with [`tsdb::merge::Merge`] — first wins at a timestamp held
-//! twice, as everywhere in Strata — and encoded into new XOR chunks of
-//! [`tsdb::chunk::SAMPLES_PER_CHUNK`] samples. A client decoding the chunks therefore reads exactly
-//! the samples `/api/v1/query_range` reads.
+//! open out-of-order buffer) is merged — first wins at a timestamp held twice, as everywhere in
+//! Strata — and encoded into new chunks: a run of float chunks with [`tsdb::merge::Merge`] into XOR
+//! chunks of [`tsdb::chunk::SAMPLES_PER_CHUNK`] samples, a run with histogram chunks with
+//! [`tsdb::recode::recode`] (also cut where the kind changes or the histogram encoder asks for it).
+//! A client decoding the chunks therefore reads exactly the samples `/api/v1/query_range` reads.
 
 use ingest::proto;
 use tsdb::chunk::{ChunkData, ChunkMeta, SAMPLES_PER_CHUNK};
-use tsdb::chunkenc::XorChunk;
+use tsdb::chunkenc::{Encoding, XorChunk};
 use tsdb::merge::Merge;
+use tsdb::recode::{recode, RecodeError};
 
 /// The chunks of `series` overlapping `[mint, maxt]`, ready to send: sorted by start time, not
 /// overlapping. Chunks passed on whole may hold samples outside the range (as Prometheus sends
@@ -47,39 +50,58 @@ fn emit_run(
 ) -> Result<(), tsdb::Error> {
     // A chunk with deleted samples (tombstones) is re-encoded without them.
     if let [(_, c)] = run.as_slice() {
-        if let (ChunkData::Xor(bytes), None) = (&c.data, &c.deleted) {
-            out.push(xor_chunk(c.min_t, c.max_t, bytes.to_vec()));
+        let stored = match &c.data {
+            ChunkData::Xor(b) => Some((Encoding::Xor, b)),
+            ChunkData::Histogram(b) => Some((Encoding::Histogram, b)),
+            ChunkData::FloatHistogram(b) => Some((Encoding::FloatHistogram, b)),
+            ChunkData::Raw(_) | ChunkData::RawHistograms(_) => None,
+        };
+        if let (Some((encoding, bytes)), None) = (stored, &c.deleted) {
+            out.push(chunk(c.min_t, c.max_t, encoding, bytes.to_vec()));
             run.clear();
             return Ok(());
         }
     }
     run.sort_unstable_by_key(|&(rank, _)| rank);
+    if run.iter().any(|(_, c)| c.data.is_histogram()) {
+        let chunks = recode(run.iter().map(|&(_, c)| c), mint, maxt).map_err(|e| match e {
+            RecodeError::Decode(d) => tsdb::Error::Decode(d),
+            // Stored histograms that cannot be re-encoded: their chunk is not what it claims to be.
+            RecodeError::Histogram { .. } => {
+                tsdb::Error::Corruption { what: "histogram chunk".into(), reason: e.to_string() }
+            }
+        })?;
+        out.extend(chunks.into_iter().map(|c| chunk(c.min_t, c.max_t, c.encoding, c.bytes)));
+        run.clear();
+        return Ok(());
+    }
     let mut merged = Merge::new(run.iter().map(|&(_, c)| c), mint, maxt);
-    let mut chunk = XorChunk::new();
+    let mut xor = XorChunk::new();
     let mut first = 0;
     let mut last = 0;
     for (t, v) in merged.by_ref() {
-        if chunk.is_empty() {
+        if xor.is_empty() {
             first = t;
         }
-        chunk.push(t, v);
+        xor.push(t, v);
         last = t;
-        if usize::from(chunk.num_samples()) >= SAMPLES_PER_CHUNK {
-            out.push(xor_chunk(first, last, std::mem::take(&mut chunk).into_bytes()));
+        if usize::from(xor.num_samples()) >= SAMPLES_PER_CHUNK {
+            out.push(chunk(first, last, Encoding::Xor, std::mem::take(&mut xor).into_bytes()));
         }
     }
     if let Some(e) = merged.error() {
         return Err(tsdb::Error::Decode(e.clone()));
     }
-    if !chunk.is_empty() {
-        out.push(xor_chunk(first, last, chunk.into_bytes()));
+    if !xor.is_empty() {
+        out.push(chunk(first, last, Encoding::Xor, xor.into_bytes()));
     }
     run.clear();
     Ok(())
 }
 
-fn xor_chunk(min_time_ms: i64, max_time_ms: i64, data: Vec<u8>) -> proto::Chunk {
-    proto::Chunk { min_time_ms, max_time_ms, r#type: proto::chunk::Encoding::Xor as i32, data }
+/// A remote-read chunk: the chunk type is the stored encoding byte (Prometheus's `chunkenc.Encoding`).
+fn chunk(min_time_ms: i64, max_time_ms: i64, encoding: Encoding, data: Vec<u8>) -> proto::Chunk {
+    proto::Chunk { min_time_ms, max_time_ms, r#type: i32::from(u8::from(encoding)), data }
 }
 
 #[cfg(test)]
@@ -87,7 +109,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
-    use tsdb::chunkenc::XorIter;
+    use tsdb::chunkenc::{FloatHistogramIter, HistogramIter, XorIter};
 
     use super::*;
 
@@ -142,6 +164,65 @@ mod tests {
         let out = xor_chunks(&s, 0, 1000).unwrap();
         assert_eq!(out.len(), 2, "the merged run, then the lone chunk");
         assert_eq!(decode(&out), [(10, 1.0), (15, 15.0), (20, 2.0), (25, 25.0), (30, 3.0), (100, 7.0)]);
+    }
+
+    fn int_hist(count: u64) -> tsdb::histogram::Histogram {
+        tsdb::histogram::Histogram { count, zero_count: count, ..Default::default() }
+    }
+
+    /// The histograms (as (t, count)) and floats of chunks of any type, checking their bounds.
+    fn decode_any(chunks: &[proto::Chunk]) -> Vec<(i64, i32, f64)> {
+        let mut out = Vec::new();
+        for c in chunks {
+            let samples: Vec<(i64, f64)> = match c.r#type {
+                1 => XorIter::new(&c.data).collect(),
+                2 => HistogramIter::new(&c.data).map(|r| r.map(|(t, h)| (t, h.count as f64)).unwrap()).collect(),
+                3 => FloatHistogramIter::new(&c.data).map(|r| r.map(|(t, h)| (t, h.count)).unwrap()).collect(),
+                t => panic!("chunk type {t}"),
+            };
+            assert_eq!((samples[0].0, samples[samples.len() - 1].0), (c.min_time_ms, c.max_time_ms));
+            out.extend(samples.into_iter().map(|(t, v)| (t, c.r#type, v)));
+        }
+        out
+    }
+
+    #[test]
+    fn histogram_chunks_are_sent_with_their_type() {
+        use tsdb::chunkenc::{CounterResetHeader, FloatHistogramChunk, HistogramChunk};
+        let mut ih = HistogramChunk::new(CounterResetHeader::Unknown);
+        ih.append(10, &int_hist(1)).unwrap();
+        ih.append(20, &int_hist(2)).unwrap();
+        let mut fh = FloatHistogramChunk::new(CounterResetHeader::Unknown);
+        fh.append(30, &int_hist(3).to_float()).unwrap();
+        let chunks = vec![
+            ChunkMeta::new(10, 20, ChunkData::Histogram(ih.bytes().into())),
+            ChunkMeta::new(30, 30, ChunkData::FloatHistogram(fh.bytes().into())),
+        ];
+        let s = tsdb::Series { labels: tsdb::Labels::empty(), chunks, ooo_chunks: Vec::new() };
+        let out = xor_chunks(&s, 0, 100).unwrap();
+        assert_eq!(out.iter().map(|c| c.r#type).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(out[0].data, ih.bytes());
+        assert_eq!(out[1].data, fh.bytes());
+    }
+
+    #[test]
+    fn overlapping_histogram_and_float_chunks_are_merged_first_wins() {
+        let mut ih = tsdb::chunkenc::HistogramChunk::default();
+        for (t, c) in [(10, 1), (20, 2), (30, 3)] {
+            ih.append(t, &int_hist(c)).unwrap();
+        }
+        let in_order = ChunkMeta::new(10, 30, ChunkData::Histogram(ih.bytes().into()));
+        let late = ChunkMeta::raw_histograms(&[
+            (15, tsdb::histogram::HistogramValue::Float(int_hist(15).to_float())),
+            (20, tsdb::histogram::HistogramValue::Int(int_hist(99))),
+        ])
+        .unwrap();
+        let late_float = ChunkMeta::raw(&[(25, 25.0), (30, 99.0)]).unwrap();
+        let s =
+            tsdb::Series { labels: tsdb::Labels::empty(), chunks: vec![in_order], ooo_chunks: vec![late, late_float] };
+        let out = xor_chunks(&s, 0, 100).unwrap();
+        assert!(out.windows(2).all(|w| w[0].max_time_ms < w[1].min_time_ms));
+        assert_eq!(decode_any(&out), [(10, 2, 1.0), (15, 3, 15.0), (20, 2, 2.0), (25, 1, 25.0), (30, 2, 3.0)]);
     }
 
     proptest! {

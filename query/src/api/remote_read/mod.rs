@@ -6,12 +6,15 @@
 //! that Strata serves (none listed: `SAMPLES`):
 //!
 //! - `SAMPLES`: one snappy-compressed `ReadResponse` with a `QueryResult` per query, each series with
-//!   its samples (at most `--storage.remote.read-sample-limit` per query, else 400
-//!   `exceeded sample limit (N)`).
+//!   its float samples and its native histograms in `histograms` (integer ones with bucket deltas,
+//!   float ones with counts, as Prometheus 2.44 and later send them; 2.42 sends a series' floats
+//!   up to its first histogram and no histograms), at most `--storage.remote.read-sample-limit`
+//!   samples and histograms per query, else 400 `exceeded sample limit (N)`.
 //! - `STREAMED_XOR_CHUNKS`: [`framing`] frames of `ChunkedReadResponse`, one series per frame (a
 //!   series with more chunks than fit `--storage.remote.read-max-bytes-in-frame` takes several),
-//!   series sorted by labels, chunks from [`chunks`]: stored XOR chunks where they do not overlap,
-//!   merged and re-encoded ones where they do (out-of-order data, overlapping blocks).
+//!   series sorted by labels, chunks from [`chunks`]: stored XOR and histogram chunks (types 1, 2
+//!   and 3) where they do not overlap, merged and re-encoded ones where they do (out-of-order data,
+//!   overlapping blocks).
 //!
 //! Each query selects over `[start_timestamp_ms, end_timestamp_ms]` and, when the request has hints,
 //! reads samples in the hints' `[start_ms, end_ms]` (as Prometheus's block queriers do; `step_ms` and
@@ -50,6 +53,7 @@ use ingest::proto;
 use ingest::proto::read_request::ResponseType;
 use prost::Message;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tsdb::histogram::{CounterResetHint, HistogramValue, Span};
 
 /// The path of the remote-read endpoint.
 pub const READ_PATH: &str = "/api/v1/read";
@@ -440,6 +444,7 @@ fn read_samples(
 ) -> Result<Vec<u8>, Error> {
     let mut results = Vec::with_capacity(queries.len());
     let mut buf = Vec::new();
+    let mut hists = Vec::new();
     for q in queries {
         let querier = db.querier(q.select.0, q.select.1);
         let mut timeseries = Vec::new();
@@ -448,18 +453,22 @@ fn read_samples(
             if cancelled.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
+            let Some(snapshot) = s.snapshot(q.read.0, q.read.1)? else { continue };
             buf.clear();
-            s.read_samples(q.read.0, q.read.1, &mut buf)?;
-            if buf.is_empty() {
+            snapshot.read_samples(q.read.0, q.read.1, &mut buf)?;
+            hists.clear();
+            snapshot.read_histogram_values(q.read.0, q.read.1, &mut hists)?;
+            if buf.is_empty() && hists.is_empty() {
                 continue;
             }
-            total += buf.len();
+            total += buf.len() + hists.len();
             if sample_limit > 0 && total > sample_limit {
                 return Err(Error::SampleLimit { limit: sample_limit });
             }
             timeseries.push(proto::TimeSeries {
                 labels: series_labels(s.labels(), external),
                 samples: buf.iter().map(|&(timestamp, value)| proto::Sample { value, timestamp }).collect(),
+                histograms: hists.iter().map(|(t, h)| histogram_proto(*t, h)).collect(),
                 ..Default::default()
             });
         }
@@ -467,6 +476,51 @@ fn read_samples(
     }
     let encoded = proto::ReadResponse { results }.encode_to_vec();
     snap::raw::Encoder::new().compress_vec(&encoded).map_err(|e| Error::Internal(format!("snappy: {e}")))
+}
+
+/// A stored histogram as remote read sends it: integer counts as `count_int`, `zero_count_int` and
+/// bucket deltas, float counts as `count_float`, `zero_count_float` and absolute bucket counts.
+fn histogram_proto(timestamp: i64, h: &HistogramValue) -> proto::Histogram {
+    use proto::histogram::{Count, ResetHint, ZeroCount};
+    let spans = |s: &[Span]| s.iter().map(|s| proto::BucketSpan { offset: s.offset, length: s.length }).collect();
+    let hint = |h: CounterResetHint| match h {
+        CounterResetHint::Unknown => ResetHint::Unknown,
+        CounterResetHint::CounterReset => ResetHint::Yes,
+        CounterResetHint::NotCounterReset => ResetHint::No,
+        CounterResetHint::Gauge => ResetHint::Gauge,
+    } as i32;
+    match h {
+        HistogramValue::Int(h) => proto::Histogram {
+            count: Some(Count::CountInt(h.count)),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: Some(ZeroCount::ZeroCountInt(h.zero_count)),
+            negative_spans: spans(&h.negative_spans),
+            negative_deltas: h.negative_buckets.clone(),
+            positive_spans: spans(&h.positive_spans),
+            positive_deltas: h.positive_buckets.clone(),
+            reset_hint: hint(h.counter_reset_hint),
+            timestamp,
+            custom_values: h.custom_values.clone(),
+            ..Default::default()
+        },
+        HistogramValue::Float(h) => proto::Histogram {
+            count: Some(Count::CountFloat(h.count)),
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: Some(ZeroCount::ZeroCountFloat(h.zero_count)),
+            negative_spans: spans(&h.negative_spans),
+            negative_counts: h.negative_buckets.clone(),
+            positive_spans: spans(&h.positive_spans),
+            positive_counts: h.positive_buckets.clone(),
+            reset_hint: hint(h.counter_reset_hint),
+            timestamp,
+            custom_values: h.custom_values.clone(),
+            ..Default::default()
+        },
+    }
 }
 
 /// A `STREAMED_XOR_CHUNKS` answer: frames are produced on the blocking pool and sent as they come.
