@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use crate::engine::{write_float, write_time, Labels, QueryValue};
+use crate::engine::histogram;
+use crate::engine::{write_float, write_time, FloatHistogram, Labels, QueryValue};
 use crate::error::QueryError;
 
 /// Samples encoded between two looks at the clock.
@@ -72,6 +73,46 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// `[t, {"count":"…","sum":"…","buckets":[[rule,"lower","upper","count"],…]}]`, as Prometheus
+/// writes a histogram sample: populated buckets from the lowest up, each with its boundary rule
+/// (0: lower bound open, 1: upper bound open, 3: both closed, the zero bucket).
+fn push_histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    write_time(out, t);
+    out.push_str(",{\"count\":\"");
+    write_float(out, h.count);
+    out.push_str("\",\"sum\":\"");
+    write_float(out, h.sum);
+    out.push('"');
+    let buckets: Vec<_> = histogram::all_buckets(h, false).into_iter().filter(|b| b.count != 0.0).collect();
+    if !buckets.is_empty() {
+        out.push_str(",\"buckets\":[");
+        for (i, b) in buckets.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let zero = h.zero_count > 0.0 && b.lower == -h.zero_threshold && b.upper == h.zero_threshold;
+            let rule = if zero {
+                3
+            } else if b.upper <= 0.0 {
+                1
+            } else {
+                0
+            };
+            out.push('[');
+            out.push(char::from(b'0' + rule));
+            for v in [b.lower, b.upper, b.count] {
+                out.push_str(",\"");
+                write_float(out, v);
+                out.push('"');
+            }
+            out.push(']');
+        }
+        out.push(']');
+    }
+    out.push_str("}]");
+}
+
 /// `{"resultType":…,"result":…}` of a query result; a timeout error once `deadline` has passed.
 pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryError> {
     let mut clock = Clock { deadline, since_check: 0 };
@@ -97,8 +138,16 @@ pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryErro
                 }
                 out.push_str("{\"metric\":");
                 push_labels(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                push_point(&mut out, *t, s.v);
+                match &s.h {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        push_histogram_point(&mut out, *t, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        push_point(&mut out, *t, s.v);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -106,20 +155,33 @@ pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryErro
         QueryValue::Matrix(series) => {
             out.push_str("{\"resultType\":\"matrix\",\"result\":[");
             for (i, s) in series.iter().enumerate() {
-                clock.tick(s.points.len().max(1))?;
+                clock.tick(s.len().max(1))?;
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str("{\"metric\":");
                 push_labels(&mut out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, &(t, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                if !s.points.is_empty() || s.histograms.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, &(t, v)) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_point(&mut out, t, v);
                     }
-                    push_point(&mut out, t, v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, (t, h)) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_histogram_point(&mut out, *t, h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push(']');
         }

@@ -11,8 +11,9 @@ use promql_parser::parser::Expr;
 
 use super::functions::{self, quantile};
 use super::gosort;
+use super::histogram;
 use super::stream::{Collect, SeriesSink};
-use super::value::{format_float_plain, LabelsBuilder};
+use super::value::{format_float_plain, FloatHistogram, LabelsBuilder};
 use super::{unwrap_parens, Evaluator, Labels, Sample, Val, METRIC_NAME};
 use crate::error::{QueryError, Result};
 
@@ -114,6 +115,61 @@ struct Group {
     labels: Arc<Labels>,
     cell: Cell,
     items: Vec<Sample>,
+    /// The histograms of `sum`/`avg` (the group's floats are in `cell`).
+    hist: Option<HistAcc>,
+}
+
+/// The running `sum` or `avg` of a group's histograms at one step (Prometheus's incremental mean
+/// for `avg`). `None` once two histograms could not be combined: the group has no result then.
+struct HistAcc {
+    h: Option<FloatHistogram>,
+    n: usize,
+}
+
+impl HistAcc {
+    fn first(h: &FloatHistogram) -> HistAcc {
+        HistAcc { h: Some(h.clone()), n: 1 }
+    }
+
+    fn add(&mut self, op: Agg, h: &FloatHistogram) {
+        self.n += 1;
+        let Some(acc) = self.h.as_mut() else { return };
+        let ok = if op == Agg::Avg {
+            let n = self.n as f64;
+            let mut left = h.clone();
+            histogram::div(&mut left, n);
+            let mut right = acc.clone();
+            histogram::div(&mut right, n);
+            histogram::sub(&mut left, &right).and_then(|()| histogram::add(acc, &left))
+        } else {
+            histogram::add(acc, h)
+        };
+        if ok.is_err() {
+            self.h = None;
+        }
+    }
+
+    fn result(self) -> Option<FloatHistogram> {
+        let mut h = self.h?;
+        histogram::compact(&mut h);
+        Some(h)
+    }
+}
+
+/// The result of a folding aggregation for a group with float cell `cell` (`has_float`: it took
+/// floats) and histograms `hist`: mixed groups have none (Prometheus drops them with a warning).
+fn fold_result(op: Agg, labels: Arc<Labels>, cell: &Cell, has_float: bool, hist: Option<HistAcc>) -> Option<Sample> {
+    match hist {
+        None => Some(Sample::float(labels, cell.result(op))),
+        Some(_) if has_float => None,
+        Some(acc) => acc.result().map(|h| Sample::histogram(labels, h)),
+    }
+}
+
+/// Whether `op` takes histogram samples: `sum` and `avg` add them, `count` and `group` count
+/// them; the others ignore them (as Prometheus does, with a warning).
+fn takes_histograms(op: Agg) -> bool {
+    matches!(op, Agg::Sum | Agg::Avg | Agg::Count | Agg::Group)
 }
 
 /// The order of Prometheus's `topk` heap (`vectorByValueHeap`: least on top, NaN below all) or
@@ -246,16 +302,18 @@ struct Fused<'k> {
     cell_groups: usize,
     /// The series of groups without cells, once cells would take too much memory.
     collect: Option<Collect>,
+    /// Histograms of `sum`/`avg` by group id and step (groups with cells only).
+    hcells: HashMap<(usize, usize), HistAcc>,
 }
 
 impl<'k> Fused<'k> {
     fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys) -> Fused<'k> {
         let order = (0..steps).map(|_| Vec::new()).collect();
-        Fused { op, steps, keys, cells: Vec::new(), order, cell_groups: 0, collect: None }
+        Fused { op, steps, keys, cells: Vec::new(), order, cell_groups: 0, collect: None, hcells: HashMap::new() }
     }
 
     fn finish(self) -> Result<Val> {
-        let Fused { op, steps, keys, cells, order, collect, .. } = self;
+        let Fused { op, steps, keys, cells, order, collect, mut hcells, .. } = self;
         let mut out: Vec<Vec<Sample>> = order
             .into_iter()
             .enumerate()
@@ -263,7 +321,9 @@ impl<'k> Fused<'k> {
                 ids.into_iter()
                     .filter_map(|id| {
                         let cell = cells.get(id)?.get(k)?;
-                        Some(Sample { labels: keys.labels.get(id).cloned().unwrap_or_default(), v: cell.result(op) })
+                        let labels = keys.labels.get(id).cloned().unwrap_or_default();
+                        let hist = if hcells.is_empty() { None } else { hcells.remove(&(id, k)) };
+                        fold_result(op, labels, cell, cell.count > 0, hist)
                     })
                     .collect()
             })
@@ -288,14 +348,70 @@ impl SeriesSink for Fused<'_> {
 
     fn begin(&mut self, _series: usize) {}
 
+    fn histograms(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()> {
+        match self.op {
+            Agg::Count | Agg::Group => {
+                let zeros: Vec<(usize, f64)> = points.iter().map(|p| (p.0, 0.0)).collect();
+                return self.series(labels, drop_name, &zeros);
+            }
+            Agg::Sum | Agg::Avg => {}
+            _ => return Ok(()),
+        }
+        let Some(id) = self.cells_of(labels) else {
+            return self.collect.get_or_insert_with(|| Collect::new(self.steps)).histograms(labels, drop_name, points);
+        };
+        for (k, h) in points {
+            let key = (id, *k);
+            match self.hcells.get_mut(&key) {
+                Some(acc) => acc.add(self.op, h),
+                None => {
+                    let float_seen = self.cells.get(id).and_then(|c| c.get(*k)).is_some_and(|c| c.count > 0);
+                    if !float_seen {
+                        if let Some(o) = self.order.get_mut(*k) {
+                            o.push(id);
+                        }
+                    }
+                    self.hcells.insert(key, HistAcc::first(h));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        let Some(id) = self.cells_of(labels) else {
+            return self.collect.get_or_insert_with(|| Collect::new(self.steps)).series(labels, drop_name, points);
+        };
+        let Some(cells) = self.cells.get_mut(id) else {
+            return Ok(());
+        };
+        for &(k, v) in points {
+            let Some(cell) = cells.get_mut(k) else { continue };
+            if cell.count == 0 {
+                *cell = Cell::first(self.op, v);
+                if self.hcells.is_empty() || !self.hcells.contains_key(&(id, k)) {
+                    if let Some(o) = self.order.get_mut(k) {
+                        o.push(id);
+                    }
+                }
+            } else {
+                cell.add(self.op, v);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fused<'_> {
+    /// The group id of `labels` with its cells allocated, or `None` if its series are collected.
+    fn cells_of(&mut self, labels: &Labels) -> Option<usize> {
         // `__name__` is never part of the key here (see `eval_aggregate`), dropped or not.
         let id = self.keys.id_of(labels);
         let has_cells = self.cells.get(id).is_some_and(|c| !c.is_empty());
         if !has_cells {
             let full = (self.cell_groups + 1).saturating_mul(self.steps) > FUSED_MAX_CELLS;
             if full || self.collect.is_some() {
-                return self.collect.get_or_insert_with(|| Collect::new(self.steps)).series(labels, drop_name, points);
+                return None;
             }
             if self.cells.len() <= id {
                 self.cells.resize_with(id + 1, Vec::new);
@@ -305,21 +421,7 @@ impl SeriesSink for Fused<'_> {
                 self.cell_groups += 1;
             }
         }
-        let Some(cells) = self.cells.get_mut(id) else {
-            return Ok(());
-        };
-        for &(k, v) in points {
-            let Some(cell) = cells.get_mut(k) else { continue };
-            if cell.count == 0 {
-                *cell = Cell::first(self.op, v);
-                if let Some(o) = self.order.get_mut(k) {
-                    o.push(id);
-                }
-            } else {
-                cell.add(self.op, v);
-            }
-        }
-        Ok(())
+        Some(id)
     }
 }
 
@@ -428,7 +530,11 @@ fn aggregate_step(
     }
     let mut groups: Vec<Group> = Vec::new();
     let mut group_ids: Vec<usize> = Vec::new();
+    let sum_hists = matches!(op, Agg::Sum | Agg::Avg);
     for mut s in vec {
+        if s.h.is_some() && !takes_histograms(op) {
+            continue;
+        }
         if op == Agg::CountValues {
             let mut b = LabelsBuilder::new((*s.labels).clone());
             b.set(value_label, &format_float_plain(s.v));
@@ -442,7 +548,11 @@ fn aggregate_step(
                 }
                 group_ids.push(id);
                 let labels = keys.labels.get(id).cloned().unwrap_or_default();
-                let mut g = Group { labels, cell: Cell::first(op, s.v), items: Vec::new() };
+                let (cell, hist) = match &s.h {
+                    Some(h) if sum_hists => (Cell::EMPTY, Some(HistAcc::first(h))),
+                    _ => (Cell::first(op, s.v), None),
+                };
+                let mut g = Group { labels, cell, items: Vec::new(), hist };
                 if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
                     g.items.push(s);
                 }
@@ -454,6 +564,13 @@ fn aggregate_step(
                     heap_offer(&mut g.items, s, k, op == Agg::Bottomk);
                 } else if op == Agg::Quantile {
                     g.items.push(s);
+                } else if let (Some(h), true) = (&s.h, sum_hists) {
+                    match &mut g.hist {
+                        Some(acc) => acc.add(op, h),
+                        None => g.hist = Some(HistAcc::first(h)),
+                    }
+                } else if g.cell.count == 0 {
+                    g.cell = Cell::first(op, s.v);
                 } else {
                     g.cell.add(op, s.v);
                 }
@@ -479,9 +596,13 @@ fn aggregate_step(
                 out.extend(g.items);
                 continue;
             }
-            _ => g.cell.result(op),
+            _ => {
+                let has_float = g.cell.count > 0;
+                out.extend(fold_result(op, g.labels, &g.cell, has_float, g.hist));
+                continue;
+            }
         };
-        out.push(Sample { labels: g.labels, v });
+        out.push(Sample::float(g.labels, v));
     }
     Ok(out)
 }
