@@ -127,8 +127,11 @@ fn reduce(pairs: &[(i32, f64)], from: i32, to: i32) -> Vec<(i32, f64)> {
     out
 }
 
+/// `(index, count)` pairs of one side of a histogram, in index order.
+type Indexed = Vec<(i32, f64)>;
+
 /// The positive and negative `(index, count)` pairs of `h`.
-fn sides(h: &FloatHistogram) -> (Vec<(i32, f64)>, Vec<(i32, f64)>) {
+fn sides(h: &FloatHistogram) -> (Indexed, Indexed) {
     (indexed(&h.positive_spans, &h.positive_buckets), indexed(&h.negative_spans, &h.negative_buckets))
 }
 
