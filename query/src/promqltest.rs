@@ -820,4 +820,178 @@ eval instant at 50m histogram_quantile(0.2, rate(empty_bucket[5m]))
 "#);
         assert!(f.is_empty(), "{f:#?}");
     }
+
+    /// Series for the native-histogram cases below: `h` at minute k has count 4(k+1), sum 10(k+1)
+    /// and buckets [k+1, 2(k+1), k+1] at (0.5, 1], (1, 2], (2, 4].
+    const HIST_LOAD: &str = r#"
+load 1m
+	h {{schema:0 count:4 sum:10 buckets:[1 2 1]}}+{{schema:0 count:4 sum:10 buckets:[1 2 1]}}x4
+	mixed{kind="h"} {{schema:0 count:1 sum:1 buckets:[1]}}x4
+	mixed{kind="f"} 1x4
+	r {{schema:0 count:4 sum:4 buckets:[4]}} {{schema:0 count:1 sum:1 buckets:[1]}}
+	s {{schema:0 count:1 sum:1 buckets:[1]}} stale
+"#;
+
+    fn run_hist(cases: &str) {
+        let f = run(&format!("{HIST_LOAD}\n{cases}"));
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn histogram_arithmetic_with_scalars_and_histograms() {
+        run_hist(
+            r#"
+eval instant at 2m h * 2
+	{} {{schema:0 count:24 sum:60 buckets:[6 12 6]}}
+
+eval instant at 2m 2 * h
+	{} {{schema:0 count:24 sum:60 buckets:[6 12 6]}}
+
+eval instant at 2m h / 2
+	{} {{schema:0 count:6 sum:15 buckets:[1.5 3 1.5]}}
+
+eval instant at 2m h + h
+	{} {{schema:0 count:24 sum:60 buckets:[6 12 6]}}
+
+eval instant at 2m h - h
+	{} {{schema:0 count:0 sum:0}}
+
+eval instant at 4m -h
+	{} {{schema:0 count:-20 sum:-50 z_bucket:-0 buckets:[-5 -10 -5]}}
+
+eval instant at 2m h == h
+	h {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+"#,
+        );
+    }
+
+    #[test]
+    fn histograms_are_dropped_where_prometheus_drops_them() {
+        run_hist(
+            r#"
+eval instant at 2m h > 1
+
+eval instant at 2m h + 1
+
+eval instant at 2m 2 / h
+
+eval instant at 2m abs(h)
+
+eval instant at 4m max_over_time(h[2m])
+
+eval instant at 2m sum(mixed)
+
+eval instant at 2m avg(mixed)
+"#,
+        );
+    }
+
+    #[test]
+    fn aggregations_over_histograms() {
+        run_hist(
+            r#"
+eval instant at 2m count(mixed)
+	{} 2
+
+eval instant at 2m group(mixed)
+	{} 1
+
+eval instant at 2m max(mixed)
+	{} 1
+
+eval instant at 2m sum by (kind) (mixed)
+	{kind="h"} {{schema:0 count:1 sum:1 buckets:[1]}}
+	{kind="f"} 1
+
+eval instant at 2m avg(h)
+	{} {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 2m sum(h)
+	{} {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 2m sum(mixed{kind="h"} + ignoring(kind) h)
+	{} {{schema:0 count:13 sum:31 buckets:[4 6 3]}}
+"#,
+        );
+    }
+
+    #[test]
+    fn range_functions_over_histograms() {
+        run_hist(
+            r#"
+eval instant at 4m increase(h[2m])
+	{} {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+
+eval instant at 4m delta(h[2m])
+	{} {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+
+eval instant at 4m histogram_count(rate(h[2m]))
+	{} 0.06666666666666667
+
+eval instant at 4m idelta(h[2m])
+	{} {{schema:0 count:4 sum:10 buckets:[1 2 1]}}
+
+eval instant at 4m histogram_count(irate(h[2m]))
+	{} 0.06666666666666667
+
+eval instant at 1m increase(r[1m])
+	{} {{schema:0 count:1 sum:1 buckets:[1]}}
+
+eval instant at 1m irate(r[1m])
+	{} {{schema:0 count:0.016666666666666666 sum:0.016666666666666666 buckets:[0.016666666666666666]}}
+
+eval instant at 4m sum_over_time(h[2m])
+	{} {{schema:0 count:48 sum:120 buckets:[12 24 12]}}
+
+eval instant at 4m histogram_count(avg_over_time(h[2m]))
+	{} 16
+
+eval instant at 4m count_over_time(mixed[2m])
+	{kind="h"} 3
+	{kind="f"} 3
+
+eval instant at 4m last_over_time(h[2m])
+	h {{schema:0 count:20 sum:50 buckets:[5 10 5]}}
+
+eval instant at 4m present_over_time(h[2m])
+	{} 1
+
+eval instant at 4m last_over_time(h[2m:1m])
+	h {{schema:0 count:20 sum:50 buckets:[5 10 5]}}
+
+eval instant at 4m increase(h[2m:1m])
+	{} {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+"#,
+        );
+    }
+
+    #[test]
+    fn histogram_selectors_offsets_and_staleness() {
+        run_hist(
+            r#"
+eval instant at 4m h offset 2m
+	h {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 4m h @ 1m
+	h {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+
+eval instant at 30s s
+	s {{schema:0 count:1 sum:1 buckets:[1]}}
+
+eval instant at 1m s
+
+eval instant at 4m timestamp(h)
+	{} 240
+
+eval instant at 4m histogram_quantile(0.5, h)
+	{} 1.5
+
+eval range from 0 to 2m step 1m h
+	h {{schema:0 count:4 sum:10 buckets:[1 2 1]}}+{{schema:0 count:4 sum:10 buckets:[1 2 1]}}x2
+
+eval range from 0 to 2m step 1m histogram_sum(h)
+	{} 10+10x2
+"#,
+        );
+    }
 }

@@ -279,3 +279,56 @@ pub fn string_array<S: AsRef<str>>(items: &[S]) -> String {
     out.push(']');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::{Sample, Series};
+    use tsdb::histogram::Span;
+
+    /// 1 observation in (-1, -0.5], 1 in the zero bucket, 1 in (0.5, 1], 2 in (1, 2].
+    fn hist() -> FloatHistogram {
+        FloatHistogram {
+            count: 4.0,
+            sum: 5.0,
+            zero_count: 1.0,
+            zero_threshold: 0.001,
+            positive_spans: vec![Span { offset: 0, length: 3 }],
+            positive_buckets: vec![1.0, 2.0, 0.0],
+            negative_spans: vec![Span { offset: 0, length: 1 }],
+            negative_buckets: vec![1.0],
+            ..FloatHistogram::default()
+        }
+    }
+
+    const HIST_JSON: &str = r#"{"count":"4","sum":"5","buckets":[[1,"-1","-0.5","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"1","2","2"]]}"#;
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn histogram_samples_are_written_like_prometheus() {
+        let labels = Arc::new(Labels::from_pairs(&[("a", "b")]));
+        let v = QueryValue::Vector { t: 1500, samples: vec![Sample::histogram(Arc::clone(&labels), hist())] };
+        let got = query_data(&v, deadline()).unwrap_or_else(|e| panic!("{e}"));
+        let want =
+            format!(r#"{{"resultType":"vector","result":[{{"metric":{{"a":"b"}},"histogram":[1.500,{HIST_JSON}]}}]}}"#);
+        assert_eq!(got, want);
+
+        let empty = FloatHistogram::default();
+        let m = QueryValue::Matrix(vec![Series {
+            labels,
+            points: Vec::new(),
+            histograms: vec![(1000, hist()), (2000, empty)],
+        }]);
+        let got = query_data(&m, deadline()).unwrap_or_else(|e| panic!("{e}"));
+        let want = format!(
+            r#"{{"resultType":"matrix","result":[{{"metric":{{"a":"b"}},"histograms":[[1,{HIST_JSON}],[2,{{"count":"0","sum":"0"}}]]}}]}}"#
+        );
+        assert_eq!(got, want);
+    }
+}

@@ -390,9 +390,8 @@ pub fn all_buckets(h: &FloatHistogram, reverse: bool) -> Vec<Bucket> {
         .iter()
         .map(|&(i, c)| {
             let mut lower = lower_bound(h, i);
-            if is_custom_buckets_schema(h.schema) && i == 0 {
-                // Like a classic histogram's first bucket: from 0 when its bound is positive.
-                lower = if upper_bound(h, 0) > 0.0 { 0.0 } else { f64::NEG_INFINITY };
+            if is_custom_buckets_schema(h.schema) {
+                // The first custom bucket starts at -Inf (see `lower_bound`); no zero bucket.
             } else if lower > 0.0 && lower < t {
                 lower = t;
             }
@@ -415,8 +414,15 @@ pub fn all_buckets(h: &FloatHistogram, reverse: bool) -> Vec<Bucket> {
 }
 
 /// The zero bucket's bounds as the estimates use them: starting at 0 if the histogram has only
-/// positive buckets, ending at 0 if only negative ones.
+/// positive buckets, ending at 0 if only negative ones. A custom-bucket histogram's first bucket
+/// (from -Inf) starts at 0 when its upper bound is not negative, like a classic histogram's.
 fn clip_zero_bucket(h: &FloatHistogram, b: &mut Bucket) {
+    if is_custom_buckets_schema(h.schema) {
+        if b.lower == f64::NEG_INFINITY && b.upper >= 0.0 {
+            b.lower = 0.0;
+        }
+        return;
+    }
     if b.lower < 0.0 && b.upper > 0.0 {
         if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
             b.lower = 0.0;
@@ -448,6 +454,15 @@ pub fn quantile(q: f64, h: &FloatHistogram) -> f64 {
         count += b.count;
         if count >= rank {
             break;
+        }
+    }
+    if is_custom_buckets_schema(h.schema) {
+        // The first bucket reaches down to -Inf, the last one up to +Inf: their finite bounds.
+        if bucket.lower == f64::NEG_INFINITY && bucket.upper <= 0.0 {
+            return bucket.upper;
+        }
+        if bucket.upper == f64::INFINITY {
+            return bucket.lower;
         }
     }
     clip_zero_bucket(h, &mut bucket);
