@@ -830,6 +830,7 @@ load 1m
 	mixed{kind="f"} 1x4
 	r {{schema:0 count:4 sum:4 buckets:[4]}} {{schema:0 count:1 sum:1 buckets:[1]}}
 	s {{schema:0 count:1 sum:1 buckets:[1]}} stale
+	flip {{schema:0 count:1 sum:1 buckets:[1]}} 2 {{schema:0 count:3 sum:3 buckets:[3]}}
 "#;
 
     fn run_hist(cases: &str) {
@@ -993,5 +994,29 @@ eval range from 0 to 2m step 1m histogram_sum(h)
 	{} 10+10x2
 "#,
         );
+    }
+
+    /// The annotations of `q` at `t` over [`HIST_LOAD`].
+    fn notes(q: &str, t: i64) -> Vec<String> {
+        let mut st = crate::engine::mem::MemStorage::default();
+        run_file("load", HIST_LOAD, &mut st).unwrap_or_else(|e| panic!("{e}"));
+        let expr = crate::parser::parse(q).unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::new(EngineOptions::default());
+        engine.instant_stats(&st, &expr, t, None).unwrap_or_else(|e| panic!("{e}")).1.annotations
+    }
+
+    #[test]
+    fn dropped_histograms_are_annotated() {
+        use crate::engine::annotations as a;
+        assert_eq!(notes("sum(mixed)", 120_000), vec![a::MIXED_FLOATS_HISTOGRAMS_AGG.to_string()]);
+        assert_eq!(notes("max(mixed)", 120_000), vec![a::histogram_ignored_in_aggregation("max")]);
+        assert_eq!(notes("h + 1", 120_000), vec![a::incompatible_types_in_binop("+", "histogram", "float")]);
+        assert_eq!(
+            notes("h > on() mixed{kind=\"f\"}", 120_000),
+            vec![a::incompatible_types_in_binop(">", "histogram", "float")]
+        );
+        assert_eq!(notes("rate(flip[2m])", 120_000), vec![a::mixed_floats_histograms("flip")]);
+        assert_eq!(notes("delta(h[2m])", 120_000), vec![a::not_gauge("h")]);
+        assert_eq!(notes("sum(h) + sum(rate(h[2m]))", 120_000), Vec::<String>::new());
     }
 }

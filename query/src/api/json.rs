@@ -243,9 +243,16 @@ pub fn success(data: &str, warnings: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 64);
     out.push_str("{\"status\":\"success\",\"data\":");
     out.push_str(data);
-    if !warnings.is_empty() {
-        out.push_str(",\"warnings\":[");
-        for (i, w) in warnings.iter().enumerate() {
+    // PromQL's infos are listed apart from its warnings, as Prometheus does.
+    let (infos, warnings): (Vec<&String>, Vec<&String>) = warnings.iter().partition(|w| w.starts_with("PromQL info:"));
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":[");
+        for (i, w) in list.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -330,5 +337,23 @@ mod tests {
             r#"{{"resultType":"matrix","result":[{{"metric":{{"a":"b"}},"histograms":[[1,{HIST_JSON}],[2,{{"count":"0","sum":"0"}}]]}}]}}"#
         );
         assert_eq!(got, want);
+    }
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::success;
+
+    #[test]
+    fn infos_are_listed_apart_from_warnings() {
+        let notes = vec![
+            "PromQL info: ignored histogram in max aggregation".to_string(),
+            "PromQL warning: encountered a mix of histograms and floats for aggregation".to_string(),
+        ];
+        assert_eq!(
+            success("1", &notes),
+            r#"{"status":"success","data":1,"warnings":["PromQL warning: encountered a mix of histograms and floats for aggregation"],"infos":["PromQL info: ignored histogram in max aggregation"]}"#
+        );
+        assert_eq!(success("1", &[]), r#"{"status":"success","data":1}"#);
     }
 }

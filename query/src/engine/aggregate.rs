@@ -9,6 +9,7 @@ use promql_parser::parser::AggregateExpr;
 
 use promql_parser::parser::Expr;
 
+use super::annotations::{self, Annotations};
 use super::functions::{self, quantile};
 use super::gosort;
 use super::histogram;
@@ -158,11 +159,27 @@ impl HistAcc {
 
 /// The result of a folding aggregation for a group with float cell `cell` (`has_float`: it took
 /// floats) and histograms `hist`: mixed groups have none (Prometheus drops them with a warning).
-fn fold_result(op: Agg, labels: Arc<Labels>, cell: &Cell, has_float: bool, hist: Option<HistAcc>) -> Option<Sample> {
+fn fold_result(
+    op: Agg,
+    labels: Arc<Labels>,
+    cell: &Cell,
+    has_float: bool,
+    hist: Option<HistAcc>,
+    notes: &Annotations,
+) -> Option<Sample> {
     match hist {
         None => Some(Sample::float(labels, cell.result(op))),
-        Some(_) if has_float => None,
-        Some(acc) => acc.result().map(|h| Sample::histogram(labels, h)),
+        Some(_) if has_float => {
+            notes.add(annotations::MIXED_FLOATS_HISTOGRAMS_AGG);
+            None
+        }
+        Some(acc) => {
+            let h = acc.result();
+            if h.is_none() {
+                notes.add(annotations::INCOMPATIBLE_CUSTOM_BUCKETS_AGG);
+            }
+            h.map(|h| Sample::histogram(labels, h))
+        }
     }
 }
 
@@ -244,7 +261,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     // Fused keys are computed from the input series' labels, `__name__` included: fine unless
     // `by` lists `__name__` (a range function drops it from its output).
     if op.folds() && (without || !keys.by_name()) {
-        let mut sink = Fused::new(op, n, &mut keys);
+        let mut sink = Fused::new(op, n, &mut keys, Arc::clone(&ev.annotations));
         if stream_input(ev, &a.expr, &mut sink)? {
             return sink.finish();
         }
@@ -258,12 +275,30 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     for (k, vec) in input.into_iter().enumerate() {
         ev.check_timeout()?;
         let param = params.get(k).copied().unwrap_or(f64::NAN);
-        out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys)?);
+        out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys, &ev.annotations)?);
     }
     Ok(Val::Vector(out))
 }
 
 impl Agg {
+    /// The operator's name.
+    fn name(self) -> &'static str {
+        match self {
+            Agg::Sum => "sum",
+            Agg::Avg => "avg",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::Count => "count",
+            Agg::Group => "group",
+            Agg::Stddev => "stddev",
+            Agg::Stdvar => "stdvar",
+            Agg::Topk => "topk",
+            Agg::Bottomk => "bottomk",
+            Agg::Quantile => "quantile",
+            Agg::CountValues => "count_values",
+        }
+    }
+
     /// Whether the operation folds values into one number per group (no parameter, no items).
     fn folds(self) -> bool {
         matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max | Agg::Count | Agg::Group | Agg::Stddev | Agg::Stdvar)
@@ -304,16 +339,28 @@ struct Fused<'k> {
     collect: Option<Collect>,
     /// Histograms of `sum`/`avg` by group id and step (groups with cells only).
     hcells: HashMap<(usize, usize), HistAcc>,
+    /// Where the aggregation notes what it dropped.
+    notes: Arc<Annotations>,
 }
 
 impl<'k> Fused<'k> {
-    fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys) -> Fused<'k> {
+    fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys, notes: Arc<Annotations>) -> Fused<'k> {
         let order = (0..steps).map(|_| Vec::new()).collect();
-        Fused { op, steps, keys, cells: Vec::new(), order, cell_groups: 0, collect: None, hcells: HashMap::new() }
+        Fused {
+            op,
+            steps,
+            keys,
+            cells: Vec::new(),
+            order,
+            cell_groups: 0,
+            collect: None,
+            hcells: HashMap::new(),
+            notes,
+        }
     }
 
     fn finish(self) -> Result<Val> {
-        let Fused { op, steps, keys, cells, order, collect, mut hcells, .. } = self;
+        let Fused { op, steps, keys, cells, order, collect, mut hcells, notes, .. } = self;
         let mut out: Vec<Vec<Sample>> = order
             .into_iter()
             .enumerate()
@@ -323,7 +370,7 @@ impl<'k> Fused<'k> {
                         let cell = cells.get(id)?.get(k)?;
                         let labels = keys.labels.get(id).cloned().unwrap_or_default();
                         let hist = if hcells.is_empty() { None } else { hcells.remove(&(id, k)) };
-                        fold_result(op, labels, cell, cell.count > 0, hist)
+                        fold_result(op, labels, cell, cell.count > 0, hist, &notes)
                     })
                     .collect()
             })
@@ -332,7 +379,7 @@ impl<'k> Fused<'k> {
             // The collected series belong to groups without cells: their results follow.
             let cache = steps > 1;
             for (step, vec) in out.iter_mut().zip(c.finish()?) {
-                step.extend(aggregate_step(op, vec, f64::NAN, "", cache, keys)?);
+                step.extend(aggregate_step(op, vec, f64::NAN, "", cache, keys, &notes)?);
             }
         }
         Ok(Val::Vector(out))
@@ -355,7 +402,10 @@ impl SeriesSink for Fused<'_> {
                 return self.series(labels, drop_name, &zeros);
             }
             Agg::Sum | Agg::Avg => {}
-            _ => return Ok(()),
+            _ => {
+                self.notes.add(annotations::histogram_ignored_in_aggregation(self.op.name()));
+                return Ok(());
+            }
         }
         let Some(id) = self.cells_of(labels) else {
             return self.collect.get_or_insert_with(|| Collect::new(self.steps)).histograms(labels, drop_name, points);
@@ -516,6 +566,7 @@ fn aggregate_step(
     value_label: &str,
     cache: bool,
     keys: &mut GroupKeys,
+    notes: &Annotations,
 ) -> Result<Vec<Sample>> {
     let mut k = 0usize;
     if matches!(op, Agg::Topk | Agg::Bottomk) {
@@ -533,6 +584,7 @@ fn aggregate_step(
     let sum_hists = matches!(op, Agg::Sum | Agg::Avg);
     for mut s in vec {
         if s.h.is_some() && !takes_histograms(op) {
+            notes.add(annotations::histogram_ignored_in_aggregation(op.name()));
             continue;
         }
         if op == Agg::CountValues {
@@ -598,7 +650,7 @@ fn aggregate_step(
             }
             _ => {
                 let has_float = g.cell.count > 0;
-                out.extend(fold_result(op, g.labels, &g.cell, has_float, g.hist));
+                out.extend(fold_result(op, g.labels, &g.cell, has_float, g.hist, notes));
                 continue;
             }
         };
@@ -749,7 +801,7 @@ mod tests {
             let engine = Engine::new(EngineOptions::default());
             let mut ev = engine.evaluator(&st, 0, 1_800_000, 15_000, None);
             let mut keys = GroupKeys::new(false, vec!["g".to_string()]);
-            let mut sink = Fused::new(Agg::Sum, ev.steps(), &mut keys);
+            let mut sink = Fused::new(Agg::Sum, ev.steps(), &mut keys, Arc::default());
             if let Some(n) = series_hint {
                 sink.begin(n);
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::ast::{LabelModifier, VectorMatchCardinality};
 use promql_parser::parser::BinaryExpr;
 
+use super::annotations::{self, Annotations};
 use super::histogram;
 use super::value::{FloatHistogram, LabelsBuilder};
 use super::{check_duplicates, drop_name_cached, Evaluator, Labels, Sample, Val, METRIC_NAME};
@@ -56,6 +57,27 @@ impl Op {
         })
     }
 
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Mod => "%",
+            Op::Pow => "^",
+            Op::Atan2 => "atan2",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Lt => "<",
+            Op::Ge => ">=",
+            Op::Le => "<=",
+            Op::And => "and",
+            Op::Or => "or",
+            Op::Unless => "unless",
+        }
+    }
+
     fn is_comparison(self) -> bool {
         matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
     }
@@ -102,6 +124,12 @@ fn hist_binop(
         (Op::Ne, Some(l), Some(r)) => Some((Some(l.clone()), !histogram::equals(l, r))),
         _ => None,
     }
+}
+
+/// The note for an operation [`hist_binop`] dropped.
+fn incompatible(op: Op, lhs_hist: bool, rhs_hist: bool) -> String {
+    let kind = |h: bool| if h { "histogram" } else { "float" };
+    annotations::incompatible_types_in_binop(op.symbol(), kind(lhs_hist), kind(rhs_hist))
 }
 
 pub(crate) fn elem_binop(op: Op, l: f64, r: f64) -> (f64, bool) {
@@ -178,7 +206,7 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Val>
                 let res = if op.is_set() {
                     set_op(op, lv, rv, &matching)
                 } else {
-                    let v = vector_binop(op, &lv, &rv, &matching, return_bool, &mut cache)?;
+                    let v = vector_binop(op, &lv, &rv, &matching, return_bool, &mut cache, &ev.annotations)?;
                     check_duplicates(&v)?;
                     v
                 };
@@ -208,7 +236,10 @@ fn vector_scalar(
             let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
             if let Some(h) = smp.h.as_deref() {
                 let (lh, rh) = if swap { (None, Some(h)) } else { (Some(h), None) };
-                let Some((h, keep)) = hist_binop(op, (l, lh), (r, rh)) else { continue };
+                let Some((h, keep)) = hist_binop(op, (l, lh), (r, rh)) else {
+                    ev.annotations.add(incompatible(op, lh.is_some(), rh.is_some()));
+                    continue;
+                };
                 if return_bool || !keep {
                     continue;
                 }
@@ -274,6 +305,7 @@ fn vector_binop(
     m: &Matching,
     return_bool: bool,
     cache: &mut HashMap<(*const Labels, *const Labels), Arc<Labels>>,
+    notes: &Annotations,
 ) -> Result<Vec<Sample>> {
     if lhs.is_empty() || rhs.is_empty() {
         return Ok(Vec::new());
@@ -307,7 +339,10 @@ fn vector_binop(
         let (vl, vr) = (sl.v, sr.v);
         let mut h = None;
         let (mut v, keep) = if sl.h.is_some() || sr.h.is_some() {
-            let Some((hv, keep)) = hist_binop(op, (vl, sl.h.as_deref()), (vr, sr.h.as_deref())) else { continue };
+            let Some((hv, keep)) = hist_binop(op, (vl, sl.h.as_deref()), (vr, sr.h.as_deref())) else {
+                notes.add(incompatible(op, sl.h.is_some(), sr.h.is_some()));
+                continue;
+            };
             h = hv;
             (0.0, keep)
         } else {

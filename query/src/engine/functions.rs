@@ -9,6 +9,7 @@ use std::time::Instant;
 use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::is_valid_label_name;
+use super::annotations::{self, Annotations};
 use super::histogram;
 use super::stream::{Collect, SeriesSink};
 use super::value::{FloatHistogram, LabelsBuilder};
@@ -17,6 +18,7 @@ use super::{
     Window, WindowFn, WindowSpec, METRIC_NAME,
 };
 use crate::error::{QueryError, Result};
+use tsdb::histogram::CounterResetHint;
 
 /// Neumaier-compensated increment: returns the new sum and compensation.
 pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -169,6 +171,8 @@ enum HistKind {
 struct WithHistograms<'a, F> {
     inner: &'a F,
     kind: HistKind,
+    /// Where the function notes what it dropped.
+    notes: &'a Annotations,
 }
 
 impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
@@ -178,12 +182,14 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
 
     fn histograms(
         &self,
+        labels: &Labels,
         floats: &[(i64, f64)],
         hists: &[(i64, FloatHistogram)],
         spec: &WindowSpec<'_>,
         outs: &mut Vec<(usize, f64)>,
         houts: &mut Vec<(usize, FloatHistogram)>,
     ) {
+        let metric = labels.get(METRIC_NAME).unwrap_or("");
         let mut float_outs = Vec::new();
         self.inner.series(floats, spec, &mut float_outs);
         let mut float_out = float_outs.into_iter().peekable();
@@ -216,28 +222,56 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
                 continue;
             }
             let mixed = !fw.is_empty();
+            let mixed_note = || self.notes.add(annotations::mixed_floats_histograms(metric));
             match self.kind {
                 HistKind::Rate { counter, rate } => {
-                    if !mixed {
-                        houts.extend(histogram_rate(hw, counter, rate, start, end).map(|h| (k, h)));
+                    if mixed {
+                        mixed_note();
+                        continue;
+                    }
+                    if hw.len() < 2 {
+                        continue;
+                    }
+                    let gauge = |p: &(i64, FloatHistogram)| p.1.counter_reset_hint == CounterResetHint::Gauge;
+                    if counter && hw.iter().any(gauge) {
+                        self.notes.add(annotations::not_counter(metric));
+                    }
+                    let gauges = hw.first().is_some_and(gauge) && hw.last().is_some_and(gauge);
+                    if !counter && !gauges {
+                        self.notes.add(annotations::not_gauge(metric));
+                    }
+                    match histogram_rate(hw, counter, rate, start, end) {
+                        Some(h) => houts.push((k, h)),
+                        None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
                     }
                 }
                 HistKind::Instant { rate } => {
                     let last_float = fw.last().map(|p| p.0);
                     let last_hist = hw.last().map(|p| p.0);
+                    // The last two samples: two floats give a float, two histograms a histogram.
                     if last_float > last_hist {
-                        // The last two samples: both floats gives the float result, else none.
                         if fw.len() >= 2 && fw.get(fw.len() - 2).map(|p| p.0) > last_hist {
                             outs.extend(fv.map(|v| (k, v)));
+                        } else if fw.len() + hw.len() >= 2 {
+                            mixed_note();
                         }
                     } else if hw.len() >= 2 && hw.get(hw.len() - 2).map(|p| p.0) > last_float {
-                        houts.extend(instant_histogram(hw, rate).map(|h| (k, h)));
+                        match instant_histogram(hw, rate) {
+                            Some(h) => houts.push((k, h)),
+                            None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
+                        }
+                    } else if fw.len() + hw.len() >= 2 {
+                        mixed_note();
                     }
                 }
                 HistKind::SumOverTime | HistKind::AvgOverTime => {
-                    if !mixed {
-                        let avg = self.kind == HistKind::AvgOverTime;
-                        houts.extend(sum_histograms(hw, avg).map(|h| (k, h)));
+                    if mixed {
+                        mixed_note();
+                        continue;
+                    }
+                    match sum_histograms(hw, self.kind == HistKind::AvgOverTime) {
+                        Some(h) => houts.push((k, h)),
+                        None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
                     }
                 }
                 HistKind::CountOverTime => outs.push((k, (fw.len() + hw.len()) as f64)),
@@ -280,7 +314,7 @@ fn histogram_rate(
             }
         }
     }
-    h.counter_reset_hint = tsdb::histogram::CounterResetHint::Gauge;
+    h.counter_reset_hint = CounterResetHint::Gauge;
     histogram::compact(&mut h);
     let sampled = secs_between(last.0, first.0);
     let avg = sampled / (hw.len() - 1) as f64;
@@ -320,7 +354,7 @@ fn instant_histogram(hw: &[(i64, FloatHistogram)], is_rate: bool) -> Option<Floa
         }
         histogram::div(&mut h, dt as f64 / 1000.0);
     }
-    h.counter_reset_hint = tsdb::histogram::CounterResetHint::Gauge;
+    h.counter_reset_hint = CounterResetHint::Gauge;
     histogram::compact(&mut h);
     Some(h)
 }
@@ -887,13 +921,15 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
         "rate" | "increase" | "delta" => {
             let (counter, rate) = (name != "delta", name == "rate");
             let f = ExtrapolatedRate { is_counter: counter, is_rate: rate };
-            let f = WithHistograms { inner: &f, kind: HistKind::Rate { counter, rate } };
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::Rate { counter, rate }, notes: &notes };
             ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "irate" | "idelta" => {
             let rate = name == "irate";
             let f = PerWindow(move |w: &Window<'_>, _| instant_value(w.points, rate));
-            let f = WithHistograms { inner: &f, kind: HistKind::Instant { rate } };
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::Instant { rate }, notes: &notes };
             ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "deriv" => ev.stream_range_fn(
@@ -936,15 +972,20 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
         )?,
         "avg_over_time" => {
             let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then(|| avg_over_time(w.points)));
-            ev.stream_range_with(arg(c, 0)?, true, &WithHistograms { inner: &f, kind: HistKind::AvgOverTime }, sink)?
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::AvgOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "sum_over_time" => {
             let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then(|| sum_over_time(w.points)));
-            ev.stream_range_with(arg(c, 0)?, true, &WithHistograms { inner: &f, kind: HistKind::SumOverTime }, sink)?
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::SumOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "count_over_time" => {
             let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then_some(w.points.len() as f64));
-            let f = WithHistograms { inner: &f, kind: HistKind::CountOverTime };
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::CountOverTime, notes: &notes };
             ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "min_over_time" => ev.stream_range_fn(
@@ -969,12 +1010,14 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
         )?,
         "last_over_time" => {
             let f = PerWindow(|w: &Window<'_>, _| w.points.last().map(|p| p.1));
-            let f = WithHistograms { inner: &f, kind: HistKind::LastOverTime };
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::LastOverTime, notes: &notes };
             ev.stream_range_with(arg(c, 0)?, false, &f, sink)?
         }
         "present_over_time" => {
             let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then_some(1.0));
-            let f = WithHistograms { inner: &f, kind: HistKind::PresentOverTime };
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::PresentOverTime, notes: &notes };
             ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "stdvar_over_time" => {

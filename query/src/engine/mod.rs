@@ -9,6 +9,7 @@
 //! live in [`functions`], [`aggregate`] and [`binary`].
 
 pub mod aggregate;
+pub mod annotations;
 pub mod binary;
 pub mod functions;
 pub(crate) mod gosort;
@@ -155,6 +156,9 @@ pub struct EvalStats {
     pub peak_samples: usize,
     /// Time spent sorting the result's series.
     pub sort_time: Duration,
+    /// Warnings and infos about the input (Prometheus's annotations), e.g. samples of a kind an
+    /// operation ignores.
+    pub annotations: Vec<String>,
     /// With [`EngineOptions::per_step_stats`]: `(step time in ms, queryable samples)` of each step.
     /// Samples of subqueries, and of range selectors evaluated whole in a range query, are counted
     /// in the total only.
@@ -339,6 +343,7 @@ impl Engine {
             per_step: self.opts.per_step_stats.then(|| vec![0; usize::try_from((end - start) / step + 1).unwrap_or(0)]),
             query_interval: step,
             subquery_step: 60_000,
+            annotations: Arc::default(),
         }
     }
 }
@@ -414,6 +419,8 @@ pub(crate) struct Evaluator<'a> {
     per_step: Option<Vec<usize>>,
     query_interval: i64,
     subquery_step: i64,
+    /// What the evaluation noticed about its input.
+    pub(crate) annotations: Arc<annotations::Annotations>,
 }
 
 impl Evaluator<'_> {
@@ -440,6 +447,7 @@ impl Evaluator<'_> {
             queryable_samples: self.queryable_samples,
             peak_samples: self.cur_samples.max(result_samples),
             sort_time,
+            annotations: self.annotations.to_vec(),
             per_step: self.per_step.as_ref().map(|counts| {
                 counts
                     .iter()
@@ -939,7 +947,7 @@ impl Evaluator<'_> {
                     if s.histograms.is_empty() {
                         f.series(&s.points, &spec, &mut outs);
                     } else {
-                        f.histograms(&s.points, &s.histograms, &spec, &mut outs, &mut houts);
+                        f.histograms(&s.labels, &s.points, &s.histograms, &spec, &mut outs, &mut houts);
                     }
                     self.add_samples(outs.len() + houts.len())?;
                     if !outs.is_empty() {
@@ -1032,13 +1040,14 @@ pub(crate) trait WindowFn: Sync {
     /// functions of floats do.
     fn histograms(
         &self,
+        labels: &Labels,
         floats: &[(i64, f64)],
         hists: &[(i64, FloatHistogram)],
         spec: &WindowSpec<'_>,
         outs: &mut Vec<(usize, f64)>,
         houts: &mut Vec<(usize, FloatHistogram)>,
     ) {
-        let _ = (hists, houts);
+        let _ = (labels, hists, houts);
         self.series(floats, spec, outs);
     }
 }
@@ -1146,7 +1155,8 @@ fn window_series_part(
             spec.for_each_window(&points, |k, (a, b), _, _| count(k, b - a));
         } else {
             hists.retain(|p| !is_stale(p.1.sum));
-            f.histograms(&points, &hists, spec, &mut done.outs, &mut done.houts);
+            let labels = set.get(i).map(|s| s.labels()).unwrap_or_default();
+            f.histograms(&labels, &points, &hists, spec, &mut done.outs, &mut done.houts);
             spec.for_each_window(&points, |k, (a, b), _, _| count(k, b - a));
             spec.for_each_window(&hist_times(&hists), |k, (a, b), _, _| count(k, b - a));
         }
