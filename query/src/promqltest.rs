@@ -9,9 +9,11 @@
 use std::fmt::Write as _;
 
 use crate::engine::functions::parse_go_float;
+use crate::engine::histogram;
 use crate::engine::value::STALE_NAN_BITS;
-use crate::engine::{Engine, EngineOptions, Labels, QueryValue, Storage};
+use crate::engine::{Engine, EngineOptions, FloatHistogram, Labels, QueryValue, Sample, Storage};
 use crate::error::QueryError;
+use tsdb::histogram::{CounterResetHint, Span};
 
 /// Where test data goes.
 pub trait TestStorage {
@@ -19,10 +21,28 @@ pub trait TestStorage {
     fn clear(&mut self);
     /// Adds one sample.
     fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String>;
+    /// Adds one native histogram sample; the default is a storage without histograms (the cases
+    /// after such a load are skipped).
+    fn add_histogram(&mut self, labels: &Labels, t: i64, h: FloatHistogram) -> Result<(), String> {
+        let _ = (labels, t, h);
+        Err(NO_HISTOGRAMS.into())
+    }
     /// Makes pending samples visible (called after each `load`).
     fn commit(&mut self) -> Result<(), String>;
     /// The storage to evaluate against.
     fn storage(&self) -> &dyn Storage;
+}
+
+/// Why [`TestStorage::add_histogram`] failed for a storage without histograms.
+const NO_HISTOGRAMS: &str = "storage without native histograms";
+
+/// One value of a series description: a float or a native histogram.
+#[derive(Debug, Clone)]
+pub enum TestValue {
+    /// A float (stale markers are the stale NaN).
+    Float(f64),
+    /// A native histogram.
+    Histogram(FloatHistogram),
 }
 
 /// Outcome of one eval case.
@@ -50,8 +70,7 @@ pub struct CaseResult {
 #[derive(Debug, Clone)]
 enum Expected {
     Scalar(f64),
-    Sample(Labels, Vec<Option<f64>>),
-    Histogram,
+    Sample(Labels, Vec<Option<TestValue>>),
 }
 
 /// Parses a series description `metric{a="b"} 1 2+3x4 _ stale`.
@@ -62,6 +81,115 @@ pub fn parse_series_desc(line: &str) -> Result<(Labels, Vec<Option<f64>>), Strin
         expand_value(tok, &mut vals)?;
     }
     Ok((labels, vals))
+}
+
+/// Parses a series description whose values may be native histograms:
+/// `m{a="b"} {{schema:0 sum:5 count:4 buckets:[1 2 1]}}x2 {{…}}+{{…}}x3 1 _ stale`.
+pub fn parse_series_values(line: &str) -> Result<(Labels, Vec<Option<TestValue>>), String> {
+    let (labels, rest) = parse_series_labels(line)?;
+    let mut vals = Vec::new();
+    let mut rest = rest.trim_start();
+    while !rest.is_empty() {
+        if rest.starts_with("{{") {
+            let (base, after) = parse_histogram(rest)?;
+            let (inc, after) = match after.as_bytes().first() {
+                Some(&c @ (b'+' | b'-')) if after[1..].starts_with("{{") => {
+                    let (mut inc, after) = parse_histogram(&after[1..])?;
+                    if c == b'-' {
+                        histogram::mul(&mut inc, -1.0);
+                    }
+                    (Some((inc, c == b'-')), after)
+                }
+                _ => (None, after),
+            };
+            let (times, after) = match after.strip_prefix('x') {
+                Some(a) => {
+                    let end = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                    (a[..end].parse::<usize>().map_err(|_| format!("bad repetition in {line:?}"))?, &a[end..])
+                }
+                None if inc.is_some() => return Err(format!("histogram increment without repetition in {line:?}")),
+                None => (0, after),
+            };
+            let mut cur = base;
+            vals.push(Some(TestValue::Histogram(cur.clone())));
+            for _ in 0..times {
+                if let Some((inc, _)) = &inc {
+                    if cur.schema > inc.schema {
+                        return Err(format!("cannot merge from schema {} to {} in {line:?}", inc.schema, cur.schema));
+                    }
+                    histogram::add(&mut cur, inc).map_err(|e| e.to_string())?;
+                }
+                vals.push(Some(TestValue::Histogram(cur.clone())));
+            }
+            rest = after.trim_start();
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let mut floats = Vec::new();
+        expand_value(&rest[..end], &mut floats)?;
+        vals.extend(floats.into_iter().map(|v| v.map(TestValue::Float)));
+        rest = rest[end..].trim_start();
+    }
+    Ok((labels, vals))
+}
+
+/// Parses one `{{key:value …}}` histogram at the start of `s`; returns it and the rest.
+fn parse_histogram(s: &str) -> Result<(FloatHistogram, &str), String> {
+    let body_end = s.find("}}").ok_or_else(|| format!("unterminated histogram in {s:?}"))?;
+    let (body, rest) = (&s[2..body_end], &s[body_end + 2..]);
+    let mut h = FloatHistogram::default();
+    let (mut pos, mut neg): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let mut b = body.trim();
+    let num = |v: &str| parse_go_float(v).ok_or_else(|| format!("bad number {v:?} in histogram {body:?}"));
+    let int = |v: &str| v.parse::<i32>().map_err(|_| format!("bad integer {v:?} in histogram {body:?}"));
+    while !b.is_empty() {
+        let (key, after) = b.split_once(':').ok_or_else(|| format!("bad histogram {body:?}"))?;
+        let after = after.trim_start();
+        let (value, after) = if let Some(list) = after.strip_prefix('[') {
+            let end = list.find(']').ok_or_else(|| format!("unterminated list in histogram {body:?}"))?;
+            (&list[..end], &list[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        let list = || value.split_whitespace().map(num).collect::<Result<Vec<f64>, String>>();
+        match key.trim() {
+            "schema" => h.schema = int(value)?,
+            "sum" => h.sum = num(value)?,
+            "count" => h.count = num(value)?,
+            "z_bucket" => h.zero_count = num(value)?,
+            "z_bucket_w" => h.zero_threshold = num(value)?,
+            "buckets" => pos = list()?,
+            "n_buckets" => neg = list()?,
+            "offset" => offset = int(value)?,
+            "n_offset" => n_offset = int(value)?,
+            "custom_values" => h.custom_values = list()?,
+            "counter_reset_hint" => {
+                h.counter_reset_hint = match value {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::CounterReset,
+                    "not_reset" => CounterResetHint::NotCounterReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    other => return Err(format!("bad counter_reset_hint {other:?}")),
+                }
+            }
+            other => return Err(format!("unknown histogram field {other:?} in {body:?}")),
+        }
+        b = after.trim_start();
+    }
+    let spans = |n: usize, offset: i32| {
+        if n == 0 {
+            Vec::new()
+        } else {
+            vec![Span { offset, length: u32::try_from(n).unwrap_or(u32::MAX) }]
+        }
+    };
+    h.positive_spans = spans(pos.len(), offset);
+    h.negative_spans = spans(neg.len(), n_offset);
+    h.positive_buckets = pos;
+    h.negative_buckets = neg;
+    Ok((h, rest))
 }
 
 /// Parses the `metric{…}` part; returns the labels and the rest of the line.
@@ -242,14 +370,17 @@ pub fn run_file(name: &str, text: &str, st: &mut dyn TestStorage) -> Result<Vec<
             "load" => {
                 let step = parse_dur(line.split_whitespace().nth(1).unwrap_or(""))?;
                 for l in &block {
-                    if l.contains("{{") {
-                        has_histograms = true;
-                        continue;
-                    }
-                    let (labels, vals) = parse_series_desc(l).map_err(|e| format!("{name}:{lno}: {e}"))?;
-                    for (k, v) in vals.iter().enumerate() {
-                        if let Some(v) = v {
-                            st.add(&labels, k as i64 * step, *v).map_err(|e| format!("{name}:{lno}: {e}"))?;
+                    let (labels, vals) = parse_series_values(l).map_err(|e| format!("{name}:{lno}: {e}"))?;
+                    for (k, v) in vals.into_iter().enumerate() {
+                        let t = k as i64 * step;
+                        let res = match v {
+                            Some(TestValue::Float(v)) => st.add(&labels, t, v),
+                            Some(TestValue::Histogram(h)) => st.add_histogram(&labels, t, h),
+                            None => Ok(()),
+                        };
+                        match res {
+                            Err(e) if e == NO_HISTOGRAMS => has_histograms = true,
+                            r => r.map_err(|e| format!("{name}:{lno}: {e}"))?,
                         }
                     }
                 }
@@ -278,7 +409,10 @@ fn run_eval(
     let rest = words.next().unwrap_or("").trim_start();
     let (fail, ordered) = (cmd == "eval_fail", cmd == "eval_ordered");
     let Some(rest) = rest.strip_prefix("instant") else {
-        return (rest.to_string(), Outcome::Skip("eval range (only used for native histograms)".into()));
+        if has_histograms {
+            return (rest.to_string(), Outcome::Skip(format!("native histograms ({NO_HISTOGRAMS})")));
+        }
+        return run_eval_range(engine, rest, block, st, fail);
     };
     let rest = rest.trim_start();
     let Some(rest) = rest.strip_prefix("at") else {
@@ -287,30 +421,17 @@ fn run_eval(
     let rest = rest.trim_start();
     let (at, query) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
     let query = query.trim().to_string();
-    if has_histograms || block.iter().any(|l| l.contains("{{")) {
-        return (query, Outcome::Skip("native histograms".into()));
+    if has_histograms {
+        return (query, Outcome::Skip(format!("native histograms ({NO_HISTOGRAMS})")));
     }
     let t = match parse_dur(at) {
         Ok(t) => t,
         Err(e) => return (query, Outcome::Fail(e)),
     };
-    let mut expected = Vec::new();
-    for l in block {
-        if let Some(v) = parse_go_float(l) {
-            expected.push(Expected::Scalar(v));
-        } else {
-            match parse_series_desc(l) {
-                Ok((labels, vals)) => expected.push(Expected::Sample(labels, vals)),
-                Err(e) => {
-                    if l.contains("{{") {
-                        expected.push(Expected::Histogram);
-                    } else {
-                        return (query, Outcome::Fail(format!("bad expected line {l:?}: {e}")));
-                    }
-                }
-            }
-        }
-    }
+    let expected = match parse_expected(block) {
+        Ok(e) => e,
+        Err(e) => return (query, Outcome::Fail(e)),
+    };
     let expr = match crate::parser::parse(&query) {
         Ok(e) => e,
         Err(e) => {
@@ -356,10 +477,13 @@ fn run_eval(
                 let samples: Vec<crate::engine::Sample> = m
                     .iter()
                     .filter_map(|s| {
-                        s.points
-                            .iter()
-                            .find(|p| p.0 == t)
-                            .map(|p| crate::engine::Sample { labels: s.labels.clone(), v: p.1 })
+                        let float = s.points.iter().find(|p| p.0 == t).map(|p| Sample::float(s.labels.clone(), p.1));
+                        float.or_else(|| {
+                            s.histograms
+                                .iter()
+                                .find(|p| p.0 == t)
+                                .map(|p| Sample::histogram(s.labels.clone(), p.1.clone()))
+                        })
                     })
                     .collect();
                 let rv = if let QueryValue::Scalar { .. } = v {
@@ -376,6 +500,101 @@ fn run_eval(
         }
     }
     (query, Outcome::Pass)
+}
+
+/// The expected results of an eval block.
+fn parse_expected(block: &[String]) -> Result<Vec<Expected>, String> {
+    let mut expected = Vec::new();
+    for l in block {
+        if let Some(v) = parse_go_float(l) {
+            expected.push(Expected::Scalar(v));
+        } else {
+            let (labels, vals) = parse_series_values(l).map_err(|e| format!("bad expected line {l:?}: {e}"))?;
+            expected.push(Expected::Sample(labels, vals));
+        }
+    }
+    Ok(expected)
+}
+
+/// `eval range from <start> to <end> step <step> <query>`: the matrix result against the expected
+/// series, point by point (`_` is no point).
+fn run_eval_range(
+    engine: &Engine,
+    rest: &str,
+    block: &[String],
+    st: &dyn TestStorage,
+    fail: bool,
+) -> (String, Outcome) {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let ["range", "from", start, "to", end, "step", step, ..] = words.as_slice() else {
+        return (rest.to_string(), Outcome::Fail("bad eval range line".into()));
+    };
+    let query = words.get(7..).unwrap_or_default().join(" ");
+    let (start, end, step) = match (parse_dur(start), parse_dur(end), parse_dur(step)) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => return (query, Outcome::Fail("bad eval range times".into())),
+    };
+    let expected = match parse_expected(block) {
+        Ok(e) => e,
+        Err(e) => return (query, Outcome::Fail(e)),
+    };
+    let expr = match crate::parser::parse(&query) {
+        Ok(e) => e,
+        Err(e) => return (query, if fail { Outcome::Pass } else { Outcome::Fail(format!("parse error: {e}")) }),
+    };
+    let m = match engine.range(st.storage(), &expr, start, end, step, None) {
+        Err(QueryError::NotSupported(m)) => return (query, Outcome::Skip(format!("not supported: {m}"))),
+        Err(_) if fail => return (query, Outcome::Pass),
+        Err(e) => return (query, Outcome::Fail(format!("error: {e}"))),
+        Ok(_) if fail => return (query, Outcome::Fail("expected an error".into())),
+        Ok(QueryValue::Matrix(m)) => m,
+        Ok(_) => return (query, Outcome::Fail("range query result is not a matrix".into())),
+    };
+    for s in &m {
+        let Some(Expected::Sample(_, vals)) =
+            expected.iter().find(|e| matches!(e, Expected::Sample(l, _) if *l == *s.labels))
+        else {
+            return (query, Outcome::Fail(format!("unexpected series {}", s.labels)));
+        };
+        let want: Vec<(i64, &TestValue)> =
+            vals.iter().enumerate().filter_map(|(i, v)| Some((start + i as i64 * step, v.as_ref()?))).collect();
+        let mut got: Vec<(i64, TestValue)> = s.points.iter().map(|&(t, v)| (t, TestValue::Float(v))).collect();
+        got.extend(s.histograms.iter().map(|(t, h)| (*t, TestValue::Histogram(h.clone()))));
+        got.sort_by_key(|p| p.0);
+        if got.len() != want.len() {
+            return (query, Outcome::Fail(format!("{}: expected {} points, got {got:?}", s.labels, want.len())));
+        }
+        for ((gt, gv), (wt, wv)) in got.iter().zip(&want) {
+            if gt != wt {
+                return (query, Outcome::Fail(format!("{}: expected a point at {wt}, got one at {gt}", s.labels)));
+            }
+            if let Err(e) = compare_value(gv, wv) {
+                return (query, Outcome::Fail(format!("{} at {gt}: {e}", s.labels)));
+            }
+        }
+    }
+    if m.len() != expected.len() {
+        return (query, Outcome::Fail(format!("expected {} series, got {}", expected.len(), m.len())));
+    }
+    (query, Outcome::Pass)
+}
+
+/// Compares a result value with an expected one as Prometheus's test runner does: floats almost
+/// equal, histograms equal to the expected one without its empty buckets.
+fn compare_value(got: &TestValue, want: &TestValue) -> Result<(), String> {
+    match (got, want) {
+        (TestValue::Float(g), TestValue::Float(w)) if almost_equal(*w, *g) => Ok(()),
+        (TestValue::Histogram(g), TestValue::Histogram(w)) => {
+            let mut w = w.clone();
+            histogram::compact(&mut w);
+            if histogram::equals(&w, g) {
+                Ok(())
+            } else {
+                Err(format!("expected histogram {w:?}, got {g:?}"))
+            }
+        }
+        _ => Err(format!("expected {want:?}, got {got:?}")),
+    }
 }
 
 /// Functions whose result depends on the evaluation time even with step-invariant arguments.
@@ -454,35 +673,39 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
         },
         QueryValue::String { s, .. } => Err(format!("got string {s:?}, expected {expected:?}")),
         QueryValue::Vector { samples, .. } => {
-            let exp: Vec<(&Labels, f64)> = expected
+            let exp: Vec<(&Labels, TestValue)> = expected
                 .iter()
                 .filter_map(|e| match e {
-                    Expected::Sample(l, vals) => Some((l, vals.first().copied().flatten().unwrap_or(f64::NAN))),
+                    Expected::Sample(l, vals) => {
+                        Some((l, vals.first().cloned().flatten().unwrap_or(TestValue::Float(f64::NAN))))
+                    }
                     _ => None,
                 })
                 .collect();
             if exp.len() != expected.len() {
                 return Err(format!("expected {expected:?}, got a vector of {}", samples.len()));
             }
+            let got_value = |s: &Sample| match &s.h {
+                Some(h) => TestValue::Histogram((**h).clone()),
+                None => TestValue::Float(s.v),
+            };
             let mut msg = String::new();
             if samples.len() != exp.len() {
                 let _ = write!(msg, "expected {} elements, got {}: ", exp.len(), samples.len());
                 for s in samples {
-                    let _ = write!(msg, "{} {}; ", s.labels, s.v);
+                    let _ = write!(msg, "{} {:?}; ", s.labels, got_value(s));
                 }
                 return Err(msg);
             }
             for (pos, s) in samples.iter().enumerate() {
                 let Some(epos) = exp.iter().position(|(l, _)| **l == *s.labels) else {
-                    return Err(format!("unexpected series {} {}", s.labels, s.v));
+                    return Err(format!("unexpected series {} {:?}", s.labels, got_value(s)));
                 };
-                let (_, ev) = exp[epos];
+                let (_, ev) = &exp[epos];
                 if ordered && epos != pos {
                     return Err(format!("expected {} at position {epos}, got it at {pos}", s.labels));
                 }
-                if !almost_equal(ev, s.v) {
-                    return Err(format!("{}: expected {ev}, got {}", s.labels, s.v));
-                }
+                compare_value(&got_value(s), ev).map_err(|e| format!("{}: {e}", s.labels))?;
             }
             Ok(())
         }
@@ -494,7 +717,19 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
                     return Err(format!("unexpected series {}", s.labels));
                 };
                 let got: Vec<f64> = s.points.iter().map(|p| p.1).collect();
-                let want: Vec<f64> = vals.iter().flatten().copied().collect();
+                let want: Vec<f64> = vals
+                    .iter()
+                    .flatten()
+                    .map(|v| match v {
+                        TestValue::Float(f) => *f,
+                        TestValue::Histogram(_) => f64::NAN,
+                    })
+                    .collect();
+                if !s.histograms.is_empty()
+                    || want.len() != vals.iter().flatten().filter(|v| matches!(v, TestValue::Float(_))).count()
+                {
+                    return Err(format!("{}: histogram points in a range vector result are not compared", s.labels));
+                }
                 if got.len() != want.len() || got.iter().zip(&want).any(|(a, b)| !almost_equal(*a, *b)) {
                     return Err(format!("{}: expected {want:?}, got {got:?}", s.labels));
                 }
@@ -504,6 +739,26 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
             }
             Ok(())
         }
+    }
+}
+
+impl TestStorage for crate::engine::mem::MemStorage {
+    fn clear(&mut self) {
+        crate::engine::mem::MemStorage::clear(self);
+    }
+    fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
+        crate::engine::mem::MemStorage::add(self, labels.clone(), t, v);
+        Ok(())
+    }
+    fn add_histogram(&mut self, labels: &Labels, t: i64, h: FloatHistogram) -> Result<(), String> {
+        crate::engine::mem::MemStorage::add_histogram(self, labels.clone(), t, h);
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn storage(&self) -> &dyn Storage {
+        self
     }
 }
 
@@ -532,22 +787,6 @@ mod tests {
 mod mem_tests {
     use super::*;
     use crate::engine::mem::MemStorage;
-
-    impl TestStorage for MemStorage {
-        fn clear(&mut self) {
-            MemStorage::clear(self);
-        }
-        fn add(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), String> {
-            MemStorage::add(self, labels.clone(), t, v);
-            Ok(())
-        }
-        fn commit(&mut self) -> Result<(), String> {
-            Ok(())
-        }
-        fn storage(&self) -> &dyn Storage {
-            self
-        }
-    }
 
     /// Runs a DSL snippet over the in-memory storage and returns failures.
     pub(crate) fn run(text: &str) -> Vec<String> {
@@ -580,5 +819,204 @@ eval instant at 50m histogram_quantile(0.2, rate(empty_bucket[5m]))
 	{instance="ins1", job="job1"} NaN
 "#);
         assert!(f.is_empty(), "{f:#?}");
+    }
+
+    /// Series for the native-histogram cases below: `h` at minute k has count 4(k+1), sum 10(k+1)
+    /// and buckets [k+1, 2(k+1), k+1] at (0.5, 1], (1, 2], (2, 4].
+    const HIST_LOAD: &str = r#"
+load 1m
+	h {{schema:0 count:4 sum:10 buckets:[1 2 1]}}+{{schema:0 count:4 sum:10 buckets:[1 2 1]}}x4
+	mixed{kind="h"} {{schema:0 count:1 sum:1 buckets:[1]}}x4
+	mixed{kind="f"} 1x4
+	r {{schema:0 count:4 sum:4 buckets:[4]}} {{schema:0 count:1 sum:1 buckets:[1]}}
+	s {{schema:0 count:1 sum:1 buckets:[1]}} stale
+	flip {{schema:0 count:1 sum:1 buckets:[1]}} 2 {{schema:0 count:3 sum:3 buckets:[3]}}
+"#;
+
+    fn run_hist(cases: &str) {
+        let f = run(&format!("{HIST_LOAD}\n{cases}"));
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn histogram_arithmetic_with_scalars_and_histograms() {
+        run_hist(
+            r#"
+eval instant at 2m h * 2
+	{} {{schema:0 count:24 sum:60 buckets:[6 12 6]}}
+
+eval instant at 2m 2 * h
+	{} {{schema:0 count:24 sum:60 buckets:[6 12 6]}}
+
+eval instant at 2m h / 2
+	{} {{schema:0 count:6 sum:15 buckets:[1.5 3 1.5]}}
+
+eval instant at 2m h + h
+	{} {{schema:0 count:24 sum:60 buckets:[6 12 6]}}
+
+eval instant at 2m h - h
+	{} {{schema:0 count:0 sum:0}}
+
+eval instant at 4m -h
+	{} {{schema:0 count:-20 sum:-50 z_bucket:-0 buckets:[-5 -10 -5]}}
+
+eval instant at 2m h == h
+	h {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+"#,
+        );
+    }
+
+    #[test]
+    fn histograms_are_dropped_where_prometheus_drops_them() {
+        run_hist(
+            r#"
+eval instant at 2m h > 1
+
+eval instant at 2m h + 1
+
+eval instant at 2m 2 / h
+
+eval instant at 2m abs(h)
+
+eval instant at 4m max_over_time(h[2m])
+
+eval instant at 2m sum(mixed)
+
+eval instant at 2m avg(mixed)
+"#,
+        );
+    }
+
+    #[test]
+    fn aggregations_over_histograms() {
+        run_hist(
+            r#"
+eval instant at 2m count(mixed)
+	{} 2
+
+eval instant at 2m group(mixed)
+	{} 1
+
+eval instant at 2m max(mixed)
+	{} 1
+
+eval instant at 2m sum by (kind) (mixed)
+	{kind="h"} {{schema:0 count:1 sum:1 buckets:[1]}}
+	{kind="f"} 1
+
+eval instant at 2m avg(h)
+	{} {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 2m sum(h)
+	{} {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 2m sum(mixed{kind="h"} + ignoring(kind) h)
+	{} {{schema:0 count:13 sum:31 buckets:[4 6 3]}}
+"#,
+        );
+    }
+
+    #[test]
+    fn range_functions_over_histograms() {
+        run_hist(
+            r#"
+eval instant at 4m increase(h[2m])
+	{} {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+
+eval instant at 4m delta(h[2m])
+	{} {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+
+eval instant at 4m histogram_count(rate(h[2m]))
+	{} 0.06666666666666667
+
+eval instant at 4m idelta(h[2m])
+	{} {{schema:0 count:4 sum:10 buckets:[1 2 1]}}
+
+eval instant at 4m histogram_count(irate(h[2m]))
+	{} 0.06666666666666667
+
+eval instant at 1m increase(r[1m])
+	{} {{schema:0 count:1 sum:1 buckets:[1]}}
+
+eval instant at 1m irate(r[1m])
+	{} {{schema:0 count:0.016666666666666666 sum:0.016666666666666666 buckets:[0.016666666666666666]}}
+
+eval instant at 4m sum_over_time(h[2m])
+	{} {{schema:0 count:48 sum:120 buckets:[12 24 12]}}
+
+eval instant at 4m histogram_count(avg_over_time(h[2m]))
+	{} 16
+
+eval instant at 4m count_over_time(mixed[2m])
+	{kind="h"} 3
+	{kind="f"} 3
+
+eval instant at 4m last_over_time(h[2m])
+	h {{schema:0 count:20 sum:50 buckets:[5 10 5]}}
+
+eval instant at 4m present_over_time(h[2m])
+	{} 1
+
+eval instant at 4m last_over_time(h[2m:1m])
+	h {{schema:0 count:20 sum:50 buckets:[5 10 5]}}
+
+eval instant at 4m increase(h[2m:1m])
+	{} {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+"#,
+        );
+    }
+
+    #[test]
+    fn histogram_selectors_offsets_and_staleness() {
+        run_hist(
+            r#"
+eval instant at 4m h offset 2m
+	h {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 4m h @ 1m
+	h {{schema:0 count:8 sum:20 buckets:[2 4 2]}}
+
+eval instant at 30s s
+	s {{schema:0 count:1 sum:1 buckets:[1]}}
+
+eval instant at 1m s
+
+eval instant at 4m timestamp(h)
+	{} 240
+
+eval instant at 4m histogram_quantile(0.5, h)
+	{} 1.5
+
+eval range from 0 to 2m step 1m h
+	h {{schema:0 count:4 sum:10 buckets:[1 2 1]}}+{{schema:0 count:4 sum:10 buckets:[1 2 1]}}x2
+
+eval range from 0 to 2m step 1m histogram_sum(h)
+	{} 10+10x2
+"#,
+        );
+    }
+
+    /// The annotations of `q` at `t` over [`HIST_LOAD`].
+    fn notes(q: &str, t: i64) -> Vec<String> {
+        let mut st = crate::engine::mem::MemStorage::default();
+        run_file("load", HIST_LOAD, &mut st).unwrap_or_else(|e| panic!("{e}"));
+        let expr = crate::parser::parse(q).unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::new(EngineOptions::default());
+        engine.instant_stats(&st, &expr, t, None).unwrap_or_else(|e| panic!("{e}")).1.annotations
+    }
+
+    #[test]
+    fn dropped_histograms_are_annotated() {
+        use crate::engine::annotations as a;
+        assert_eq!(notes("sum(mixed)", 120_000), vec![a::MIXED_FLOATS_HISTOGRAMS_AGG.to_string()]);
+        assert_eq!(notes("max(mixed)", 120_000), vec![a::histogram_ignored_in_aggregation("max")]);
+        assert_eq!(notes("h + 1", 120_000), vec![a::incompatible_types_in_binop("+", "histogram", "float")]);
+        assert_eq!(
+            notes("h > on() mixed{kind=\"f\"}", 120_000),
+            vec![a::incompatible_types_in_binop(">", "histogram", "float")]
+        );
+        assert_eq!(notes("rate(flip[2m])", 120_000), vec![a::mixed_floats_histograms("flip")]);
+        assert_eq!(notes("delta(h[2m])", 120_000), vec![a::not_gauge("h")]);
+        assert_eq!(notes("sum(h) + sum(rate(h[2m]))", 120_000), Vec::<String>::new());
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use crate::engine::{write_float, write_time, Labels, QueryValue};
+use crate::engine::histogram;
+use crate::engine::{write_float, write_time, FloatHistogram, Labels, QueryValue};
 use crate::error::QueryError;
 
 /// Samples encoded between two looks at the clock.
@@ -72,6 +73,46 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// `[t, {"count":"…","sum":"…","buckets":[[rule,"lower","upper","count"],…]}]`, as Prometheus
+/// writes a histogram sample: populated buckets from the lowest up, each with its boundary rule
+/// (0: lower bound open, 1: upper bound open, 3: both closed, the zero bucket).
+fn push_histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    write_time(out, t);
+    out.push_str(",{\"count\":\"");
+    write_float(out, h.count);
+    out.push_str("\",\"sum\":\"");
+    write_float(out, h.sum);
+    out.push('"');
+    let buckets: Vec<_> = histogram::all_buckets(h, false).into_iter().filter(|b| b.count != 0.0).collect();
+    if !buckets.is_empty() {
+        out.push_str(",\"buckets\":[");
+        for (i, b) in buckets.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let zero = h.zero_count > 0.0 && b.lower == -h.zero_threshold && b.upper == h.zero_threshold;
+            let rule = if zero {
+                3
+            } else if b.upper <= 0.0 {
+                1
+            } else {
+                0
+            };
+            out.push('[');
+            out.push(char::from(b'0' + rule));
+            for v in [b.lower, b.upper, b.count] {
+                out.push_str(",\"");
+                write_float(out, v);
+                out.push('"');
+            }
+            out.push(']');
+        }
+        out.push(']');
+    }
+    out.push_str("}]");
+}
+
 /// `{"resultType":…,"result":…}` of a query result; a timeout error once `deadline` has passed.
 pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryError> {
     let mut clock = Clock { deadline, since_check: 0 };
@@ -97,8 +138,16 @@ pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryErro
                 }
                 out.push_str("{\"metric\":");
                 push_labels(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                push_point(&mut out, *t, s.v);
+                match &s.h {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        push_histogram_point(&mut out, *t, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        push_point(&mut out, *t, s.v);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -106,20 +155,33 @@ pub fn query_data(v: &QueryValue, deadline: Instant) -> Result<String, QueryErro
         QueryValue::Matrix(series) => {
             out.push_str("{\"resultType\":\"matrix\",\"result\":[");
             for (i, s) in series.iter().enumerate() {
-                clock.tick(s.points.len().max(1))?;
+                clock.tick(s.len().max(1))?;
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str("{\"metric\":");
                 push_labels(&mut out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, &(t, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                if !s.points.is_empty() || s.histograms.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, &(t, v)) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_point(&mut out, t, v);
                     }
-                    push_point(&mut out, t, v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, (t, h)) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_histogram_point(&mut out, *t, h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push(']');
         }
@@ -181,9 +243,16 @@ pub fn success(data: &str, warnings: &[String]) -> String {
     let mut out = String::with_capacity(data.len() + 64);
     out.push_str("{\"status\":\"success\",\"data\":");
     out.push_str(data);
-    if !warnings.is_empty() {
-        out.push_str(",\"warnings\":[");
-        for (i, w) in warnings.iter().enumerate() {
+    // PromQL's infos are listed apart from its warnings, as Prometheus does.
+    let (infos, warnings): (Vec<&String>, Vec<&String>) = warnings.iter().partition(|w| w.starts_with("PromQL info:"));
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":[");
+        for (i, w) in list.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -216,4 +285,75 @@ pub fn string_array<S: AsRef<str>>(items: &[S]) -> String {
     }
     out.push(']');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::{Sample, Series};
+    use tsdb::histogram::Span;
+
+    /// 1 observation in (-1, -0.5], 1 in the zero bucket, 1 in (0.5, 1], 2 in (1, 2].
+    fn hist() -> FloatHistogram {
+        FloatHistogram {
+            count: 4.0,
+            sum: 5.0,
+            zero_count: 1.0,
+            zero_threshold: 0.001,
+            positive_spans: vec![Span { offset: 0, length: 3 }],
+            positive_buckets: vec![1.0, 2.0, 0.0],
+            negative_spans: vec![Span { offset: 0, length: 1 }],
+            negative_buckets: vec![1.0],
+            ..FloatHistogram::default()
+        }
+    }
+
+    const HIST_JSON: &str = r#"{"count":"4","sum":"5","buckets":[[1,"-1","-0.5","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"1","2","2"]]}"#;
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn histogram_samples_are_written_like_prometheus() {
+        let labels = Arc::new(Labels::from_pairs(&[("a", "b")]));
+        let v = QueryValue::Vector { t: 1500, samples: vec![Sample::histogram(Arc::clone(&labels), hist())] };
+        let got = query_data(&v, deadline()).unwrap_or_else(|e| panic!("{e}"));
+        let want =
+            format!(r#"{{"resultType":"vector","result":[{{"metric":{{"a":"b"}},"histogram":[1.500,{HIST_JSON}]}}]}}"#);
+        assert_eq!(got, want);
+
+        let empty = FloatHistogram::default();
+        let m = QueryValue::Matrix(vec![Series {
+            labels,
+            points: Vec::new(),
+            histograms: vec![(1000, hist()), (2000, empty)],
+        }]);
+        let got = query_data(&m, deadline()).unwrap_or_else(|e| panic!("{e}"));
+        let want = format!(
+            r#"{{"resultType":"matrix","result":[{{"metric":{{"a":"b"}},"histograms":[[1,{HIST_JSON}],[2,{{"count":"0","sum":"0"}}]]}}]}}"#
+        );
+        assert_eq!(got, want);
+    }
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::success;
+
+    #[test]
+    fn infos_are_listed_apart_from_warnings() {
+        let notes = vec![
+            "PromQL info: ignored histogram in max aggregation".to_string(),
+            "PromQL warning: encountered a mix of histograms and floats for aggregation".to_string(),
+        ];
+        assert_eq!(
+            success("1", &notes),
+            r#"{"status":"success","data":1,"warnings":["PromQL warning: encountered a mix of histograms and floats for aggregation"],"infos":["PromQL info: ignored histogram in max aggregation"]}"#
+        );
+        assert_eq!(success("1", &[]), r#"{"status":"success","data":1}"#);
+    }
 }

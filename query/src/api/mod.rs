@@ -214,7 +214,8 @@ async fn run_query(
         let expr = crate::parser::parse(&query).map_err(parse_error)?;
         panic_point(&query);
         let parsed = Instant::now();
-        let (v, eval_stats) = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
+        let (v, mut eval_stats) = eval(&Engine::new(opts).with_deadline(deadline), &storage, &expr)?;
+        let annotations = std::mem::take(&mut eval_stats.annotations);
         let evaluated = Instant::now();
         let mut data = json::query_data(&v, deadline)?;
         if let Some(level) = stats {
@@ -226,7 +227,9 @@ async fn run_query(
             };
             json::push_stats(&mut data, &timings, &eval_stats, level == StatsLevel::All);
         }
-        Ok((data, storage.warnings()))
+        let mut warnings = storage.warnings();
+        warnings.extend(annotations);
+        Ok((data, warnings))
     })
     .await
 }

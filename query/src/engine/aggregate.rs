@@ -9,10 +9,12 @@ use promql_parser::parser::AggregateExpr;
 
 use promql_parser::parser::Expr;
 
+use super::annotations::{self, Annotations};
 use super::functions::{self, quantile};
 use super::gosort;
+use super::histogram;
 use super::stream::{Collect, SeriesSink};
-use super::value::{format_float_plain, LabelsBuilder};
+use super::value::{format_float_plain, FloatHistogram, LabelsBuilder};
 use super::{unwrap_parens, Evaluator, Labels, Sample, Val, METRIC_NAME};
 use crate::error::{QueryError, Result};
 
@@ -114,6 +116,77 @@ struct Group {
     labels: Arc<Labels>,
     cell: Cell,
     items: Vec<Sample>,
+    /// The histograms of `sum`/`avg` (the group's floats are in `cell`).
+    hist: Option<HistAcc>,
+}
+
+/// The running `sum` or `avg` of a group's histograms at one step (Prometheus's incremental mean
+/// for `avg`). `None` once two histograms could not be combined: the group has no result then.
+struct HistAcc {
+    h: Option<FloatHistogram>,
+    n: usize,
+}
+
+impl HistAcc {
+    fn first(h: &FloatHistogram) -> HistAcc {
+        HistAcc { h: Some(h.clone()), n: 1 }
+    }
+
+    fn add(&mut self, op: Agg, h: &FloatHistogram) {
+        self.n += 1;
+        let Some(acc) = self.h.as_mut() else { return };
+        let ok = if op == Agg::Avg {
+            let n = self.n as f64;
+            let mut left = h.clone();
+            histogram::div(&mut left, n);
+            let mut right = acc.clone();
+            histogram::div(&mut right, n);
+            histogram::sub(&mut left, &right).and_then(|()| histogram::add(acc, &left))
+        } else {
+            histogram::add(acc, h)
+        };
+        if ok.is_err() {
+            self.h = None;
+        }
+    }
+
+    fn result(self) -> Option<FloatHistogram> {
+        let mut h = self.h?;
+        histogram::compact(&mut h);
+        Some(h)
+    }
+}
+
+/// The result of a folding aggregation for a group with float cell `cell` (`has_float`: it took
+/// floats) and histograms `hist`: mixed groups have none (Prometheus drops them with a warning).
+fn fold_result(
+    op: Agg,
+    labels: Arc<Labels>,
+    cell: &Cell,
+    has_float: bool,
+    hist: Option<HistAcc>,
+    notes: &Annotations,
+) -> Option<Sample> {
+    match hist {
+        None => Some(Sample::float(labels, cell.result(op))),
+        Some(_) if has_float => {
+            notes.add(annotations::MIXED_FLOATS_HISTOGRAMS_AGG);
+            None
+        }
+        Some(acc) => {
+            let h = acc.result();
+            if h.is_none() {
+                notes.add(annotations::INCOMPATIBLE_CUSTOM_BUCKETS_AGG);
+            }
+            h.map(|h| Sample::histogram(labels, h))
+        }
+    }
+}
+
+/// Whether `op` takes histogram samples: `sum` and `avg` add them, `count` and `group` count
+/// them; the others ignore them (as Prometheus does, with a warning).
+fn takes_histograms(op: Agg) -> bool {
+    matches!(op, Agg::Sum | Agg::Avg | Agg::Count | Agg::Group)
 }
 
 /// The order of Prometheus's `topk` heap (`vectorByValueHeap`: least on top, NaN below all) or
@@ -188,7 +261,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     // Fused keys are computed from the input series' labels, `__name__` included: fine unless
     // `by` lists `__name__` (a range function drops it from its output).
     if op.folds() && (without || !keys.by_name()) {
-        let mut sink = Fused::new(op, n, &mut keys);
+        let mut sink = Fused::new(op, n, &mut keys, Arc::clone(&ev.annotations));
         if stream_input(ev, &a.expr, &mut sink)? {
             return sink.finish();
         }
@@ -202,12 +275,30 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Resul
     for (k, vec) in input.into_iter().enumerate() {
         ev.check_timeout()?;
         let param = params.get(k).copied().unwrap_or(f64::NAN);
-        out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys)?);
+        out.push(aggregate_step(op, vec, param, &value_label, cache, &mut keys, &ev.annotations)?);
     }
     Ok(Val::Vector(out))
 }
 
 impl Agg {
+    /// The operator's name.
+    fn name(self) -> &'static str {
+        match self {
+            Agg::Sum => "sum",
+            Agg::Avg => "avg",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::Count => "count",
+            Agg::Group => "group",
+            Agg::Stddev => "stddev",
+            Agg::Stdvar => "stdvar",
+            Agg::Topk => "topk",
+            Agg::Bottomk => "bottomk",
+            Agg::Quantile => "quantile",
+            Agg::CountValues => "count_values",
+        }
+    }
+
     /// Whether the operation folds values into one number per group (no parameter, no items).
     fn folds(self) -> bool {
         matches!(self, Agg::Sum | Agg::Avg | Agg::Min | Agg::Max | Agg::Count | Agg::Group | Agg::Stddev | Agg::Stdvar)
@@ -246,16 +337,30 @@ struct Fused<'k> {
     cell_groups: usize,
     /// The series of groups without cells, once cells would take too much memory.
     collect: Option<Collect>,
+    /// Histograms of `sum`/`avg` by group id and step (groups with cells only).
+    hcells: HashMap<(usize, usize), HistAcc>,
+    /// Where the aggregation notes what it dropped.
+    notes: Arc<Annotations>,
 }
 
 impl<'k> Fused<'k> {
-    fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys) -> Fused<'k> {
+    fn new(op: Agg, steps: usize, keys: &'k mut GroupKeys, notes: Arc<Annotations>) -> Fused<'k> {
         let order = (0..steps).map(|_| Vec::new()).collect();
-        Fused { op, steps, keys, cells: Vec::new(), order, cell_groups: 0, collect: None }
+        Fused {
+            op,
+            steps,
+            keys,
+            cells: Vec::new(),
+            order,
+            cell_groups: 0,
+            collect: None,
+            hcells: HashMap::new(),
+            notes,
+        }
     }
 
     fn finish(self) -> Result<Val> {
-        let Fused { op, steps, keys, cells, order, collect, .. } = self;
+        let Fused { op, steps, keys, cells, order, collect, mut hcells, notes, .. } = self;
         let mut out: Vec<Vec<Sample>> = order
             .into_iter()
             .enumerate()
@@ -263,7 +368,9 @@ impl<'k> Fused<'k> {
                 ids.into_iter()
                     .filter_map(|id| {
                         let cell = cells.get(id)?.get(k)?;
-                        Some(Sample { labels: keys.labels.get(id).cloned().unwrap_or_default(), v: cell.result(op) })
+                        let labels = keys.labels.get(id).cloned().unwrap_or_default();
+                        let hist = if hcells.is_empty() { None } else { hcells.remove(&(id, k)) };
+                        fold_result(op, labels, cell, cell.count > 0, hist, &notes)
                     })
                     .collect()
             })
@@ -272,7 +379,7 @@ impl<'k> Fused<'k> {
             // The collected series belong to groups without cells: their results follow.
             let cache = steps > 1;
             for (step, vec) in out.iter_mut().zip(c.finish()?) {
-                step.extend(aggregate_step(op, vec, f64::NAN, "", cache, keys)?);
+                step.extend(aggregate_step(op, vec, f64::NAN, "", cache, keys, &notes)?);
             }
         }
         Ok(Val::Vector(out))
@@ -288,14 +395,73 @@ impl SeriesSink for Fused<'_> {
 
     fn begin(&mut self, _series: usize) {}
 
+    fn histograms(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()> {
+        match self.op {
+            Agg::Count | Agg::Group => {
+                let zeros: Vec<(usize, f64)> = points.iter().map(|p| (p.0, 0.0)).collect();
+                return self.series(labels, drop_name, &zeros);
+            }
+            Agg::Sum | Agg::Avg => {}
+            _ => {
+                self.notes.add(annotations::histogram_ignored_in_aggregation(self.op.name()));
+                return Ok(());
+            }
+        }
+        let Some(id) = self.cells_of(labels) else {
+            return self.collect.get_or_insert_with(|| Collect::new(self.steps)).histograms(labels, drop_name, points);
+        };
+        for (k, h) in points {
+            let key = (id, *k);
+            match self.hcells.get_mut(&key) {
+                Some(acc) => acc.add(self.op, h),
+                None => {
+                    let float_seen = self.cells.get(id).and_then(|c| c.get(*k)).is_some_and(|c| c.count > 0);
+                    if !float_seen {
+                        if let Some(o) = self.order.get_mut(*k) {
+                            o.push(id);
+                        }
+                    }
+                    self.hcells.insert(key, HistAcc::first(h));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        let Some(id) = self.cells_of(labels) else {
+            return self.collect.get_or_insert_with(|| Collect::new(self.steps)).series(labels, drop_name, points);
+        };
+        let Some(cells) = self.cells.get_mut(id) else {
+            return Ok(());
+        };
+        for &(k, v) in points {
+            let Some(cell) = cells.get_mut(k) else { continue };
+            if cell.count == 0 {
+                *cell = Cell::first(self.op, v);
+                if self.hcells.is_empty() || !self.hcells.contains_key(&(id, k)) {
+                    if let Some(o) = self.order.get_mut(k) {
+                        o.push(id);
+                    }
+                }
+            } else {
+                cell.add(self.op, v);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fused<'_> {
+    /// The group id of `labels` with its cells allocated, or `None` if its series are collected.
+    fn cells_of(&mut self, labels: &Labels) -> Option<usize> {
         // `__name__` is never part of the key here (see `eval_aggregate`), dropped or not.
         let id = self.keys.id_of(labels);
         let has_cells = self.cells.get(id).is_some_and(|c| !c.is_empty());
         if !has_cells {
             let full = (self.cell_groups + 1).saturating_mul(self.steps) > FUSED_MAX_CELLS;
             if full || self.collect.is_some() {
-                return self.collect.get_or_insert_with(|| Collect::new(self.steps)).series(labels, drop_name, points);
+                return None;
             }
             if self.cells.len() <= id {
                 self.cells.resize_with(id + 1, Vec::new);
@@ -305,21 +471,7 @@ impl SeriesSink for Fused<'_> {
                 self.cell_groups += 1;
             }
         }
-        let Some(cells) = self.cells.get_mut(id) else {
-            return Ok(());
-        };
-        for &(k, v) in points {
-            let Some(cell) = cells.get_mut(k) else { continue };
-            if cell.count == 0 {
-                *cell = Cell::first(self.op, v);
-                if let Some(o) = self.order.get_mut(k) {
-                    o.push(id);
-                }
-            } else {
-                cell.add(self.op, v);
-            }
-        }
-        Ok(())
+        Some(id)
     }
 }
 
@@ -414,6 +566,7 @@ fn aggregate_step(
     value_label: &str,
     cache: bool,
     keys: &mut GroupKeys,
+    notes: &Annotations,
 ) -> Result<Vec<Sample>> {
     let mut k = 0usize;
     if matches!(op, Agg::Topk | Agg::Bottomk) {
@@ -428,7 +581,12 @@ fn aggregate_step(
     }
     let mut groups: Vec<Group> = Vec::new();
     let mut group_ids: Vec<usize> = Vec::new();
+    let sum_hists = matches!(op, Agg::Sum | Agg::Avg);
     for mut s in vec {
+        if s.h.is_some() && !takes_histograms(op) {
+            notes.add(annotations::histogram_ignored_in_aggregation(op.name()));
+            continue;
+        }
         if op == Agg::CountValues {
             let mut b = LabelsBuilder::new((*s.labels).clone());
             b.set(value_label, &format_float_plain(s.v));
@@ -442,7 +600,11 @@ fn aggregate_step(
                 }
                 group_ids.push(id);
                 let labels = keys.labels.get(id).cloned().unwrap_or_default();
-                let mut g = Group { labels, cell: Cell::first(op, s.v), items: Vec::new() };
+                let (cell, hist) = match &s.h {
+                    Some(h) if sum_hists => (Cell::EMPTY, Some(HistAcc::first(h))),
+                    _ => (Cell::first(op, s.v), None),
+                };
+                let mut g = Group { labels, cell, items: Vec::new(), hist };
                 if matches!(op, Agg::Topk | Agg::Bottomk | Agg::Quantile) {
                     g.items.push(s);
                 }
@@ -454,6 +616,13 @@ fn aggregate_step(
                     heap_offer(&mut g.items, s, k, op == Agg::Bottomk);
                 } else if op == Agg::Quantile {
                     g.items.push(s);
+                } else if let (Some(h), true) = (&s.h, sum_hists) {
+                    match &mut g.hist {
+                        Some(acc) => acc.add(op, h),
+                        None => g.hist = Some(HistAcc::first(h)),
+                    }
+                } else if g.cell.count == 0 {
+                    g.cell = Cell::first(op, s.v);
                 } else {
                     g.cell.add(op, s.v);
                 }
@@ -479,9 +648,13 @@ fn aggregate_step(
                 out.extend(g.items);
                 continue;
             }
-            _ => g.cell.result(op),
+            _ => {
+                let has_float = g.cell.count > 0;
+                out.extend(fold_result(op, g.labels, &g.cell, has_float, g.hist, notes));
+                continue;
+            }
         };
-        out.push(Sample { labels: g.labels, v });
+        out.push(Sample::float(g.labels, v));
     }
     Ok(out)
 }
@@ -628,7 +801,7 @@ mod tests {
             let engine = Engine::new(EngineOptions::default());
             let mut ev = engine.evaluator(&st, 0, 1_800_000, 15_000, None);
             let mut keys = GroupKeys::new(false, vec!["g".to_string()]);
-            let mut sink = Fused::new(Agg::Sum, ev.steps(), &mut keys);
+            let mut sink = Fused::new(Agg::Sum, ev.steps(), &mut keys, Arc::default());
             if let Some(n) = series_hint {
                 sink.begin(n);
             }

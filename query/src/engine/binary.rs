@@ -7,7 +7,9 @@ use std::sync::Arc;
 use promql_parser::parser::ast::{LabelModifier, VectorMatchCardinality};
 use promql_parser::parser::BinaryExpr;
 
-use super::value::LabelsBuilder;
+use super::annotations::{self, Annotations};
+use super::histogram;
+use super::value::{FloatHistogram, LabelsBuilder};
 use super::{check_duplicates, drop_name_cached, Evaluator, Labels, Sample, Val, METRIC_NAME};
 use crate::error::{QueryError, Result};
 
@@ -55,6 +57,27 @@ impl Op {
         })
     }
 
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Mod => "%",
+            Op::Pow => "^",
+            Op::Atan2 => "atan2",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Lt => "<",
+            Op::Ge => ">=",
+            Op::Le => "<=",
+            Op::And => "and",
+            Op::Or => "or",
+            Op::Unless => "unless",
+        }
+    }
+
     fn is_comparison(self) -> bool {
         matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
     }
@@ -65,6 +88,50 @@ impl Op {
 }
 
 /// Applies `op`; the bool says whether a comparison holds (always true for arithmetic).
+/// An operation with a histogram on at least one side, as Prometheus evaluates it: `+` and `-`
+/// between two histograms, `*` by a float on either side, `/` by a float on the right, and `==`/`!=`
+/// between two histograms (keeping the left value). `None` drops the element: every other
+/// combination, and histograms whose buckets cannot be combined.
+fn hist_binop(
+    op: Op,
+    (lv, lh): (f64, Option<&FloatHistogram>),
+    (rv, rh): (f64, Option<&FloatHistogram>),
+) -> Option<(Option<FloatHistogram>, bool)> {
+    match (op, lh, rh) {
+        (Op::Add | Op::Sub, Some(l), Some(r)) => {
+            let mut h = l.clone();
+            let res = if op == Op::Add { histogram::add(&mut h, r) } else { histogram::sub(&mut h, r) };
+            res.ok()?;
+            histogram::compact(&mut h);
+            Some((Some(h), true))
+        }
+        (Op::Mul, Some(l), None) => {
+            let mut h = l.clone();
+            histogram::mul(&mut h, rv);
+            Some((Some(h), true))
+        }
+        (Op::Mul, None, Some(r)) => {
+            let mut h = r.clone();
+            histogram::mul(&mut h, lv);
+            Some((Some(h), true))
+        }
+        (Op::Div, Some(l), None) => {
+            let mut h = l.clone();
+            histogram::div(&mut h, rv);
+            Some((Some(h), true))
+        }
+        (Op::Eq, Some(l), Some(r)) => Some((Some(l.clone()), histogram::equals(l, r))),
+        (Op::Ne, Some(l), Some(r)) => Some((Some(l.clone()), !histogram::equals(l, r))),
+        _ => None,
+    }
+}
+
+/// The note for an operation [`hist_binop`] dropped.
+fn incompatible(op: Op, lhs_hist: bool, rhs_hist: bool) -> String {
+    let kind = |h: bool| if h { "histogram" } else { "float" };
+    annotations::incompatible_types_in_binop(op.symbol(), kind(lhs_hist), kind(rhs_hist))
+}
+
 pub(crate) fn elem_binop(op: Op, l: f64, r: f64) -> (f64, bool) {
     match op {
         Op::Add => (l + r, true),
@@ -139,7 +206,7 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Val>
                 let res = if op.is_set() {
                     set_op(op, lv, rv, &matching)
                 } else {
-                    let v = vector_binop(op, &lv, &rv, &matching, return_bool, &mut cache)?;
+                    let v = vector_binop(op, &lv, &rv, &matching, return_bool, &mut cache, &ev.annotations)?;
                     check_duplicates(&v)?;
                     v
                 };
@@ -167,6 +234,19 @@ fn vector_scalar(
         let mut res = Vec::with_capacity(vec.len());
         for smp in vec {
             let (l, r) = if swap { (s, smp.v) } else { (smp.v, s) };
+            if let Some(h) = smp.h.as_deref() {
+                let (lh, rh) = if swap { (None, Some(h)) } else { (Some(h), None) };
+                let Some((h, keep)) = hist_binop(op, (l, lh), (r, rh)) else {
+                    ev.annotations.add(incompatible(op, lh.is_some(), rh.is_some()));
+                    continue;
+                };
+                if return_bool || !keep {
+                    continue;
+                }
+                let labels = if drop { drop_name_cached(&mut cache, &smp.labels) } else { smp.labels };
+                res.push(Sample { labels, v: 0.0, h: h.map(Box::new) });
+                continue;
+            }
             let (mut v, keep) = elem_binop(op, l, r);
             // A comparison keeps the vector element's value even when the scalar is on the left.
             if op.is_comparison() && swap {
@@ -178,7 +258,7 @@ fn vector_scalar(
                 continue;
             }
             let labels = if drop { drop_name_cached(&mut cache, &smp.labels) } else { smp.labels };
-            res.push(Sample { labels, v });
+            res.push(Sample::float(labels, v));
         }
         check_duplicates(&res)?;
         out.push(res);
@@ -225,6 +305,7 @@ fn vector_binop(
     m: &Matching,
     return_bool: bool,
     cache: &mut HashMap<(*const Labels, *const Labels), Arc<Labels>>,
+    notes: &Annotations,
 ) -> Result<Vec<Sample>> {
     if lhs.is_empty() || rhs.is_empty() {
         return Ok(Vec::new());
@@ -254,9 +335,21 @@ fn vector_binop(
     for ls in lhs {
         let sig = signature(&ls.labels, m);
         let Some(rs) = right.get(&sig) else { continue };
-        let (vl, vr) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
-        let (mut v, keep) = elem_binop(op, vl, vr);
+        let (sl, sr) = if one_to_many { (*rs, ls) } else { (ls, *rs) };
+        let (vl, vr) = (sl.v, sr.v);
+        let mut h = None;
+        let (mut v, keep) = if sl.h.is_some() || sr.h.is_some() {
+            let Some((hv, keep)) = hist_binop(op, (vl, sl.h.as_deref()), (vr, sr.h.as_deref())) else {
+                notes.add(incompatible(op, sl.h.is_some(), sr.h.is_some()));
+                continue;
+            };
+            h = hv;
+            (0.0, keep)
+        } else {
+            elem_binop(op, vl, vr)
+        };
         if return_bool {
+            h = None;
             v = if keep { 1.0 } else { 0.0 };
         } else if !keep {
             continue;
@@ -292,7 +385,7 @@ fn vector_binop(
                 e.insert(set);
             }
         }
-        out.push(Sample { labels, v });
+        out.push(Sample { labels, v, h: h.map(Box::new) });
     }
     Ok(out)
 }

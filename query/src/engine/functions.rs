@@ -9,13 +9,16 @@ use std::time::Instant;
 use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::is_valid_label_name;
+use super::annotations::{self, Annotations};
+use super::histogram;
 use super::stream::{Collect, SeriesSink};
-use super::value::LabelsBuilder;
+use super::value::{FloatHistogram, LabelsBuilder};
 use super::{
-    check_deadline, check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, Sample, Val, Window,
-    WindowFn, WindowSpec, METRIC_NAME,
+    check_deadline, check_duplicates, drop_name_cached, unwrap_parens, Evaluator, Labels, PerWindow, Sample, Val,
+    Window, WindowFn, WindowSpec, METRIC_NAME,
 };
 use crate::error::{QueryError, Result};
+use tsdb::histogram::CounterResetHint;
 
 /// Neumaier-compensated increment: returns the new sum and compensation.
 pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -141,6 +144,240 @@ impl WindowFn for ExtrapolatedRate {
             }
         });
     }
+}
+
+/// What a range function does with histogram samples.
+#[derive(Clone, Copy, PartialEq)]
+enum HistKind {
+    /// `rate`, `increase` (`counter`) or `delta`.
+    Rate {
+        counter: bool,
+        rate: bool,
+    },
+    /// `irate` or `idelta`.
+    Instant {
+        rate: bool,
+    },
+    SumOverTime,
+    AvgOverTime,
+    CountOverTime,
+    LastOverTime,
+    PresentOverTime,
+}
+
+/// A range function of floats (`inner`) that also takes histograms, as Prometheus does: a window
+/// with both kinds gives no result where the function cannot mix them (`rate`, `sum_over_time`,
+/// …); one with histograms only gives a histogram.
+struct WithHistograms<'a, F> {
+    inner: &'a F,
+    kind: HistKind,
+    /// Where the function notes what it dropped.
+    notes: &'a Annotations,
+}
+
+impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
+    fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>) {
+        self.inner.series(points, spec, outs);
+    }
+
+    fn histograms(
+        &self,
+        labels: &Labels,
+        floats: &[(i64, f64)],
+        hists: &[(i64, FloatHistogram)],
+        spec: &WindowSpec<'_>,
+        outs: &mut Vec<(usize, f64)>,
+        houts: &mut Vec<(usize, FloatHistogram)>,
+    ) {
+        let metric = labels.get(METRIC_NAME).unwrap_or("");
+        let mut float_outs = Vec::new();
+        self.inner.series(floats, spec, &mut float_outs);
+        let mut float_out = float_outs.into_iter().peekable();
+        let mut fwin: Vec<(usize, usize)> = vec![(0, 0); spec.times.len()];
+        spec.for_each_window(floats, |k, ab, _, _| {
+            if let Some(w) = fwin.get_mut(k) {
+                *w = ab;
+            }
+        });
+        let mut hwin: Vec<(usize, usize, i64, i64)> = vec![(0, 0, 0, 0); spec.times.len()];
+        spec.for_each_window(&super::hist_times(hists), |k, (a, b), start, end| {
+            if let Some(w) = hwin.get_mut(k) {
+                *w = (a, b, start, end);
+            }
+        });
+        for (k, (&(fa, fb), &(ha, hb, start, end))) in fwin.iter().zip(&hwin).enumerate() {
+            let fv = loop {
+                match float_out.peek() {
+                    Some(&(j, _)) if j < k => {
+                        float_out.next();
+                    }
+                    Some(&(j, v)) if j == k => break Some(v),
+                    _ => break None,
+                }
+            };
+            let fw = floats.get(fa..fb).unwrap_or_default();
+            let hw = hists.get(ha..hb).unwrap_or_default();
+            if hw.is_empty() {
+                outs.extend(fv.map(|v| (k, v)));
+                continue;
+            }
+            let mixed = !fw.is_empty();
+            let mixed_note = || self.notes.add(annotations::mixed_floats_histograms(metric));
+            match self.kind {
+                HistKind::Rate { counter, rate } => {
+                    if mixed {
+                        mixed_note();
+                        continue;
+                    }
+                    if hw.len() < 2 {
+                        continue;
+                    }
+                    let gauge = |p: &(i64, FloatHistogram)| p.1.counter_reset_hint == CounterResetHint::Gauge;
+                    if counter && hw.iter().any(gauge) {
+                        self.notes.add(annotations::not_counter(metric));
+                    }
+                    let gauges = hw.first().is_some_and(gauge) && hw.last().is_some_and(gauge);
+                    if !counter && !gauges {
+                        self.notes.add(annotations::not_gauge(metric));
+                    }
+                    match histogram_rate(hw, counter, rate, start, end) {
+                        Some(h) => houts.push((k, h)),
+                        None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
+                    }
+                }
+                HistKind::Instant { rate } => {
+                    let last_float = fw.last().map(|p| p.0);
+                    let last_hist = hw.last().map(|p| p.0);
+                    // The last two samples: two floats give a float, two histograms a histogram.
+                    if last_float > last_hist {
+                        if fw.len() >= 2 && fw.get(fw.len() - 2).map(|p| p.0) > last_hist {
+                            outs.extend(fv.map(|v| (k, v)));
+                        } else if fw.len() + hw.len() >= 2 {
+                            mixed_note();
+                        }
+                    } else if hw.len() >= 2 && hw.get(hw.len() - 2).map(|p| p.0) > last_float {
+                        match instant_histogram(hw, rate) {
+                            Some(h) => houts.push((k, h)),
+                            None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
+                        }
+                    } else if fw.len() + hw.len() >= 2 {
+                        mixed_note();
+                    }
+                }
+                HistKind::SumOverTime | HistKind::AvgOverTime => {
+                    if mixed {
+                        mixed_note();
+                        continue;
+                    }
+                    match sum_histograms(hw, self.kind == HistKind::AvgOverTime) {
+                        Some(h) => houts.push((k, h)),
+                        None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
+                    }
+                }
+                HistKind::CountOverTime => outs.push((k, (fw.len() + hw.len()) as f64)),
+                HistKind::PresentOverTime => outs.push((k, 1.0)),
+                HistKind::LastOverTime => match (fw.last(), hw.last()) {
+                    (Some(f), Some(h)) if f.0 > h.0 => outs.push((k, f.1)),
+                    (_, Some(h)) => houts.push((k, h.1.clone())),
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+/// `rate`, `increase` or `delta` of histogram samples over `[range_start, range_end]` (at least
+/// two): the last minus the first with counter resets added back, extrapolated to the range as
+/// for floats (without the zero-point limit). `None` for fewer than two samples or histograms
+/// whose buckets cannot be combined.
+fn histogram_rate(
+    hw: &[(i64, FloatHistogram)],
+    counter: bool,
+    is_rate: bool,
+    range_start: i64,
+    range_end: i64,
+) -> Option<FloatHistogram> {
+    if hw.len() < 2 {
+        return None;
+    }
+    let (first, last) = (hw.first()?, hw.last()?);
+    let min_schema = hw.iter().map(|p| p.1.schema).min()?;
+    let mut h = last.1.clone();
+    if h.schema > min_schema {
+        h.reduce_resolution(min_schema).ok()?;
+    }
+    histogram::sub(&mut h, &first.1).ok()?;
+    if counter {
+        for w in hw.windows(2) {
+            if histogram::detect_reset(&w[1].1, &w[0].1) {
+                histogram::add(&mut h, &w[0].1).ok()?;
+            }
+        }
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    histogram::compact(&mut h);
+    let sampled = secs_between(last.0, first.0);
+    let avg = sampled / (hw.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    let mut to_start = secs_between(first.0, range_start);
+    let mut to_end = secs_between(range_end, last.0);
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut interval = sampled;
+    interval += to_start;
+    interval += to_end;
+    let mut factor = interval / sampled;
+    if is_rate {
+        factor /= secs_between(range_end, range_start);
+    }
+    histogram::mul(&mut h, factor);
+    Some(h)
+}
+
+/// `irate`/`idelta` of the last two histogram samples: their difference (`irate`: the last one
+/// after a counter reset) per second for `irate`.
+fn instant_histogram(hw: &[(i64, FloatHistogram)], is_rate: bool) -> Option<FloatHistogram> {
+    let last = hw.last()?;
+    let prev = hw.get(hw.len().checked_sub(2)?)?;
+    let mut h = last.1.clone();
+    if !(is_rate && histogram::detect_reset(&last.1, &prev.1)) {
+        histogram::sub(&mut h, &prev.1).ok()?;
+    }
+    if is_rate {
+        let dt = last.0 - prev.0;
+        if dt == 0 {
+            return None;
+        }
+        histogram::div(&mut h, dt as f64 / 1000.0);
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    histogram::compact(&mut h);
+    Some(h)
+}
+
+/// The sum (`avg`: the incremental mean, as Prometheus computes it) of histogram samples.
+fn sum_histograms(hw: &[(i64, FloatHistogram)], avg: bool) -> Option<FloatHistogram> {
+    let (first, rest) = hw.split_first()?;
+    let mut acc = first.1.clone();
+    for (i, (_, h)) in rest.iter().enumerate() {
+        if avg {
+            let n = (i + 2) as f64;
+            let mut left = h.clone();
+            histogram::div(&mut left, n);
+            let mut right = acc.clone();
+            histogram::div(&mut right, n);
+            histogram::sub(&mut left, &right).ok()?;
+            histogram::add(&mut acc, &left).ok()?;
+        } else {
+            histogram::add(&mut acc, h).ok()?;
+        }
+    }
+    histogram::compact(&mut acc);
+    Some(acc)
 }
 
 /// `irate`/`idelta`.
@@ -311,7 +548,8 @@ fn vector_arg(ev: &mut Evaluator<'_>, c: &Call, i: usize) -> Result<Vec<Vec<Samp
     }
 }
 
-/// Applies `f` to every element, dropping `__name__`; `None` drops the element.
+/// Applies `f` to every float element, dropping `__name__`; `None` drops the element. Histogram
+/// elements are dropped (as Prometheus's functions of floats do).
 fn map_values(deadline: Instant, steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64, usize) -> Option<f64>) -> Result<Val> {
     let mut cache = HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
@@ -319,10 +557,33 @@ fn map_values(deadline: Instant, steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64,
         check_deadline(deadline)?;
         let mut res = Vec::with_capacity(vec.len());
         for s in vec {
+            if s.h.is_some() {
+                continue;
+            }
             if let Some(v) = f(s.v, k) {
-                res.push(Sample { labels: drop_name_cached(&mut cache, &s.labels), v });
+                res.push(Sample::float(drop_name_cached(&mut cache, &s.labels), v));
             }
         }
+        check_duplicates(&res)?;
+        out.push(res);
+    }
+    Ok(Val::Vector(out))
+}
+
+/// Applies `f` to every histogram element, dropping `__name__`; float elements are dropped.
+fn map_histograms(
+    deadline: Instant,
+    steps: Vec<Vec<Sample>>,
+    f: impl Fn(&FloatHistogram, usize) -> f64,
+) -> Result<Val> {
+    let mut cache = HashMap::new();
+    let mut out = Vec::with_capacity(steps.len());
+    for (k, vec) in steps.into_iter().enumerate() {
+        check_deadline(deadline)?;
+        let res: Vec<Sample> = vec
+            .iter()
+            .filter_map(|s| Some(Sample::float(drop_name_cached(&mut cache, &s.labels), f(s.h.as_deref()?, k))))
+            .collect();
         check_duplicates(&res)?;
         out.push(res);
     }
@@ -462,11 +723,15 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "vector" => {
             let s = scalar_arg(ev, c, 0)?;
             let labels = Arc::new(Labels::empty());
-            Ok(Val::Vector(s.into_iter().map(|v| vec![Sample { labels: Arc::clone(&labels), v }]).collect()))
+            Ok(Val::Vector(s.into_iter().map(|v| vec![Sample::float(Arc::clone(&labels), v)]).collect()))
         }
         "scalar" => {
             let v = vector_arg(ev, c, 0)?;
-            Ok(Val::Scalar(v.into_iter().map(|vec| if vec.len() == 1 { vec[0].v } else { f64::NAN }).collect()))
+            Ok(Val::Scalar(
+                v.into_iter()
+                    .map(|vec| if vec.len() == 1 && vec[0].h.is_none() { vec[0].v } else { f64::NAN })
+                    .collect(),
+            ))
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unwrap_parens(arg(c, 0)?) {
@@ -513,9 +778,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                 let labels = Arc::new(Labels::empty());
                 return Ok(Val::Vector(
                     (0..n)
-                        .map(|k| {
-                            vec![Sample { labels: Arc::clone(&labels), v: date_fn(name, ev.ts(k) as f64 / 1000.0) }]
-                        })
+                        .map(|k| vec![Sample::float(Arc::clone(&labels), date_fn(name, ev.ts(k) as f64 / 1000.0))])
                         .collect(),
                 ));
             }
@@ -543,15 +806,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let labels = Arc::new(absent_labels(arg(c, 0)?));
             Ok(Val::Vector(
                 v.into_iter()
-                    .map(
-                        |vec| {
-                            if vec.is_empty() {
-                                vec![Sample { labels: Arc::clone(&labels), v: 1.0 }]
-                            } else {
-                                Vec::new()
-                            }
-                        },
-                    )
+                    .map(|vec| if vec.is_empty() { vec![Sample::float(Arc::clone(&labels), 1.0)] } else { Vec::new() })
                     .collect(),
             ))
         }
@@ -570,19 +825,31 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             Ok(Val::Vector(
                 present
                     .into_iter()
-                    .map(
-                        |p| {
-                            if p.into_inner() {
-                                Vec::new()
-                            } else {
-                                vec![Sample { labels: Arc::clone(&labels), v: 1.0 }]
-                            }
-                        },
-                    )
+                    .map(|p| if p.into_inner() { Vec::new() } else { vec![Sample::float(Arc::clone(&labels), 1.0)] })
                     .collect(),
             ))
         }
         "histogram_quantile" => histogram_quantile(ev, c),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
+            let v = vector_arg(ev, c, 0)?;
+            let f: fn(&FloatHistogram) -> f64 = match name {
+                "histogram_count" => |h| h.count,
+                "histogram_sum" => |h| h.sum,
+                "histogram_avg" => |h| h.sum / h.count,
+                "histogram_stddev" => |h| histogram::stdvar(h).sqrt(),
+                _ => histogram::stdvar,
+            };
+            map_histograms(ev.deadline(), v, |h, _| f(h))
+        }
+        "histogram_fraction" => {
+            let lower = scalar_arg(ev, c, 0)?;
+            let upper = scalar_arg(ev, c, 1)?;
+            let v = vector_arg(ev, c, 2)?;
+            map_histograms(ev.deadline(), v, |h, k| {
+                let at = |x: &[f64]| x.get(k).copied().unwrap_or(f64::NAN);
+                histogram::fraction(at(&lower), at(&upper), h)
+            })
+        }
         _ => eval_range_call(ev, c),
     }
 }
@@ -652,11 +919,19 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
     let nonempty = |w: &Window<'_>| !w.points.is_empty();
     match name {
         "rate" | "increase" | "delta" => {
-            let f = ExtrapolatedRate { is_counter: name != "delta", is_rate: name == "rate" };
+            let (counter, rate) = (name != "delta", name == "rate");
+            let f = ExtrapolatedRate { is_counter: counter, is_rate: rate };
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::Rate { counter, rate }, notes: &notes };
             ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
-        "irate" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, true), sink)?,
-        "idelta" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| instant_value(w.points, false), sink)?,
+        "irate" | "idelta" => {
+            let rate = name == "irate";
+            let f = PerWindow(move |w: &Window<'_>, _| instant_value(w.points, rate));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::Instant { rate }, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
+        }
         "deriv" => ev.stream_range_fn(
             arg(c, 0)?,
             true,
@@ -696,13 +971,22 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
             sink,
         )?,
         "avg_over_time" => {
-            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| avg_over_time(w.points)), sink)?
+            let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then(|| avg_over_time(w.points)));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::AvgOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "sum_over_time" => {
-            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| sum_over_time(w.points)), sink)?
+            let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then(|| sum_over_time(w.points)));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::SumOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "count_over_time" => {
-            ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(w.points.len() as f64), sink)?
+            let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then_some(w.points.len() as f64));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::CountOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
         }
         "min_over_time" => ev.stream_range_fn(
             arg(c, 0)?,
@@ -724,8 +1008,18 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
             },
             sink,
         )?,
-        "last_over_time" => ev.stream_range_fn(arg(c, 0)?, false, |w, _| w.points.last().map(|p| p.1), sink)?,
-        "present_over_time" => ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then_some(1.0), sink)?,
+        "last_over_time" => {
+            let f = PerWindow(|w: &Window<'_>, _| w.points.last().map(|p| p.1));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::LastOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, false, &f, sink)?
+        }
+        "present_over_time" => {
+            let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then_some(1.0));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::PresentOverTime, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
+        }
         "stdvar_over_time" => {
             ev.stream_range_fn(arg(c, 0)?, true, |w, _| nonempty(w).then(|| stdvar_over_time(w.points)), sink)?
         }
@@ -805,7 +1099,7 @@ fn label_replace(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                     l
                 }
             };
-            res.push(Sample { labels, v: s.v });
+            res.push(Sample { labels, ..s });
         }
         check_duplicates(&res)?;
         out.push(res);
@@ -836,7 +1130,7 @@ fn label_join(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             let joined = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect::<Vec<_>>().join(&sep);
             let mut b = LabelsBuilder::new((*s.labels).clone());
             b.set(&dst, &joined);
-            res.push(Sample { labels: Arc::new(b.build()), v: s.v });
+            res.push(Sample { labels: Arc::new(b.build()), ..s });
         }
         check_duplicates(&res)?;
         out.push(res);
@@ -916,7 +1210,13 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         ev.check_timeout()?;
         let mut groups: Vec<BucketGroup> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let qk = q.get(k).copied().unwrap_or(f64::NAN);
+        let mut res: Vec<Sample> = Vec::new();
         for s in vec {
+            if let Some(h) = &s.h {
+                res.push(Sample::float(Arc::new(s.labels.without_name()), histogram::quantile(qk, h)));
+                continue;
+            }
             let Some(ub) = s.labels.get("le").and_then(parse_go_float) else {
                 continue;
             };
@@ -937,9 +1237,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
                 g.1.push((ub, s.v));
             }
         }
-        let qk = q.get(k).copied().unwrap_or(f64::NAN);
-        let res: Vec<Sample> =
-            groups.into_iter().map(|(labels, b)| Sample { labels, v: bucket_quantile(qk, b) }).collect();
+        res.extend(groups.into_iter().map(|(labels, b)| Sample::float(labels, bucket_quantile(qk, b))));
         check_duplicates(&res)?;
         out.push(res);
     }

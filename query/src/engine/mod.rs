@@ -9,9 +9,11 @@
 //! live in [`functions`], [`aggregate`] and [`binary`].
 
 pub mod aggregate;
+pub mod annotations;
 pub mod binary;
 pub mod functions;
 pub(crate) mod gosort;
+pub mod histogram;
 #[doc(hidden)]
 pub mod mem;
 pub(crate) mod stream;
@@ -27,7 +29,8 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use crate::error::{QueryError, Result};
 use stream::{Collect, SeriesSink};
 pub use value::{
-    format_float, format_time, is_stale, write_float, write_time, Labels, QueryValue, Sample, Series, METRIC_NAME,
+    format_float, format_time, is_stale, write_float, write_time, FloatHistogram, Labels, QueryValue, Sample, Series,
+    METRIC_NAME,
 };
 
 /// Engine limits and defaults (Prometheus flag names in parentheses).
@@ -66,6 +69,12 @@ pub trait StorageSeries: Send + Sync {
     /// Appends the samples with `mint <= t <= maxt` (sorted, unique timestamps) to `out`. An error
     /// means the storage could not read all of them: see [`SeriesSet::read_failed`].
     fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()>;
+    /// Appends the native histogram samples with `mint <= t <= maxt` (sorted, unique timestamps)
+    /// to `out`; a stale marker is a histogram whose sum is the stale NaN. The default is a series
+    /// without histograms.
+    fn histograms(&self, _mint: i64, _maxt: i64, _out: &mut Vec<(i64, FloatHistogram)>) -> Result<()> {
+        Ok(())
+    }
     /// A hint that the series will be read soon: the storage may start fetching its state.
     fn prefetch(&self) {}
     /// A hint given after [`StorageSeries::prefetch`], closer to the read: the storage may fetch
@@ -147,6 +156,9 @@ pub struct EvalStats {
     pub peak_samples: usize,
     /// Time spent sorting the result's series.
     pub sort_time: Duration,
+    /// Warnings and infos about the input (Prometheus's annotations), e.g. samples of a kind an
+    /// operation ignores.
+    pub annotations: Vec<String>,
     /// With [`EngineOptions::per_step_stats`]: `(step time in ms, queryable samples)` of each step.
     /// Samples of subqueries, and of range selectors evaluated whole in a range query, are counted
     /// in the total only.
@@ -269,10 +281,10 @@ impl Engine {
         let v = ev.eval(expr)?;
         let mut sort_time = Duration::ZERO;
         let v = match v {
-            Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series {
-                labels: Arc::new(Labels::empty()),
-                points: s.into_iter().enumerate().map(|(k, v)| (ev.ts(k), v)).collect(),
-            }])),
+            Val::Scalar(s) => Ok(QueryValue::Matrix(vec![Series::floats(
+                Arc::new(Labels::empty()),
+                s.into_iter().enumerate().map(|(k, v)| (ev.ts(k), v)).collect(),
+            )])),
             Val::Vector(steps) => {
                 let mut m = ev.to_series(steps, true)?;
                 ev.check_timeout()?;
@@ -298,7 +310,7 @@ impl Engine {
     fn check_result_size(&self, v: &QueryValue) -> Result<usize> {
         let n = match v {
             QueryValue::Vector { samples, .. } => samples.len(),
-            QueryValue::Matrix(m) => m.iter().map(|s| s.points.len()).fold(0usize, usize::saturating_add),
+            QueryValue::Matrix(m) => m.iter().map(Series::len).fold(0usize, usize::saturating_add),
             QueryValue::Scalar { .. } | QueryValue::String { .. } => 1,
         };
         if n > self.opts.max_samples {
@@ -331,6 +343,7 @@ impl Engine {
             per_step: self.opts.per_step_stats.then(|| vec![0; usize::try_from((end - start) / step + 1).unwrap_or(0)]),
             query_interval: step,
             subquery_step: 60_000,
+            annotations: Arc::default(),
         }
     }
 }
@@ -406,6 +419,8 @@ pub(crate) struct Evaluator<'a> {
     per_step: Option<Vec<usize>>,
     query_interval: i64,
     subquery_step: i64,
+    /// What the evaluation noticed about its input.
+    pub(crate) annotations: Arc<annotations::Annotations>,
 }
 
 impl Evaluator<'_> {
@@ -432,6 +447,7 @@ impl Evaluator<'_> {
             queryable_samples: self.queryable_samples,
             peak_samples: self.cur_samples.max(result_samples),
             sort_time,
+            annotations: self.annotations.to_vec(),
             per_step: self.per_step.as_ref().map(|counts| {
                 counts
                     .iter()
@@ -493,7 +509,16 @@ impl Evaluator<'_> {
                         self.check_timeout()?;
                         let v: Vec<Sample> = vec
                             .into_iter()
-                            .map(|s| Sample { labels: drop_name_cached(&mut cache, &s.labels), v: -s.v })
+                            .map(|s| {
+                                let labels = drop_name_cached(&mut cache, &s.labels);
+                                match s.h {
+                                    Some(mut h) => {
+                                        histogram::mul(&mut h, -1.0);
+                                        Sample { labels, v: 0.0, h: Some(h) }
+                                    }
+                                    None => Sample::float(labels, -s.v),
+                                }
+                            })
                             .collect();
                         check_duplicates(&v)?;
                         out.push(v);
@@ -509,7 +534,7 @@ impl Evaluator<'_> {
                 let t = self.sel_time(0, &ms.vs.at, &ms.vs.offset);
                 let range = dur_ms(&ms.range);
                 let series = self.select_range(&ms.vs, t.saturating_sub(range), t)?;
-                Ok(Val::Matrix(series.into_iter().filter(|s| !s.points.is_empty()).collect()))
+                Ok(Val::Matrix(series.into_iter().filter(|s| !s.is_empty()).collect()))
             }
             Expr::Subquery(sq) => {
                 let t = self.sel_time(0, &sq.at, &sq.offset);
@@ -519,9 +544,10 @@ impl Evaluator<'_> {
                     .into_iter()
                     .map(|mut s| {
                         s.points.retain(|&(pt, _)| pt >= t.saturating_sub(range) && pt <= t);
+                        s.histograms.retain(|(pt, _)| *pt >= t.saturating_sub(range) && *pt <= t);
                         s
                     })
-                    .filter(|s| !s.points.is_empty())
+                    .filter(|s| !s.is_empty())
                     .collect();
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Ok(Val::Matrix(out))
@@ -581,13 +607,19 @@ impl Evaluator<'_> {
         };
         sink.begin(series.len());
         let mut buf = Vec::new();
+        let mut hbuf = Vec::new();
         let mut outs: Vec<(usize, f64)> = Vec::new();
         for (i, s) in series.iter().enumerate() {
             prefetch_ahead(series.as_ref(), i);
             self.check_timeout()?;
             buf.clear();
-            if let Err(e) = s.samples(mint, hi, &mut buf) {
+            hbuf.clear();
+            if let Err(e) = s.samples(mint, hi, &mut buf).and_then(|()| s.histograms(mint, hi, &mut hbuf)) {
                 series.read_failed(e)?;
+                continue;
+            }
+            if !hbuf.is_empty() {
+                self.select_mixed(&times, &buf, &hbuf, timestamps, &s.labels(), sink)?;
                 continue;
             }
             if buf.is_empty() {
@@ -626,6 +658,56 @@ impl Evaluator<'_> {
         Ok(())
     }
 
+    /// [`Evaluator::stream_vector_selector`] for a series with histograms: at each step, the newest
+    /// sample of either kind within the lookback, unless it is a stale marker.
+    fn select_mixed(
+        &mut self,
+        times: &[i64],
+        floats: &[(i64, f64)],
+        hists: &[(i64, FloatHistogram)],
+        timestamps: bool,
+        labels: &Labels,
+        sink: &mut dyn SeriesSink,
+    ) -> Result<()> {
+        let mut fouts: Vec<(usize, f64)> = Vec::new();
+        let mut houts: Vec<(usize, FloatHistogram)> = Vec::new();
+        for (k, &t) in times.iter().enumerate() {
+            let f = floats.get(floats.partition_point(|p| p.0 <= t).wrapping_sub(1));
+            let h = hists.get(hists.partition_point(|p| p.0 <= t).wrapping_sub(1));
+            let newest_float = match (f, h) {
+                (Some(f), Some(h)) => f.0 > h.0,
+                (f, _) => f.is_some(),
+            };
+            let lookback_start = t.saturating_sub(self.lookback);
+            if newest_float {
+                if let Some(&(st, sv)) = f.filter(|p| p.0 >= lookback_start && !is_stale(p.1)) {
+                    fouts.push((k, if timestamps { st as f64 / 1000.0 } else { sv }));
+                }
+            } else if let Some((st, h)) = h.filter(|p| p.0 >= lookback_start && !is_stale(p.1.sum)) {
+                if timestamps {
+                    fouts.push((k, *st as f64 / 1000.0));
+                } else {
+                    houts.push((k, h.clone()));
+                }
+            }
+        }
+        let n = fouts.len() + houts.len();
+        self.queryable_samples = self.queryable_samples.saturating_add(n);
+        if self.per_step.is_some() {
+            for k in fouts.iter().map(|p| p.0).chain(houts.iter().map(|p| p.0)) {
+                self.count_at_step(k, 1);
+            }
+        }
+        self.add_samples(n)?;
+        if !fouts.is_empty() {
+            sink.series(labels, false, &fouts)?;
+        }
+        if !houts.is_empty() {
+            sink.histograms(labels, false, &houts)?;
+        }
+        Ok(())
+    }
+
     /// All series of a selector with their non-stale samples in `[mint, maxt]`.
     fn select_range(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>> {
         let matchers = Self::matchers(vs)?;
@@ -633,18 +715,20 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(series.len());
         for s in series.iter() {
             self.check_timeout()?;
-            let mut buf = Vec::new();
-            if let Err(e) = s.samples(mint, maxt, &mut buf) {
+            let (mut buf, mut hbuf) = (Vec::new(), Vec::new());
+            if let Err(e) = s.samples(mint, maxt, &mut buf).and_then(|()| s.histograms(mint, maxt, &mut hbuf)) {
                 series.read_failed(e)?;
                 continue;
             }
             buf.retain(|p| !is_stale(p.1));
-            self.queryable_samples = self.queryable_samples.saturating_add(buf.len());
+            hbuf.retain(|p| !is_stale(p.1.sum));
+            let n = buf.len() + hbuf.len();
+            self.queryable_samples = self.queryable_samples.saturating_add(n);
             if self.steps() == 1 {
-                self.count_at_step(0, buf.len());
+                self.count_at_step(0, n);
             }
-            self.add_samples(buf.len())?;
-            out.push(Series { labels: Arc::new(s.labels()), points: buf });
+            self.add_samples(n)?;
+            out.push(Series { labels: Arc::new(s.labels()), points: buf, histograms: hbuf });
         }
         Ok(out)
     }
@@ -677,10 +761,10 @@ impl Evaluator<'_> {
         let res = if start > hi { Ok(Val::Vector(Vec::new())) } else { self.eval(&sq.expr) };
         let out = match res {
             Ok(Val::Vector(steps)) => self.to_series(steps, false),
-            Ok(Val::Scalar(vals)) => Ok(vec![Series {
-                labels: Arc::new(Labels::empty()),
-                points: vals.into_iter().enumerate().map(|(k, v)| (self.ts(k), v)).collect(),
-            }]),
+            Ok(Val::Scalar(vals)) => Ok(vec![Series::floats(
+                Arc::new(Labels::empty()),
+                vals.into_iter().enumerate().map(|(k, v)| (self.ts(k), v)).collect(),
+            )]),
             Ok(_) => Err(QueryError::BadData("subquery is only allowed on instant vector or scalar".into())),
             Err(e) => Err(e),
         };
@@ -702,15 +786,21 @@ impl Evaluator<'_> {
                     Some(&i) => i,
                     None => {
                         index.insert(Arc::clone(&s.labels), out.len());
-                        out.push(Series { labels: s.labels, points: Vec::new() });
+                        out.push(Series::floats(s.labels, Vec::new()));
                         out.len() - 1
                     }
                 };
                 if let Some(series) = out.get_mut(i) {
-                    if check && series.points.last().is_some_and(|p| p.0 == t) {
+                    if check
+                        && (series.points.last().is_some_and(|p| p.0 == t)
+                            || series.histograms.last().is_some_and(|p| p.0 == t))
+                    {
                         return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
                     }
-                    series.points.push((t, s.v));
+                    match s.h {
+                        Some(h) => series.histograms.push((t, *h)),
+                        None => series.points.push((t, s.v)),
+                    }
                 }
             }
         }
@@ -814,21 +904,29 @@ impl Evaluator<'_> {
                         if done.series.len() < part.len() {
                             return Err(QueryError::Timeout("expression evaluation"));
                         }
-                        let mut from = 0;
-                        for (i, &(samples, windowed, to)) in part.zip(&done.series) {
+                        let (mut from, mut hfrom) = (0, 0);
+                        for (i, &(samples, windowed, to, hto)) in part.zip(&done.series) {
                             self.check_timeout()?;
                             if self.cur_samples.saturating_add(samples) > self.max_samples {
                                 return Err(QueryError::TooManySamples("query execution"));
                             }
                             let outs = done.outs.get(from..to).unwrap_or_default();
+                            let houts = done.houts.get(hfrom..hto).unwrap_or_default();
                             from = to;
+                            hfrom = hto;
                             self.queryable_samples = self.queryable_samples.saturating_add(windowed);
-                            self.add_samples(outs.len())?;
-                            if outs.is_empty() {
+                            self.add_samples(outs.len() + houts.len())?;
+                            if outs.is_empty() && houts.is_empty() {
                                 continue;
                             }
                             if let Some(s) = set.get(i) {
-                                sink.series(&s.labels(), drop_name, outs)?;
+                                let labels = s.labels();
+                                if !outs.is_empty() {
+                                    sink.series(&labels, drop_name, outs)?;
+                                }
+                                if !houts.is_empty() {
+                                    sink.histograms(&labels, drop_name, houts)?;
+                                }
                             }
                         }
                         for (k, &n) in done.per_step.iter().enumerate() {
@@ -841,13 +939,22 @@ impl Evaluator<'_> {
                 let series = self.eval_subquery_series(sq, lo, hi)?;
                 sink.begin(series.len());
                 let mut outs: Vec<(usize, f64)> = Vec::new();
+                let mut houts: Vec<(usize, FloatHistogram)> = Vec::new();
                 for s in series {
                     self.check_timeout()?;
                     outs.clear();
-                    f.series(&s.points, &spec, &mut outs);
-                    self.add_samples(outs.len())?;
+                    houts.clear();
+                    if s.histograms.is_empty() {
+                        f.series(&s.points, &spec, &mut outs);
+                    } else {
+                        f.histograms(&s.labels, &s.points, &s.histograms, &spec, &mut outs, &mut houts);
+                    }
+                    self.add_samples(outs.len() + houts.len())?;
                     if !outs.is_empty() {
                         sink.series(&s.labels, drop_name, &outs)?;
+                    }
+                    if !houts.is_empty() {
+                        sink.histograms(&s.labels, drop_name, &houts)?;
                     }
                 }
             }
@@ -927,6 +1034,22 @@ fn run_split<T: Send>(
 pub(crate) trait WindowFn: Sync {
     /// Appends `(step, value)` to `outs` for each step of `spec` with output (in step order).
     fn series(&self, points: &[(i64, f64)], spec: &WindowSpec<'_>, outs: &mut Vec<(usize, f64)>);
+
+    /// [`WindowFn::series`] for a series with histogram samples (`hists`, never empty) besides its
+    /// floats. The default is a function of floats: it ignores the histograms, as Prometheus's
+    /// functions of floats do.
+    fn histograms(
+        &self,
+        labels: &Labels,
+        floats: &[(i64, f64)],
+        hists: &[(i64, FloatHistogram)],
+        spec: &WindowSpec<'_>,
+        outs: &mut Vec<(usize, f64)>,
+        houts: &mut Vec<(usize, FloatHistogram)>,
+    ) {
+        let _ = (labels, hists, houts);
+        self.series(floats, spec, outs);
+    }
 }
 
 /// A function of one window at a time as a [`WindowFn`].
@@ -966,10 +1089,12 @@ pub(crate) struct WindowSpec<'t> {
 struct PartOutput {
     /// `(step, value)` of every series, one after the other.
     outs: Vec<(usize, f64)>,
+    /// `(step, histogram)` of every series, one after the other.
+    houts: Vec<(usize, FloatHistogram)>,
     /// Per series: samples read, the sum over steps of the samples in each step's window (see
-    /// [`EvalStats::queryable_samples`]), and where its outputs end in `outs`. Shorter than the part
-    /// if the deadline passed.
-    series: Vec<(usize, usize, usize)>,
+    /// [`EvalStats::queryable_samples`]), and where its outputs end in `outs` and `houts`. Shorter
+    /// than the part if the deadline passed.
+    series: Vec<(usize, usize, usize, usize)>,
     /// The first read error of the part (its series is there with no samples).
     failed: Option<QueryError>,
     /// Samples in each step's window, summed over the part's series; empty unless per-step
@@ -980,6 +1105,7 @@ struct PartOutput {
 impl PartOutput {
     fn clear(&mut self) {
         self.outs.clear();
+        self.houts.clear();
         self.series.clear();
         self.failed = None;
         self.per_step.fill(0);
@@ -1000,36 +1126,48 @@ fn window_series_part(
 ) {
     done.series.reserve(part.len());
     let mut points = Vec::new();
+    let mut hists = Vec::new();
     for i in part {
         if Instant::now() > deadline {
             break;
         }
         points.clear();
+        hists.clear();
         prefetch_ahead(set, i);
         if let Some(s) = set.get(i) {
-            if let Err(e) = s.samples(mint, maxt, &mut points) {
+            if let Err(e) = s.samples(mint, maxt, &mut points).and_then(|()| s.histograms(mint, maxt, &mut hists)) {
                 points.clear();
+                hists.clear();
                 done.failed.get_or_insert(e);
             }
         }
         points.retain(|p| !is_stale(p.1));
-        f.series(&points, spec, &mut done.outs);
         let mut windowed = 0usize;
         let per_step = &mut done.per_step;
-        spec.for_each_window(&points, |k, (a, b), _, _| {
-            windowed = windowed.saturating_add(b - a);
+        let mut count = |k: usize, n: usize| {
+            windowed = windowed.saturating_add(n);
             if let Some(c) = per_step.get_mut(k) {
-                *c = c.saturating_add(b - a);
+                *c = c.saturating_add(n);
             }
-        });
-        done.series.push((points.len(), windowed, done.outs.len()));
+        };
+        if hists.is_empty() {
+            f.series(&points, spec, &mut done.outs);
+            spec.for_each_window(&points, |k, (a, b), _, _| count(k, b - a));
+        } else {
+            hists.retain(|p| !is_stale(p.1.sum));
+            let labels = set.get(i).map(|s| s.labels()).unwrap_or_default();
+            f.histograms(&labels, &points, &hists, spec, &mut done.outs, &mut done.houts);
+            spec.for_each_window(&points, |k, (a, b), _, _| count(k, b - a));
+            spec.for_each_window(&hist_times(&hists), |k, (a, b), _, _| count(k, b - a));
+        }
+        done.series.push((points.len() + hists.len(), windowed, done.outs.len(), done.houts.len()));
     }
 }
 
 impl WindowSpec<'_> {
     /// Calls `g(step, (a, b), range_start, range_end)` for every step, where `points[a..b]` are
     /// the samples in the step's window `[range_start, range_end]` (none for an empty series).
-    fn for_each_window(&self, points: &[(i64, f64)], mut g: impl FnMut(usize, (usize, usize), i64, i64)) {
+    pub(crate) fn for_each_window(&self, points: &[(i64, f64)], mut g: impl FnMut(usize, (usize, usize), i64, i64)) {
         if points.is_empty() {
             return;
         }
@@ -1051,6 +1189,11 @@ impl WindowSpec<'_> {
             g(k, (a, b), mint, t);
         }
     }
+}
+
+/// The timestamps of histogram samples as points (for [`WindowSpec::for_each_window`]).
+pub(crate) fn hist_times(hists: &[(i64, FloatHistogram)]) -> Vec<(i64, f64)> {
+    hists.iter().map(|p| (p.0, 0.0)).collect()
 }
 
 enum RangeSource<'e> {

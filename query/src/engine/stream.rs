@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::value::FloatHistogram;
 use super::{check_duplicates, Labels, Sample, Series};
 use crate::error::{QueryError, Result};
 
@@ -30,6 +31,10 @@ pub(crate) trait SeriesSink {
     /// The values of one input series: `(step, value)` pairs in step order, never empty. The
     /// output series' labels are `labels`, without `__name__` when `drop_name`.
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()>;
+
+    /// The histogram values of one input series, like [`SeriesSink::series`]; a series may have
+    /// both kinds at different steps (each step holds one value per series).
+    fn histograms(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()>;
 }
 
 /// Builds per-step vectors, checking (like Prometheus) that a step never holds one label set
@@ -58,17 +63,35 @@ impl Collect {
     }
 }
 
-impl SeriesSink for Collect {
-    fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+impl Collect {
+    /// The output labels of an input series.
+    fn out_labels(&mut self, labels: &Labels, drop_name: bool) -> Arc<Labels> {
         let labels =
             if drop_name && labels.has_name() { Arc::new(labels.without_name()) } else { Arc::new(labels.clone()) };
         // Input series have distinct label sets; only dropping the name can make two equal.
         if drop_name && self.distinct && !self.seen.insert(Arc::clone(&labels)) {
             self.distinct = false;
         }
+        labels
+    }
+}
+
+impl SeriesSink for Collect {
+    fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        let labels = self.out_labels(labels, drop_name);
         for &(k, v) in points {
             if let Some(o) = self.out.get_mut(k) {
-                o.push(Sample { labels: Arc::clone(&labels), v });
+                o.push(Sample::float(Arc::clone(&labels), v));
+            }
+        }
+        Ok(())
+    }
+
+    fn histograms(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()> {
+        let labels = self.out_labels(labels, drop_name);
+        for (k, h) in points {
+            if let Some(o) = self.out.get_mut(*k) {
+                o.push(Sample::histogram(Arc::clone(&labels), h.clone()));
             }
         }
         Ok(())
@@ -107,9 +130,44 @@ impl SeriesSink for SeriesOut {
     }
 
     fn series(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        let labels = self.out_labels(labels, drop_name)?;
+        let times = &self.times;
+        // Sized once: a vector grown point by point leaves freed smaller blocks behind in the heap.
+        let mut out = Vec::with_capacity(points.len());
+        out.extend(points.iter().filter_map(|&(k, v)| Some((*times.get(k)?, v))));
+        self.push(labels, out, Vec::new());
+        Ok(())
+    }
+
+    fn histograms(&mut self, labels: &Labels, drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()> {
+        let labels = self.out_labels(labels, drop_name)?;
+        let times = &self.times;
+        let hs: Vec<(i64, FloatHistogram)> =
+            points.iter().filter_map(|(k, h)| Some((*times.get(*k)?, h.clone()))).collect();
+        self.push(labels, Vec::new(), hs);
+        Ok(())
+    }
+}
+
+impl SeriesOut {
+    /// Appends to the last series if it has these labels (a series with floats and histograms
+    /// arrives in two calls), else starts a series.
+    fn push(&mut self, labels: Arc<Labels>, points: Vec<(i64, f64)>, histograms: Vec<(i64, FloatHistogram)>) {
+        if let Some(last) = self.out.last_mut().filter(|s| s.labels == labels) {
+            last.points.extend(points);
+            last.histograms.extend(histograms);
+            return;
+        }
+        self.out.push(Series { labels, points, histograms });
+    }
+
+    /// The output labels of an input series.
+    fn out_labels(&mut self, labels: &Labels, drop_name: bool) -> Result<Arc<Labels>> {
         let labels = if drop_name && labels.has_name() {
             let l = Arc::new(labels.without_name());
-            if !self.seen.insert(Arc::clone(&l)) {
+            // The second call for one series (its histograms after its floats) adds to it.
+            let same_series = self.out.last().is_some_and(|s| s.labels == l);
+            if !same_series && !self.seen.insert(Arc::clone(&l)) {
                 // Cannot happen for what `stream_range_call` streams; Prometheus's error if it did.
                 return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
             }
@@ -117,11 +175,6 @@ impl SeriesSink for SeriesOut {
         } else {
             Arc::new(labels.clone())
         };
-        let times = &self.times;
-        // Sized once: a vector grown point by point leaves freed smaller blocks behind in the heap.
-        let mut out = Vec::with_capacity(points.len());
-        out.extend(points.iter().filter_map(|&(k, v)| Some((*times.get(k)?, v))));
-        self.out.push(Series { labels, points: out });
-        Ok(())
+        Ok(labels)
     }
 }

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use tsdb::histogram::FloatHistogram;
+
 /// Name of the metric-name label.
 pub const METRIC_NAME: &str = "__name__";
 
@@ -192,22 +194,56 @@ impl LabelsBuilder {
     }
 }
 
-/// One element of an instant vector.
+/// One element of an instant vector: a float, or a native histogram (then `v` is unused).
 #[derive(Debug, Clone)]
 pub struct Sample {
     /// Labels (shared between steps).
     pub labels: Arc<Labels>,
-    /// Value.
+    /// Value of a float sample.
     pub v: f64,
+    /// The value of a histogram sample (boxed: float samples pay one pointer for it).
+    pub h: Option<Box<FloatHistogram>>,
 }
 
-/// A series of points, e.g. one element of a matrix result.
+impl Sample {
+    /// A float sample.
+    pub fn float(labels: Arc<Labels>, v: f64) -> Sample {
+        Sample { labels, v, h: None }
+    }
+
+    /// A histogram sample.
+    pub fn histogram(labels: Arc<Labels>, h: FloatHistogram) -> Sample {
+        Sample { labels, v: 0.0, h: Some(Box::new(h)) }
+    }
+}
+
+/// A series of points, e.g. one element of a matrix result: float points and histogram points,
+/// each sorted by time (a series has at most one of them at a time).
 #[derive(Debug, Clone)]
 pub struct Series {
     /// Labels.
     pub labels: Arc<Labels>,
-    /// Points sorted by time (ms).
+    /// Float points sorted by time (ms).
     pub points: Vec<(i64, f64)>,
+    /// Histogram points sorted by time (ms).
+    pub histograms: Vec<(i64, FloatHistogram)>,
+}
+
+impl Series {
+    /// A series of float points.
+    pub fn floats(labels: Arc<Labels>, points: Vec<(i64, f64)>) -> Series {
+        Series { labels, points, histograms: Vec::new() }
+    }
+
+    /// Whether the series has no points.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.histograms.is_empty()
+    }
+
+    /// Number of points of both kinds.
+    pub fn len(&self) -> usize {
+        self.points.len() + self.histograms.len()
+    }
 }
 
 /// The result of a query.
