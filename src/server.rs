@@ -96,7 +96,6 @@ pub async fn run(mut cfg: Config, status: Arc<query::status::ServerStatus>) -> a
     let ingest_state = ingest::IngestState::new(Arc::clone(db.head()), cfg.ingest)
         .context("cannot start the ingest threads")?
         .with_metadata(Arc::clone(&metadata))
-        .with_exemplars(Arc::clone(&exemplars))
         .with_created_timestamp_zero_ingestion(cfg.created_timestamp_zero_ingestion);
     let ready_db = Arc::clone(&db);
     let reloader = Arc::new(Reloader::new(Arc::clone(db.head()), cfg.reloadable.clone(), Arc::clone(&status)));

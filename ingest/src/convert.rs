@@ -11,12 +11,13 @@
 
 use std::fmt::Write as _;
 
+use tsdb::exemplars::Exemplar;
 use tsdb::head::{Appender, CommitStats, PreparedSeries};
 use tsdb::{AppendError, Head, RejectReason};
 
 use crate::decode::{self, SeriesView, WalkSummary};
 use crate::error::Result;
-use crate::report::{write_labels, Reason, Report, NATIVE_HISTOGRAMS_UNSUPPORTED};
+use crate::report::{write_labels, Reason, Report};
 
 /// What one request did.
 #[derive(Debug, Default, Clone)]
@@ -27,11 +28,13 @@ pub struct Outcome {
     pub summary: WalkSummary,
     /// Float samples accepted (queued for commit, or identical to a stored sample).
     pub accepted: u64,
+    /// Native histogram samples accepted (likewise).
+    pub histograms_accepted: u64,
     /// Rejected samples; empty if all were accepted.
     pub report: Report,
     /// What the commit did.
     pub commit: CommitStats,
-    /// Exemplars stored (see [`tsdb::exemplars`]); set by the caller that stores them.
+    /// Exemplars the commit wrote to the WAL and the exemplar store took (see [`tsdb::exemplars`]).
     pub exemplars_stored: u64,
 }
 
@@ -44,7 +47,7 @@ impl From<RejectReason> for Reason {
             RejectReason::Duplicate => Reason::Duplicate,
             RejectReason::TooFarInFuture => Reason::TooFarInFuture,
             RejectReason::Invalid => Reason::InvalidLabels,
-            RejectReason::InvalidHistogram => Reason::NativeHistogram,
+            RejectReason::InvalidHistogram => Reason::InvalidHistogram,
         }
     }
 }
@@ -60,7 +63,7 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     let mut app = head.appender();
     let mut labels = Vec::new();
     let mut report = Report::default();
-    let mut accepted = 0u64;
+    let mut accepted = Appended::default();
     // Each series is looked up two steps late, its memory fetched meanwhile: when it is decoded its
     // labels are packed and hashed and its series-map slot requested; one series later the slot is
     // read and the series' labels and state requested; one more series later it is looked up and its
@@ -70,23 +73,23 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     let mut next = 0usize;
     let walked = decode::walk(payload, &mut labels, |pairs, series| {
         let (fill, probe, waiting) = roles(&mut staged, next);
-        if series.num_samples > 0 {
+        if series.has_samples() {
             app.prepare_series(pairs, &mut fill.prepared);
         }
         // Keep the pairs; the walk refills the (cleared) vector it gets back.
         std::mem::swap(pairs, &mut fill.pairs);
         fill.view = Some(*series);
-        if probe.view.is_some_and(|v| v.num_samples > 0) {
+        if probe.view.is_some_and(|v| v.has_samples()) {
             app.probe_series(&probe.prepared);
         }
-        accepted += waiting.append(&mut app, &mut report);
+        accepted.add(waiting.append(&mut app, &mut report));
         next = (next + 1) % 3;
     });
     if walked.is_ok() {
         // The last two series, oldest first (the slot `next` is empty: its series was appended).
         let (_, last, older) = roles(&mut staged, next);
-        accepted += older.append(&mut app, &mut report);
-        accepted += last.append(&mut app, &mut report);
+        accepted.add(older.append(&mut app, &mut report));
+        accepted.add(last.append(&mut app, &mut report));
     }
     let summary = match walked {
         Ok(s) => s,
@@ -97,7 +100,15 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     };
     report.set_received(summary.samples + summary.histograms);
     let (commit, ticket) = app.commit_unsynced()?;
-    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit, exemplars_stored: 0 };
+    let outcome = Outcome {
+        payload_bytes: payload.len(),
+        summary,
+        accepted: accepted.samples,
+        histograms_accepted: accepted.histograms,
+        report,
+        exemplars_stored: commit.exemplars_stored,
+        commit,
+    };
     Ok((outcome, ticket))
 }
 
@@ -124,20 +135,38 @@ struct Staged<'a> {
 
 impl Staged<'_> {
     /// Appends the staged series, if any (see [`append_series`]), and leaves `self` empty for reuse.
-    fn append(&mut self, app: &mut Appender<'_>, report: &mut Report) -> u64 {
+    fn append(&mut self, app: &mut Appender<'_>, report: &mut Report) -> Appended {
         let Some(view) = self.view.take() else {
-            return 0;
+            return Appended::default();
         };
-        let n = append_series(app, &self.pairs, &self.prepared, &view, None, report);
+        let n = append_series(app, &self.pairs, &self.prepared, &view, None, &|| view.exemplars_v1(), report);
         self.pairs.clear();
         n
     }
 }
 
-/// Appends one series' samples (`prepared` from [`Appender::prepare_series`] on `pairs`, unless the
-/// series has no float samples); returns how many were accepted. `created_t`: the series' created
-/// timestamp when a zero sample is to be ingested there (remote-write 2.0 with
-/// `created-timestamp-zero-ingestion`), appended first where
+/// What one series (or request) had accepted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    /// Float samples.
+    pub samples: u64,
+    /// Native histogram samples.
+    pub histograms: u64,
+}
+
+impl Appended {
+    pub(crate) fn add(&mut self, other: Appended) {
+        self.samples += other.samples;
+        self.histograms += other.histograms;
+    }
+}
+
+/// Appends one series' float samples, then its native histograms, then (if any sample or
+/// histogram was accepted) its exemplars (`exemplars` reads them; exemplars the store would refuse
+/// are dropped without failing the request, as in Prometheus's receiver). `prepared` comes from
+/// [`Appender::prepare_series`] on `pairs`, unless the series has neither samples nor histograms.
+/// `created_t`: the series' created timestamp when a zero sample is to be ingested there
+/// (remote-write 2.0 with `created-timestamp-zero-ingestion`), appended first where
 /// [`created_zero_sample`](crate::convert_v2::created_zero_sample) allows it.
 pub(crate) fn append_series(
     app: &mut Appender<'_>,
@@ -145,28 +174,23 @@ pub(crate) fn append_series(
     prepared: &PreparedSeries,
     series: &SeriesView<'_>,
     created_t: Option<i64>,
+    exemplars: &dyn Fn() -> Vec<Exemplar>,
     report: &mut Report,
-) -> u64 {
-    if series.num_histograms > 0 {
-        report.reject(Reason::NativeHistogram, series.num_histograms, |out| {
-            write_labels_lossy(out, pairs);
-            describe_count(out, series.num_histograms, series.first_histogram_t);
-            let _ = write!(out, ": {NATIVE_HISTOGRAMS_UNSUPPORTED}");
-        });
-    }
-    let n = series.num_samples;
-    if n == 0 {
-        return 0;
+) -> Appended {
+    let (n, nh) = (series.num_samples, series.num_histograms);
+    if n + nh == 0 {
+        return Appended::default();
     }
     let h = match app.series_prepared(prepared, pairs) {
         Ok(h) => h,
         Err(e) => {
-            report.reject(Reason::InvalidLabels, n, |out| {
+            report.reject(Reason::InvalidLabels, n + nh, |out| {
                 write_labels_lossy(out, pairs);
-                describe_count(out, n, series.samples().next().map(|(t, _)| t));
+                let first_t = series.samples().next().map(|(t, _)| t).or(series.first_histogram_t);
+                describe_count(out, n + nh, first_t);
                 let _ = write!(out, ": {}", AppendError::InvalidLabels(e));
             });
-            return 0;
+            return Appended::default();
         }
     };
     if let (Some(ct), Some((first_t, _))) = (created_t, series.samples().next()) {
@@ -175,14 +199,30 @@ pub(crate) fn append_series(
             let _ = app.append(h, ct, 0.0);
         }
     }
-    let mut accepted = 0;
+    let mut accepted = Appended::default();
     for (t, v) in series.samples() {
         match app.append(h, t, v) {
-            Ok(()) => accepted += 1,
+            Ok(()) => accepted.samples += 1,
             Err(e) => report.reject(e.reason().into(), 1, |out| {
                 write_series_labels(out, pairs);
                 let _ = write!(out, " @{t}: {e}");
             }),
+        }
+    }
+    for s in series.histograms() {
+        let t = s.t;
+        match app.append_histogram(h, t, s.value) {
+            Ok(()) => accepted.histograms += 1,
+            Err(e) => report.reject(e.reason().into(), 1, |out| {
+                write_series_labels(out, pairs);
+                let _ = write!(out, " @{t}: {e}");
+            }),
+        }
+    }
+    if series.num_exemplars > 0 && accepted != Appended::default() {
+        for e in exemplars() {
+            // Refused exemplars (storage off, out of order, duplicate) never fail the request.
+            let _ = app.append_exemplar(h, e);
         }
     }
     accepted

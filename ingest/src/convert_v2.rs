@@ -3,25 +3,23 @@
 //! Each series' label references are resolved by the walk into the same borrowed pairs a 1.0 series
 //! has, so lookup (with the 1.0 path's prefetching two series ahead), validation and sorting are
 //! the 1.0 path's. Per series, in the order of Prometheus's 2.0 receiver: a series with a bad
-//! symbol reference is rejected whole; the rest goes through the 1.0 path's per-series append:
-//! native histograms are rejected (not supported); with
-//! [`Options::created_timestamp_zero_ingestion`] a zero sample is appended at the created timestamp
-//! (see [`created_zero_sample`]); then the float samples. Exemplars
-//! of series whose samples were accepted go to the [`ExemplarStore`] after the commit; an exemplar it
-//! refuses (out of order, duplicate) does not fail the request. Metadata is gathered and recorded
-//! once the commit succeeded, in one batch.
+//! symbol reference is rejected whole; the rest goes through the 1.0 path's per-series append
+//! ([`convert::append_series`]): with [`Options::created_timestamp_zero_ingestion`] a zero sample
+//! is appended at the created timestamp (see [`created_zero_sample`]); then the float samples, the
+//! native histograms and the exemplars (written to the WAL with the samples; an exemplar the
+//! store refuses does not fail the request). Metadata is gathered and recorded once the commit
+//! succeeded, in one batch.
 //!
 //! A series without samples (metadata only) writes nothing to the head. Blocking, like
 //! [`crate::convert`].
 
 use std::fmt::Write as _;
 
-use tsdb::exemplars::{Exemplar, ExemplarStore};
 use tsdb::head::{Appender, PreparedSeries};
 use tsdb::metadata::{MetadataStore, MetricType, Update};
-use tsdb::{Head, Labels};
+use tsdb::Head;
 
-use crate::convert::{self, roles, write_labels_lossy, Outcome};
+use crate::convert::{self, roles, write_labels_lossy, Appended, Outcome};
 use crate::decode::v2::{self, SeriesV2};
 use crate::error::Result;
 use crate::report::{Reason, Report};
@@ -33,8 +31,6 @@ pub struct Options<'m> {
     pub created_timestamp_zero_ingestion: bool,
     /// Where series metadata goes; `None` drops it.
     pub metadata: Option<&'m MetadataStore>,
-    /// Where exemplars go; `None` drops them.
-    pub exemplars: Option<&'m ExemplarStore>,
 }
 
 /// Whether a series' created timestamp `ct` yields a zero sample before its first sample at
@@ -86,7 +82,7 @@ pub fn append_request_unsynced(
         older.append(&mut app, &symbols, opts, &mut acc);
         last.append(&mut app, &symbols, opts, &mut acc);
     }
-    let Gathered { accepted, mut report, updates, exemplars } = acc;
+    let Gathered { accepted, mut report, updates } = acc;
     let summary = match walked {
         Ok(s) => s,
         Err(e) => {
@@ -101,45 +97,29 @@ pub fn append_request_unsynced(
             store.update(updates);
         }
     }
-    let exemplars_stored = match opts.exemplars {
-        Some(store) => store_exemplars(store, exemplars),
-        None => 0,
+    let outcome = Outcome {
+        payload_bytes: payload.len(),
+        summary,
+        accepted: accepted.samples,
+        histograms_accepted: accepted.histograms,
+        report,
+        exemplars_stored: commit.exemplars_stored,
+        commit,
     };
-    let outcome = Outcome { payload_bytes: payload.len(), summary, accepted, report, commit, exemplars_stored };
     Ok((outcome, ticket))
-}
-
-/// The label set of a series whose samples were accepted (so its pairs are valid).
-pub(crate) fn series_labels(pairs: &[(&[u8], &[u8])]) -> Option<Labels> {
-    let strs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
-        .collect::<Option<_>>()?;
-    Labels::from_pairs(&strs).ok()
-}
-
-/// Stores exemplars, per series; returns how many were stored. An exemplar that is refused (out of
-/// order, a duplicate, labels too long) never fails the request, as in Prometheus's 1.0 receiver.
-pub(crate) fn store_exemplars(store: &ExemplarStore, per_series: Vec<(Labels, Vec<Exemplar>)>) -> u64 {
-    let mut stored = 0;
-    for (labels, es) in per_series {
-        stored += store.append(&labels, es).iter().filter(|r| r.is_ok()).count() as u64;
-    }
-    stored
 }
 
 /// What the series of a request gathered for after the commit.
 #[derive(Default)]
 struct Gathered<'a> {
-    accepted: u64,
+    accepted: Appended,
     report: Report,
     updates: Vec<Update<'a>>,
-    exemplars: Vec<(Labels, Vec<Exemplar>)>,
 }
 
 /// True if the series' samples need its series looked up.
 fn needs_lookup(series: &SeriesV2<'_>) -> bool {
-    series.invalid.is_none() && series.view.num_samples > 0
+    series.invalid.is_none() && series.view.has_samples()
 }
 
 /// A series decoded (and prepared for lookup if [`needs_lookup`]), waiting for its turn.
@@ -159,13 +139,9 @@ impl<'a> Staged<'a> {
             return;
         };
         let pairs = &self.pairs;
-        let n = append_series(app, pairs, &self.prepared, &series, self.index, opts, &mut acc.report);
-        acc.accepted += n;
-        if n > 0 && series.view.num_exemplars > 0 && opts.exemplars.is_some() {
-            if let Some(l) = series_labels(pairs) {
-                acc.exemplars.push((l, series.view.exemplars_v2(symbols)));
-            }
-        }
+        let exemplars = || series.view.exemplars_v2(symbols);
+        let n = append_series(app, pairs, &self.prepared, &series, self.index, opts, &exemplars, &mut acc.report);
+        acc.accepted.add(n);
         if series.invalid.is_none() && opts.metadata.is_some() {
             if let Some(u) = metadata_update(pairs, &series) {
                 acc.updates.push(u);
@@ -185,7 +161,8 @@ fn metadata_update<'a>(pairs: &[(&'a [u8], &'a [u8])], series: &SeriesV2<'a>) ->
 }
 
 /// Appends one series (`prepared` from [`Appender::prepare_series`] on `pairs` if [`needs_lookup`]);
-/// returns how many float samples were accepted.
+/// returns what was accepted.
+#[allow(clippy::too_many_arguments, reason = "one series' parts, passed through from the pipeline")]
 fn append_series(
     app: &mut Appender<'_>,
     pairs: &[(&[u8], &[u8])],
@@ -193,8 +170,9 @@ fn append_series(
     series: &SeriesV2<'_>,
     index: u64,
     opts: Options<'_>,
+    exemplars: &dyn Fn() -> Vec<tsdb::exemplars::Exemplar>,
     report: &mut Report,
-) -> u64 {
+) -> Appended {
     let view = &series.view;
     if let Some(invalid) = series.invalid {
         let n = view.num_samples + view.num_histograms;
@@ -203,10 +181,10 @@ fn append_series(
             write_labels_lossy(out, pairs);
             let _ = write!(out, ": {invalid}");
         });
-        return 0;
+        return Appended::default();
     }
     let created_t = (opts.created_timestamp_zero_ingestion && series.created_t != 0).then_some(series.created_t);
-    convert::append_series(app, pairs, prepared, view, created_t, report)
+    convert::append_series(app, pairs, prepared, view, created_t, exemplars, report)
 }
 
 #[cfg(test)]

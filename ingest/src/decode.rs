@@ -375,6 +375,11 @@ impl<'a> SeriesView<'a> {
         Samples { msg: self.msg, depth: self.depth }
     }
 
+    /// True if the series carries float samples or native histograms (so it is looked up).
+    pub fn has_samples(&self) -> bool {
+        self.num_samples + self.num_histograms > 0
+    }
+
     /// The native histogram samples in wire order.
     pub fn histograms(&self) -> histogram::Histograms<'a> {
         self.hist

@@ -19,7 +19,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, error, info, warn};
 
-use tsdb::exemplars::ExemplarStore;
 use tsdb::metadata::{MetadataStore, MetricType, Update};
 
 use crate::convert::{self, Outcome};
@@ -57,7 +56,8 @@ pub(crate) async fn write(
         Err(e) => (None, Err(e)),
     };
     // Float samples stored (or identical to stored ones), also when others were rejected.
-    let (written, exemplars_written) = result.as_ref().map_or((0, 0), |o| (o.accepted, o.exemplars_stored));
+    let (written, histograms_written, exemplars_written) =
+        result.as_ref().map_or((0, 0, 0), |o| (o.accepted, o.histograms_accepted, o.exemplars_stored));
     let result =
         result.and_then(|o| if o.report.is_empty() { Ok(o) } else { Err(Error::Rejected(Box::new(o.report))) });
     let status = match &result {
@@ -96,7 +96,7 @@ pub(crate) async fn write(
                 duplicate = report.count(Reason::Duplicate),
                 invalid_labels = report.count(Reason::InvalidLabels),
                 invalid_references = report.count(Reason::InvalidReference),
-                native_histograms = report.count(Reason::NativeHistogram),
+                invalid_histograms = report.count(Reason::InvalidHistogram),
                 first = report.lines().first().map_or("", String::as_str),
                 elapsed_us,
                 "remote-write request partly rejected; valid samples stored"
@@ -115,7 +115,7 @@ pub(crate) async fn write(
     if protocol == Some(Protocol::V2) {
         let h = response.headers_mut();
         h.insert(SAMPLES_WRITTEN_HEADER, HeaderValue::from(written));
-        h.insert(HISTOGRAMS_WRITTEN_HEADER, HeaderValue::from(0u64));
+        h.insert(HISTOGRAMS_WRITTEN_HEADER, HeaderValue::from(histograms_written));
         h.insert(EXEMPLARS_WRITTEN_HEADER, HeaderValue::from(exemplars_written));
     }
     response
@@ -149,7 +149,6 @@ async fn handle(
         limits: state.limits,
         protocol,
         metadata: state.metadata.clone(),
-        exemplars: state.exemplars.clone(),
         created_timestamp_zero_ingestion: state.created_timestamp_zero_ingestion,
     };
     let syncer = state.syncer.clone();
@@ -190,7 +189,6 @@ struct Job {
     limits: Limits,
     protocol: Protocol,
     metadata: Option<Arc<MetadataStore>>,
-    exemplars: Option<Arc<ExemplarStore>>,
     created_timestamp_zero_ingestion: bool,
 }
 
@@ -208,15 +206,10 @@ fn process(head: &tsdb::Head, job: &Job, body: &[u8]) -> Result<(Outcome, Option
     let result =
         decode::decompress(body, job.limits.max_decompressed_bytes, &mut buf).and_then(|()| match job.protocol {
             Protocol::V1 => {
-                let mut appended = convert::append_request_unsynced(head, &buf);
+                let appended = convert::append_request_unsynced(head, &buf);
                 if let (Ok((outcome, _)), Some(store)) = (&appended, &job.metadata) {
                     if outcome.summary.metadata > 0 {
                         record_v1_metadata(store, &buf);
-                    }
-                }
-                if let (Ok((outcome, _)), Some(store)) = (&mut appended, &job.exemplars) {
-                    if outcome.summary.exemplars > 0 {
-                        outcome.exemplars_stored = store_v1_exemplars(store, &buf);
                     }
                 }
                 appended
@@ -225,7 +218,6 @@ fn process(head: &tsdb::Head, job: &Job, body: &[u8]) -> Result<(Outcome, Option
                 let opts = convert_v2::Options {
                     created_timestamp_zero_ingestion: job.created_timestamp_zero_ingestion,
                     metadata: job.metadata.as_deref(),
-                    exemplars: job.exemplars.as_deref(),
                 };
                 convert_v2::append_request_unsynced(head, &buf, opts)
             }
@@ -235,27 +227,6 @@ fn process(head: &tsdb::Head, job: &Job, body: &[u8]) -> Result<(Outcome, Option
         let _ = PAYLOAD_BUF.try_with(|b| b.replace(buf));
     }
     result
-}
-
-/// Stores a 1.0 request's exemplars (the payload has been walked and committed): those of series
-/// with valid labels and samples. Returns how many were stored.
-fn store_v1_exemplars(store: &ExemplarStore, payload: &[u8]) -> u64 {
-    let mut labels = Vec::new();
-    let mut per_series = Vec::new();
-    let walked = decode::walk(payload, &mut labels, |pairs, series| {
-        if series.num_exemplars > 0 && series.num_samples > 0 {
-            if let Some(l) = convert_v2::series_labels(pairs) {
-                per_series.push((l, series.exemplars_v1()));
-            }
-        }
-    });
-    match walked {
-        Ok(_) => convert_v2::store_exemplars(store, per_series),
-        Err(e) => {
-            warn!(cause = %e, "cannot read the exemplars of a remote-write request");
-            0
-        }
-    }
 }
 
 /// Records a 1.0 request's metadata (the payload has been walked: it is well-formed).

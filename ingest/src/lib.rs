@@ -11,17 +11,17 @@
 //! | status | when |
 //! |---|---|
 //! | 204 | every sample accepted (identical re-sent samples count as accepted) |
-//! | 400 | bad snappy (including a declared length the block cannot expand to), bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, native histogram, a 2.0 series with a symbol reference out of range) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
+//! | 400 | bad snappy (including a declared length the block cannot expand to), bad protobuf, unreadable body, or some samples rejected (invalid labels, out of bounds/order, too old, duplicate, invalid native histogram, a 2.0 series with a symbol reference out of range) — the valid samples of the request **are** stored; the plain-text body names the first rejections |
 //! | 413 | compressed body over [`Limits::max_compressed_bytes`], or declared decompressed size over [`Limits::max_decompressed_bytes`] |
 //! | 415 | `Content-Encoding` other than `snappy`, or `Content-Type` other than `application/x-protobuf[;proto=prometheus.WriteRequest]` or `application/x-protobuf;proto=io.prometheus.write.v2.Request` (both may be absent: 1.0, snappy) |
 //! | 500 / 503 | storage failed (WAL I/O) / storage closed; nothing was acknowledged |
 //!
 //! 2.0 answers (2xx and 4xx after negotiation, 5xx too) carry `X-Prometheus-Remote-Write-Samples-Written`,
-//! `-Histograms-Written` and `-Exemplars-Written`: the float samples accepted, 0 histograms (not
-//! stored) and the exemplars stored. Metric metadata (1.0 `metadata`, 2.0 series metadata) goes
-//! to the [`tsdb::metadata::MetadataStore`] given with [`IngestState::with_metadata`], exemplars of
-//! series whose samples were accepted to the [`tsdb::exemplars::ExemplarStore`] given with
-//! [`IngestState::with_exemplars`] (a refused exemplar never fails a request).
+//! `-Histograms-Written` and `-Exemplars-Written`: the float samples, native histograms and
+//! exemplars stored. Metric metadata (1.0 `metadata`, 2.0 series metadata) goes to the
+//! [`tsdb::metadata::MetadataStore`] given with [`IngestState::with_metadata`]. Exemplars of series
+//! with an accepted sample or histogram are committed with the samples (the WAL, then the head's
+//! exemplar store, [`tsdb::head::Options::exemplars`]); a refused exemplar never fails a request.
 //!
 //! Layout:
 //! - [`proto`]: prost structs, the reference definition of the messages (used to encode in tests/benches).
@@ -107,8 +107,6 @@ pub struct IngestState {
     metadata: Option<Arc<tsdb::metadata::MetadataStore>>,
     /// Prometheus's `created-timestamp-zero-ingestion` feature (remote-write 2.0 only).
     created_timestamp_zero_ingestion: bool,
-    /// Where exemplars from requests go; `None` drops them.
-    exemplars: Option<Arc<tsdb::exemplars::ExemplarStore>>,
 }
 
 impl IngestState {
@@ -123,15 +121,7 @@ impl IngestState {
             pool: Arc::new(pool::IngestPool::per_core()?),
             metadata: None,
             created_timestamp_zero_ingestion: false,
-            exemplars: None,
         })
-    }
-
-    /// Stores the exemplars of requests (1.0 and 2.0) in `store`.
-    #[must_use]
-    pub fn with_exemplars(mut self, store: Arc<tsdb::exemplars::ExemplarStore>) -> IngestState {
-        self.exemplars = Some(store);
-        self
     }
 
     /// Records the metric metadata of requests (1.0 `metadata`, 2.0 series metadata) in `store`.

@@ -23,8 +23,8 @@ pub enum Reason {
     TooFarInFuture,
     /// The series' label set is invalid; all its samples are rejected.
     InvalidLabels,
-    /// Native histogram samples, which Strata does not store.
-    NativeHistogram,
+    /// A native histogram that fails validation (counts, spans, schema).
+    InvalidHistogram,
     /// A remote-write 2.0 series with a symbol reference out of range or an odd number of label
     /// references; all its samples are rejected.
     InvalidReference,
@@ -41,7 +41,7 @@ impl Reason {
         Reason::Duplicate,
         Reason::TooFarInFuture,
         Reason::InvalidLabels,
-        Reason::NativeHistogram,
+        Reason::InvalidHistogram,
         Reason::InvalidReference,
     ];
 
@@ -59,14 +59,11 @@ impl Reason {
             Reason::Duplicate => "duplicate",
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::InvalidLabels => "invalid_labels",
-            Reason::NativeHistogram => "native_histogram",
+            Reason::InvalidHistogram => "invalid_histogram",
             Reason::InvalidReference => "invalid_reference",
         }
     }
 }
-
-/// Text for native histogram rejections.
-pub const NATIVE_HISTOGRAMS_UNSUPPORTED: &str = "native histograms are not supported";
 
 /// Rejections of one request.
 #[derive(Debug, Default, Clone, PartialEq)]

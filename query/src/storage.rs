@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matcher};
 
+use tsdb::histogram::FloatHistogram;
 use tsdb::querier::ReadWarnings;
 
 use crate::engine::{Labels, Selected, SeriesSet, Storage, StorageSeries};
@@ -75,6 +76,18 @@ impl StorageSeries for tsdb::querier::LazySeries {
     }
     fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
         self.read_samples(mint, maxt, out).map_err(read_error)
+    }
+    fn histograms(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, FloatHistogram)>) -> Result<()> {
+        self.read_histograms(mint, maxt, out).map_err(read_error)
+    }
+    fn read(
+        &self,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(i64, f64)>,
+        hout: &mut Vec<(i64, FloatHistogram)>,
+    ) -> Result<()> {
+        self.read_all(mint, maxt, out, hout).map_err(read_error)
     }
     fn prefetch(&self) {
         tsdb::querier::LazySeries::prefetch(self);

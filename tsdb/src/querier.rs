@@ -224,6 +224,25 @@ impl LazySeries {
             None => Ok(()),
         }
     }
+    /// [`LazySeries::read_samples`] and [`LazySeries::read_histograms`] from one snapshot.
+    pub fn read_all(
+        &self,
+        mint: i64,
+        maxt: i64,
+        floats: &mut Vec<(i64, f64)>,
+        hists: &mut Vec<(i64, FloatHistogram)>,
+    ) -> Result<()> {
+        match self.snapshot(mint, maxt)? {
+            Some(s) => {
+                s.read_samples(mint, maxt, floats)?;
+                if s.chunks.iter().chain(&s.ooo_chunks).any(|c| c.data.is_histogram()) {
+                    s.read_histograms(mint, maxt, hists)?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Reads series from the head and the blocks over `[mint, maxt]` (ms, inclusive), merging series with

@@ -176,12 +176,14 @@ async fn invalid_utf8_label_rejects_that_series_only() {
 }
 
 #[tokio::test]
-async fn native_histograms_are_rejected_after_storing_floats() {
+async fn native_histograms_are_stored_and_invalid_ones_rejected_alone() {
     let (_dir, head) = head();
     let state = IngestState::new(Arc::clone(&head), Limits::default()).unwrap();
+    // An empty histogram is valid; one whose count disagrees with its (no) buckets is not.
     let hist = |timestamp| proto::Histogram { timestamp, schema: 1, ..Default::default() };
     let mut mixed = series(&[("__name__", "f")], &[(1000, 1.0)]);
-    mixed.histograms = vec![hist(1000)];
+    mixed.histograms =
+        vec![proto::Histogram { count: Some(proto::histogram::Count::CountInt(5)), ..hist(1000) }, hist(2000)];
     mixed.exemplars = vec![proto::Exemplar { labels: vec![], value: 1.0, timestamp: 1000 }];
     let req = WriteRequest {
         timeseries: vec![
@@ -196,13 +198,17 @@ async fn native_histograms_are_rejected_after_storing_floats() {
     };
     let (status, text) = send(&state, &req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    assert!(text.starts_with("rejected 3 of 4 samples (native_histogram: 3)"), "{text}");
-    assert!(text.contains("{__name__=\"h\"} 2 samples from @1000: native histograms are not supported"), "{text}");
-    assert!(text.contains("{__name__=\"f\"} @1000: native histograms are not supported"), "{text}");
+    assert!(text.starts_with("rejected 1 of 5 samples (invalid_histogram: 1)"), "{text}");
+    assert!(
+        text.contains(
+            "{__name__=\"f\"} @1000: invalid histogram: 0 observations found in buckets, but the Count field is 5"
+        ),
+        "{text}"
+    );
     assert_eq!(samples(&head, "f"), vec![(1000, 1.0)]);
-    assert!(samples(&head, "h").is_empty());
     let m = state.metrics().snapshot();
-    assert_eq!((m.histograms_received, m.exemplars_received), (2 + 1, 1));
+    assert_eq!((m.histograms_received, m.exemplars_received), (2 + 2, 1));
+    assert_eq!(head.stats().histograms.in_order.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
 
 #[tokio::test]

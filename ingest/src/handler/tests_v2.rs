@@ -131,7 +131,10 @@ async fn bad_series_are_rejected_alone_and_the_headers_count_what_was_stored() {
     assert_eq!(written(&headers), counts(2, 0, 0));
     assert_eq!(samples(&head, "good"), [(1000, 1.0), (2000, 2.0)]);
     assert!(text.starts_with("rejected 4 of 6 samples ("), "{text}");
-    assert!(text.contains("{__name__=\"latency\"} @1000: native histograms are not supported"), "{text}");
+    assert!(
+        text.contains("{__name__=\"latency\"} @1000: invalid histogram: 0 observations found in buckets, but the Count field is 3"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "series #1 {{__name__=\"broken\", =\"__name__\"}}: labels_refs references symbol 500, but the request has {n_symbols} symbols"

@@ -75,6 +75,17 @@ pub trait StorageSeries: Send + Sync {
     fn histograms(&self, _mint: i64, _maxt: i64, _out: &mut Vec<(i64, FloatHistogram)>) -> Result<()> {
         Ok(())
     }
+    /// [`StorageSeries::samples`] then [`StorageSeries::histograms`]; a storage may read both at once.
+    fn read(
+        &self,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<(i64, f64)>,
+        hout: &mut Vec<(i64, FloatHistogram)>,
+    ) -> Result<()> {
+        self.samples(mint, maxt, out)?;
+        self.histograms(mint, maxt, hout)
+    }
     /// A hint that the series will be read soon: the storage may start fetching its state.
     fn prefetch(&self) {}
     /// A hint given after [`StorageSeries::prefetch`], closer to the read: the storage may fetch
@@ -614,7 +625,7 @@ impl Evaluator<'_> {
             self.check_timeout()?;
             buf.clear();
             hbuf.clear();
-            if let Err(e) = s.samples(mint, hi, &mut buf).and_then(|()| s.histograms(mint, hi, &mut hbuf)) {
+            if let Err(e) = s.read(mint, hi, &mut buf, &mut hbuf) {
                 series.read_failed(e)?;
                 continue;
             }
@@ -716,7 +727,7 @@ impl Evaluator<'_> {
         for s in series.iter() {
             self.check_timeout()?;
             let (mut buf, mut hbuf) = (Vec::new(), Vec::new());
-            if let Err(e) = s.samples(mint, maxt, &mut buf).and_then(|()| s.histograms(mint, maxt, &mut hbuf)) {
+            if let Err(e) = s.read(mint, maxt, &mut buf, &mut hbuf) {
                 series.read_failed(e)?;
                 continue;
             }
@@ -1135,7 +1146,7 @@ fn window_series_part(
         hists.clear();
         prefetch_ahead(set, i);
         if let Some(s) = set.get(i) {
-            if let Err(e) = s.samples(mint, maxt, &mut points).and_then(|()| s.histograms(mint, maxt, &mut hists)) {
+            if let Err(e) = s.read(mint, maxt, &mut points, &mut hists) {
                 points.clear();
                 hists.clear();
                 done.failed.get_or_insert(e);
