@@ -174,6 +174,62 @@ fn sorted(mut data: Value) -> Value {
     data
 }
 
+/// Where two JSON values first differ (a path and both sides), for readable failures.
+fn first_difference(a: &Value, b: &Value, path: &str, ulps: u64) -> Option<String> {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                if let Some(d) = first_difference(p, q, &format!("{path}[{i}]"), ulps) {
+                    return Some(d);
+                }
+            }
+            (x.len() != y.len()).then(|| format!("{path}: {} vs {} elements", x.len(), y.len()))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, p) in x {
+                match y.get(k) {
+                    Some(q) => {
+                        if let Some(d) = first_difference(p, q, &format!("{path}.{k}"), ulps) {
+                            return Some(d);
+                        }
+                    }
+                    None => return Some(format!("{path}.{k}: only left has it: {p}")),
+                }
+            }
+            y.keys().find(|k| !x.contains_key(*k)).map(|k| format!("{path}.{k}: only right has it"))
+        }
+        _ if a != b && is_bucket_bound(path) && close(a, b, 1) => None,
+        _ if a != b && close(a, b, ulps) => None,
+        _ => (a != b).then(|| format!("{path}: {a} vs {b}")),
+    }
+}
+
+/// True for the path of a bucket's lower or upper bound (`…buckets[i][1]` or `…buckets[i][2]`).
+fn is_bucket_bound(path: &str) -> bool {
+    path.contains(".buckets[") && (path.ends_with("][1]") || path.ends_with("][2]"))
+}
+
+/// Whether two number strings are at most `ulps` apart. Bucket bounds of exponential schemas above
+/// 0 come from a table in Prometheus whose entries are not all the correctly rounded powers of two
+/// Strata computes: they may differ in the last bit.
+fn close(a: &Value, b: &Value, ulps: u64) -> bool {
+    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => x.signum() == y.signum() && x.to_bits().abs_diff(y.to_bits()) <= ulps,
+        _ => false,
+    }
+}
+
+/// Asserts two answers are equal, naming where they first differ. `histogram_quantile` values may
+/// differ from Prometheus 2.42's in the last bits: Strata sums the buckets from the far end for
+/// quantiles above 0.5, as Prometheus 3 does, where 2.42 always starts at the lowest bucket.
+fn assert_same(strata: &Value, prometheus: &Value, what: &str) {
+    let ulps = if what.contains("histogram_quantile") { 4 } else { 0 };
+    if let Some(d) = first_difference(strata, prometheus, "", ulps) {
+        panic!("{what}: Strata and Prometheus differ at {d}");
+    }
+}
+
 /// The data with `__name__` of every series replaced by `name`.
 fn renamed(mut data: Value, name: &str) -> Value {
     if let Some(r) = data["result"].as_array_mut() {
@@ -222,8 +278,6 @@ fn remote_written_histograms_read_back_as_prometheus_answers() {
         "histogram_sum(rate(nh_int[1m]))",
         "histogram_quantile(0.9, nh_int)",
         "histogram_fraction(0, 2, nh_int)",
-        "nh_int * 2",
-        "nh_int / 4",
     ];
     // Floats and 2.0 read back exactly as the 1.0 integer histograms.
     let want = range(&srv, "nh_int", t0, end, STEP);
@@ -233,13 +287,18 @@ fn remote_written_histograms_read_back_as_prometheus_answers() {
     assert_eq!(renamed(range(&srv, "nh_float", t0, end, STEP), "nh_int"), want);
     assert_eq!(renamed(range(&srv, "nh_v2", t0, end, STEP), "nh_int"), want);
 
+    // Arithmetic with scalars (which Prometheus 2.42 leaves undone, returning the histogram as it
+    // is; Prometheus 3 scales it): checked against sums of histograms.
+    assert_eq!(range(&srv, "nh_int * 2", t0, end, STEP), range(&srv, "nh_int + nh_int", t0, end, STEP));
+    assert_eq!(range(&srv, "nh_int / 0.5", t0, end, STEP), range(&srv, "2 * nh_int", t0, end, STEP));
+
     // The same writes to Prometheus 2.42 give the same answers.
     let Some(prom) = start_prometheus_receiver(dir.path()) else { return };
     prom.write(&WriteRequest { timeseries: ints, ..Default::default() });
     for q in queries {
-        assert_eq!(range(&srv, q, t0, end, STEP), prom_range(&prom, q, t0, end, STEP), "range {q}");
+        assert_same(&range(&srv, q, t0, end, STEP), &prom_range(&prom, q, t0, end, STEP), &format!("range {q}"));
         let at = t0 + 7 * STEP + 500;
-        assert_eq!(instant(&srv, q, at), prom_instant(&prom, q, at), "instant {q}");
+        assert_same(&instant(&srv, q, at), &prom_instant(&prom, q, at), &format!("instant {q}"));
     }
 }
 
@@ -256,9 +315,9 @@ fn invalid_histograms_are_rejected_alone_naming_the_series() {
     let (code, body) = write_v1(&srv, vec![bad.clone(), good.clone(), bad_spans.clone()]);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains(r#"{__name__="nh_bad", layout="0"}"#), "{body}");
-    assert!(body.contains("count"), "{body}");
+    assert!(body.contains("but the Count field is 1000"), "{body}");
     assert!(body.contains(r#"{__name__="nh_bad_spans", layout="1"}"#), "{body}");
-    assert!(body.contains("span"), "{body}");
+    assert!(body.contains("spans need 8 buckets"), "{body}");
     let got = range(&srv, "nh_good", t0, t0 + STEP, STEP);
     assert_eq!(got["result"][0]["histograms"].as_array().map(Vec::len), Some(2), "{got}");
     assert_eq!(range(&srv, "nh_bad", t0, t0 + STEP, STEP)["result"], serde_json::json!([]));
@@ -318,7 +377,8 @@ fn late_histograms_merge_first_wins_and_survive_kill_9() {
     let srv = Server::start(&data, &args);
     assert_eq!(renamed(range(&srv, "nh_late", t0, end, STEP), "nh_ordered"), want);
     assert_eq!(range(&srv, "nh_ordered", t0, end, STEP), want);
-    assert_eq!(range(&srv, "rate(nh_late[1m])", t0, end, STEP), renamed(rate_want, "nh_late"));
+    // rate drops the metric name: the answers are equal as they are.
+    assert_eq!(range(&srv, "rate(nh_late[1m])", t0, end, STEP), rate_want);
     let (code, json) = srv.get_json(
         "/api/v1/query_exemplars",
         &[("query", "nh_ex"), ("start", &format_time(t0)), ("end", &format_time(end))],
@@ -365,7 +425,8 @@ fn compacted_histogram_blocks_read_by_promtool_and_prometheus() {
     assert!(want[0]["result"][0]["histograms"].as_array().is_some_and(|h| h.len() == 120), "{}", want[0]);
 
     let copy = dir.path().join("copy");
-    std::fs::create_dir_all(&copy).unwrap();
+    // An empty WAL beside the blocks, as promtool and Prometheus expect.
+    std::fs::create_dir_all(copy.join("wal")).unwrap();
     for b in block_dirs(&data) {
         copy_dir(&b, &copy.join(b.file_name().unwrap()));
     }
@@ -380,7 +441,7 @@ fn compacted_histogram_blocks_read_by_promtool_and_prometheus() {
     let Some(prom) = prometheus() else { return };
     let p = PromServer::start(&prom, &copy, &["--enable-feature=native-histograms"]);
     for (q, want) in queries.iter().zip(&want) {
-        assert_eq!(&prom_range(&p, q, T0, block_end, 60_000), want, "{q}");
+        assert_same(want, &prom_range(&p, q, T0, block_end, 60_000), q);
     }
 }
 
