@@ -125,14 +125,20 @@ impl ExemplarStore {
     }
 
     /// Whether [`ExemplarStore::append`] would refuse `e` for `series` now, and why (the same
-    /// checks, nothing stored).
+    /// checks, nothing stored). A refusal is counted as [`ExemplarStore::append`] counts one: this
+    /// is where the head's appender refuses exemplars before they reach the WAL.
     pub fn check(&self, series: &Labels, e: &Exemplar) -> Result<(), ExemplarError> {
-        if self.capacity == 0 {
-            return Err(ExemplarError::Disabled);
+        let checked = if self.capacity == 0 {
+            Err(ExemplarError::Disabled)
+        } else {
+            let mut e = e.clone();
+            e.labels.sort();
+            self.lock().check(series, &e)
+        };
+        if checked.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
         }
-        let mut e = e.clone();
-        e.labels.sort();
-        self.lock().check(series, &e)
+        checked
     }
 
     /// Every exemplar held with its series, oldest first: appended in this order to an empty store,
