@@ -963,6 +963,26 @@ mod tests {
             }
         }
 
+        /// A valid histograms record with one byte changed: an error or entries, never a panic.
+        #[test]
+        fn damaged_histogram_records_never_panic(v in histogram_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut rec = HistogramsRecord::default();
+            rec.push(3, 1_700_000_000_000, &v);
+            rec.push(4, 1_700_000_015_000, &v);
+            let mut bytes = rec.as_bytes().to_vec();
+            let i = at.index(bytes.len() - 1) + 1;
+            bytes[i] = byte;
+            let _ = decode(&bytes, &mut Vec::new());
+        }
+
+        /// Histogram and exemplar records of random bytes: an error or entries, never a panic.
+        #[test]
+        fn histogram_and_exemplar_decoding_never_panics(tag in 6u8..8, bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut rec = vec![tag];
+            rec.extend_from_slice(&bytes);
+            let _ = decode(&rec, &mut Vec::new());
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut samples = Vec::new();

@@ -8,6 +8,12 @@
 //! agree on order, and replay rebuilds the same state), then waits for the fsync the sync policy
 //! requires. Applying rejects nothing: it only stores (see `SeriesData::apply`).
 //!
+//! Native histograms ([`Appender::append_histogram`]) follow the same rules against the series'
+//! histograms (a series' floats and histograms are judged apart) and go into one histograms record
+//! of the same batch, applied after the float samples under the same lock. Exemplars
+//! ([`Appender::append_exemplar`]) go into one exemplars record of the batch and, once it is
+//! written, to the head's exemplar store.
+//!
 //! Two transactions appending to one series at once are each judged against the state they saw; the
 //! one that commits second has its samples stored where the state then says (a sample another commit
 //! overtook is stored as late), never dropped, since it is already in the WAL.

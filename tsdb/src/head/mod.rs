@@ -4,7 +4,7 @@
 //! WAL and the head's time range. Appends go through an [`Appender`] transaction ([`append`]); startup
 //! goes through WAL replay ([`replay`]); a series' chunks are read through a snapshot (`read`), which
 //! [`crate::querier::Querier`] merges with the blocks'; deleted intervals live on the series
-//! ([`tombstones`]).
+//! ([`tombstones`]); a series' native histograms live apart from its floats ([`histograms`]).
 //!
 //! Durability: [`Appender::commit`] writes the batch to the WAL and applies it to memory in WAL order
 //! under the WAL's writer lock, then waits for the fsync the WAL's sync policy requires. When commit

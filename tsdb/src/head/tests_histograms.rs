@@ -454,3 +454,27 @@ fn a_head_without_an_exemplar_store_refuses_exemplars() {
     let h = app.series(&mut [("__name__", "m")]).unwrap();
     assert_eq!(app.append_exemplar(h, ex(1, 1.0, "a")), Err(ExemplarError::Disabled));
 }
+
+/// A series holding floats and histograms over the same time: head compaction hands the block
+/// writer both kinds, and the series' float samples read back whole from the block.
+#[test]
+fn floats_of_a_series_with_histograms_survive_head_compaction() {
+    let (_d, db) = crate::testing::temp_db(Options { wal: None, ..Options::default() });
+    let start = 100 * H2;
+    let mut want: Vec<(i64, f64)> = Vec::new();
+    for i in 0..(4 * 120) {
+        let t = start + i * MIN;
+        let mut app = db.head().appender();
+        let h = app.series(&mut [("__name__", "m")]).unwrap();
+        app.append(h, t, i as f64).unwrap();
+        app.append_histogram(h, t + 1_000, int_h(i as u64)).unwrap();
+        app.commit().unwrap();
+        want.push((t, i as f64));
+    }
+    db.compact().unwrap();
+    assert!(!db.blocks().is_empty(), "a block was written");
+    assert!(db.head().min_time() >= start + H2, "the first range left the head");
+    let q = db.querier(i64::MIN, i64::MAX);
+    let s = q.select(&[Matcher::equal("__name__", "m")]).unwrap().pop().unwrap();
+    assert_eq!(s.samples(i64::MIN, i64::MAX).collect::<Vec<_>>(), want);
+}
