@@ -127,8 +127,11 @@ fn post_read(addr: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A streamed answer as (labels, chunks as (min, max, type, bytes)) per series, frames joined.
-type Streamed = Vec<(Vec<(String, String)>, Vec<(i64, i64, i32, Vec<u8>)>)>;
+/// A chunk as remote read sends it: (min time, max time, type, bytes).
+type WireChunk = (i64, i64, i32, Vec<u8>);
+
+/// A streamed answer as (labels, chunks) per series, frames joined.
+type Streamed = Vec<(Vec<(String, String)>, Vec<WireChunk>)>;
 
 fn streamed(addr: &str) -> Streamed {
     let body = post_read(addr, &read_request(vec![ResponseType::StreamedXorChunks as i32]));
@@ -287,7 +290,7 @@ fn prometheus_histogram_blocks_are_served_as_written() {
     // The block's chunks as Prometheus stored them, per series.
     let block = tsdb::block::Block::open(&blocks[0]).unwrap();
     block.verify().unwrap();
-    let mut stored: Vec<(String, Vec<(i64, i64, i32, Vec<u8>)>)> = Vec::new();
+    let mut stored: Vec<(String, Vec<WireChunk>)> = Vec::new();
     for (labels, chunks) in block.select(&[]).unwrap() {
         let cs = chunks
             .iter()
@@ -339,7 +342,7 @@ fn prometheus_histogram_blocks_are_served_as_written() {
     }
     let body = post_read(&srv.addr, &q(vec![ResponseType::StreamedXorChunks as i32]));
     let mut rest = &body[..];
-    let mut ours: Vec<(String, Vec<(i64, i64, i32, Vec<u8>)>)> = Vec::new();
+    let mut ours: Vec<(String, Vec<WireChunk>)> = Vec::new();
     while !rest.is_empty() {
         let (msg, n) = framing::read_frame(rest, 1 << 24).unwrap().expect("a whole frame");
         for cs in ChunkedReadResponse::decode(msg).unwrap().chunked_series {
