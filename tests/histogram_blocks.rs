@@ -127,8 +127,11 @@ fn post_read(addr: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A streamed answer as (labels, chunks as (min, max, type, bytes)) per series, frames joined.
-type Streamed = Vec<(Vec<(String, String)>, Vec<(i64, i64, i32, Vec<u8>)>)>;
+/// A chunk as remote read sends it: (min time, max time, type, bytes).
+type WireChunk = (i64, i64, i32, Vec<u8>);
+
+/// A streamed answer as (labels, chunks) per series, frames joined.
+type Streamed = Vec<(Vec<(String, String)>, Vec<WireChunk>)>;
 
 fn streamed(addr: &str) -> Streamed {
     let body = post_read(addr, &read_request(vec![ResponseType::StreamedXorChunks as i32]));
@@ -235,4 +238,122 @@ fn histogram_blocks_are_read_remotely_as_prometheus_reads_them() {
         ours.len(),
         theirs.len()
     );
+}
+
+/// The other direction: a block Prometheus 2.42 writes (a snapshot of its head) with integer and
+/// float histograms, served by `strata`: the streamed answer passes on the block's chunks as stored
+/// (types and bytes), and the `SAMPLES` answer holds exactly the histograms written.
+#[test]
+fn prometheus_histogram_blocks_are_served_as_written() {
+    let Some(bin) = prometheus() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prom_data = dir.path().join("prom");
+    let prom = PromServer::start(
+        &bin,
+        &prom_data,
+        &["--web.enable-remote-write-receiver", "--enable-feature=native-histograms", "--web.enable-admin-api"],
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // Inside one 2h range of the head (it cuts chunks at the boundaries).
+    let base = (now / BLOCK_MS - 1) * BLOCK_MS + 60_000;
+    let at = |i: i64| base + i * STEP;
+    // Counts that only grow (Prometheus 2.42 cannot snapshot a head chunk after a counter reset:
+    // "detected unexpected counter reset in histogram").
+    let counter: Vec<(i64, HistogramValue)> =
+        (0..150).map(|i| (at(i), HistogramValue::Int(int_hist(i.min(69), (i - 69).max(0))))).collect();
+    let floats: Vec<(i64, HistogramValue)> =
+        (0..50).map(|i| (at(i), HistogramValue::Float(float_hist(i + 1)))).collect();
+    // Gauge histograms are left out: Prometheus 2.42 cannot snapshot them either (same error).
+    let written = [("hp_counter", &counter), ("hp_float", &floats)];
+    let timeseries = written
+        .iter()
+        .map(|(name, hs)| proto::TimeSeries {
+            labels: vec![
+                proto::Label { name: "__name__".into(), value: (*name).into() },
+                proto::Label { name: "job".into(), value: "hist".into() },
+            ],
+            histograms: hs.iter().map(|(t, h)| to_proto(*t, h)).collect(),
+            ..Default::default()
+        })
+        .collect();
+    prom.write(&proto::WriteRequest { timeseries, ..Default::default() });
+    let text = match ureq::post(&format!("http://{}/api/v1/admin/tsdb/snapshot", prom.addr)).call() {
+        Ok(r) => r.into_string().unwrap(),
+        Err(ureq::Error::Status(code, r)) => panic!("snapshot: {code}: {}", r.into_string().unwrap_or_default()),
+        Err(e) => panic!("snapshot: {e}"),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let snapshot = prom_data.join("snapshots").join(json["data"]["name"].as_str().unwrap());
+    let blocks = crate::util::block_dirs(&snapshot);
+    assert_eq!(blocks.len(), 1, "one block from the head");
+
+    // The block's chunks as Prometheus stored them, per series.
+    let block = tsdb::block::Block::open(&blocks[0]).unwrap();
+    block.verify().unwrap();
+    let mut stored: Vec<(String, Vec<WireChunk>)> = Vec::new();
+    for (labels, chunks) in block.select(&[]).unwrap() {
+        let cs = chunks
+            .iter()
+            .map(|c| {
+                let (ty, b) = match &c.data {
+                    ChunkData::Xor(b) => (1, b),
+                    ChunkData::Histogram(b) => (2, b),
+                    ChunkData::FloatHistogram(b) => (3, b),
+                    other => panic!("a block chunk decoded at open: {other:?}"),
+                };
+                (c.min_t, c.max_t, ty, b.to_vec())
+            })
+            .collect();
+        stored.push((labels.get("__name__").unwrap_or_default().to_string(), cs));
+    }
+    // Integer histogram chunks (150 samples: more than one), float histogram chunks.
+    let kinds: Vec<(&str, Vec<i32>)> =
+        stored.iter().map(|(n, cs)| (n.as_str(), cs.iter().map(|c| c.2).collect())).collect();
+    let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+    assert_eq!(names, ["hp_counter", "hp_float"]);
+    assert!(kinds[0].1.len() >= 2 && kinds[0].1.iter().all(|&t| t == 2), "{kinds:?}");
+    assert!(kinds[1].1.iter().all(|&t| t == 3), "{kinds:?}");
+
+    let data = dir.path().join("data");
+    copy_dir(&blocks[0], &data.join(blocks[0].file_name().unwrap()));
+    let srv = Server::start(&data, &[]);
+    let q = |types| {
+        let q = Query {
+            start_timestamp_ms: base,
+            end_timestamp_ms: base + BLOCK_MS,
+            matchers: vec![LabelMatcher { r#type: Type::Eq as i32, name: "job".into(), value: "hist".into() }],
+            hints: None,
+        };
+        snap::raw::Encoder::new()
+            .compress_vec(&ReadRequest { queries: vec![q], accepted_response_types: types }.encode_to_vec())
+            .unwrap()
+    };
+    let body = post_read(&srv.addr, &q(vec![]));
+    let resp = ReadResponse::decode(snap::raw::Decoder::new().decompress_vec(&body).unwrap().as_slice()).unwrap();
+    let result = &resp.results[0].timeseries;
+    assert_eq!(result.len(), written.len());
+    for (ts, (name, hs)) in result.iter().zip(&written) {
+        assert_eq!(ts.labels[0].value, *name);
+        assert!(ts.samples.is_empty());
+        let got: Vec<proto::Histogram> =
+            ts.histograms.iter().map(|h| proto::Histogram { reset_hint: 0, ..h.clone() }).collect();
+        let want: Vec<proto::Histogram> = hs.iter().map(|(t, h)| to_proto(*t, h)).collect();
+        assert!(got == want, "{name}: histograms differ from those written");
+    }
+    let body = post_read(&srv.addr, &q(vec![ResponseType::StreamedXorChunks as i32]));
+    let mut rest = &body[..];
+    let mut ours: Vec<(String, Vec<WireChunk>)> = Vec::new();
+    while !rest.is_empty() {
+        let (msg, n) = framing::read_frame(rest, 1 << 24).unwrap().expect("a whole frame");
+        for cs in ChunkedReadResponse::decode(msg).unwrap().chunked_series {
+            let name = cs.labels[0].value.clone();
+            let chunks = cs.chunks.iter().map(|c| (c.min_time_ms, c.max_time_ms, c.r#type, c.data.clone()));
+            match ours.last_mut() {
+                Some((k, cs)) if *k == name => cs.extend(chunks),
+                _ => ours.push((name, chunks.collect())),
+            }
+        }
+        rest = &rest[n..];
+    }
+    assert!(ours == stored, "streamed chunks are not the block's chunks as stored");
 }

@@ -296,3 +296,44 @@ where
     flush(&cur, first_t, last_t, out);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::Span;
+
+    fn int(count: u64) -> HistogramValue {
+        HistogramValue::Int(Histogram { count, zero_count: count, ..Histogram::default() })
+    }
+
+    #[test]
+    fn kinds_and_resets_cut_chunks_and_ties_keep_the_first() {
+        let a = ChunkMeta::raw_histograms(&[(1, int(5)), (2, int(6)), (4, int(1))]).unwrap();
+        let b = ChunkMeta::raw(&[(2, 99.0), (3, 3.0)]).unwrap();
+        let out = recode([&a, &b], 0, 10).unwrap();
+        let got: Vec<(i64, i64, Encoding, u64)> =
+            out.iter().map(|c| (c.min_t, c.max_t, c.encoding, c.samples)).collect();
+        // 1, 2 (the histogram wins the tie at 2) | the float at 3 | the reset at 4.
+        assert_eq!(got, [(1, 2, Encoding::Histogram, 2), (3, 3, Encoding::Xor, 1), (4, 4, Encoding::Histogram, 1)]);
+        assert_eq!(HistogramIter::new(&out[2].bytes).counter_reset_header(), CounterResetHeader::Unknown);
+        // Without the float between them, the reset is a cut with the reset header.
+        let out = recode([&a], 0, 10).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(HistogramIter::new(&out[1].bytes).counter_reset_header(), CounterResetHeader::CounterReset);
+    }
+
+    #[test]
+    fn a_histogram_whose_spans_and_buckets_disagree_is_an_error() {
+        let bad = Histogram {
+            count: 1,
+            positive_spans: vec![Span { offset: 0, length: 2 }],
+            positive_buckets: vec![1],
+            ..Histogram::default()
+        };
+        let c = ChunkMeta::raw_histograms(&[(7, HistogramValue::Int(bad))]).unwrap();
+        match recode([&c], 0, 10) {
+            Err(RecodeError::Histogram { t: 7, source: AppendError::BucketsMismatch { .. } }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
