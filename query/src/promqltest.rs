@@ -957,6 +957,11 @@ eval instant at 4m last_over_time(h[2m])
 eval instant at 4m present_over_time(h[2m])
 	{} 1
 
+eval instant at 4m absent_over_time(h[2m])
+
+eval instant at 4m absent_over_time(nothing[2m])
+	{} 1
+
 eval instant at 4m last_over_time(h[2m:1m])
 	h {{schema:0 count:20 sum:50 buckets:[5 10 5]}}
 

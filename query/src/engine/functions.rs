@@ -2,7 +2,6 @@
 //! plain sample slices, and the instant-vector functions applied per step.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -570,6 +569,33 @@ fn map_values(deadline: Instant, steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64,
     Ok(Val::Vector(out))
 }
 
+/// Marks the steps at which any series has a value.
+struct StepMarks(Vec<bool>);
+
+impl SeriesSink for StepMarks {
+    fn needs_order(&self) -> bool {
+        false
+    }
+
+    fn series(&mut self, _labels: &Labels, _drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        for &(k, _) in points {
+            if let Some(m) = self.0.get_mut(k) {
+                *m = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn histograms(&mut self, _labels: &Labels, _drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()> {
+        for (k, _) in points {
+            if let Some(m) = self.0.get_mut(*k) {
+                *m = true;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Applies `f` to every histogram element, dropping `__name__`; float elements are dropped.
 fn map_histograms(
     deadline: Instant,
@@ -811,21 +837,18 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             ))
         }
         "absent_over_time" => {
-            // Windows are taken on several threads: steps with samples are marked atomically.
-            let present: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
-            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
-                if !w.points.is_empty() {
-                    if let Some(p) = present.get(k) {
-                        p.store(true, Ordering::Relaxed);
-                    }
-                }
-                None
-            })?;
+            // A window with a sample of either kind is present.
+            let f = PerWindow(|w: &Window<'_>, _| (!w.points.is_empty()).then_some(1.0));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::PresentOverTime, notes: &notes };
+            let mut present = StepMarks(vec![false; n]);
+            ev.stream_range_with(arg(c, 0)?, true, &f, &mut present)?;
             let labels = Arc::new(absent_labels(arg(c, 0)?));
             Ok(Val::Vector(
                 present
+                    .0
                     .into_iter()
-                    .map(|p| if p.into_inner() { Vec::new() } else { vec![Sample::float(Arc::clone(&labels), 1.0)] })
+                    .map(|p| if p { Vec::new() } else { vec![Sample::float(Arc::clone(&labels), 1.0)] })
                     .collect(),
             ))
         }
