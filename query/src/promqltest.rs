@@ -959,6 +959,17 @@ eval instant at 4m present_over_time(h[2m])
 
 eval instant at 4m absent_over_time(h[2m])
 
+eval instant at 1m resets(r[1m])
+	{} 1
+
+eval instant at 4m resets(h[4m])
+	{} 0
+
+eval instant at 2m resets(flip[2m])
+	{} 0
+
+eval instant at 4m changes(h[4m])
+
 eval instant at 4m absent_over_time(nothing[2m])
 	{} 1
 

@@ -162,6 +162,8 @@ enum HistKind {
     CountOverTime,
     LastOverTime,
     PresentOverTime,
+    /// `resets`: the floats' decreases plus the histograms' counter resets.
+    Resets,
 }
 
 /// A range function of floats (`inner`) that also takes histograms, as Prometheus does: a window
@@ -255,6 +257,13 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
                             mixed_note();
                         }
                     } else if hw.len() >= 2 && hw.get(hw.len() - 2).map(|p| p.0) > last_float {
+                        let last_two = hw.get(hw.len() - 2..).unwrap_or_default();
+                        let gauges = last_two.iter().filter(|p| p.1.counter_reset_hint == CounterResetHint::Gauge);
+                        match (rate, gauges.count()) {
+                            (true, 1..) => self.notes.add(annotations::not_counter(metric)),
+                            (false, 0 | 1) => self.notes.add(annotations::not_gauge(metric)),
+                            _ => {}
+                        }
                         match instant_histogram(hw, rate) {
                             Some(h) => houts.push((k, h)),
                             None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
@@ -275,6 +284,10 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
                 }
                 HistKind::CountOverTime => outs.push((k, (fw.len() + hw.len()) as f64)),
                 HistKind::PresentOverTime => outs.push((k, 1.0)),
+                HistKind::Resets => {
+                    let hist_resets = hw.windows(2).filter(|p| histogram::detect_reset(&p[1].1, &p[0].1)).count();
+                    outs.push((k, (float_resets(fw) + hist_resets) as f64));
+                }
                 HistKind::LastOverTime => match (fw.last(), hw.last()) {
                     (Some(f), Some(h)) if f.0 > h.0 => outs.push((k, f.1)),
                     (_, Some(h)) => houts.push((k, h.1.clone())),
@@ -283,6 +296,11 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
             }
         }
     }
+}
+
+/// How often a float series decreases.
+fn float_resets(points: &[(i64, f64)]) -> usize {
+    points.windows(2).filter(|p| p[1].1 < p[0].1).count()
 }
 
 /// `rate`, `increase` or `delta` of histogram samples over `[range_start, range_end]` (at least
@@ -976,12 +994,12 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
                 sink,
             )?
         }
-        "resets" => ev.stream_range_fn(
-            arg(c, 0)?,
-            true,
-            |w, _| nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
-            sink,
-        )?,
+        "resets" => {
+            let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then(|| float_resets(w.points) as f64));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::Resets, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
+        }
         "changes" => ev.stream_range_fn(
             arg(c, 0)?,
             true,
