@@ -716,22 +716,32 @@ fn compare(v: &QueryValue, expected: &[Expected], ordered: bool) -> Result<(), S
                 else {
                     return Err(format!("unexpected series {}", s.labels));
                 };
+                // Floats and histograms are compared in order, each kind on its own (as Prometheus's
+                // runner does for the matrix of an instant query).
                 let got: Vec<f64> = s.points.iter().map(|p| p.1).collect();
                 let want: Vec<f64> = vals
                     .iter()
                     .flatten()
-                    .map(|v| match v {
-                        TestValue::Float(f) => *f,
-                        TestValue::Histogram(_) => f64::NAN,
+                    .filter_map(|v| match v {
+                        TestValue::Float(f) => Some(*f),
+                        TestValue::Histogram(_) => None,
                     })
                     .collect();
-                if !s.histograms.is_empty()
-                    || want.len() != vals.iter().flatten().filter(|v| matches!(v, TestValue::Float(_))).count()
-                {
-                    return Err(format!("{}: histogram points in a range vector result are not compared", s.labels));
-                }
                 if got.len() != want.len() || got.iter().zip(&want).any(|(a, b)| !almost_equal(*a, *b)) {
                     return Err(format!("{}: expected {want:?}, got {got:?}", s.labels));
+                }
+                let want_h: Vec<&TestValue> =
+                    vals.iter().flatten().filter(|v| matches!(v, TestValue::Histogram(_))).collect();
+                if want_h.len() != s.histograms.len() {
+                    return Err(format!(
+                        "{}: expected {} histograms, got {}",
+                        s.labels,
+                        want_h.len(),
+                        s.histograms.len()
+                    ));
+                }
+                for ((_, h), w) in s.histograms.iter().zip(want_h) {
+                    compare_value(&TestValue::Histogram(h.clone()), w).map_err(|e| format!("{}: {e}", s.labels))?;
                 }
             }
             if m.len() != expected.len() {
@@ -955,6 +965,29 @@ eval instant at 4m last_over_time(h[2m])
 	h {{schema:0 count:20 sum:50 buckets:[5 10 5]}}
 
 eval instant at 4m present_over_time(h[2m])
+	{} 1
+
+eval instant at 4m absent_over_time(h[2m])
+
+eval instant at 1m resets(r[1m])
+	{} 1
+
+eval instant at 4m resets(h[4m])
+	{} 0
+
+eval instant at 2m resets(flip[2m])
+	{} 0
+
+eval instant at 4m changes(h[4m])
+
+eval instant at 2m h[1m]
+	h {{schema:0 count:8 sum:20 buckets:[2 4 2]}} {{schema:0 count:12 sum:30 buckets:[3 6 3]}}
+
+eval instant at 2m mixed[1m]
+	mixed{kind="h"} {{schema:0 count:1 sum:1 buckets:[1]}}x1
+	mixed{kind="f"} 1 1
+
+eval instant at 4m absent_over_time(nothing[2m])
 	{} 1
 
 eval instant at 4m last_over_time(h[2m:1m])

@@ -2,7 +2,6 @@
 //! plain sample slices, and the instant-vector functions applied per step.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -163,6 +162,8 @@ enum HistKind {
     CountOverTime,
     LastOverTime,
     PresentOverTime,
+    /// `resets`: the floats' decreases plus the histograms' counter resets.
+    Resets,
 }
 
 /// A range function of floats (`inner`) that also takes histograms, as Prometheus does: a window
@@ -256,6 +257,13 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
                             mixed_note();
                         }
                     } else if hw.len() >= 2 && hw.get(hw.len() - 2).map(|p| p.0) > last_float {
+                        let last_two = hw.get(hw.len() - 2..).unwrap_or_default();
+                        let gauges = last_two.iter().filter(|p| p.1.counter_reset_hint == CounterResetHint::Gauge);
+                        match (rate, gauges.count()) {
+                            (true, 1..) => self.notes.add(annotations::not_counter(metric)),
+                            (false, 0 | 1) => self.notes.add(annotations::not_gauge(metric)),
+                            _ => {}
+                        }
                         match instant_histogram(hw, rate) {
                             Some(h) => houts.push((k, h)),
                             None => self.notes.add(annotations::incompatible_custom_buckets(metric)),
@@ -276,6 +284,10 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
                 }
                 HistKind::CountOverTime => outs.push((k, (fw.len() + hw.len()) as f64)),
                 HistKind::PresentOverTime => outs.push((k, 1.0)),
+                HistKind::Resets => {
+                    let hist_resets = hw.windows(2).filter(|p| histogram::detect_reset(&p[1].1, &p[0].1)).count();
+                    outs.push((k, (float_resets(fw) + hist_resets) as f64));
+                }
                 HistKind::LastOverTime => match (fw.last(), hw.last()) {
                     (Some(f), Some(h)) if f.0 > h.0 => outs.push((k, f.1)),
                     (_, Some(h)) => houts.push((k, h.1.clone())),
@@ -284,6 +296,11 @@ impl<F: WindowFn> WindowFn for WithHistograms<'_, F> {
             }
         }
     }
+}
+
+/// How often a float series decreases.
+fn float_resets(points: &[(i64, f64)]) -> usize {
+    points.windows(2).filter(|p| p[1].1 < p[0].1).count()
 }
 
 /// `rate`, `increase` or `delta` of histogram samples over `[range_start, range_end]` (at least
@@ -570,6 +587,33 @@ fn map_values(deadline: Instant, steps: Vec<Vec<Sample>>, mut f: impl FnMut(f64,
     Ok(Val::Vector(out))
 }
 
+/// Marks the steps at which any series has a value.
+struct StepMarks(Vec<bool>);
+
+impl SeriesSink for StepMarks {
+    fn needs_order(&self) -> bool {
+        false
+    }
+
+    fn series(&mut self, _labels: &Labels, _drop_name: bool, points: &[(usize, f64)]) -> Result<()> {
+        for &(k, _) in points {
+            if let Some(m) = self.0.get_mut(k) {
+                *m = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn histograms(&mut self, _labels: &Labels, _drop_name: bool, points: &[(usize, FloatHistogram)]) -> Result<()> {
+        for (k, _) in points {
+            if let Some(m) = self.0.get_mut(*k) {
+                *m = true;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Applies `f` to every histogram element, dropping `__name__`; float elements are dropped.
 fn map_histograms(
     deadline: Instant,
@@ -811,21 +855,18 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
             ))
         }
         "absent_over_time" => {
-            // Windows are taken on several threads: steps with samples are marked atomically.
-            let present: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
-            ev.eval_range_fn(arg(c, 0)?, true, |w, k| {
-                if !w.points.is_empty() {
-                    if let Some(p) = present.get(k) {
-                        p.store(true, Ordering::Relaxed);
-                    }
-                }
-                None
-            })?;
+            // A window with a sample of either kind is present.
+            let f = PerWindow(|w: &Window<'_>, _| (!w.points.is_empty()).then_some(1.0));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::PresentOverTime, notes: &notes };
+            let mut present = StepMarks(vec![false; n]);
+            ev.stream_range_with(arg(c, 0)?, true, &f, &mut present)?;
             let labels = Arc::new(absent_labels(arg(c, 0)?));
             Ok(Val::Vector(
                 present
+                    .0
                     .into_iter()
-                    .map(|p| if p.into_inner() { Vec::new() } else { vec![Sample::float(Arc::clone(&labels), 1.0)] })
+                    .map(|p| if p { Vec::new() } else { vec![Sample::float(Arc::clone(&labels), 1.0)] })
                     .collect(),
             ))
         }
@@ -953,12 +994,12 @@ fn range_call(ev: &mut Evaluator<'_>, c: &Call, sink: &mut dyn SeriesSink) -> Re
                 sink,
             )?
         }
-        "resets" => ev.stream_range_fn(
-            arg(c, 0)?,
-            true,
-            |w, _| nonempty(w).then(|| w.points.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
-            sink,
-        )?,
+        "resets" => {
+            let f = PerWindow(|w: &Window<'_>, _| nonempty(w).then(|| float_resets(w.points) as f64));
+            let notes = Arc::clone(&ev.annotations);
+            let f = WithHistograms { inner: &f, kind: HistKind::Resets, notes: &notes };
+            ev.stream_range_with(arg(c, 0)?, true, &f, sink)?
+        }
         "changes" => ev.stream_range_fn(
             arg(c, 0)?,
             true,

@@ -819,21 +819,8 @@ impl Evaluator<'_> {
     }
 
     /// Evaluates a range-vector argument (matrix selector or subquery) and applies `f` to each
-    /// series' window at every step. `f` returns `None` for "no output". Output keeps the
-    /// series' labels unless `drop_name`.
-    pub(crate) fn eval_range_fn(
-        &mut self,
-        arg: &Expr,
-        drop_name: bool,
-        f: impl Fn(&Window<'_>, usize) -> Option<f64> + Sync,
-    ) -> Result<Vec<Vec<Sample>>> {
-        let mut sink = Collect::new(self.steps());
-        self.stream_range_fn(arg, drop_name, f, &mut sink)?;
-        sink.finish()
-    }
-
-    /// [`Evaluator::eval_range_fn`] handing each series' values to `sink`, one series at a time
-    /// and in the storage's order.
+    /// series' window at every step (`None`: no output), handing each series' values to `sink`, one
+    /// series at a time and in the storage's order. Output keeps the series' labels unless `drop_name`.
     pub(crate) fn stream_range_fn(
         &mut self,
         arg: &Expr,
