@@ -28,18 +28,19 @@ fn labels(name: &str, extra: &[(&str, &str)]) -> Vec<Label> {
     ls
 }
 
+/// Spans as `(offset, length)`.
+type Spans = Vec<(i32, u32)>;
+
 /// Integer histogram `i` of layout `layout` (0..4): zero bucket, positive and negative buckets,
-/// several schemas and span shapes; counts grow with `i` (a counter), except that `reset_at` starts
-/// them again (a counter reset).
+/// several schemas and span shapes; counts grow with `i` (a counter).
 fn int_hist(layout: usize, i: i64, t: i64) -> proto::Histogram {
     let n = i as u64 + 1;
-    let (schema, pos_spans, pos_abs, neg_spans, neg_abs): (i32, Vec<(i32, u32)>, Vec<u64>, Vec<(i32, u32)>, Vec<u64>) =
-        match layout {
-            0 => (0, vec![(0, 2)], vec![n, 2 * n], vec![], vec![]),
-            1 => (3, vec![(-2, 2), (3, 1)], vec![n, 1, 3 * n], vec![(1, 1)], vec![n]),
-            2 => (-1, vec![(1, 3)], vec![n, n, n], vec![(0, 2)], vec![2 * n, n]),
-            _ => (8, vec![(100, 1)], vec![n], vec![], vec![]),
-        };
+    let (schema, pos_spans, pos_abs, neg_spans, neg_abs): (i32, Spans, Vec<u64>, Spans, Vec<u64>) = match layout {
+        0 => (0, vec![(0, 2)], vec![n, 2 * n], vec![], vec![]),
+        1 => (3, vec![(-2, 2), (3, 1)], vec![n, 1, 3 * n], vec![(1, 1)], vec![n]),
+        2 => (-1, vec![(1, 3)], vec![n, n, n], vec![(0, 2)], vec![2 * n, n]),
+        _ => (8, vec![(100, 1)], vec![n], vec![], vec![]),
+    };
     let zero = n / 2;
     let count = zero + pos_abs.iter().sum::<u64>() + neg_abs.iter().sum::<u64>();
     let deltas = |abs: &[u64]| -> Vec<i64> {

@@ -442,8 +442,9 @@ mod tests {
         use crate::chunkenc::{CounterResetHeader, HistogramChunk};
         use crate::histogram::Histogram;
         let mut c = HistogramChunk::new(CounterResetHeader::Unknown);
-        let hs: Vec<(i64, Histogram)> =
-            (0..10i64).map(|t| (t * 10, Histogram { count: t as u64, zero_count: t as u64, ..Histogram::default() })).collect();
+        let hs: Vec<(i64, Histogram)> = (0..10i64)
+            .map(|t| (t * 10, Histogram { count: t as u64, zero_count: t as u64, ..Histogram::default() }))
+            .collect();
         for (t, h) in &hs {
             c.append(*t, h).unwrap();
         }

@@ -11,6 +11,7 @@
 use ingest::decode::v2;
 use ingest::proto_v2::{self as pv2, SymbolTable};
 use prost::Message;
+use std::sync::Arc;
 use tsdb::exemplars::ExemplarStore;
 use tsdb::metadata::MetadataStore;
 
@@ -25,7 +26,6 @@ pub(crate) struct RemoteWriteV2 {
     dir: tempfile::TempDir,
     head: std::sync::Arc<tsdb::Head>,
     metadata: MetadataStore,
-    exemplars: ExemplarStore,
     appended: u64,
 }
 
@@ -37,6 +37,7 @@ fn new_head(dir: &std::path::Path) -> Result<std::sync::Arc<tsdb::Head>, SetupEr
         ooo_time_window_ms: 3_600_000,
         creation_grace_period_ms: None,
         wal: None,
+        exemplars: Some(Arc::new(ExemplarStore::new(1000))),
         ..Default::default()
     };
     tsdb::Head::open(&dir, opts).map_err(|e| SetupError::Build { target: NAME, msg: e.to_string() })
@@ -45,13 +46,7 @@ fn new_head(dir: &std::path::Path) -> Result<std::sync::Arc<tsdb::Head>, SetupEr
 impl RemoteWriteV2 {
     pub(crate) fn new() -> Result<RemoteWriteV2, SetupError> {
         let dir = scratch_dir(NAME)?;
-        Ok(RemoteWriteV2 {
-            head: new_head(dir.path())?,
-            dir,
-            metadata: MetadataStore::in_memory(),
-            exemplars: ExemplarStore::new(1000),
-            appended: 0,
-        })
+        Ok(RemoteWriteV2 { head: new_head(dir.path())?, dir, metadata: MetadataStore::in_memory(), appended: 0 })
     }
 }
 
@@ -133,7 +128,16 @@ fn requests() -> Vec<pv2::Request> {
     }];
     a.created_timestamp = 1_699_999_999_000;
     let mut b = series(&mut t, "hist", 0);
-    b.histograms = vec![pv2::Histogram { count_int: 2, sum: 1.0, schema: 1, timestamp: 5, start_timestamp: 0 }];
+    b.histograms = vec![pv2::Histogram {
+        count: Some(ingest::proto::histogram::Count::CountInt(2)),
+        zero_count: Some(ingest::proto::histogram::ZeroCount::ZeroCountInt(1)),
+        positive_spans: vec![ingest::proto::BucketSpan { offset: 0, length: 1 }],
+        positive_deltas: vec![1],
+        sum: 1.0,
+        schema: 1,
+        timestamp: 5,
+        ..Default::default()
+    }];
     let mut c = series(&mut t, "bad", 1);
     c.labels_refs.push(1);
     vec![pv2::Request { timeseries: vec![a, b, c], symbols: t.into_symbols() }, pv2::Request::default()]
@@ -151,11 +155,8 @@ impl Target for RemoteWriteV2 {
     fn run(&mut self, input: &[u8]) -> bool {
         let walked = check_against_prost(input);
         if walked {
-            let opts = ingest::convert_v2::Options {
-                created_timestamp_zero_ingestion: true,
-                metadata: Some(&self.metadata),
-                exemplars: Some(&self.exemplars),
-            };
+            let opts =
+                ingest::convert_v2::Options { created_timestamp_zero_ingestion: true, metadata: Some(&self.metadata) };
             let result = ingest::convert_v2::append_request_unsynced(&self.head, input, opts);
             assert!(
                 !matches!(result, Err(ingest::Error::ProtobufV2(_))),
