@@ -173,7 +173,7 @@ impl Collector for StorageCollector {
         let hs = &st.histograms;
         {
             let mut m = e.encode_descriptor(
-                "strata_head_histogram_samples_appended",
+                "strata_head_histograms_appended",
                 "Native histogram samples stored in the head, by placement.",
                 None,
                 MetricType::Counter,
@@ -184,19 +184,19 @@ impl Collector for StorageCollector {
         }
         counter(
             &mut e,
-            "strata_head_histogram_samples_deduplicated",
+            "strata_head_histograms_deduplicated",
             "Native histogram samples identical to a stored or queued one: accepted, stored once.",
             load(&hs.deduplicated),
         )?;
         counter(
             &mut e,
-            "strata_head_histogram_samples_conflicting",
+            "strata_head_histograms_conflicting",
             "Accepted native histogram samples not stored because a different one was stored first at their timestamp.",
             load(&hs.conflicts),
         )?;
         {
             let mut m = e.encode_descriptor(
-                "strata_head_histogram_samples_rejected",
+                "strata_head_histograms_rejected",
                 "Native histogram samples rejected by the head, by reason.",
                 None,
                 MetricType::Counter,
@@ -326,6 +326,18 @@ impl Collector for StorageCollector {
             "strata_remote_write_samples_accepted",
             "Float samples accepted by remote-write.",
             s.samples_accepted,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_write_histograms_received",
+            "Native histogram samples received by remote-write.",
+            s.histograms_received,
+        )?;
+        counter(
+            &mut e,
+            "strata_remote_write_histograms_accepted",
+            "Native histogram samples accepted by remote-write.",
+            s.histograms_accepted,
         )?;
         {
             let mut m = e.encode_descriptor(

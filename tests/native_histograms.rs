@@ -293,6 +293,37 @@ fn remote_written_histograms_read_back_as_prometheus_answers() {
     assert_eq!(range(&srv, "nh_int * 2", t0, end, STEP), range(&srv, "nh_int + nh_int", t0, end, STEP));
     assert_eq!(range(&srv, "nh_int / 0.5", t0, end, STEP), range(&srv, "2 * nh_int", t0, end, STEP));
 
+    // Custom buckets (schema -53, Prometheus 3's NHCB), over 2.0: bounds 0.1, 0.5 and 1 make four
+    // buckets, the first from -Inf and the last to +Inf.
+    let nhcb = |t: i64, n: u64| proto::Histogram {
+        count: Some(histogram::Count::CountInt(10 * n)),
+        sum: 4.0 * n as f64,
+        schema: -53,
+        positive_spans: vec![BucketSpan { offset: 0, length: 4 }],
+        positive_deltas: vec![n as i64, n as i64, 2 * n as i64, -(n as i64)],
+        custom_values: vec![0.1, 0.5, 1.0],
+        timestamp: t,
+        ..Default::default()
+    };
+    let custom = TimeSeries {
+        labels: labels("nh_custom", &[]),
+        histograms: vec![nhcb(t0, 1), nhcb(t0 + STEP, 2)],
+        ..Default::default()
+    };
+    let (code, written, body) = write_v2(&srv, &to_v2(&[custom]));
+    assert_eq!((code, written), (204, [Some(0), Some(2), Some(0)]), "{body}");
+    let got = instant(&srv, "nh_custom", t0 + STEP);
+    assert_eq!(
+        got["result"][0]["histogram"][1],
+        serde_json::json!({
+            "count": "20", "sum": "8",
+            "buckets": [[0, "-Inf", "0.1", "2"], [0, "0.1", "0.5", "4"], [0, "0.5", "1", "8"], [0, "1", "+Inf", "6"]],
+        }),
+        "{got}"
+    );
+    let q = instant(&srv, "histogram_quantile(0.5, nh_custom)", t0 + STEP);
+    assert_eq!(q["result"][0]["value"][1], "0.75", "{q}");
+
     // The same writes to Prometheus 2.42 give the same answers.
     let Some(prom) = start_prometheus_receiver(dir.path()) else { return };
     prom.write(&WriteRequest { timeseries: ints, ..Default::default() });
@@ -357,6 +388,18 @@ fn late_histograms_merge_first_wins_and_survive_kill_9() {
     }
     let want = range(&srv, "nh_ordered", t0, end, STEP);
     assert_eq!(want["result"].as_array().map(Vec::len), Some(2), "{want}");
+    // Self-monitoring: 40 in order (reference), 20 in order and 20 late, one conflicting late one
+    // per series.
+    let metrics = srv.request("GET", "/metrics").call().unwrap().into_string().unwrap();
+    for line in [
+        r#"strata_head_histograms_appended_total{placement="in_order"} 60"#,
+        r#"strata_head_histograms_appended_total{placement="out_of_order"} 20"#,
+        "strata_head_histograms_conflicting_total 2",
+        "strata_remote_write_histograms_received_total 82",
+        "strata_remote_write_histograms_accepted_total 82",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
     assert_eq!(renamed(range(&srv, "nh_late", t0, end, STEP), "nh_ordered"), want);
     let rate_want = range(&srv, "rate(nh_ordered[1m])", t0, end, STEP);
 

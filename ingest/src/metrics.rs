@@ -16,6 +16,7 @@ pub struct IngestMetrics {
     samples_received: AtomicU64,
     samples_accepted: AtomicU64,
     histograms_received: AtomicU64,
+    histograms_accepted: AtomicU64,
     exemplars_received: AtomicU64,
     metadata_received: AtomicU64,
     rejected: [AtomicU64; Reason::COUNT],
@@ -38,8 +39,10 @@ pub struct MetricsSnapshot {
     pub samples_received: u64,
     /// Float samples accepted (stored, or identical to a stored sample).
     pub samples_accepted: u64,
-    /// Native histogram samples received (all rejected).
+    /// Native histogram samples received.
     pub histograms_received: u64,
+    /// Native histogram samples accepted (stored, or identical to a stored one).
+    pub histograms_accepted: u64,
     /// Exemplars received.
     pub exemplars_received: u64,
     /// Metric metadata entries received (1.0 entries, 2.0 series with metadata).
@@ -71,6 +74,7 @@ impl IngestMetrics {
         add(&self.samples_received, o.summary.samples);
         add(&self.samples_accepted, o.accepted);
         add(&self.histograms_received, o.summary.histograms);
+        add(&self.histograms_accepted, o.histograms_accepted);
         add(&self.exemplars_received, o.summary.exemplars);
         add(&self.metadata_received, o.summary.metadata);
         self.rejections(&o.report);
@@ -101,6 +105,7 @@ impl IngestMetrics {
             samples_received: l(&self.samples_received),
             samples_accepted: l(&self.samples_accepted),
             histograms_received: l(&self.histograms_received),
+            histograms_accepted: l(&self.histograms_accepted),
             exemplars_received: l(&self.exemplars_received),
             metadata_received: l(&self.metadata_received),
             rejected: std::array::from_fn(|i| self.rejected.get(i).map_or(0, l)),
