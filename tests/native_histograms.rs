@@ -436,37 +436,102 @@ fn late_histograms_merge_first_wins_and_survive_kill_9() {
 const T0: i64 = 1_699_999_200_000;
 const H: i64 = 3_600_000;
 
+/// The blocks' `(minTime, maxTime)`, sorted.
+fn block_ranges(data: &std::path::Path) -> Vec<(i64, i64)> {
+    let mut v: Vec<(i64, i64)> = block_dirs(data)
+        .iter()
+        .map(|d| {
+            let m: Value = serde_json::from_str(&std::fs::read_to_string(d.join("meta.json")).unwrap()).unwrap();
+            (m["minTime"].as_i64().unwrap(), m["maxTime"].as_i64().unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Sends the histograms of `series` with timestamps `keep` accepts, in requests of one hour.
+fn send_hours(srv: &Server, series: &[TimeSeries], keep: impl Fn(&str, i64) -> bool) {
+    let name_of = |s: &TimeSeries| s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect::<String>();
+    let mut hours: Vec<i64> = series
+        .iter()
+        .flat_map(|s| s.histograms.iter().filter(|h| keep(&name_of(s), h.timestamp)).map(|h| (h.timestamp - T0) / H))
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    for hour in hours {
+        let part: Vec<TimeSeries> = series
+            .iter()
+            .map(|s| TimeSeries {
+                histograms: s
+                    .histograms
+                    .iter()
+                    .filter(|h| (h.timestamp - T0) / H == hour && keep(&name_of(s), h.timestamp))
+                    .cloned()
+                    .collect(),
+                ..s.clone()
+            })
+            .filter(|s| !s.histograms.is_empty())
+            .collect();
+        let (code, body) = write_v1(srv, part);
+        assert_eq!(code, 204, "{body}");
+    }
+}
+
 #[test]
 fn compacted_histogram_blocks_read_by_promtool_and_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args = ["--storage.tsdb.compaction-interval=200ms"];
+    let args = ["--storage.tsdb.compaction-interval=200ms", "--storage.tsdb.out-of-order-time-window=6h"];
     let srv = Server::start(&data, &args);
-    // Four hours of one-minute histograms (two kinds), with a float series beside them.
-    let ts: Vec<i64> = (0..240).map(|i| T0 + i * 60_000).collect();
+    // Six hours of one-minute histograms (both kinds) and a float series (the head keeps 1.5 block
+    // ranges, so two blocks are cut). Every 10th histogram of one series in the first two hours is
+    // held back and sent once that range is in a block.
+    let ts: Vec<i64> = (0..360).map(|i| T0 + i * 60_000).collect();
     let mut series: Vec<TimeSeries> = (0..2).map(|l| hist_series("nh_block", l, &ts, Clone::clone)).collect();
     series.push(hist_series("nh_block_float", 2, &ts, as_float));
-    for chunk in ts.chunks(60) {
-        let part: Vec<TimeSeries> = series
-            .iter()
-            .map(|s| TimeSeries {
-                histograms: s.histograms.iter().filter(|h| chunk.contains(&h.timestamp)).cloned().collect(),
-                ..s.clone()
-            })
-            .collect();
-        let (code, body) = write_v1(&srv, part);
+    let late = |name: &str, t: i64| name.contains("layout=1") && t < T0 + 2 * H && (t - T0) / 60_000 % 10 == 3;
+    send_hours(&srv, &series, |name, t| t < T0 + 7 * H / 2 && !late(name, t));
+    let floats: Vec<(i64, f64)> = ts.iter().map(|&t| (t, ((t - T0) / 60_000) as f64)).collect();
+    let send_floats = |from: i64, to: i64| {
+        let part: Vec<(i64, f64)> = floats.iter().copied().filter(|&(t, _)| t >= from && t < to).collect();
+        let (code, body) = srv.write(&crate::util::request(vec![crate::util::series("nh_block_up", &[], &part)]));
         assert_eq!(code, 204, "{body}");
-    }
-    // Wait for the first 2h block.
+    };
+    send_floats(T0, T0 + 7 * H / 2);
     let deadline = Instant::now() + Duration::from_secs(60);
     while block_dirs(&data).is_empty() {
         assert!(Instant::now() < deadline, "no block was written\n{}", srv.log_text());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let block_end = T0 + 2 * H - 60_000;
-    let queries = ["nh_block", "nh_block_float", "rate(nh_block[5m])", "histogram_count(nh_block_float)"];
-    let want: Vec<Value> = queries.iter().map(|q| range(&srv, q, T0, block_end, 60_000)).collect();
-    assert!(want[0]["result"][0]["histograms"].as_array().is_some_and(|h| h.len() == 120), "{}", want[0]);
+    // The late histograms, for a range already in a block; then the rest in order.
+    send_hours(&srv, &series, late);
+    send_hours(&srv, &series, |_, t| t >= T0 + 7 * H / 2);
+    send_floats(T0 + 7 * H / 2, T0 + 6 * H);
+
+    // Settled: blocks cover [T0, T0 + 4h) without overlaps, unchanged over several compaction runs.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut last, mut stable) = (Vec::new(), 0);
+    while stable < 5 {
+        let m = block_ranges(&data);
+        let head_min = srv.metric("strata_head_min_time_seconds").map(|v| (v * 1000.0) as i64);
+        let settled = m.first().is_some_and(|b| b.0 == T0)
+            && m.iter().map(|b| b.1).max() == Some(T0 + 4 * H)
+            && m.windows(2).all(|w| w[0].1 <= w[1].0)
+            && head_min.is_some_and(|t| t >= T0 + 4 * H);
+        stable = if settled && m == last { stable + 1 } else { 0 };
+        assert!(Instant::now() < deadline, "compaction did not settle: {m:?}\n{}", srv.log_text());
+        last = m;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let end = T0 + 4 * H - 60_000;
+    let queries =
+        ["nh_block", "nh_block_float", "rate(nh_block[5m])", "histogram_count(nh_block_float)", "nh_block_up"];
+    let want: Vec<Value> = queries.iter().map(|q| range(&srv, q, T0, end, 60_000)).collect();
+    for s in want[0]["result"].as_array().unwrap() {
+        // The late histograms are there: every minute of both series.
+        assert_eq!(s["histograms"].as_array().map(Vec::len), Some(240), "{}", s["metric"]);
+    }
 
     let copy = dir.path().join("copy");
     // An empty WAL beside the blocks, as promtool and Prometheus expect.
@@ -475,17 +540,19 @@ fn compacted_histogram_blocks_read_by_promtool_and_prometheus() {
         copy_dir(&b, &copy.join(b.file_name().unwrap()));
     }
     if let Some(promtool) = promtool() {
+        // promtool 2.42 dumps float samples only (a histogram series prints nothing): the float
+        // series must come out whole from the blocks holding histogram chunks.
         let out = Command::new(promtool).args(["tsdb", "dump"]).arg(&copy).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "promtool tsdb dump: {}", String::from_utf8_lossy(&out.stderr));
-        // promtool 2.42 dumps float samples only; it must read the blocks (index, chunks) without error.
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("error"), "{}", String::from_utf8_lossy(&out.stderr));
-        let _ = text;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let up: Vec<&str> = text.lines().filter(|l| l.starts_with("{__name__=\"nh_block_up\"}")).collect();
+        assert_eq!(up.len(), 240, "{text}");
+        assert_eq!(up[0], format!("{{__name__=\"nh_block_up\"}} 0 {T0}"));
     }
     let Some(prom) = prometheus() else { return };
     let p = PromServer::start(&prom, &copy, &["--enable-feature=native-histograms"]);
     for (q, want) in queries.iter().zip(&want) {
-        assert_same(want, &prom_range(&p, q, T0, block_end, 60_000), q);
+        assert_same(want, &prom_range(&p, q, T0, end, 60_000), q);
     }
 }
 
