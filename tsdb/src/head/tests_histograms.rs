@@ -520,3 +520,23 @@ fn late_histograms_reach_blocks_and_a_reopened_database_reads_everything_once() 
     let held: usize = s.chunks.iter().chain(&s.ooo_chunks).map(|c| c.histograms(i64::MIN, i64::MAX).count()).sum();
     assert_eq!(held, want_v.len());
 }
+
+/// Histograms that a block already holds (a crash between writing it and the checkpoint) are
+/// skipped at replay, as float samples are.
+#[test]
+fn replay_skips_histograms_already_in_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_000 * MIN;
+    {
+        let head = Head::open(dir.path(), wal_options(0)).unwrap();
+        for i in 0..10 {
+            append_h(&head, "h", base + i * MIN, int_h(i as u64)).unwrap();
+        }
+        head.close().unwrap();
+    }
+    let skip = crate::head::ReplaySkip { before_segment: u32::MAX, mint: base, maxt: base + 5 * MIN };
+    let hints = crate::head::OpenHints { skips: vec![skip], min_valid_floor: base + 5 * MIN };
+    let head = Head::open_with(dir.path(), wal_options(0), hints).unwrap();
+    let want: Vec<(i64, HistogramValue)> = (5..10).map(|i| (base + i * MIN, int_h(i as u64))).collect();
+    assert_eq!(keys(&read_histograms(&head, "h")), keys(&want));
+}
