@@ -209,7 +209,8 @@ pub(crate) fn append_series(
             }),
         }
     }
-    for s in series.histograms() {
+    // Only series that carry histograms are walked again for them (floats pay nothing).
+    for s in series.histograms().take(usize::try_from(nh).unwrap_or(usize::MAX)) {
         let t = s.t;
         match app.append_histogram(h, t, s.value) {
             Ok(()) => accepted.histograms += 1,
