@@ -540,3 +540,37 @@ fn replay_skips_histograms_already_in_a_block() {
     let want: Vec<(i64, HistogramValue)> = (5..10).map(|i| (base + i * MIN, int_h(i as u64))).collect();
     assert_eq!(keys(&read_histograms(&head, "h")), keys(&want));
 }
+
+/// A float stale marker for a series whose newest sample is a histogram becomes a histogram stale
+/// marker of that histogram's kind (Prometheus's head does so); for a series whose newest sample
+/// is a float it stays a float.
+#[test]
+fn a_float_stale_marker_after_histograms_is_a_histogram_stale_marker() {
+    let (_d, head) = temp_head(memory_options(0));
+    let stale = f64::from_bits(STALE_NAN);
+    let mut app = head.appender();
+    let h = app.series(&mut [("__name__", "h")]).unwrap();
+    let f = app.series(&mut [("__name__", "f")]).unwrap();
+    app.append(f, 1_000, 1.0).unwrap();
+    app.append_histogram(f, 500, int_h(1)).unwrap();
+    app.append_histogram(h, 1_000, float_h(1.0)).unwrap();
+    // Queued, not yet committed: the queued histogram is the newest.
+    app.append(h, 2_000, stale).unwrap();
+    app.append(f, 2_000, stale).unwrap();
+    let st = app.commit().unwrap();
+    assert_eq!((st.in_order, st.histograms_in_order), (2, 3));
+    let got = read_histograms(&head, "h");
+    assert_eq!(got.len(), 2);
+    assert!(matches!(&got[1].1, HistogramValue::Float(x) if x.sum.to_bits() == STALE_NAN));
+    let q = head.querier(i64::MIN, i64::MAX);
+    let s = q.select(&[Matcher::equal("__name__", "h")]).unwrap().pop().unwrap();
+    assert_eq!(s.samples(i64::MIN, i64::MAX).count(), 0, "no float sample in the histogram series");
+    let s = q.select(&[Matcher::equal("__name__", "f")]).unwrap().pop().unwrap();
+    let floats: Vec<u64> = s.samples(i64::MIN, i64::MAX).map(|(_, v)| v.to_bits()).collect();
+    assert_eq!(floats, vec![1f64.to_bits(), STALE_NAN]);
+    // Committed state: a retried marker is a duplicate of the stored histogram stale marker.
+    let mut app = head.appender();
+    let h = app.series(&mut [("__name__", "h")]).unwrap();
+    app.append(h, 2_000, stale).unwrap();
+    assert_eq!(app.commit().unwrap().histograms_deduplicated, 1);
+}
