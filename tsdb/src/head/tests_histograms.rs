@@ -574,3 +574,34 @@ fn a_float_stale_marker_after_histograms_is_a_histogram_stale_marker() {
     app.append(h, 2_000, stale).unwrap();
     assert_eq!(app.commit().unwrap().histograms_deduplicated, 1);
 }
+
+/// In-order histograms more than half a range older than the head's newest sample come back from a
+/// checkpoint as in-order chunks, not among the late histograms.
+#[test]
+fn a_checkpoint_brings_old_in_order_histograms_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = 100 * H2;
+    let mut want = Vec::new();
+    {
+        let head = Head::open(dir.path(), wal_options(0)).unwrap();
+        // 2h45m of histograms every 30s: most are more than an hour older than the newest.
+        for i in 0..330 {
+            append_h(&head, "h", start + i * 30_000, int_h(i as u64 + 1)).unwrap();
+            want.push((start + i * 30_000, int_h(i as u64 + 1)));
+        }
+        // A float series' chunks, replayed before the histograms, set the head's newest time.
+        let mut app = head.appender();
+        app.append_pairs(&[("__name__", "f")], start + 330 * 30_000, 1.0).unwrap();
+        app.commit().unwrap();
+        head.checkpoint_now().unwrap();
+        head.close().unwrap();
+    }
+    let head = Head::open(dir.path(), wal_options(0)).unwrap();
+    let q = head.querier(i64::MIN, i64::MAX);
+    let s = q.select(&[Matcher::equal("__name__", "h")]).unwrap().pop().unwrap();
+    assert!(s.ooo_chunks.is_empty(), "{} late chunks", s.ooo_chunks.len());
+    assert_eq!(keys(&histograms_of(&s)), keys(&want));
+    // Cut as before: at 120 samples and at the range end.
+    let sizes: Vec<usize> = s.chunks.iter().map(|c| c.histograms(i64::MIN, i64::MAX).count()).collect();
+    assert_eq!(sizes, vec![120, 120, 90]);
+}
