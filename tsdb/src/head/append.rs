@@ -29,9 +29,12 @@ use super::series_table::BuildIntHasher;
 use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
 use crate::exemplars::{Exemplar, ExemplarError};
-use crate::histogram::HistogramValue;
+use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
 use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
 use crate::record::{self, RefSample};
+
+/// Bits of Prometheus's stale marker (`value.StaleNaN`).
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// Handle to a series within one [`Appender`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +270,9 @@ impl<'h> Appender<'h> {
     /// a sample at the newest stored or queued timestamp, or at a timestamp queued before, is accepted
     /// and not queued again if identical, rejected if its value differs. A late sample is not checked
     /// against the stored ones here (see `SeriesData::apply` for what the commit does with it).
-    /// Rejections are counted in the head's stats.
+    /// Rejections are counted in the head's stats. A stale marker for a series whose newest sample
+    /// is a histogram is appended as a histogram stale marker (see [`Appender::append_histogram`]),
+    /// as Prometheus's head does, so that it ends the histograms it follows.
     pub fn append(&mut self, h: SeriesHandle, t: i64, v: f64) -> std::result::Result<(), AppendError> {
         let (Some(s), Some(&queued_tail)) = (self.series.get(h.0), self.pending_tails.get(h.0)) else {
             return Err(AppendError::InvalidLabels(LabelError::Empty));
@@ -281,6 +286,12 @@ impl<'h> Appender<'h> {
                 (Some(c), Some(q)) => Some(if q.max_t > c.max_t { q } else { c }),
                 (c, q) => c.or(q),
             };
+            if v.to_bits() == STALE_NAN_BITS {
+                if let Some(marker) = self.histogram_stale_marker(h, data.hist_tail(), tail.map(|s| s.max_t)) {
+                    drop(data);
+                    return self.append_histogram(h, t, marker);
+                }
+            }
             placement(t, v, tail, self.limits)
         };
         let decision = match decision {
@@ -326,6 +337,34 @@ impl<'h> Appender<'h> {
                 Err(e)
             }
         }
+    }
+
+    /// For a float stale marker: the histogram stale marker it becomes when the series' newest
+    /// in-order sample (committed or queued) is a histogram, of that histogram's kind, as
+    /// Prometheus's head converts it; `None` (stays a float) otherwise. `committed` is the series'
+    /// newest committed histogram, `float_newest` the timestamp of its newest float, committed or
+    /// queued.
+    fn histogram_stale_marker(
+        &self,
+        h: SeriesHandle,
+        committed: Option<(i64, &HistogramValue)>,
+        float_newest: Option<i64>,
+    ) -> Option<HistogramValue> {
+        let q = &self.hist;
+        let queued = q.tails.get(&h.0).and_then(|&i| q.samples.get(i)).map(|(_, qt, qv)| (*qt, qv));
+        let newest = match (committed, queued) {
+            (Some(c), Some(q)) => Some(if q.0 > c.0 { q } else { c }),
+            (c, q) => c.or(q),
+        };
+        let (ht, hv) = newest?;
+        if float_newest.is_some_and(|ft| ft >= ht) {
+            return None;
+        }
+        let sum = f64::from_bits(STALE_NAN_BITS);
+        Some(match hv {
+            HistogramValue::Int(_) => HistogramValue::Int(Histogram { sum, ..Histogram::default() }),
+            HistogramValue::Float(_) => HistogramValue::Float(FloatHistogram { sum, ..FloatHistogram::default() }),
+        })
     }
 
     /// A value this transaction already queued for the series at `t`. Builds the index of queued

@@ -403,6 +403,11 @@ impl Head {
         self.chunks.as_ref()
     }
 
+    /// The floor for in-order appends: the newest block's max time.
+    pub(crate) fn min_valid_floor(&self) -> i64 {
+        self.min_valid_floor.load(Ordering::Acquire)
+    }
+
     /// Raises the floor for in-order appends (after a block up to `t` was written).
     pub(crate) fn raise_min_valid_floor(&self, t: i64) {
         self.min_valid_floor.fetch_max(t, Ordering::AcqRel);

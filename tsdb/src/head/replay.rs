@@ -164,7 +164,7 @@ impl Replay<'_> {
                     }
                 }
                 Ok(Record::Tombstones(stones)) => self.apply_tombstones(&stones),
-                Ok(Record::Histograms(hs)) => self.apply_histograms(hs, position),
+                Ok(Record::Histograms(hs)) => self.apply_histograms(hs, position, fixed_position.is_some()),
                 Ok(Record::Exemplars(es)) => self.apply_exemplars(es),
                 Err(e) => {
                     self.bad_records += 1;
@@ -284,9 +284,17 @@ impl Replay<'_> {
 
     /// Applies a histograms record as a commit applies its histograms (`HistData::apply`), with the
     /// skips and the future bound of float samples.
-    fn apply_histograms(&mut self, hs: Vec<RefHistogram>, position: u32) {
+    ///
+    /// A checkpoint's histograms are what the head held, in-order ones oldest first: they go back
+    /// in order down to the newest block's end (as a checkpoint's float chunks are installed as
+    /// they are), not only down to the head's newest sample minus half a range, below which
+    /// replayed samples otherwise go among the late ones.
+    fn apply_histograms(&mut self, hs: Vec<RefHistogram>, position: u32, from_checkpoint: bool) {
         let head = self.head;
-        let ctx = head.apply_ctx();
+        let mut ctx = head.apply_ctx();
+        if from_checkpoint {
+            ctx.min_valid_t = head.min_valid_floor();
+        }
         let check_skips = self.skips.iter().any(|k| position < k.before_segment);
         let mut counts = HistogramCounts::default();
         let mut it = hs.into_iter().peekable();

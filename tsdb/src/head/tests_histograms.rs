@@ -540,3 +540,68 @@ fn replay_skips_histograms_already_in_a_block() {
     let want: Vec<(i64, HistogramValue)> = (5..10).map(|i| (base + i * MIN, int_h(i as u64))).collect();
     assert_eq!(keys(&read_histograms(&head, "h")), keys(&want));
 }
+
+/// A float stale marker for a series whose newest sample is a histogram becomes a histogram stale
+/// marker of that histogram's kind (Prometheus's head does so); for a series whose newest sample
+/// is a float it stays a float.
+#[test]
+fn a_float_stale_marker_after_histograms_is_a_histogram_stale_marker() {
+    let (_d, head) = temp_head(memory_options(0));
+    let stale = f64::from_bits(STALE_NAN);
+    let mut app = head.appender();
+    let h = app.series(&mut [("__name__", "h")]).unwrap();
+    let f = app.series(&mut [("__name__", "f")]).unwrap();
+    app.append(f, 1_000, 1.0).unwrap();
+    app.append_histogram(f, 500, int_h(1)).unwrap();
+    app.append_histogram(h, 1_000, float_h(1.0)).unwrap();
+    // Queued, not yet committed: the queued histogram is the newest.
+    app.append(h, 2_000, stale).unwrap();
+    app.append(f, 2_000, stale).unwrap();
+    let st = app.commit().unwrap();
+    assert_eq!((st.in_order, st.histograms_in_order), (2, 3));
+    let got = read_histograms(&head, "h");
+    assert_eq!(got.len(), 2);
+    assert!(matches!(&got[1].1, HistogramValue::Float(x) if x.sum.to_bits() == STALE_NAN));
+    let q = head.querier(i64::MIN, i64::MAX);
+    let s = q.select(&[Matcher::equal("__name__", "h")]).unwrap().pop().unwrap();
+    assert_eq!(s.samples(i64::MIN, i64::MAX).count(), 0, "no float sample in the histogram series");
+    let s = q.select(&[Matcher::equal("__name__", "f")]).unwrap().pop().unwrap();
+    let floats: Vec<u64> = s.samples(i64::MIN, i64::MAX).map(|(_, v)| v.to_bits()).collect();
+    assert_eq!(floats, vec![1f64.to_bits(), STALE_NAN]);
+    // Committed state: a retried marker is a duplicate of the stored histogram stale marker.
+    let mut app = head.appender();
+    let h = app.series(&mut [("__name__", "h")]).unwrap();
+    app.append(h, 2_000, stale).unwrap();
+    assert_eq!(app.commit().unwrap().histograms_deduplicated, 1);
+}
+
+/// In-order histograms more than half a range older than the head's newest sample come back from a
+/// checkpoint as in-order chunks, not among the late histograms.
+#[test]
+fn a_checkpoint_brings_old_in_order_histograms_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = 100 * H2;
+    let mut want = Vec::new();
+    {
+        let head = Head::open(dir.path(), wal_options(0)).unwrap();
+        // 2h45m of histograms every 30s: most are more than an hour older than the newest.
+        for i in 0..330 {
+            append_h(&head, "h", start + i * 30_000, int_h(i as u64 + 1)).unwrap();
+            want.push((start + i * 30_000, int_h(i as u64 + 1)));
+        }
+        // A float series' chunks, replayed before the histograms, set the head's newest time.
+        let mut app = head.appender();
+        app.append_pairs(&[("__name__", "f")], start + 330 * 30_000, 1.0).unwrap();
+        app.commit().unwrap();
+        head.checkpoint_now().unwrap();
+        head.close().unwrap();
+    }
+    let head = Head::open(dir.path(), wal_options(0)).unwrap();
+    let q = head.querier(i64::MIN, i64::MAX);
+    let s = q.select(&[Matcher::equal("__name__", "h")]).unwrap().pop().unwrap();
+    assert!(s.ooo_chunks.is_empty(), "{} late chunks", s.ooo_chunks.len());
+    assert_eq!(keys(&histograms_of(&s)), keys(&want));
+    // Cut as before: at 120 samples and at the range end.
+    let sizes: Vec<usize> = s.chunks.iter().map(|c| c.histograms(i64::MIN, i64::MAX).count()).collect();
+    assert_eq!(sizes, vec![120, 120, 90]);
+}
