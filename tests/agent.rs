@@ -1,19 +1,10 @@
 //! A real Prometheus 2.42 in agent mode scrapes Strata's `/metrics` and remote-writes to Strata;
 //! Strata then answers `up{job="strata"}` and its own `strata_…` series, also through promtool.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{prometheus, promtool, Server};
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::util::{prometheus, promtool, KillOnDrop, Server};
 
 #[test]
 fn prometheus_agent_scrapes_and_remote_writes_to_strata() {
@@ -31,7 +22,7 @@ fn prometheus_agent_scrapes_and_remote_writes_to_strata() {
     )
     .unwrap();
     let agent_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let agent = Agent(
+    let agent = KillOnDrop(
         Command::new(prom)
             .arg("--enable-feature=agent")
             .arg(format!("--config.file={}", cfg.display()))

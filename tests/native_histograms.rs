@@ -5,16 +5,15 @@
 //! writes blocks that `promtool tsdb dump` and Prometheus 2.42 read with the same answers; and a
 //! Prometheus 2.42 agent scraping a protobuf native-histogram target delivers them to Strata.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ingest::proto::{self, histogram, BucketSpan, Exemplar, Label, TimeSeries, WriteRequest};
 use ingest::proto_v2::{self as v2, SymbolTable};
-use prost::Message;
 use serde_json::Value;
 
 use crate::util::exposition::NativeHistogramTarget;
-use crate::util::{block_dirs, copy_dir, format_time, prometheus, promtool, PromServer, Server};
+use crate::util::{block_dirs, copy_dir, format_time, prometheus, promtool, KillOnDrop, PromServer, Server};
 
 const STEP: i64 = 15_000;
 
@@ -103,22 +102,8 @@ fn write_v1(srv: &Server, ts: Vec<TimeSeries>) -> (u16, String) {
 }
 
 fn write_v2(srv: &Server, req: &v2::Request) -> (u16, [Option<u64>; 3], String) {
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
-    let r = srv
-        .request("POST", "/api/v1/write")
-        .set("Content-Encoding", "snappy")
-        .set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
-        .set("X-Prometheus-Remote-Write-Version", "2.0.0")
-        .send_bytes(&body);
-    let resp = match r {
-        Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-        Err(e) => panic!("POST /api/v1/write: {e}"),
-    };
-    let header = |kind: &str| {
-        resp.header(&format!("X-Prometheus-Remote-Write-{kind}-Written")).map(|v| v.parse::<u64>().unwrap())
-    };
-    let written = [header("Samples"), header("Histograms"), header("Exemplars")];
-    (resp.status(), written, resp.into_string().unwrap_or_default())
+    let a = srv.post_v2(req);
+    (a.status, a.written, a.body)
 }
 
 /// The 2.0 request carrying the 1.0 series `ts` (labels interned, histograms as they are).
@@ -556,15 +541,6 @@ fn compacted_histogram_blocks_read_by_promtool_and_prometheus() {
     }
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn prometheus_agent_delivers_scraped_native_histograms() {
     let Some(prom) = prometheus() else { return };
@@ -583,7 +559,7 @@ fn prometheus_agent_delivers_scraped_native_histograms() {
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _agent = Agent(
+    let _agent = KillOnDrop(
         Command::new(prom)
             .arg("--enable-feature=agent,native-histograms")
             .arg(format!("--config.file={}", cfg.display()))

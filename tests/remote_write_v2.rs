@@ -9,42 +9,18 @@ use ingest::proto::{MetricMetadata, MetricType, WriteRequest};
 use ingest::proto_v2::{self as v2, SymbolTable};
 use prost::Message;
 
-use crate::util::{format_time, value_string, Server};
-
-const V2_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+use crate::util::{format_time, value_string, Server, WriteAnswer, V2_CONTENT_TYPE};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-/// The status, the three Written headers (`None` if absent) and the body of an answer.
-struct Answer {
-    status: u16,
-    written: [Option<u64>; 3],
-    body: String,
+fn post(srv: &Server, payload: &[u8], encoding: &str, content_type: &str) -> WriteAnswer {
+    srv.post_write(payload, encoding, content_type)
 }
 
-fn post(srv: &Server, payload: &[u8], encoding: &str, content_type: &str) -> Answer {
-    let body = snap::raw::Encoder::new().compress_vec(payload).unwrap();
-    let r = srv
-        .request("POST", "/api/v1/write")
-        .set("Content-Encoding", encoding)
-        .set("Content-Type", content_type)
-        .set("X-Prometheus-Remote-Write-Version", "2.0.0")
-        .send_bytes(&body);
-    let resp = match r {
-        Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-        Err(e) => panic!("POST /api/v1/write: {e}"),
-    };
-    let header = |kind: &str| {
-        resp.header(&format!("X-Prometheus-Remote-Write-{kind}-Written")).map(|v| v.parse::<u64>().unwrap())
-    };
-    let written = [header("Samples"), header("Histograms"), header("Exemplars")];
-    Answer { status: resp.status(), written, body: resp.into_string().unwrap_or_default() }
-}
-
-fn post_v2(srv: &Server, req: &v2::Request) -> Answer {
-    post(srv, &req.encode_to_vec(), "snappy", V2_TYPE)
+fn post_v2(srv: &Server, req: &v2::Request) -> WriteAnswer {
+    srv.post_v2(req)
 }
 
 fn series(t: &mut SymbolTable, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v2::TimeSeries {
@@ -166,11 +142,11 @@ fn negotiation_and_corrupt_bodies() {
     // (content encoding, content type, status, 2.0 headers expected)
     let cases: &[(&str, &str, u16, bool)] = &[
         ("snappy", "application/x-protobuf;proto=io.prometheus.write.v3.Request", 415, false),
-        ("gzip", V2_TYPE, 415, false),
+        ("gzip", V2_CONTENT_TYPE, 415, false),
         ("snappy", "application/json", 415, false),
         // A 2.0 body sent as 1.0 is an empty 1.0 request: 2.0's fields 4 and 5 are unknown to 1.0.
         ("snappy", "application/x-protobuf", 204, false),
-        ("snappy", V2_TYPE, 204, true),
+        ("snappy", V2_CONTENT_TYPE, 204, true),
     ];
     for &(encoding, content_type, status, v2_headers) in cases {
         let ans = post(&srv, &payload, encoding, content_type);
@@ -186,14 +162,14 @@ fn negotiation_and_corrupt_bodies() {
     let mut corrupt = payload.clone();
     corrupt[0] = b'0';
     for (what, body) in [("corrupt protobuf", corrupt), ("truncated", payload[..payload.len() - 3].to_vec())] {
-        let ans = post(&srv, &body, "snappy", V2_TYPE);
+        let ans = post(&srv, &body, "snappy", V2_CONTENT_TYPE);
         assert_eq!(ans.status, 400, "{what}: {}", ans.body);
         assert!(ans.body.starts_with("invalid protobuf io.prometheus.write.v2.Request"), "{what}: {}", ans.body);
         assert_eq!(ans.written, [Some(0), Some(0), Some(0)], "{what}");
     }
     let not_snappy = srv
         .request("POST", "/api/v1/write")
-        .set("Content-Type", V2_TYPE)
+        .set("Content-Type", V2_CONTENT_TYPE)
         .set("Content-Encoding", "snappy")
         .send_bytes(b"\xff\xff\xff\xff\xff not snappy");
     match not_snappy {

@@ -38,6 +38,27 @@ pub struct Outcome {
     pub exemplars_stored: u64,
 }
 
+impl Outcome {
+    /// The outcome of a committed request of `payload_bytes` that `accepted` these.
+    pub(crate) fn new(
+        payload_bytes: usize,
+        summary: WalkSummary,
+        accepted: Appended,
+        report: Report,
+        commit: CommitStats,
+    ) -> Outcome {
+        Outcome {
+            payload_bytes,
+            summary,
+            accepted: accepted.samples,
+            histograms_accepted: accepted.histograms,
+            report,
+            exemplars_stored: commit.exemplars_stored,
+            commit,
+        }
+    }
+}
+
 impl From<RejectReason> for Reason {
     fn from(r: RejectReason) -> Reason {
         match r {
@@ -100,15 +121,7 @@ pub fn append_request_unsynced(head: &Head, payload: &[u8]) -> Result<(Outcome, 
     };
     report.set_received(summary.samples + summary.histograms);
     let (commit, ticket) = app.commit_unsynced()?;
-    let outcome = Outcome {
-        payload_bytes: payload.len(),
-        summary,
-        accepted: accepted.samples,
-        histograms_accepted: accepted.histograms,
-        report,
-        exemplars_stored: commit.exemplars_stored,
-        commit,
-    };
+    let outcome = Outcome::new(payload.len(), summary, accepted, report, commit);
     Ok((outcome, ticket))
 }
 

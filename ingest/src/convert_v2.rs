@@ -97,15 +97,7 @@ pub fn append_request_unsynced(
             store.update(updates);
         }
     }
-    let outcome = Outcome {
-        payload_bytes: payload.len(),
-        summary,
-        accepted: accepted.samples,
-        histograms_accepted: accepted.histograms,
-        report,
-        exemplars_stored: commit.exemplars_stored,
-        commit,
-    };
+    let outcome = Outcome::new(payload.len(), summary, accepted, report, commit);
     Ok((outcome, ticket))
 }
 

@@ -153,6 +153,32 @@ impl Server {
         }
     }
 
+    /// Sends `payload` (snappy-compressed here) to `/api/v1/write` with the given headers, as a 2.0
+    /// sender does; returns the status, the three Written headers and the body.
+    pub fn post_write(&self, payload: &[u8], encoding: &str, content_type: &str) -> WriteAnswer {
+        let body = snap::raw::Encoder::new().compress_vec(payload).expect("snappy");
+        let r = self
+            .request("POST", "/api/v1/write")
+            .set("Content-Encoding", encoding)
+            .set("Content-Type", content_type)
+            .set("X-Prometheus-Remote-Write-Version", "2.0.0")
+            .send_bytes(&body);
+        let resp = match r {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => panic!("POST /api/v1/write: {e}"),
+        };
+        let header = |kind: &str| {
+            resp.header(&format!("X-Prometheus-Remote-Write-{kind}-Written")).map(|v| v.parse::<u64>().expect("count"))
+        };
+        let written = [header("Samples"), header("Histograms"), header("Exemplars")];
+        WriteAnswer { status: resp.status(), written, body: resp.into_string().unwrap_or_default() }
+    }
+
+    /// Sends a remote-write 2.0 request (see [`Server::post_write`]).
+    pub fn post_v2(&self, req: &ingest::proto_v2::Request) -> WriteAnswer {
+        self.post_write(&req.encode_to_vec(), "snappy", V2_CONTENT_TYPE)
+    }
+
     /// GET an API path with query parameters; returns (status, JSON).
     pub fn get_json(&self, path: &str, params: &[(&str, &str)]) -> (u16, serde_json::Value) {
         let mut req = self.request("GET", path);
@@ -312,6 +338,27 @@ pub fn value_string(v: f64) -> String {
         "-Inf".into()
     } else {
         format!("{v}")
+    }
+}
+
+/// The `Content-Type` of remote-write 2.0.
+pub const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+
+/// The status, the three Written headers (`None` if absent: samples, histograms, exemplars) and the
+/// body of a remote-write answer.
+pub struct WriteAnswer {
+    pub status: u16,
+    pub written: [Option<u64>; 3],
+    pub body: String,
+}
+
+/// A child process (a Prometheus, an agent) killed and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -208,6 +208,18 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
+/// True if `t` is in the first of the sorted `deleted` intervals that does not end before it;
+/// passes (drops from the slice) the intervals that end before `t`, since timestamps only increase.
+fn is_deleted(deleted: &mut &[Interval], t: i64) -> bool {
+    while let Some((first, rest)) = deleted.split_first() {
+        if first.max_t >= t {
+            return first.min_t <= t;
+        }
+        *deleted = rest;
+    }
+    false
+}
+
 /// The samples of one chunk inside `[mint, maxt]`, in time order. An XOR chunk that cannot be
 /// decoded ends early; [`ChunkIter::error`] then says why.
 pub struct ChunkIter<'a> {
@@ -245,16 +257,10 @@ impl<'a> ChunkIter<'a> {
         ChunkIter { inner, maxt, deleted }
     }
 
-    /// True if `t` is deleted; passes the intervals that end before it (timestamps only increase).
+    /// True if `t` is deleted (see [`is_deleted`]).
     #[cold]
     fn is_deleted(&mut self, t: i64) -> bool {
-        while let Some((first, rest)) = self.deleted.split_first() {
-            if first.max_t >= t {
-                return first.min_t <= t;
-            }
-            self.deleted = rest;
-        }
-        false
+        is_deleted(&mut self.deleted, t)
     }
 
     /// Why an XOR chunk ended early, if it did.
@@ -332,17 +338,6 @@ impl<'a> HistogramChunkIter<'a> {
         HistogramChunkIter { inner, mint, maxt, deleted, error: None }
     }
 
-    /// True if `t` is deleted; passes the intervals that end before it.
-    fn is_deleted(&mut self, t: i64) -> bool {
-        while let Some((first, rest)) = self.deleted.split_first() {
-            if first.max_t >= t {
-                return first.min_t <= t;
-            }
-            self.deleted = rest;
-        }
-        false
-    }
-
     /// Why the chunk ended early, if it did.
     pub fn error(&self) -> Option<&ChunkError> {
         self.error.as_ref()
@@ -363,7 +358,7 @@ impl Iterator for HistogramChunkIter<'_> {
             match s {
                 Some(Ok(s)) if s.0 < self.mint => continue,
                 Some(Ok(s)) if s.0 <= self.maxt => {
-                    if !self.deleted.is_empty() && self.is_deleted(s.0) {
+                    if !self.deleted.is_empty() && is_deleted(&mut self.deleted, s.0) {
                         continue;
                     }
                     return Some(s);
