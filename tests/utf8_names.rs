@@ -248,3 +248,38 @@ fn legacy_scheme_in_the_config_file_refuses_utf8_names_until_reloaded() {
         [(json!({"__name__": "cpu", "job.name": "a"}), "2".to_owned())]
     );
 }
+
+#[test]
+fn utf8_names_survive_compaction_into_a_block_and_a_restart() {
+    const T0: i64 = 1_699_999_200_000;
+    const H: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let args = ["--storage.tsdb.compaction-interval=200ms"];
+    let mut srv = Server::start(&data_dir, &args);
+    let points: Vec<(i64, f64)> = (0..=16).map(|i| (T0 + i * H / 4, i as f64)).collect();
+    let (code, body) = srv.write(&request(vec![series("queue.depth", &[("k8s.pod", "p-1")], &points)]));
+    assert_eq!(code, 204, "{body}");
+    // The head spans 4h: its first 2h are compacted into a block.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while crate::util::block_dirs(&data_dir).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no block written; log:\n{}", srv.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(srv.sigterm().success());
+    let srv = Server::start(&data_dir, &args);
+    // One point from the block, one from the head (replayed from the WAL).
+    for (t, v) in [(T0 + H, "4"), (T0 + 4 * H, "16")] {
+        assert_eq!(
+            instant(&srv, r#"{"queue.depth", "k8s.pod"="p-1"}"#, t),
+            [(json!({"__name__": "queue.depth", "k8s.pod": "p-1"}), v.to_owned())],
+            "at {t}"
+        );
+    }
+    let range = [("start", format_time(T0)), ("end", format_time(T0 + 2 * H - 1))];
+    let range: Vec<(&str, &str)> = range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(data(&srv, "/api/v1/label/U__k8s_2e_pod/values", &range), json!(["p-1"]));
+    let mut params = range.clone();
+    params.push(("match[]", r#"{"queue.depth"}"#));
+    assert_eq!(sorted_strings(&data(&srv, "/api/v1/labels", &params)), ["__name__", "k8s.pod"]);
+}
