@@ -23,8 +23,14 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// One float sample of a series: its labels (with `__name__`), timestamp and value.
+type LabeledSample<'a> = (&'a [(&'a str, &'a str)], i64, f64);
+
+/// A series as remote read answers it: labels and samples.
+type ReadSeries = (Vec<(String, String)>, Vec<(i64, f64)>);
+
 /// Sends a remote-write 2.0 request of float series; returns (status, body).
-fn write_v2(srv: &Server, series: &[(&[(&str, &str)], i64, f64)]) -> (u16, String) {
+fn write_v2(srv: &Server, series: &[LabeledSample<'_>]) -> (u16, String) {
     let mut t = SymbolTable::default();
     let timeseries = series
         .iter()
@@ -187,7 +193,7 @@ fn utf8_names_from_1_0_and_2_0_are_queried_listed_read_and_deleted() {
     let mut bytes = Vec::new();
     resp.into_reader().read_to_end(&mut bytes).unwrap();
     let read = ReadResponse::decode(snap::raw::Decoder::new().decompress_vec(&bytes).unwrap().as_slice()).unwrap();
-    let got: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> = read.results[0]
+    let got: Vec<ReadSeries> = read.results[0]
         .timeseries
         .iter()
         .map(|s| {
