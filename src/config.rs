@@ -447,6 +447,7 @@ impl Flags {
             ooo_time_window_ms: duration_ms(window),
             ooo_cap_max: self.ooo_cap_max,
             wal: Some(wal::Options { segment_size_bytes: self.wal_segment_size, sync }),
+            name_validation: reloadable.current.name_validation,
             ..tsdb::Options::default()
         };
         let retention = parse_duration(&self.retention_time).context("--storage.tsdb.retention.time")?;

@@ -1,6 +1,6 @@
 //! The YAML configuration file in Prometheus's shape (`--config.file`): parsed with line numbers and
-//! checked key by key. Strata reads `global.external_labels` and `storage.tsdb.out_of_order_time_window`
-//! and accepts `storage.exemplars.max_exemplars`; the sections only a scraper or rule evaluator uses
+//! checked key by key. Strata reads `global.external_labels`, `global.metric_name_validation_scheme` and
+//! `storage.tsdb.out_of_order_time_window` and accepts `storage.exemplars.max_exemplars`; the sections only a scraper or rule evaluator uses
 //! (`scrape_configs`, `rule_files`, `alerting`, `remote_write`, `remote_read`, ...) are accepted and
 //! reported as ignored. Any other key is an error naming the key and its line.
 
@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use tsdb::labels::NameValidation;
 
 /// A configuration file that cannot be used; every variant names where.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub struct FileConfig {
     pub ooo_time_window: Option<Duration>,
     /// `global.external_labels`, sorted by name.
     pub external_labels: BTreeMap<String, String>,
+    /// `global.metric_name_validation_scheme`: which names new series may have (Prometheus 3's default,
+    /// UTF-8, when unset or empty). Also the rule `global.external_labels`' names are checked against.
+    pub name_validation: NameValidation,
     /// Keys accepted but without effect in Strata, with their line, for a warning each.
     pub ignored: Vec<(String, usize)>,
 }
@@ -169,10 +173,24 @@ impl Walk<'_, FileConfig> {
     }
 
     fn global(&mut self, node: &MarkedYaml<'_>) -> Result<(), ConfigFileError> {
+        // The scheme first: it decides which external label names are valid, wherever it is written.
+        for (key, value, _) in self.mapping(node, "global")? {
+            if key == "global.metric_name_validation_scheme" {
+                self.out.name_validation = match scalar_text(value).as_deref() {
+                    Some("") => NameValidation::default(),
+                    Some(name) => match NameValidation::from_name(name) {
+                        Some(scheme) => scheme,
+                        None => return Err(self.bad(value, &key, "expected \"utf8\" or \"legacy\"")),
+                    },
+                    None => return Err(self.bad(value, &key, "expected \"utf8\" or \"legacy\"")),
+                };
+            }
+        }
         for (key, value, line) in self.mapping(node, "global")? {
             let name = key.trim_start_matches("global.");
             match name {
                 "external_labels" => self.external_labels(value)?,
+                "metric_name_validation_scheme" => {}
                 "scrape_interval" | "scrape_timeout" | "evaluation_interval" => {
                     self.duration(value, &key)?;
                     self.out.ignored.push((key, line));
@@ -182,8 +200,11 @@ impl Walk<'_, FileConfig> {
                     return Err(ConfigFileError::NotImplemented { path: self.path.to_owned(), line, key })
                 }
                 _ => {
-                    let known: Vec<&str> =
-                        ["external_labels", "query_log_file"].iter().chain(SCRAPER_GLOBAL_KEYS).copied().collect();
+                    let known: Vec<&str> = ["external_labels", "metric_name_validation_scheme", "query_log_file"]
+                        .iter()
+                        .chain(SCRAPER_GLOBAL_KEYS)
+                        .copied()
+                        .collect();
                     return Err(self.unknown(key, line, &known));
                 }
             }
@@ -194,8 +215,12 @@ impl Walk<'_, FileConfig> {
     fn external_labels(&mut self, node: &MarkedYaml<'_>) -> Result<(), ConfigFileError> {
         for (key, value, _) in self.mapping(node, "global.external_labels")? {
             let name = key.trim_start_matches("global.external_labels.").to_owned();
-            if !valid_label_name(&name) {
-                return Err(self.bad(value, &key, "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"));
+            if !self.out.name_validation.is_valid_label_name(&name) {
+                let msg = match self.out.name_validation {
+                    NameValidation::Utf8 => "not a valid label name (empty)",
+                    NameValidation::Legacy => "not a valid label name under the legacy scheme ([a-zA-Z_][a-zA-Z0-9_]*)",
+                };
+                return Err(self.bad(value, &key, msg));
             }
             let Some(v) = scalar_text(value) else {
                 return Err(self.bad(value, &key, "a label value must be a string"));
@@ -262,12 +287,6 @@ pub(crate) fn scalar_text(node: &MarkedYaml<'_>) -> Option<String> {
     }
 }
 
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Whether `a` looks like a misspelling of `b`: the same once underscores are dropped, or one edit
 /// apart.
 fn similar(a: &str, b: &str) -> bool {
@@ -307,13 +326,35 @@ mod tests {
     }
 
     #[test]
+    fn metric_name_validation_scheme() {
+        let scheme = |text: &str| parse("p.yml", text).unwrap().name_validation;
+        assert_eq!(scheme(""), NameValidation::Utf8);
+        assert_eq!(scheme("global:\n  metric_name_validation_scheme: utf8\n"), NameValidation::Utf8);
+        assert_eq!(scheme("global:\n  metric_name_validation_scheme: \"\"\n"), NameValidation::Utf8);
+        assert_eq!(scheme("global:\n  metric_name_validation_scheme: legacy\n"), NameValidation::Legacy);
+        // External label names follow the scheme, whichever key comes first.
+        let c = parse("p.yml", "global:\n  external_labels:\n    k8s.cluster: eu\n").unwrap();
+        assert_eq!(c.external_labels.get("k8s.cluster").map(String::as_str), Some("eu"));
+        let e = parse(
+            "p.yml",
+            "global:\n  external_labels:\n    k8s.cluster: eu\n  metric_name_validation_scheme: legacy\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 3") && e.contains("k8s.cluster") && e.contains("legacy"), "{e}");
+    }
+
+    #[test]
     fn errors_name_key_and_line() {
         let cases = [
             ("storage:\n  tsdb:\n    out_of_order_timewindow: 1h\n", "line 3", "storage.tsdb.out_of_order_timewindow"),
             ("storage:\n  tsdb:\n    out_of_order_time_window: soon\n", "line 3", "out_of_order_time_window"),
             ("global:\n  external_label:\n    a: b\n", "line 2", "global.external_label"),
             ("tracing:\n  endpoint: x\n", "line 1", "tracing"),
-            ("global:\n  external_labels:\n    0bad: x\n", "line 3", "0bad"),
+            ("global:\n  external_labels:\n    0bad: x\n  metric_name_validation_scheme: legacy\n", "line 3", "0bad"),
+            ("global:\n  external_labels:\n    \"\": x\n", "line 3", "not a valid label name"),
+            ("global:\n  metric_name_validation_scheme: UTF-8\n", "line 2", "metric_name_validation_scheme"),
+            ("global:\n  metric_name_validation_scheme: [utf8]\n", "line 2", "expected \"utf8\" or \"legacy\""),
             ("storage:\n  tsdb: [1]\n", "line 2", "expected a mapping"),
             ("storage:\n  tsdb:\n  - x: : :\n", "line", "invalid YAML"),
         ];

@@ -113,6 +113,7 @@ impl Reloader {
         state.current = loaded;
         let window = state.window();
         self.head.set_ooo_time_window_ms(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        self.head.set_name_validation(state.current.name_validation);
         if state.window_flag.is_some() && state.current.ooo_time_window.is_some_and(|w| w != window) {
             tracing::warn!(
                 "--storage.tsdb.out-of-order-time-window overrides the config file's out_of_order_time_window"
@@ -127,6 +128,7 @@ impl Reloader {
             out_of_order_time_window = ?window,
             previous_out_of_order_time_window = ?before,
             external_labels = ?state.current.external_labels,
+            metric_name_validation_scheme = state.current.name_validation.name(),
             "configuration reloaded"
         );
         Ok(yaml)

@@ -29,4 +29,5 @@ mod slow_clients;
 mod status_api;
 mod thanos_sidecar;
 mod tls_auth;
+mod utf8_names;
 mod web_ui;

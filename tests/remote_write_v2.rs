@@ -407,13 +407,11 @@ fn cases() -> Vec<Case> {
             "simple metric with newlines",
             vec![up(&[("__name__", "up"), ("job", "test\njob\n"), ("instance", "localhost:9090")], v)],
         ));
-        // Prometheus 3 accepts UTF-8 names; Strata keeps Prometheus 2's name rules (400).
-        cases.push(Case {
-            name: "simple metric with dots (Strata: legacy name rules)",
-            series: vec![up(&[("__name__", "resource.cpu.usage"), ("job.name", "testjob")], v)],
-            status: 400,
-            written: [0, 0, 0],
-        });
+        // UTF-8 names, accepted as by Prometheus 3 and read back with quoted names.
+        cases.push(ok1(
+            "simple metric with dots",
+            vec![up(&[("__name__", "resource.cpu.usage"), ("job.name", "testjob")], v)],
+        ));
         cases.push(Case {
             name: "simple metric without name label",
             series: vec![up(&[("job", "testjob"), ("instance", "localhost:9090")], v)],
@@ -576,8 +574,11 @@ fn compliance_receiver_cases() {
                     assert_eq!(json["data"]["result"][0]["value"][1], "3", "{}: {json}", case.name);
                 }
                 let Some(v) = s.value else { continue };
-                let selector =
-                    format!("{{{}}}", s.labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(","));
+                // Every name quoted, as PromQL writes a UTF-8 name (`{"job.name"="x"}`).
+                let selector = format!(
+                    "{{{}}}",
+                    s.labels.iter().map(|(n, v)| format!("{n:?}={v:?}")).collect::<Vec<_>>().join(",")
+                );
                 // The selector also matches series with more labels: keep the one sent.
                 let exact: serde_json::Value =
                     s.labels.iter().map(|(n, v)| ((*n).to_owned(), serde_json::Value::from(*v))).collect();

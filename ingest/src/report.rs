@@ -127,8 +127,9 @@ impl Report {
     }
 }
 
-/// Writes `{a="1", b="2"}` for label pairs (Prometheus's text form), each name and value clipped
-/// to [`tsdb::labels::ECHO_MAX_BYTES`] ([`tsdb::labels::clip`]).
+/// Writes `{a="1", b="2"}` for label pairs (Prometheus's text form, a name other than a legacy label
+/// name quoted: `{"a.b"="1"}`), each name and value clipped to [`tsdb::labels::ECHO_MAX_BYTES`]
+/// ([`tsdb::labels::clip`]).
 pub fn write_labels<N: AsRef<str>, V: AsRef<str>>(out: &mut String, pairs: impl IntoIterator<Item = (N, V)>) {
     use tsdb::labels::clip;
     out.push('{');
@@ -136,7 +137,12 @@ pub fn write_labels<N: AsRef<str>, V: AsRef<str>>(out: &mut String, pairs: impl 
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{}={:?}", clip(n.as_ref()), clip(v.as_ref()));
+        let n = n.as_ref();
+        if tsdb::labels::is_legacy_label_name(n) {
+            let _ = write!(out, "{}={:?}", clip(n), clip(v.as_ref()));
+        } else {
+            let _ = write!(out, "{:?}={:?}", clip(n), clip(v.as_ref()));
+        }
     }
     out.push('}');
 }

@@ -1,8 +1,9 @@
 //! Label sets and label matchers.
 //!
-//! A [`Labels`] is validated once, at the edge (remote-write), and is immutable afterwards: names match
-//! `[a-zA-Z_][a-zA-Z0-9_]*`, values are UTF-8 (guaranteed by `&str`), names are unique, pairs are sorted by
-//! name, and pairs with an empty value are dropped (Prometheus treats an empty value as "label absent").
+//! A [`Labels`] is validated once, at the edge (remote-write), and is immutable afterwards: names are
+//! non-empty and valid under the [`NameValidation`] scheme in force (by default any UTF-8, as in
+//! Prometheus 3), values are UTF-8 (guaranteed by `&str`), names are unique, pairs are sorted by name, and
+//! pairs with an empty value are dropped (Prometheus treats an empty value as "label absent").
 //! The pairs are packed into one allocation: `[uvarint name_len][name][uvarint value_len][value]…`, so a
 //! series costs one heap block for its labels, and lookups can hash and compare borrowed pairs against the
 //! packed form without allocating.
@@ -21,7 +22,7 @@ pub const METRIC_NAME: &str = "__name__";
 /// Why a label set was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
-    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    /// A label name is empty, or (under [`NameValidation::Legacy`]) does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
     #[error("invalid label name {name:?}")]
     InvalidName {
         /// The offending name (clipped, see [`clip`]).
@@ -39,7 +40,7 @@ pub enum LabelError {
     /// The series has no `__name__` label.
     #[error("missing metric name (__name__ label)")]
     MissingMetricName,
-    /// `__name__` is not a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+    /// `__name__` is not a valid metric name under [`NameValidation::Legacy`] (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
     #[error("invalid metric name {name:?}")]
     InvalidMetricName {
         /// The offending metric name (clipped, see [`clip`]).
@@ -87,8 +88,65 @@ pub fn clip_to(s: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(format!("{}… ({} bytes)", s.get(..end).unwrap_or_default(), s.len()))
 }
 
-/// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`.
+/// Which metric and label names are accepted: Prometheus's name validation scheme
+/// (`global.metric_name_validation_scheme`). Values are any UTF-8 under both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NameValidation {
+    /// Any non-empty UTF-8 name (Prometheus 3's default).
+    #[default]
+    Utf8,
+    /// Prometheus 2's rules: metric names `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*`.
+    Legacy,
+}
+
+impl NameValidation {
+    /// The scheme named as in Prometheus's configuration (`utf8` or `legacy`).
+    pub fn from_name(name: &str) -> Option<NameValidation> {
+        match name {
+            "utf8" => Some(NameValidation::Utf8),
+            "legacy" => Some(NameValidation::Legacy),
+            _ => None,
+        }
+    }
+
+    /// The scheme's name in Prometheus's configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            NameValidation::Utf8 => "utf8",
+            NameValidation::Legacy => "legacy",
+        }
+    }
+
+    /// Whether `name` is a valid label name under this scheme.
+    pub fn is_valid_label_name(self, name: &str) -> bool {
+        match self {
+            NameValidation::Utf8 => is_valid_label_name(name),
+            NameValidation::Legacy => is_legacy_label_name(name),
+        }
+    }
+
+    /// Whether `name` is a valid metric name (the value of `__name__`) under this scheme.
+    pub fn is_valid_metric_name(self, name: &str) -> bool {
+        match self {
+            NameValidation::Utf8 => is_valid_metric_name(name),
+            NameValidation::Legacy => is_legacy_metric_name(name),
+        }
+    }
+}
+
+/// Checks a label name as Prometheus 3 does by default (and always does in queries): non-empty; `&str`
+/// guarantees UTF-8.
 pub fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// Checks a metric name as Prometheus 3 does by default: non-empty UTF-8.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// Checks a label name against the legacy rule `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_legacy_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     match bytes.next() {
         Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
@@ -97,8 +155,8 @@ pub fn is_valid_label_name(name: &str) -> bool {
     bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Checks a metric name against `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn is_valid_metric_name(name: &str) -> bool {
+/// Checks a metric name against the legacy rule `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_legacy_metric_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     match bytes.next() {
         Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b':' => {}
@@ -127,14 +185,14 @@ impl Labels {
         for (n, v) in pairs {
             sorted.push((n.as_ref(), v.as_ref()));
         }
-        let sorted = validate(&mut sorted, true)?;
+        let sorted = validate(&mut sorted, true, NameValidation::Utf8)?;
         Ok(Labels::from_sorted_unchecked(sorted))
     }
 
     /// Like [`Labels::from_pairs`] but does not require a metric name (used by queries and tests).
     pub fn from_pairs_unnamed<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<Labels, LabelError> {
         let mut sorted: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
-        let sorted = validate(&mut sorted, false)?;
+        let sorted = validate(&mut sorted, false, NameValidation::Utf8)?;
         Ok(Labels::from_sorted_unchecked(sorted))
     }
 
@@ -272,14 +330,19 @@ impl PartialOrd for Labels {
 }
 
 impl fmt::Display for Labels {
-    /// Prometheus's text form: `{a="1", b="2"}`.
+    /// Prometheus's text form: `{a="1", b="2"}`, with a name that is not a legacy label name quoted
+    /// (`{"a.b"="1"}`), as Prometheus 3 writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
         for (i, (n, v)) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{n}={v:?}")?;
+            if is_legacy_label_name(n) {
+                write!(f, "{n}={v:?}")?;
+            } else {
+                write!(f, "{n:?}={v:?}")?;
+            }
         }
         f.write_str("}")
     }
@@ -342,11 +405,13 @@ pub fn hash_packed(packed: &[u8]) -> u64 {
     xxh3_64(packed)
 }
 
-/// Validates label pairs in place: drops empty values, sorts by name if needed, rejects invalid or
-/// duplicate names. Returns the validated slice (a prefix of `pairs`). Allocates nothing.
+/// Validates label pairs in place: drops empty values, sorts by name if needed, rejects names invalid
+/// under `scheme` and duplicate names. Returns the validated slice (a prefix of `pairs`). Allocates
+/// nothing. An empty `__name__` value counts as absent, so it fails as a missing metric name.
 pub fn validate<'p, 'a>(
     pairs: &'p mut [(&'a str, &'a str)],
     require_name: bool,
+    scheme: NameValidation,
 ) -> Result<&'p [(&'a str, &'a str)], LabelError> {
     // Move non-empty values to the front.
     let mut len = 0;
@@ -368,14 +433,14 @@ pub fn validate<'p, 'a>(
         if n.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES {
             return Err(LabelError::TooLong { name: clip(n).into_owned(), len: n.len().max(v.len()) });
         }
-        if !is_valid_label_name(n) {
+        if !scheme.is_valid_label_name(n) {
             return Err(LabelError::InvalidName { name: clip(n).into_owned() });
         }
         if i > 0 && pairs[i - 1].0 == *n {
             return Err(LabelError::DuplicateName { name: clip(n).into_owned() });
         }
         if *n == METRIC_NAME {
-            if !is_valid_metric_name(v) {
+            if !scheme.is_valid_metric_name(v) {
                 return Err(LabelError::InvalidMetricName { name: clip(v).into_owned() });
             }
             has_name = true;
@@ -502,16 +567,47 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_names() {
-        assert!(matches!(Labels::from_pairs(&[("__name__", "up"), ("1x", "a")]), Err(LabelError::InvalidName { .. })));
-        assert!(matches!(Labels::from_pairs(&[("__name__", "up"), ("a-b", "a")]), Err(LabelError::InvalidName { .. })));
+    fn utf8_scheme_accepts_any_nonempty_name() {
+        let l = Labels::from_pairs(&[("__name__", "resource.cpu.usage"), ("job.name", "x"), ("1x", "a"), ("ä-b", "c")])
+            .unwrap();
+        assert_eq!(l.get("job.name"), Some("x"));
+        assert_eq!(l.to_string(), r#"{"1x"="a", __name__="resource.cpu.usage", "job.name"="x", "ä-b"="c"}"#);
+        assert!(Labels::from_pairs(&[("__name__", "1up")]).is_ok());
+        // What Prometheus 3 still refuses: empty names, duplicates, no metric name (an empty value is none).
+        assert!(matches!(Labels::from_pairs(&[("__name__", "up"), ("", "a")]), Err(LabelError::InvalidName { .. })));
         assert!(matches!(
-            Labels::from_pairs(&[("__name__", "up"), ("a", "1"), ("a", "2")]),
+            Labels::from_pairs(&[("__name__", "up"), ("a.b", "1"), ("a.b", "2")]),
             Err(LabelError::DuplicateName { .. })
         ));
-        assert!(matches!(Labels::from_pairs(&[("job", "x")]), Err(LabelError::MissingMetricName)));
-        assert!(matches!(Labels::from_pairs(&[("__name__", "1up")]), Err(LabelError::InvalidMetricName { .. })));
-        assert!(Labels::from_pairs(&[("__name__", "a:b_c")]).is_ok());
+        assert!(matches!(Labels::from_pairs(&[("job.name", "x")]), Err(LabelError::MissingMetricName)));
+        assert!(matches!(Labels::from_pairs(&[("__name__", ""), ("job", "x")]), Err(LabelError::MissingMetricName)));
+    }
+
+    #[test]
+    fn legacy_scheme_keeps_prometheus_2_rules() {
+        let check = |pairs: &[(&str, &str)]| {
+            let mut pairs = pairs.to_vec();
+            validate(&mut pairs, true, NameValidation::Legacy).map(|s| s.len())
+        };
+        assert!(matches!(check(&[("__name__", "up"), ("1x", "a")]), Err(LabelError::InvalidName { .. })));
+        assert!(matches!(check(&[("__name__", "up"), ("a-b", "a")]), Err(LabelError::InvalidName { .. })));
+        assert!(matches!(check(&[("__name__", "up"), ("job.name", "a")]), Err(LabelError::InvalidName { .. })));
+        assert!(matches!(check(&[("__name__", "up"), ("", "a")]), Err(LabelError::InvalidName { .. })));
+        assert!(matches!(check(&[("__name__", "up"), ("a", "1"), ("a", "2")]), Err(LabelError::DuplicateName { .. })));
+        assert!(matches!(check(&[("job", "x")]), Err(LabelError::MissingMetricName)));
+        assert!(matches!(check(&[("__name__", "1up")]), Err(LabelError::InvalidMetricName { .. })));
+        assert!(matches!(check(&[("__name__", "a.b")]), Err(LabelError::InvalidMetricName { .. })));
+        assert_eq!(check(&[("__name__", "a:b_c"), ("_x9", "v")]), Ok(2));
+        assert!(matches!(check(&[("a:b", "v"), ("__name__", "m")]), Err(LabelError::InvalidName { .. })));
+    }
+
+    #[test]
+    fn scheme_names_match_prometheus_config() {
+        for scheme in [NameValidation::Utf8, NameValidation::Legacy] {
+            assert_eq!(NameValidation::from_name(scheme.name()), Some(scheme));
+        }
+        assert_eq!(NameValidation::from_name("UTF8"), None);
+        assert_eq!(NameValidation::default(), NameValidation::Utf8);
     }
 
     #[test]

@@ -114,7 +114,7 @@ async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
     let req = WriteRequest {
         timeseries: vec![
             series(&[("__name__", "x")], &[(t0 - WINDOW_MS - 1, 5.0), (t0, 2.0), (t0 + 100, 3.0)]),
-            series(&[("__name__", "bad"), ("1bad", "v")], &[(t0, 1.0), (t0 + 1, 1.0)]),
+            series(&[("__name__", "bad"), ("", "v")], &[(t0, 1.0), (t0 + 1, 1.0)]),
             series(&[("__name__", "y"), ("job", "j")], &[(t0 - 1000, 7.0), (t0 + 200, 8.0)]),
         ],
         metadata: vec![],
@@ -133,7 +133,7 @@ async fn mixed_request_stores_the_valid_samples_and_names_the_rejected_ones() {
     );
     assert!(
         text.contains(&format!(
-            "{{__name__=\"bad\", 1bad=\"v\"}} 2 samples from @{t0}: invalid labels: invalid label name \"1bad\""
+            "{{__name__=\"bad\", \"\"=\"v\"}} 2 samples from @{t0}: invalid labels: invalid label name \"\""
         )),
         "{text}"
     );

@@ -137,7 +137,7 @@ async fn bad_series_are_rejected_alone_and_the_headers_count_what_was_stored() {
     );
     assert!(
         text.contains(&format!(
-            "series #1 {{__name__=\"broken\", =\"__name__\"}}: labels_refs references symbol 500, but the request has {n_symbols} symbols"
+            "series #1 {{__name__=\"broken\", \"\"=\"__name__\"}}: labels_refs references symbol 500, but the request has {n_symbols} symbols"
         )),
         "{text}"
     );

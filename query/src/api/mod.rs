@@ -5,6 +5,7 @@
 pub mod exemplars;
 pub mod json;
 pub mod metadata;
+pub mod names;
 pub mod params;
 pub mod remote_read;
 pub mod status;
@@ -422,6 +423,8 @@ async fn label_values(State(st): State<QueryState>, Path(name): Path<String>, p:
 }
 
 async fn label_values_inner(st: QueryState, name: String, p: Params) -> ApiResult {
+    // Any UTF-8 name, given as it is or `U__`-escaped (Prometheus 3's `labelValues`).
+    let name = names::unescape_label_name(&name).into_owned();
     if !crate::engine::aggregate::is_valid_label_name(&name) {
         return Err(QueryError::BadData(format!("invalid label name: {:?}", clip(&name))));
     }

@@ -30,7 +30,7 @@ use super::Head;
 use crate::error::{AppendError, Error, RejectReason, Result};
 use crate::exemplars::{Exemplar, ExemplarError};
 use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
-use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels};
+use crate::labels::{hash_packed, pack_sorted, validate, LabelError, Labels, NameValidation};
 use crate::record::{self, RefSample};
 
 /// Bits of Prometheus's stale marker (`value.StaleNaN`).
@@ -89,6 +89,8 @@ struct HistQueue {
 pub struct Appender<'h> {
     head: &'h Head,
     limits: Limits,
+    /// The name validation scheme new series are checked against, fixed when the appender opens.
+    names: NameValidation,
     series: Vec<Arc<MemSeries>>,
     /// Handle of each series in `series`, by reference: a series repeated anywhere in the request
     /// gets the handle (and so the queued tail) it got first.
@@ -125,6 +127,7 @@ impl<'h> Appender<'h> {
         Appender {
             head,
             limits,
+            names: head.name_validation(),
             series: Vec::new(),
             handles: HashMap::default(),
             pending_tails: Vec::new(),
@@ -215,7 +218,7 @@ impl<'h> Appender<'h> {
         pairs: &mut [(&'a str, &'a str)],
     ) -> std::result::Result<SeriesHandle, LabelError> {
         let maps = self.head.series_maps();
-        let sorted = match validate(pairs, true) {
+        let sorted = match validate(pairs, true, self.names) {
             Ok(s) => s,
             Err(e) => {
                 self.head.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed);

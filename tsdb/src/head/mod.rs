@@ -27,7 +27,7 @@ pub mod series_table;
 pub mod tombstones;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use append::{Appender, CommitStats, PreparedSeries, SeriesHandle};
@@ -35,6 +35,7 @@ pub use compact::RangeSnapshot;
 pub use series::{Applied, SeriesRef};
 
 use crate::error::{Error, Result};
+use crate::labels::NameValidation;
 use postings::MemPostings;
 use series::MemSeries;
 use series_table::StripeSeries;
@@ -70,6 +71,8 @@ pub struct Options {
     /// Where committed exemplars go ([`Appender::append_exemplar`]) and where WAL replay puts the
     /// exemplars of the WAL; `None`: exemplars are refused.
     pub exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
+    /// Which metric and label names new series may have (`global.metric_name_validation_scheme`).
+    pub name_validation: NameValidation,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             creation_grace_period_ms: Some(DEFAULT_CREATION_GRACE_PERIOD_MS),
             wal: Some(wal::Options::default()),
             exemplars: None,
+            name_validation: NameValidation::Utf8,
         }
     }
 }
@@ -204,6 +208,9 @@ pub struct Head {
     /// The out-of-order time window appends use, in ms: starts as `Options::ooo_time_window_ms` and
     /// changes at runtime with [`Head::set_ooo_time_window_ms`] (a configuration reload).
     ooo_window_ms: AtomicI64,
+    /// Whether new series are checked against the legacy name rules ([`NameValidation::Legacy`]) rather
+    /// than UTF-8: starts from `Options::name_validation`, changes with [`Head::set_name_validation`].
+    legacy_names: AtomicBool,
     stats: HeadStats,
 }
 
@@ -255,6 +262,7 @@ impl Head {
             num_series: AtomicU64::new(0),
             relog_bytes: AtomicU64::new(0),
             ooo_window_ms: AtomicI64::new(opts.ooo_time_window_ms),
+            legacy_names: AtomicBool::new(opts.name_validation == NameValidation::Legacy),
             stats: HeadStats::default(),
             dir: dir.to_owned(),
             opts,
@@ -314,6 +322,22 @@ impl Head {
     /// Samples already in the head stay where they are.
     pub fn set_ooo_time_window_ms(&self, ms: i64) {
         self.ooo_window_ms.store(ms.max(0), Ordering::Relaxed);
+    }
+
+    /// The name validation scheme appends check new series against.
+    pub fn name_validation(&self) -> NameValidation {
+        if self.legacy_names.load(Ordering::Relaxed) {
+            NameValidation::Legacy
+        } else {
+            NameValidation::Utf8
+        }
+    }
+
+    /// Changes the name validation scheme for appenders created afterwards. It applies to label sets
+    /// not yet in the head: series already stored (from earlier writes or the WAL) keep being appended
+    /// to.
+    pub fn set_name_validation(&self, scheme: NameValidation) {
+        self.legacy_names.store(scheme == NameValidation::Legacy, Ordering::Relaxed);
     }
 
     /// Counters.

@@ -312,11 +312,39 @@ fn series_from_raw_bytes() {
     // Not UTF-8: rejected, nothing created.
     let bad: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (b"job", &[0xff])];
     assert_eq!(app.series_bytes(&bad), Err(LabelError::InvalidUtf8));
-    // Invalid names are still refused.
-    let bad_name: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (b"1job", b"a")];
+    // Invalid names are still refused: an empty name, or not UTF-8.
+    let bad_name: [(&[u8], &[u8]); 2] = [(b"", b"a"), (b"__name__", b"m")];
     assert!(matches!(app.series_bytes(&bad_name), Err(LabelError::InvalidName { .. })));
+    let bad_name: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (&[b'j', 0xc3], b"a")];
+    assert_eq!(app.series_bytes(&bad_name), Err(LabelError::InvalidUtf8));
     app.commit().unwrap();
     assert_eq!(read_all(&head, "m"), vec![(MIN, 1.0)]);
+    assert_eq!(head.num_series(), 1);
+}
+
+#[test]
+fn name_validation_scheme_applies_to_new_series() {
+    use crate::labels::{LabelError, NameValidation};
+    let (_d, head) = temp_head(memory_options(0));
+    assert_eq!(head.name_validation(), NameValidation::Utf8);
+    let dotted: [(&[u8], &[u8]); 2] = [(b"__name__", b"resource.cpu.usage"), (b"job.name", b"x")];
+    let mut app = head.appender();
+    let h = app.series_bytes(&dotted).unwrap();
+    app.append(h, MIN, 1.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(read_all(&head, "resource.cpu.usage"), vec![(MIN, 1.0)]);
+
+    head.set_name_validation(NameValidation::Legacy);
+    let mut app = head.appender();
+    let other: [(&[u8], &[u8]); 2] = [(b"__name__", b"m"), (b"job.name", b"y")];
+    assert!(matches!(app.series_bytes(&other), Err(LabelError::InvalidName { .. })));
+    let metric: [(&[u8], &[u8]); 1] = [(b"__name__", b"a.b")];
+    assert!(matches!(app.series_bytes(&metric), Err(LabelError::InvalidMetricName { .. })));
+    // A series already stored is still appended to: the scheme governs which series may be created.
+    let h = app.series_bytes(&dotted).unwrap();
+    app.append(h, 2 * MIN, 2.0).unwrap();
+    app.commit().unwrap();
+    assert_eq!(read_all(&head, "resource.cpu.usage"), vec![(MIN, 1.0), (2 * MIN, 2.0)]);
     assert_eq!(head.num_series(), 1);
 }
 
