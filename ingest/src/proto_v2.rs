@@ -202,7 +202,7 @@ impl SymbolTable {
 }
 
 impl Request {
-    /// The 2.0 form of a 1.0 request: the same series, samples and exemplars (histograms dropped).
+    /// The 2.0 form of a 1.0 request: the same series, samples, histograms and exemplars.
     /// 1.0 metadata, keyed by family name, is attached to series of that name.
     pub fn from_v1(req: &proto::WriteRequest) -> Request {
         let mut table = SymbolTable::default();
@@ -234,7 +234,7 @@ impl Request {
             timeseries.push(TimeSeries {
                 labels_refs,
                 samples,
-                histograms: Vec::new(),
+                histograms: ts.histograms.iter().map(|h| Histogram::from_v1(h.clone(), 0)).collect(),
                 exemplars,
                 metadata,
                 created_timestamp: 0,
