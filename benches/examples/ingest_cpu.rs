@@ -33,6 +33,7 @@ fn main() {
         start_ms: (now / interval_ms - rounds) * interval_ms,
         jitter_ms: 5,
         seed: 1,
+        histograms: false,
     };
     let shards = build_all(&spec, 4, 2000, &|_| {});
     let mut order = Vec::new();

@@ -138,6 +138,9 @@ pub struct Report {
 
 /// The fixed query set, over the workload's metric names, ending at the end of the data.
 pub fn queries(spec: &Spec) -> Vec<Query> {
+    if spec.histograms {
+        return histogram_queries(spec);
+    }
     let end = spec.end_ms();
     let c = spec.counter_metric();
     let g = spec.gauge_metric();
@@ -161,6 +164,46 @@ pub fn queries(spec: &Spec) -> Vec<Query> {
         Query {
             name: "avg_by_region_1h".into(),
             promql: format!("avg by (region) (avg_over_time({g}[1h]))"),
+            time_ms: end,
+            range: None,
+        },
+    ]
+}
+
+/// The query set of the histogram workload: quantiles and sums of rates, raw histograms, the
+/// count, sum and fraction functions.
+fn histogram_queries(spec: &Spec) -> Vec<Query> {
+    let end = spec.end_ms();
+    let h = spec.counter_metric();
+    let h2 = spec.gauge_metric();
+    let hour_start = (end - 3_600_000).max(spec.start_ms);
+    let span_step = (spec.span_ms / 10_000).max(spec.interval_ms);
+    vec![
+        Query {
+            name: "quantile_by_job_1h".into(),
+            promql: format!("histogram_quantile(0.9, sum by (job) (rate({h}[5m])))"),
+            time_ms: end,
+            range: Some((hour_start, 15_000)),
+        },
+        Query {
+            name: "one_series_span".into(),
+            promql: format!("{h}{{instance=\"{}\",cpu=\"0\"}}", spec.probe_instance()),
+            time_ms: end,
+            range: Some((spec.start_ms, span_step)),
+        },
+        Query { name: "count_all".into(), promql: "count({__name__=~\".+\"})".into(), time_ms: end, range: None },
+        Query {
+            name: "sum_rate_by_region".into(),
+            promql: format!("sum by (region) (rate({h2}[1h]))"),
+            time_ms: end,
+            range: None,
+        },
+        Query {
+            name: "count_sum_fraction".into(),
+            promql: format!(
+                "sum(histogram_count(increase({h}[1h]))) + sum(histogram_sum(increase({h}[1h]))) \
+                 + histogram_fraction(0, 0.01, sum(rate({h}[1h])))"
+            ),
             time_ms: end,
             range: None,
         },
@@ -226,6 +269,13 @@ pub fn run(opts: &Options) -> Result<Report> {
     let mut results = Vec::new();
     for t in &opts.targets {
         let mut r = TargetResult { name: t.kind.name().into(), ..Default::default() };
+        if spec.histograms && t.kind == Kind::VictoriaMetrics {
+            let msg = "no native histograms in VictoriaMetrics 1.79: skipped".to_string();
+            eprintln!("{}: {msg}", r.name);
+            r.error = Some(msg);
+            results.push(r);
+            continue;
+        }
         if !t.bin.is_file() {
             let msg = format!("binary {} not found: skipped", t.bin.display());
             eprintln!("{}: {msg}", r.name);
@@ -325,13 +375,14 @@ fn force_flush(agent: &ureq::Agent, s: &Server) {
 
 fn restart(opts: &Options, t: &Target, data: &Path, agent: &ureq::Agent, run: usize) -> (Restart, Option<Server>) {
     let mut r = Restart::default();
-    let mut s = match Server::start(t, data, &opts.out_dir, ooo_window(&opts.spec, &opts.load), run) {
-        Ok(s) => s,
-        Err(e) => {
-            r.error = Some(format!("{e:#}"));
-            return (r, None);
-        }
-    };
+    let mut s =
+        match Server::start(t, data, &opts.out_dir, ooo_window(&opts.spec, &opts.load), opts.spec.histograms, run) {
+            Ok(s) => s,
+            Err(e) => {
+                r.error = Some(format!("{e:#}"));
+                return (r, None);
+            }
+        };
     match s.wait_ready(agent, opts.wait_timeout) {
         Ok(d) => r.ready_s = Some(d.as_secs_f64()),
         Err(e) => {
@@ -365,7 +416,7 @@ fn run_target(opts: &Options, t: &Target, shards: &[ShardPayloads], qs: &[Query]
         std::fs::remove_dir_all(&data).with_context(|| format!("clear {}", data.display()))?;
     }
     let agent = client::agent();
-    let mut s = Server::start(t, &data, &opts.out_dir, ooo_window(spec, &opts.load), 0)?;
+    let mut s = Server::start(t, &data, &opts.out_dir, ooo_window(spec, &opts.load), spec.histograms, 0)?;
     r.startup_s = s.wait_ready(&agent, opts.wait_timeout)?.as_secs_f64();
 
     // Load.
@@ -462,22 +513,40 @@ fn run_target(opts: &Options, t: &Target, shards: &[ShardPayloads], qs: &[Query]
     Ok(())
 }
 
-/// Points of an answer by series: sorted label set → `[(t, v)]`.
-/// Points of each series of an answer, keyed by its label set.
+/// Points of each series of an answer, keyed by its label set; a native histogram becomes the
+/// points of its count, its sum and each of its buckets (keyed by the bucket's bounds, to 12
+/// significant digits), so histograms are compared bucket by bucket.
 type SeriesPoints = BTreeMap<String, Vec<(f64, f64)>>;
+
+fn number(v: &serde_json::Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// Adds one `[t, value]` or `[t, histogram]` point of series `key` to `out`.
+fn add_point(out: &mut SeriesPoints, key: &str, p: &serde_json::Value) -> Option<()> {
+    let t = p.get(0)?.as_f64()?;
+    let v = p.get(1)?;
+    if v.is_string() {
+        out.entry(key.to_string()).or_default().push((t, number(v)));
+        return Some(());
+    }
+    out.entry(format!("{key} count")).or_default().push((t, number(v.get("count")?)));
+    out.entry(format!("{key} sum")).or_default().push((t, number(v.get("sum")?)));
+    for b in v.get("buckets").and_then(|b| b.as_array()).into_iter().flatten() {
+        let (lo, hi) = (number(b.get(1)?), number(b.get(2)?));
+        let bucket = format!("{key} bucket {}({lo:.11e},{hi:.11e})", b.get(0)?);
+        out.entry(bucket).or_default().push((t, number(b.get(3)?)));
+    }
+    Some(())
+}
 
 fn points(v: &serde_json::Value) -> Option<(String, SeriesPoints)> {
     let data = v.get("data")?;
     let kind = data.get("resultType")?.as_str()?.to_string();
     let result = data.get("result")?;
-    let pair = |p: &serde_json::Value| -> Option<(f64, f64)> {
-        let t = p.get(0)?.as_f64()?;
-        let v = p.get(1)?.as_str()?;
-        Some((t, v.parse().unwrap_or(f64::NAN)))
-    };
     let mut out = BTreeMap::new();
     if kind == "scalar" {
-        out.insert(String::new(), vec![pair(result)?]);
+        add_point(&mut out, "", result)?;
         return Some((kind, out));
     }
     for item in result.as_array()? {
@@ -487,12 +556,16 @@ fn points(v: &serde_json::Value) -> Option<(String, SeriesPoints)> {
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
             .unwrap_or_default();
         let key = format!("{metric:?}");
-        let pts = if let Some(values) = item.get("values").and_then(|v| v.as_array()) {
-            values.iter().filter_map(pair).collect()
-        } else {
-            item.get("value").and_then(pair).into_iter().collect()
-        };
-        out.insert(key, pts);
+        for field in ["values", "histograms"] {
+            for p in item.get(field).and_then(|v| v.as_array()).into_iter().flatten() {
+                add_point(&mut out, &key, p);
+            }
+        }
+        for field in ["value", "histogram"] {
+            if let Some(p) = item.get(field) {
+                add_point(&mut out, &key, p);
+            }
+        }
     }
     Some((kind, out))
 }
@@ -562,5 +635,25 @@ mod tests {
         .unwrap_or_default();
         let d = diff_answers(&a, &b);
         assert_eq!(d.len(), 2, "{d:?}");
+    }
+
+    #[test]
+    fn diff_compares_histograms_bucket_by_bucket() {
+        let h = |count: &str, last: &str| -> serde_json::Value {
+            let text = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"histogram":[1.5,
+                {{"count":"{count}","sum":"3.5","buckets":[[0,"1","1.0905077326652577","2"],[0,"1.0905077326652577","1.189207115002721","{last}"]]}}]}}]}}}}"#
+            );
+            serde_json::from_str(&text).unwrap_or_default()
+        };
+        assert!(diff_answers(&h("5", "3"), &h("5", "3")).is_empty());
+        let d = diff_answers(&h("5", "3"), &h("5", "4"));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("bucket"), "{d:?}");
+        let float: serde_json::Value = serde_json::from_str(
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1.5,"5"]}]}}"#,
+        )
+        .unwrap_or_default();
+        assert!(!diff_answers(&h("5", "3"), &float).is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! The parse bound: how much CPU one core spends only to snappy-decode and protobuf-decode the
-//! payloads of a run — the floor under any receiver's ingest cost.
+//! payloads of a run — the floor under any receiver's ingest cost. Native histograms count as
+//! samples, and the walk parses each one into its spans and buckets, as a receiver must.
 
 use std::time::Duration;
 
@@ -20,7 +21,8 @@ pub struct ParseBound {
     pub snappy_cpu_s_per_m: f64,
     /// Snappy + prost decode into owned structs (what a Go/prost receiver does).
     pub snappy_prost_cpu_s_per_m: f64,
-    /// Snappy + Strata's borrowing decoder (`ingest::decode::walk`, no label allocation).
+    /// Snappy + Strata's borrowing decoder (`ingest::decode::walk`, no label allocation;
+    /// histograms parsed).
     pub snappy_walk_cpu_s_per_m: f64,
 }
 
@@ -50,7 +52,7 @@ pub fn measure(shards: &[ShardPayloads]) -> anyhow::Result<ParseBound> {
         buf.resize(snap::raw::decompress_len(&p.body)?, 0);
         let len = dec.decompress(&p.body, &mut buf)?;
         let req = WriteRequest::decode(buf.get(..len).unwrap_or_default())?;
-        n += req.timeseries.iter().map(|ts| ts.samples.len() as u64).sum::<u64>();
+        n += req.timeseries.iter().map(|ts| (ts.samples.len() + ts.histograms.len()) as u64).sum::<u64>();
     }
     let prost = thread_cpu_time() - t0;
     anyhow::ensure!(n == samples, "prost decoded {n} of {samples} samples");
@@ -63,10 +65,12 @@ pub fn measure(shards: &[ShardPayloads]) -> anyhow::Result<ParseBound> {
         let len = dec.decompress(&p.body, &mut buf)?;
         let payload = buf.get(..len).unwrap_or_default();
         let summary = ingest::decode::walk(payload, &mut labels, |l, s| {
-            n += s.samples().map(|(t, _)| u64::from(t > 0)).sum::<u64>() * u64::from(!l.is_empty());
+            let floats = s.samples().map(|(t, _)| u64::from(t > 0)).sum::<u64>();
+            let histograms = s.histograms().map(|h| u64::from(h.t > 0)).sum::<u64>();
+            n += (floats + histograms) * u64::from(!l.is_empty());
         })
         .map_err(|e| anyhow::anyhow!("walk: {e}"))?;
-        anyhow::ensure!(summary.samples > 0, "walk found no samples");
+        anyhow::ensure!(summary.samples + summary.histograms > 0, "walk found no samples");
     }
     let walk = thread_cpu_time() - t0;
     anyhow::ensure!(n == samples, "walk decoded {n} of {samples} samples");

@@ -1,5 +1,6 @@
 //! Remote-write 1.0 payloads (snappy-compressed `WriteRequest`s) built from a workload before any
-//! timing starts, and their 2.0 form ([`to_v2`]).
+//! timing starts, and their 2.0 form ([`to_v2`]). A histogram workload's samples go in the
+//! `histograms` field (4) of their `TimeSeries`.
 //!
 //! Like a Prometheus (agent) queue shard, each batch holds up to `batch` samples, one `TimeSeries`
 //! per sample, and every series always goes to the same shard (connection), so per-series order is
@@ -52,7 +53,10 @@ impl Builder {
     fn push(&mut self, labels: &[u8], e: &Emitted) {
         self.ts.clear();
         self.ts.extend_from_slice(labels);
-        prost::encoding::message::encode(2, &Sample { value: e.v, timestamp: e.t }, &mut self.ts);
+        match &e.histogram {
+            Some(h) => prost::encoding::message::encode(4, h.as_ref(), &mut self.ts),
+            None => prost::encoding::message::encode(2, &Sample { value: e.v, timestamp: e.t }, &mut self.ts),
+        }
         encode_key(1, WireType::LengthDelimited, &mut self.raw);
         encode_varint(self.ts.len() as u64, &mut self.raw);
         self.raw.extend_from_slice(&self.ts);
@@ -149,9 +153,12 @@ pub fn encode_with_structs(spec: &Spec, samples: &[Emitted]) -> Vec<u8> {
                     .into_iter()
                     .map(|(name, value)| Label { name, value })
                     .collect(),
-                samples: vec![Sample { value: e.v, timestamp: e.t }],
+                samples: match e.histogram {
+                    Some(_) => vec![],
+                    None => vec![Sample { value: e.v, timestamp: e.t }],
+                },
                 exemplars: vec![],
-                histograms: vec![],
+                histograms: e.histogram.iter().map(|h| h.as_ref().clone()).collect(),
             })
             .collect(),
         metadata: vec![],
@@ -181,6 +188,29 @@ mod tests {
         assert_eq!(raw, encode_with_structs(&spec, &first));
         let req = WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string());
         assert_eq!(req.map(|r| r.timeseries.len()), Ok(250));
+    }
+
+    #[test]
+    fn histogram_payloads_match_struct_encoding_in_both_protocols() {
+        let spec = Spec { histograms: true, ..bench_spec(40, 6, 0.0) };
+        let shards = build_all(&spec, 1, 100, &|_| {});
+        let mut first = Vec::new();
+        shard_stream(&spec, 0, 1, |e| {
+            if first.len() < 100 {
+                first.push(e)
+            }
+        });
+        let raw = snap::raw::Decoder::new().decompress_vec(&shards[0][0].body).unwrap_or_default();
+        assert_eq!(raw, encode_with_structs(&spec, &first));
+        let req = WriteRequest::decode(raw.as_slice()).unwrap_or_default();
+        assert!(req.timeseries.iter().all(|t| t.samples.is_empty() && t.histograms.len() == 1));
+        let v2 = to_v2(&shards);
+        let raw = snap::raw::Decoder::new().decompress_vec(&v2[0][0].body).unwrap_or_default();
+        let req2 = ingest::proto_v2::Request::decode(raw.as_slice()).unwrap_or_default();
+        let n: usize = req2.timeseries.iter().map(|t| t.histograms.len()).sum();
+        assert_eq!(n, 100);
+        let bound = crate::parse::measure(&shards).map(|b| b.samples).map_err(|e| e.to_string());
+        assert_eq!(bound, Ok(spec.total_samples()), "the parse bound decodes every histogram sample");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn markdown(r: &Report) -> String {
     let spec = &r.spec;
     s.push_str(&format!(
         "Workload: {} metrics × {} series = {} series ({} distinct with churn {}), {} s interval over {} h, \
-         OOO fraction {} (max lag {} s), {} samples in {} requests of ≤{} samples over {} connections; \
+         OOO fraction {} (max lag {} s), {} {}samples in {} requests of ≤{} samples over {} connections; \
          payloads {:.1} MB snappy / {:.1} MB raw.\n\n",
         spec.metrics,
         spec.series_per_metric,
@@ -105,6 +105,7 @@ pub fn markdown(r: &Report) -> String {
         spec.ooo_fraction,
         spec.ooo_max_lag_ms / 1000,
         r.samples,
+        if spec.histograms { "native histogram (schema 3, integer) " } else { "" },
         r.requests,
         r.batch,
         r.connections,

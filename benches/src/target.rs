@@ -102,8 +102,16 @@ pub struct Server {
 
 impl Server {
     /// Spawns `target` on a free loopback port over `data_dir` (created if missing).
-    /// `ooo_window_ms > 0` enables out-of-order ingestion with that window.
-    pub fn start(target: &Target, data_dir: &Path, work_dir: &Path, ooo_window_ms: i64, run: usize) -> Result<Server> {
+    /// `ooo_window_ms > 0` enables out-of-order ingestion with that window; `native_histograms`
+    /// turns on Prometheus's `native-histograms` feature (Strata always accepts them).
+    pub fn start(
+        target: &Target,
+        data_dir: &Path,
+        work_dir: &Path,
+        ooo_window_ms: i64,
+        native_histograms: bool,
+        run: usize,
+    ) -> Result<Server> {
         std::fs::create_dir_all(data_dir)?;
         let port = sys::free_port()?;
         let listen = format!("127.0.0.1:{port}");
@@ -131,6 +139,9 @@ impl Server {
                     .arg(format!("--web.listen-address={listen}"))
                     .arg("--web.enable-remote-write-receiver")
                     .arg("--storage.tsdb.retention.time=100y");
+                if native_histograms {
+                    cmd.arg("--enable-feature=native-histograms");
+                }
             }
             Kind::VictoriaMetrics => {
                 cmd.arg(format!("-storageDataPath={}", data_dir.display()))

@@ -8,6 +8,11 @@
 //! Each series has 8 labels: `__name__`, `cpu`, `env`, `instance`, `job`, `pod`, `region`, `zone`.
 //! With `churn > 0` a fixed fraction of the slots gets a new `pod` (a new series) every hour.
 //!
+//! With `histograms`, every series is instead an integer native histogram (exponential schema 3,
+//! as a Prometheus client's default bucket factor of 1.1 gives) of request durations: each scrape
+//! adds observations to a per-series band of 10–19 buckets, bell-shaped around its centre, and
+//! empty buckets are sent only inside gaps of at most two (as client_golang does).
+//!
 //! Out of order: with `ooo_fraction > 0`, that fraction of samples is *held back* and sent after
 //! newer samples of the same series, between one interval and `ooo_max_lag` later.
 //!
@@ -15,6 +20,9 @@
 //! comparison, and every run, sees the same samples.
 
 use std::collections::BTreeMap;
+
+use ingest::proto::histogram::{Count, ResetHint, ZeroCount};
+use ingest::proto::{BucketSpan, Histogram};
 
 use crate::rng::{mix, Rng};
 
@@ -25,6 +33,8 @@ pub enum Kind {
     Counter,
     /// A bounded random walk.
     Gauge,
+    /// An integer native histogram (a counter of observations per bucket).
+    Histogram,
 }
 
 /// Metric names, alternating counter / gauge (so metric 0 is a counter and metric 1 a gauge).
@@ -42,6 +52,17 @@ const METRICS: &[(&str, Kind)] = &[
     ("node_context_switches_total", Kind::Counter),
     ("node_procs_running", Kind::Gauge),
 ];
+
+/// Metric names of the histogram workload.
+const HISTOGRAM_METRICS: &[&str] = &[
+    "http_request_duration_seconds",
+    "grpc_server_handling_seconds",
+    "db_query_duration_seconds",
+    "rpc_client_duration_seconds",
+];
+
+/// Schema of the generated histograms (bucket boundaries at powers of 2^(1/8)).
+const HISTOGRAM_SCHEMA: i32 = 3;
 
 const JOBS: &[&str] = &["node", "kubelet", "api", "db"];
 const ENVS: &[&str] = &["prod", "staging"];
@@ -84,6 +105,9 @@ pub struct Spec {
     pub jitter_ms: i64,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Every series is an integer native histogram instead of a float counter or gauge.
+    #[serde(default)]
+    pub histograms: bool,
 }
 
 impl Spec {
@@ -122,9 +146,21 @@ impl Spec {
         (0..self.slots()).map(|s| u64::from(self.incarnation(s, last)) + 1).sum()
     }
 
+    /// Name and kind of metric `k` of this workload.
+    fn metric(&self, k: usize) -> (String, Kind) {
+        if !self.histograms {
+            return metric(k);
+        }
+        let base = HISTOGRAM_METRICS[k % HISTOGRAM_METRICS.len()];
+        match k / HISTOGRAM_METRICS.len() {
+            0 => (base.to_string(), Kind::Histogram),
+            round => (format!("{base}_{round}"), Kind::Histogram),
+        }
+    }
+
     /// Labels of `slot` in `incarnation`, sorted by name.
     pub fn labels(&self, slot: usize, incarnation: u32) -> Vec<(String, String)> {
-        let (name, _) = metric(slot / self.series_per_metric);
+        let (name, _) = self.metric(slot / self.series_per_metric);
         let j = slot % self.series_per_metric;
         let host = j / CPUS_PER_HOST;
         let cpu = j % CPUS_PER_HOST;
@@ -144,17 +180,17 @@ impl Spec {
 
     /// The kind of the metric of `slot`.
     pub fn kind(&self, slot: usize) -> Kind {
-        metric(slot / self.series_per_metric).1
+        self.metric(slot / self.series_per_metric).1
     }
 
-    /// Name of the counter metric used by queries (metric 0).
+    /// Name of the counter (or, with histograms, first histogram) metric used by queries (metric 0).
     pub fn counter_metric(&self) -> String {
-        metric(0).0
+        self.metric(0).0
     }
 
-    /// Name of the gauge metric used by queries (metric 1, or metric 0 if there is only one).
+    /// Name of the gauge (or second histogram) metric used by queries (metric 1, or metric 0 if there is only one).
     pub fn gauge_metric(&self) -> String {
-        metric(usize::from(self.metrics > 1)).0
+        self.metric(usize::from(self.metrics > 1)).0
     }
 
     /// A time at which every slot's newest sample is at most one interval old: the end of the last round.
@@ -173,7 +209,7 @@ fn instance(host: usize) -> String {
 }
 
 /// One generated sample.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Emitted {
     /// Series slot.
     pub slot: u32,
@@ -181,8 +217,10 @@ pub struct Emitted {
     pub incarnation: u32,
     /// Timestamp, ms.
     pub t: i64,
-    /// Value.
+    /// Value (with histograms: the observation count).
     pub v: f64,
+    /// The native histogram, in the histogram workload (its timestamp is `t`).
+    pub histogram: Option<Box<Histogram>>,
     /// The scrape round in which it is sent (later than its own round if held back).
     pub send_round: u32,
 }
@@ -196,8 +234,14 @@ struct SlotState {
     offset_ms: i64,
     incarnation: u32,
     value: f64,
-    /// Counter: mean increment per scrape. Gauge: level around which it walks.
+    /// Counter: mean increment per scrape. Gauge: level around which it walks. Histogram: mean
+    /// observations per scrape in its busiest bucket.
     scale: f64,
+    /// Histogram: cumulative counts of the buckets `first_bucket..first_bucket + len`.
+    buckets: Vec<u64>,
+    first_bucket: i32,
+    /// Histogram: sum of the observations.
+    sum: f64,
 }
 
 impl SlotState {
@@ -209,28 +253,100 @@ impl SlotState {
         let scale = match kind {
             Kind::Counter => 10f64.powf(rng.f64() * 5.0),
             Kind::Gauge => 10f64.powf(1.0 + rng.f64() * 8.0),
+            Kind::Histogram => 10f64.powf(rng.f64() * 2.5),
         };
         let value = match kind {
             Kind::Counter => (rng.f64() * scale * 1000.0).round(),
             Kind::Gauge => scale,
+            Kind::Histogram => 0.0,
         };
-        SlotState { rng, kind, offset_ms, incarnation: 0, value, scale }
+        let (first_bucket, buckets) = if kind == Kind::Histogram {
+            // Centred between ~1 ms and ~1 s (bucket index 8·log2(seconds) at schema 3).
+            let first = rng.range_i64(-85, -10) as i32;
+            (first, vec![0; rng.range_i64(10, 19) as usize])
+        } else {
+            (0, Vec::new())
+        };
+        SlotState { rng, kind, offset_ms, incarnation: 0, value, scale, buckets, first_bucket, sum: 0.0 }
+    }
+
+    /// Adds one scrape's observations to the histogram state and returns it as sent.
+    fn observe(&mut self, t: i64) -> Histogram {
+        let len = self.buckets.len() as f64;
+        let centre = (len - 1.0) / 2.0;
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            let z = (i as f64 - centre) / (len / 4.0);
+            let n = (self.scale * (-z * z).exp() * 2.0 * self.rng.f64()).round();
+            *b += n as u64;
+            // Observations sit at the bucket's geometric middle.
+            let index = f64::from(self.first_bucket) + i as f64;
+            self.sum += n * ((index - 0.5) / 8.0).exp2();
+        }
+        let mut spans: Vec<BucketSpan> = Vec::new();
+        let mut deltas = Vec::new();
+        let (mut prev, mut last_index) = (0i64, None::<i32>);
+        let mut i = 0;
+        while i < self.buckets.len() {
+            if self.buckets[i] == 0 {
+                i += 1;
+                continue;
+            }
+            let index = self.first_bucket + i as i32;
+            let gap = last_index.map(|l| index - l - 1);
+            match (gap, spans.last_mut()) {
+                // Up to two empty buckets are cheaper sent than a new span.
+                (Some(g), Some(span)) if g <= 2 => {
+                    for _ in 0..g {
+                        deltas.push(-prev);
+                        prev = 0;
+                    }
+                    span.length += g as u32 + 1;
+                }
+                (Some(g), _) => spans.push(BucketSpan { offset: g, length: 1 }),
+                (None, _) => spans.push(BucketSpan { offset: index, length: 1 }),
+            }
+            let c = self.buckets[i] as i64;
+            deltas.push(c - prev);
+            prev = c;
+            last_index = Some(index);
+            i += 1;
+        }
+        let count: u64 = self.buckets.iter().sum();
+        self.value = count as f64;
+        Histogram {
+            count: Some(Count::CountInt(count)),
+            sum: self.sum,
+            schema: HISTOGRAM_SCHEMA,
+            zero_threshold: 2f64.powi(-128),
+            zero_count: Some(ZeroCount::ZeroCountInt(0)),
+            positive_spans: spans,
+            positive_deltas: deltas,
+            reset_hint: ResetHint::Unknown as i32,
+            timestamp: t,
+            ..Default::default()
+        }
     }
 
     /// The sample of `round` (rounds must be visited in order).
-    fn sample(&mut self, spec: &Spec, slot: usize, round: u32) -> (u32, i64, f64) {
+    fn sample(&mut self, spec: &Spec, slot: usize, round: u32) -> (u32, i64, f64, Option<Box<Histogram>>) {
         let inc = spec.incarnation(slot, round);
         if inc != self.incarnation {
             self.incarnation = inc;
             self.value = match self.kind {
-                Kind::Counter => 0.0,
+                Kind::Counter | Kind::Histogram => 0.0,
                 Kind::Gauge => self.scale,
             };
+            self.buckets.iter_mut().for_each(|b| *b = 0);
+            self.sum = 0.0;
         }
         let jitter = self.rng.range_i64(-spec.jitter_ms, spec.jitter_ms);
         // Keep every sample inside its own interval so per-series order is strict.
         let within = (self.offset_ms + jitter).clamp(0, spec.interval_ms - 1);
         let t = spec.start_ms + i64::from(round) * spec.interval_ms + within;
+        if self.kind == Kind::Histogram {
+            let h = self.observe(t);
+            return (inc, t, self.value, Some(Box::new(h)));
+        }
         let u = self.rng.f64();
         self.value = match self.kind {
             Kind::Counter => self.value + (self.scale * 2.0 * u).round(),
@@ -238,8 +354,9 @@ impl SlotState {
                 let next = self.value + self.scale * 0.02 * (u - 0.5);
                 (next.clamp(self.scale * 0.5, self.scale * 1.5) * 100.0).round() / 100.0
             }
+            Kind::Histogram => self.value,
         };
-        (inc, t, self.value)
+        (inc, t, self.value, None)
     }
 }
 
@@ -259,8 +376,8 @@ pub fn shard_stream(spec: &Spec, shard: usize, shards: usize, mut f: impl FnMut(
     let mut held: BTreeMap<u32, Vec<Emitted>> = BTreeMap::new();
     for round in 0..spec.rounds() {
         for (i, &slot) in slots.iter().enumerate() {
-            let (incarnation, t, v) = states[i].sample(spec, slot, round);
-            let e = Emitted { slot: slot as u32, incarnation, t, v, send_round: round };
+            let (incarnation, t, v, histogram) = states[i].sample(spec, slot, round);
+            let e = Emitted { slot: slot as u32, incarnation, t, v, histogram, send_round: round };
             if spec.ooo_fraction > 0.0 && ooo_rng.f64() < spec.ooo_fraction {
                 let lag = ooo_rng.range_i64(1, i64::from(max_lag_rounds)) as u32;
                 held.entry(round + lag).or_default().push(Emitted { send_round: round + lag, ..e });
@@ -293,6 +410,7 @@ pub fn bench_spec(series: usize, rounds: u32, ooo_fraction: f64) -> Spec {
         start_ms: 1_700_000_000_000,
         jitter_ms: 5,
         seed: 42,
+        histograms: false,
     }
 }
 
@@ -327,6 +445,7 @@ mod tests {
             start_ms: 1_700_000_000_000,
             jitter_ms: 5,
             seed: 7,
+            histograms: false,
         }
     }
 
@@ -364,6 +483,55 @@ mod tests {
         assert_eq!(n, s.total_samples());
         let frac = late as f64 / n as f64;
         assert!((0.15..0.25).contains(&frac), "{frac}");
+    }
+
+    /// Bucket counts of an integer histogram by bucket index, from its spans and deltas.
+    fn buckets(h: &Histogram) -> Vec<(i32, i64)> {
+        let mut out = Vec::new();
+        let (mut index, mut count, mut deltas) = (0i32, 0i64, h.positive_deltas.iter());
+        for span in &h.positive_spans {
+            index += span.offset;
+            for _ in 0..span.length {
+                count += deltas.next().copied().unwrap_or(i64::MIN / 2);
+                out.push((index, count));
+                index += 1;
+            }
+        }
+        assert!(deltas.next().is_none(), "more deltas than spans cover");
+        out
+    }
+
+    #[test]
+    fn histograms_are_valid_cumulative_and_sparse() {
+        let s = Spec { histograms: true, ..spec(0.1, 0.0) };
+        assert_eq!(s.kind(3), Kind::Histogram);
+        assert_eq!(s.counter_metric(), "http_request_duration_seconds");
+        // Per series: its last buckets and sum.
+        type Last = (Vec<(i32, i64)>, f64);
+        let mut last: std::collections::HashMap<(u32, u32), Last> = Default::default();
+        let mut grew = 0;
+        shard_stream(&s, 0, 1, |e| {
+            let Some(h) = e.histogram.as_deref() else { panic!("float sample in a histogram workload") };
+            assert_eq!((h.timestamp, h.schema), (e.t, HISTOGRAM_SCHEMA));
+            let b = buckets(h);
+            assert!(b.iter().all(|&(_, c)| c >= 0), "{b:?}");
+            assert!(b.windows(2).all(|w| w[0].0 < w[1].0));
+            let total: i64 = b.iter().map(|&(_, c)| c).sum();
+            assert_eq!(h.count, Some(Count::CountInt(total as u64)));
+            assert_eq!(e.v, total as f64);
+            // Counters: every bucket and the sum only grow within one series.
+            if let Some((prev, sum)) = last.get(&(e.slot, e.incarnation)) {
+                assert!(h.sum >= *sum);
+                assert!(b.len() >= prev.len());
+                grew += usize::from(b.len() > prev.len());
+                for (i, c) in prev {
+                    let now = b.iter().find(|(j, _)| j == i).map_or(0, |&(_, c)| c);
+                    assert!(now >= *c, "bucket {i} fell from {c} to {now}");
+                }
+            }
+            last.insert((e.slot, e.incarnation), (b, h.sum));
+        });
+        assert!(grew > 0, "empty buckets are left out, so a series' first histograms have fewer buckets");
     }
 
     #[test]

@@ -74,6 +74,10 @@ struct WorkloadArgs {
     /// Seed of the workload.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Every series an integer native histogram (schema 3, 10–19 buckets) instead of floats;
+    /// Prometheus runs with `--enable-feature=native-histograms`, VictoriaMetrics is skipped.
+    #[arg(long)]
+    histograms: bool,
     /// Connections (sender shards).
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -119,6 +123,7 @@ impl WorkloadArgs {
             start_ms,
             jitter_ms: i64::try_from(a.jitter.as_millis())?,
             seed: a.seed,
+            histograms: a.histograms,
         })
     }
 
