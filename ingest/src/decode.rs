@@ -406,9 +406,9 @@ impl<'a> SeriesView<'a> {
 
     /// Checks the histogram message at `at` (`sub`), counting it.
     fn add_histogram(&mut self, at: usize, sub: Reader<'a>, depth: u32) -> Result<()> {
-        let h = histogram::parse(sub, depth, self.hist.version)?;
+        let t = histogram::check(sub, depth, self.hist.version)?;
         if self.num_histograms == 0 {
-            self.first_histogram_t = Some(h.t);
+            self.first_histogram_t = Some(t);
             self.hist.msg.pos = at;
         }
         self.num_histograms += 1;

@@ -72,8 +72,51 @@ struct Fields {
     start_t: i64,
 }
 
+/// Checks one `Histogram` message as [`parse`] reads it, without keeping its spans and buckets
+/// (the walk's pass over every histogram, before the series is handed out); returns its timestamp.
+pub(super) fn check(r: Reader<'_>, depth: u32, version: Version) -> Result<i64> {
+    read_fields(r, depth, version, false).map(|f| f.t)
+}
+
 /// Reads one `Histogram` message.
-pub(super) fn parse(mut r: Reader<'_>, depth: u32, version: Version) -> Result<HistogramSample> {
+pub(super) fn parse(r: Reader<'_>, depth: u32, version: Version) -> Result<HistogramSample> {
+    let f = read_fields(r, depth, version, true)?;
+    let counter_reset_hint = reset_hint(f.hint);
+    let value = if f.float {
+        HistogramValue::Float(FloatHistogram {
+            counter_reset_hint,
+            schema: f.schema,
+            zero_threshold: f.zero_threshold,
+            zero_count: f.zero_float,
+            count: f.count_float,
+            sum: f.sum,
+            positive_spans: f.pos_spans,
+            negative_spans: f.neg_spans,
+            positive_buckets: f.pos_counts,
+            negative_buckets: f.neg_counts,
+            custom_values: f.custom_values,
+        })
+    } else {
+        HistogramValue::Int(Histogram {
+            counter_reset_hint,
+            schema: f.schema,
+            zero_threshold: f.zero_threshold,
+            zero_count: f.zero_int,
+            count: f.count_int,
+            sum: f.sum,
+            positive_spans: f.pos_spans,
+            negative_spans: f.neg_spans,
+            positive_buckets: f.pos_deltas,
+            negative_buckets: f.neg_deltas,
+            custom_values: f.custom_values,
+        })
+    };
+    Ok(HistogramSample { t: f.t, value, start_t: f.start_t })
+}
+
+/// Reads the fields of one `Histogram` message; the repeated ones (spans, buckets, custom bounds)
+/// are checked always and kept only if `keep`.
+fn read_fields(mut r: Reader<'_>, depth: u32, version: Version, keep: bool) -> Result<Fields> {
     const MSG: &str = "Histogram";
     let mut f = Fields::default();
     while r.has_more() {
@@ -117,11 +160,17 @@ pub(super) fn parse(mut r: Reader<'_>, depth: u32, version: Version) -> Result<H
                 let sub = r.len_delimited()?;
                 let inner = r.enter(at, depth)?;
                 let span = parse_span(sub, inner)?;
-                if field == 8 { &mut f.neg_spans } else { &mut f.pos_spans }.push(span);
+                if keep {
+                    if field == 8 { &mut f.neg_spans } else { &mut f.pos_spans }.push(span);
+                }
             }
             9 | 12 => {
                 let out = if field == 9 { &mut f.neg_deltas } else { &mut f.pos_deltas };
-                repeated_varint(&mut r, at, field, wt, |v| out.push(zigzag64(v)))?;
+                repeated_varint(&mut r, at, field, wt, |v| {
+                    if keep {
+                        out.push(zigzag64(v))
+                    }
+                })?;
             }
             10 | 13 | 16 => {
                 let out = match field {
@@ -129,7 +178,11 @@ pub(super) fn parse(mut r: Reader<'_>, depth: u32, version: Version) -> Result<H
                     13 => &mut f.pos_counts,
                     _ => &mut f.custom_values,
                 };
-                repeated_double(&mut r, at, field, wt, out)?;
+                repeated_double(&mut r, at, field, wt, |v| {
+                    if keep {
+                        out.push(v)
+                    }
+                })?;
             }
             14 => {
                 r.expect_wt(at, MSG, field, wt, WT_VARINT)?;
@@ -146,37 +199,7 @@ pub(super) fn parse(mut r: Reader<'_>, depth: u32, version: Version) -> Result<H
             _ => r.skip(wt, field, depth)?,
         }
     }
-    let counter_reset_hint = reset_hint(f.hint);
-    let value = if f.float {
-        HistogramValue::Float(FloatHistogram {
-            counter_reset_hint,
-            schema: f.schema,
-            zero_threshold: f.zero_threshold,
-            zero_count: f.zero_float,
-            count: f.count_float,
-            sum: f.sum,
-            positive_spans: f.pos_spans,
-            negative_spans: f.neg_spans,
-            positive_buckets: f.pos_counts,
-            negative_buckets: f.neg_counts,
-            custom_values: f.custom_values,
-        })
-    } else {
-        HistogramValue::Int(Histogram {
-            counter_reset_hint,
-            schema: f.schema,
-            zero_threshold: f.zero_threshold,
-            zero_count: f.zero_int,
-            count: f.count_int,
-            sum: f.sum,
-            positive_spans: f.pos_spans,
-            negative_spans: f.neg_spans,
-            positive_buckets: f.pos_deltas,
-            negative_buckets: f.neg_deltas,
-            custom_values: f.custom_values,
-        })
-    };
-    Ok(HistogramSample { t: f.t, value, start_t: f.start_t })
+    Ok(f)
 }
 
 /// A `BucketSpan`: sint32 offset = 1, uint32 length = 2.
@@ -219,17 +242,17 @@ fn repeated_varint(r: &mut Reader<'_>, at: usize, field: u32, wt: u8, mut each: 
 }
 
 /// A repeated double field, packed or not.
-fn repeated_double(r: &mut Reader<'_>, at: usize, field: u32, wt: u8, out: &mut Vec<f64>) -> Result<()> {
+fn repeated_double(r: &mut Reader<'_>, at: usize, field: u32, wt: u8, mut each: impl FnMut(f64)) -> Result<()> {
     match wt {
         WT_LEN => {
             let mut packed = r.len_delimited()?;
             while packed.has_more() {
-                out.push(f64::from_bits(packed.fixed64()?));
+                each(f64::from_bits(packed.fixed64()?));
             }
             Ok(())
         }
         WT_FIXED64 => {
-            out.push(f64::from_bits(r.fixed64()?));
+            each(f64::from_bits(r.fixed64()?));
             Ok(())
         }
         found => Err(wrong(r, at, field, found)),
