@@ -22,13 +22,17 @@
 //!                 spans = uvarint n | n × (varint offset | uvarint length)
 //! exemplars:      0x07 | (varint Δref | varint Δt | 8-byte LE value | uvarint n |
 //!                         n × (uvarint len | name | uvarint len | value))…   Δ as in samples records
+//! histogram chunks: 0x08 | (uvarint ref | uvarint n | n × (u8 encoding | varint min_t | varint max_t |
+//!                          uvarint len | chunk bytes))…   encoding 2 integer, 3 float histogram chunk
 //! ```
 //! Histogram records hold a batch's integer and float histograms in one record, in the order they
 //! were queued (a series' two kinds share its histogram state, so their order matters). Exemplars
 //! records carry a batch's exemplars, replayed into the exemplar store.
 //! Chunks records (in-order sealed chunks, the open chunk, out-of-order sealed chunks, the open
-//! out-of-order samples of a series) appear only in checkpoints, so a restart loads chunks instead
-//! of re-appending every sample. Tombstones records are written by `delete_series` and again in
+//! out-of-order samples of a series) and histogram chunks records (a series' sealed in-order
+//! histogram chunks, Prometheus's encodings; its open chunk and late histograms follow as
+//! histograms records) appear only in checkpoints, so a restart loads chunks instead of
+//! re-appending every sample. Tombstones records are written by `delete_series` and again in
 //! every checkpoint for the series that still have deleted intervals.
 //! Several series and samples share one record, so one remote-write request is one WAL batch.
 //! Decoding never trusts a length: every read is bounds-checked and failures are typed.
@@ -59,6 +63,8 @@ pub enum RecordType {
     Histograms = 6,
     /// Exemplars with their series reference.
     Exemplars = 7,
+    /// A series' sealed in-order histogram chunks (checkpoints only).
+    HistogramChunks = 8,
 }
 
 impl TryFrom<u8> for RecordType {
@@ -72,6 +78,7 @@ impl TryFrom<u8> for RecordType {
             5 => Ok(RecordType::Tombstones),
             6 => Ok(RecordType::Histograms),
             7 => Ok(RecordType::Exemplars),
+            8 => Ok(RecordType::HistogramChunks),
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -235,6 +242,48 @@ pub fn encode_chunks(buf: &mut Vec<u8>, c: &SeriesChunks<'_>) {
     for &(t, v) in &c.ooo_open {
         put_varint(buf, t);
         buf.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+}
+
+/// One sealed histogram chunk of a histogram chunks record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredHistogramChunk<'a> {
+    /// Float histogram chunk (encoding 3) rather than integer (encoding 2).
+    pub float: bool,
+    /// First timestamp.
+    pub min_t: i64,
+    /// Last timestamp.
+    pub max_t: i64,
+    /// The chunk bytes.
+    pub bytes: &'a [u8],
+}
+
+/// One series' entry of a histogram chunks record.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SeriesHistogramChunks<'a> {
+    /// Series reference.
+    pub sref: u64,
+    /// Sealed in-order histogram chunks, oldest first.
+    pub chunks: Vec<StoredHistogramChunk<'a>>,
+}
+
+/// Chunk encodings of histogram chunks records (Prometheus's numbers).
+const ENCODING_HISTOGRAM: u8 = 2;
+const ENCODING_FLOAT_HISTOGRAM: u8 = 3;
+
+/// Appends one series' sealed histogram chunks to a histogram chunks record buffer.
+pub fn encode_histogram_chunks(buf: &mut Vec<u8>, c: &SeriesHistogramChunks<'_>) {
+    if buf.is_empty() {
+        buf.push(RecordType::HistogramChunks as u8);
+    }
+    put_uvarint(buf, c.sref);
+    put_uvarint(buf, c.chunks.len() as u64);
+    for ch in &c.chunks {
+        buf.push(if ch.float { ENCODING_FLOAT_HISTOGRAM } else { ENCODING_HISTOGRAM });
+        put_varint(buf, ch.min_t);
+        put_varint(buf, ch.max_t);
+        put_uvarint(buf, ch.bytes.len() as u64);
+        buf.extend_from_slice(ch.bytes);
     }
 }
 
@@ -417,6 +466,8 @@ pub enum Record<'a> {
     Histograms(Vec<RefHistogram>),
     /// Exemplars, in record order.
     Exemplars(Vec<RefExemplar>),
+    /// Sealed histogram chunks by series, borrowing the record's bytes.
+    HistogramChunks(Vec<SeriesHistogramChunks<'a>>),
 }
 
 /// Decodes one record; samples go into `samples_out` (reused by the caller). Labels are rebuilt
@@ -432,6 +483,13 @@ pub fn decode<'a>(rec: &'a [u8], samples_out: &mut Vec<RefSample>) -> Result<Rec
                 out.push(decode_series_chunks(&mut rest, start_len)?);
             }
             Ok(Record::Chunks(out))
+        }
+        RecordType::HistogramChunks => {
+            let mut out = Vec::new();
+            while !rest.is_empty() {
+                out.push(decode_series_histogram_chunks(&mut rest, start_len)?);
+            }
+            Ok(Record::HistogramChunks(out))
         }
         RecordType::Tombstones => {
             let mut out = Vec::new();
@@ -669,6 +727,37 @@ fn decode_series_chunks<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<Ser
     Ok(c)
 }
 
+fn decode_series_histogram_chunks<'a>(
+    rest: &mut &'a [u8],
+    start_len: usize,
+) -> Result<SeriesHistogramChunks<'a>, DecodeError> {
+    let trunc = |rest: &[u8]| DecodeError::Truncated(start_len - rest.len());
+    let sref = get_uvarint(rest).ok_or_else(|| trunc(rest))?;
+    let n = get_uvarint(rest).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| trunc(rest))?;
+    // A count from disk: each chunk takes at least 4 bytes, so never more than the bytes can hold.
+    if n > rest.len() {
+        return Err(trunc(rest));
+    }
+    let mut chunks = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let at = start_len - rest.len();
+        let (&encoding, after) = rest.split_first().ok_or_else(|| trunc(rest))?;
+        *rest = after;
+        let float = match encoding {
+            ENCODING_HISTOGRAM => false,
+            ENCODING_FLOAT_HISTOGRAM => true,
+            _ => return Err(DecodeError::BadValue(at)),
+        };
+        let min_t = get_varint(rest).ok_or_else(|| trunc(rest))?;
+        let max_t = get_varint(rest).ok_or_else(|| trunc(rest))?;
+        let len = get_uvarint(rest).and_then(|l| usize::try_from(l).ok()).ok_or_else(|| trunc(rest))?;
+        let bytes = rest.get(..len).ok_or_else(|| trunc(rest))?;
+        *rest = rest.get(len..).unwrap_or_default();
+        chunks.push(StoredHistogramChunk { float, min_t, max_t, bytes });
+    }
+    Ok(SeriesHistogramChunks { sref, chunks })
+}
+
 fn get_str<'a>(rest: &mut &'a [u8], start_len: usize) -> Result<&'a str, DecodeError> {
     let at = start_len - rest.len();
     let len = get_uvarint(rest).ok_or(DecodeError::Truncated(at))?;
@@ -884,6 +973,36 @@ mod tests {
             prop_assert_eq!(&got, &want);
             for cut in 1..buf.len() {
                 if let Ok(Record::Tombstones(part)) = decode(&buf[..cut], &mut Vec::new()) {
+                    prop_assert_eq!(&part[..], &want[..part.len()]);
+                }
+            }
+        }
+
+        #[test]
+        fn histogram_chunks_round_trip(
+            series in proptest::collection::vec(
+                (any::<u64>(), proptest::collection::vec((any::<bool>(), any::<i64>(), any::<i64>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..4)),
+                1..20,
+            ),
+        ) {
+            let want: Vec<SeriesHistogramChunks<'_>> = series
+                .iter()
+                .map(|(sref, chunks)| SeriesHistogramChunks {
+                    sref: *sref,
+                    chunks: chunks
+                        .iter()
+                        .map(|(float, min_t, max_t, bytes)| StoredHistogramChunk { float: *float, min_t: *min_t, max_t: *max_t, bytes })
+                        .collect(),
+                })
+                .collect();
+            let mut buf = Vec::new();
+            for c in &want {
+                encode_histogram_chunks(&mut buf, c);
+            }
+            let Ok(Record::HistogramChunks(got)) = decode(&buf, &mut Vec::new()) else { panic!("not a histogram chunks record") };
+            prop_assert_eq!(&got, &want);
+            for cut in 1..buf.len() {
+                if let Ok(Record::HistogramChunks(part)) = decode(&buf[..cut], &mut Vec::new()) {
                     prop_assert_eq!(&part[..], &want[..part.len()]);
                 }
             }

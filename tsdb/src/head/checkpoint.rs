@@ -1,6 +1,8 @@
 //! What goes into a WAL checkpoint: a series record for every series, a chunks record with every
-//! chunk still in the head, histograms records with every native histogram still in the head (as
-//! samples: replay re-encodes them), a tombstones record with the deleted intervals of the series
+//! chunk still in the head, histogram chunks records with the sealed native histogram chunks and
+//! histograms records with the histograms of the open histogram chunks and the late ones (as
+//! samples: replay re-encodes them; each series' chunks are written before its samples), a
+//! tombstones record with the deleted intervals of the series
 //! that hold samples, and exemplars records with the exemplar store's exemplars of the series in
 //! the head, so WAL segments before the checkpoint can be deleted and a restart loads
 //! chunks instead of re-appending samples. Written after each head compaction, when the WAL since the
@@ -11,9 +13,10 @@
 use super::histograms::HistData;
 use super::in_order::SealedChunk;
 use super::Head;
+use crate::chunk::ChunkData;
 use crate::chunkenc::num_samples;
 use crate::error::{Error, Result};
-use crate::record::{self, SeriesChunks, StoredChunk};
+use crate::record::{self, SeriesChunks, SeriesHistogramChunks, StoredChunk, StoredHistogramChunk};
 
 const SERIES_PER_RECORD: usize = 1_000;
 /// A sealed chunk read back for a checkpoint: min time, max time, where its bytes are in the buffer.
@@ -84,13 +87,19 @@ impl Head {
             let mut spans: Vec<ReadSpan> = Vec::new();
             let mut stones_rec: Vec<u8> = Vec::new();
             let mut hist_rec = record::HistogramsRecord::default();
+            let mut hist_chunks_rec: Vec<u8> = Vec::new();
             let (mut n_histograms, mut n_exemplars) = (0u64, 0u64);
-            let flush_hist = |rec: &mut record::HistogramsRecord, failed: &mut Option<Error>| {
-                if !rec.is_empty() && failed.is_none() {
-                    if let Err(e) = cp.log(&[rec.as_bytes()], || ()) {
-                        *failed = Some(e.into());
+            // A series' sealed histogram chunks go before its other histograms: replay installs the
+            // chunks, then appends the rest after them.
+            let flush_hist = |chunks: &mut Vec<u8>, rec: &mut record::HistogramsRecord, failed: &mut Option<Error>| {
+                for bytes in [chunks.as_slice(), rec.as_bytes()] {
+                    if !bytes.is_empty() && failed.is_none() {
+                        if let Err(e) = cp.log(&[bytes], || ()) {
+                            *failed = Some(e.into());
+                        }
                     }
                 }
+                chunks.clear();
                 *rec = record::HistogramsRecord::default();
             };
             self.series_maps().for_each(|s| {
@@ -132,23 +141,46 @@ impl Head {
                     && entry.open.is_none()
                     && entry.ooo_sealed.is_empty()
                     && entry.ooo_open.is_empty());
-                let hists = match data.hist().map(HistData::checkpoint_samples).transpose() {
+                let (hist_sealed, hists) = match data.hist().map(HistData::checkpoint_parts).transpose() {
                     Ok(h) => h.unwrap_or_default(),
                     Err(e) => {
                         failed = Some(e);
                         return;
                     }
                 };
-                if !floats && hists.is_empty() {
+                if !floats && hists.is_empty() && hist_sealed.is_empty() {
                     return;
                 }
                 for iv in data.deleted().map(|d| d.as_slice()).unwrap_or_default() {
                     record::encode_tombstone(&mut stones_rec, s.sref.0, *iv);
                 }
+                if !hist_sealed.is_empty() {
+                    let chunks = hist_sealed
+                        .iter()
+                        .filter_map(|c| match &c.data {
+                            ChunkData::Histogram(b) => Some((false, c, b)),
+                            ChunkData::FloatHistogram(b) => Some((true, c, b)),
+                            _ => None,
+                        })
+                        .map(|(float, c, b)| StoredHistogramChunk { float, min_t: c.min_t, max_t: c.max_t, bytes: b })
+                        .collect();
+                    record::encode_histogram_chunks(
+                        &mut hist_chunks_rec,
+                        &SeriesHistogramChunks { sref: s.sref.0, chunks },
+                    );
+                    n_histograms += hist_sealed
+                        .iter()
+                        .filter_map(|c| c.data.bytes())
+                        .map(|b| u64::from(num_samples(b)))
+                        .sum::<u64>();
+                }
                 for (t, v) in &hists {
                     hist_rec.push(s.sref.0, *t, v);
                 }
                 n_histograms += hists.len() as u64;
+                if hist_rec.as_bytes().len() >= CHUNK_RECORD_BYTES || hist_chunks_rec.len() >= CHUNK_RECORD_BYTES {
+                    flush_hist(&mut hist_chunks_rec, &mut hist_rec, &mut failed);
+                }
                 if !floats {
                     return;
                 }
@@ -166,12 +198,9 @@ impl Head {
                 if samples_rec.len() >= CHUNK_RECORD_BYTES {
                     flush(&mut samples_rec, &mut failed);
                 }
-                if hist_rec.as_bytes().len() >= CHUNK_RECORD_BYTES {
-                    flush_hist(&mut hist_rec, &mut failed);
-                }
             });
             flush(&mut samples_rec, &mut failed);
-            flush_hist(&mut hist_rec, &mut failed);
+            flush_hist(&mut hist_chunks_rec, &mut hist_rec, &mut failed);
             // Exemplars of the series still in the head, oldest first, so that replay takes them all.
             let mut exemplars_rec = record::ExemplarsRecord::default();
             for (labels, e) in self.exemplar_store().map(|st| st.entries_oldest_first()).unwrap_or_default() {

@@ -141,6 +141,10 @@ impl OpenHist {
     }
 }
 
+/// What a checkpoint takes of a series' histograms: its sealed in-order chunks, and the other
+/// histograms as samples ([`HistData::checkpoint_parts`]).
+pub(crate) type CheckpointParts<'a> = (&'a [ChunkMeta], Vec<(i64, HistogramValue)>);
+
 /// A series' native histograms (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct HistData {
@@ -286,25 +290,27 @@ impl HistData {
             .chain(self.open.as_ref().filter(|c| c.min_t <= maxt && c.max_t >= mint).map(OpenHist::meta))
     }
 
-    /// Every histogram held, for a checkpoint: the in-order ones oldest first, then the late ones.
-    /// The first histogram of a chunk with a counter-reset header carries the
-    /// [`CounterResetHint::CounterReset`] hint, so that re-encoding it keeps the header.
-    pub(crate) fn checkpoint_samples(&self) -> crate::error::Result<Vec<(i64, HistogramValue)>> {
+    /// A checkpoint's share of the histograms: the sealed in-order chunks as they are, and the open
+    /// chunk's histograms oldest first followed by the late ones (re-appended on replay, after
+    /// [`HistData::install_sealed`]). The first histogram of an open chunk with a counter-reset
+    /// header carries the [`CounterResetHint::CounterReset`] hint, so that re-encoding it keeps the
+    /// header.
+    pub(crate) fn checkpoint_parts(&self) -> crate::error::Result<CheckpointParts<'_>> {
         let mut out = Vec::new();
-        for c in self.in_order_chunks(i64::MIN, i64::MAX) {
+        if let Some(open) = &self.open {
+            let c = open.meta();
             let header = match &c.data {
                 ChunkData::Histogram(b) => HistogramIter::new(b).counter_reset_header(),
                 ChunkData::FloatHistogram(b) => FloatHistogramIter::new(b).counter_reset_header(),
                 _ => CounterResetHeader::Unknown,
             };
-            let first = out.len();
             let mut it = c.histograms(i64::MIN, i64::MAX);
             out.extend(it.by_ref());
             if let Some(e) = it.error() {
                 return Err(crate::chunk::DecodeError::new(&c, e.clone()).into());
             }
             if header == CounterResetHeader::CounterReset {
-                match out.get_mut(first) {
+                match out.first_mut() {
                     Some((_, HistogramValue::Int(h))) => h.counter_reset_hint = CounterResetHint::CounterReset,
                     Some((_, HistogramValue::Float(h))) => h.counter_reset_hint = CounterResetHint::CounterReset,
                     None => {}
@@ -312,7 +318,27 @@ impl HistData {
             }
         }
         out.extend(self.ooo.iter().cloned());
-        Ok(out)
+        Ok((&self.sealed, out))
+    }
+
+    /// Installs a checkpoint's sealed in-order chunks (oldest first, not overlapping) into an empty
+    /// `HistData`, and their newest histogram as the newest in-order one, so that what is appended
+    /// next is judged against it. Fails, changing nothing, if the newest chunk cannot be decoded.
+    pub(crate) fn install_sealed(&mut self, chunks: Vec<ChunkMeta>) -> Result<(), crate::chunk::DecodeError> {
+        let last = match chunks.last() {
+            Some(c) => {
+                let mut it = c.histograms(i64::MIN, i64::MAX);
+                let last = it.by_ref().last();
+                if let Some(e) = it.error() {
+                    return Err(crate::chunk::DecodeError::new(c, e.clone()));
+                }
+                last
+            }
+            None => None,
+        };
+        self.sealed = chunks;
+        self.last = last;
+        Ok(())
     }
 
     /// True if an in-order chunk overlaps `[mint, maxt]`.

@@ -23,9 +23,12 @@ use super::ooo::OooChunk;
 use super::ooo::OooData;
 use super::series::{Applied, MemSeries, SeriesData, SeriesRef};
 use super::{Head, ReplaySkip};
+use crate::chunk::{ChunkBytes, ChunkData, ChunkMeta};
 use crate::chunkenc::{num_samples, XorChunk, XorIter};
 use crate::error::{Error, Result};
-use crate::record::{self, Record, RefExemplar, RefHistogram, RefSample, SeriesChunks, StoredChunk};
+use crate::record::{
+    self, Record, RefExemplar, RefHistogram, RefSample, SeriesChunks, SeriesHistogramChunks, StoredChunk,
+};
 
 /// Series references below this are looked up in a dense table; larger ones in a map.
 const DENSE_REFS: u64 = 1 << 24;
@@ -166,6 +169,11 @@ impl Replay<'_> {
                 Ok(Record::Tombstones(stones)) => self.apply_tombstones(&stones),
                 Ok(Record::Histograms(hs)) => self.apply_histograms(hs, position, fixed_position.is_some()),
                 Ok(Record::Exemplars(es)) => self.apply_exemplars(es),
+                Ok(Record::HistogramChunks(chunks)) => {
+                    for c in chunks {
+                        self.install_histogram_chunks(&c, position)?;
+                    }
+                }
                 Err(e) => {
                     self.bad_records += 1;
                     tracing::warn!(error = %e, position, "skipping undecodable wal record");
@@ -410,6 +418,58 @@ impl Replay<'_> {
         }
         self.samples += n;
         self.chunk_samples += n;
+        Ok(())
+    }
+
+    /// Installs a series' sealed histogram chunks from a checkpoint into a series without
+    /// histograms (the histograms of its open chunk and its late ones follow in histograms
+    /// records). If the series already holds histograms, or part of the chunks is skipped or too
+    /// far in the future, the chunks' histograms are applied one by one instead.
+    fn install_histogram_chunks(&mut self, c: &SeriesHistogramChunks<'_>, position: u32) -> Result<()> {
+        let Some(s) = self.lookup(c.sref).cloned() else {
+            self.note_unknown_ref(c.sref);
+            return Ok(());
+        };
+        let metas: Vec<ChunkMeta> = c
+            .chunks
+            .iter()
+            .map(|ch| {
+                let bytes = ChunkBytes::from(ch.bytes);
+                let data = if ch.float { ChunkData::FloatHistogram(bytes) } else { ChunkData::Histogram(bytes) };
+                ChunkMeta::new(ch.min_t, ch.max_t, data)
+            })
+            .collect();
+        let needs_skip = c.chunks.iter().any(|ch| {
+            self.skips.iter().any(|k| position < k.before_segment && ch.min_t < k.maxt && ch.max_t >= k.mint)
+                || ch.max_t > self.max_future_t
+        });
+        let mut data = s.lock();
+        let corrupt = |e: crate::chunk::DecodeError| Error::Corruption {
+            what: format!("checkpoint histogram chunk of series {} (checkpoint of segment {position:08})", c.sref),
+            reason: e.to_string(),
+        };
+        if needs_skip || data.hist().is_some_and(|h| h.time_range().is_some()) {
+            drop(data);
+            let mut hs = Vec::new();
+            for m in &metas {
+                let mut it = m.histograms(i64::MIN, i64::MAX);
+                hs.extend(it.by_ref().map(|(t, v)| RefHistogram { sref: c.sref, t, v }));
+                if let Some(e) = it.error() {
+                    return Err(corrupt(crate::chunk::DecodeError::new(m, e.clone())));
+                }
+            }
+            self.apply_histograms(hs, position, true);
+            return Ok(());
+        }
+        let n: u64 = c.chunks.iter().map(|ch| u64::from(num_samples(ch.bytes))).sum();
+        let range = c.chunks.first().zip(c.chunks.last()).map(|(a, b)| (a.min_t, b.max_t));
+        data.hist_or_insert().install_sealed(metas).map_err(corrupt)?;
+        drop(data);
+        if let Some((lo, hi)) = range {
+            self.head.observe_time(hi);
+            self.head.observe_time(lo);
+        }
+        self.histograms += n;
         Ok(())
     }
 

@@ -106,6 +106,11 @@ impl SeriesData {
         self.rare.as_mut().and_then(|r| r.hist.as_mut())
     }
 
+    /// The native histograms, created empty if none arrived yet.
+    pub(crate) fn hist_or_insert(&mut self) -> &mut HistData {
+        self.rare.get_or_insert_with(Box::default).hist.get_or_insert_with(HistData::default)
+    }
+
     /// Forgets deleted intervals before `t` (the series' data there has gone into a block).
     pub fn truncate_deleted_before(&mut self, t: i64) {
         if let Some(r) = &mut self.rare {
@@ -233,8 +238,7 @@ impl SeriesData {
     /// Stores a native histogram already in the WAL, as [`SeriesData::apply`] stores a float
     /// sample (see [`HistData::apply`]); the series' float samples are not consulted.
     pub fn apply_histogram(&mut self, t: i64, v: HistogramValue, ctx: &ApplyCtx<'_>) -> Applied {
-        let rare = self.rare.get_or_insert_with(Box::default);
-        rare.hist.get_or_insert_with(HistData::default).apply(t, v, ctx.min_valid_t, ctx.chunk_range)
+        self.hist_or_insert().apply(t, v, ctx.min_valid_t, ctx.chunk_range)
     }
 
     /// The newest in-order histogram's timestamp and value.

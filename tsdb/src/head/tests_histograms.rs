@@ -605,3 +605,45 @@ fn a_checkpoint_brings_old_in_order_histograms_back_in_order() {
     let sizes: Vec<usize> = s.chunks.iter().map(|c| c.histograms(i64::MIN, i64::MAX).count()).collect();
     assert_eq!(sizes, vec![120, 120, 90]);
 }
+
+/// A checkpoint keeps sealed histogram chunks as they are (a histogram chunks record): after a
+/// restart the head holds the same chunk bytes, the checkpoint holds that record, and what is
+/// appended next is judged against the newest histogram.
+#[test]
+fn a_checkpoint_keeps_sealed_histogram_chunks_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_000 * MIN;
+    let chunks_of = |head: &Arc<Head>| -> Vec<(i64, i64, Vec<u8>)> {
+        let q = head.querier(i64::MIN, i64::MAX);
+        let s = q.select(&[Matcher::equal("__name__", "h")]).unwrap().pop().unwrap();
+        s.chunks.iter().map(|c| (c.min_t, c.max_t, c.data.bytes().map(|b| b.to_vec()).unwrap_or_default())).collect()
+    };
+    let before = {
+        let head = Head::open(dir.path(), wal_options(0)).unwrap();
+        for i in 0..250 {
+            append_h(&head, "h", base + i * 10_000, int_h(i as u64 + 1)).unwrap();
+        }
+        head.checkpoint_now().unwrap();
+        let before = chunks_of(&head);
+        head.close().unwrap();
+        before
+    };
+    assert_eq!(before.len(), 3);
+    let checkpoint = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("checkpoint.")))
+        .unwrap();
+    let mut reader = wal::Reader::open(&checkpoint).unwrap();
+    let mut tags = Vec::new();
+    while let Some(Ok((_, rec))) = reader.next_record_in_segment() {
+        tags.extend(rec.first().copied());
+    }
+    assert!(tags.contains(&(crate::record::RecordType::HistogramChunks as u8)), "record types {tags:?}");
+    let head = Head::open(dir.path(), wal_options(0)).unwrap();
+    assert_eq!(chunks_of(&head), before);
+    assert!(append_h(&head, "h", base + 249 * 10_000, int_h(250)).is_ok(), "the same histogram again");
+    assert!(append_h(&head, "h", base + 249 * 10_000, int_h(7)).is_err(), "a different one at the newest timestamp");
+    append_h(&head, "h", base + 250 * 10_000, int_h(251)).unwrap();
+    assert_eq!(read_histograms(&head, "h").len(), 251);
+}
