@@ -26,9 +26,7 @@ use super::{Head, ReplaySkip};
 use crate::chunk::{ChunkBytes, ChunkData, ChunkMeta};
 use crate::chunkenc::{num_samples, XorChunk, XorIter};
 use crate::error::{Error, Result};
-use crate::record::{
-    self, Record, RefExemplar, RefHistogram, RefSample, SeriesChunks, SeriesHistogramChunks, StoredChunk,
-};
+use crate::record::{self, Record, RefExemplar, RefHistogram, RefSample, SeriesChunks, SeriesHistogramChunks};
 
 /// Series references below this are looked up in a dense table; larger ones in a map.
 const DENSE_REFS: u64 = 1 << 24;
@@ -370,7 +368,8 @@ impl Replay<'_> {
             return Ok(());
         };
         let all_chunks = || c.sealed.iter().chain(&c.open).chain(&c.ooo_sealed);
-        let needs_skip = all_chunks().any(|ch| self.range_skipped(position, ch) || ch.max_t > self.max_future_t)
+        let needs_skip = all_chunks()
+            .any(|ch| self.range_skipped(position, ch.min_t, ch.max_t) || ch.max_t > self.max_future_t)
             || c.ooo_open.iter().any(|&(t, _)| self.skipped_at(position, t) || t > self.max_future_t);
         let mut data = s.lock();
         if needs_skip || !is_empty(&data) {
@@ -439,10 +438,8 @@ impl Replay<'_> {
                 ChunkMeta::new(ch.min_t, ch.max_t, data)
             })
             .collect();
-        let needs_skip = c.chunks.iter().any(|ch| {
-            self.skips.iter().any(|k| position < k.before_segment && ch.min_t < k.maxt && ch.max_t >= k.mint)
-                || ch.max_t > self.max_future_t
-        });
+        let needs_skip =
+            c.chunks.iter().any(|ch| self.range_skipped(position, ch.min_t, ch.max_t) || ch.max_t > self.max_future_t);
         let mut data = s.lock();
         let corrupt = |e: crate::chunk::DecodeError| Error::Corruption {
             what: format!("checkpoint histogram chunk of series {} (checkpoint of segment {position:08})", c.sref),
@@ -474,8 +471,8 @@ impl Replay<'_> {
     }
 
     /// True if a skip rule covers any part of the chunk's time range.
-    fn range_skipped(&self, position: u32, ch: &StoredChunk<'_>) -> bool {
-        self.skips.iter().any(|k| position < k.before_segment && ch.min_t < k.maxt && ch.max_t >= k.mint)
+    fn range_skipped(&self, position: u32, min_t: i64, max_t: i64) -> bool {
+        self.skips.iter().any(|k| position < k.before_segment && min_t < k.maxt && max_t >= k.mint)
     }
 }
 
