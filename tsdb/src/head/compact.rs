@@ -383,7 +383,7 @@ fn taken_from(s: &Arc<MemSeries>, d: &SeriesData, mint: i64, maxt: i64) -> Resul
     let (mut hist_in_order, mut hist_ooo_ts) = (false, Vec::new());
     if let Some(h) = d.hist() {
         hist_in_order = h.in_order_chunks_overlap(mint, maxt - 1);
-        hist_ooo_ts = h.ooo.iter().map(|s| s.0).filter(|&t| t >= mint && t < maxt).collect();
+        hist_ooo_ts = h.ooo.keys().copied().filter(|&t| t >= mint && t < maxt).collect();
     }
     if !in_order && ooo_ts.is_empty() && !hist_in_order && hist_ooo_ts.is_empty() {
         return Ok(None);

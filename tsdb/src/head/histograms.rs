@@ -11,10 +11,12 @@
 //! float chunks are), when the kind changes (integer ↔ float counts), and when the encoder asks for
 //! a new chunk (counter reset, other schema, zero threshold or spans, after a stale marker), with
 //! the counter-reset header the encoder gives. Sealed histogram chunks stay in memory: they are not
-//! moved to the head chunk files, which hold XOR chunks only. Late histograms are a sorted list
+//! moved to the head chunk files, which hold XOR chunks only. Late histograms are a sorted map
 //! with one sample per timestamp (the first stored wins, an identical one is stored once), kept
 //! whole until head compaction takes them: histograms are few next to float samples.
 
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::in_order::{push_exact, range_for_timestamp};
@@ -157,8 +159,9 @@ pub(crate) struct HistData {
     next_at: i64,
     /// The newest in-order histogram: its timestamp and value (for the duplicate check).
     pub(crate) last: Option<(i64, HistogramValue)>,
-    /// Late histograms, sorted by timestamp, one per timestamp.
-    pub(crate) ooo: Vec<(i64, HistogramValue)>,
+    /// Late histograms by timestamp, one per timestamp: a map, so that storing one costs
+    /// O(log n) in whatever order a sender delivers them.
+    pub(crate) ooo: BTreeMap<i64, HistogramValue>,
 }
 
 impl HistData {
@@ -176,7 +179,7 @@ impl HistData {
             .iter()
             .map(|c| (c.min_t, c.max_t))
             .chain(self.open.as_ref().map(|c| (c.min_t, c.max_t)))
-            .chain(self.ooo.first().zip(self.ooo.last()).map(|(a, b)| (a.0, b.0)));
+            .chain(self.ooo.first_key_value().zip(self.ooo.last_key_value()).map(|(a, b)| (*a.0, *b.0)));
         for (a, b) in spans {
             lo = lo.min(a);
             hi = hi.max(b);
@@ -192,8 +195,7 @@ impl HistData {
     /// The late histogram stored at exactly `t`.
     #[cfg(test)]
     pub(crate) fn ooo_at(&self, t: i64) -> Option<&HistogramValue> {
-        let i = self.ooo.binary_search_by_key(&t, |s| s.0).ok()?;
-        self.ooo.get(i).map(|s| &s.1)
+        self.ooo.get(&t)
     }
 
     /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where needed (see the module
@@ -266,13 +268,11 @@ impl HistData {
                 }
             }
             Ok(Placement::Duplicate) => Applied::AlreadyStored,
-            Ok(Placement::OutOfOrder) => match self.ooo.binary_search_by_key(&t, |s| s.0) {
-                Ok(i) => match self.ooo.get(i) {
-                    Some((_, existing)) if identical(existing, &v) => Applied::AlreadyStored,
-                    _ => Applied::Conflict,
-                },
-                Err(i) => {
-                    self.ooo.insert(i, (t, v));
+            Ok(Placement::OutOfOrder) => match self.ooo.entry(t) {
+                Entry::Occupied(existing) if identical(existing.get(), &v) => Applied::AlreadyStored,
+                Entry::Occupied(_) => Applied::Conflict,
+                Entry::Vacant(slot) => {
+                    slot.insert(v);
                     Applied::OutOfOrder
                 }
             },
@@ -317,7 +317,7 @@ impl HistData {
                 }
             }
         }
-        out.extend(self.ooo.iter().cloned());
+        out.extend(self.ooo.iter().map(|(t, v)| (*t, v.clone())));
         Ok((&self.sealed, out))
     }
 
@@ -349,8 +349,10 @@ impl HistData {
 
     /// The late histograms in `[mint, maxt]`, cloned.
     pub(crate) fn ooo_part(&self, mint: i64, maxt: i64) -> Vec<(i64, HistogramValue)> {
-        let start = self.ooo.partition_point(|s| s.0 < mint);
-        self.ooo.get(start..).unwrap_or_default().iter().take_while(|s| s.0 <= maxt).cloned().collect()
+        if mint > maxt {
+            return Vec::new();
+        }
+        self.ooo.range(mint..=maxt).map(|(t, v)| (*t, v.clone())).collect()
     }
 
     /// Drops the in-order chunks overlapping `[mint, maxt)` (they went into a block; chunks never
@@ -364,10 +366,7 @@ impl HistData {
 
     /// Drops the late histograms at the given timestamps (sorted).
     pub(crate) fn drop_ooo(&mut self, ts: &[i64]) {
-        self.ooo.retain(|s| ts.binary_search(&s.0).is_err());
-        if self.ooo.is_empty() {
-            self.ooo = Vec::new();
-        }
+        self.ooo.retain(|t, _| ts.binary_search(t).is_err());
     }
 }
 

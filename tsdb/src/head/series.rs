@@ -142,7 +142,7 @@ impl SeriesData {
             || self.hist().is_some_and(|h| {
                 h.sealed.iter().any(|c| live(c.min_t, c.max_t))
                     || h.open.as_ref().is_some_and(|c| live(c.min_t, c.max_t))
-                    || h.ooo.iter().any(|&(t, _)| live(t, t))
+                    || h.ooo.keys().any(|&t| live(t, t))
             })
     }
 
