@@ -5,6 +5,10 @@
 //!
 //! Each iteration starts from a fresh head holding the first scrape (series creation is not
 //! timed) and appends the next 60 scrapes: 60,000 samples.
+//!
+//! `head_append_histograms`: 20,000 native histograms (one bucket) of one series on a memory-only
+//! head, in transactions of 1000: in order, and late newest-first (each older than the one before,
+//! as a sender draining a buffer backwards delivers them), the worst order for storing late ones.
 
 use std::time::Duration;
 
@@ -81,5 +85,60 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+const HISTOGRAMS: i64 = 20_000;
+
+fn one_bucket(count: u64) -> tsdb::histogram::HistogramValue {
+    tsdb::histogram::HistogramValue::Int(tsdb::histogram::Histogram {
+        count,
+        positive_spans: vec![tsdb::histogram::Span { offset: 0, length: 1 }],
+        positive_buckets: vec![count as i64],
+        ..Default::default()
+    })
+}
+
+/// Appends `HISTOGRAMS` histograms of series `h` at `t(i)`, 1000 per transaction.
+fn append_histograms(head: &tsdb::Head, t: impl Fn(i64) -> i64) -> u64 {
+    let mut stored = 0;
+    for first in (0..HISTOGRAMS).step_by(1000) {
+        let mut app = head.appender();
+        for i in first..first + 1000 {
+            let h = app.series(&mut [("__name__", "h")]).unwrap_or_else(|e| panic!("series: {e}"));
+            app.append_histogram(h, t(i), one_bucket(i as u64 + 1)).unwrap_or_else(|e| panic!("append: {e}"));
+        }
+        let stats = app.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+        stored += stats.histograms_in_order + stats.histograms_out_of_order;
+    }
+    stored
+}
+
+fn bench_histograms(c: &mut Criterion) {
+    let mut g = c.benchmark_group("head_append_histograms");
+    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(HISTOGRAMS as u64));
+    let base = 1_700_000_000_000i64;
+    type Order = fn(i64, i64) -> i64;
+    for (order, t) in [("in_order", (|base, i| base + 1 + i) as Order), ("late_newest_first", |base, i| base - 1 - i)] {
+        g.bench_function(order, |b| {
+            b.iter_batched(
+                || {
+                    // The series and its newest histogram, at `base`.
+                    let (dir, head) = temp_head(memory_options(3_600_000));
+                    let mut app = head.appender();
+                    let h = app.series(&mut [("__name__", "h")]).unwrap_or_else(|e| panic!("series: {e}"));
+                    app.append_histogram(h, base, one_bucket(1)).unwrap_or_else(|e| panic!("append: {e}"));
+                    app.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+                    (dir, head)
+                },
+                |(dir, head)| {
+                    assert_eq!(append_histograms(&head, |i| t(base, i)), HISTOGRAMS as u64);
+                    (dir, head)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_histograms);
 criterion_main!(benches);
