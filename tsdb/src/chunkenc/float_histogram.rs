@@ -169,15 +169,17 @@ impl FloatHistogramChunk {
         if h.zero_count < f64::from_bits(self.zcnt.value) {
             return Err(AppendError::cut(CutReason::CounterReset, H::CounterReset));
         }
-        let values = |b: &[XorState]| -> Vec<f64> { b.iter().map(|x| f64::from_bits(x.value)).collect() };
-        if buckets_reset(&self.layout.positive_spans, &values(&self.p_buckets), &h.positive_spans, &h.positive_buckets)
-            || buckets_reset(
-                &self.layout.negative_spans,
-                &values(&self.n_buckets),
-                &h.negative_spans,
-                &h.negative_buckets,
-            )
-        {
+        if buckets_reset(
+            &self.layout.positive_spans,
+            bucket_values(&self.p_buckets),
+            &h.positive_spans,
+            h.positive_buckets.iter().copied(),
+        ) || buckets_reset(
+            &self.layout.negative_spans,
+            bucket_values(&self.n_buckets),
+            &h.negative_spans,
+            h.negative_buckets.iter().copied(),
+        ) {
             return Err(AppendError::cut(CutReason::CounterReset, H::CounterReset));
         }
         if !self.same_spans(h) {
@@ -380,7 +382,6 @@ impl<'a> FloatHistogramIter<'a> {
         if is_stale(sum) {
             return Ok(FloatHistogram { sum, ..FloatHistogram::default() });
         }
-        let values = |b: &[XorState]| -> Vec<f64> { b.iter().map(|x| f64::from_bits(x.value)).collect() };
         let mut h = FloatHistogram {
             counter_reset_hint: decoded_hint(self.header, self.read),
             schema: self.layout.schema,
@@ -390,8 +391,8 @@ impl<'a> FloatHistogramIter<'a> {
             sum,
             positive_spans: self.layout.positive_spans.clone(),
             negative_spans: self.layout.negative_spans.clone(),
-            positive_buckets: values(&self.p_buckets),
-            negative_buckets: values(&self.n_buckets),
+            positive_buckets: bucket_values(&self.p_buckets).collect(),
+            negative_buckets: bucket_values(&self.n_buckets).collect(),
             custom_values: self.layout.custom_values.clone(),
         };
         if h.schema > EXPONENTIAL_SCHEMA_MAX {
@@ -432,3 +433,8 @@ impl Iterator for FloatHistogramIter<'_> {
 }
 
 impl std::iter::FusedIterator for FloatHistogramIter<'_> {}
+
+/// The counts held in XOR bucket states.
+fn bucket_values(states: &[XorState]) -> impl Iterator<Item = f64> + '_ {
+    states.iter().map(|x| f64::from_bits(x.value))
+}

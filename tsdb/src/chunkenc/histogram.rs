@@ -191,25 +191,16 @@ impl HistogramChunk {
         if h.zero_count < self.zcnt {
             return Err(AppendError::cut(CutReason::CounterReset, H::CounterReset));
         }
-        let abs = |b: &[i64]| -> Vec<f64> {
-            let mut c = 0i64;
-            b.iter()
-                .map(|&d| {
-                    c = c.wrapping_add(d);
-                    c as f64
-                })
-                .collect()
-        };
         if buckets_reset(
             &self.layout.positive_spans,
-            &abs(&self.p_buckets),
+            absolute(&self.p_buckets),
             &h.positive_spans,
-            &abs(&h.positive_buckets),
+            absolute(&h.positive_buckets),
         ) || buckets_reset(
             &self.layout.negative_spans,
-            &abs(&self.n_buckets),
+            absolute(&self.n_buckets),
             &h.negative_spans,
-            &abs(&h.negative_buckets),
+            absolute(&h.negative_buckets),
         ) {
             return Err(AppendError::cut(CutReason::CounterReset, H::CounterReset));
         }
@@ -523,3 +514,11 @@ impl Iterator for HistogramIter<'_> {
 }
 
 impl std::iter::FusedIterator for HistogramIter<'_> {}
+
+/// The absolute counts of delta-encoded buckets.
+fn absolute(deltas: &[i64]) -> impl Iterator<Item = f64> + '_ {
+    deltas.iter().scan(0i64, |c, &d| {
+        *c = c.wrapping_add(d);
+        Some(*c as f64)
+    })
+}

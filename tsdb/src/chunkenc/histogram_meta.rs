@@ -414,9 +414,16 @@ fn bucket_indexes(spans: &[Span]) -> impl Iterator<Item = i64> + '_ {
 
 /// Whether going from `old` to `new` buckets is a counter reset: a bucket's count went down, or
 /// a populated bucket disappeared (Prometheus's `expand*SpansAndBuckets` returning not ok).
-pub(crate) fn buckets_reset(old_spans: &[Span], old: &[f64], new_spans: &[Span], new: &[f64]) -> bool {
-    let mut n = bucket_indexes(new_spans).zip(new.iter().copied()).peekable();
-    for (idx, count) in bucket_indexes(old_spans).zip(old.iter().copied()) {
+/// Counts come as iterators of absolute counts, so that callers holding delta-encoded or
+/// XOR-state buckets pass them without building a vector per append.
+pub(crate) fn buckets_reset(
+    old_spans: &[Span],
+    old: impl IntoIterator<Item = f64>,
+    new_spans: &[Span],
+    new: impl IntoIterator<Item = f64>,
+) -> bool {
+    let mut n = bucket_indexes(new_spans).zip(new).peekable();
+    for (idx, count) in bucket_indexes(old_spans).zip(old) {
         while n.next_if(|&(i, _)| i < idx).is_some() {}
         let reset = match n.peek() {
             Some(&(i, c)) if i == idx => count > c,
