@@ -366,38 +366,7 @@ impl HistogramsRecord {
         put_varint(buf, t.wrapping_sub(self.prev_t));
         self.prev_ref = sref;
         self.prev_t = t;
-        match v {
-            HistogramValue::Int(h) => {
-                buf.push(hint_bits(h.counter_reset_hint));
-                put_varint(buf, i64::from(h.schema));
-                put_f64(buf, h.zero_threshold);
-                put_uvarint(buf, h.zero_count);
-                put_uvarint(buf, h.count);
-                put_f64(buf, h.sum);
-                put_spans(buf, &h.positive_spans);
-                put_spans(buf, &h.negative_spans);
-                for side in [&h.positive_buckets, &h.negative_buckets] {
-                    put_uvarint(buf, side.len() as u64);
-                    for &b in side {
-                        put_varint(buf, b);
-                    }
-                }
-                put_floats(buf, &h.custom_values);
-            }
-            HistogramValue::Float(h) => {
-                buf.push(hint_bits(h.counter_reset_hint) | FLAG_FLOAT);
-                put_varint(buf, i64::from(h.schema));
-                put_f64(buf, h.zero_threshold);
-                put_f64(buf, h.zero_count);
-                put_f64(buf, h.count);
-                put_f64(buf, h.sum);
-                put_spans(buf, &h.positive_spans);
-                put_spans(buf, &h.negative_spans);
-                put_floats(buf, &h.positive_buckets);
-                put_floats(buf, &h.negative_buckets);
-                put_floats(buf, &h.custom_values);
-            }
-        }
+        encode_histogram_value(buf, v);
     }
 
     /// True if no entry was pushed.
@@ -408,6 +377,54 @@ impl HistogramsRecord {
     /// The record's bytes (empty if no entry was pushed).
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
+    }
+}
+
+/// Appends one histogram as a histograms record entry encodes it (flags byte and fields, see the
+/// module docs); [`decode_histogram_value`] reads it back.
+pub fn encode_histogram_value(buf: &mut Vec<u8>, v: &HistogramValue) {
+    match v {
+        HistogramValue::Int(h) => {
+            buf.push(hint_bits(h.counter_reset_hint));
+            put_varint(buf, i64::from(h.schema));
+            put_f64(buf, h.zero_threshold);
+            put_uvarint(buf, h.zero_count);
+            put_uvarint(buf, h.count);
+            put_f64(buf, h.sum);
+            put_spans(buf, &h.positive_spans);
+            put_spans(buf, &h.negative_spans);
+            for side in [&h.positive_buckets, &h.negative_buckets] {
+                put_uvarint(buf, side.len() as u64);
+                for &b in side {
+                    put_varint(buf, b);
+                }
+            }
+            put_floats(buf, &h.custom_values);
+        }
+        HistogramValue::Float(h) => {
+            buf.push(hint_bits(h.counter_reset_hint) | FLAG_FLOAT);
+            put_varint(buf, i64::from(h.schema));
+            put_f64(buf, h.zero_threshold);
+            put_f64(buf, h.zero_count);
+            put_f64(buf, h.count);
+            put_f64(buf, h.sum);
+            put_spans(buf, &h.positive_spans);
+            put_spans(buf, &h.negative_spans);
+            put_floats(buf, &h.positive_buckets);
+            put_floats(buf, &h.negative_buckets);
+            put_floats(buf, &h.custom_values);
+        }
+    }
+}
+
+/// Reads one histogram written by [`encode_histogram_value`]; all of `bytes` must be that one.
+pub fn decode_histogram_value(bytes: &[u8]) -> Result<HistogramValue, DecodeError> {
+    let mut rest = bytes;
+    let v = decode_histogram(&mut rest, bytes.len())?;
+    if rest.is_empty() {
+        Ok(v)
+    } else {
+        Err(DecodeError::BadValue(bytes.len() - rest.len()))
     }
 }
 

@@ -11,8 +11,8 @@
 //! float chunks are), when the kind changes (integer ↔ float counts), and when the encoder asks for
 //! a new chunk (counter reset, other schema, zero threshold or spans, after a stale marker), with
 //! the counter-reset header the encoder gives. Sealed histogram chunks stay in memory: they are not
-//! moved to the head chunk files, which hold XOR chunks only. Late histograms are a sorted map
-//! with one sample per timestamp (the first stored wins, an identical one is stored once), kept
+//! moved to the head chunk files, which hold XOR chunks only. Late histograms are a sorted map,
+//! each kept encoded, with one sample per timestamp (the first stored wins, an identical one is stored once), kept
 //! whole until head compaction takes them: histograms are few next to float samples.
 
 use std::collections::btree_map::Entry;
@@ -28,6 +28,7 @@ use crate::chunkenc::{
     HistogramIter,
 };
 use crate::histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span};
+use crate::record;
 
 /// True if two histogram values are the same sample: same kind, and every field equal, floats
 /// compared by their bits (so two stale markers are identical and `-0.0` differs from `0.0`). The
@@ -143,6 +144,32 @@ impl OpenHist {
     }
 }
 
+/// A late histogram as it waits for head compaction: encoded as a WAL histograms record entry
+/// encodes it ([`record::encode_histogram_value`]), a fraction of its decoded size (its spans and
+/// buckets are vectors), and decoded when read.
+#[derive(Debug, Clone)]
+pub(crate) struct LateHistogram(Box<[u8]>);
+
+impl LateHistogram {
+    fn new(v: &HistogramValue) -> LateHistogram {
+        let mut buf = Vec::new();
+        record::encode_histogram_value(&mut buf, v);
+        LateHistogram(buf.into_boxed_slice())
+    }
+
+    /// The histogram. `None` only if the bytes, which this type alone writes, could not be read
+    /// back: that histogram is then left out of reads rather than failing them.
+    pub(crate) fn value(&self) -> Option<HistogramValue> {
+        match record::decode_histogram_value(&self.0) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "a late histogram held in memory could not be decoded");
+                None
+            }
+        }
+    }
+}
+
 /// What a checkpoint takes of a series' histograms: its sealed in-order chunks, and the other
 /// histograms as samples ([`HistData::checkpoint_parts`]).
 pub(crate) type CheckpointParts<'a> = (&'a [ChunkMeta], Vec<(i64, HistogramValue)>);
@@ -160,8 +187,8 @@ pub(crate) struct HistData {
     /// The newest in-order histogram: its timestamp and value (for the duplicate check).
     pub(crate) last: Option<(i64, HistogramValue)>,
     /// Late histograms by timestamp, one per timestamp: a map, so that storing one costs
-    /// O(log n) in whatever order a sender delivers them.
-    pub(crate) ooo: BTreeMap<i64, HistogramValue>,
+    /// O(log n) in whatever order a sender delivers them; each kept encoded.
+    pub(crate) ooo: BTreeMap<i64, LateHistogram>,
 }
 
 impl HistData {
@@ -194,8 +221,8 @@ impl HistData {
 
     /// The late histogram stored at exactly `t`.
     #[cfg(test)]
-    pub(crate) fn ooo_at(&self, t: i64) -> Option<&HistogramValue> {
-        self.ooo.get(&t)
+    pub(crate) fn ooo_at(&self, t: i64) -> Option<HistogramValue> {
+        self.ooo.get(&t).and_then(LateHistogram::value)
     }
 
     /// Appends `(t, v)` to the in-order chunks, cutting a new chunk where needed (see the module
@@ -269,10 +296,12 @@ impl HistData {
             }
             Ok(Placement::Duplicate) => Applied::AlreadyStored,
             Ok(Placement::OutOfOrder) => match self.ooo.entry(t) {
-                Entry::Occupied(existing) if identical(existing.get(), &v) => Applied::AlreadyStored,
+                Entry::Occupied(existing) if existing.get().value().is_some_and(|e| identical(&e, &v)) => {
+                    Applied::AlreadyStored
+                }
                 Entry::Occupied(_) => Applied::Conflict,
                 Entry::Vacant(slot) => {
-                    slot.insert(v);
+                    slot.insert(LateHistogram::new(&v));
                     Applied::OutOfOrder
                 }
             },
@@ -317,7 +346,7 @@ impl HistData {
                 }
             }
         }
-        out.extend(self.ooo.iter().map(|(t, v)| (*t, v.clone())));
+        out.extend(self.ooo.iter().filter_map(|(t, v)| Some((*t, v.value()?))));
         Ok((&self.sealed, out))
     }
 
@@ -352,7 +381,7 @@ impl HistData {
         if mint > maxt {
             return Vec::new();
         }
-        self.ooo.range(mint..=maxt).map(|(t, v)| (*t, v.clone())).collect()
+        self.ooo.range(mint..=maxt).filter_map(|(t, v)| Some((*t, v.value()?))).collect()
     }
 
     /// Drops the in-order chunks overlapping `[mint, maxt)` (they went into a block; chunks never
@@ -393,6 +422,29 @@ mod tests {
             ChunkData::FloatHistogram(b) => FloatHistogramIter::new(b).map(|r| r.unwrap().0).collect(),
             other => panic!("not a histogram chunk: {other:?}"),
         }
+    }
+
+    #[test]
+    fn late_histograms_are_kept_encoded_and_read_back_whole() {
+        let float = HistogramValue::Float(FloatHistogram {
+            counter_reset_hint: CounterResetHint::Gauge,
+            schema: -53,
+            count: 3.5,
+            sum: -0.0,
+            positive_spans: vec![Span { offset: 0, length: 2 }],
+            positive_buckets: vec![1.5, 2.0],
+            custom_values: vec![0.1, 1.0],
+            ..FloatHistogram::default()
+        });
+        for v in [hist(7), float] {
+            let late = LateHistogram::new(&v);
+            let back = late.value().unwrap();
+            assert!(identical(&back, &v), "{back:?} vs {v:?}");
+            assert_eq!(back, v, "the counter-reset hint too");
+        }
+        let mut bytes = LateHistogram::new(&hist(1)).0.into_vec();
+        bytes.push(0);
+        assert!(record::decode_histogram_value(&bytes).is_err(), "trailing bytes are refused");
     }
 
     #[test]
@@ -439,7 +491,7 @@ mod tests {
         assert_eq!(d.apply(150, hist(5), i64::MIN, H2), Applied::OutOfOrder);
         assert_eq!(d.apply(150, hist(5), i64::MIN, H2), Applied::AlreadyStored);
         assert_eq!(d.apply(150, hist(6), i64::MIN, H2), Applied::Conflict);
-        assert_eq!(d.ooo_at(150), Some(&hist(5)));
+        assert_eq!(d.ooo_at(150), Some(hist(5)));
         // A late histogram at an in-order timestamp is stored beside it (reads keep the in-order one).
         assert_eq!(d.apply(100, hist(9), i64::MIN, H2), Applied::OutOfOrder);
         assert_eq!(d.time_range(), Some((100, 200)));
