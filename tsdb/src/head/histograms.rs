@@ -11,9 +11,9 @@
 //! float chunks are), when the kind changes (integer ↔ float counts), and when the encoder asks for
 //! a new chunk (counter reset, other schema, zero threshold or spans, after a stale marker), with
 //! the counter-reset header the encoder gives. Sealed histogram chunks stay in memory: they are not
-//! moved to the head chunk files, which hold XOR chunks only. Late histograms are a sorted map,
-//! each kept encoded, with one sample per timestamp (the first stored wins, an identical one is stored once), kept
-//! whole until head compaction takes them: histograms are few next to float samples.
+//! moved to the head chunk files, which hold XOR chunks only. Late histograms are a map sorted by
+//! timestamp with one sample per timestamp (the first stored wins, an identical one is stored
+//! once), each kept encoded as its WAL entry until head compaction takes them.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
