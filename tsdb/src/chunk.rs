@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::block::MappedSlice;
-use crate::chunkenc::{ChunkError, FloatHistogramIter, HistogramIter, XorIter};
+use crate::chunkenc::{ChunkError, CounterResetHeader, FloatHistogramIter, HistogramIter, XorIter};
 use crate::histogram::HistogramValue;
 use crate::intervals::{Interval, Intervals};
 
@@ -99,6 +99,15 @@ impl ChunkData {
     /// True for native histogram chunks.
     pub fn is_histogram(&self) -> bool {
         matches!(self, ChunkData::Histogram(_) | ChunkData::FloatHistogram(_) | ChunkData::RawHistograms(_))
+    }
+
+    /// A histogram chunk's counter-reset header; `Unknown` for other kinds.
+    pub fn counter_reset_header(&self) -> CounterResetHeader {
+        match self {
+            ChunkData::Histogram(b) => HistogramIter::new(b).counter_reset_header(),
+            ChunkData::FloatHistogram(b) => FloatHistogramIter::new(b).counter_reset_header(),
+            _ => CounterResetHeader::Unknown,
+        }
     }
 
     /// The stored bytes, for encoded chunks.

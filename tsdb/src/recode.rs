@@ -8,11 +8,8 @@
 //! counter-reset header the encoder names (a chunk cut for its size gets "no reset", or "reset"
 //! when the next histogram is one, as Prometheus's head sets it).
 
-use crate::chunk::{ChunkData, ChunkMeta, DecodeError, SAMPLES_PER_CHUNK};
-use crate::chunkenc::{
-    AppendError, CounterResetHeader, Encoding, FloatHistogramChunk, FloatHistogramIter, HistogramChunk, HistogramIter,
-    XorChunk,
-};
+use crate::chunk::{ChunkMeta, DecodeError, SAMPLES_PER_CHUNK};
+use crate::chunkenc::{AppendError, CounterResetHeader, Encoding, FloatHistogramChunk, HistogramChunk, XorChunk};
 use crate::histogram::{FloatHistogram, Histogram, HistogramValue};
 
 /// An encoded chunk and its time range.
@@ -68,13 +65,8 @@ pub fn recode<'a>(
         all.sort_by_key(|(t, rank, _)| (*t, *rank));
         all.dedup_by_key(|(t, _, _)| *t);
     }
-    let header = match (only.map(|c| (&c.data, c.min_t)), all.first()) {
-        (Some((ChunkData::Histogram(b), min_t)), Some((t, ..))) if *t == min_t => {
-            HistogramIter::new(b).counter_reset_header()
-        }
-        (Some((ChunkData::FloatHistogram(b), min_t)), Some((t, ..))) if *t == min_t => {
-            FloatHistogramIter::new(b).counter_reset_header()
-        }
+    let header = match (only, all.first()) {
+        (Some(c), Some((t, ..))) if *t == c.min_t => c.data.counter_reset_header(),
         _ => CounterResetHeader::Unknown,
     };
     let mut out = Vec::new();
@@ -300,6 +292,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunkenc::HistogramIter;
     use crate::histogram::Span;
 
     fn int(count: u64) -> HistogramValue {

@@ -23,10 +23,7 @@ use super::in_order::{push_exact, range_for_timestamp};
 use super::placement::{histogram_placement, Limits, Placement};
 use super::series::Applied;
 use crate::chunk::{ChunkData, ChunkMeta, SAMPLES_PER_CHUNK};
-use crate::chunkenc::{
-    AppendError as ChunkAppendError, CounterResetHeader, FloatHistogramChunk, FloatHistogramIter, HistogramChunk,
-    HistogramIter,
-};
+use crate::chunkenc::{AppendError as ChunkAppendError, CounterResetHeader, FloatHistogramChunk, HistogramChunk};
 use crate::histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, Span};
 use crate::record;
 
@@ -168,6 +165,25 @@ impl LateHistogram {
             }
         }
     }
+}
+
+/// Every histogram of chunk `c`, oldest first, the first carrying the
+/// [`CounterResetHint::CounterReset`] hint when the chunk's header says counter reset, so that
+/// appending them again (as a checkpoint's replay does) keeps the header.
+pub(crate) fn reappendable(c: &ChunkMeta) -> Result<Vec<(i64, HistogramValue)>, crate::chunk::DecodeError> {
+    let mut it = c.histograms(i64::MIN, i64::MAX);
+    let mut out: Vec<_> = it.by_ref().collect();
+    if let Some(e) = it.error() {
+        return Err(crate::chunk::DecodeError::new(c, e.clone()));
+    }
+    if c.data.counter_reset_header() == CounterResetHeader::CounterReset {
+        match out.first_mut() {
+            Some((_, HistogramValue::Int(h))) => h.counter_reset_hint = CounterResetHint::CounterReset,
+            Some((_, HistogramValue::Float(h))) => h.counter_reset_hint = CounterResetHint::CounterReset,
+            None => {}
+        }
+    }
+    Ok(out)
 }
 
 /// What a checkpoint takes of a series' histograms: its sealed in-order chunks, and the other
@@ -325,27 +341,10 @@ impl HistData {
     /// header carries the [`CounterResetHint::CounterReset`] hint, so that re-encoding it keeps the
     /// header.
     pub(crate) fn checkpoint_parts(&self) -> crate::error::Result<CheckpointParts<'_>> {
-        let mut out = Vec::new();
-        if let Some(open) = &self.open {
-            let c = open.meta();
-            let header = match &c.data {
-                ChunkData::Histogram(b) => HistogramIter::new(b).counter_reset_header(),
-                ChunkData::FloatHistogram(b) => FloatHistogramIter::new(b).counter_reset_header(),
-                _ => CounterResetHeader::Unknown,
-            };
-            let mut it = c.histograms(i64::MIN, i64::MAX);
-            out.extend(it.by_ref());
-            if let Some(e) = it.error() {
-                return Err(crate::chunk::DecodeError::new(&c, e.clone()).into());
-            }
-            if header == CounterResetHeader::CounterReset {
-                match out.first_mut() {
-                    Some((_, HistogramValue::Int(h))) => h.counter_reset_hint = CounterResetHint::CounterReset,
-                    Some((_, HistogramValue::Float(h))) => h.counter_reset_hint = CounterResetHint::CounterReset,
-                    None => {}
-                }
-            }
-        }
+        let mut out = match &self.open {
+            Some(open) => reappendable(&open.meta())?,
+            None => Vec::new(),
+        };
         out.extend(self.ooo.iter().filter_map(|(t, v)| Some((*t, v.value()?))));
         Ok((&self.sealed, out))
     }
@@ -354,17 +353,7 @@ impl HistData {
     /// `HistData`, and their newest histogram as the newest in-order one, so that what is appended
     /// next is judged against it. Fails, changing nothing, if the newest chunk cannot be decoded.
     pub(crate) fn install_sealed(&mut self, chunks: Vec<ChunkMeta>) -> Result<(), crate::chunk::DecodeError> {
-        let last = match chunks.last() {
-            Some(c) => {
-                let mut it = c.histograms(i64::MIN, i64::MAX);
-                let last = it.by_ref().last();
-                if let Some(e) = it.error() {
-                    return Err(crate::chunk::DecodeError::new(c, e.clone()));
-                }
-                last
-            }
-            None => None,
-        };
+        let last = chunks.last().map(reappendable).transpose()?.and_then(|mut all| all.pop());
         self.sealed = chunks;
         self.last = last;
         Ok(())
@@ -402,6 +391,7 @@ impl HistData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunkenc::{FloatHistogramIter, HistogramIter};
 
     const H2: i64 = 2 * 3_600_000;
 

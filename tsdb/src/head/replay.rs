@@ -423,7 +423,8 @@ impl Replay<'_> {
     /// Installs a series' sealed histogram chunks from a checkpoint into a series without
     /// histograms (the histograms of its open chunk and its late ones follow in histograms
     /// records). If the series already holds histograms, or part of the chunks is skipped or too
-    /// far in the future, the chunks' histograms are applied one by one instead.
+    /// far in the future, the chunks' histograms are applied one by one instead (each chunk's
+    /// counter-reset header carried as its first histogram's hint).
     fn install_histogram_chunks(&mut self, c: &SeriesHistogramChunks<'_>, position: u32) -> Result<()> {
         let Some(s) = self.lookup(c.sref).cloned() else {
             self.note_unknown_ref(c.sref);
@@ -449,11 +450,8 @@ impl Replay<'_> {
             drop(data);
             let mut hs = Vec::new();
             for m in &metas {
-                let mut it = m.histograms(i64::MIN, i64::MAX);
-                hs.extend(it.by_ref().map(|(t, v)| RefHistogram { sref: c.sref, t, v }));
-                if let Some(e) = it.error() {
-                    return Err(corrupt(crate::chunk::DecodeError::new(m, e.clone())));
-                }
+                let all = super::histograms::reappendable(m).map_err(corrupt)?;
+                hs.extend(all.into_iter().map(|(t, v)| RefHistogram { sref: c.sref, t, v }));
             }
             self.apply_histograms(hs, position, true);
             return Ok(());
