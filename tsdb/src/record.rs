@@ -358,6 +358,16 @@ fn put_floats(buf: &mut Vec<u8>, vs: &[f64]) {
 impl HistogramsRecord {
     /// Appends an entry.
     pub fn push(&mut self, sref: u64, t: i64, v: &HistogramValue) {
+        encode_histogram_value(self.start_entry(sref, t), v);
+    }
+
+    /// Appends an entry whose histogram is already encoded by [`encode_histogram_value`].
+    pub fn push_encoded(&mut self, sref: u64, t: i64, value: &[u8]) {
+        self.start_entry(sref, t).extend_from_slice(value);
+    }
+
+    /// Writes an entry's reference and timestamp deltas; the histogram follows in the buffer returned.
+    fn start_entry(&mut self, sref: u64, t: i64) -> &mut Vec<u8> {
         let buf = &mut self.buf;
         if buf.is_empty() {
             buf.push(RecordType::Histograms as u8);
@@ -366,7 +376,7 @@ impl HistogramsRecord {
         put_varint(buf, t.wrapping_sub(self.prev_t));
         self.prev_ref = sref;
         self.prev_t = t;
-        encode_histogram_value(buf, v);
+        buf
     }
 
     /// True if no entry was pushed.

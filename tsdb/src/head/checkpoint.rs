@@ -141,43 +141,57 @@ impl Head {
                     && entry.open.is_none()
                     && entry.ooo_sealed.is_empty()
                     && entry.ooo_open.is_empty());
-                let (hist_sealed, hists) = match data.hist().map(HistData::checkpoint_parts).transpose() {
-                    Ok(h) => h.unwrap_or_default(),
+                let hists = match data.hist().map(HistData::checkpoint_parts).transpose() {
+                    Ok(h) => h,
                     Err(e) => {
                         failed = Some(e);
                         return;
                     }
                 };
-                if !floats && hists.is_empty() && hist_sealed.is_empty() {
+                let no_hists =
+                    hists.as_ref().is_none_or(|h| h.sealed.is_empty() && h.open.is_empty() && h.late.is_empty());
+                if !floats && no_hists {
                     return;
                 }
                 for iv in data.deleted().map(|d| d.as_slice()).unwrap_or_default() {
                     record::encode_tombstone(&mut stones_rec, s.sref.0, *iv);
                 }
-                if !hist_sealed.is_empty() {
-                    let chunks = hist_sealed
-                        .iter()
-                        .filter_map(|c| match &c.data {
-                            ChunkData::Histogram(b) => Some((false, c, b)),
-                            ChunkData::FloatHistogram(b) => Some((true, c, b)),
-                            _ => None,
-                        })
-                        .map(|(float, c, b)| StoredHistogramChunk { float, min_t: c.min_t, max_t: c.max_t, bytes: b })
-                        .collect();
-                    record::encode_histogram_chunks(
-                        &mut hist_chunks_rec,
-                        &SeriesHistogramChunks { sref: s.sref.0, chunks },
-                    );
-                    n_histograms += hist_sealed
-                        .iter()
-                        .filter_map(|c| c.data.bytes())
-                        .map(|b| u64::from(num_samples(b)))
-                        .sum::<u64>();
+                if let Some(h) = &hists {
+                    if !h.sealed.is_empty() {
+                        let chunks = h
+                            .sealed
+                            .iter()
+                            .filter_map(|c| match &c.data {
+                                ChunkData::Histogram(b) => Some((false, c, b)),
+                                ChunkData::FloatHistogram(b) => Some((true, c, b)),
+                                _ => None,
+                            })
+                            .map(|(float, c, b)| StoredHistogramChunk {
+                                float,
+                                min_t: c.min_t,
+                                max_t: c.max_t,
+                                bytes: b,
+                            })
+                            .collect();
+                        record::encode_histogram_chunks(
+                            &mut hist_chunks_rec,
+                            &SeriesHistogramChunks { sref: s.sref.0, chunks },
+                        );
+                        n_histograms += h
+                            .sealed
+                            .iter()
+                            .filter_map(|c| c.data.bytes())
+                            .map(|b| u64::from(num_samples(b)))
+                            .sum::<u64>();
+                    }
+                    for (t, v) in &h.open {
+                        hist_rec.push(s.sref.0, *t, v);
+                    }
+                    for &(t, v) in &h.late {
+                        hist_rec.push_encoded(s.sref.0, t, v);
+                    }
+                    n_histograms += (h.open.len() + h.late.len()) as u64;
                 }
-                for (t, v) in &hists {
-                    hist_rec.push(s.sref.0, *t, v);
-                }
-                n_histograms += hists.len() as u64;
                 if hist_rec.as_bytes().len() >= CHUNK_RECORD_BYTES || hist_chunks_rec.len() >= CHUNK_RECORD_BYTES {
                     flush_hist(&mut hist_chunks_rec, &mut hist_rec, &mut failed);
                 }

@@ -186,9 +186,15 @@ pub(crate) fn reappendable(c: &ChunkMeta) -> Result<Vec<(i64, HistogramValue)>, 
     Ok(out)
 }
 
-/// What a checkpoint takes of a series' histograms: its sealed in-order chunks, and the other
-/// histograms as samples ([`HistData::checkpoint_parts`]).
-pub(crate) type CheckpointParts<'a> = (&'a [ChunkMeta], Vec<(i64, HistogramValue)>);
+/// What a checkpoint takes of a series' histograms ([`HistData::checkpoint_parts`]).
+pub(crate) struct CheckpointParts<'a> {
+    /// The sealed in-order chunks, as they are.
+    pub(crate) sealed: &'a [ChunkMeta],
+    /// The open chunk's histograms, oldest first.
+    pub(crate) open: Vec<(i64, HistogramValue)>,
+    /// The late histograms, oldest first, as they are held (encoded as a histograms record entry).
+    pub(crate) late: Vec<(i64, &'a [u8])>,
+}
 
 /// A series' native histograms (see the module docs).
 #[derive(Debug, Default)]
@@ -335,18 +341,16 @@ impl HistData {
             .chain(self.open.as_ref().filter(|c| c.min_t <= maxt && c.max_t >= mint).map(OpenHist::meta))
     }
 
-    /// A checkpoint's share of the histograms: the sealed in-order chunks as they are, and the open
-    /// chunk's histograms oldest first followed by the late ones (re-appended on replay, after
-    /// [`HistData::install_sealed`]). The first histogram of an open chunk with a counter-reset
-    /// header carries the [`CounterResetHint::CounterReset`] hint, so that re-encoding it keeps the
-    /// header.
+    /// A checkpoint's share of the histograms: the sealed in-order chunks as they are, the open
+    /// chunk's histograms ([`reappendable`]) and the late ones as held, both re-appended on replay
+    /// after [`HistData::install_sealed`].
     pub(crate) fn checkpoint_parts(&self) -> crate::error::Result<CheckpointParts<'_>> {
-        let mut out = match &self.open {
+        let open = match &self.open {
             Some(open) => reappendable(&open.meta())?,
             None => Vec::new(),
         };
-        out.extend(self.ooo.iter().filter_map(|(t, v)| Some((*t, v.value()?))));
-        Ok((&self.sealed, out))
+        let late = self.ooo.iter().map(|(t, v)| (*t, &*v.0)).collect();
+        Ok(CheckpointParts { sealed: &self.sealed, open, late })
     }
 
     /// Installs a checkpoint's sealed in-order chunks (oldest first, not overlapping) into an empty
